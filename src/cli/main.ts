@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+/**
+ * xroad-sync command line. Each command loads only the modules it needs, so
+ * the every-minute `sync` does not pay for the daemon, server or demo code.
+ */
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { addPassOptions } from './options.js';
+
+const EXIT_CODES = `
+Exit codes (same number as rsync where the meaning is the same):
+    0  done, nothing to do, or skipped because sync is paused
+    1  usage or configuration error (bad flag, missing file)
+   11  local file I/O error (target not writable, disk full)
+   12  the master sent invalid data (bad names, sizes that do not match)
+   20  stopped by SIGTERM/SIGINT before commit (nothing changed)
+   23  a master file or directory could not be read (nothing changed)
+   25  refused by the safety valve (empty master, too many deletions)
+   30  timeout: no progress from the master for --timeout seconds
+   75  another pass holds the lock
+  254  the master's host key is unknown, changed or revoked
+  255  connection or authentication failure`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function buildProgram(): Command {
+  const program = new Command('xroad-sync')
+    .description('Mirror an X-Road master\'s /etc/xroad to this slave over SFTP: all-or-nothing, rsync\'s excludes and log format.')
+    .version(version(), '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', EXIT_CODES);
+
+  addPassOptions(
+    program
+      .command('sync')
+      .description('run one pass now (what the systemd timer runs every minute)')
+      .option('--now', 'accepted for the manual pass before an upgrade (a pass always runs at once)'),
+  )
+    .addHelpText('after', EXIT_CODES)
+    .action(async (opts) => {
+      const { syncCommand } = await import('./sync-command.js');
+      process.exitCode = await syncCommand(opts);
+    });
+
+  program
+    .command('pause')
+    .description('create the flag file: every pass is skipped until resume (rolling upgrades, IG-XLB 7.2)')
+    .option('--flag-file <file>', 'the flag file', '/var/tmp/xroad/sync-disabled')
+    .action(async (opts) => {
+      const { pauseCommand } = await import('./pause-command.js');
+      process.exitCode = await pauseCommand(opts);
+    });
+
+  addPassOptions(
+    program
+      .command('resume')
+      .description('remove the flag file; with --now also run a pass at once (upgrade steps 4-5)')
+      .option('--now', 'run a pass right after resuming'),
+  ).action(async (opts) => {
+    const { resumeCommand } = await import('./pause-command.js');
+    process.exitCode = await resumeCommand(opts);
+  });
+
+  return program;
+}
+
+buildProgram()
+  .parseAsync(process.argv)
+  .catch((err: unknown) => {
+    process.stderr.write(`xroad-sync: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  });

@@ -1,0 +1,29 @@
+/** The sync options shared by `sync`, `daemon` and `check`, with help that answers the usual questions. */
+import { Command, Option } from 'commander';
+import { DEFAULTS } from '../config.js';
+import { DEFAULT_EXCLUDES } from '../filter/types.js';
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+export function addPassOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--master <host>', 'the master security server (rsync: ${MASTER})').env('MASTER'))
+    .option('--port <n>', 'SSH port on the master', String(DEFAULTS.port))
+    .addOption(new Option('--user <name>', 'SSH user on the master (rsync: ${XROAD_USER}@)').env('XROAD_USER').default(DEFAULTS.user))
+    .option('--identity <file>', 'private key for the master (default: first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa)')
+    .option('--known-hosts <file>', "OpenSSH known_hosts that must hold the master's host key (default: ~/.ssh/known_hosts)")
+    .option('--source <dir>', 'directory on the master (rsync: :/etc/xroad/)', DEFAULTS.sourceDir)
+    .option('--target <dir>', 'local directory to mirror into', DEFAULTS.targetDir)
+    .option('--exclude <pattern>', 'rsync exclude pattern, repeatable; added to the defaults', collect)
+    .option('--no-default-excludes', `do not apply the default excludes (${DEFAULT_EXCLUDES.join(' ')})`)
+    .option('--flag-file <file>', 'while this file exists every pass is skipped (exit 0)', DEFAULTS.flagFile)
+    .option('--log-file <file>', 'rsync-format log, appended per pass (rsync: --log-file)', DEFAULTS.logFile)
+    .option('--no-log-file', 'do not write the rsync-format log')
+    .option('--state-dir <dir>', 'lock, status and crash journal', DEFAULTS.stateDir)
+    .option('--connect-timeout <s>', 'handshake must finish within this (rsync: ssh -o ConnectTimeout=5)', String(DEFAULTS.connectTimeoutS))
+    .option('--timeout <s>', 'abort when the master makes no progress for this long (rsync: --timeout=10)', String(DEFAULTS.timeoutS))
+    .option('--max-delete <n>', 'refuse a pass that deletes more files (default: half of the synced files)')
+    .option('--force', 'override the safety valve (empty master, too many deletions)')
+    .option('--concurrency <n>', 'files fetched at once', String(DEFAULTS.concurrency))
+    .option('--dry-run', 'print what would change (rsync itemized format) and change nothing');
+}

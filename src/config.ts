@@ -1,0 +1,126 @@
+/**
+ * Everything a pass needs to know, resolved once from flags, environment and
+ * defaults (flags win over environment, environment over defaults). The
+ * defaults are those of the X-Road load balancer guide's rsync job.
+ */
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ConfigError } from './errors.js';
+import { DEFAULT_EXCLUDES } from './filter/types.js';
+
+export interface ConnectionSettings {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly identityFile: string;
+  readonly knownHostsFile: string;
+  readonly connectTimeoutMs: number;
+  /** No progress for this long aborts the pass (rsync --timeout). */
+  readonly idleTimeoutMs: number;
+}
+
+export interface PassSettings {
+  readonly connection: ConnectionSettings;
+  /** Absolute directory on the master (the guide: /etc/xroad/). */
+  readonly sourceDir: string;
+  /** Absolute local directory, no trailing slash. */
+  readonly targetDir: string;
+  readonly excludes: readonly string[];
+  readonly flagFile: string;
+  readonly logFile: string | null;
+  readonly stateDir: string;
+  readonly dryRun: boolean;
+  /** Refuse a pass that deletes more files than this; undefined = half of the synced files in the target. */
+  readonly maxDelete: number | undefined;
+  readonly force: boolean;
+  /** Files fetched at once. */
+  readonly concurrency: number;
+}
+
+export const DEFAULTS = {
+  port: 22,
+  user: 'xroad-slave',
+  sourceDir: '/etc/xroad/',
+  targetDir: '/etc/xroad/',
+  flagFile: '/var/tmp/xroad/sync-disabled',
+  logFile: '/var/log/xroad/slave-sync.log',
+  stateDir: '/var/lib/xroad-sync',
+  connectTimeoutS: 5,
+  timeoutS: 10,
+  concurrency: 16,
+} as const;
+
+/** The options as commander hands them over (strings where the user typed them). */
+export interface RawPassOptions {
+  master?: string;
+  port?: string | number;
+  user?: string;
+  identity?: string;
+  knownHosts?: string;
+  source?: string;
+  target?: string;
+  exclude?: string[];
+  defaultExcludes?: boolean;
+  flagFile?: string;
+  logFile?: string | false;
+  stateDir?: string;
+  connectTimeout?: string | number;
+  timeout?: string | number;
+  dryRun?: boolean;
+  maxDelete?: string | number;
+  force?: boolean;
+  concurrency?: string | number;
+}
+
+export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv = process.env): PassSettings {
+  const host = raw.master ?? env.MASTER;
+  if (!host) throw new ConfigError('no master given', { subject: '--master', hint: 'pass --master HOST or set MASTER in /etc/default/xroad-sync' });
+  const excludes = [...(raw.defaultExcludes === false ? [] : DEFAULT_EXCLUDES), ...(raw.exclude ?? [])];
+  return {
+    connection: {
+      host,
+      port: integer(raw.port ?? DEFAULTS.port, '--port', 1, 65535),
+      user: raw.user ?? env.XROAD_USER ?? DEFAULTS.user,
+      identityFile: raw.identity ? resolve(raw.identity) : defaultIdentity(),
+      knownHostsFile: resolve(raw.knownHosts ?? join(homedir(), '.ssh', 'known_hosts')),
+      connectTimeoutMs: seconds(raw.connectTimeout ?? DEFAULTS.connectTimeoutS, '--connect-timeout'),
+      idleTimeoutMs: seconds(raw.timeout ?? DEFAULTS.timeoutS, '--timeout'),
+    },
+    sourceDir: remoteDir(raw.source ?? DEFAULTS.sourceDir),
+    targetDir: resolve(raw.target ?? DEFAULTS.targetDir),
+    excludes,
+    flagFile: resolve(raw.flagFile ?? DEFAULTS.flagFile),
+    logFile: raw.logFile === false ? null : resolve(raw.logFile ?? DEFAULTS.logFile),
+    stateDir: resolve(raw.stateDir ?? DEFAULTS.stateDir),
+    dryRun: raw.dryRun ?? false,
+    maxDelete: raw.maxDelete === undefined ? undefined : integer(raw.maxDelete, '--max-delete', 0, Number.MAX_SAFE_INTEGER),
+    force: raw.force ?? false,
+    concurrency: integer(raw.concurrency ?? DEFAULTS.concurrency, '--concurrency', 1, 256),
+  };
+}
+
+/** Like ssh: the first of id_ed25519, id_ecdsa, id_rsa in ~/.ssh that exists. */
+export function defaultIdentity(home = homedir()): string {
+  const candidates = ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((n) => join(home, '.ssh', n));
+  return candidates.find((p) => existsSync(p)) ?? candidates[0]!;
+}
+
+function remoteDir(dir: string): string {
+  if (!dir.startsWith('/')) throw new ConfigError(`--source must be an absolute path on the master, got "${dir}"`, { subject: '--source' });
+  return dir.replace(/\/+$/, '') || '/';
+}
+
+function integer(value: string | number, flag: string, min: number, max: number): number {
+  const n = typeof value === 'number' ? value : Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${flag} must be a whole number from ${min} to ${max}, got "${value}"`, { subject: flag });
+  }
+  return n;
+}
+
+function seconds(value: string | number, flag: string): number {
+  const n = typeof value === 'number' ? value : Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 3600) throw new ConfigError(`${flag} must be a number of seconds above 0, got "${value}"`, { subject: flag });
+  return Math.round(n * 1000);
+}

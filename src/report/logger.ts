@@ -1,0 +1,90 @@
+/**
+ * Structured JSON lines on stdout for journald: one object per event, one
+ * `pass` record per pass. Deliberately bare (no transports, no pretty
+ * printing, no worker threads) because the CLI starts once a minute.
+ */
+import { pino, type DestinationStream, type Logger } from 'pino';
+import { describeError, exitCodeOf } from '../errors.js';
+import type { Change } from '../plan/types.js';
+
+export type { Logger } from 'pino';
+
+export interface LoggerOptions {
+  /** pino level name; default 'info'. */
+  readonly level?: string;
+  /** A file descriptor (default 1, stdout) or a stream. */
+  readonly destination?: number | DestinationStream;
+}
+
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const dest = opts.destination ?? 1;
+  // Synchronous writes to an fd: nothing is lost when the CLI exits right after a pass.
+  const stream = typeof dest === 'number' ? pino.destination({ dest, sync: true }) : dest;
+  return pino(
+    {
+      level: opts.level ?? 'info',
+      // journald records pid and host itself.
+      base: null,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    stream,
+  );
+}
+
+export type PassResult = 'ok' | 'failed' | 'skipped';
+
+export interface PassRecord {
+  readonly msg: 'pass';
+  readonly result: PassResult;
+  /** Items created or updated (deletions not counted). */
+  readonly changed: number;
+  /** Entries deleted, make-room deletions for a replacement excluded. */
+  readonly deleted: number;
+  readonly bytesReceived: number;
+  readonly bytesSent: number;
+  readonly durationMs: number;
+  readonly error?: string;
+  readonly exitCode?: number;
+}
+
+export interface PassFacts {
+  readonly result: PassResult;
+  readonly changes?: readonly Change[];
+  readonly bytesReceived?: number;
+  readonly bytesSent?: number;
+  readonly durationMs: number;
+  readonly error?: unknown;
+}
+
+/** Counts of a plan as the pass record shows them. */
+export function countChanges(changes: readonly Change[]): { changed: number; deleted: number } {
+  let changed = 0;
+  let deleted = 0;
+  for (const c of changes) {
+    if (c.kind !== 'delete') changed++;
+    else if (!c.forReplace) deleted++;
+  }
+  return { changed, deleted };
+}
+
+/** The one record per pass that dashboards and alerts key on. */
+export function passRecord(facts: PassFacts): PassRecord {
+  const { changed, deleted } = countChanges(facts.changes ?? []);
+  const record: PassRecord = {
+    msg: 'pass',
+    result: facts.result,
+    changed,
+    deleted,
+    bytesReceived: facts.bytesReceived ?? 0,
+    bytesSent: facts.bytesSent ?? 0,
+    durationMs: Math.round(facts.durationMs),
+  };
+  if (facts.error === undefined) return record;
+  return { ...record, error: describeError(facts.error), exitCode: exitCodeOf(facts.error) };
+}
+
+/** Logs a pass record at error level when it failed, info otherwise. */
+export function logPass(logger: Logger, record: PassRecord): void {
+  if (record.result === 'failed') logger.error(record);
+  else logger.info(record);
+}

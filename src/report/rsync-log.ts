@@ -1,0 +1,201 @@
+/**
+ * `/var/log/xroad/slave-sync.log` in rsync's `--log-file` format, so the
+ * monitoring and logrotate set up for the guide's rsync job keep working.
+ *
+ * Like rsync (log.c logfile_open()): opened with "a" per pass, mode 0644
+ * before umask, re-created if logrotate moved it away (`nocreate` relies on
+ * this), and never fatal: if it cannot be opened or written, the pass goes
+ * on and the caller gets a warning to put on the structured log instead.
+ * The parent directory is not created: a missing /var/log/xroad is an
+ * operator error that should show.
+ *
+ * Every line is `YYYY/MM/DD HH:MM:SS [PID] message` in local time. Unlike
+ * rsync, which writes item lines from its receiver process (main PID + 2),
+ * all lines carry our one PID.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import type { ExitCodeValue } from '../errors.js';
+import type { Change } from '../plan/types.js';
+import { errorLines, itemize, itemizePlan, totalSizeLine, type ItemizeContext } from './itemize.js';
+
+export interface RsyncLogOptions {
+  /** Clock, for tests. */
+  readonly now?: () => Date;
+  /** PID shown in every line; defaults to ours. */
+  readonly pid?: number;
+  /** Our version, shown on the error line. */
+  readonly version?: string;
+  /** Called with a one-line explanation when the log cannot be opened or written. */
+  readonly onWarning?: (message: string) => void;
+}
+
+const pad2 = (n: number): string => String(n).padStart(2, '0');
+
+/** rsync's timestring(): `%4d/%02d/%02d %02d:%02d:%02d` in local time. */
+export function formatTimestamp(date: Date): string {
+  const day = `${date.getFullYear()}/${pad2(date.getMonth() + 1)}/${pad2(date.getDate())}`;
+  return `${day} ${pad2(date.getHours())}:${pad2(date.getMinutes())}:${pad2(date.getSeconds())}`;
+}
+
+/** Control characters (C0 but tab, DEL, C1) and a backslash that would read as an escape. */
+const NEEDS_ESCAPE = /[\x00-\x08\x0a-\x1f\x7f-\x9f]|\\(?=#[0-9]{3})/gu;
+
+/**
+ * rsync 3.5's `\#ooo` escaping (octal of each UTF-8 byte), so a hostile file
+ * name cannot start a forged log line. A literal `\#ddd` already in the
+ * text gets its backslash escaped too, so the escaping stays unambiguous.
+ */
+export function escapeControls(text: string): string {
+  return text.replace(NEEDS_ESCAPE, (ch) =>
+    Array.from(Buffer.from(ch, 'utf8'), (byte) => `\\#${byte.toString(8).padStart(3, '0')}`).join(''),
+  );
+}
+
+export class RsyncLogFile {
+  readonly path: string;
+  private handle: FileHandle | undefined;
+  private pending: string[] = [];
+  private flushScheduled = false;
+  private writing: Promise<void> = Promise.resolve();
+  private closed = false;
+  private lastWarning: string | undefined;
+  private readonly now: () => Date;
+  private readonly pid: number;
+  private readonly version: string | undefined;
+  private readonly onWarning: ((message: string) => void) | undefined;
+
+  private constructor(path: string, opts: RsyncLogOptions) {
+    this.path = path;
+    this.now = opts.now ?? (() => new Date());
+    this.pid = opts.pid ?? process.pid;
+    this.version = opts.version;
+    this.onWarning = opts.onWarning;
+  }
+
+  /** Opens `path` for appending; never throws (see `warning`). */
+  static async open(path: string, opts: RsyncLogOptions = {}): Promise<RsyncLogFile> {
+    const log = new RsyncLogFile(path, opts);
+    await log.openHandle();
+    return log;
+  }
+
+  /** Why lines are not reaching the file, if they are not. */
+  get warning(): string | undefined {
+    return this.lastWarning;
+  }
+
+  /** True while lines are being written to the file. */
+  get isOpen(): boolean {
+    return this.handle !== undefined;
+  }
+
+  /** One message, prefixed and escaped; written on the next flush. */
+  line(message: string): void {
+    if (this.closed) return;
+    this.pending.push(`${formatTimestamp(this.now())} [${this.pid}] ${escapeControls(message)}\n`);
+    this.scheduleFlush();
+  }
+
+  receivingFileList(): void {
+    this.line('receiving file list');
+  }
+
+  /** One change's item line, if rsync would log one. */
+  item(change: Change, context?: ItemizeContext): void {
+    const text = itemize(change, context);
+    if (text !== null) this.line(text);
+  }
+
+  /** All of a plan's item lines, with the context a single item() lacks. */
+  items(changes: readonly Change[]): void {
+    for (const text of itemizePlan(changes)) this.line(text);
+  }
+
+  /** The pass did not run (e.g. `/var/tmp/xroad/sync-disabled exists`). rsync never wrote this. */
+  skipped(reason: string): void {
+    this.line(`sync skipped: ${reason}`);
+  }
+
+  success(sent: number, received: number, totalSize: number): void {
+    this.line(totalSizeLine(sent, received, totalSize));
+  }
+
+  failure(err: unknown, exitCode: ExitCodeValue): void {
+    for (const text of errorLines(err, exitCode, this.version)) this.line(text);
+  }
+
+  /** Resolves once every line so far has been written (or dropped with a warning). */
+  async flush(): Promise<void> {
+    this.writeBatch();
+    await this.writing;
+  }
+
+  /** After logrotate moved the file (SIGHUP): finish writing, then append to a fresh file at `path`. */
+  async reopen(): Promise<void> {
+    this.writeBatch();
+    // On the write chain, so lines logged meanwhile land in the new file.
+    this.writing = this.writing.then(async () => {
+      await this.closeHandle();
+      if (!this.closed) await this.openHandle();
+    });
+    await this.writing;
+  }
+
+  /** Writes every line logged so far, then closes; later lines are dropped. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.writeBatch();
+    this.writing = this.writing.then(() => this.closeHandle());
+    await this.writing;
+  }
+
+  private async openHandle(): Promise<void> {
+    try {
+      this.handle = await open(this.path, 'a', 0o644);
+      this.lastWarning = undefined;
+    } catch (err) {
+      this.warn(`failed to open log-file ${this.path}: ${(err as Error).message}; not logging to it this pass`);
+    }
+  }
+
+  private async closeHandle(): Promise<void> {
+    const handle = this.handle;
+    this.handle = undefined;
+    if (!handle) return;
+    try {
+      await handle.close();
+    } catch (err) {
+      this.warn(`closing log-file ${this.path} failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Lines logged in one synchronous stretch go out in one write. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => this.writeBatch());
+  }
+
+  private writeBatch(): void {
+    this.flushScheduled = false;
+    if (this.pending.length === 0) return;
+    const text = this.pending.join('');
+    this.pending = [];
+    // Chained so batches land in order; a failed write drops its batch, not the pass.
+    this.writing = this.writing.then(() => this.append(text));
+  }
+
+  private async append(text: string): Promise<void> {
+    if (!this.handle) return;
+    try {
+      await this.handle.appendFile(text, 'utf8');
+    } catch (err) {
+      this.warn(`writing log-file ${this.path} failed: ${(err as Error).message}`);
+    }
+  }
+
+  private warn(message: string): void {
+    this.lastWarning = message;
+    this.onWarning?.(message);
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Stage: fetch every changed file (and build every changed symlink) into a
+ * temp file beside its final place, before anything in the target changes.
+ * Temp files are created exclusively with mode 0600 (signer keys are never
+ * readable by others, not even for a moment), written, fsynced, checked
+ * against the listed size, then given their final mode, owner and mtime, so
+ * the commit is nothing but renames.
+ */
+import { lchown, lutimes, open, symlink, unlink, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LocalIoError, ProtocolError, SyncError, errnoOf } from '../errors.js';
+import { tempName } from '../local/temp-names.js';
+import type { Change, Plan } from '../plan/types.js';
+import type { SourceTree } from '../remote/types.js';
+import { parentOf, type Tree } from '../tree.js';
+import { forEachLimited } from '../util/pool.js';
+
+type StagedChange = Extract<Change, { kind: 'fetch' | 'symlink' }>;
+
+export interface StageOptions {
+  readonly targetRoot: string;
+  /** The target as scanned: temp files go into a parent directory only if it exists there and stays. */
+  readonly target: Tree;
+  /** Files fetched at once (each fetch is several dependent SFTP round trips). */
+  readonly concurrency: number;
+  /** Checked between files: an abort stops staging and discards what was staged. */
+  readonly signal?: AbortSignal;
+  /** Called after each staged file, for progress and test hooks. */
+  readonly onStaged?: (path: string) => void;
+}
+
+export interface Staging {
+  /** Relative path → absolute temp path, for every fetch and symlink change. */
+  readonly temps: ReadonlyMap<string, string>;
+  readonly bytesFetched: number;
+  /** Remove every temp file (after a failure before commit, or of the ones a commit did not use). */
+  discard(): Promise<void>;
+}
+
+export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOptions): Promise<Staging> {
+  const work = plan.changes.filter((c): c is StagedChange => c.kind === 'fetch' || c.kind === 'symlink');
+  const temps = new Map<string, string>();
+  const tempDir = tempDirChooser(plan, opts);
+  let bytesFetched = 0;
+  const discard = async (): Promise<void> => {
+    await Promise.all([...temps.values()].map((t) => unlink(t).catch(() => undefined)));
+    temps.clear();
+    await restoreDirTimes(touched, opts);
+  };
+  const touched = new Set<string>();
+
+  try {
+    await forEachLimited(work, opts.concurrency, async (change) => {
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      const dir = tempDir(change.path);
+      touched.add(dir);
+      const tempAbs = join(dir, tempName());
+      temps.set(change.path, tempAbs);
+      if (change.kind === 'fetch') bytesFetched += await stageFile(change, tempAbs, source, opts.targetRoot);
+      else await stageSymlink(change, tempAbs, opts.targetRoot);
+      opts.onStaged?.(change.path);
+    });
+  } catch (err) {
+    await discard();
+    throw err;
+  }
+  return { temps, bytesFetched, discard };
+}
+
+/**
+ * Same directory as the final path when that directory already exists and is
+ * not being replaced (a rename within a directory is the classic atomic
+ * replace); otherwise the target root, which is on the same filesystem.
+ */
+/** Creating and removing a temp file bumps its directory's mtime: put back what the scan saw. */
+async function restoreDirTimes(dirs: ReadonlySet<string>, opts: StageOptions): Promise<void> {
+  await Promise.all(
+    [...dirs].map(async (abs) => {
+      const rel = abs === opts.targetRoot ? '' : abs.slice(opts.targetRoot.length + 1);
+      const seen = opts.target.get(rel);
+      if (seen) await utimes(abs, seen.mtime, seen.mtime).catch(() => undefined);
+    }),
+  );
+}
+
+function tempDirChooser(plan: Plan, opts: StageOptions): (path: string) => string {
+  const replaced = new Set(plan.changes.filter((c) => c.kind === 'delete').map((c) => c.path));
+  return (path) => {
+    const parent = parentOf(path);
+    const usable = opts.target.get(parent)?.type === 'dir' && !replaced.has(parent);
+    return usable ? join(opts.targetRoot, parent) : opts.targetRoot;
+  };
+}
+
+async function stageFile(change: StagedChange, tempAbs: string, source: SourceTree, targetRoot: string): Promise<number> {
+  const want = change.source;
+  const handle = await open(tempAbs, 'wx', 0o600).catch((err) => {
+    throw localError('cannot create temp file', tempAbs, err);
+  });
+  try {
+    const received = await source.fetch(want, {
+      write: async (chunk, position) => {
+        await handle.write(chunk, 0, chunk.length, position).catch((err) => {
+          throw localError(`cannot write ${join(targetRoot, change.path)} (staged as ${tempAbs})`, tempAbs, err);
+        });
+      },
+    });
+    await handle.sync();
+    const { size } = await handle.stat();
+    if (size !== want.size) {
+      throw new ProtocolError(`${change.path}: staged ${size} bytes but the master listed ${want.size}`, { subject: change.path });
+    }
+    // chown before chmod: chown clears set-id bits.
+    if (change.owner.uid !== undefined || change.owner.gid !== undefined) {
+      await handle.chown(change.owner.uid ?? -1, change.owner.gid ?? -1);
+    }
+    await handle.chmod(want.mode);
+    await handle.utimes(want.mtime, want.mtime);
+    return received;
+  } catch (err) {
+    if (err instanceof SyncError) throw err;
+    throw localError(`cannot stage ${join(targetRoot, change.path)}`, tempAbs, err);
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+async function stageSymlink(change: StagedChange, tempAbs: string, targetRoot: string): Promise<void> {
+  const want = change.source;
+  try {
+    await symlink(want.linkTarget ?? '', tempAbs);
+    if (change.owner.uid !== undefined || change.owner.gid !== undefined) {
+      await lchown(tempAbs, change.owner.uid ?? -1, change.owner.gid ?? -1);
+    }
+    await lutimes(tempAbs, want.mtime, want.mtime);
+  } catch (err) {
+    throw localError(`cannot stage symlink ${join(targetRoot, change.path)}`, tempAbs, err);
+  }
+}
+
+function localError(what: string, path: string, cause: unknown): LocalIoError {
+  const errno = errnoOf(cause);
+  const hint =
+    errno === 'ENOSPC' ? 'free space on the target filesystem; nothing was changed'
+    : errno === 'EACCES' || errno === 'EPERM' ? 'the sync user needs write access to the target directory'
+    : undefined;
+  return new LocalIoError(what, { subject: path, cause, hint });
+}

@@ -1,0 +1,66 @@
+/**
+ * status.json under --state-dir: what `xroad-sync status` and monitoring read.
+ * Written atomically (write-file-atomic: temp file, fsync, rename) after
+ * every pass, so a reader never sees half a document.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+import { describeError } from '../errors.js';
+import type { PassResult } from '../pass.js';
+
+export interface LastPass {
+  startedAt: string;
+  finishedAt: string;
+  result: 'ok' | 'failed' | 'skipped';
+  changed: number;
+  bytesReceived: number;
+  error: string | null;
+  exitCode: number;
+}
+
+export interface StoredStatus {
+  lastPass: LastPass | null;
+  lastSuccessAt: string | null;
+  /** Set by a running daemon, cleared when it stops. */
+  daemonPid: number | null;
+}
+
+export const EMPTY_STATUS: StoredStatus = { lastPass: null, lastSuccessAt: null, daemonPid: null };
+
+export function statusPath(stateDir: string): string {
+  return join(stateDir, 'status.json');
+}
+
+export async function readStatus(stateDir: string): Promise<StoredStatus> {
+  const text = await readFile(statusPath(stateDir), 'utf8').catch(() => null);
+  if (text === null) return { ...EMPTY_STATUS };
+  try {
+    return { ...EMPTY_STATUS, ...(JSON.parse(text) as Partial<StoredStatus>) };
+  } catch {
+    return { ...EMPTY_STATUS };
+  }
+}
+
+export async function writeStatus(stateDir: string, status: StoredStatus): Promise<void> {
+  await writeFileAtomic(statusPath(stateDir), JSON.stringify(status, null, 2) + '\n', { mode: 0o644 });
+}
+
+/** Fold a finished pass into the stored status. */
+export async function recordPass(stateDir: string, pass: PassResult): Promise<void> {
+  const previous = await readStatus(stateDir);
+  const lastPass: LastPass = {
+    startedAt: pass.startedAt.toISOString(),
+    finishedAt: pass.finishedAt.toISOString(),
+    result: pass.result,
+    changed: pass.changed,
+    bytesReceived: pass.bytesReceived,
+    error: pass.error === undefined ? null : describeError(pass.error),
+    exitCode: pass.exitCode,
+  };
+  await writeStatus(stateDir, {
+    ...previous,
+    lastPass,
+    lastSuccessAt: pass.result === 'ok' ? lastPass.finishedAt : previous.lastSuccessAt,
+  });
+}
