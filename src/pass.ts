@@ -20,6 +20,7 @@ import { scanTarget } from './local/scan.js';
 import { planChanges } from './plan/plan.js';
 import type { Change, Plan } from './plan/types.js';
 import type { SourceTree } from './remote/types.js';
+import { countChanges } from './report/logger.js';
 import { stageChanges } from './stage/stage.js';
 import { acquireLock } from './state/lock.js';
 
@@ -33,8 +34,8 @@ export interface SourceProvider {
 /** What a pass reports as it goes; the CLI binds it to slave-sync.log, stdout and pino. */
 export interface PassReporter {
   receivingFileList(): void;
-  /** One applied (or, in a dry run, planned) change. */
-  item(change: Change): void;
+  /** The applied (or, in a dry run, planned) changes, in plan order: logged together so replaced directories itemize right. */
+  items(changes: readonly Change[]): void;
   /** Free-form notice, e.g. "cannot delete non-empty directory: jetty". */
   notice(message: string): void;
   skipped(reason: string): void;
@@ -87,7 +88,7 @@ export async function runPass(
   });
 
   if (existsSync(settings.flagFile)) {
-    reporter.skipped(`sync disabled: ${settings.flagFile} exists (remove it or run "xroad-sync resume")`);
+    reporter.skipped(`${settings.flagFile} exists (remove it or run "xroad-sync resume")`);
     return finish('skipped', NO_STATS);
   }
   let lock;
@@ -142,11 +143,10 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
   enforceSafetyValve(plan, sourceTree.size, settings);
   await hooks.at?.('planned');
 
-  const deleted = plan.changes.filter((c) => c.kind === 'delete').length;
   if (settings.dryRun) {
-    for (const change of plan.changes) reporter.item(change);
+    reporter.items(plan.changes);
     const traffic = source.traffic();
-    const stats = { changed: plan.changes.length, deleted, bytesReceived: traffic.received, bytesSent: traffic.sent, totalSize: plan.totalSize };
+    const stats = { ...countChanges(plan.changes), bytesReceived: traffic.received, bytesSent: traffic.sent, totalSize: plan.totalSize };
     reporter.success(stats);
     return { stats, changedPaths: [] };
   }
@@ -170,13 +170,12 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
     committed = true;
     await hooks.at?.('committed');
     const skipped = new Set(result.skipped.map((s) => s.path));
-    for (const change of plan.changes) if (!skipped.has(change.path)) reporter.item(change);
+    reporter.items(plan.changes.filter((c) => !skipped.has(c.path)));
     for (const s of result.skipped) reporter.notice(`${s.path} ${s.reason}: left for the next pass`);
     for (const dir of plan.keptNonEmpty) reporter.notice(`cannot delete non-empty directory: ${dir}`);
     const traffic = source.traffic();
     const stats = {
-      changed: plan.changes.length - skipped.size,
-      deleted,
+      ...countChanges(plan.changes.filter((c) => !skipped.has(c.path))),
       bytesReceived: traffic.received,
       bytesSent: traffic.sent,
       totalSize: plan.totalSize,

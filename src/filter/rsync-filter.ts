@@ -50,7 +50,7 @@ export function compileFilter(patterns: readonly string[]): Filter {
       const bytes = toBytes(path);
       // rsync never looks inside an excluded directory, so an excluded ancestor
       // hides the path whatever the rules say about the path itself.
-      for (let i = bytes.indexOf('/'); i > 0; i = bytes.indexOf('/', i + 1)) {
+      for (let i = bytes.indexOf('/', 1); i !== -1; i = bytes.indexOf('/', i + 1)) {
         if (matchesAny(bytes.slice(0, i), true)) return true;
       }
       return matchesAny(bytes, isDir);
@@ -141,14 +141,13 @@ function compileRule(given: string): RuleTest {
  * undefined when it has fewer (then the rule cannot match).
  */
 function lastComponents(path: string, n: number): string | undefined {
-  let end = path.length;
-  for (let left = n; end > 0; ) {
-    const slash = path.lastIndexOf('/', end - 1);
-    if (slash < 0) break;
+  let left = n;
+  for (let end = path.length; ; ) {
+    const slash = end > 0 ? path.lastIndexOf('/', end - 1) : -1;
+    if (slash < 0) return left === 1 ? path : undefined; // exactly n components
     if (--left === 0) return path.slice(slash + 1);
     end = slash;
   }
-  return path.split('/').length === n ? path : undefined;
 }
 
 /**
@@ -169,9 +168,9 @@ function wildmatchSource(p: string): string | undefined {
     } else if (c === '?') {
       out += '[^/]';
     } else if (c === '*') {
-      let run = 1;
-      while (p[i + 1] === '*') i++, run++;
-      out += run > 1 ? '.*' : '[^/]*'; // "**" (and "***") cross "/", "*" does not
+      const single = p[i + 1] !== '*';
+      while (p[i + 1] === '*') i++;
+      out += single ? '[^/]*' : '.*'; // "**" (and "***") cross "/", "*" does not
     } else if (c === '[') {
       const cls = bracketClass(p, i);
       if (!cls) return undefined;
@@ -184,7 +183,8 @@ function wildmatchSource(p: string): string | undefined {
   return out;
 }
 
-const POSIX_CLASSES: Record<string, string> = {
+// A Map, not an object literal: "[[:constructor:]]" must not find Object's.
+const POSIX_CLASSES = new Map<string, string>(Object.entries({
   alnum: '0-9A-Za-z',
   alpha: 'A-Za-z',
   blank: ' \\t',
@@ -197,7 +197,7 @@ const POSIX_CLASSES: Record<string, string> = {
   space: '\\t\\n\\x0b\\x0c\\r ',
   upper: 'A-Z',
   xdigit: '0-9A-Fa-f',
-};
+}));
 
 /**
  * dowild()'s `[` case, starting at p[open] === '['. Returns the RegExp for the
@@ -234,7 +234,7 @@ function bracketClass(p: string, open: number): { source: string; end: number } 
       const close = p.indexOf(']', i + 2);
       if (close < 0) return undefined;
       if (close - (i + 2) >= 1 && p[close - 1] === ':') {
-        const set = POSIX_CLASSES[p.slice(i + 2, close - 1)];
+        const set = POSIX_CLASSES.get(p.slice(i + 2, close - 1));
         if (set === undefined) return undefined; // malformed [:class:]
         members += set;
         i = close;

@@ -47,16 +47,18 @@ export interface PassRecord {
   readonly exitCode?: number;
 }
 
+/** What the pass knows at its end; PassResult/PassStats from pass.ts spread straight in. */
 export interface PassFacts {
   readonly result: PassResult;
-  readonly changes?: readonly Change[];
+  readonly changed?: number;
+  readonly deleted?: number;
   readonly bytesReceived?: number;
   readonly bytesSent?: number;
   readonly durationMs: number;
   readonly error?: unknown;
 }
 
-/** Counts of a plan as the pass record shows them. */
+/** Counts of a plan as the pass record shows them (make-room deletions are part of a replacement). */
 export function countChanges(changes: readonly Change[]): { changed: number; deleted: number } {
   let changed = 0;
   let deleted = 0;
@@ -69,12 +71,11 @@ export function countChanges(changes: readonly Change[]): { changed: number; del
 
 /** The one record per pass that dashboards and alerts key on. */
 export function passRecord(facts: PassFacts): PassRecord {
-  const { changed, deleted } = countChanges(facts.changes ?? []);
   const record: PassRecord = {
     msg: 'pass',
     result: facts.result,
-    changed,
-    deleted,
+    changed: facts.changed ?? 0,
+    deleted: facts.deleted ?? 0,
     bytesReceived: facts.bytesReceived ?? 0,
     bytesSent: facts.bytesSent ?? 0,
     durationMs: Math.round(facts.durationMs),

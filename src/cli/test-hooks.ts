@@ -1,0 +1,24 @@
+/**
+ * Fault injection for the test suites, off unless XROAD_SYNC_TEST_HOOK is
+ * set: `kill@<point>[:<n>]` SIGKILLs this process the n-th time (default 1st)
+ * the pass reaches <point> (see PassPoint); `pause@<point>[:<n>]` stops there
+ * for XROAD_SYNC_TEST_PAUSE_MS (default 60000) so a test can act mid-pass.
+ */
+import type { PassPoint } from '../pass.js';
+
+export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: string) => Promise<void>) | undefined {
+  const spec = env.XROAD_SYNC_TEST_HOOK;
+  if (!spec) return undefined;
+  const match = /^(kill|pause)@([a-z-]+)(?::(\d+))?$/.exec(spec);
+  if (!match) throw new Error(`XROAD_SYNC_TEST_HOOK: cannot parse "${spec}"`);
+  const [, action, wanted, nth] = match;
+  const target = Number(nth ?? 1);
+  const pauseMs = Number(env.XROAD_SYNC_TEST_PAUSE_MS ?? 60_000);
+  let seen = 0;
+  return async (point) => {
+    if (point !== wanted || ++seen !== target) return;
+    if (action === 'kill') process.kill(process.pid, 'SIGKILL');
+    process.stderr.write(`xroad-sync: test hook paused at ${point}\n`);
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  };
+}

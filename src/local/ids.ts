@@ -1,0 +1,90 @@
+/**
+ * Users and groups as the slave knows them, for mapping the master's owner
+ * and group names to local ids (rsync maps by name, falling back to the
+ * number) and for showing local names.
+ *
+ * Only the files backend is read: /etc/passwd and /etc/group. Users and
+ * groups from NSS modules (LDAP, SSSD, systemd-userdb) are not seen, so for
+ * them the numeric id is used, as rsync does for a name it cannot resolve.
+ * On a security server `xroad` is a local system user, which is what matters.
+ */
+import { readFile } from 'node:fs/promises';
+import type { IdMapping } from '../plan/types.js';
+
+/** The reverse direction: id -> name, for showing local entries. */
+export interface IdNames {
+  readonly userById: ReadonlyMap<number, string>;
+  readonly groupById: ReadonlyMap<number, string>;
+}
+
+export interface IdFiles {
+  readonly passwd?: string;
+  readonly group?: string;
+}
+
+interface IdTable {
+  readonly byName: ReadonlyMap<string, number>;
+  readonly byId: ReadonlyMap<number, string>;
+}
+
+/**
+ * `name:x:id:...` lines (the layout of both files). The first line for a
+ * name or id wins, as getpwnam()/getpwuid() do; comments, NIS `+`/`-`
+ * entries and malformed lines are skipped.
+ */
+export function parseIdFile(text: string): IdTable {
+  const byName = new Map<string, number>();
+  const byId = new Map<number, string>();
+  for (const raw of text.split('\n')) {
+    const fields = raw.split(':');
+    const name = fields[0] ?? '';
+    if (fields.length < 3 || name === '' || name.startsWith('#') || name.startsWith('+') || name.startsWith('-')) continue;
+    if (!/^\d+$/.test(fields[2] ?? '')) continue;
+    const id = Number(fields[2]);
+    if (!byName.has(name)) byName.set(name, id);
+    if (!byId.has(id)) byId.set(id, name);
+  }
+  return { byName, byId };
+}
+
+/** A missing or unreadable file counts as empty: names then fall back to numbers. */
+async function readIdFile(path: string): Promise<IdTable> {
+  try {
+    return parseIdFile(await readFile(path, 'utf8'));
+  } catch {
+    return parseIdFile('');
+  }
+}
+
+async function readBoth(files: IdFiles): Promise<{ users: IdTable; groups: IdTable }> {
+  const [users, groups] = await Promise.all([
+    readIdFile(files.passwd ?? '/etc/passwd'),
+    readIdFile(files.group ?? '/etc/group'),
+  ]);
+  return { users, groups };
+}
+
+/** The groups this process may give files: supplementary plus real and effective (as rsync's is_in_group()). */
+function ownGroups(): Set<number> {
+  const gids = new Set<number>(process.getgroups?.() ?? []);
+  const gid = process.getgid?.();
+  const egid = process.getegid?.();
+  if (gid !== undefined) gids.add(gid);
+  if (egid !== undefined) gids.add(egid);
+  return gids;
+}
+
+export async function loadIdMapping(files: IdFiles = {}): Promise<IdMapping> {
+  const { users, groups } = await readBoth(files);
+  return {
+    asRoot: process.getuid?.() === 0,
+    uidByName: users.byName,
+    gidByName: groups.byName,
+    memberGids: ownGroups(),
+  };
+}
+
+export async function loadIdNames(files: IdFiles = {}): Promise<IdNames> {
+  const { users, groups } = await readBoth(files);
+  return { userById: users.byId, groupById: groups.byId };
+}

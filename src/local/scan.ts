@@ -1,0 +1,189 @@
+/**
+ * The target side's tree: what the slave has under the target directory now,
+ * with lstat semantics (a symlink is an entry, never followed), minus what
+ * the filter excludes. Excluded paths are reported separately because rsync
+ * protects them: they are never deleted, and neither is a directory holding
+ * one. Our own leftover temp files are reported for cleanup instead.
+ */
+import type { Dirent, Stats } from 'node:fs';
+import { lstat, readdir, readlink, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errnoOf, LocalIoError } from '../errors.js';
+import type { Filter } from '../filter/types.js';
+import { joinRel, type Entry, type EntryType, type Tree } from '../tree.js';
+import { loadIdNames, type IdNames } from './ids.js';
+import { isTempName } from './temp-names.js';
+
+export interface ScanOptions {
+  /** File-system calls in flight at once; default 16. */
+  readonly concurrency?: number;
+  /** Names for local ids; read from /etc/passwd and /etc/group when absent. */
+  readonly names?: IdNames;
+}
+
+export interface TargetScan {
+  readonly tree: Tree;
+  /** Paths the filter excluded (not descended): protected from deletion. */
+  readonly excluded: ReadonlySet<string>;
+  /** Our temp files left by an interrupted pass, relative paths, to remove. */
+  readonly tempFiles: string[];
+}
+
+/** Runs at most `limit` async calls at once; the rest wait in order. */
+function limiter(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: Array<() => void> = [];
+  return async (task) => {
+    // A finishing task hands its slot straight to the next waiter, so no newcomer can slip in between.
+    if (active >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+    else active++;
+    try {
+      return await task();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else active--;
+    }
+  };
+}
+
+function entryType(st: Stats): EntryType {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  return 'other';
+}
+
+function toEntry(path: string, st: Stats, names: IdNames, linkTarget?: string): Entry {
+  return {
+    path,
+    type: entryType(st),
+    mode: st.mode & 0o7777,
+    size: st.size,
+    // SFTP v3 carries whole seconds; compare like with like.
+    mtime: Math.floor(st.mtimeMs / 1000),
+    uid: st.uid,
+    gid: st.gid,
+    owner: names.userById.get(st.uid),
+    group: names.groupById.get(st.gid),
+    linkTarget,
+    ino: st.ino,
+    dev: st.dev,
+  };
+}
+
+/** True for errors meaning "it went away while we looked": a concurrent change, not a failure. */
+function vanished(err: unknown): boolean {
+  const code = errnoOf(err);
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+class TargetScanner {
+  readonly entries: Entry[] = [];
+  readonly excluded = new Set<string>();
+  readonly tempFiles: string[] = [];
+  private readonly limit: <T>(task: () => Promise<T>) => Promise<T>;
+
+  constructor(
+    private readonly root: string,
+    private readonly filter: Filter,
+    private readonly names: IdNames,
+    concurrency: number,
+  ) {
+    this.limit = limiter(Math.max(1, concurrency));
+  }
+
+  private abs(rel: string): string {
+    return rel === '' ? this.root : join(this.root, rel);
+  }
+
+  private fail(rel: string, what: string, err: unknown): never {
+    throw new LocalIoError(`cannot ${what} ${this.abs(rel)}`, { subject: this.abs(rel), cause: err });
+  }
+
+  async scanDir(dir: string): Promise<void> {
+    let dirents: Dirent[];
+    try {
+      dirents = await this.limit(() => readdir(this.abs(dir), { withFileTypes: true }));
+    } catch (err) {
+      if (vanished(err)) return;
+      this.fail(dir, 'read directory', err);
+    }
+    await Promise.all(dirents.map((d) => this.visit(joinRel(dir, d.name), d)));
+  }
+
+  private async visit(rel: string, dirent: Dirent): Promise<void> {
+    if (!dirent.isDirectory() && isTempName(dirent.name)) {
+      this.tempFiles.push(rel);
+      return;
+    }
+    // d_type is lstat-like; a DT_UNKNOWN file system gets the answer from lstat below.
+    if (this.filter.isExcluded(rel, dirent.isDirectory())) {
+      this.excluded.add(rel);
+      return;
+    }
+    const st = await this.lstatOrNull(rel);
+    if (!st) return;
+    if (st.isDirectory() !== dirent.isDirectory() && this.filter.isExcluded(rel, st.isDirectory())) {
+      this.excluded.add(rel);
+      return;
+    }
+    const linkTarget = st.isSymbolicLink() ? await this.readlinkOrNull(rel) : undefined;
+    if (linkTarget === null) return;
+    this.entries.push(toEntry(rel, st, this.names, linkTarget));
+    if (st.isDirectory()) await this.scanDir(rel);
+  }
+
+  private async lstatOrNull(rel: string): Promise<Stats | null> {
+    try {
+      return await this.limit(() => lstat(this.abs(rel)));
+    } catch (err) {
+      if (vanished(err)) return null;
+      this.fail(rel, 'lstat', err);
+    }
+  }
+
+  private async readlinkOrNull(rel: string): Promise<string | null> {
+    try {
+      return await this.limit(() => readlink(this.abs(rel)));
+    } catch (err) {
+      if (vanished(err) || errnoOf(err) === 'EINVAL') return null;
+      this.fail(rel, 'read symlink', err);
+    }
+  }
+}
+
+/** The root itself, followed if it is a symlink (rsync resolves the destination path). */
+async function statRoot(root: string, names: IdNames): Promise<Entry> {
+  let st: Stats;
+  try {
+    st = await stat(root);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') {
+      throw new LocalIoError(`target directory ${root} does not exist`, {
+        subject: root,
+        cause: err,
+        hint: 'install the security server packages first, or check the target path',
+      });
+    }
+    throw new LocalIoError(`cannot stat target directory ${root}`, { subject: root, cause: err });
+  }
+  if (!st.isDirectory()) {
+    throw new LocalIoError(`target ${root} is not a directory`, { subject: root, hint: 'check the target path' });
+  }
+  return toEntry('', st, names);
+}
+
+export async function scanTarget(root: string, filter: Filter, opts: ScanOptions = {}): Promise<TargetScan> {
+  const names = opts.names ?? (await loadIdNames());
+  const rootEntry = await statRoot(root, names);
+  const scanner = new TargetScanner(root, filter, names, opts.concurrency ?? 16);
+  await scanner.scanDir('');
+  // Completion order is random; a sorted tree makes runs and tests repeatable.
+  const sorted = [rootEntry, ...scanner.entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))];
+  return {
+    tree: new Map(sorted.map((e) => [e.path, e])),
+    excluded: scanner.excluded,
+    tempFiles: scanner.tempFiles.sort(),
+  };
+}

@@ -1,0 +1,346 @@
+/**
+ * The master's tree over raw ssh2 SFTP calls. ssh2-sftp-client's list() drops
+ * numeric modes and its get() resolves before data is written, and ssh2's
+ * readdir(path) keeps one READDIR in flight per directory, so listing and
+ * reading are done here with pipelined requests: round trips, not bandwidth,
+ * dominate a tree of small config files.
+ */
+import type { FileEntry, SFTPWrapper } from 'ssh2';
+
+import { ProtocolError, SyncError, TransferError } from '../errors.js';
+import type { Filter } from '../filter/types.js';
+import { joinRel, type Entry, type EntryType, type Tree } from '../tree.js';
+import type { SftpSession } from './session.js';
+import type { FileSink, SourceTree } from './types.js';
+
+export interface SftpSourceOptions {
+  /** Directories listed at once (each with its own READDIRs pipelined). */
+  dirConcurrency?: number;
+  /** READDIRs in flight per open directory; OpenSSH answers up to 100 names each. */
+  readdirDepth?: number;
+  /** READ size per request, capped at what the master serves in one reply. */
+  chunkSize?: number;
+  /** READs in flight per file: memory per fetch is at most chunkSize * readsInFlight. */
+  readsInFlight?: number;
+  /** A master listing more entries than this is refused (ProtocolError). */
+  maxEntries?: number;
+}
+
+const S_IFMT = 0o170000;
+const TYPE_BY_FORMAT: ReadonlyMap<number, EntryType> = new Map([
+  [0o100000, 'file'],
+  [0o040000, 'dir'],
+  [0o120000, 'symlink'],
+]);
+const MAX_NAME_BYTES = 255;
+const noop = (): void => {};
+
+/** A name as it may appear in a message: quoted, control characters and NUL escaped. */
+function quote(name: string): string {
+  return JSON.stringify(name);
+}
+
+/** Anything that could map outside the target, or that no real directory contains, is a hostile or broken master. */
+function checkName(name: string, dir: string): void {
+  const bad =
+    name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || Buffer.byteLength(name) > MAX_NAME_BYTES;
+  if (bad) {
+    throw new ProtocolError(`the master listed an invalid name ${quote(name)} in directory ${quote('/' + dir)}`, { subject: dir });
+  }
+  // ssh2 decodes names as UTF-8; a name that is not valid UTF-8 arrives mangled and could not be opened again.
+  if (name.includes('\uFFFD')) {
+    throw new TransferError(`cannot represent the name ${quote(name)} in ${quote('/' + dir)}: not valid UTF-8`, {
+      subject: dir,
+      hint: 'rename it on the master or exclude it with a wildcard pattern',
+    });
+  }
+}
+
+/** OpenSSH's longname is `ls -l` style: "-rw-r----- 1 xroad xroad 1230 Nov 28 15:58 name"; numeric fields mean "no name". */
+function ownerNames(longname: string): { owner?: string; group?: string } {
+  const fields = longname.split(/\s+/);
+  if (fields.length < 9) return {};
+  const named = (field: string): string | undefined => (/^\d+$/.test(field) ? undefined : field);
+  return { owner: named(fields[2]), group: named(fields[3]) };
+}
+
+function sftpMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Bounded parallelism for work that discovers more work (directories found while listing directories). */
+class TaskPool {
+  private active = 0;
+  private readonly queue: Array<() => Promise<void>> = [];
+  private failure: unknown;
+  private failed = false;
+  private resolveDone!: () => void;
+  private rejectDone!: (err: unknown) => void;
+  readonly done = new Promise<void>((resolve, reject) => ((this.resolveDone = resolve), (this.rejectDone = reject)));
+
+  constructor(private readonly limit: number) {}
+
+  add(task: () => Promise<void>): void {
+    this.queue.push(task);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (!this.failed && this.active < this.limit && this.queue.length > 0) {
+      const task = this.queue.shift()!;
+      this.active++;
+      task().then(
+        () => this.finish(),
+        (err) => {
+          if (!this.failed) ((this.failed = true), (this.failure = err));
+          this.finish();
+        },
+      );
+    }
+  }
+
+  private finish(): void {
+    this.active--;
+    this.pump();
+    if (this.active > 0) return;
+    if (this.failed) this.rejectDone(this.failure);
+    else if (this.queue.length === 0) this.resolveDone();
+  }
+}
+
+export class SftpSource implements SourceTree {
+  private readonly root: string;
+  private readonly opts: Required<SftpSourceOptions>;
+
+  constructor(
+    private readonly session: SftpSession,
+    root: string,
+    options: SftpSourceOptions = {},
+  ) {
+    // Trailing slash: like rsync's "SRC/", the contents of the root, following the root itself if it is a link.
+    this.root = root.endsWith('/') ? root : root + '/';
+    this.opts = { dirConcurrency: 12, readdirDepth: 3, chunkSize: 128 * 1024, readsInFlight: 8, maxEntries: 200_000, ...options };
+  }
+
+  traffic(): { sent: number; received: number } {
+    return this.session.traffic();
+  }
+
+  private remotePath(rel: string): string {
+    return this.root + rel;
+  }
+
+  private call<T>(issue: (sftp: SFTPWrapper, settle: (err: Error | null | undefined, value: T) => void) => void): Promise<T> {
+    return this.session.request(issue);
+  }
+
+  // ---------------------------------------------------------------- scan
+
+  async scan(filter: Filter): Promise<Tree> {
+    const tree = new Map<string, Entry>();
+    const rootAttrs = await this.call<{ mode: number; size: number; mtime: number; uid: number; gid: number }>((sftp, settle) =>
+      sftp.lstat(this.root, settle),
+    ).catch((err) => this.rethrow(err, '', 'cannot stat the source root'));
+    if ((rootAttrs.mode & S_IFMT) !== 0o040000) {
+      throw new TransferError(`source root ${this.root} on ${this.session.address} is not a directory`, { subject: this.root });
+    }
+    tree.set('', { path: '', type: 'dir', mode: rootAttrs.mode & 0o7777, size: 0, mtime: rootAttrs.mtime, uid: rootAttrs.uid, gid: rootAttrs.gid });
+    const pool = new TaskPool(this.opts.dirConcurrency);
+    const visit = (dir: string): void => pool.add(() => this.scanDir(dir, filter, tree, visit, pool));
+    visit('');
+    await pool.done;
+    return tree;
+  }
+
+  private async scanDir(dir: string, filter: Filter, tree: Map<string, Entry>, visit: (dir: string) => void, pool: TaskPool): Promise<void> {
+    const names = await this.listDir(dir);
+    for (const item of names) {
+      if (item.filename === '.' || item.filename === '..') continue; // OpenSSH lists them; they are not entries
+      checkName(item.filename, dir);
+      const entry = this.entryFrom(dir, item);
+      if (filter.isExcluded(entry.path, entry.type === 'dir')) continue;
+      if (tree.has(entry.path)) throw new ProtocolError(`the master listed ${quote(entry.path)} twice`, { subject: entry.path });
+      if (tree.size >= this.opts.maxEntries) {
+        throw new ProtocolError(`more than ${this.opts.maxEntries} entries under ${this.root} on the master`, {
+          subject: this.root,
+          hint: 'exclude large subtrees or raise the entry limit',
+        });
+      }
+      tree.set(entry.path, entry);
+      if (entry.type === 'dir') visit(entry.path);
+      // Link targets are read through the same pool so they pipeline with the listing.
+      else if (entry.type === 'symlink') pool.add(() => this.readLink(entry, tree));
+    }
+  }
+
+  private entryFrom(dir: string, item: FileEntry): Entry {
+    const path = joinRel(dir, item.filename);
+    const { mode, size, mtime, uid, gid } = item.attrs;
+    if (![mode, size, mtime, uid, gid].every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0)) {
+      throw new ProtocolError(`the master sent incomplete attributes for ${quote(path)}`, { subject: path });
+    }
+    const type = TYPE_BY_FORMAT.get(mode & S_IFMT) ?? 'other';
+    return { path, type, mode: mode & 0o7777, size: type === 'file' ? size : 0, mtime, uid, gid, ...ownerNames(item.longname) };
+  }
+
+  private async readLink(entry: Entry, tree: Map<string, Entry>): Promise<void> {
+    const target = await this.call<string>((sftp, settle) => sftp.readlink(this.remotePath(entry.path), settle)).catch((err) =>
+      this.rethrow(err, entry.path, 'cannot read symlink'),
+    );
+    if (target === '' || target.includes('\0')) {
+      throw new ProtocolError(`the master sent an invalid target ${quote(target)} for symlink ${quote(entry.path)}`, { subject: entry.path });
+    }
+    tree.set(entry.path, { ...entry, linkTarget: target });
+  }
+
+  /** OPENDIR, then READDIRs kept `readdirDepth` deep until EOF; the second READDIR of a small directory is its EOF. */
+  private async listDir(dir: string): Promise<FileEntry[]> {
+    const handle = await this.call<Buffer>((sftp, settle) => sftp.opendir(this.remotePath(dir), settle)).catch((err) =>
+      this.rethrow(err, dir, 'cannot open directory'),
+    );
+    try {
+      return await this.readAllNames(handle, dir);
+    } finally {
+      this.closeHandle(handle);
+    }
+  }
+
+  private readAllNames(handle: Buffer, dir: string): Promise<FileEntry[]> {
+    const names: FileEntry[] = [];
+    return new Promise((resolve, reject) => {
+      let inFlight = 0;
+      let eof = false;
+      let failed = false;
+      const issue = (): void => {
+        inFlight++;
+        this.readdirOnce(handle).then(
+          (batch) => {
+            inFlight--;
+            if (failed) return;
+            if (batch === undefined) eof = true;
+            else names.push(...batch);
+            if (!eof) issue();
+            else if (inFlight === 0) resolve(names);
+          },
+          (err) => {
+            inFlight--;
+            if (failed) return;
+            failed = true;
+            reject(this.toSyncError(err, dir, 'cannot read directory'));
+          },
+        );
+      };
+      for (let i = 0; i < this.opts.readdirDepth; i++) issue();
+    });
+  }
+
+  /** One READDIR; `undefined` at end of directory. */
+  private readdirOnce(handle: Buffer): Promise<FileEntry[] | undefined> {
+    return this.call<FileEntry[] | undefined>((sftp, settle) =>
+      sftp.readdir(handle, (err, list) => {
+        if (err && (err as Error & { code?: unknown }).code === ssh2StatusEof) settle(undefined, undefined);
+        else settle(err, list);
+      }),
+    );
+  }
+
+  /** CLOSE without waiting: the server handles requests in order, so the handle is gone before the next one is used. */
+  private closeHandle(handle: Buffer): void {
+    this.call<void>((sftp, settle) => sftp.close(handle, (err) => settle(err, undefined))).catch(noop);
+  }
+
+  // ---------------------------------------------------------------- fetch
+
+  async fetch(expected: Entry, sink: FileSink): Promise<number> {
+    const handle = await this.call<Buffer>((sftp, settle) => sftp.open(this.remotePath(expected.path), 'r', settle)).catch((err) =>
+      this.rethrow(err, expected.path, 'cannot open'),
+    );
+    try {
+      return await this.readFile(handle, expected, sink);
+    } finally {
+      this.closeHandle(handle);
+    }
+  }
+
+  /**
+   * Windowed, pipelined READs of the listed size plus one READ at offset
+   * `size` that must hit EOF; writes go to the sink in file order. A small
+   * file is OPEN, READ+READ(EOF) together, CLOSE (not awaited).
+   */
+  private async readFile(handle: Buffer, expected: Entry, sink: FileSink): Promise<number> {
+    const size = expected.size;
+    const chunk = Math.max(1, Math.min(this.opts.chunkSize, this.session.maxReadLength()));
+    const probe = this.readSpan(handle, size, 1, expected.path);
+    probe.catch(noop);
+    let shortAt = Infinity; // where the file turned out to end, if before `size`
+    let written = Promise.resolve();
+    const window: Array<Promise<void>> = [];
+    for (let pos = 0; pos < size && shortAt === Infinity; pos += chunk) {
+      const len = Math.min(chunk, size - pos);
+      const span = this.readSpan(handle, pos, len, expected.path);
+      const previous = written;
+      written = Promise.all([span, previous]).then(async ([data]) => {
+        if (data.length < len) shortAt = Math.min(shortAt, pos + data.length);
+        if (data.length > 0) await sink.write(data, pos);
+      });
+      written.catch(noop); // awaited through the window; this only keeps a failure from counting as unhandled meanwhile
+      window.push(written);
+      if (window.length >= this.opts.readsInFlight) await window.shift();
+    }
+    await written;
+    const beyond = await probe;
+    if (shortAt !== Infinity) throw this.changedError(expected, shortAt);
+    if (beyond.length > 0) throw this.changedError(expected, await this.currentSize(handle, size));
+    return size;
+  }
+
+  /** READ `len` bytes at `pos`, re-asking after short replies; fewer bytes back only at end of file. */
+  private async readSpan(handle: Buffer, pos: number, len: number, path: string): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(len);
+    let got = 0;
+    while (got < len) {
+      const n = await this.call<number>((sftp, settle) => sftp.read(handle, buffer, got, len - got, pos + got, (err, bytes) => settle(err, bytes))).catch(
+        (err) => this.rethrow(err, path, 'cannot read'),
+      );
+      if (n === 0) break; // ssh2 reports SFTP EOF as a zero-byte read
+      got += n;
+    }
+    return got === len ? buffer : buffer.subarray(0, got);
+  }
+
+  /** For the message only: how big the file is now that it read longer than listed. */
+  private async currentSize(handle: Buffer, listed: number): Promise<string> {
+    try {
+      const stats = await this.call<{ size: number }>((sftp, settle) => sftp.fstat(handle, settle));
+      return String(stats.size);
+    } catch {
+      return `more than ${listed}`;
+    }
+  }
+
+  private changedError(expected: Entry, got: number | string): ProtocolError {
+    return new ProtocolError(`${expected.path} changed on the master while it was read: listed ${expected.size} bytes, got ${got}`, {
+      subject: expected.path,
+      hint: 'the next pass will pick up the new content',
+    });
+  }
+
+  // ---------------------------------------------------------------- errors
+
+  /** Session-level failures (timeout, lost connection) pass through; SFTP status errors become TransferError. */
+  private toSyncError(err: unknown, path: string, what: string): SyncError {
+    if (err instanceof SyncError) return err;
+    const shown = '/' + path;
+    return new TransferError(`${what} ${shown} on ${this.session.address}: ${sftpMessage(err)}`, {
+      subject: shown,
+      cause: err,
+      hint: `exclude it with --exclude ${shown}`,
+    });
+  }
+
+  private rethrow(err: unknown, path: string, what: string): never {
+    throw this.toSyncError(err, path, what);
+  }
+}
+
+const ssh2StatusEof = 1; // SFTP STATUS_CODE.EOF (ssh2 utils.sftp.STATUS_CODE.EOF)
