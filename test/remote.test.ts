@@ -96,11 +96,15 @@ async function silentServer(): Promise<{ port: number; stop(): Promise<void> }> 
   };
 }
 
-/** TCP relay to the master that can stop passing the master's bytes on, like a link that went dark. */
+/**
+ * TCP relay to the master that can stop passing the master's bytes on, like a
+ * link that went dark. Half-open allowed, so our FIN is never answered either:
+ * that is how ssh2's end() hangs.
+ */
 async function freezableProxy(targetPort: number): Promise<{ port: number; freeze(): void; stop(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   let frozen = false;
-  const server = net.createServer((client) => {
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
     const upstream = net.connect(targetPort, '127.0.0.1');
     for (const s of [client, upstream]) (sockets.add(s), s.on('error', () => {}));
     client.on('data', (d) => upstream.write(d));
@@ -348,16 +352,33 @@ describe('session against OpenSSH', () => {
       proxy.freeze();
       const t0 = Date.now();
       await session.close();
-      assert.ok(Date.now() - t0 < 2500, `close took ${Date.now() - t0} ms`);
+      const elapsed = Date.now() - t0;
+      assert.ok(elapsed >= 900 && elapsed < 2500, `close took ${elapsed} ms (end() gets ~1 s, then the socket is destroyed)`);
     } finally {
       await proxy.stop();
     }
+  });
+
+  it('tells onLost listeners when the connection drops', T, async () => {
+    const proxy = await freezableProxy(master.port);
+    const khFile = path.join(scratch, 'known_hosts.proxy3');
+    const { type, blob } = splitPub(master.hostPublicKey);
+    await writeFile(khFile, `[${master.host}]:${proxy.port} ${type} ${blob.toString('base64')}\n`);
+    const session = await openSession(optionsFor(master, { port: proxy.port, knownHostsFile: khFile }));
+    const lost = new Promise<Error>((resolve) => session.onLost(resolve));
+    await proxy.stop();
+    const err = await lost;
+    assert.ok(err instanceof ConnectionError, String(err));
+    assert.match(err.message, new RegExp(`connection to 127\\.0\\.0\\.1:${proxy.port} lost`));
+    assert.equal(session.isAlive(), false);
+    await expectReject(session.request<string>((sftp, settle) => sftp.realpath('.', settle)), ConnectionError);
+    await session.close();
   });
 });
 
 // ---------------------------------------------------------------- SftpSource
 
-describe('SftpSource against OpenSSH', () => {
+for (const kind of ['openssh', 'embedded'] as const) describe(`SftpSource against the ${kind} master`, () => {
   let master: TestMaster;
   let session: SftpSession;
   let root: string;
@@ -365,7 +386,7 @@ describe('SftpSource against OpenSSH', () => {
   const big = randomBytes(1024 * 1024 + 12345);
 
   before(async () => {
-    master = await startMaster();
+    master = await startMaster({ forceEmbedded: kind === 'embedded' });
     session = await openSession(optionsFor(master));
     root = path.join(master.dir, 'xroad');
     await mkdir(path.join(root, 'conf.d/nested'), { recursive: true });
@@ -528,7 +549,8 @@ function fakeSession(listing: Record<string, FakeName[]>, fileSize = 0): SftpSes
 
 describe('SftpSource against a hostile master', () => {
   for (const bad of ['..', '.', '', 'a/b', '../../etc/passwd', 'nul\0byte', 'x'.repeat(256), 'é'.repeat(128)]) {
-    it(`refuses the name ${JSON.stringify(bad).slice(0, 40)}`, T, async () => {
+    const verb = bad === '.' || bad === '..' ? 'ignores' : 'refuses';
+    it(`${verb} the name ${JSON.stringify(bad).slice(0, 40)}`, T, async () => {
       const source = new SftpSource(fakeSession({ '': [{ filename: 'ok' }, { filename: bad }] }), '/src/');
       // ssh2 drops "." and ".." itself; they are harmless either way, never entries.
       if (bad === '.' || bad === '..') {

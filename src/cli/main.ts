@@ -64,6 +64,30 @@ function buildProgram(): Command {
     process.exitCode = await resumeCommand(opts);
   });
 
+  addPassOptions(
+    program
+      .command('daemon')
+      .description('keep running: a pass at start, then every --interval seconds over one kept-open SSH session; pauses live on the flag file')
+      .option('--interval <s>', 'seconds between passes (a little random jitter is added)', '60'),
+  ).action(async (opts) => {
+    const { daemonCommand } = await import('./daemon-command.js');
+    process.exitCode = await daemonCommand(opts);
+  });
+
+  program
+    .command('status')
+    .description('paused or not, the last pass, the last success, whether a daemon runs')
+    .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid}')
+    .option('--check', 'monitoring probe: one line, exit 0 OK / 1 WARNING / 2 CRITICAL (Nagios, Zabbix)')
+    .option('--max-age <s>', 'with --check: critical when the last success is older than this', '300')
+    .option('--fail-if-paused', 'with --check: a pause is a warning (otherwise only reported)')
+    .option('--state-dir <dir>', 'where passes record their status', '/var/lib/xroad-sync')
+    .option('--flag-file <file>', 'the pause flag file', '/var/tmp/xroad/sync-disabled')
+    .action(async (opts) => {
+      const { statusCommand } = await import('./status-command.js');
+      process.exitCode = await statusCommand(opts);
+    });
+
   return program;
 }
 

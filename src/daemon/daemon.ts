@@ -1,0 +1,125 @@
+/**
+ * `xroad-sync daemon`: passes on a schedule over one warm SSH session, paused
+ * live by the flag file, corrective passes when someone edits a synced file
+ * on this (read-only) slave, clean stop on SIGTERM/SIGINT within 5 s.
+ */
+import { watch, type FSWatcher } from 'chokidar';
+import { existsSync } from 'node:fs';
+import { basename, dirname, relative } from 'node:path';
+import type { PassSettings } from '../config.js';
+import { runReportedPass } from '../cli/sync-command.js';
+import { describeError } from '../errors.js';
+import { compileFilter } from '../filter/rsync-filter.js';
+import { isTempName } from '../local/temp-names.js';
+import { WarmSessionProvider } from '../remote/provider.js';
+import { createLogger, type Logger } from '../report/logger.js';
+import { readStatus, writeStatus } from '../state/status.js';
+import { ensureStateDir } from '../state/lock.js';
+import { PassScheduler } from './scheduler.js';
+
+export interface DaemonOptions {
+  readonly intervalMs: number;
+  /** Ignore target events this long after a pass ends (our own renames and utimes settle). */
+  readonly quietAfterPassMs?: number;
+  readonly stopDeadlineMs?: number;
+}
+
+export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Promise<number> {
+  const logger = createLogger({ destination: 1 });
+  const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
+  const filter = compileFilter(settings.excludes);
+  let abort = new AbortController();
+  let lastPassEnd = 0;
+  let passing = false;
+
+  const scheduler = new PassScheduler({
+    intervalMs: opts.intervalMs,
+    jitter: 0.1,
+    maxBackoffMs: Math.max(opts.intervalMs, 1000),
+    runPass: async () => {
+      passing = true;
+      abort = new AbortController();
+      const before = provider.connections;
+      try {
+        const result = await runReportedPass(settings, provider, { signal: abort.signal, printItems: false, logger });
+        if (provider.connections > before) logger.info({ msg: 'connected', connections: provider.connections, master: settings.connection.host });
+        if (result.result === 'failed') logger.warn({ msg: 'pass failed; will reconnect and retry with backoff', error: describeError(result.error) });
+        return result.result;
+      } finally {
+        passing = false;
+        lastPassEnd = Date.now();
+      }
+    },
+  });
+
+  await ensureStateDir(settings.stateDir);
+  await setDaemonPid(settings.stateDir, process.pid);
+  const watchers = await startWatchers(settings, {
+    onFlag: (present) => {
+      logger.info({ msg: present ? 'sync paused: flag file created' : 'sync resumed: flag file removed', flagFile: settings.flagFile });
+      if (!present) scheduler.requestNow();
+    },
+    onLocalChange: (path) => {
+      if (passing || Date.now() - lastPassEnd < (opts.quietAfterPassMs ?? 1500)) return;
+      if (isTempName(basename(path)) || filter.isExcludedPath(path, false)) return;
+      logger.warn({ msg: 'synced file changed locally; slaves are read-only, a corrective pass follows', path });
+      scheduler.requestNow();
+    },
+    onError: (err) => logger.warn({ msg: 'file watcher error', error: describeError(err) }),
+  });
+  logger.info({ msg: 'daemon started', pid: process.pid, intervalS: opts.intervalMs / 1000, master: settings.connection.host, target: settings.targetDir });
+  scheduler.start();
+
+  const signal = await waitForStopSignal(logger);
+  logger.info({ msg: 'stopping', signal });
+  abort.abort();
+  provider.drop(); // in-flight fetches fail at once; staging then removes its temp files
+  const deadline = new Promise<void>((resolve) => setTimeout(resolve, opts.stopDeadlineMs ?? 4000).unref());
+  await Promise.race([scheduler.stop(), deadline]);
+  await Promise.all(watchers.map((w) => w.close()));
+  await setDaemonPid(settings.stateDir, null);
+  logger.info({ msg: 'daemon stopped' });
+  return 0;
+}
+
+interface WatchHandlers {
+  onFlag(present: boolean): void;
+  onLocalChange(relPath: string): void;
+  onError(err: unknown): void;
+}
+
+async function startWatchers(settings: PassSettings, on: WatchHandlers): Promise<FSWatcher[]> {
+  // Watch the flag's directory, not the flag: the file comes and goes.
+  const flagDir = dirname(settings.flagFile);
+  const flagWatcher = watch(existsSync(flagDir) ? flagDir : dirname(flagDir), { ignoreInitial: true, depth: 1 });
+  flagWatcher.on('add', (p) => p === settings.flagFile && on.onFlag(true));
+  flagWatcher.on('unlink', (p) => p === settings.flagFile && on.onFlag(false));
+  flagWatcher.on('error', on.onError);
+  const targetWatcher = watch(settings.targetDir, { ignoreInitial: true, followSymlinks: false });
+  for (const event of ['add', 'change', 'unlink'] as const) {
+    targetWatcher.on(event, (p) => on.onLocalChange(relative(settings.targetDir, p)));
+  }
+  targetWatcher.on('error', on.onError);
+  await Promise.all([once(flagWatcher, 'ready'), once(targetWatcher, 'ready')]);
+  return [flagWatcher, targetWatcher];
+}
+
+function once(watcher: FSWatcher, event: 'ready'): Promise<void> {
+  return new Promise((resolve) => watcher.once(event, () => resolve()));
+}
+
+function waitForStopSignal(logger: Logger): Promise<string> {
+  return new Promise((resolve) => {
+    const stop = (signal: string) => () => resolve(signal);
+    process.once('SIGTERM', stop('SIGTERM'));
+    process.once('SIGINT', stop('SIGINT'));
+    // Each pass opens slave-sync.log afresh in append mode, so after logrotate
+    // the next pass already writes the new file; HUP only needs acknowledging.
+    process.on('SIGHUP', () => logger.info({ msg: 'SIGHUP: the log file is reopened at the next pass' }));
+  });
+}
+
+async function setDaemonPid(stateDir: string, pid: number | null): Promise<void> {
+  const status = await readStatus(stateDir);
+  await writeStatus(stateDir, { ...status, daemonPid: pid });
+}
