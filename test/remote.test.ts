@@ -107,10 +107,11 @@ async function freezableProxy(targetPort: number): Promise<{ port: number; freez
   const server = net.createServer({ allowHalfOpen: true }, (client) => {
     const upstream = net.connect(targetPort, '127.0.0.1');
     for (const s of [client, upstream]) (sockets.add(s), s.on('error', () => {}));
-    client.on('data', (d) => upstream.write(d));
+    // Frozen: nothing passes either way, not even the master's hang-up.
+    client.on('data', (d) => frozen || upstream.write(d));
     upstream.on('data', (d) => frozen || client.write(d));
     client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
+    upstream.on('close', () => frozen || client.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {

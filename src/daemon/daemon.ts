@@ -19,7 +19,7 @@ import { PassScheduler } from './scheduler.js';
 
 export interface DaemonOptions {
   readonly intervalMs: number;
-  /** Ignore target events this long after a pass ends (our own renames and utimes settle). */
+  /** Events for paths a pass wrote are ignored this long after it (the watcher reports our own renames late). */
   readonly quietAfterPassMs?: number;
   readonly stopDeadlineMs?: number;
 }
@@ -29,25 +29,29 @@ export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Pr
   const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
   const filter = compileFilter(settings.excludes);
   let abort = new AbortController();
-  let lastPassEnd = 0;
   let passing = false;
+  // Paths our last pass wrote: their watcher events are our own, not an operator's edit.
+  let ownWrites = new Set<string>();
+  let ownWritesUntil = 0;
 
   const scheduler = new PassScheduler({
     intervalMs: opts.intervalMs,
     jitter: 0.1,
     maxBackoffMs: Math.max(opts.intervalMs, 1000),
     runPass: async () => {
+      if (existsSync(settings.flagFile)) return 'skipped'; // logged once, when the flag appeared
       passing = true;
       abort = new AbortController();
       const before = provider.connections;
       try {
         const result = await runReportedPass(settings, provider, { signal: abort.signal, printItems: false, logger });
         if (provider.connections > before) logger.info({ msg: 'connected', connections: provider.connections, master: settings.connection.host });
+        ownWrites = new Set(result.changedPaths);
         if (result.result === 'failed') logger.warn({ msg: 'pass failed; will reconnect and retry with backoff', error: describeError(result.error) });
         return result.result;
       } finally {
         passing = false;
-        lastPassEnd = Date.now();
+        ownWritesUntil = Date.now() + (opts.quietAfterPassMs ?? 2000);
       }
     },
   });
@@ -60,7 +64,8 @@ export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Pr
       if (!present) scheduler.requestNow();
     },
     onLocalChange: (path) => {
-      if (passing || Date.now() - lastPassEnd < (opts.quietAfterPassMs ?? 1500)) return;
+      // During a pass the commit re-checks each path itself (an edit there is logged and left for the next pass).
+      if (passing || (ownWrites.has(path) && Date.now() < ownWritesUntil)) return;
       if (isTempName(basename(path)) || filter.isExcludedPath(path, false)) return;
       logger.warn({ msg: 'synced file changed locally; slaves are read-only, a corrective pass follows', path });
       scheduler.requestNow();

@@ -45,11 +45,11 @@ function checkName(name: string, dir: string): void {
   const bad =
     name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || Buffer.byteLength(name) > MAX_NAME_BYTES;
   if (bad) {
-    throw new ProtocolError(`the master listed an invalid name ${quote(name)} in directory ${quote('/' + dir)}`, { subject: dir });
+    throw new ProtocolError(`the master listed an invalid name ${quote(name)} in directory ${quote(dir)}`, { subject: dir });
   }
   // ssh2 decodes names as UTF-8; a name that is not valid UTF-8 arrives mangled and could not be opened again.
   if (name.includes('\uFFFD')) {
-    throw new TransferError(`cannot represent the name ${quote(name)} in ${quote('/' + dir)}: not valid UTF-8`, {
+    throw new TransferError(`cannot represent the name ${quote(name)} in ${quote(dir)}: not valid UTF-8`, {
       subject: dir,
       hint: 'rename it on the master or exclude it with a wildcard pattern',
     });
@@ -156,7 +156,7 @@ export class SftpSource implements SourceTree {
     const names = await this.listDir(dir);
     for (const item of names) {
       if (item.filename === '.' || item.filename === '..') continue; // OpenSSH lists them; they are not entries
-      checkName(item.filename, dir);
+      checkName(item.filename, this.remotePath(dir));
       const entry = this.entryFrom(dir, item);
       if (filter.isExcluded(entry.path, entry.type === 'dir')) continue;
       if (tree.has(entry.path)) throw new ProtocolError(`the master listed ${quote(entry.path)} twice`, { subject: entry.path });
@@ -327,14 +327,18 @@ export class SftpSource implements SourceTree {
 
   // ---------------------------------------------------------------- errors
 
-  /** Session-level failures (timeout, lost connection) pass through; SFTP status errors become TransferError. */
+  /**
+   * Session-level failures (timeout, lost connection) pass through; SFTP
+   * status errors become TransferError, with the rsync-style anchored pattern
+   * (relative to the source root) that would skip the path.
+   */
   private toSyncError(err: unknown, path: string, what: string): SyncError {
     if (err instanceof SyncError) return err;
-    const shown = '/' + path;
-    return new TransferError(`${what} ${shown} on ${this.session.address}: ${sftpMessage(err)}`, {
-      subject: shown,
+    const full = this.remotePath(path);
+    return new TransferError(`${what} ${full} on ${this.session.address}: ${sftpMessage(err)}`, {
+      subject: full,
       cause: err,
-      hint: `exclude it with --exclude ${shown}`,
+      hint: path === '' ? 'check the source directory on the master' : `exclude it with --exclude /${path}`,
     });
   }
 
