@@ -36,6 +36,8 @@ export interface PassSettings {
   readonly force: boolean;
   /** Files fetched at once. */
   readonly concurrency: number;
+  /** Shell command run after a pass that changed something, with the changed paths on stdin. */
+  readonly onChange: string | null;
 }
 
 export const DEFAULTS = {
@@ -71,6 +73,7 @@ export interface RawPassOptions {
   maxDelete?: string | number;
   force?: boolean;
   concurrency?: string | number;
+  onChange?: string;
 }
 
 export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv = process.env): PassSettings {
@@ -97,6 +100,7 @@ export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv 
     maxDelete: raw.maxDelete === undefined ? undefined : integer(raw.maxDelete, '--max-delete', 0, Number.MAX_SAFE_INTEGER),
     force: raw.force ?? false,
     concurrency: integer(raw.concurrency ?? DEFAULTS.concurrency, '--concurrency', 1, 256),
+    onChange: raw.onChange ?? null,
   };
 }
 

@@ -287,6 +287,21 @@ describe('session against OpenSSH', () => {
     assert.match(e3.message, /encrypted/);
   });
 
+  it('authenticates with rsa (rsa-sha2 via server-sig-algs) and ecdsa identities', T, async (t) => {
+    // The helper's sshd reads this file per login (AuthorizedKeysFile in master.dir).
+    const authorized = path.join(master.dir, 'authorized_keys');
+    const existing = await readFile(authorized, 'utf8').catch(() => undefined);
+    if (master.kind !== 'openssh' || existing === undefined) return t.skip('needs the OpenSSH master and its authorized_keys file');
+    const rsa = keygen(scratch, 'id_rsa', 'rsa');
+    const ecdsa = keygen(scratch, 'id_ecdsa', 'ecdsa');
+    await writeFile(authorized, `${existing.trim()}\n${rsa.pubLine}\n${ecdsa.pubLine}\n`);
+    for (const key of [rsa, ecdsa]) {
+      const session = await openSession(optionsFor(master, { identityFile: key.privatePath }));
+      assert.ok(session.isAlive());
+      await session.close();
+    }
+  });
+
   it('reports refused authentication as ConnectionError', T, async () => {
     const stranger = keygen(scratch, 'stranger');
     const err = await expectReject(openSession(optionsFor(master, { identityFile: stranger.privatePath })), ConnectionError);

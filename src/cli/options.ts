@@ -25,5 +25,6 @@ export function addPassOptions(cmd: Command): Command {
     .option('--max-delete <n>', 'refuse a pass that deletes more files (default: half of the synced files)')
     .option('--force', 'override the safety valve (empty master, too many deletions)')
     .option('--concurrency <n>', 'files fetched at once', String(DEFAULTS.concurrency))
+    .option('--on-change <cmd>', 'shell command run after a pass that changed files; the changed paths arrive on stdin, one per line')
     .option('--dry-run', 'print what would change (rsync itemized format) and change nothing');
 }

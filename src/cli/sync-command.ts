@@ -5,7 +5,9 @@ import { runPass, type PassResult, type SourceProvider } from '../pass.js';
 import { connectPerPass } from '../remote/provider.js';
 import { createLogger, logPass, passRecord } from '../report/logger.js';
 import { RsyncLogFile } from '../report/rsync-log.js';
+import { restartHintLines } from '../report/restart-hints.js';
 import { recordPass } from '../state/status.js';
+import { runOnChange } from './on-change.js';
 import { makeReporter } from './reporter.js';
 import { testHooksFromEnv } from './test-hooks.js';
 
@@ -53,7 +55,12 @@ export async function runReportedPass(
     await log?.close();
   }
   const durationMs = result.finishedAt.getTime() - result.startedAt.getTime();
-  logPass(opts.logger ?? createLogger({ destination: 1 }), passRecord({ ...result, durationMs }));
+  const logger = opts.logger ?? createLogger({ destination: 1 });
+  logPass(logger, passRecord({ ...result, durationMs }));
+  if (result.result === 'ok' && !settings.dryRun && result.changedPaths.length > 0) {
+    for (const hint of restartHintLines(result.changedPaths)) logger.info({ msg: hint });
+    if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
+  }
   if (!settings.dryRun) {
     await recordPass(settings.stateDir, result).catch((err) =>
       process.stderr.write(`xroad-sync: cannot record the pass in ${settings.stateDir}: ${describeError(err)}\n`),

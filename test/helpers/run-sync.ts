@@ -3,11 +3,13 @@
  * compiled CLI as a child process, against a TestMaster, with every path
  * given as a flag. Bounded: the child is SIGKILLed after `timeoutMs`.
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { lstat, readdir, readFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { TestMaster } from './sshd.js';
+import type { TestMaster, TreeEntrySnapshot } from './sshd.js';
 
 /** dist/test/helpers/run-sync.js → dist/src/cli/main.js */
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -125,4 +127,119 @@ export function logMessages(log: string): string[] {
 export function describeRun(run: SyncRun): string {
   return `exit ${run.status}${run.signal ? ` (signal ${run.signal})` : ''}${run.timedOut ? ' TIMED OUT' : ''} after ${run.elapsedMs} ms\n` +
     `--- stderr\n${run.stderr}--- stdout\n${run.stdout}--- log\n${run.log}`;
+}
+
+// ---------------------------------------------------------------------------
+// Tree and log checks shared by the sync suites
+
+/** A port on 127.0.0.1 that nobody listens on (bound, read, closed). */
+export function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** `tree` without the given paths and everything below them. */
+export function withoutPaths<T>(tree: Map<string, T>, drop: readonly string[]): Map<string, T> {
+  return new Map([...tree].filter(([p]) => !drop.some((d) => p === d || p.startsWith(`${d}/`))));
+}
+
+/** Only the given paths (and what lies below them). */
+export function onlyPaths<T>(tree: Map<string, T>, keep: readonly string[]): Map<string, T> {
+  return new Map([...tree].filter(([p]) => keep.some((d) => p === d || p.startsWith(`${d}/`))));
+}
+
+/** For deepEqual diffs that name the path. */
+export function obj<T>(tree: Map<string, T>): Record<string, T> {
+  return Object.fromEntries(tree);
+}
+
+export interface StatSnapshot {
+  readonly ino: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly type: 'dir' | 'symlink' | 'other';
+}
+
+/** lstat of every path below `root` (root itself as ''): what "rewrites nothing" is checked against. */
+export async function statTree(root: string): Promise<Map<string, StatSnapshot>> {
+  const out = new Map<string, StatSnapshot>();
+  const walk = async (rel: string): Promise<void> => {
+    const st = await lstat(rel === '' ? root : path.join(root, rel));
+    out.set(rel, {
+      ino: st.ino,
+      mtimeMs: st.mtimeMs,
+      ctimeMs: st.ctimeMs,
+      mode: st.mode,
+      uid: st.uid,
+      gid: st.gid,
+      type: st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other',
+    });
+    if (!st.isDirectory()) return;
+    for (const name of (await readdir(rel === '' ? root : path.join(root, rel))).sort()) {
+      await walk(rel === '' ? name : `${rel}/${name}`);
+    }
+  };
+  await walk('');
+  return out;
+}
+
+/** Paths below `root` whose name looks like one of our temp files (or any `.xroad-sync.` leftover). */
+export async function leftoverTemps(root: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const d of await readdir(dir, { withFileTypes: true })) {
+      const full = path.join(dir, d.name);
+      if (d.name.startsWith('.xroad-sync.') || d.name === '.~tmp~') found.push(path.relative(root, full));
+      if (d.isDirectory()) await walk(full);
+    }
+  };
+  await walk(root);
+  return found;
+}
+
+/** rsync's total size: regular file bytes plus symlink target lengths. */
+export function totalSize(tree: Map<string, TreeEntrySnapshot>): number {
+  let n = 0;
+  for (const e of tree.values()) if (e.type === 'file' || e.type === 'symlink') n += e.size;
+  return n;
+}
+
+export const LOG_PREFIX = /^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d \[\d+\] /;
+export const FINAL_LINE = /^sent \d+ bytes {2}received \d+ bytes {2}total size (\d+)$/;
+
+/**
+ * Every line has rsync's `YYYY/MM/DD HH:MM:SS [PID] ` prefix; a pass that
+ * connected starts with `receiving file list`; success ends with the
+ * `sent ... total size N` line (N returned), failure with `rsync error: ... (code N)`.
+ */
+export function assertLogFormat(log: string, expect: { code: number; connected?: boolean }): number | undefined {
+  assert.ok(log.endsWith('\n'), `log does not end with a newline:\n${log}`);
+  const lines = log.slice(0, -1).split('\n');
+  for (const line of lines) assert.match(line, LOG_PREFIX, `log line without the rsync prefix: ${JSON.stringify(line)}`);
+  const messages = logMessages(log);
+  if (expect.connected ?? true) assert.equal(messages[0], 'receiving file list', `first log line:\n${log}`);
+  const last = messages.at(-1) ?? '';
+  if (expect.code === 0) {
+    const m = FINAL_LINE.exec(last);
+    assert.ok(m, `last log line is not the "sent ... total size" line: ${JSON.stringify(last)}\n${log}`);
+    assert.ok(!messages.some((l) => l.startsWith('rsync error:')), `an error line in a successful pass:\n${log}`);
+    return Number(m[1]);
+  }
+  assert.match(last, new RegExp(`^rsync error: .+ \\(code ${expect.code}\\)`), `last log line is not "rsync error: ... (code ${expect.code})":\n${log}`);
+  assert.ok(!messages.some((l) => FINAL_LINE.test(l)), `a "sent ... total size" line in a failed pass:\n${log}`);
+  return undefined;
+}
+
+/** The item lines (`%i %n%L` and `*deleting`) of a log, without prefix. */
+export function itemLines(log: string): string[] {
+  return logMessages(log).filter((l) => /^([<>ch.][fdLDS][c.+ ][s.+ ][tT.+ ][p.+ ][o.+ ][g.+ ][u.+ ][a.+ ][x.+ ]|\*deleting  ) /.test(l));
 }
