@@ -36,8 +36,16 @@ export interface PassSettings {
   readonly force: boolean;
   /** Files fetched at once. */
   readonly concurrency: number;
+  /** Limits that protect the slave's disk from a runaway or hostile master; exceeding one fails the pass before commit. */
+  readonly limits: TransferLimits;
   /** Shell command run after a pass that changed something, with the changed paths on stdin. */
   readonly onChange: string | null;
+}
+
+export interface TransferLimits {
+  readonly maxFileSize: number;
+  readonly maxTotalBytes: number;
+  readonly maxFiles: number;
 }
 
 export const DEFAULTS = {
@@ -51,6 +59,10 @@ export const DEFAULTS = {
   connectTimeoutS: 5,
   timeoutS: 10,
   concurrency: 16,
+  /** Generous for /etc/xroad (a few hundred files, a few MB), finite for a master gone wrong. */
+  maxFileSize: 1024 ** 3,
+  maxTotalBytes: 4 * 1024 ** 3,
+  maxFiles: 200_000,
 } as const;
 
 /** The options as commander hands them over (strings where the user typed them). */
@@ -74,6 +86,9 @@ export interface RawPassOptions {
   force?: boolean;
   concurrency?: string | number;
   onChange?: string;
+  maxFileSize?: string | number;
+  maxTotalBytes?: string | number;
+  maxFiles?: string | number;
 }
 
 export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv = process.env): PassSettings {
@@ -101,6 +116,11 @@ export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv 
     force: raw.force ?? false,
     concurrency: integer(raw.concurrency ?? DEFAULTS.concurrency, '--concurrency', 1, 256),
     onChange: raw.onChange ?? null,
+    limits: {
+      maxFileSize: byteSize(raw.maxFileSize ?? DEFAULTS.maxFileSize, '--max-file-size'),
+      maxTotalBytes: byteSize(raw.maxTotalBytes ?? DEFAULTS.maxTotalBytes, '--max-total-bytes'),
+      maxFiles: integer(raw.maxFiles ?? DEFAULTS.maxFiles, '--max-files', 1, Number.MAX_SAFE_INTEGER),
+    },
   };
 }
 
@@ -121,6 +141,14 @@ function integer(value: string | number, flag: string, min: number, max: number)
     throw new ConfigError(`${flag} must be a whole number from ${min} to ${max}, got "${value}"`, { subject: flag });
   }
   return n;
+}
+
+/** A byte count, with an optional K, M or G suffix (powers of 1024). */
+function byteSize(value: string | number, flag: string): number {
+  const match = /^(\d+)([KMG]?)i?B?$/i.exec(String(value).trim());
+  if (!match) throw new ConfigError(`${flag} must be a size like 500M or 2G, got "${value}"`, { subject: flag });
+  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[match[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return Number(match[1]) * unit;
 }
 
 function seconds(value: string | number, flag: string): number {

@@ -11,8 +11,9 @@
 import { existsSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PassSettings } from './config.js';
-import { commitChanges, type CommitStep } from './commit/commit.js';
+import type { PassSettings, TransferLimits } from './config.js';
+import { commitChanges, executeOps, type CommitStep } from './commit/commit.js';
+import { recoverJournal } from './commit/journal.js';
 import { ConfigError, InterruptedError, LocalIoError, SafetyValveError, SyncError, exitCodeOf, type ExitCodeValue } from './errors.js';
 import { compileFilter } from './filter/rsync-filter.js';
 import { loadIdMapping } from './local/ids.js';
@@ -99,6 +100,7 @@ export async function runPass(
     return finish('failed', NO_STATS, [], error);
   }
   try {
+    await completeInterruptedCommit(settings, reporter);
     const outcome = await connectAndSync(settings, provider, reporter, hooks);
     return finish('ok', outcome.stats, outcome.changedPaths);
   } catch (error) {
@@ -141,6 +143,7 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
 
   const plan = planChanges({ source: sourceTree, target: targetScan.tree, targetExcluded: targetScan.excluded, ids });
   enforceSafetyValve(plan, sourceTree.size, settings);
+  enforceLimits(plan, settings.limits);
   await hooks.at?.('planned');
 
   if (settings.dryRun) {
@@ -165,6 +168,7 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
     const result = await commitChanges(plan.changes, staging, {
       targetRoot: settings.targetDir,
       source: sourceTree,
+      stateDir: settings.stateDir,
       beforeStep: hooks.at,
     });
     committed = true;
@@ -185,6 +189,18 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
   } finally {
     // After a commit only unused temps (skipped paths) remain; before it, all of them.
     if (!committed || staging.temps.size > 0) await staging.discard();
+  }
+}
+
+/** A pass killed mid-commit left its journal: roll it forward before anything else looks at the target. */
+async function completeInterruptedCommit(settings: PassSettings, reporter: PassReporter): Promise<void> {
+  const recovery = await recoverJournal(settings.stateDir, settings.targetDir, (ops) =>
+    executeOps(ops, { root: settings.targetDir, recheck: false }),
+  );
+  if (recovery.kind === 'rolled-forward') {
+    reporter.notice(`completed the commit interrupted at ${recovery.createdAt} (${recovery.operations} operations replayed)`);
+  } else if (recovery.kind === 'discarded') {
+    reporter.notice(recovery.reason);
   }
 }
 
@@ -220,6 +236,27 @@ export function enforceSafetyValve(plan: Plan, sourceEntries: number, settings: 
       subject: '--max-delete',
       hint: 'if the master really lost these files, run once with --force or a higher --max-delete',
     });
+  }
+}
+
+/** Limits that keep a runaway or hostile master from filling the slave's disk. */
+export function enforceLimits(plan: Plan, limits: TransferLimits): void {
+  if (plan.sourceFiles > limits.maxFiles) {
+    throw new SafetyValveError(`the master lists ${plan.sourceFiles} files, more than --max-files ${limits.maxFiles}`, { subject: '--max-files' });
+  }
+  let total = 0;
+  for (const c of plan.changes) {
+    if (c.kind !== 'fetch') continue;
+    if (c.source.size > limits.maxFileSize) {
+      throw new SafetyValveError(`${c.path} is ${c.source.size} bytes on the master, more than --max-file-size ${limits.maxFileSize}`, {
+        subject: c.path,
+        hint: `exclude it with --exclude /${c.path}, or raise --max-file-size`,
+      });
+    }
+    total += c.source.size;
+  }
+  if (total > limits.maxTotalBytes) {
+    throw new SafetyValveError(`the pass would fetch ${total} bytes, more than --max-total-bytes ${limits.maxTotalBytes}`, { subject: '--max-total-bytes' });
   }
 }
 

@@ -94,7 +94,9 @@ describe('planner', () => {
     assert.deepEqual(desiredOwnership({ ...e, group: 'xroad', gid: 5 }, NON_ROOT), { gid: 999 });
     assert.deepEqual(desiredOwnership(e, NON_ROOT), {});
     const p = plan(tree({ f: { owner: 'postgres', uid: 26 } }), tree({ f: { uid: 999 } }), ROOT);
-    assert.deepEqual(summary(p.changes), ['attrs f']);
+    const f = p.changes.find((c) => c.path === 'f');
+    assert.equal(f?.kind, 'attrs');
+    assert.deepEqual(f.kind === 'attrs' && [f.uid, f.gid, f.owner.uid], [true, false, 1002]);
   });
 });
 

@@ -114,11 +114,14 @@ describe('test master harness', () => {
   });
 
   it('stop() ends sshd and its per-connection children, and removes the dir', { ...TEST_TIMEOUT, skip: !sshdAvailable() }, async () => {
-    const master = await startMaster({ extraConfig: ['MaxSessions 4'] });
+    // extraConfig replaces a default: LogLevel VERBOSE → DEBUG1.
+    const master = await startMaster({ extraConfig: ['LogLevel DEBUG1'] });
     const pid = Number(readFileSync(path.join(master.dir, 'sshd.pid'), 'utf8'));
-    const { client } = await login(master);
-    client.on('error', () => {}); // the server goes away under this connection
+    let client: SshClient | undefined;
     try {
+      client = (await login(master)).client;
+      client.on('error', () => {}); // the server goes away under this connection
+      assert.match(readFileSync(master.logPath!, 'utf8'), /debug1: /);
       const children = descendantsOf(pid);
       assert.ok(children.length >= 1, 'an open connection has its own sshd process');
       const started = Date.now();
@@ -127,7 +130,7 @@ describe('test master harness', () => {
       for (const p of [pid, ...children]) assert.equal(isAlive(p), false, `process ${p} still alive`);
       assert.equal(existsSync(master.dir), false);
     } finally {
-      client.end();
+      client?.end();
       await master.stop(); // idempotent
     }
   });

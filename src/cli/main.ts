@@ -74,6 +74,15 @@ function buildProgram(): Command {
     process.exitCode = await daemonCommand(opts);
   });
 
+  addPassOptions(
+    program
+      .command('check')
+      .description('check identity, known_hosts, target, log, state dir and flag file, each problem with its fix; then connect and show what a pass would change'),
+  ).action(async (opts) => {
+    const { checkCommand } = await import('./check-command.js');
+    process.exitCode = await checkCommand(opts);
+  });
+
   program
     .command('status')
     .description('paused or not, the last pass, the last success, whether a daemon runs')

@@ -24,6 +24,9 @@ export function addPassOptions(cmd: Command): Command {
     .option('--timeout <s>', 'abort when the master makes no progress for this long (rsync: --timeout=10)', String(DEFAULTS.timeoutS))
     .option('--max-delete <n>', 'refuse a pass that deletes more files (default: half of the synced files)')
     .option('--force', 'override the safety valve (empty master, too many deletions)')
+    .option('--max-file-size <size>', 'fail the pass (before any change) if a master file is larger', '1G')
+    .option('--max-total-bytes <size>', 'fail the pass if it would fetch more than this', '4G')
+    .option('--max-files <n>', 'fail the pass if the master lists more files', '200000')
     .option('--concurrency <n>', 'files fetched at once', String(DEFAULTS.concurrency))
     .option('--on-change <cmd>', 'shell command run after a pass that changed files; the changed paths arrive on stdin, one per line')
     .option('--dry-run', 'print what would change (rsync itemized format) and change nothing');

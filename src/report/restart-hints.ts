@@ -44,12 +44,13 @@ export function restartsNeeded(changedPaths: readonly string[]): Map<string, str
   return needed;
 }
 
-/** One line per service, e.g. "restart xroad-proxy to apply conf.d/local.ini". */
+/** One line per set of services, e.g. "restart xroad-proxy, xroad-signer to apply conf.d/local.ini". */
 export function restartHintLines(changedPaths: readonly string[]): string[] {
-  const lines: string[] = [];
+  const servicesByPaths = new Map<string, string[]>();
   for (const [service, paths] of restartsNeeded(changedPaths)) {
     if (service === 'unknown') continue; // new or unusual files: no advice rather than wrong advice
-    lines.push(`restart ${service} to apply ${paths.join(', ')}`);
+    const key = paths.join(', ');
+    servicesByPaths.set(key, [...(servicesByPaths.get(key) ?? []), service]);
   }
-  return lines;
+  return [...servicesByPaths].map(([paths, services]) => `restart ${services.join(', ')} to apply ${paths}`);
 }

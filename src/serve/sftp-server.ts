@@ -31,6 +31,7 @@ export interface EmbeddedMasterOptions {
   authorizedKeys: string[];
   /** Only this user name may log in; any name when omitted. */
   user?: string;
+  /** Read on every request, so a test may set and delete hooks on this object while the server runs. */
   hooks?: ServerHooks;
   log?: (msg: string) => void;
 }

@@ -33,8 +33,10 @@ export interface Staging {
   /** Relative path → absolute temp path, for every fetch and symlink change. */
   readonly temps: ReadonlyMap<string, string>;
   readonly bytesFetched: number;
-  /** Remove every temp file (after a failure before commit, or of the ones a commit did not use). */
+  /** Remove every temp file still ours (after a failure before commit, or those a commit did not use). */
   discard(): Promise<void>;
+  /** Stop tracking temps the commit renamed into place. */
+  forget(renamed: (path: string) => boolean): void;
 }
 
 export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOptions): Promise<Staging> {
@@ -64,7 +66,10 @@ export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOp
     await discard();
     throw err;
   }
-  return { temps, bytesFetched, discard };
+  const forget = (renamed: (path: string) => boolean): void => {
+    for (const path of [...temps.keys()]) if (renamed(path)) temps.delete(path);
+  };
+  return { temps, bytesFetched, discard, forget };
 }
 
 /**

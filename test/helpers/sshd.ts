@@ -36,7 +36,7 @@ export interface TestMaster {
 }
 
 export interface StartMasterOptions {
-  /** Extra sshd_config lines (openssh only). */
+  /** Extra sshd_config lines (openssh only); a keyword given here replaces the harness's default for it. */
   extraConfig?: string[];
   forceEmbedded?: boolean;
   /** Root the embedded master serves; default '/', so the same absolute paths work with both kinds. */
@@ -176,8 +176,13 @@ async function startOpenSsh(dir: string, keys: KeyFiles, extraConfig: string[]):
   throw lastError ?? new Error('sshd did not start');
 }
 
+/**
+ * sshd takes the first value it reads for a keyword and refuses a second
+ * `Subsystem sftp`, so a default whose keyword appears in extraConfig is
+ * dropped rather than shadowed; a `Match` block in extraConfig stays last.
+ */
 function sshdConfig(dir: string, port: number, hostKey: string, authorizedKeys: string, extra: string[]): string {
-  return [
+  const defaults = [
     'ListenAddress 127.0.0.1',
     `Port ${port}`,
     `HostKey ${hostKey}`,
@@ -193,9 +198,18 @@ function sshdConfig(dir: string, port: number, hostKey: string, authorizedKeys: 
     // internal-sftp runs inside sshd, so it works even for users whose shell is nologin.
     'Subsystem sftp internal-sftp',
     'LogLevel VERBOSE',
-    ...extra,
-    '',
-  ].join('\n');
+  ];
+  const matchAt = extra.findIndex((line) => keywordOf(line) === 'match');
+  const global = matchAt < 0 ? extra : extra.slice(0, matchAt);
+  const matchBlock = matchAt < 0 ? [] : extra.slice(matchAt);
+  const overridden = new Set(global.map(keywordOf));
+  return [...defaults.filter((line) => !overridden.has(keywordOf(line))), ...global, ...matchBlock, ''].join('\n');
+}
+
+/** "Port 22" → "port"; Subsystem is keyed by its name too ("subsystem sftp"), since several may coexist. */
+function keywordOf(line: string): string {
+  const [keyword = '', arg = ''] = line.trim().toLowerCase().split(/\s+/);
+  return keyword === 'subsystem' ? `${keyword} ${arg}` : keyword;
 }
 
 /** Privilege separation dir: sshd refuses to start as root without it. */

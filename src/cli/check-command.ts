@@ -1,0 +1,170 @@
+/**
+ * `xroad-sync check`: is this slave set up to sync? Checks the local files a
+ * pass needs (identity, known_hosts, target, log, state dir, flag file), each
+ * problem printed with the command that fixes it, then connects to the master
+ * the way a pass does and shows what a pass would change (dry run).
+ */
+import { constants, type Stats } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../config.js';
+import { describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
+import { compileFilter } from '../filter/rsync-filter.js';
+import { loadIdMapping } from '../local/ids.js';
+import { scanTarget } from '../local/scan.js';
+import { enforceSafetyValve } from '../pass.js';
+import { planChanges } from '../plan/plan.js';
+import { fingerprint, hostLookupName, loadKnownHosts, verifyHostKey } from '../remote/known-hosts.js';
+import { openSession, type SftpSession } from '../remote/session.js';
+import { SftpSource } from '../remote/sftp-source.js';
+import { countChanges } from '../report/logger.js';
+import { itemizePlan } from '../report/itemize.js';
+import type { Tree } from '../tree.js';
+
+interface Outcome {
+  readonly ok: boolean;
+  readonly text: string;
+  readonly fix?: string;
+}
+
+const ok = (text: string): Outcome => ({ ok: true, text });
+const fail = (text: string, fix?: string): Outcome => ({ ok: false, text, fix });
+
+function print(o: Outcome): void {
+  process.stdout.write(`${o.ok ? 'ok  ' : 'FAIL'} ${o.text}\n`);
+  if (o.fix) process.stdout.write(`     fix: ${o.fix}\n`);
+}
+
+const statOrNull = (path: string): Promise<Stats | null> => stat(path).catch(() => null);
+const writable = (path: string): Promise<boolean> => access(path, constants.W_OK).then(() => true, () => false);
+const mode = (st: Stats): string => '0' + (st.mode & 0o7777).toString(8).padStart(3, '0');
+const me = (): string => process.env.USER ?? `uid ${process.getuid?.()}`;
+
+export async function checkCommand(raw: RawPassOptions): Promise<number> {
+  let settings: PassSettings;
+  try {
+    settings = resolvePassSettings(raw);
+  } catch (err) {
+    print(fail(`configuration: ${describeError(err)}`));
+    return exitCodeOf(err);
+  }
+  const identity = await checkIdentity(settings.connection.identityFile);
+  const knownHosts = await checkKnownHosts(settings);
+  const local = [identity, knownHosts, await checkTarget(settings.targetDir), await checkLogFile(settings.logFile), await checkStateDir(settings.stateDir), await checkFlag(settings.flagFile)];
+  local.forEach(print);
+  const localFailed = local.some((o) => !o.ok);
+  if (!identity.ok || !knownHosts.ok) {
+    print(fail(`connect to ${settings.connection.user}@${settings.connection.host}:${settings.connection.port}: not tried`, 'fix the identity and known_hosts problems above first'));
+    return ExitCode.USAGE;
+  }
+  const remote = await checkMaster(settings);
+  return localFailed ? ExitCode.USAGE : remote;
+}
+
+async function checkIdentity(file: string): Promise<Outcome> {
+  const st = await statOrNull(file);
+  if (!st) return fail(`identity ${file} does not exist`, `ssh-keygen -t ed25519 -N '' -f ${file}, then add ${file}.pub to the sync user's ~/.ssh/authorized_keys on the master`);
+  if (!st.isFile()) return fail(`identity ${file} is not a regular file`, 'pass --identity with the private key file');
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) return fail(`identity ${file} is owned by uid ${st.uid}, not by the running user (uid ${uid})`, `chown ${me()} ${file}`);
+  if ((st.mode & 0o077) !== 0) return fail(`identity ${file} has mode ${mode(st)}`, `run chmod 600 ${file}`);
+  if (!(await access(file, constants.R_OK).then(() => true, () => false))) return fail(`identity ${file} is not readable`, `run chmod 600 ${file}`);
+  return ok(`identity ${file} (mode ${mode(st)}, owned by the running user)`);
+}
+
+async function checkKnownHosts(settings: PassSettings): Promise<Outcome> {
+  const { host, port, knownHostsFile: file } = settings.connection;
+  const name = hostLookupName(host, port);
+  const keyscan = `ssh-keyscan -p ${port} ${host} >> ${file}, then compare ssh-keygen -lf ${file} with ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the master`;
+  let known;
+  try {
+    known = await loadKnownHosts(file);
+  } catch (err) {
+    return fail(err instanceof SyncError ? err.message : describeError(err), keyscan);
+  }
+  // A key counts when ssh(1) would accept it for this host: plain, [host]:port or hashed lines alike.
+  const keys = known.entries.filter((e) => e.marker === 'none' && verifyHostKey(known, host, port, e.key).ok);
+  if (keys.length === 0) return fail(`known_hosts ${file} has no key for ${name}`, keyscan);
+  return ok(`known_hosts ${file} holds ${name}: ${keys.map((e) => `${e.keyType} ${fingerprint(e.key)}`).join(', ')}`);
+}
+
+async function checkTarget(dir: string): Promise<Outcome> {
+  const st = await statOrNull(dir);
+  if (!st) return fail(`target ${dir} does not exist`, `mkdir -p ${dir} (on a security server: install the X-Road packages first)`);
+  if (!st.isDirectory()) return fail(`target ${dir} is not a directory`, 'pass --target with the directory to mirror into');
+  if (!(await writable(dir))) return fail(`target ${dir} is not writable by ${me()}`, `run the sync as the owner of ${dir} (uid ${st.uid}), or chown -R ${me()} ${dir}`);
+  return ok(`target ${dir} exists and is writable`);
+}
+
+async function checkLogFile(file: string | null): Promise<Outcome> {
+  if (file === null) return ok('log file: disabled (--no-log-file)');
+  const dir = dirname(file);
+  if (!(await statOrNull(dir))) return fail(`log file directory ${dir} does not exist`, `mkdir -p ${dir}`);
+  if (!(await writable(dir))) return fail(`log file directory ${dir} is not writable by ${me()}`, `chown ${me()} ${dir}, or pass --log-file`);
+  if ((await statOrNull(file)) && !(await writable(file))) return fail(`log file ${file} is not writable by ${me()}`, `chown ${me()} ${file}`);
+  return ok(`log file ${file} can be written`);
+}
+
+async function checkStateDir(dir: string): Promise<Outcome> {
+  if (await statOrNull(dir)) {
+    return (await writable(dir)) ? ok(`state dir ${dir} is writable`) : fail(`state dir ${dir} is not writable by ${me()}`, `chown ${me()} ${dir}`);
+  }
+  let parent = dirname(dir);
+  while (!(await statOrNull(parent)) && parent !== dirname(parent)) parent = dirname(parent);
+  if (await writable(parent)) return ok(`state dir ${dir} does not exist yet; the first pass creates it`);
+  return fail(`state dir ${dir} does not exist and ${parent} is not writable by ${me()}`, `mkdir -p ${dir} && chown ${me()} ${dir}`);
+}
+
+async function checkFlag(file: string): Promise<Outcome> {
+  const dir = dirname(file);
+  const st = await statOrNull(dir);
+  if (!st?.isDirectory()) return fail(`flag file directory ${dir} does not exist`, `mkdir -p ${dir} (xroad-base creates /var/tmp/xroad; xroad-sync pause also creates it)`);
+  const flag = await statOrNull(file);
+  if (flag) return ok(`flag file ${file} exists: sync is PAUSED since ${flag.mtime.toISOString()} (xroad-sync resume to end it)`);
+  return ok(`flag file ${file} absent: sync is not paused`);
+}
+
+function describeTree(tree: Tree): string {
+  let files = 0, dirs = 0, links = 0, bytes = 0;
+  for (const e of tree.values()) {
+    if (e.path === '') continue;
+    if (e.type === 'file') (files++, (bytes += e.size));
+    else if (e.type === 'dir') dirs++;
+    else if (e.type === 'symlink') links++;
+  }
+  return `${files} files, ${dirs} directories, ${links} symlinks, ${bytes} bytes`;
+}
+
+async function checkMaster(settings: PassSettings): Promise<number> {
+  const c = settings.connection;
+  const where = `${c.user}@${c.host}:${c.port}`;
+  let session: SftpSession | undefined;
+  try {
+    session = await openSession(c);
+    print(ok(`connected to ${where}; host key verified against ${c.knownHostsFile}`));
+    const filter = compileFilter(settings.excludes);
+    const source = new SftpSource(session, settings.sourceDir);
+    const sourceTree = await source.scan(filter);
+    print(ok(`master ${settings.sourceDir.replace(/\/?$/, '/')} (after excludes): ${describeTree(sourceTree)}`));
+    const [target, ids] = await Promise.all([scanTarget(settings.targetDir, filter), loadIdMapping()]);
+    const plan = planChanges({ source: sourceTree, target: target.tree, targetExcluded: target.excluded, ids });
+    const { changed, deleted } = countChanges(plan.changes);
+    print(ok(`target ${settings.targetDir}: ${describeTree(target.tree)}; a pass would change ${changed} and delete ${deleted} (${plan.changes.length} changes pending)`));
+    try {
+      enforceSafetyValve(plan, sourceTree.size, settings);
+    } catch (err) {
+      print(fail(`safety valve: ${err instanceof Error ? err.message : String(err)}`, err instanceof SyncError ? err.hint : undefined));
+      return exitCodeOf(err);
+    }
+    const lines = itemizePlan(plan.changes);
+    process.stdout.write(lines.length > 0 ? `dry run (what the next pass would do):\n${lines.map((l) => l + '\n').join('')}` : 'dry run: the target already mirrors the master\n');
+    return ExitCode.OK;
+  } catch (err) {
+    const cause = err instanceof Error && err.cause instanceof Error && !err.message.includes(err.cause.message) ? `: ${err.cause.message}` : '';
+    const message = err instanceof SyncError ? err.message + cause : describeError(err);
+    print(fail(`connect and list ${where}:${settings.sourceDir}: ${message}`, err instanceof SyncError ? err.hint : undefined));
+    return exitCodeOf(err);
+  } finally {
+    await session?.close();
+  }
+}
