@@ -96,7 +96,7 @@ describe('planner', () => {
     const p = plan(tree({ f: { owner: 'postgres', uid: 26 } }), tree({ f: { uid: 999 } }), ROOT);
     const f = p.changes.find((c) => c.path === 'f');
     assert.equal(f?.kind, 'attrs');
-    assert.deepEqual(f.kind === 'attrs' && [f.uid, f.gid, f.owner.uid], [true, false, 1002]);
+    assert.deepEqual(f.kind === 'attrs' && [f.uid, f.gid, f.owner.uid, f.owner.gid], [true, true, 1002, 1001]);
   });
 });
 
