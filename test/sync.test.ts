@@ -189,8 +189,7 @@ describe('xroad-sync sync against an OpenSSH master', () => {
     assert.ok(at('>f+++++++++ devices.ini') < at('cd+++++++++ backup.d/'), 'top-level files before top-level dirs');
     assert.ok(!items.some((l) => /db\.properties|node\.ini|\.tmp|postgresql|nginx|globalconf|jetty|gpghome/.test(l)), 'an excluded path itemized');
 
-    const record = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { msg: string; result: string };
-    assert.deepEqual([record.msg, record.result], ['pass', 'ok']);
+    assert.equal(passRecord(run).result, 'ok');
   });
 
   it('never transfers the default excludes, and leaves the target\'s own excluded files alone', T, async () => {
@@ -287,74 +286,100 @@ describe('xroad-sync sync against an OpenSSH master', () => {
     assert.deepEqual([...(await readTree(ws3.target)).keys()], ['conf.d', 'conf.d/keep.xml', 'conf.d/local.ini', 'conf.d/node.ini', 'jetty', 'jetty/clientproxy.xml', 'x.tmp', 'x.tmp/f']);
   });
 
-  it('converges in one pass: modify, add, delete, type changes, retargeted link, chmod-only, mtime-only', T, async () => {
+  /** Pass 1 from `v1`, then pass 2 from a second master tree `v2` into the same target. */
+  async function twoPasses(v1: TreeSpec, v2: TreeSpec): Promise<{ run: SyncRun; target: string; src2: string }> {
     const ws = await workspace();
-    const filler: TreeSpec = {};
+    const filler: TreeSpec = { '': { mtime: T0 } };
     for (let i = 0; i < 20; i++) filler[`filler/f${String(i).padStart(2, '0')}.ini`] = { content: `filler ${i}`, mtime: T0 };
-    const v1: TreeSpec = {
-      ...filler,
-      'same-size.ini': { content: 'aaaa', mtime: T0 },
-      'other-size.ini': { content: 'short', mtime: T0 },
-      'deleted.ini': 'goes away',
-      'gone-dir/a': 'x',
-      'gone-dir/sub/b': 'y',
-      'f2d': 'file becoming a directory',
-      'd2f/x': 'directory becoming a file',
-      'f2l': 'file becoming a symlink',
-      'l2f': { symlink: 'filler/f00.ini', mtime: T0 },
-      'retarget': { symlink: 'filler/f01.ini', mtime: T0 },
-      'chmod-only.ini': { content: 'perm', mode: 0o640, mtime: T0 },
-      'mtime-only.ini': { content: 'same bytes', mtime: T0 },
-      'dirmode/': { mode: 0o755, mtime: T0 },
-    };
-    await writeTree(ws.source, v1);
+    await writeSpec(ws.source, { ...filler, ...v1 });
     ok(await sync(ws));
     assert.deepEqual(obj(await readAll(ws.target)), obj(await readAll(ws.source)), 'first pass');
-
     const src2 = path.join(ws.root, 'src2');
     await mkdir(src2);
-    await writeTree(src2, {
-      ...filler,
-      'same-size.ini': { content: 'bbbb', mtime: T0 + 60 },
-      'other-size.ini': { content: 'a good deal longer', mtime: T0 + 1 },
-      'added.ini': 'new',
-      'f2d/inner.ini': 'now a directory',
-      'd2f': 'now a file',
-      'f2l': { symlink: 'filler/f02.ini', mtime: T0 },
-      'l2f': 'now a file',
-      'retarget': { symlink: 'filler/f03.ini', mtime: T0 + 5 },
-      'chmod-only.ini': { content: 'perm', mode: 0o600, mtime: T0 },
-      'mtime-only.ini': { content: 'same bytes', mtime: T0 + 3600 },
-      'dirmode/': { mode: 0o750, mtime: T0 },
-    });
+    await writeSpec(src2, { ...filler, '': { mtime: T0 + 7 }, ...v2 });
     const run = await sync({ ...ws, source: src2 }, { logFile: path.join(ws.state, 'second.log') });
     ok(run);
-    assert.deepEqual(obj(await readAll(ws.target)), obj(await readAll(src2)), 'target == master after one pass');
     assertLogFormat(run.log, { code: 0 });
+    return { run, target: ws.target, src2 };
+  }
 
+  function assertItems(run: SyncRun, expected: readonly string[]): string[] {
     const items = itemLines(run.log);
-    for (const line of [
+    for (const line of expected) assert.ok(items.includes(line), `missing ${JSON.stringify(line)} in:\n${run.log}`);
+    return items;
+  }
+
+  it('converges in one pass: modify, add, delete, file->dir, file<->symlink, retarget, chmod-only, mtime-only', T, async () => {
+    const { run, target, src2 } = await twoPasses(
+      {
+        'same-size.ini': { content: 'aaaa', mtime: T0 },
+        'other-size.ini': { content: 'short', mtime: T0 },
+        'deleted.ini': 'goes away',
+        'f2d': 'file becoming a directory',
+        'f2l': 'file becoming a symlink',
+        'l2f': { symlink: 'filler/f00.ini', mtime: T0 },
+        'retarget': { symlink: 'filler/f01.ini', mtime: T0 },
+        'chmod-only.ini': { content: 'perm', mode: 0o640, mtime: T0 },
+        'mtime-only.ini': { content: 'same bytes', mtime: T0 },
+        'dirmode/': { mode: 0o755, mtime: T0 },
+      },
+      {
+        'same-size.ini': { content: 'bbbb', mtime: T0 + 60 },
+        'other-size.ini': { content: 'a good deal longer', mtime: T0 + 1 },
+        'added.ini': 'new',
+        'f2d/inner.ini': 'now a directory',
+        'f2l': { symlink: 'filler/f02.ini', mtime: T0 },
+        'l2f': 'now a file',
+        'retarget': { symlink: 'filler/f03.ini', mtime: T0 + 5 },
+        'chmod-only.ini': { content: 'perm', mode: 0o600, mtime: T0 },
+        'mtime-only.ini': { content: 'same bytes', mtime: T0 + 3600 },
+        'dirmode/': { mode: 0o750, mtime: T0 },
+      },
+    );
+    assert.deepEqual(obj(await readAll(target)), obj(await readAll(src2)), 'target == master after one pass');
+    const items = assertItems(run, [
+      '.d..t...... ./',
       '>f..t...... same-size.ini',
       '>f.st...... other-size.ini',
       '>f..t...... mtime-only.ini',
       '>f+++++++++ added.ini',
       '*deleting   deleted.ini',
-      '*deleting   gone-dir/',
       'cd+++++++++ f2d/',
       '>f+++++++++ f2d/inner.ini',
-      '>f+++++++++ d2f',
       'cL+++++++++ f2l -> filler/f02.ini',
       '>f+++++++++ l2f',
       'cLc.t...... retarget -> filler/f03.ini',
       '.d...p..... dirmode/',
-    ]) {
-      assert.ok(items.includes(line), `missing ${JSON.stringify(line)} in:\n${items.join('\n')}`);
-    }
+    ]);
     assert.ok(!items.some((l) => l.endsWith(' chmod-only.ini')), 'rsync logs nothing for a perms-only file change');
-    // Depth-first deletion of a vanished directory, contents before the directory.
+    assert.ok(items.indexOf('>f+++++++++ added.ini') < items.indexOf('*deleting   deleted.ini'), 'deletions come after transfers');
+    assert.equal(run.stderr, '', 'no notices for a clean pass');
+  });
+
+  it('converges in one pass: a vanished directory tree, dir->file, dir->symlink', {
+    ...T,
+    todo: 'src/commit/commit.ts stillAsSeen(): removing a directory whose children this same commit deleted is skipped as "changed on this slave during the pass" (its mtime moved); see report',
+  }, async () => {
+    const { run, target, src2 } = await twoPasses(
+      {
+        'gone-dir/': { mtime: T0 },
+        'gone-dir/a': 'x',
+        'gone-dir/sub/': { mtime: T0 },
+        'gone-dir/sub/b': 'y',
+        'd2f/': { mtime: T0 },
+        'd2f/x': 'directory becoming a file',
+        'd2l/': { mtime: T0 },
+        'd2l/x': 'directory becoming a symlink',
+      },
+      { 'd2f': 'now a file', 'd2l': { symlink: 'filler/f04.ini', mtime: T0 } },
+    );
+    const items = itemLines(run.log);
+    assert.equal(run.stderr, '', 'nothing changed on this slave during the pass, yet a notice was printed');
+    assert.deepEqual(obj(await readAll(target)), obj(await readAll(src2)), 'target == master after one pass');
+    assertItems(run, ['>f+++++++++ d2f', 'cL+++++++++ d2l -> filler/f04.ini', '*deleting   gone-dir/']);
+    // Depth-first deletion of a vanished directory, contents before the directory (README 3b).
     const order = ['*deleting   gone-dir/sub/b', '*deleting   gone-dir/sub/', '*deleting   gone-dir/a', '*deleting   gone-dir/'].map((l) => items.indexOf(l));
     assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1]!)), `deletion order:\n${items.join('\n')}`);
-    assert.ok(items.indexOf('>f+++++++++ added.ini') < items.indexOf('*deleting   deleted.ini'), 'deletions come after transfers');
   });
 
   it('a pass with nothing to do rewrites nothing and logs only the two bracketing lines', T, async () => {
@@ -375,10 +400,21 @@ describe('xroad-sync sync against an OpenSSH master', () => {
     assert.equal(messages[0], 'receiving file list');
     const expectedTotal = totalSize(withoutPaths(await readAll(ws.source), XROAD_EXCLUDED));
     assert.equal(assertLogFormat(run.log, { code: 0 }), expectedTotal, run.log);
-    const record = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { changed: number; deleted: number };
-    assert.deepEqual([record.changed, record.deleted], [0, 0]);
+    const record = passRecord(run);
+    assert.deepEqual([record.result, record.changed, record.deleted], ['ok', 0, 0]);
   });
 });
+
+/** The JSON `pass` record among the structured lines on stdout. */
+function passRecord(run: SyncRun): { result: string; changed: number; deleted: number } {
+  const records = run.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { msg?: string; result: string; changed: number; deleted: number })
+    .filter((r) => r.msg === 'pass');
+  assert.equal(records.length, 1, `expected one pass record on stdout:\n${run.stdout}`);
+  return records[0]!;
+}
 
 /** A source tree read back as a spec (files only), to build a second identical source. */
 async function specOf(root: string): Promise<TreeSpec> {
