@@ -188,7 +188,7 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
     return { stats, changedPaths: plan.changes.filter((c) => !skipped.has(c.path)).map((c) => c.path) };
   } finally {
     // After a commit only unused temps (skipped paths) remain; before it, all of them.
-    if (!committed || staging.temps.size > 0) await staging.discard();
+    if (!committed || staging.temps.size > 0) await staging.discard({ committed });
   }
 }
 

@@ -8,7 +8,7 @@ import { constants, type Stats } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../config.js';
-import { describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
+import { ConnectionError, describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import { loadIdMapping } from '../local/ids.js';
 import { scanTarget } from '../local/scan.js';
@@ -50,14 +50,15 @@ export async function checkCommand(raw: RawPassOptions): Promise<number> {
   }
   const identity = await checkIdentity(settings.connection.identityFile);
   const knownHosts = await checkKnownHosts(settings);
-  const local = [identity, knownHosts, await checkTarget(settings.targetDir), await checkLogFile(settings.logFile), await checkStateDir(settings.stateDir), await checkFlag(settings.flagFile)];
+  const target = await checkTarget(settings.targetDir);
+  const local = [identity, knownHosts, target, await checkLogFile(settings.logFile), await checkStateDir(settings.stateDir), await checkFlag(settings.flagFile)];
   local.forEach(print);
   const localFailed = local.some((o) => !o.ok);
   if (!identity.ok || !knownHosts.ok) {
     print(fail(`connect to ${settings.connection.user}@${settings.connection.host}:${settings.connection.port}: not tried`, 'fix the identity and known_hosts problems above first'));
     return ExitCode.USAGE;
   }
-  const remote = await checkMaster(settings);
+  const remote = await checkMaster(settings, target.ok);
   return localFailed ? ExitCode.USAGE : remote;
 }
 
@@ -135,7 +136,7 @@ function describeTree(tree: Tree): string {
   return `${files} files, ${dirs} directories, ${links} symlinks, ${bytes} bytes`;
 }
 
-async function checkMaster(settings: PassSettings): Promise<number> {
+async function checkMaster(settings: PassSettings, scanTargetToo: boolean): Promise<number> {
   const c = settings.connection;
   const where = `${c.user}@${c.host}:${c.port}`;
   let session: SftpSession | undefined;
@@ -146,6 +147,7 @@ async function checkMaster(settings: PassSettings): Promise<number> {
     const source = new SftpSource(session, settings.sourceDir);
     const sourceTree = await source.scan(filter);
     print(ok(`master ${settings.sourceDir.replace(/\/?$/, '/')} (after excludes): ${describeTree(sourceTree)}`));
+    if (!scanTargetToo) return ExitCode.OK; // the target's own FAIL above says what to do; no plan without it
     const [target, ids] = await Promise.all([scanTarget(settings.targetDir, filter), loadIdMapping()]);
     const plan = planChanges({ source: sourceTree, target: target.tree, targetExcluded: target.excluded, ids });
     const { changed, deleted } = countChanges(plan.changes);
@@ -162,7 +164,8 @@ async function checkMaster(settings: PassSettings): Promise<number> {
   } catch (err) {
     const cause = err instanceof Error && err.cause instanceof Error && !err.message.includes(err.cause.message) ? `: ${err.cause.message}` : '';
     const message = err instanceof SyncError ? err.message + cause : describeError(err);
-    print(fail(`connect and list ${where}:${settings.sourceDir}: ${message}`, err instanceof SyncError ? err.hint : undefined));
+    const reach = `check that sshd runs on ${c.host}:${c.port} and is reachable from here: ssh -p ${c.port} -i ${c.identityFile} ${c.user}@${c.host}`;
+    print(fail(`connect and list ${where}:${settings.sourceDir}: ${message}`, (err instanceof SyncError ? err.hint : undefined) ?? (err instanceof ConnectionError ? reach : undefined)));
     return exitCodeOf(err);
   } finally {
     await session?.close();

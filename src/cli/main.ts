@@ -97,6 +97,28 @@ function buildProgram(): Command {
       process.exitCode = await statusCommand(opts);
     });
 
+  program
+    .command('serve')
+    .description('the embedded read-only SFTP master, for trying things out (a production master runs OpenSSH: see sshd_config.d-xroad-slave.conf)')
+    .requiredOption('--root <dir>', 'directory to serve; clients use the same absolute paths below it')
+    .option('--port <n>', 'TCP port, 0 = any free port', '0')
+    .option('--host <addr>', 'listen address', '127.0.0.1')
+    .option('--host-key <file>', 'host private key (OpenSSH or PEM, unencrypted); default: an ed25519 key generated for this run')
+    .option('--authorized-keys <file>', 'public keys allowed in, one per line; default: a client key generated for this run (its path is printed)')
+    .option('--user <name>', 'only this user name may log in (default: any)')
+    .action(async (opts) => {
+      const { serveCommand } = await import('./serve-command.js');
+      process.exitCode = await serveCommand(opts);
+    });
+
+  program
+    .command('demo')
+    .description('a self-contained tour on 127.0.0.1 in a temp dir: embedded master, a pass, status, the daemon, pause/resume')
+    .action(async () => {
+      const { demoCommand } = await import('./demo-command.js');
+      process.exitCode = await demoCommand();
+    });
+
   return program;
 }
 

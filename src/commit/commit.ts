@@ -14,7 +14,7 @@
  *   6. directory modes, owners and mtimes, deepest first
  *   7. fsync the directories touched
  */
-import { chmod, chown, lchown, lstat, lutimes, mkdir, open, rename, rm, utimes } from 'node:fs/promises';
+import { chmod, chown, lchown, lstat, lutimes, mkdir, open, rename, rm, rmdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LocalIoError, errnoOf } from '../errors.js';
 import type { Change } from '../plan/types.js';
@@ -48,8 +48,7 @@ export async function commitChanges(changes: readonly Change[], staging: Staging
   const journal = await beginJournal(opts.stateDir, opts.targetRoot, ops);
   const result = await executeOps(ops, { root: opts.targetRoot, recheck: true, beforeStep: opts.beforeStep });
   await journal.finish();
-  const skipped = new Set(result.skipped.map((s) => s.path));
-  staging.forget((path) => !skipped.has(path)); // renamed away; only skipped paths' temps remain to discard
+  staging.forget(() => true); // every temp was renamed into place or, for a skipped path, removed
   return result;
 }
 
@@ -76,8 +75,7 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
       case 'remove':
         await opts.beforeStep?.(op.step, op.path);
         if (!(await unchanged(op.path, op.seen))) break;
-        // Contents were planned as their own deletions, deepest first; recursive rm only mops up a race.
-        await guard('delete', abs(op.path), () => rm(abs(op.path), { recursive: op.recursive, force: true }));
+        await guard('delete', abs(op.path), () => removeEntry(abs(op.path), op.recursive, skipped, op.path));
         break;
       case 'mkdir':
         await opts.beforeStep?.('mkdir', op.path);
@@ -90,7 +88,11 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
         break;
       case 'rename':
         await opts.beforeStep?.('rename', op.path);
-        if (!(await unchanged(op.path, op.seen))) break;
+        if (!(await unchanged(op.path, op.seen))) {
+          // Drop the staged copy now, before the directory mtimes below are set.
+          await rm(abs(op.temp), { force: true });
+          break;
+        }
         await guard('rename into place', abs(op.path), () => renameStaged(abs(op.temp), abs(op.path), op.size, opts.recheck));
         break;
       case 'attrs':
@@ -106,6 +108,23 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
     }
   }
   return { skipped };
+}
+
+/**
+ * Contents of a doomed directory were planned as deletions of their own,
+ * deepest first, so a plain rmdir suffices; ENOTEMPTY means someone put a
+ * file there during the pass: keep it and say so.
+ */
+async function removeEntry(path: string, isDir: boolean, skipped: { path: string; reason: string }[], rel: string): Promise<void> {
+  if (!isDir) return rm(path, { force: true });
+  try {
+    await rmdir(path);
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code === 'ENOENT') return;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+    skipped.push({ path: rel, reason: 'gained entries on this slave during the pass' });
+  }
 }
 
 /** In recovery the rename may already have happened before the crash: then the temp is gone and the final has the size. */
@@ -137,7 +156,9 @@ async function applyAttrs(path: string, op: Extract<CommitOp, { op: 'attrs' }>):
 async function stillAsSeen(path: string, seen: Seen | null): Promise<boolean> {
   const now = await lstat(path).catch(() => undefined);
   if (seen === null) return now === undefined;
-  return now !== undefined && now.ino === seen.ino && Math.floor(now.mtimeMs / 1000) === seen.mtime && (seen.dir || now.size === seen.size);
+  if (now === undefined || now.ino !== seen.ino) return false;
+  // A directory's mtime moves as the commit deletes its children; rmdir's ENOTEMPTY guards its content instead.
+  return seen.dir || (Math.floor(now.mtimeMs / 1000) === seen.mtime && now.size === seen.size);
 }
 
 async function fsyncDir(path: string): Promise<void> {

@@ -33,8 +33,12 @@ export interface Staging {
   /** Relative path → absolute temp path, for every fetch and symlink change. */
   readonly temps: ReadonlyMap<string, string>;
   readonly bytesFetched: number;
-  /** Remove every temp file still ours (after a failure before commit, or those a commit did not use). */
-  discard(): Promise<void>;
+  /**
+   * Remove every temp file still ours. Before a commit this also puts back
+   * the mtimes of the directories that held them; after one (`committed`),
+   * the commit has already set the master's.
+   */
+  discard(opts?: { committed?: boolean }): Promise<void>;
   /** Stop tracking temps the commit renamed into place. */
   forget(renamed: (path: string) => boolean): void;
 }
@@ -44,10 +48,10 @@ export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOp
   const temps = new Map<string, string>();
   const tempDir = tempDirChooser(plan, opts);
   let bytesFetched = 0;
-  const discard = async (): Promise<void> => {
+  const discard = async ({ committed = false } = {}): Promise<void> => {
     await Promise.all([...temps.values()].map((t) => unlink(t).catch(() => undefined)));
     temps.clear();
-    await restoreDirTimes(touched, opts);
+    if (!committed) await restoreDirTimes(touched, opts);
   };
   const touched = new Set<string>();
 

@@ -1,0 +1,135 @@
+/**
+ * `npm run bench`: xroad-sync against the rsync job it replaces (issue 5),
+ * side by side over one real sshd on loopback.
+ *
+ * Environment:
+ *   BENCH_RUNS=N        timed runs per tool and scenario (default 10)
+ *   BENCH_WARMUPS=N     untimed rounds before them (default 1)
+ *   BENCH_QUICK=1       smoke run: 2 runs, 1 warm-up
+ *   BENCH_TREES=realistic,large        which trees
+ *   BENCH_SCENARIOS=initial,no-change,one-file,100-files
+ *   BENCH_TOOLS=rsync,xroad-sync,xroad-sync-bundle,xroad-sync-daemon
+ *   BENCH_METER=time    force /usr/bin/time instead of the python3 wait4 wrapper
+ *   BENCH_KEEP=1        keep the temp dirs (trees, targets, sshd log)
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { makeTempDir, startMaster, type TestMaster } from '../test/helpers/sshd.js';
+import { createMeter } from './measure.js';
+import { checkTargets, saveResults, summarize, table, targetLines } from './report.js';
+import { runTree, SCENARIOS, type Cell, type ScenarioId } from './scenarios.js';
+import { bundleExists, daemonTool, PACKAGE_ROOT, processTool, rsyncTool, SshdTraffic, type Tool } from './tools.js';
+import { buildTree, writeBenchTree, type BenchTree } from './tree.js';
+
+function list(name: string, all: readonly string[]): string[] {
+  const v = process.env[name];
+  if (!v) return [...all];
+  const wanted = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = wanted.filter((w) => !all.includes(w));
+  if (unknown.length) throw new Error(`${name}: unknown ${unknown.join(', ')} (known: ${all.join(', ')})`);
+  return wanted;
+}
+
+function count(name: string, fallback: number, min: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be a whole number ≥ ${min}, got "${v}"`);
+  return n;
+}
+
+function versionOf(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')[0]?.trim() || 'unknown';
+}
+
+const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
+
+async function main(): Promise<void> {
+  const quick = process.env.BENCH_QUICK === '1';
+  const runs = count('BENCH_RUNS', quick ? 2 : 10, 1);
+  const warmups = count('BENCH_WARMUPS', 1, 0);
+  const trees = list('BENCH_TREES', ['realistic', 'large']) as Array<BenchTree['name']>;
+  const scenarios = list('BENCH_SCENARIOS', SCENARIOS.map((s) => s.id)) as ScenarioId[];
+  const toolIds = list('BENCH_TOOLS', ['rsync', 'xroad-sync', 'xroad-sync-bundle', 'xroad-sync-daemon']);
+  if (spawnSync('rsync', ['--version']).status !== 0) throw new Error('rsync is not installed (Debian/Ubuntu: apt-get install rsync)');
+
+  const meter = await createMeter();
+  const work = await makeTempDir('xroad-sync-bench-');
+  let master: TestMaster | undefined;
+  const tools: Tool[] = [];
+  const loadStart = os.loadavg();
+  const started = new Date();
+  try {
+    master = await startMaster();
+    if (master.kind !== 'openssh') throw new Error('OpenSSH sshd (/usr/sbin/sshd) is needed: rsync cannot run over the embedded SFTP master');
+    log(`sshd on 127.0.0.1:${master.port}; meter: ${meter.method}; ${runs} runs + ${warmups} warm-up per cell; work dir ${work}`);
+    const traffic = new SshdTraffic(master.logPath);
+    for (const id of toolIds) {
+      if (id === 'rsync') tools.push(rsyncTool(work, master, meter, traffic));
+      else if (id === 'xroad-sync') tools.push(processTool(work, master, meter, traffic, 'cli'));
+      else if (id === 'xroad-sync-bundle' && bundleExists()) tools.push(processTool(work, master, meter, traffic, 'bundle'));
+      else if (id === 'xroad-sync-daemon') tools.push(daemonTool(work, master, traffic));
+    }
+    if (!bundleExists()) log('dist/bundle/xroad-sync.mjs not built: no bundle row');
+
+    const cells: Cell[] = [];
+    const treeInfo: Record<string, unknown> = {};
+    for (const name of trees) {
+      const tree = buildTree(name);
+      const source = path.join(work, `master-${name}`);
+      await fs.mkdir(source);
+      await writeBenchTree(source, tree);
+      treeInfo[name] = { files: tree.files, bytes: tree.bytes, entries: tree.entries.length };
+      log(`${name} tree: ${tree.files} files (${(tree.bytes / 1024 / 1024).toFixed(1)} MiB, excluded ones included), ${tree.entries.length} entries`);
+      cells.push(...(await runTree(tree, source, tools, { runs, warmups, scenarios, progress: log })));
+    }
+
+    const rows = summarize(cells);
+    const checks = checkTargets(rows);
+    const out = [
+      '',
+      `xroad-sync vs rsync — ${runs} runs per cell (medians), ${os.cpus().length} CPUs, load ${loadStart.map((l) => l.toFixed(2)).join(' ')} at start`,
+      table(rows),
+      '',
+      targetLines(checks),
+      '',
+    ].join('\n');
+    process.stdout.write(out);
+
+    const file = await saveResults(path.join(PACKAGE_ROOT, 'bench/results'), {
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
+      environment: {
+        node: process.version,
+        rsync: versionOf('rsync', ['--version']),
+        ssh: versionOf('ssh', ['-V']),
+        platform: `${os.type()} ${os.release()} ${os.arch()}`,
+        cpus: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}`,
+        memoryMb: Math.round(os.totalmem() / 1024 / 1024),
+        loadavgStart: loadStart,
+        loadavgEnd: os.loadavg(),
+        commit: versionOf('git', ['-C', PACKAGE_ROOT, 'rev-parse', '--short', 'HEAD']),
+        meter: meter.method,
+      },
+      settings: { runs, warmups, trees, scenarios, tools: tools.map((t) => t.id) },
+      trees: treeInfo,
+      summary: rows,
+      targets: checks,
+      samples: cells,
+    });
+    log(`results saved to ${path.relative(process.cwd(), file)} and bench/results/latest.json`);
+  } finally {
+    for (const t of tools) await t.close().catch(() => undefined);
+    await master?.stop();
+    if (process.env.BENCH_KEEP === '1') log(`kept ${work}`);
+    else await fs.rm(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,198 @@
+/**
+ * The contenders, each syncing the same master tree into its own target:
+ *  - rsync: the guide's command, over the same sshd;
+ *  - xroad-sync as a process per pass (the compiled CLI, and the bundle if built);
+ *  - a daemon-mode pass in this process over an already-open WarmSessionProvider.
+ * Bytes over the wire: xroad-sync counts its socket; rsync's ssh reports
+ * "Transferred: sent N, received M bytes" with -o LogLevel=VERBOSE, which is
+ * added only in warm-up (probe) runs so timed runs use the guide's command.
+ */
+import { closeSync, existsSync, openSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../src/config.js';
+import { runReportedPass } from '../src/cli/sync-command.js';
+import { WarmSessionProvider } from '../src/remote/provider.js';
+import { createLogger } from '../src/report/logger.js';
+import type { TestMaster } from '../test/helpers/sshd.js';
+import type { MasterCpu } from './master.js';
+import { measureInProcess, type Meter } from './measure.js';
+
+/** dist/bench/tools.js → the package root. */
+export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
+export const BUNDLE = path.join(PACKAGE_ROOT, 'dist/bundle/xroad-sync.mjs');
+
+export const GUIDE_EXCLUDES = ['db.properties', '/conf.d/node.ini', '*.tmp', '/postgresql', '/nginx', '/globalconf', '/jetty', '/gpghome'];
+
+export interface Sample {
+  readonly wallMs: number;
+  readonly cpuMs: number;
+  readonly maxRssKb: number | null;
+  /** Bytes both ways on the SSH connection (xroad-sync: socket counters; rsync: ssh's count, probe runs only). */
+  readonly wireBytes: number | null;
+  /** CPU the master's sshd spent on this run (session, rsync --server or sftp), 10 ms ticks. */
+  readonly masterCpuMs: number | null;
+  /** What the tool itself reported (rsync: protocol payload after -z; xroad-sync: socket bytes). */
+  readonly selfBytes: number | null;
+}
+
+export interface ToolDirs {
+  readonly target: string;
+  readonly state: string;
+  readonly log: string;
+}
+
+export interface Tool {
+  readonly id: string;
+  readonly label: string;
+  readonly mode: 'process' | 'daemon';
+  /** Own target, state dir and log, below `base`. */
+  dirs(tree: string): ToolDirs;
+  /** `probe`: an untimed warm-up run, where rsync may log its wire bytes. */
+  run(tree: string, source: string, probe: boolean): Promise<Sample>;
+  close(): Promise<void>;
+}
+
+function baseDirs(base: string, id: string, tree: string): ToolDirs {
+  const root = path.join(base, tree, id);
+  return { target: path.join(root, 'target'), state: path.join(root, 'state'), log: path.join(root, 'sync.log') };
+}
+
+export function rsyncTool(base: string, master: TestMaster, meter: Meter, cpu: MasterCpu | null): Tool {
+  const id = 'rsync';
+  const ssh = `ssh -o ConnectTimeout=5 -p ${master.port} -i ${master.identity} -o UserKnownHostsFile=${master.knownHosts} -o StrictHostKeyChecking=yes`;
+  return {
+    id,
+    label: 'rsync (guide command)',
+    mode: 'process',
+    dirs: (tree) => baseDirs(base, id, tree),
+    async run(tree, source, probe) {
+      const d = baseDirs(base, id, tree);
+      const args = [
+        '-e', probe ? `${ssh} -o LogLevel=VERBOSE` : ssh, '-aqz', '--timeout=10', '--delete-delay',
+        ...GUIDE_EXCLUDES.flatMap((p) => ['--exclude', p]),
+        '--delay-updates', `--log-file=${d.log}`,
+        `${master.user}@127.0.0.1:${source.replace(/\/?$/, '/')}`, `${d.target}/`,
+      ];
+      const before = cpu?.snapshot();
+      const s = await meter.run('rsync', args);
+      const masterCpuMs = before ? await cpu!.since(before) : null;
+      if (s.status !== 0) throw new Error(`rsync exited ${s.status}: ${s.stderr.trim()}`);
+      const log = await fs.readFile(d.log, 'utf8');
+      const finals = [...log.matchAll(/sent ([\d,]+) bytes {2}received ([\d,]+) bytes/g)];
+      const last = finals[finals.length - 1];
+      const selfBytes = last ? Number(last[1]!.replace(/,/g, '')) + Number(last[2]!.replace(/,/g, '')) : null;
+      const t = /Transferred: sent (\d+), received (\d+) bytes/.exec(s.stderr);
+      const wireBytes = t ? Number(t[1]) + Number(t[2]) : null;
+      return { wallMs: s.wallMs, cpuMs: s.cpuMs, maxRssKb: s.maxRssKb, wireBytes, selfBytes, masterCpuMs };
+    },
+    close: async () => {},
+  };
+}
+
+function passArgs(master: TestMaster, source: string, d: ToolDirs): string[] {
+  return [
+    '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user,
+    '--identity', master.identity, '--known-hosts', master.knownHosts,
+    '--source', source.replace(/\/?$/, '/'), '--target', d.target,
+    '--state-dir', d.state, '--log-file', d.log, '--flag-file', path.join(d.state, 'sync-disabled'),
+  ];
+}
+
+/** The JSON pass record on stdout. */
+function passRecordOf(stdout: string): { result?: string; bytesReceived?: number; bytesSent?: number } | undefined {
+  for (const line of stdout.split('\n').reverse()) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const rec = JSON.parse(line) as { msg?: string };
+      if (rec.msg === 'pass') return rec as { result?: string; bytesReceived?: number; bytesSent?: number };
+    } catch {
+      // not JSON
+    }
+  }
+  return undefined;
+}
+
+export function processTool(base: string, master: TestMaster, meter: Meter, cpu: MasterCpu | null, which: 'cli' | 'bundle'): Tool {
+  const id = which === 'cli' ? 'xroad-sync' : 'xroad-sync-bundle';
+  const script = which === 'cli' ? CLI : BUNDLE;
+  return {
+    id,
+    label: which === 'cli' ? 'xroad-sync sync (process)' : 'xroad-sync bundle (process)',
+    mode: 'process',
+    dirs: (tree) => baseDirs(base, id, tree),
+    async run(tree, source) {
+      const d = baseDirs(base, id, tree);
+      const env = { ...process.env };
+      delete env.MASTER;
+      delete env.XROAD_USER;
+      delete env.XROAD_SYNC_TEST_HOOK;
+      const before = cpu?.snapshot();
+      const s = await meter.run(process.execPath, [script, 'sync', ...passArgs(master, source, d)], { env });
+      const masterCpuMs = before ? await cpu!.since(before) : null;
+      const rec = passRecordOf(s.stdout);
+      if (s.status !== 0 || rec?.result !== 'ok') throw new Error(`${id} exited ${s.status}: ${s.stderr.trim() || s.stdout.trim()}`);
+      const selfBytes = (rec.bytesReceived ?? 0) + (rec.bytesSent ?? 0);
+      return { wallMs: s.wallMs, cpuMs: s.cpuMs, maxRssKb: s.maxRssKb, wireBytes: selfBytes, selfBytes, masterCpuMs };
+    },
+    close: async () => {},
+  };
+}
+
+/**
+ * What the daemon does each interval: runReportedPass (rsync log, status.json,
+ * pass record to a logger, here /dev/null) over one warm session per tree,
+ * opened before the first timed pass.
+ */
+export function daemonTool(base: string, master: TestMaster, cpu: MasterCpu | null): Tool {
+  const id = 'xroad-sync-daemon';
+  const devNull = openSync('/dev/null', 'w');
+  const logger = createLogger({ destination: devNull });
+  const warm = new Map<string, { provider: WarmSessionProvider; settings: PassSettings }>();
+  const session = async (tree: string, source: string) => {
+    let w = warm.get(tree);
+    if (!w) {
+      const d = baseDirs(base, id, tree);
+      const raw: RawPassOptions = {
+        master: '127.0.0.1', port: master.port, user: master.user, identity: master.identity, knownHosts: master.knownHosts,
+        source: source.replace(/\/?$/, '/'), target: d.target, stateDir: d.state, logFile: d.log, flagFile: path.join(d.state, 'sync-disabled'),
+      };
+      const settings = resolvePassSettings(raw, {});
+      const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
+      w = { provider, settings };
+      warm.set(tree, w);
+    }
+    return w;
+  };
+  return {
+    id,
+    label: 'xroad-sync daemon pass (in-process, warm session)',
+    mode: 'daemon',
+    dirs: (tree) => baseDirs(base, id, tree),
+    async run(tree, source) {
+      const { provider, settings } = await session(tree, source);
+      // Warm: connect (untimed) if this is the first pass or the session was dropped.
+      const before = (await provider.acquire()).traffic();
+      const cpuBefore = cpu?.snapshot();
+      const m = await measureInProcess(() => runReportedPass(settings, provider, { printItems: false, logger }));
+      if (m.value.result !== 'ok') throw new Error(`daemon pass failed: ${String(m.value.error)}`);
+      const after = (await provider.acquire()).traffic();
+      const wire = after.sent - before.sent + (after.received - before.received);
+      const masterCpuMs = cpuBefore ? await cpu!.since(cpuBefore) : null;
+      // The pass record's counts: cumulative over the session's life, not per pass (reported as found).
+      const selfBytes = m.value.bytesReceived + m.value.bytesSent;
+      return { wallMs: m.wallMs, cpuMs: m.cpuMs, maxRssKb: null, wireBytes: wire, selfBytes, masterCpuMs };
+    },
+    async close() {
+      for (const w of warm.values()) await w.provider.close();
+      warm.clear();
+      closeSync(devNull);
+    },
+  };
+}
+
+export function bundleExists(): boolean {
+  return existsSync(BUNDLE);
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env node
+// Bundles src/cli/main.ts and every dependency into one file for the .deb and
+// the .rpm: dist/bundle/xroad-sync.cjs (run it with node >= 20, any name, no
+// node_modules needed), plus dist/bundle/THIRD-PARTY-LICENSES.txt listing the
+// bundled packages with their license texts.
+//
+//   node scripts/bundle.mjs [--outfile FILE]
+//
+// Choices:
+// - CommonJS output. /usr/bin/xroad-sync has no extension and no package.json
+//   beside it, so node loads it as CommonJS; an ESM bundle would need module
+//   syntax detection (only default from node 20.19/22.7). esbuild converts
+//   ESM-only chokidar 5 and our own ESM to CommonJS (no top-level await is
+//   used; esbuild would refuse it).
+// - ssh2's optional native addons stay out: cpu-features and the
+//   sshcrypto.node binding are external. ssh2 loads both inside try/catch,
+//   finds neither next to the bundle and falls back to its pure-JS crypto.
+// - The version: main.ts and report/itemize.ts read ../../../package.json
+//   relative to their module, which does not exist beside a bundle. The
+//   plugin below replaces that read with the version as a string literal at
+//   bundle time, so `xroad-sync --version` and the log's "[receiver=xroad-sync
+//   VERSION]" stay right. The build fails if main.ts no longer has the
+//   expression, instead of producing a binary that crashes on start.
+import { build } from 'esbuild';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+const outIndex = process.argv.indexOf('--outfile');
+const outfile = path.resolve(outIndex > 0 ? process.argv[outIndex + 1] : path.join(root, 'dist', 'bundle', 'xroad-sync.cjs'));
+const entry = path.join(root, 'src', 'cli', 'main.ts');
+
+// The exact expression both modules use; replaced by the package.json text it would have read.
+const VERSION_READ = "readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')";
+const patched = new Set();
+
+/** @type {import('esbuild').Plugin} */
+const versionPlugin = {
+  name: 'xroad-sync-version',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]src[\\/].*\.ts$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      if (!text.includes(VERSION_READ)) return undefined;
+      patched.add(path.relative(root, args.path));
+      return { contents: text.split(VERSION_READ).join(JSON.stringify(JSON.stringify({ version: pkg.version }))), loader: 'ts' };
+    });
+  },
+};
+
+/** @type {import('esbuild').Plugin} */
+const nativeAddons = {
+  name: 'native-addons-external',
+  setup(b) {
+    // ssh2: require('./crypto/build/Release/sshcrypto.node') in try/catch.
+    b.onResolve({ filter: /\.node$/ }, (args) => ({ path: args.path, external: true }));
+  },
+};
+
+mkdirSync(path.dirname(outfile), { recursive: true });
+const result = await build({
+  entryPoints: [entry],
+  outfile,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  external: ['cpu-features'],
+  plugins: [versionPlugin, nativeAddons],
+  metafile: true,
+  legalComments: 'eof',
+  logLevel: 'warning',
+  // Keep names readable in stack traces; size is not a concern for a package.
+  minify: false,
+});
+
+if (!patched.has(path.join('src', 'cli', 'main.ts'))) {
+  console.error(`bundle: src/cli/main.ts no longer contains ${VERSION_READ};\nupdate VERSION_READ in scripts/bundle.mjs, or the bundle cannot tell its version.`);
+  process.exit(1);
+}
+const first = readFileSync(outfile, 'utf8').split('\n', 1)[0];
+if (first !== '#!/usr/bin/env node') {
+  console.error(`bundle: expected the "#!/usr/bin/env node" line from main.ts at the top of ${outfile}, found ${JSON.stringify(first)}`);
+  process.exit(1);
+}
+
+// Third-party packages that ended up in the bundle, with their license texts.
+const packages = new Map();
+for (const input of Object.keys(result.metafile.inputs)) {
+  const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+  if (!m) continue;
+  const dir = path.join(root, input.slice(0, m.index + m[0].length));
+  if (packages.has(dir)) continue;
+  const meta = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  const licenseFile = readdirSync(dir).find((f) => /^(licen[cs]e|copying)(\.|$)/i.test(f));
+  packages.set(dir, {
+    name: meta.name,
+    version: meta.version,
+    license: licenseName(meta.license ?? meta.licenses),
+    text: licenseFile ? readFileSync(path.join(dir, licenseFile), 'utf8').trim() : '(the package ships no license file)',
+  });
+}
+const list = [...packages.values()].sort((a, b) => a.name.localeCompare(b.name));
+const notices = [
+  `xroad-sync ${pkg.version} bundles these packages (${list.length}):`,
+  '',
+  ...list.map((p) => `  ${p.name} ${p.version} (${p.license})`),
+  '',
+  ...list.flatMap((p) => ['-'.repeat(78), `${p.name} ${p.version} (${p.license})`, '', p.text, '']),
+].join('\n');
+writeFileSync(path.join(path.dirname(outfile), 'THIRD-PARTY-LICENSES.txt'), notices);
+
+function licenseName(field) {
+  if (typeof field === 'string') return field;
+  if (Array.isArray(field)) return field.map(licenseName).join(' OR ');
+  if (field && typeof field.type === 'string') return field.type;
+  return 'UNKNOWN';
+}
+
+const size = readFileSync(outfile).length;
+console.log(`bundle: ${path.relative(process.cwd(), outfile)} (${Math.round(size / 1024)} KiB, ${list.length} packages, version ${pkg.version}${existsSync(outfile) ? '' : ' MISSING'})`);

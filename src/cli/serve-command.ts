@@ -1,0 +1,156 @@
+/**
+ * `xroad-sync serve`: the embedded read-only SFTP master, for trying things
+ * out without an X-Road master (or an sshd). Prints what a slave needs (the
+ * port, the known_hosts line, the host key's fingerprint and a ready `sync`
+ * command) and serves until SIGINT/SIGTERM. Not meant for production: use
+ * OpenSSH with service/sshd_config.d-xroad-slave.conf there.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import ssh2 from 'ssh2';
+import type { ParsedKey } from 'ssh2';
+import { startEmbeddedMaster } from '../serve/sftp-server.js';
+
+const { utils } = ssh2;
+
+export interface ServeOptions {
+  root: string;
+  port?: string;
+  host?: string;
+  hostKey?: string;
+  authorizedKeys?: string;
+  user?: string;
+  quiet?: boolean;
+}
+
+export interface KeyPair {
+  /** OpenSSH private key. */
+  private: string;
+  /** "ssh-ed25519 AAAA... comment" */
+  public: string;
+}
+
+export function generateEd25519(comment: string): KeyPair {
+  const pair = utils.generateKeyPairSync('ed25519', { comment });
+  return { private: pair.private, public: pair.public };
+}
+
+/** The public half of a private key file's contents, as "type base64" (no comment). */
+export function publicKeyOf(privateKey: string | Buffer, what: string): { type: string; blob: Buffer } {
+  const parsed: unknown = utils.parseKey(privateKey);
+  const key = (Array.isArray(parsed) ? parsed[0] : parsed) as ParsedKey | Error | undefined;
+  if (!key || key instanceof Error) {
+    throw new Error(`${what}: not a private key ssh2 can read${key ? ` (${key.message})` : ''}; an unencrypted OpenSSH or PEM key is needed`);
+  }
+  return { type: key.type, blob: key.getPublicSSH() };
+}
+
+/** What `ssh-keygen -lf` prints for the key: SHA256 of the blob, base64 without padding. */
+export function sha256Fingerprint(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** The host field ssh(1) looks up: "host" for port 22, "[host]:port" otherwise. */
+export function knownHostsHost(host: string, port: number): string {
+  return port === 22 ? host : `[${host}]:${port}`;
+}
+
+/** Resolves on the first SIGINT or SIGTERM with its name. */
+export function waitForStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', on).off('SIGTERM', on);
+      resolve(signal);
+    };
+    process.on('SIGINT', on).on('SIGTERM', on);
+  });
+}
+
+function parsePort(raw: string | undefined): number {
+  const port = Number(raw ?? 0);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0 (any free port) to 65535, got "${raw}"`);
+  return port;
+}
+
+export async function serveCommand(opts: ServeOptions): Promise<number> {
+  const out = (line = ''): void => void process.stdout.write(`${line}\n`);
+  let scratch: string | undefined;
+  try {
+    const port = parsePort(opts.port);
+    const host = opts.host ?? '127.0.0.1';
+    const root = await realpath(path.resolve(opts.root)).catch((err: NodeJS.ErrnoException) => {
+      throw new Error(`--root ${opts.root}: ${err.code ?? err.message}`);
+    });
+    // Generated keys and the known_hosts file live here for the run only.
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'xroad-sync-serve-'));
+
+    let hostKey: string;
+    let hostKeyNote: string;
+    if (opts.hostKey) {
+      hostKey = await readFile(opts.hostKey, 'utf8');
+      hostKeyNote = opts.hostKey;
+    } else {
+      hostKey = generateEd25519('xroad-sync serve host key').private;
+      hostKeyNote = 'generated for this run';
+    }
+    const hostPub = publicKeyOf(hostKey, opts.hostKey ?? 'generated host key');
+
+    let authorized: string[];
+    let identity: string | undefined;
+    if (opts.authorizedKeys) {
+      authorized = (await readFile(opts.authorizedKeys, 'utf8')).split('\n');
+    } else {
+      const client = generateEd25519('xroad-sync serve client key');
+      identity = path.join(scratch, 'id_ed25519');
+      await writeFile(identity, client.private, { mode: 0o600 });
+      await writeFile(`${identity}.pub`, `${client.public}\n`, { mode: 0o644 });
+      authorized = [client.public];
+    }
+
+    const server = await startEmbeddedMaster({
+      root,
+      host,
+      port,
+      hostKey,
+      authorizedKeys: authorized,
+      user: opts.user,
+      log: opts.quiet ? undefined : (msg) => process.stderr.write(`xroad-sync serve: ${msg}\n`),
+    });
+    const hostField = knownHostsHost(host, server.port);
+    const knownHostsLine = `${hostField} ${hostPub.type} ${hostPub.blob.toString('base64')}`;
+    const knownHosts = path.join(scratch, 'known_hosts');
+    await writeFile(knownHosts, `${knownHostsLine}\n`, { mode: 0o644 });
+
+    out('xroad-sync serve: embedded read-only SFTP master (for trying things out; not for production)');
+    out(`port:        ${server.port}`);
+    out(`listening:   ${host}:${server.port}`);
+    out(`serving:     ${root} (clients see the same absolute paths; writes are refused)`);
+    out(`user:        ${opts.user ?? 'any name'} (public key authentication only)`);
+    out(`host key:    ${sha256Fingerprint(hostPub.blob)} (${hostPub.type}, ${hostKeyNote})`);
+    out(`known_hosts: ${knownHosts}`);
+    out(knownHostsLine);
+    if (identity) out(`identity:    ${identity} (client key generated for this run; the only key allowed in)`);
+    else out(`authorized:  ${opts.authorizedKeys}`);
+    out();
+    out('Try a pass (any target directory you own):');
+    out(
+      `  xroad-sync sync --master ${host} --port ${server.port} --user ${opts.user ?? os.userInfo().username}` +
+        ` --identity ${identity ?? 'YOUR_KEY'} --known-hosts ${knownHosts} --source ${root}/` +
+        ' --target /tmp/xroad-target --state-dir /tmp/xroad-state --log-file /tmp/xroad-target.log --flag-file /tmp/xroad-sync-disabled',
+    );
+    out();
+    out('Stop with Ctrl-C (SIGINT) or SIGTERM. Generated keys are removed then.');
+
+    const signal = await waitForStopSignal();
+    process.stderr.write(`xroad-sync serve: ${signal}, stopping\n`);
+    await server.close();
+    return 0;
+  } catch (err) {
+    process.stderr.write(`xroad-sync serve: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  } finally {
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }
+}
