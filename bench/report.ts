@@ -15,6 +15,7 @@ export interface Summary {
   readonly maxRssMb: number | null;
   readonly wireBytes: number | null;
   readonly selfBytes: number | null;
+  readonly masterCpuMs: number | null;
   /** Median wall / rsync's median wall, same tree and scenario. */
   readonly wallRatio: number | null;
   readonly cpuRatio: number | null;
@@ -51,7 +52,8 @@ export function summarize(cells: readonly Cell[]): Summary[] {
       wallP90Ms: percentile(c.samples.map((s) => s.wallMs), 90),
       cpuMs: cpu,
       maxRssMb: rss === null ? null : Math.max(...nums(c.samples.map((s) => s.maxRssKb))) / 1024,
-      wireBytes: medianOrNull(c.samples.map((s) => s.wireBytes)),
+      wireBytes: medianOrNull(c.samples.map((s) => s.wireBytes)) ?? medianOrNull(c.probes.map((s) => s.wireBytes)),
+      masterCpuMs: medianOrNull(c.samples.map((s) => s.masterCpuMs)),
       selfBytes: medianOrNull(c.samples.map((s) => s.selfBytes)),
       wallRatio: Number.isFinite(refWall) ? wall / refWall : null,
       cpuRatio: Number.isFinite(refCpu) && refCpu > 0 ? cpu / refCpu : null,
@@ -75,7 +77,7 @@ function fmtBytes(n: number | null): string {
 }
 
 export function table(rows: readonly Summary[]): string {
-  const head = ['tree/scenario', 'tool', 'wall med', 'p90', 'CPU med', 'peak RSS', 'wire bytes', 'tool-reported', 'wall ×rsync', 'CPU ×rsync'];
+  const head = ['tree/scenario', 'tool', 'wall med', 'p90', 'CPU med', 'peak RSS', 'master CPU', 'wire bytes', 'tool-reported', 'wall ×rsync', 'CPU ×rsync'];
   const body = rows.map((r) => [
     `${r.tree}/${r.scenario}`,
     TOOL_NAMES[r.tool] ?? r.tool,
@@ -83,6 +85,7 @@ export function table(rows: readonly Summary[]): string {
     `${r.wallP90Ms.toFixed(0)} ms`,
     `${r.cpuMs.toFixed(0)} ms`,
     r.maxRssMb === null ? 'n/a' : `${r.maxRssMb.toFixed(1)} MB`,
+    r.masterCpuMs === null ? 'n/a' : `${r.masterCpuMs.toFixed(0)} ms`,
     fmtBytes(r.wireBytes),
     fmtBytes(r.selfBytes),
     r.tool === 'rsync' || r.wallRatio === null ? '' : r.wallRatio.toFixed(2),

@@ -16,11 +16,12 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { makeTempDir, startMaster, type TestMaster } from '../test/helpers/sshd.js';
+import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
+import { MasterCpu, startBenchMaster } from './master.js';
 import { createMeter } from './measure.js';
 import { checkTargets, saveResults, summarize, table, targetLines } from './report.js';
 import { runTree, SCENARIOS, type Cell, type ScenarioId } from './scenarios.js';
-import { bundleExists, daemonTool, PACKAGE_ROOT, processTool, rsyncTool, SshdTraffic, type Tool } from './tools.js';
+import { bundleExists, daemonTool, PACKAGE_ROOT, processTool, rsyncTool, type Tool } from './tools.js';
 import { buildTree, writeBenchTree, type BenchTree } from './tree.js';
 
 function list(name: string, all: readonly string[]): string[] {
@@ -63,15 +64,15 @@ async function main(): Promise<void> {
   const loadStart = os.loadavg();
   const started = new Date();
   try {
-    master = await startMaster();
-    if (master.kind !== 'openssh') throw new Error('OpenSSH sshd (/usr/sbin/sshd) is needed: rsync cannot run over the embedded SFTP master');
+    master = await startBenchMaster();
     log(`sshd on 127.0.0.1:${master.port}; meter: ${meter.method}; ${runs} runs + ${warmups} warm-up per cell; work dir ${work}`);
-    const traffic = new SshdTraffic(master.logPath);
+    const cpu = await MasterCpu.of(master);
+    if (!cpu) log('cannot read the sshd listener in /proc: no master CPU column');
     for (const id of toolIds) {
-      if (id === 'rsync') tools.push(rsyncTool(work, master, meter, traffic));
-      else if (id === 'xroad-sync') tools.push(processTool(work, master, meter, traffic, 'cli'));
-      else if (id === 'xroad-sync-bundle' && bundleExists()) tools.push(processTool(work, master, meter, traffic, 'bundle'));
-      else if (id === 'xroad-sync-daemon') tools.push(daemonTool(work, master, traffic));
+      if (id === 'rsync') tools.push(rsyncTool(work, master, meter, cpu));
+      else if (id === 'xroad-sync') tools.push(processTool(work, master, meter, cpu, 'cli'));
+      else if (id === 'xroad-sync-bundle' && bundleExists()) tools.push(processTool(work, master, meter, cpu, 'bundle'));
+      else if (id === 'xroad-sync-daemon') tools.push(daemonTool(work, master, cpu));
     }
     if (!bundleExists()) log('dist/bundle/xroad-sync.mjs not built: no bundle row');
 

@@ -33,6 +33,8 @@ export interface Cell {
   readonly scenario: ScenarioId;
   readonly tool: string;
   readonly samples: Sample[];
+  /** Warm-up runs (rsync logs its wire bytes in these). */
+  readonly probes: Sample[];
   /** Differences between target and master after the scenario (should be none). */
   mismatches: string[];
 }
@@ -54,7 +56,7 @@ export async function runTree(tree: BenchTree, source: string, tools: readonly T
     await fs.mkdir(d.state, { recursive: true });
   }
   for (const scenario of SCENARIOS) {
-    const byTool = new Map(tools.map((t) => [t.id, { tree: tree.name, scenario: scenario.id, tool: t.id, samples: [] as Sample[], mismatches: [] as string[] }]));
+    const byTool = new Map(tools.map((t) => [t.id, { tree: tree.name, scenario: scenario.id, tool: t.id, samples: [] as Sample[], probes: [] as Sample[], mismatches: [] as string[] }]));
     const wanted = opts.scenarios.includes(scenario.id);
     // A skipped scenario still leaves every target synced for the next one: one untimed round.
     const rounds = wanted ? opts.warmups + opts.runs : scenario.fresh ? 1 : 0;
@@ -64,8 +66,9 @@ export async function runTree(tree: BenchTree, source: string, tools: readonly T
       const order = rotate(tools, round);
       for (const tool of order) {
         if (scenario.fresh) await resetTarget(tool.dirs(tree.name).target);
-        const sample = await tool.run(tree.name, source);
+        const sample = await tool.run(tree.name, source, !recorded);
         if (recorded) byTool.get(tool.id)!.samples.push(sample);
+        else if (wanted) byTool.get(tool.id)!.probes.push(sample);
       }
       if (wanted) opts.progress(`${tree.name}/${scenario.id}: ${recorded ? `run ${round - opts.warmups + 1}/${opts.runs}` : 'warm-up'} done`);
     }

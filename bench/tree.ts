@@ -41,11 +41,11 @@ function hex(seed: string, len: number): string {
 export function iniText(seed: string, size: number): Buffer {
   if (size === 0) return Buffer.alloc(0);
   const lines: string[] = [`# ${seed}`, '[main]'];
-  let n = 0;
-  while (lines.join('\n').length < size) {
+  let length = lines[0]!.length + 8;
+  for (let n = 0; length < size; n++) {
     if (n % 12 === 11) lines.push('', `[section-${n}]`);
     lines.push(`${['timeout', 'pool-size', 'enabled', 'url', 'path', 'interval'][n % 6]}-${n} = ${hex(`${seed}/${n}`, 8 + (n % 5) * 6)}`);
-    n++;
+    length += lines[lines.length - 1]!.length + (n % 12 === 11 ? 16 : 1);
   }
   return fit(lines.join('\n'), size);
 }
@@ -53,10 +53,10 @@ export function iniText(seed: string, size: number): Buffer {
 /** XML text of exactly `size` bytes (logback configs, keyconf, anchors). */
 export function xmlText(seed: string, size: number, root = 'configuration'): Buffer {
   const parts = [`<?xml version="1.0" encoding="UTF-8"?>\n<${root}>`];
-  let n = 0;
-  while (parts.join('\n').length < size) {
+  let length = parts[0]!.length;
+  for (let n = 0; length < size; n++) {
     parts.push(`  <item id="${n}" ref="${hex(`${seed}/${n}`, 40)}">\n    <value>${hex(`${seed}/v${n}`, 24)}</value>\n  </item>`);
-    n++;
+    length += parts[parts.length - 1]!.length + 1;
   }
   parts.push(`</${root}>`);
   return fit(parts.join('\n'), size);

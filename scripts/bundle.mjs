@@ -110,6 +110,21 @@ const notices = [
   ...list.flatMap((p) => ['-'.repeat(78), `${p.name} ${p.version} (${p.license})`, '', p.text, '']),
 ].join('\n');
 writeFileSync(path.join(path.dirname(outfile), 'THIRD-PARTY-LICENSES.txt'), notices);
+// Debian policy 12.5: a license in /usr/share/common-licenses is referred to, not copied (lintian
+// errors copyright-file-contains-full-apache-2-license otherwise). MIT, ISC, BSD-3 and Unlicense texts stay.
+const COMMON = { 'Apache-2.0': 'Apache-2.0', 'GPL-2.0': 'GPL-2', 'GPL-3.0': 'GPL-3', 'LGPL-2.1': 'LGPL-2.1', 'MPL-2.0': 'MPL-2.0' };
+const SEPARATOR = '-'.repeat(78);
+writeFileSync(
+  path.join(path.dirname(outfile), 'THIRD-PARTY-LICENSES.debian.txt'),
+  [
+    notices.split(`\n${SEPARATOR}\n`)[0],
+    ...list.map((p) => {
+      const common = COMMON[p.license];
+      const text = common ? `On Debian systems the full text of the ${p.license} license is in /usr/share/common-licenses/${common}.` : p.text;
+      return [`${p.name} ${p.version} (${p.license})`, '', text, ''].join('\n');
+    }),
+  ].join(`\n${SEPARATOR}\n`),
+);
 
 function licenseName(field) {
   if (typeof field === 'string') return field;

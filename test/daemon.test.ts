@@ -12,6 +12,7 @@ import { existsSync, watch } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { passArgs, sleep, startCli, waitFor, type RunningCli } from './helpers/cli.js';
 import { descendantsOf, isAlive, makeTempDir, readTree, sshdAvailable, startMaster, writeTree, type TestMaster } from './helpers/sshd.js';
@@ -35,12 +36,22 @@ interface Setup {
   /** Copies outside master.dir, which master.stop() deletes (the restart test stops the master mid-run). */
   identity: string;
   knownHosts: string;
+  /** Cleanup, run last-in first-out after the test; every step runs even if an earlier one fails. */
+  defer(step: () => Promise<unknown>): void;
 }
 
 async function setup(t: TestContext): Promise<Setup> {
+  const steps: Array<() => Promise<unknown>> = [];
+  t.after(async () => {
+    const errors: unknown[] = [];
+    for (const step of steps.reverse()) await step().catch((err: unknown) => errors.push(err));
+    if (errors.length > 0) throw new AggregateError(errors, 'cleanup failed');
+  });
   const master = await startMaster();
   const base = await makeTempDir('xroad-sync-daemon-');
+  steps.push(() => fs.rm(base, { recursive: true, force: true }), () => master.stop());
   const s = {
+    defer: (step: () => Promise<unknown>) => void steps.push(step),
     master,
     base,
     source: path.join(base, 'master'),
@@ -55,16 +66,12 @@ async function setup(t: TestContext): Promise<Setup> {
   await fs.copyFile(master.knownHosts, s.knownHosts);
   await Promise.all([s.target, s.stateDir, path.dirname(s.flagFile)].map((d) => fs.mkdir(d, { recursive: true })));
   await writeTree(s.source, INITIAL);
-  t.after(async () => {
-    await master.stop();
-    await fs.rm(base, { recursive: true, force: true });
-  });
   return s;
 }
 
-function startDaemon(t: TestContext, s: Setup, interval = '1'): RunningCli {
+function startDaemon(s: Setup, interval = '1'): RunningCli {
   const d = startCli(['daemon', ...passArgs(s.master, s), '--interval', interval]);
-  t.after(() => d.stop(2_000));
+  s.defer(() => d.stop(2_000));
   return d;
 }
 
@@ -86,7 +93,7 @@ async function pause(d: RunningCli, s: Setup): Promise<void> {
 
 test('first pass at start, a master change after about one interval, daemonPid while running and null after stop', T, async (t) => {
   const s = await setup(t);
-  const d = startDaemon(t, s);
+  const d = startDaemon(s);
   await firstPass(d);
   assert.ok(await sameTree(s.source, s.target), 'the target mirrors the master after the first pass');
   assert.equal((await readStatus(s)).daemonPid, d.child.pid);
@@ -97,14 +104,14 @@ test('first pass at start, a master change after about one interval, daemonPid w
   await waitFor(() => sameTree(s.source, s.target), 2_000, 'the target to mirror the master again');
 
   const run = await d.stop(5_000);
-  assert.equal(run.status, 0, output(d)());
+  assert.equal(run.status, 0, `exit ${run.status ?? run.signal} after SIGTERM\n${output(d)()}`);
   assert.equal((await readStatus(s)).daemonPid, null);
   assert.ok(d.records().some((r) => r.msg === 'daemon stopped'));
 });
 
 test('one SSH login serves every pass (warm session)', T, async (t) => {
   const s = await setup(t);
-  const d = startDaemon(t, s);
+  const d = startDaemon(s);
   await waitFor(() => okPasses(d).length >= 4, 10_000, 'four passes', output(d));
   const log = await fs.readFile(s.master.logPath!, 'utf8');
   const logins = log.split('\n').filter((l) => l.includes('Accepted publickey')).length;
@@ -113,7 +120,7 @@ test('one SSH login serves every pass (warm session)', T, async (t) => {
 
 test('flag file: no pass while it exists, a pass within 2 s of its removal', T, async (t) => {
   const s = await setup(t);
-  const d = startDaemon(t, s);
+  const d = startDaemon(s);
   await firstPass(d);
   await pause(d, s);
   const before = passes(d).length;
@@ -131,7 +138,7 @@ test('flag file: no pass while it exists, a pass within 2 s of its removal', T, 
 test('a local edit of a synced file is logged as a warning and undone at once', T, async (t) => {
   const s = await setup(t);
   // A long interval, so the restore can only come from the corrective pass, not the schedule.
-  const d = startDaemon(t, s, '5');
+  const d = startDaemon(s, '5');
   await firstPass(d);
   await sleep(2_300); // the watcher ignores the first pass's own writes for 2 s
   const file = path.join(s.target, 'conf.d', 'local.ini');
@@ -152,7 +159,7 @@ test('a local edit of a synced file is logged as a warning and undone at once', 
 
 test('SIGTERM during a 64 MiB transfer: exit within 5 s, target entirely old or new, no temp files', T, async (t) => {
   const s = await setup(t);
-  const d = startDaemon(t, s);
+  const d = startDaemon(s);
   await firstPass(d);
   const oldTree = await readTree(s.target);
 
@@ -171,7 +178,7 @@ test('SIGTERM during a 64 MiB transfer: exit within 5 s, target entirely old or 
     d.child.kill('SIGTERM');
   };
   const watcher = watch(s.target, { recursive: true }, (_event, name) => name && kill(String(name)));
-  t.after(() => watcher.close());
+  s.defer(async () => watcher.close());
   await fs.unlink(s.flagFile);
   await waitFor(
     async () => {
@@ -196,17 +203,35 @@ test('SIGTERM during a 64 MiB transfer: exit within 5 s, target entirely old or 
   assert.equal((await readStatus(s)).daemonPid, null);
 });
 
+test('SIGTERM while status.json is being written (slow disk) still stops the daemon cleanly', T, async (t) => {
+  const s = await setup(t);
+  // Every fsync takes 300 ms, as on a busy disk: recordPass's status.json write runs right after the pass record.
+  const preload = path.join(s.base, 'slow-fsync.mjs');
+  await fs.writeFile(preload, "import fs from 'node:fs';\nconst real = fs.fsync;\nfs.fsync = (fd, cb) => setTimeout(() => real(fd, cb), 300);\n");
+  const d = startCli(['daemon', ...passArgs(s.master, s), '--interval', '5'], { env: { NODE_OPTIONS: `--import=${pathToFileURL(preload).href}` } });
+  s.defer(() => d.stop(2_000));
+  await firstPass(d);
+  await sleep(100); // inside the 300 ms fsync of status.json (write-file-atomic has its signal-exit handler armed)
+  d.child.kill('SIGTERM');
+  const run = await Promise.race([d.done, sleep(5_000).then(() => null)]);
+  assert.ok(run, `no exit within 5 s of SIGTERM\n${output(d)()}`);
+  assert.equal(run.signal, null, `killed by ${run.signal}: the daemon's stop handler never ran\n${output(d)()}`);
+  assert.equal(run.status, 0);
+  assert.ok(d.records().some((r) => r.msg === 'daemon stopped'));
+  assert.equal((await readStatus(s)).daemonPid, null);
+});
+
 test('master sshd restarted on the same port: failure logged, reconnect with backoff, converges', T, async (t) => {
   const s = await setup(t);
-  const d = startDaemon(t, s);
+  const d = startDaemon(s);
   await firstPass(d);
-  const restart = await prepareRestart(t, s.master);
+  const restart = await prepareRestart(s);
   await s.master.stop();
   await waitFor(() => passes(d).some((r) => r.result === 'failed'), 5_000, 'a failed pass while the master is down', output(d));
   await fs.writeFile(path.join(s.source, 'after-restart.ini'), 'y=2\n');
   await sleep(1_500); // let the backoff run a round or two against the closed port
   const sshd = await restart.start();
-  t.after(() => sshd.stop());
+  s.defer(() => sshd.stop());
 
   const ms = await waitFor(() => existsSync(path.join(s.target, 'after-restart.ini')), 6_000, 'convergence after the restart', output(d));
   t.diagnostic(`converged ${ms} ms after sshd came back`);
@@ -234,9 +259,10 @@ interface RestartedSshd {
  * bring "the same master" back the test copies its host key, authorized_keys
  * and sshd_config first, then runs sshd again on the same port from the copy.
  */
-async function prepareRestart(t: TestContext, master: TestMaster): Promise<{ start(): Promise<RestartedSshd> }> {
+async function prepareRestart(s: Setup): Promise<{ start(): Promise<RestartedSshd> }> {
+  const master = s.master;
   const dir = await makeTempDir('xroad-sync-restart-');
-  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  s.defer(() => fs.rm(dir, { recursive: true, force: true }));
   for (const name of ['ssh_host_ed25519_key', 'authorized_keys']) {
     await fs.copyFile(path.join(master.dir, name), path.join(dir, name));
     await fs.chmod(path.join(dir, name), 0o600);

@@ -60,6 +60,7 @@ export async function demoCommand(): Promise<number> {
   let master: EmbeddedMaster | undefined;
   let daemon: Running | undefined;
   let step = 'setup';
+  let succeeded = false;
   const interrupted = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => interrupted.abort(new StepFailure(`interrupted by ${signal}`));
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
@@ -274,6 +275,7 @@ export async function demoCommand(): Promise<number> {
     await master.close();
     master = undefined;
     out('embedded master closed');
+    succeeded = true;
     return 0;
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
@@ -292,7 +294,8 @@ export async function demoCommand(): Promise<number> {
       await rm(dir, { recursive: true, force: true });
       out(`removed ${dir}`);
     }
-    out(`demo finished in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const took = ((Date.now() - started) / 1000).toFixed(1);
+    out(succeeded ? `demo finished in ${took} s` : `demo FAILED after ${took} s (see above)`);
   }
 }
 

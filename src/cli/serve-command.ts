@@ -6,7 +6,7 @@
  * OpenSSH with service/sshd_config.d-xroad-slave.conf there.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import ssh2 from 'ssh2';
@@ -22,7 +22,6 @@ export interface ServeOptions {
   hostKey?: string;
   authorizedKeys?: string;
   user?: string;
-  quiet?: boolean;
 }
 
 export interface KeyPair {
@@ -66,6 +65,10 @@ export function waitForStopSignal(): Promise<NodeJS.Signals> {
     };
     process.on('SIGINT', on).on('SIGTERM', on);
   });
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  return stat(p).then((st) => st.isDirectory(), () => false);
 }
 
 function parsePort(raw: string | undefined): number {
@@ -116,7 +119,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
       hostKey,
       authorizedKeys: authorized,
       user: opts.user,
-      log: opts.quiet ? undefined : (msg) => process.stderr.write(`xroad-sync serve: ${msg}\n`),
+      log: (msg) => process.stderr.write(`xroad-sync serve: ${msg}\n`),
     });
     const hostField = knownHostsHost(host, server.port);
     const knownHostsLine = `${hostField} ${hostPub.type} ${hostPub.blob.toString('base64')}`;
@@ -134,10 +137,13 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     if (identity) out(`identity:    ${identity} (client key generated for this run; the only key allowed in)`);
     else out(`authorized:  ${opts.authorizedKeys}`);
     out();
-    out('Try a pass (any target directory you own):');
+    // A root laid out like a master's file system serves its etc/xroad; otherwise the root itself.
+    const source = (await isDirectory(path.join(root, 'etc', 'xroad'))) ? path.join(root, 'etc', 'xroad') : root;
+    out('Try a pass into a scratch directory:');
+    out('  mkdir -p /tmp/xroad-target &&');
     out(
       `  xroad-sync sync --master ${host} --port ${server.port} --user ${opts.user ?? os.userInfo().username}` +
-        ` --identity ${identity ?? 'YOUR_KEY'} --known-hosts ${knownHosts} --source ${root}/` +
+        ` --identity ${identity ?? 'YOUR_KEY'} --known-hosts ${knownHosts} --source ${source}/` +
         ' --target /tmp/xroad-target --state-dir /tmp/xroad-state --log-file /tmp/xroad-target.log --flag-file /tmp/xroad-sync-disabled',
     );
     out();
@@ -145,7 +151,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
 
     const signal = await waitForStopSignal();
     process.stderr.write(`xroad-sync serve: ${signal}, stopping\n`);
-    await server.close();
+    await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 3_000).unref())]);
     return 0;
   } catch (err) {
     process.stderr.write(`xroad-sync serve: ${err instanceof Error ? err.message : String(err)}\n`);

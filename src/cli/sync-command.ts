@@ -25,7 +25,8 @@ export async function syncCommand(raw: SyncCommandOptions): Promise<number> {
   }
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
-  process.once('SIGTERM', onSignal).once('SIGINT', onSignal);
+  // process.on, not once: signal-exit (write-file-atomic) re-raises a signal when it sees no other listener.
+  process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
   try {
     const result = await runReportedPass(settings, connectPerPass(settings.connection, settings.sourceDir), {
       signal: stop.signal,

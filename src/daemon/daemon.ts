@@ -33,6 +33,8 @@ export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Pr
   // Paths our last pass wrote: their watcher events are our own, not an operator's edit.
   let ownWrites = new Set<string>();
   let ownWritesUntil = 0;
+  // The watchers start before the first pass; until it has run, the target is not ours to judge.
+  let firstPassDone = false;
 
   const scheduler = new PassScheduler({
     intervalMs: opts.intervalMs,
@@ -51,6 +53,7 @@ export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Pr
         return result.result;
       } finally {
         passing = false;
+        firstPassDone = true;
         ownWritesUntil = Date.now() + (opts.quietAfterPassMs ?? 2000);
       }
     },
@@ -65,7 +68,7 @@ export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Pr
     },
     onLocalChange: (path) => {
       // During a pass the commit re-checks each path itself (an edit there is logged and left for the next pass).
-      if (passing || (ownWrites.has(path) && Date.now() < ownWritesUntil)) return;
+      if (passing || !firstPassDone || (ownWrites.has(path) && Date.now() < ownWritesUntil)) return;
       if (isTempName(basename(path)) || filter.isExcludedPath(path, false)) return;
       logger.warn({ msg: 'synced file changed locally; slaves are read-only, a corrective pass follows', path });
       scheduler.requestNow();
@@ -115,9 +118,11 @@ function once(watcher: FSWatcher, event: 'ready'): Promise<void> {
 
 function waitForStopSignal(logger: Logger): Promise<string> {
   return new Promise((resolve) => {
+    // process.on, not once: with no listener left, signal-exit (used by
+    // write-file-atomic) re-raises a second SIGTERM and kills us mid-stop.
     const stop = (signal: string) => () => resolve(signal);
-    process.once('SIGTERM', stop('SIGTERM'));
-    process.once('SIGINT', stop('SIGINT'));
+    process.on('SIGTERM', stop('SIGTERM'));
+    process.on('SIGINT', stop('SIGINT'));
     // Each pass opens slave-sync.log afresh in append mode, so after logrotate
     // the next pass already writes the new file; HUP only needs acknowledging.
     process.on('SIGHUP', () => logger.info({ msg: 'SIGHUP: the log file is reopened at the next pass' }));

@@ -113,8 +113,16 @@ export interface InProcessPasses {
   close(): Promise<void>;
 }
 
-/** runPass with a no-op reporter over one warm session, as the daemon runs it. */
-export function inProcessPasses(master: TestMaster, ws: Pick<Workspace, 'source' | 'target' | 'state'>, extra: RawPassOptions = {}): InProcessPasses {
+/**
+ * runPass with a no-op reporter over one warm session, as the daemon runs it.
+ * A `shared` provider (same master and source) is reused and left open by close().
+ */
+export function inProcessPasses(
+  master: TestMaster,
+  ws: Pick<Workspace, 'source' | 'target' | 'state'>,
+  extra: RawPassOptions = {},
+  shared?: WarmSessionProvider,
+): InProcessPasses {
   const settings = resolvePassSettings(
     {
       master: master.host,
@@ -133,7 +141,7 @@ export function inProcessPasses(master: TestMaster, ws: Pick<Workspace, 'source'
     },
     {},
   );
-  const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
+  const provider = shared ?? new WarmSessionProvider(settings.connection, settings.sourceDir);
   const notices: string[] = [];
   const reporter: PassReporter = {
     receivingFileList: () => {},
@@ -151,7 +159,9 @@ export function inProcessPasses(master: TestMaster, ws: Pick<Workspace, 'source'
       notices.length = 0;
       return runPass(settings, provider, reporter, hooks);
     },
-    close: () => provider.close(),
+    close: async () => {
+      if (!shared) await provider.close();
+    },
   };
 }
 

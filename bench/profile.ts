@@ -1,0 +1,212 @@
+/**
+ * `node dist/bench/profile.js`: where an xroad-sync pass spends its time.
+ *
+ *  1. start-up: bare node, `--version`, loading the sync command's module
+ *     graph, and each dependency's import time in a fresh process;
+ *  2. SSH: xroad-sync's handshake (openSession) against `ssh ... true`;
+ *  3. pass phases in-process with a fresh connection per pass (the CLI's
+ *     pass minus start-up), from runPass's hook points, and the same with
+ *     fsync turned into a no-op to price the durability;
+ *  4. V8 CPU profiles of whole CLI runs, by bucket and by function.
+ *
+ * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu.
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { resolvePassSettings } from '../src/config.js';
+import { makeReporter } from '../src/cli/reporter.js';
+import { runPass, type PassPoint, type SourceProvider } from '../src/pass.js';
+import { connectPerPass } from '../src/remote/provider.js';
+import { openSession } from '../src/remote/session.js';
+import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
+import { loadTimeByPackage, summarizeProfile } from './cpuprofile.js';
+import { startBenchMaster } from './master.js';
+import { createMeter, median, spawnCollect, type Meter } from './measure.js';
+import { CLI, PACKAGE_ROOT } from './tools.js';
+import { buildTree, writeBenchTree } from './tree.js';
+
+const RUNS = Number(process.env.PROFILE_RUNS ?? 7);
+const SECTIONS = (process.env.PROFILE_SECTIONS ?? 'startup,ssh,phases,cpu').split(',');
+const out = (line = ''): void => void process.stdout.write(line + '\n');
+const ms = (n: number): string => `${n.toFixed(1)} ms`.padStart(10);
+
+async function repeat<T>(n: number, fn: () => Promise<T>): Promise<T[]> {
+  const r: T[] = [];
+  for (let i = 0; i < n; i++) r.push(await fn());
+  return r;
+}
+
+async function startup(meter: Meter): Promise<void> {
+  out('## 1. Start-up (fresh process each; median wall / CPU)');
+  const cases: Array<[string, string[]]> = [
+    ['node -e 0', ['-e', '0']],
+    ['xroad-sync --version (commander + main.js)', [CLI, '--version']],
+    ['import the sync command graph', ['--input-type=module', '-e', `await import(${JSON.stringify(path.join(PACKAGE_ROOT, 'dist/src/cli/sync-command.js'))})`]],
+  ];
+  for (const [label, args] of cases) {
+    const s = await repeat(RUNS, () => meter.run(process.execPath, args, { cwd: PACKAGE_ROOT }));
+    out(`${label.padEnd(48)} wall ${ms(median(s.map((x) => x.wallMs)))}  CPU ${ms(median(s.map((x) => x.cpuMs)))}  RSS ${(median(s.map((x) => x.maxRssKb ?? 0)) / 1024).toFixed(1)} MB`);
+  }
+  out();
+  out('Import time of each dependency alone (in-process, performance.now() around import(); fresh process each):');
+  const mods = ['commander', 'pino', 'ssh2', 'ssh2-sftp-client', 'write-file-atomic', 'micromatch', 'chokidar',
+    path.join(PACKAGE_ROOT, 'dist/src/remote/session.js'), path.join(PACKAGE_ROOT, 'dist/src/pass.js'), path.join(PACKAGE_ROOT, 'dist/src/cli/sync-command.js')];
+  for (const mod of mods) {
+    const code = `const t = performance.now(); await import(${JSON.stringify(mod)}); process.stdout.write(String(performance.now() - t));`;
+    const times = await repeat(RUNS, async () => Number((await spawnCollect(process.execPath, ['--input-type=module', '-e', code], { cwd: PACKAGE_ROOT })).stdout));
+    out(`  ${path.relative(PACKAGE_ROOT, mod).startsWith('dist') ? path.relative(PACKAGE_ROOT, mod) : mod}`.padEnd(50) + ms(median(times)));
+  }
+  out();
+}
+
+async function ssh(master: TestMaster, meter: Meter): Promise<void> {
+  out('## 2. SSH handshake (TCP + kex + auth + channel)');
+  const opts = { host: '127.0.0.1', port: master.port, user: master.user, identityFile: master.identity, knownHostsFile: master.knownHosts, connectTimeoutMs: 10_000, idleTimeoutMs: 10_000 };
+  const open = await repeat(RUNS, async () => {
+    const t = performance.now();
+    const s = await openSession(opts);
+    const opened = performance.now() - t;
+    const c = performance.now();
+    await s.close();
+    return { opened, closed: performance.now() - c };
+  });
+  out(`xroad-sync openSession (in-process, ssh2 + sftp)       ${ms(median(open.map((o) => o.opened)))}; close() ${ms(median(open.map((o) => o.closed)))}`);
+  const args = ['-o', 'ConnectTimeout=5', '-p', String(master.port), '-i', master.identity, '-o', `UserKnownHostsFile=${master.knownHosts}`, '-o', 'StrictHostKeyChecking=yes', `${master.user}@127.0.0.1`, 'true'];
+  const s = await repeat(RUNS, () => meter.run('ssh', args));
+  out(`ssh ... true (process: start-up, kex, auth, exec)      ${ms(median(s.map((x) => x.wallMs)))}; CPU ${ms(median(s.map((x) => x.cpuMs)))}`);
+  out();
+}
+
+const POINTS: PassPoint[] = ['connected', 'scanned', 'planned', 'staged', 'committed'];
+
+async function phases(master: TestMaster, work: string): Promise<void> {
+  out('## 3. Pass phases, in-process, fresh connection per pass (median ms)');
+  out('   connect = lock + journal check + openSession; scan = master listing ‖ target scan; stage = fetch + write + fsync files;');
+  out('   commit = journal + renames + attrs + dir fsyncs; close = session close; report = pass end → runPass returns');
+  const header = ['scenario', 'fsync', 'connect', 'scan', 'plan', 'stage', 'commit', 'close', 'report', 'total', 'CPU'];
+  out(header.map((h, i) => (i < 2 ? h.padEnd(i ? 6 : 22) : h.padStart(8))).join(' '));
+  // fsync off: the same pass with every FileHandle.sync and fs.fsync a no-op, to price durability.
+  const handle = await fsp.open('/dev/null', 'r');
+  const proto = Object.getPrototypeOf(handle) as { sync: () => Promise<void> };
+  await handle.close();
+  const realSync = proto.sync;
+  const realFsync = fs.fsync;
+  const setFsync = (on: boolean): void => {
+    proto.sync = on ? realSync : async () => undefined;
+    (fs as { fsync: typeof fs.fsync }).fsync = on ? realFsync : ((_fd: number, cb: (err: null) => void) => cb(null)) as typeof fs.fsync;
+  };
+  for (const treeName of ['realistic', 'large'] as const) {
+    const tree = buildTree(treeName);
+    const source = path.join(work, `master-${treeName}`);
+    await fsp.mkdir(source);
+    await writeBenchTree(source, tree);
+    for (const scenario of ['initial', 'no-change'] as const) {
+      for (const fsyncOn of scenario === 'initial' ? [true, false] : [true]) {
+        setFsync(fsyncOn);
+        const target = path.join(work, `t-${treeName}`);
+        const rows: number[][] = [];
+        for (let i = 0; i < RUNS + 1; i++) {
+          if (scenario === 'initial' || i === 0) {
+            await fsp.rm(target, { recursive: true, force: true });
+            await fsp.mkdir(target);
+          }
+          const settings = resolvePassSettings({ master: '127.0.0.1', port: master.port, user: master.user, identity: master.identity, knownHosts: master.knownHosts,
+            source: `${source}/`, target, stateDir: path.join(work, 'state'), logFile: false, flagFile: path.join(work, 'no-flag') }, {});
+          const inner = connectPerPass(settings.connection, settings.sourceDir);
+          const marks = new Map<string, number>();
+          const provider: SourceProvider = {
+            acquire: () => inner.acquire(),
+            release: async (s, h) => {
+              marks.set('release', performance.now());
+              await inner.release(s, h);
+              marks.set('released', performance.now());
+            },
+          };
+          const cpu0 = process.cpuUsage();
+          const t0 = performance.now();
+          const result = await runPass(settings, provider, makeReporter(null, { printItems: false, printErrors: true }), {
+            at: (point) => void (marks.has(point) || marks.set(point, performance.now())),
+          });
+          const end = performance.now();
+          const cpu = process.cpuUsage(cpu0);
+          if (result.result !== 'ok') throw new Error(`pass failed: ${String(result.error)}`);
+          if (scenario === 'no-change' && i === 0) continue; // the sync that makes the next ones no-change
+          if (i === 0) continue; // warm-up
+          const at = (p: string, fallback: number): number => marks.get(p) ?? fallback;
+          const connected = at('connected', t0);
+          const scanned = at('scanned', connected);
+          const planned = at('planned', scanned);
+          const staged = at('staged', planned);
+          const committed = at('committed', staged);
+          const release = at('release', committed);
+          const released = at('released', release);
+          rows.push([connected - t0, scanned - connected, planned - scanned, staged - planned, committed - staged, released - release, end - released + (release - committed), end - t0, (cpu.user + cpu.system) / 1000]);
+        }
+        const med = rows[0]!.map((_, col) => median(rows.map((r) => r[col]!)));
+        out([`${treeName}/${scenario}`.padEnd(22), (fsyncOn ? 'on' : 'OFF').padEnd(6), ...med.map((v) => v.toFixed(1).padStart(8))].join(' '));
+      }
+    }
+  }
+  setFsync(true);
+  out();
+}
+
+async function cpuProfiles(master: TestMaster, work: string): Promise<void> {
+  out('## 4. V8 CPU profiles of CLI passes (node --cpu-prof; self time by bucket, ms)');
+  const tree = buildTree('realistic');
+  const source = path.join(work, 'cpu-master');
+  await fsp.mkdir(source);
+  await writeBenchTree(source, tree);
+  const target = path.join(work, 'cpu-target');
+  const args = (extra: string[]): string[] => [...extra, CLI, 'sync', '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user,
+    '--identity', master.identity, '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target,
+    '--state-dir', path.join(work, 'cpu-state'), '--log-file', path.join(work, 'cpu.log'), '--flag-file', path.join(work, 'no-flag')];
+  const cases: Array<[string, () => Promise<void>]> = [
+    ['realistic initial', async () => { await fsp.rm(target, { recursive: true, force: true }); await fsp.mkdir(target); }],
+    ['realistic no-change', async () => {}],
+  ];
+  for (const [label, prepare] of cases) {
+    await prepare();
+    const dir = path.join(work, `prof-${label.replace(/\W+/g, '-')}`);
+    const r = await spawnCollect(process.execPath, args(['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200']));
+    if (r.status !== 0) throw new Error(`profiled pass failed: ${r.stderr}`);
+    const file = path.join(dir, (await fsp.readdir(dir))[0]!);
+    const p = await summarizeProfile(file, 12);
+    out(`### ${label}: ${p.totalMs.toFixed(0)} ms profiled (from V8 start, after node's own bootstrap)`);
+    for (const b of p.buckets.slice(0, 16)) out(`  ${b.bucket.padEnd(46)} ${ms(b.ms)}`);
+    out('  heaviest functions (self):');
+    for (const f of p.functions) out(`    ${f.fn.slice(0, 90).padEnd(90)} ${ms(f.ms)}`);
+    out('  under module top-level code (loading), by module package:');
+    for (const l of (await loadTimeByPackage(file)).slice(0, 10)) out(`    ${l.pkg.padEnd(44)} ${ms(l.ms)}`);
+    if (process.env.PROFILE_KEEP === '1') {
+      const keep = path.join(PACKAGE_ROOT, 'bench/results', `${label.replace(/\W+/g, '-')}.cpuprofile`);
+      await fsp.mkdir(path.dirname(keep), { recursive: true });
+      await fsp.copyFile(file, keep);
+      out(`  kept ${path.relative(PACKAGE_ROOT, keep)}`);
+    }
+    out();
+  }
+}
+
+async function main(): Promise<void> {
+  const meter = await createMeter();
+  const work = await makeTempDir('xroad-sync-profile-');
+  const master = await startBenchMaster();
+  try {
+    out(`# xroad-sync profile — ${RUNS} runs per measurement; meter: ${meter.method}`);
+    out();
+    if (SECTIONS.includes('startup')) await startup(meter);
+    if (SECTIONS.includes('ssh')) await ssh(master, meter);
+    if (SECTIONS.includes('phases')) await phases(master, work);
+    if (SECTIONS.includes('cpu')) await cpuProfiles(master, work);
+  } finally {
+    await master.stop();
+    await fsp.rm(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`profile: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds dist/packages/xroad-sync_<version>_all.deb with dpkg-deb from the
+# single-file bundle (scripts/bundle.mjs), service/ and packaging/deb/.
+# No debhelper, no fakeroot: --root-owner-group makes every file root:root.
+#
+#   bash scripts/build-deb.sh            # bundle, build, lintian (when installed)
+#   LINTIAN=no bash scripts/build-deb.sh # skip lintian
+#   DEB_MAINTAINER='Name <mail>'         # override the Maintainer field
+#
+# Needs: node (and npm ci done: esbuild), dpkg-deb, gzip; lintian optional
+# (Debian packages: dpkg-dev or dpkg, lintian). Fails on lintian errors; lintian
+# warnings are printed and accepted.
+set -euo pipefail
+umask 022
+
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+
+for tool in dpkg-deb gzip node; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "build-deb: $tool not found" >&2; exit 1; }
+done
+
+version="$(node -p "require('./package.json').version")"
+maintainer="${DEB_MAINTAINER:-xroad-sync maintainers <maintainers@users.noreply.r-seed-30fd5f92.example>}"
+# Reproducible: file mtimes and the changelog date come from the last commit (or SOURCE_DATE_EPOCH).
+epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
+export SOURCE_DATE_EPOCH="$epoch"
+
+node scripts/bundle.mjs
+bundle="$repo/dist/bundle/xroad-sync.cjs"
+
+out="$repo/dist/packages"
+stage="$repo/dist/deb/xroad-sync_${version}_all"
+rm -rf "$stage"
+mkdir -p "$out" "$stage/DEBIAN"
+
+put() { # put MODE SOURCE DEST (DEST relative to the package root)
+    install -D -m "$1" "$2" "$stage/$3"
+}
+
+put 0755 "$bundle"                               usr/bin/xroad-sync
+put 0644 service/xroad-sync.service              lib/systemd/system/xroad-sync.service
+put 0644 service/xroad-sync.timer                lib/systemd/system/xroad-sync.timer
+put 0644 service/xroad-sync-daemon.service       lib/systemd/system/xroad-sync-daemon.service
+put 0644 service/logrotate                       etc/logrotate.d/xroad-slave-sync
+put 0644 service/xroad-sync.default              etc/default/xroad-sync
+put 0644 service/xroad-sync.cron                 usr/share/doc/xroad-sync/examples/xroad-sync.cron
+put 0644 service/sshd_config.d-xroad-slave.conf  usr/share/doc/xroad-sync/examples/sshd_config.d-xroad-slave.conf
+put 0644 README.md                               usr/share/doc/xroad-sync/README.md
+
+doc="$stage/usr/share/doc/xroad-sync"
+cat packaging/copyright dist/bundle/THIRD-PARTY-LICENSES.debian.txt > "$doc/copyright"
+chmod 0644 "$doc/copyright"
+gzip -9n "$doc/README.md"
+# A native package's changelog, in Debian's format, for this version.
+{
+    printf 'xroad-sync (%s) unstable; urgency=medium\n\n' "$version"
+    printf '  * Release %s, packaged from the single-file bundle by scripts/build-deb.sh.\n' "$version"
+    printf '    See /usr/share/doc/xroad-sync/README.md.gz.\n\n'
+    printf ' -- %s  %s\n' "$maintainer" "$(LC_ALL=C date -u -R -d "@$epoch")"
+} | gzip -9n > "$doc/changelog.gz"
+chmod 0644 "$doc/changelog.gz"
+
+for script in postinst prerm postrm; do
+    install -m 0755 "packaging/deb/$script" "$stage/DEBIAN/$script"
+done
+printf '/etc/default/xroad-sync\n/etc/logrotate.d/xroad-slave-sync\n' > "$stage/DEBIAN/conffiles"
+( cd "$stage" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort \
+    | grep -v -x -e 'etc/default/xroad-sync' -e 'etc/logrotate.d/xroad-slave-sync' \
+    | xargs md5sum > DEBIAN/md5sums )
+installed_size="$(du -sk --apparent-size --exclude=DEBIAN "$stage" | cut -f1)"
+sed -e "s|@VERSION@|$version|" -e "s|@MAINTAINER@|$maintainer|" -e "s|@INSTALLED_SIZE@|$installed_size|" \
+    packaging/deb/control.in > "$stage/DEBIAN/control"
+chmod 0644 "$stage/DEBIAN/control" "$stage/DEBIAN/conffiles" "$stage/DEBIAN/md5sums"
+find "$stage" -type d -exec chmod 0755 {} +
+find "$stage" -exec touch -h -d "@$epoch" {} +
+
+deb="$out/xroad-sync_${version}_all.deb"
+dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
+echo "build-deb: $deb"
+dpkg-deb --info "$deb" | sed -n 's/^ *\(Package\|Version\|Depends\|Installed-Size\):/  &/p'
+
+if [ "${LINTIAN:-auto}" != no ]; then
+    if command -v lintian >/dev/null 2>&1; then
+        # lintian exits non-zero on errors (its default --fail-on error).
+        if lintian --tag-display-limit 0 "$deb"; then
+            echo "build-deb: lintian: no errors"
+        else
+            echo "build-deb: lintian reported errors" >&2
+            exit 1
+        fi
+    elif [ "${LINTIAN:-auto}" = yes ]; then
+        echo "build-deb: lintian not found (apt-get install lintian)" >&2
+        exit 1
+    else
+        echo "build-deb: lintian not found, not checked (apt-get install lintian)"
+    fi
+fi

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds dist/packages/xroad-sync-<version>-1.noarch.rpm from the single-file
+# bundle with packaging/rpm/xroad-sync.spec, when rpmbuild is installed
+# (Debian/Ubuntu: apt-get install rpm; RHEL: dnf install rpm-build).
+# Without rpmbuild it says so and exits 0.
+set -euo pipefail
+umask 022
+
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+
+if ! command -v rpmbuild >/dev/null 2>&1; then
+    echo "build-rpm: skipped: rpmbuild not found (Debian/Ubuntu: apt-get install rpm; RHEL: dnf install rpm-build)"
+    exit 0
+fi
+
+version="$(node -p "require('./package.json').version")"
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
+
+node scripts/bundle.mjs
+
+top="$repo/dist/rpm"
+rm -rf "$top"
+mkdir -p "$top"/{SOURCES,SPECS,BUILD,RPMS,SRPMS,BUILDROOT} "$repo/dist/packages"
+cp dist/bundle/xroad-sync.cjs dist/bundle/THIRD-PARTY-LICENSES.txt "$top/SOURCES/"
+cp service/xroad-sync.service service/xroad-sync.timer service/xroad-sync-daemon.service \
+   service/logrotate service/xroad-sync.default service/xroad-sync.cron \
+   service/sshd_config.d-xroad-slave.conf README.md "$top/SOURCES/"
+cp packaging/copyright "$top/SOURCES/COPYING"
+cp packaging/rpm/xroad-sync.spec "$top/SPECS/"
+
+# --nodeps: the build needs nothing, and a Debian host has no rpm database of its deps.
+rpmbuild -bb --nodeps \
+    --define "_topdir $top" \
+    --define "xs_version $version" \
+    --define "use_source_date_epoch_as_buildtime 1" \
+    --define "clamp_mtime_to_source_date_epoch 1" \
+    "$top/SPECS/xroad-sync.spec" >"$top/rpmbuild.log" 2>&1 || {
+        cat "$top/rpmbuild.log" >&2
+        echo "build-rpm: rpmbuild failed" >&2
+        exit 1
+    }
+
+rpm_file="$(find "$top/RPMS" -name "xroad-sync-${version}-1*.noarch.rpm" | head -n1)"
+[ -n "$rpm_file" ] || { cat "$top/rpmbuild.log" >&2; echo "build-rpm: no RPM produced" >&2; exit 1; }
+cp "$rpm_file" "$repo/dist/packages/"
+echo "build-rpm: $repo/dist/packages/$(basename "$rpm_file")"
