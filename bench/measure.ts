@@ -48,6 +48,16 @@ with open(out, 'w') as f:
 sys.exit(os.waitstatus_to_exitcode(status) & 255)
 `;
 
+/**
+ * The environment a systemd unit gives its command: PATH, HOME and a locale,
+ * nothing from the shell that started the benchmark. (NODE_EXTRA_CA_CERTS,
+ * set on some build hosts, alone costs every node start-up ~80 ms of CPU
+ * parsing certificates; NODE_OPTIONS could change anything.)
+ */
+export function serviceEnv(): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8' };
+}
+
 export interface Meter {
   readonly method: string;
   run(cmd: string, args: readonly string[], opts?: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number }): Promise<ProcessSample>;
@@ -127,7 +137,7 @@ export function spawnCollect(
   opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
 ): Promise<{ status: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env: opts.env ?? serviceEnv(), cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));

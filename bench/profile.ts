@@ -9,7 +9,8 @@
  *     fsync turned into a no-op to price the durability;
  *  4. V8 CPU profiles of whole CLI runs, by bucket and by function.
  *
- * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu.
+ * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu,
+ * PROFILE_CPU_TREES=realistic,large, PROFILE_KEEP=1 (copy the .cpuprofile files to bench/results/).
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -154,22 +155,23 @@ async function phases(master: TestMaster, work: string): Promise<void> {
 
 async function cpuProfiles(master: TestMaster, work: string): Promise<void> {
   out('## 4. V8 CPU profiles of CLI passes (node --cpu-prof; self time by bucket, ms)');
-  const tree = buildTree('realistic');
-  const source = path.join(work, 'cpu-master');
-  await fsp.mkdir(source);
-  await writeBenchTree(source, tree);
-  const target = path.join(work, 'cpu-target');
-  const args = (extra: string[]): string[] => [...extra, CLI, 'sync', '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user,
-    '--identity', master.identity, '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target,
-    '--state-dir', path.join(work, 'cpu-state'), '--log-file', path.join(work, 'cpu.log'), '--flag-file', path.join(work, 'no-flag')];
-  const cases: Array<[string, () => Promise<void>]> = [
-    ['realistic initial', async () => { await fsp.rm(target, { recursive: true, force: true }); await fsp.mkdir(target); }],
-    ['realistic no-change', async () => {}],
-  ];
-  for (const [label, prepare] of cases) {
+  const cases: Array<[string, () => Promise<void>, string[]]> = [];
+  for (const treeName of (process.env.PROFILE_CPU_TREES ?? 'realistic,large').split(',') as Array<'realistic' | 'large'>) {
+    const tree = buildTree(treeName);
+    const source = path.join(work, `cpu-master-${treeName}`);
+    await fsp.mkdir(source);
+    await writeBenchTree(source, tree);
+    const target = path.join(work, `cpu-target-${treeName}`);
+    const args = [CLI, 'sync', '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user,
+      '--identity', master.identity, '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target,
+      '--state-dir', path.join(work, `cpu-state-${treeName}`), '--log-file', path.join(work, 'cpu.log'), '--flag-file', path.join(work, 'no-flag')];
+    cases.push([`${treeName} initial`, async () => { await fsp.rm(target, { recursive: true, force: true }); await fsp.mkdir(target); }, args]);
+    cases.push([`${treeName} no-change`, async () => {}, args]);
+  }
+  for (const [label, prepare, args] of cases) {
     await prepare();
     const dir = path.join(work, `prof-${label.replace(/\W+/g, '-')}`);
-    const r = await spawnCollect(process.execPath, args(['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200']));
+    const r = await spawnCollect(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '250', ...args]);
     if (r.status !== 0) throw new Error(`profiled pass failed: ${r.stderr}`);
     const file = path.join(dir, (await fsp.readdir(dir))[0]!);
     const p = await summarizeProfile(file, 12);

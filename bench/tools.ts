@@ -125,12 +125,8 @@ export function processTool(base: string, master: TestMaster, meter: Meter, cpu:
     dirs: (tree) => baseDirs(base, id, tree),
     async run(tree, source) {
       const d = baseDirs(base, id, tree);
-      const env = { ...process.env };
-      delete env.MASTER;
-      delete env.XROAD_USER;
-      delete env.XROAD_SYNC_TEST_HOOK;
       const before = cpu?.snapshot();
-      const s = await meter.run(process.execPath, [script, 'sync', ...passArgs(master, source, d)], { env });
+      const s = await meter.run(process.execPath, [script, 'sync', ...passArgs(master, source, d)]);
       const masterCpuMs = before ? await cpu!.since(before) : null;
       const rec = passRecordOf(s.stdout);
       if (s.status !== 0 || rec?.result !== 'ok') throw new Error(`${id} exited ${s.status}: ${s.stderr.trim() || s.stdout.trim()}`);

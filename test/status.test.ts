@@ -8,8 +8,9 @@ import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
-import { passArgs, runCli, type CliRun } from './helpers/cli.js';
+import { passArgs, runCli, sleep, startCli, waitFor, type CliRun } from './helpers/cli.js';
 import { makeTempDir, readTree, startMaster, writeTree, type TestMaster } from './helpers/sshd.js';
 
 const T = { timeout: 60_000 };
@@ -64,7 +65,7 @@ function assertShape(s: Record<string, unknown>): void {
   assert.ok(s.daemonPid === null || Number.isInteger(s.daemonPid));
   const p = s.lastPass as Record<string, unknown> | null;
   if (p === null) return;
-  assert.deepEqual(Object.keys(p).sort(), ['bytesReceived', 'changed', 'error', 'finishedAt', 'result', 'startedAt'], 'lastPass keys');
+  assert.deepEqual(Object.keys(p).sort(), ['bytesReceived', 'changed', 'error', 'exitCode', 'finishedAt', 'result', 'startedAt'], 'lastPass keys');
   assert.match(String(p.startedAt), ISO);
   assert.match(String(p.finishedAt), ISO);
   assert.ok(['ok', 'failed', 'skipped'].includes(String(p.result)));
@@ -137,6 +138,21 @@ test('status --json and --check after an ok pass, after a failed pass, and while
   assert.equal(paused.paused, true);
   assert.match(String(paused.pausedSince), ISO);
   assert.deepEqual(paused.lastPass, afterFail.lastPass);
+});
+
+test('sync: SIGTERM while status.json is written (slow disk) still records the pass and exits 0', T, async (t) => {
+  const [m, d] = await Promise.all([master(t), dirs(t)]);
+  // Every fsync takes 300 ms; the pass record is printed right before recordPass writes status.json.
+  const preload = path.join(d.base, 'slow-fsync.mjs');
+  await fs.writeFile(preload, "import fs from 'node:fs';\nconst real = fs.fsync;\nfs.fsync = (fd, cb) => setTimeout(() => real(fd, cb), 300);\n");
+  const run = startCli(['sync', ...passArgs(m, d)], { env: { NODE_OPTIONS: `--import=${pathToFileURL(preload).href}` }, timeoutMs: 20_000 });
+  await waitFor(() => run.records().some((r) => r.msg === 'pass'), 15_000, 'the pass record', () => run.stdout() + run.stderr());
+  await sleep(100); // inside the status.json fsync: write-file-atomic's signal-exit handler is armed
+  run.child.kill('SIGTERM');
+  const r = await run.done;
+  assert.equal(r.signal, null, `killed by ${r.signal}: signal-exit (write-file-atomic) re-raised SIGTERM: sync needs a process.on listener, not once\n${show(r)}`);
+  assert.equal(r.status, 0, show(r));
+  assert.equal((await statusJson(d)).lastPass?.result, 'ok');
 });
 
 test('status --check: stale success is critical, a pause is reported (or a warning with --fail-if-paused)', T, async (t) => {

@@ -64,7 +64,7 @@ export async function loadKnownHosts(file: string): Promise<KnownHosts> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`cannot read known_hosts file ${file}: ${errnoOf(err) ?? String(err)}`, {
+    throw new ConfigError(`cannot read known_hosts file ${file}`, {
       subject: file,
       cause: err,
       hint: `create it with the master's host key, e.g. ssh-keyscan -p PORT HOST >> ${file}, then verify the fingerprint`,

@@ -4,65 +4,84 @@
  * be the path's old version or its new one: same bytes and mode, or the same
  * link target. Never a mix, a truncation, or a temp file's 0600 mode. A path
  * may be missing only where the old or the new tree has no file there.
+ *
+ * Sweeps use synchronous fs calls (a sweep of a hundred small files takes a
+ * few milliseconds and no thread-pool round trips), then yield briefly, so
+ * the reader keeps up with the pass without starving it of CPU.
  */
-import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { open, readlink } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, openSync, readlinkSync, readSync } from 'node:fs';
 import path from 'node:path';
 import type { TreeEntrySnapshot } from '../helpers/sshd.js';
 import type { Snapshot } from './helpers.js';
 
-const MISSING = 'missing';
-const DIR = 'dir';
+type Seen =
+  | { readonly kind: 'missing' | 'dir' | 'other' | 'unstable' }
+  | { readonly kind: 'link'; readonly target: string }
+  | { readonly kind: 'file'; readonly bytes: Buffer; readonly mode: number };
 
-function digest(bytes: Buffer): string {
-  return createHash('sha1').update(bytes).digest('hex');
+function fromSnapshot(e: TreeEntrySnapshot | undefined): Seen {
+  if (!e) return { kind: 'missing' };
+  if (e.type === 'dir') return { kind: 'dir' };
+  if (e.type === 'symlink') return { kind: 'link', target: e.linkTarget ?? '' };
+  if (e.type !== 'file') return { kind: 'other' };
+  const c = e.content ?? '';
+  return { kind: 'file', bytes: c.startsWith('base64:') ? Buffer.from(c.slice(7), 'base64') : Buffer.from(c, 'utf8'), mode: e.mode };
 }
 
-/** What a reader may see at a path in a snapshot. */
-function expected(e: TreeEntrySnapshot | undefined): string {
-  if (!e) return MISSING;
-  if (e.type === 'dir') return DIR;
-  if (e.type === 'symlink') return `link:${e.linkTarget}`;
-  if (e.type === 'file') {
-    const c = e.content ?? '';
-    const bytes = c.startsWith('base64:') ? Buffer.from(c.slice(7), 'base64') : Buffer.from(c, 'utf8');
-    return `file:${digest(bytes)}:${e.mode.toString(8)}`;
+function same(a: Seen, b: Seen): boolean {
+  if (a.kind !== b.kind) return false;
+  if (a.kind === 'link') return a.target === (b as typeof a).target;
+  if (a.kind === 'file') return a.mode === (b as typeof a).mode && a.bytes.equals((b as typeof a).bytes);
+  return true;
+}
+
+function describe(s: Seen): string {
+  if (s.kind === 'link') return `link -> ${s.target}`;
+  if (s.kind === 'file') return `file of ${s.bytes.length} bytes, mode ${s.mode.toString(8)}`;
+  return s.kind;
+}
+
+function readAll(fd: number, size: number): Buffer {
+  let buf = Buffer.alloc(Math.max(size, 4096));
+  let got = 0;
+  for (;;) {
+    if (got === buf.length) buf = Buffer.concat([buf, Buffer.alloc(buf.length)]);
+    const n = readSync(fd, buf, got, buf.length - got, got);
+    if (n === 0) return buf.subarray(0, got);
+    got += n;
   }
-  return 'other';
 }
 
 /** One observation of a path, with O_NOFOLLOW so a symlink is seen as itself. */
-async function observe(abs: string): Promise<string> {
+function observe(abs: string): Seen {
   for (let attempt = 0; attempt < 3; attempt++) {
-    let handle;
+    let fd: number;
     try {
-      handle = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return MISSING;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'missing' };
       if (code !== 'ELOOP') throw err;
       try {
-        return `link:${await readlink(abs)}`;
+        return { kind: 'link', target: readlinkSync(abs) };
       } catch (e2) {
         const c2 = (e2 as NodeJS.ErrnoException).code;
-        if (c2 === 'ENOENT' || c2 === 'ENOTDIR') return MISSING;
+        if (c2 === 'ENOENT' || c2 === 'ENOTDIR') return { kind: 'missing' };
         continue; // EINVAL: replaced by a non-link between open and readlink; look again
       }
     }
     try {
-      const before = await handle.stat();
-      if (before.isDirectory()) return DIR;
-      if (!before.isFile()) return 'other';
-      const bytes = await handle.readFile();
-      const after = await handle.stat();
-      // Mode from the same inode, after the read: an in-place chmod of an unchanged file is one of two states either way.
-      return `file:${digest(bytes)}:${(after.mode & 0o7777).toString(8)}`;
+      const st = fstatSync(fd);
+      if (st.isDirectory()) return { kind: 'dir' };
+      if (!st.isFile()) return { kind: 'other' };
+      const bytes = readAll(fd, st.size);
+      // Mode of the same inode, after the read.
+      return { kind: 'file', bytes, mode: fstatSync(fd).mode & 0o7777 };
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   }
-  return 'unstable';
+  return { kind: 'unstable' };
 }
 
 export interface CheckerReport {
@@ -73,7 +92,7 @@ export interface CheckerReport {
 }
 
 export class ConcurrentChecker {
-  private readonly allowed = new Map<string, Set<string>>();
+  private readonly allowed = new Map<string, Seen[]>();
   readonly report: CheckerReport = { reads: 0, sweeps: 0, partial: [] };
   private stopped = false;
   private loop: Promise<void> | undefined;
@@ -84,14 +103,14 @@ export class ConcurrentChecker {
     before: Snapshot,
     after: Snapshot,
   ) {
+    const isLeaf = (e: TreeEntrySnapshot | undefined): boolean => e !== undefined && e.type !== 'dir';
     for (const p of new Set([...before.keys(), ...after.keys()])) {
       const [o, n] = [before.get(p), after.get(p)];
-      const isLeaf = (e: TreeEntrySnapshot | undefined) => e !== undefined && e.type !== 'dir';
       if (!isLeaf(o) && !isLeaf(n)) continue;
-      const set = new Set([expected(o), expected(n)]);
+      const ok = [fromSnapshot(o), fromSnapshot(n)];
       // A file replaced by a directory (or the reverse) is absent for a moment between the two.
-      if (!isLeaf(o) || !isLeaf(n)) set.add(MISSING);
-      this.allowed.set(p, set);
+      if (!isLeaf(o) || !isLeaf(n)) ok.push({ kind: 'missing' });
+      this.allowed.set(p, ok);
     }
   }
 
@@ -100,22 +119,22 @@ export class ConcurrentChecker {
   }
 
   /** One read of every path; violations are recorded, not thrown. */
-  async sweep(): Promise<void> {
+  sweep(): void {
     for (const [rel, ok] of this.allowed) {
-      const seen = await observe(path.join(this.root, rel));
+      const seen = observe(path.join(this.root, rel));
       this.report.reads++;
-      if (!ok.has(seen)) this.report.partial.push({ path: rel, seen, allowed: [...ok] });
+      if (!ok.some((a) => same(a, seen))) this.report.partial.push({ path: rel, seen: describe(seen), allowed: ok.map(describe) });
     }
     this.report.sweeps++;
   }
 
-  /** Sweep again and again until stop() or `maxMs`. */
+  /** Sweep again and again (a 1 ms breath between sweeps) until stop() or `maxMs`. */
   start(maxMs: number): void {
     const deadline = Date.now() + maxMs;
     this.loop = (async () => {
       while (!this.stopped && Date.now() < deadline) {
-        await this.sweep();
-        await new Promise((resolve) => setImmediate(resolve));
+        this.sweep();
+        await new Promise((resolve) => setTimeout(resolve, 1));
       }
     })();
   }

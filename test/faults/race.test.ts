@@ -1,0 +1,122 @@
+/**
+ * Races between processes: two passes on one target at once (the loser gets
+ * exit 75 and says who holds the lock, or both run one after the other;
+ * never a corrupt target), and `xroad-sync pause` while a pass is already
+ * past its flag check (that pass commits whole; the next one is skipped with
+ * exit 0 and changes nothing; after resume the target converges).
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runCli } from '../helpers/cli.js';
+import { describeRun, runSync, startSync, type SyncRun } from '../helpers/run-sync.js';
+import { startMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
+import { assertConverged, differences, Scratch, snapshot, until, type Workspace } from './helpers.js';
+import { T0 } from './trees.js';
+
+const T = { timeout: 60_000 };
+const LOCK_MESSAGE = /another xroad-sync pass \(pid (\d+)\) holds/;
+
+describe('races between processes', () => {
+  let master: TestMaster;
+  const scratch = new Scratch();
+  const summary: string[] = [];
+
+  before(async () => {
+    master = await startMaster();
+  });
+  after(async () => {
+    await master?.stop();
+    await scratch.cleanup();
+    console.log(`faults/race: ${summary.join('; ')}`);
+  });
+
+  async function withTree(version: number, ws?: Workspace): Promise<Workspace> {
+    ws ??= await scratch.workspace('xroad-sync-race-');
+    const spec: Record<string, { content: string; mtime: number }> = {
+      'signer/keyconf.xml': { content: `<keyConf v="${version}"/>\n`, mtime: T0 + version },
+    };
+    for (let i = 0; i < 40; i++) spec[`conf.d/f${i}.ini`] = { content: `v${version} ${i}\n`.repeat(20 + version), mtime: T0 + version * 100 + i };
+    await writeTree(ws.source, spec);
+    return ws;
+  }
+
+  const sync = (ws: Workspace, env: NodeJS.ProcessEnv = {}) =>
+    startSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, env, timeoutMs: 45_000 });
+
+  function assertLoser(run: SyncRun, winnerPid: number | undefined): void {
+    assert.equal(run.status, 75, describeRun(run));
+    const m = LOCK_MESSAGE.exec(run.stderr);
+    assert.ok(m, `the loser does not say why:\n${describeRun(run)}`);
+    if (winnerPid !== undefined) assert.equal(Number(m[1]), winnerPid, 'the loser names the wrong holder');
+  }
+
+  it('two passes started together: one wins, the other exits 75 naming the holder (or they run in turn); no corruption', T, async () => {
+    const ws = await withTree(1);
+    const outcomes: string[] = [];
+    for (let round = 1; round <= 3; round++) {
+      if (round > 1) await withTree(round, ws);
+      const [a, b] = [sync(ws), sync(ws)];
+      const runs = await Promise.all([a.done, b.done]);
+      const pids = [a.child.pid, b.child.pid];
+      const codes = runs.map((r) => r.status);
+      if (codes[0] === 0 && codes[1] === 0) outcomes.push('both ran in turn');
+      else {
+        const loser = codes[0] === 75 ? 0 : 1;
+        assert.equal(codes[1 - loser], 0, describeRun(runs[1 - loser]!));
+        assertLoser(runs[loser]!, pids[1 - loser]);
+        outcomes.push('one exited 75');
+      }
+      await assertConverged(ws, `round ${round}`);
+      assert.equal(existsSync(path.join(ws.state, 'sync.lock')), false, 'lock left behind');
+    }
+    summary.push(`simultaneous starts: ${outcomes.join(', ')}`);
+  });
+
+  it('a pass started while another holds the lock (paused after its scan) exits 75 at once; the holder then commits whole', T, async () => {
+    const ws = await withTree(1);
+    const holder = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@scanned', XROAD_SYNC_TEST_PAUSE_MS: '3000' });
+    assert.ok(await until(() => holder.stderrSoFar().includes('test hook paused at scanned'), 20_000), `the holder never paused:\n${holder.stderrSoFar()}`);
+    const before = await snapshot(ws.target);
+    const loser = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, timeoutMs: 20_000 });
+    assertLoser(loser, holder.child.pid);
+    assert.ok(loser.elapsedMs < 10_000, `the loser waited ${loser.elapsedMs} ms`);
+    assert.deepEqual(differences(before, await snapshot(ws.target)), [], 'the loser touched the target');
+    const won = await holder.done;
+    assert.equal(won.status, 0, describeRun(won));
+    await assertConverged(ws, 'after the holder');
+    summary.push(`held lock: loser exit ${loser.status} in ${loser.elapsedMs} ms`);
+  });
+
+  it('pause while a pass waits at `staged`: that pass commits whole; the next pass is skipped (exit 0, nothing changed); resume converges', T, async () => {
+    const ws = await withTree(1);
+    const flag = path.join(ws.state, 'flag');
+    const first = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
+    assert.equal(first.status, 0, describeRun(first));
+    await withTree(2, ws);
+
+    const running = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '2000' });
+    assert.ok(await until(() => running.stderrSoFar().includes('test hook paused at staged'), 20_000), `never paused:\n${running.stderrSoFar()}`);
+    const paused = await runCli(['pause', '--flag-file', flag]);
+    assert.equal(paused.status, 0, paused.stderr);
+    assert.ok(existsSync(flag));
+    const run = await running.done;
+    assert.equal(run.status, 0, describeRun(run));
+    await assertConverged(ws, 'the pass that was past its flag check');
+
+    await withTree(3, ws);
+    const before = await snapshot(ws.target);
+    const skipped = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
+    assert.equal(skipped.status, 0, describeRun(skipped));
+    assert.match(skipped.stderr + skipped.log, /skipped/, describeRun(skipped));
+    assert.deepEqual(differences(before, await snapshot(ws.target)), [], 'a pass ran while paused');
+
+    const resumed = await runCli(['resume', '--flag-file', flag]);
+    assert.equal(resumed.status, 0, resumed.stderr);
+    const next = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
+    assert.equal(next.status, 0, describeRun(next));
+    await assertConverged(ws, 'after resume');
+    summary.push('pause during a pass: committed whole, next skipped, resume converged');
+  });
+});
