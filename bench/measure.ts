@@ -61,6 +61,8 @@ export function serviceEnv(): NodeJS.ProcessEnv {
 export interface Meter {
   readonly method: string;
   run(cmd: string, args: readonly string[], opts?: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number }): Promise<ProcessSample>;
+  /** Removes the meter's scratch directory. */
+  close(): Promise<void>;
 }
 
 /** Finds the real python3 binary once (pyenv shims are shell scripts that cost 50 ms each). */
@@ -83,6 +85,7 @@ export async function createMeter(): Promise<Meter> {
     : '/usr/bin/time -f "%e %U %S %M" (CPU to 10 ms)';
   return {
     method,
+    close: () => fs.rm(dir, { recursive: true, force: true }),
     async run(cmd, args, opts = {}) {
       const id = n++;
       const pyOut = path.join(dir, `py-${id}`);

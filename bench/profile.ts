@@ -7,9 +7,10 @@
  *  3. pass phases in-process with a fresh connection per pass (the CLI's
  *     pass minus start-up), from runPass's hook points, and the same with
  *     fsync turned into a no-op to price the durability;
- *  4. V8 CPU profiles of whole CLI runs, by bucket and by function.
+ *  4. V8 CPU profiles of whole CLI runs, by bucket and by function;
+ *  5. the daemon's no-change pass over a warm session, part by part.
  *
- * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu,
+ * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu,daemon,
  * PROFILE_CPU_TREES=realistic,large, PROFILE_KEEP=1 (copy the .cpuprofile files to bench/results/).
  */
 import fs from 'node:fs';
@@ -28,7 +29,7 @@ import { CLI, PACKAGE_ROOT } from './tools.js';
 import { buildTree, writeBenchTree } from './tree.js';
 
 const RUNS = Number(process.env.PROFILE_RUNS ?? 7);
-const SECTIONS = (process.env.PROFILE_SECTIONS ?? 'startup,ssh,phases,cpu').split(',');
+const SECTIONS = (process.env.PROFILE_SECTIONS ?? 'startup,ssh,phases,cpu,daemon').split(',');
 const out = (line = ''): void => void process.stdout.write(line + '\n');
 const ms = (n: number): string => `${n.toFixed(1)} ms`.padStart(10);
 
@@ -153,6 +154,64 @@ async function phases(master: TestMaster, work: string): Promise<void> {
   out();
 }
 
+/**
+ * The daemon's no-change pass, warm session, split into its parts: runPass
+ * (by hook points) and what runReportedPass adds around it (the rsync log,
+ * the pass record, status.json). Run under `node --cpu-prof` to see functions.
+ */
+async function daemonPass(master: TestMaster, work: string): Promise<void> {
+  out('## 5. Daemon no-change pass, warm session (median ms over PROFILE_RUNS × 5 passes)');
+  const { WarmSessionProvider } = await import('../src/remote/provider.js');
+  const { RsyncLogFile } = await import('../src/report/rsync-log.js');
+  const { recordPass } = await import('../src/state/status.js');
+  const { createLogger, logPass, passRecord } = await import('../src/report/logger.js');
+  const devNull = fs.openSync('/dev/null', 'w');
+  const logger = createLogger({ destination: devNull });
+  for (const treeName of ['realistic', 'large'] as const) {
+    const source = path.join(work, `daemon-master-${treeName}`);
+    await fsp.mkdir(source);
+    await writeBenchTree(source, buildTree(treeName));
+    const target = path.join(work, `daemon-target-${treeName}`);
+    await fsp.mkdir(target);
+    const stateDir = path.join(work, `daemon-state-${treeName}`);
+    const settings = resolvePassSettings({ master: '127.0.0.1', port: master.port, user: master.user, identity: master.identity, knownHosts: master.knownHosts,
+      source: `${source}/`, target, stateDir, logFile: path.join(work, 'daemon.log'), flagFile: path.join(work, 'no-flag') }, {});
+    const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
+    await provider.acquire();
+    const rows: number[][] = [];
+    for (let i = 0; i < RUNS * 5 + 1; i++) {
+      const marks = new Map<string, number>();
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      const log = await RsyncLogFile.open(settings.logFile!);
+      const tLog = performance.now();
+      const result = await runPass(settings, provider, makeReporter(log, { printItems: false, printErrors: true }), {
+        at: (point) => void (marks.has(point) || marks.set(point, performance.now())),
+      });
+      const tPass = performance.now();
+      await log.close();
+      const tClose = performance.now();
+      logPass(logger, passRecord({ ...result, durationMs: 0 }));
+      await recordPass(stateDir, result);
+      const tEnd = performance.now();
+      const cpu = process.cpuUsage(cpu0);
+      if (result.result !== 'ok') throw new Error(`pass failed: ${String(result.error)}`);
+      if (i === 0) continue; // the initial sync
+      const connected = marks.get('connected') ?? tLog;
+      const scanned = marks.get('scanned') ?? connected;
+      const planned = marks.get('planned') ?? scanned;
+      const committed = marks.get('committed') ?? planned;
+      rows.push([tLog - t0, connected - tLog, scanned - connected, planned - scanned, committed - planned, tPass - committed, tClose - tPass, tEnd - tClose, tEnd - t0, (cpu.user + cpu.system) / 1000]);
+    }
+    await provider.close();
+    const med = rows[0]!.map((_, col) => median(rows.map((r) => r[col]!)));
+    const head = ['log open', 'lock+jrnl', 'scan', 'plan', 'stage+commit', 'report', 'log close', 'record+status', 'total', 'CPU'];
+    out(`${treeName}: ` + head.map((h, i) => `${h} ${med[i]!.toFixed(1)}`).join(' | '));
+  }
+  fs.closeSync(devNull);
+  out();
+}
+
 async function cpuProfiles(master: TestMaster, work: string): Promise<void> {
   out('## 4. V8 CPU profiles of CLI passes (node --cpu-prof; self time by bucket, ms)');
   const cases: Array<[string, () => Promise<void>, string[]]> = [];
@@ -202,8 +261,10 @@ async function main(): Promise<void> {
     if (SECTIONS.includes('ssh')) await ssh(master, meter);
     if (SECTIONS.includes('phases')) await phases(master, work);
     if (SECTIONS.includes('cpu')) await cpuProfiles(master, work);
+    if (SECTIONS.includes('daemon')) await daemonPass(master, work);
   } finally {
     await master.stop();
+    await meter.close();
     await fsp.rm(work, { recursive: true, force: true });
   }
 }

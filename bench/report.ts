@@ -93,8 +93,15 @@ export function table(rows: readonly Summary[]): string {
   ].concat(r.mismatches ? [`(${r.mismatches} diffs!)`] : []));
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line), '', ...NOTES].join('\n');
 }
+
+const NOTES = [
+  'wall/CPU: medians; CPU = user + sys of the process and the children it waited for (rsync: its ssh too); daemon pass: this process.',
+  'peak RSS: largest single process (rsync: rsync or ssh, whichever is larger). master CPU: the sshd session(s) on the master.',
+  'wire bytes: SSH-level both ways (xroad-sync: its socket; rsync: ssh -o LogLevel=VERBOSE "Transferred:" in the warm-up run).',
+  'tool-reported: rsync\'s log line (protocol payload after -z); xroad-sync\'s pass record (daemon: cumulative over the session).',
+];
 
 /** Issue 5's targets, for the process tools present (CLI, bundle) and the daemon pass. */
 export function checkTargets(rows: readonly Summary[]): TargetCheck[] {

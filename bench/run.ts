@@ -9,6 +9,7 @@
  *   BENCH_TREES=realistic,large        which trees
  *   BENCH_SCENARIOS=initial,no-change,one-file,100-files
  *   BENCH_TOOLS=rsync,xroad-sync,xroad-sync-bundle,xroad-sync-daemon
+ *   BENCH_BUNDLE=path   the bundle to time (default dist/bundle/xroad-sync.mjs, row skipped if absent)
  *   BENCH_METER=time    force /usr/bin/time instead of the python3 wait4 wrapper
  *   BENCH_KEEP=1        keep the temp dirs (trees, targets, sshd log)
  */
@@ -21,7 +22,7 @@ import { MasterCpu, startBenchMaster } from './master.js';
 import { createMeter } from './measure.js';
 import { checkTargets, saveResults, summarize, table, targetLines } from './report.js';
 import { runTree, SCENARIOS, type Cell, type ScenarioId } from './scenarios.js';
-import { bundleExists, daemonTool, PACKAGE_ROOT, processTool, rsyncTool, type Tool } from './tools.js';
+import { BUNDLE, bundleExists, daemonTool, PACKAGE_ROOT, processTool, rsyncTool, type Tool } from './tools.js';
 import { buildTree, writeBenchTree, type BenchTree } from './tree.js';
 
 function list(name: string, all: readonly string[]): string[] {
@@ -61,6 +62,12 @@ async function main(): Promise<void> {
   const work = await makeTempDir('xroad-sync-bench-');
   let master: TestMaster | undefined;
   const tools: Tool[] = [];
+  // Ctrl-C must not leave an sshd behind.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log(`${signal}: stopping sshd and removing ${work}`);
+    void Promise.allSettled([master?.stop(), meter.close(), fs.rm(work, { recursive: true, force: true })]).then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   const loadStart = os.loadavg();
   const started = new Date();
   try {
@@ -74,7 +81,7 @@ async function main(): Promise<void> {
       else if (id === 'xroad-sync-bundle' && bundleExists()) tools.push(processTool(work, master, meter, cpu, 'bundle'));
       else if (id === 'xroad-sync-daemon') tools.push(daemonTool(work, master, cpu));
     }
-    if (!bundleExists()) log('dist/bundle/xroad-sync.mjs not built: no bundle row');
+    if (!bundleExists()) log(`${path.relative(PACKAGE_ROOT, BUNDLE)} not built: no bundle row`);
 
     const cells: Cell[] = [];
     const treeInfo: Record<string, unknown> = {};
@@ -125,6 +132,7 @@ async function main(): Promise<void> {
   } finally {
     for (const t of tools) await t.close().catch(() => undefined);
     await master?.stop();
+    await meter.close();
     if (process.env.BENCH_KEEP === '1') log(`kept ${work}`);
     else await fs.rm(work, { recursive: true, force: true });
   }

@@ -22,13 +22,16 @@ import { measureInProcess, type Meter } from './measure.js';
 /** dist/bench/tools.js → the package root. */
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
-export const BUNDLE = path.join(PACKAGE_ROOT, 'dist/bundle/xroad-sync.mjs');
+/** BENCH_BUNDLE overrides where the single-file bundle is looked for. */
+export const BUNDLE = process.env.BENCH_BUNDLE ? path.resolve(process.env.BENCH_BUNDLE) : path.join(PACKAGE_ROOT, 'dist/bundle/xroad-sync.mjs');
 
 export const GUIDE_EXCLUDES = ['db.properties', '/conf.d/node.ini', '*.tmp', '/postgresql', '/nginx', '/globalconf', '/jetty', '/gpghome'];
 
 export interface Sample {
   readonly wallMs: number;
   readonly cpuMs: number;
+  readonly userMs: number;
+  readonly sysMs: number;
   readonly maxRssKb: number | null;
   /** Bytes both ways on the SSH connection (xroad-sync: socket counters; rsync: ssh's count, probe runs only). */
   readonly wireBytes: number | null;
@@ -86,7 +89,7 @@ export function rsyncTool(base: string, master: TestMaster, meter: Meter, cpu: M
       const selfBytes = last ? Number(last[1]!.replace(/,/g, '')) + Number(last[2]!.replace(/,/g, '')) : null;
       const t = /Transferred: sent (\d+), received (\d+) bytes/.exec(s.stderr);
       const wireBytes = t ? Number(t[1]) + Number(t[2]) : null;
-      return { wallMs: s.wallMs, cpuMs: s.cpuMs, maxRssKb: s.maxRssKb, wireBytes, selfBytes, masterCpuMs };
+      return { wallMs: s.wallMs, cpuMs: s.cpuMs, userMs: s.userMs, sysMs: s.sysMs, maxRssKb: s.maxRssKb, wireBytes, selfBytes, masterCpuMs };
     },
     close: async () => {},
   };
@@ -131,7 +134,7 @@ export function processTool(base: string, master: TestMaster, meter: Meter, cpu:
       const rec = passRecordOf(s.stdout);
       if (s.status !== 0 || rec?.result !== 'ok') throw new Error(`${id} exited ${s.status}: ${s.stderr.trim() || s.stdout.trim()}`);
       const selfBytes = (rec.bytesReceived ?? 0) + (rec.bytesSent ?? 0);
-      return { wallMs: s.wallMs, cpuMs: s.cpuMs, maxRssKb: s.maxRssKb, wireBytes: selfBytes, selfBytes, masterCpuMs };
+      return { wallMs: s.wallMs, cpuMs: s.cpuMs, userMs: s.userMs, sysMs: s.sysMs, maxRssKb: s.maxRssKb, wireBytes: selfBytes, selfBytes, masterCpuMs };
     },
     close: async () => {},
   };
@@ -179,7 +182,7 @@ export function daemonTool(base: string, master: TestMaster, cpu: MasterCpu | nu
       const masterCpuMs = cpuBefore ? await cpu!.since(cpuBefore) : null;
       // The pass record's counts: cumulative over the session's life, not per pass (reported as found).
       const selfBytes = m.value.bytesReceived + m.value.bytesSent;
-      return { wallMs: m.wallMs, cpuMs: m.cpuMs, maxRssKb: null, wireBytes: wire, selfBytes, masterCpuMs };
+      return { wallMs: m.wallMs, cpuMs: m.cpuMs, userMs: m.userMs, sysMs: m.sysMs, maxRssKb: null, wireBytes: wire, selfBytes, masterCpuMs };
     },
     async close() {
       for (const w of warm.values()) await w.provider.close();

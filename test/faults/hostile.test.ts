@@ -32,6 +32,7 @@ const S_IFLNK = 0o120000;
 const GiB = 1024 ** 3;
 /** Name of the file a hostile listing tries to plant outside the target. */
 const EVIL = `xroad-sync-evil-${process.pid}`;
+const LOOP = `loop-${'x'.repeat(200)}`;
 
 interface HostileCase {
   /** 'parent' serves the workspace root, so a symlink to `..` stays inside the served tree. */
@@ -147,8 +148,9 @@ describe('hostile master', () => {
       }));
   }
 
-  it('extra `.` and `..` entries typed as files are skipped: the pass is the honest one', T, () =>
+  it('extra `.` and `..` entries typed as files are skipped; real files named `...` and `....` sync like any other', T, () =>
     run('`.`/`..` as files', {
+      change: (ws) => writeTree(ws.source, { '...': { content: 'three dots\n', mtime: T0 + 40 }, 'conf.d/....': { content: 'four\n', mtime: T0 + 41 } }),
       hostile: (m, rel) => (m.hooks.rewriteListing = plus(rel, 'conf.d', (model) => [named(model, '..', { size: 5 }), named(model, '.', { size: 7 })])),
       exits: [0],
       message: /^/,
@@ -174,10 +176,11 @@ describe('hostile master', () => {
   it('a symlink to .. listed as a directory (a cycle through the served tree): bounded, exit non-zero', T, () =>
     run('dir symlink cycle', {
       served: 'parent',
-      change: (ws) => writeTree(ws.source, { loop: { symlink: '..' } }),
+      // A long (legal) name, so each turn of the cycle adds ~210 bytes and the master's PATH_MAX ends it in ~20 turns.
+      change: (ws) => writeTree(ws.source, { [LOOP]: { symlink: '..' } }),
       hostile: (m) =>
         (m.hooks.rewriteListing = (_d, entries) =>
-          entries.map((e) => (e.filename === 'loop' ? { ...e, attrs: { ...e.attrs, mode: S_IFDIR | 0o755 } } : e))),
+          entries.map((e) => (e.filename === LOOP ? { ...e, attrs: { ...e.attrs, mode: S_IFDIR | 0o755 } } : e))),
       exits: [12, 23, 25],
       message: /loop/,
     }));

@@ -15,9 +15,9 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { PassPoint } from '../../src/pass.js';
+import type { WarmSessionProvider } from '../../src/remote/provider.js';
 import { describeRun, runSync, startSync, type SyncRun } from '../helpers/run-sync.js';
 import { startMaster, type TestMaster } from '../helpers/sshd.js';
-import type { WarmSessionProvider } from '../../src/remote/provider.js';
 import { ConcurrentChecker } from './checker.js';
 import { assertConverged, copyTree, expectedTree, inProcessPasses, journalOf, prng, Scratch, seedFromEnv, snapshot, type Snapshot } from './helpers.js';
 import { largePair, newTree, oldTree, writeSpec } from './trees.js';
@@ -25,6 +25,8 @@ import { largePair, newTree, oldTree, writeSpec } from './trees.js';
 const T = { timeout: 170_000 };
 /** A pass that does not die within this was not killed: the point was never reached. */
 const CHILD_TIMEOUT_MS = 20_000;
+/** Cases run this many at a time (each with its own target, state dir and reader): the suite's wall time on 2 cores. */
+const LANES = Math.max(1, Number(process.env.XROAD_SYNC_KILL_LANES ?? 2));
 const COMMIT_STEPS = new Set(['replace-remove', 'mkdir', 'rename', 'attrs', 'delete', 'dir-attrs', 'fsync']);
 
 interface Layout {
@@ -34,8 +36,18 @@ interface Layout {
   readonly oldTarget: string;
   readonly oldSnap: Snapshot;
   readonly newSnap: Snapshot;
-  /** One warm session for the converging passes of every case. */
-  readonly provider: WarmSessionProvider;
+  /** Warm sessions for the converging passes, one per lane. */
+  readonly providers: WarmSessionProvider[];
+}
+
+/** `work` over `items`, `lanes` at a time; lane numbers start at 0. */
+async function inLanes<T>(items: readonly T[], lanes: number, work: (item: T, lane: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(lanes, items.length) }, async (_, lane) => {
+      while (next < items.length) await work(items[next++]!, lane);
+    }),
+  );
 }
 
 const totals = { hookPoints: 0, randomKills: 0, reads: 0, sweeps: 0, partial: 0, journals: 0, recoveries: 0 };
@@ -56,7 +68,8 @@ describe('kill -9 of the sync process', () => {
     console.log(
       `faults/kill: kill points tried ${totals.hookPoints + totals.randomKills} (${totals.hookPoints} hook points, ${totals.randomKills} random-timing), ` +
         `concurrent reads ${totals.reads} in ${totals.sweeps} sweeps, partial reads seen ${totals.partial}, ` +
-        `journals left by kills ${totals.journals}, rolled forward ${totals.recoveries}`,
+        `journals left by kills ${totals.journals}, rolled forward ${totals.recoveries}; ` +
+        `test process CPU ${((process.cpuUsage().user + process.cpuUsage().system) / 1e6).toFixed(1)} s`,
     );
   });
 
@@ -75,9 +88,9 @@ describe('kill -9 of the sync process', () => {
       await seed.close();
     }
     await assertConverged({ source: oldSource, target: ws.target, state: ws.state }, 'old target');
-    const provider = inProcessPasses(master, ws).provider;
-    providers.push(provider);
-    return { source: ws.source, oldTarget: ws.target, oldSnap: await snapshot(ws.target), newSnap: await expectedTree(ws.source), provider };
+    const lanes = Array.from({ length: LANES }, () => inProcessPasses(master, ws).provider);
+    providers.push(...lanes);
+    return { source: ws.source, oldTarget: ws.target, oldSnap: await snapshot(ws.target), newSnap: await expectedTree(ws.source), providers: lanes };
   }
 
   /** A fresh copy of the old target with its own state dir. */
@@ -110,7 +123,7 @@ describe('kill -9 of the sync process', () => {
    * `kill` is either a hook spec or a delay after which the test SIGKILLs it.
    * Returns what went wrong (empty when nothing did), so one run reports every bad point.
    */
-  async function killCase(l: Layout, kill: { hook: string } | { afterMs: number }): Promise<{ run: SyncRun; journal: boolean; problems: string[] }> {
+  async function killCase(l: Layout, kill: { hook: string } | { afterMs: number }, lane = 0): Promise<{ run: SyncRun; journal: boolean; problems: string[] }> {
     const c = await freshCase(l);
     const checker = new ConcurrentChecker(c.target, l.oldSnap, l.newSnap);
     checker.sweep(); // the old target itself passes the check
@@ -139,7 +152,7 @@ describe('kill -9 of the sync process', () => {
       problems.push(`${what}: read ${bad.path} as ${bad.seen}, neither old nor new (${bad.allowed.join(' | ')})`);
     }
 
-    const passes = inProcessPasses(master, c, {}, l.provider);
+    const passes = inProcessPasses(master, c, {}, l.providers[lane]);
     try {
       const r = await passes.run();
       if (r.exitCode !== 0) problems.push(`${what}: the next pass failed (exit ${r.exitCode}): ${passes.notices.join('; ')}`);
@@ -175,13 +188,13 @@ describe('kill -9 of the sync process', () => {
     }
     assert.ok(points.length >= 50, `only ${points.length} kill points: ${JSON.stringify([...counts])}`);
     const problems: string[] = [];
-    for (const hook of points) {
-      const r = await killCase(l, { hook });
+    await inLanes(points, LANES, async (hook, lane) => {
+      const r = await killCase(l, { hook }, lane);
       totals.hookPoints++;
       problems.push(...r.problems);
       if (r.run.signal !== 'SIGKILL') problems.push(`kill@${hook} was not reached: ${describeRun(r.run).split('\n')[0]}`);
       else if (COMMIT_STEPS.has(hook.split(':')[0]!) && !r.journal) problems.push(`kill@${hook}: a kill mid-commit left no crash journal`);
-    }
+    });
     assert.deepEqual(problems, [], `${problems.length} problems over ${points.length} kill points`);
   });
 
@@ -198,14 +211,14 @@ describe('kill -9 of the sync process', () => {
     const kills = Number(process.env.XROAD_SYNC_RANDOM_KILLS ?? 8);
     let killed = 0;
     const problems: string[] = [];
-    for (let i = 0; i < kills; i++) {
-      const afterMs = Math.round(full.elapsedMs * (0.15 + 0.9 * rnd()));
-      const r = await killCase(l, { afterMs });
+    const delays = Array.from({ length: kills }, () => Math.round(full.elapsedMs * (0.15 + 0.9 * rnd())));
+    await inLanes(delays, LANES, async (afterMs, lane) => {
+      const r = await killCase(l, { afterMs }, lane);
       totals.randomKills++;
       problems.push(...r.problems);
       if (r.run.signal === 'SIGKILL') killed++;
       else if (r.run.status !== 0) problems.push(`SIGKILL after ${afterMs} ms: a pass that was not killed must succeed: ${describeRun(r.run)}`);
-    }
+    });
     console.log(`faults/kill: random-timing seed ${seed}, full pass ${full.elapsedMs} ms, ${killed}/${kills} kills landed before the pass ended`);
     assert.deepEqual(problems, [], `seed ${seed} (replay with XROAD_SYNC_KILL_SEED=${seed})`);
   });

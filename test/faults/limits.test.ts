@@ -8,12 +8,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { describeRun, leftoverTemps, obj, runSync } from '../helpers/run-sync.js';
 import { startMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
 import { assertConverged, differences, inProcessPasses, journalOf, Scratch, snapshot, type Workspace } from './helpers.js';
 import { T0 } from './trees.js';
-import { existsSync } from 'node:fs';
 
 const T = { timeout: 60_000 };
 
@@ -105,7 +105,7 @@ describe('resource limits and a full disk', () => {
         'b.bin': { content: randomBytes(450 * 1024), mtime: T0 + 14 },
         'c.bin': { content: randomBytes(450 * 1024), mtime: T0 + 15 },
       });
-      const run = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, args: ['--concurrency', '1'] });
+      const run = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
       assert.equal(run.status, 11, describeRun(run));
       assert.match(run.stderr, /ENOSPC|no space/i, describeRun(run));
       const after = await snapshot(ws.target);

@@ -1,7 +1,7 @@
 /**
  * The network fails mid-pass: a loopback proxy in front of a real OpenSSH
  * master resets the connection, or stops forwarding, in the middle of a
- * 4 MiB file; the embedded master stalls a directory listing or cuts the
+ * 2 MiB file; the embedded master stalls a directory listing or cuts the
  * connection under a READ. Every time: the pass fails (a stall with exit 30
  * within --timeout plus a margin), the target is byte-for-byte, mode and
  * mtime what it was, no temp file is left, and the next pass straight to the
@@ -17,9 +17,9 @@ import { FaultProxy, type ProxyFault } from './proxy.js';
 import { T0 } from './trees.js';
 
 const T = { timeout: 60_000 };
-const BIG = 4 * 1024 * 1024;
-/** Well past the handshake and the listing (a few KiB), well inside the 4 MiB file. */
-const FAULT_AFTER = 512 * 1024;
+const BIG = 2 * 1024 * 1024;
+/** Well past the handshake and the listing (a few KiB), well inside the 2 MiB file. */
+const FAULT_AFTER = 256 * 1024;
 const IDLE_TIMEOUT_S = 2;
 /** Liveness bound: --timeout plus this margin (process start, connect, cleanup). */
 const MARGIN_MS = 5_000;
@@ -38,7 +38,7 @@ describe('network faults mid-pass', () => {
     console.log(`faults/network: ${results.join('; ')}`);
   });
 
-  /** A target synced from an old master; the master then changes a 4 MiB file and two small ones. */
+  /** A target synced from an old master; the master then changes a 2 MiB file and two small ones. */
   async function prepared(m: TestMaster = master, ws?: Workspace): Promise<Workspace> {
     ws ??= await scratch.workspace('xroad-sync-net-');
     await writeTree(ws.source, {

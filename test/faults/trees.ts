@@ -125,7 +125,7 @@ export function newTree(): TreeSpec {
  * some large enough that a kill lands mid-fetch; the new one changes about a
  * third of them, deletes some, adds some.
  */
-export function largePair(seed: number, files = 300): { old: TreeSpec; new: TreeSpec } {
+export function largePair(seed: number, files = 200): { old: TreeSpec; new: TreeSpec } {
   const rnd = prng(seed);
   const old: TreeSpec = {};
   const next: TreeSpec = {};
@@ -135,7 +135,7 @@ export function largePair(seed: number, files = 300): { old: TreeSpec; new: Tree
   }
   for (let i = 0; i < files; i++) {
     const name = `d${i % 6}/file${i}`;
-    const size = i % 25 === 0 ? 200_000 + Math.floor(rnd() * 100_000) : 200 + Math.floor(rnd() * 4000);
+    const size = i % 25 === 0 ? 100_000 + Math.floor(rnd() * 100_000) : 200 + Math.floor(rnd() * 4000);
     const base = file(bytes(1000 + i, size), 600 + i);
     const roll = rnd();
     if (roll < 0.05) {
