@@ -9,7 +9,7 @@
  *   BENCH_TREES=realistic,large        which trees
  *   BENCH_SCENARIOS=initial,no-change,one-file,100-files
  *   BENCH_TOOLS=rsync,xroad-sync,xroad-sync-bundle,xroad-sync-daemon
- *   BENCH_BUNDLE=path   the bundle to time (default dist/bundle/xroad-sync.mjs, row skipped if absent)
+ *   BENCH_BUNDLE=path   the bundle to time (default dist/bundle/xroad-sync.cjs from `npm run bundle`; no row if absent)
  *   BENCH_METER=time    force /usr/bin/time instead of the python3 wait4 wrapper
  *   BENCH_KEEP=1        keep the temp dirs (trees, targets, sshd log)
  */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 /**
  * The contenders, each syncing the same master tree into its own target:
  *  - rsync: the guide's command, over the same sshd;
@@ -22,8 +23,10 @@ import { measureInProcess, type Meter } from './measure.js';
 /** dist/bench/tools.js → the package root. */
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
-/** BENCH_BUNDLE overrides where the single-file bundle is looked for. */
-export const BUNDLE = process.env.BENCH_BUNDLE ? path.resolve(process.env.BENCH_BUNDLE) : path.join(PACKAGE_ROOT, 'dist/bundle/xroad-sync.mjs');
+/** The single-file bundle (`npm run bundle`: dist/bundle/xroad-sync.cjs); BENCH_BUNDLE overrides. */
+export const BUNDLE = process.env.BENCH_BUNDLE
+  ? path.resolve(process.env.BENCH_BUNDLE)
+  : (['xroad-sync.cjs', 'xroad-sync.mjs'].map((f) => path.join(PACKAGE_ROOT, 'dist/bundle', f)).find((f) => existsSync(f)) ?? path.join(PACKAGE_ROOT, 'dist/bundle/xroad-sync.cjs'));
 
 export const GUIDE_EXCLUDES = ['db.properties', '/conf.d/node.ini', '*.tmp', '/postgresql', '/nginx', '/globalconf', '/jetty', '/gpghome'];
 
@@ -129,7 +132,8 @@ export function processTool(base: string, master: TestMaster, meter: Meter, cpu:
     async run(tree, source) {
       const d = baseDirs(base, id, tree);
       const before = cpu?.snapshot();
-      const s = await meter.run(process.execPath, [script, 'sync', ...passArgs(master, source, d)]);
+      // Run it as /usr/bin/xroad-sync runs: with the node flags of its interpreter line.
+      const s = await meter.run(process.execPath, [...interpreterFlags(script), script, 'sync', ...passArgs(master, source, d)]);
       const masterCpuMs = before ? await cpu!.since(before) : null;
       const rec = passRecordOf(s.stdout);
       if (s.status !== 0 || rec?.result !== 'ok') throw new Error(`${id} exited ${s.status}: ${s.stderr.trim() || s.stdout.trim()}`);
@@ -194,4 +198,11 @@ export function daemonTool(base: string, master: TestMaster, cpu: MasterCpu | nu
 
 export function bundleExists(): boolean {
   return existsSync(BUNDLE);
+}
+
+/** The node flags on a script's `#!/usr/bin/env -S node …` line. */
+function interpreterFlags(script: string): string[] {
+  const first = readFileSync(script, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env -S node (.*)$/.exec(first);
+  return m ? m[1]!.trim().split(/\s+/) : [];
 }

@@ -80,8 +80,8 @@ if (!patched.has(path.join('src', 'cli', 'main.ts'))) {
   process.exit(1);
 }
 const first = readFileSync(outfile, 'utf8').split('\n', 1)[0];
-if (first !== '#!/usr/bin/env node') {
-  console.error(`bundle: expected the "#!/usr/bin/env node" line from main.ts at the top of ${outfile}, found ${JSON.stringify(first)}`);
+if (!first.startsWith('#!/usr/bin/env ')) {
+  console.error(`bundle: expected the interpreter line from main.ts at the top of ${outfile}, found ${JSON.stringify(first)}`);
   process.exit(1);
 }
 

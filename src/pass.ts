@@ -21,6 +21,7 @@ import { scanTarget } from './local/scan.js';
 import { planChanges } from './plan/plan.js';
 import type { Change, Plan } from './plan/types.js';
 import type { SourceTree } from './remote/types.js';
+import type { Tree } from './tree.js';
 import { countChanges } from './report/logger.js';
 import { stageChanges } from './stage/stage.js';
 import { acquireLock } from './state/lock.js';
@@ -130,6 +131,12 @@ function sessionMayBeBroken(error: unknown): boolean {
 }
 
 async function syncFrom(source: SourceTree, settings: PassSettings, reporter: PassReporter, hooks: PassHooks) {
+  // A daemon's session counts bytes since it opened; a pass reports its own.
+  const trafficBefore = source.traffic();
+  const statsOf = (changes: readonly Change[], totalSize: number): PassStats => {
+    const now = source.traffic();
+    return { ...countChanges(changes), bytesReceived: now.received - trafficBefore.received, bytesSent: now.sent - trafficBefore.sent, totalSize };
+  };
   const filter = compileFilter(settings.excludes);
   reporter.receivingFileList();
   const [sourceTree, targetScan, ids] = await Promise.all([
@@ -146,17 +153,32 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
   enforceLimits(plan, settings.limits);
   await hooks.at?.('planned');
 
-  if (settings.dryRun) {
+  if (settings.dryRun || plan.changes.length === 0) {
+    // Nothing to write: no staging, no journal, no fsync (the every-minute case).
     reporter.items(plan.changes);
-    const traffic = source.traffic();
-    const stats = { ...countChanges(plan.changes), bytesReceived: traffic.received, bytesSent: traffic.sent, totalSize: plan.totalSize };
+    const stats = statsOf(plan.changes, plan.totalSize);
     reporter.success(stats);
     return { stats, changedPaths: [] };
   }
+  const applied = await stageAndCommit(plan, sourceTree, targetScan.tree, source, settings, reporter, hooks);
+  const stats = statsOf(applied, plan.totalSize);
+  reporter.success(stats);
+  return { stats, changedPaths: applied.map((c) => c.path) };
+}
 
+/** Stage every change, then commit; returns the changes applied (a path edited locally mid-pass is left out). */
+async function stageAndCommit(
+  plan: Plan,
+  sourceTree: Tree,
+  targetTree: Tree,
+  source: SourceTree,
+  settings: PassSettings,
+  reporter: PassReporter,
+  hooks: PassHooks,
+): Promise<Change[]> {
   const staging = await stageChanges(plan, source, {
     targetRoot: settings.targetDir,
-    target: targetScan.tree,
+    target: targetTree,
     concurrency: settings.concurrency,
     signal: hooks.signal,
     onStaged: (path) => void hooks.at?.('file-staged', path),
@@ -174,18 +196,11 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
     committed = true;
     await hooks.at?.('committed');
     const skipped = new Set(result.skipped.map((s) => s.path));
-    reporter.items(plan.changes.filter((c) => !skipped.has(c.path)));
+    const applied = plan.changes.filter((c) => !skipped.has(c.path));
+    reporter.items(applied);
     for (const s of result.skipped) reporter.notice(`${s.path} ${s.reason}: left for the next pass`);
     for (const dir of plan.keptNonEmpty) reporter.notice(`cannot delete non-empty directory: ${dir}`);
-    const traffic = source.traffic();
-    const stats = {
-      ...countChanges(plan.changes.filter((c) => !skipped.has(c.path))),
-      bytesReceived: traffic.received,
-      bytesSent: traffic.sent,
-      totalSize: plan.totalSize,
-    };
-    reporter.success(stats);
-    return { stats, changedPaths: plan.changes.filter((c) => !skipped.has(c.path)).map((c) => c.path) };
+    return applied;
   } finally {
     // After a commit only unused temps (skipped paths) remain; before it, all of them.
     if (!committed || staging.temps.size > 0) await staging.discard({ committed });

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import ssh2 from 'ssh2';
+import { generateEd25519 } from '../src/cli/serve-command.js';
 import type { Client as SshClient, FileEntry, SFTPWrapper, Stats } from 'ssh2';
 import { startEmbeddedMaster, type EmbeddedMaster, type ServerHooks } from '../src/serve/sftp-server.js';
 import { makeTempDir, writeTree } from './helpers/sshd.js';
@@ -20,9 +21,9 @@ const STATUS_NO_SUCH_FILE = 2;
 const STATUS_PERMISSION_DENIED = 3;
 const TEST_TIMEOUT = { timeout: 20_000 };
 
-const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
-const clientKey = ssh2.utils.generateKeyPairSync('ed25519');
-const strangerKey = ssh2.utils.generateKeyPairSync('ed25519');
+const hostKey = generateEd25519();
+const clientKey = generateEd25519();
+const strangerKey = generateEd25519();
 
 /** Bounded wait: a hung server must fail the test, not hang the run. */
 function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {

@@ -31,9 +31,18 @@ export interface KeyPair {
   public: string;
 }
 
-export function generateEd25519(comment: string): KeyPair {
-  const pair = utils.generateKeyPairSync('ed25519', { comment });
-  return { private: pair.private, public: pair.public };
+/**
+ * ssh2 1.17 drops a leading zero byte of the public key about once in 256
+ * keys, giving a key its own parser rejects: draw again until it parses.
+ */
+export function generateEd25519(comment = ''): KeyPair {
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    if (!(utils.parseKey(pair.private) instanceof Error) && !(utils.parseKey(pair.public) instanceof Error)) {
+      return { private: pair.private, public: pair.public };
+    }
+  }
+  throw new Error('could not generate a usable ed25519 key pair');
 }
 
 /** The public half of a private key file's contents, as "type base64" (no comment). */

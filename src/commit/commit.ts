@@ -14,7 +14,7 @@
  *   6. directory modes, owners and mtimes, deepest first
  *   7. fsync the directories touched
  */
-import { chmod, chown, lchown, lstat, lutimes, mkdir, open, rename, rm, rmdir, utimes } from 'node:fs/promises';
+import { chmod, chown, lchown, lstat, lutimes, mkdir, open, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LocalIoError, errnoOf } from '../errors.js';
 import type { Change } from '../plan/types.js';
@@ -75,7 +75,7 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
       case 'remove':
         await opts.beforeStep?.(op.step, op.path);
         if (!(await unchanged(op.path, op.seen))) break;
-        await guard('delete', abs(op.path), () => removeEntry(abs(op.path), op.recursive, skipped, op.path));
+        await guard('delete', abs(op.path), () => removeEntry(abs(op.path), op.recursive, skipped, op.path, !opts.recheck));
         break;
       case 'mkdir':
         await opts.beforeStep?.('mkdir', op.path);
@@ -115,14 +115,16 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
  * deepest first, so a plain rmdir suffices; ENOTEMPTY means someone put a
  * file there during the pass: keep it and say so.
  */
-async function removeEntry(path: string, isDir: boolean, skipped: { path: string; reason: string }[], rel: string): Promise<void> {
-  if (!isDir) return rm(path, { force: true });
+async function removeEntry(path: string, isDir: boolean, skipped: { path: string; reason: string }[], rel: string, replay: boolean): Promise<void> {
   try {
-    await rmdir(path);
+    await (isDir ? rmdir(path) : unlink(path));
   } catch (err) {
     const code = errnoOf(err);
     if (code === 'ENOENT') return;
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+    // Replaying a journal: the entry may already have been replaced by its successor
+    // (a directory where a file was, or a file where its parent directory was).
+    if (replay && (code === 'ENOTDIR' || code === 'EISDIR' || (isDir && code === 'ENOTEMPTY'))) return;
+    if (!isDir || (code !== 'ENOTEMPTY' && code !== 'EEXIST')) throw err;
     skipped.push({ path: rel, reason: 'gained entries on this slave during the pass' });
   }
 }

@@ -100,8 +100,10 @@ function dirAttrOps(changes: readonly Change[], touched: ReadonlySet<string>, so
   }
   for (const dir of touched) {
     const want = source.get(dir);
-    if (ops.has(dir) || want?.type !== 'dir') continue;
-    ops.set(dir, { op: 'attrs', path: dir, link: false, dir: true, mtime: want.mtime });
+    if (want?.type !== 'dir') continue;
+    const planned = ops.get(dir);
+    // A mode-only change still needs the mtime back if our renames bumped it.
+    ops.set(dir, planned ? { ...planned, mtime: want.mtime } : { op: 'attrs', path: dir, link: false, dir: true, mtime: want.mtime });
   }
   return [...ops.values()].sort((a, b) => depthOf(b.path) - depthOf(a.path));
 }

@@ -27,6 +27,8 @@ export interface SftpSourceOptions {
 }
 
 const S_IFMT = 0o170000;
+/** Linux's PATH_MAX: no local path could be longer. */
+const MAX_PATH_BYTES = 4095;
 const TYPE_BY_FORMAT: ReadonlyMap<number, EntryType> = new Map([
   [0o100000, 'file'],
   [0o040000, 'dir'],
@@ -158,6 +160,10 @@ export class SftpSource implements SourceTree {
       if (item.filename === '.' || item.filename === '..') continue; // OpenSSH lists them; they are not entries
       checkName(item.filename, this.remotePath(dir));
       const entry = this.entryFrom(dir, item);
+      if (Buffer.byteLength(entry.path) > MAX_PATH_BYTES) {
+        // A fabricated or cyclic listing would otherwise grow paths (and memory) without end.
+        throw new ProtocolError(`the master listed a path longer than ${MAX_PATH_BYTES} bytes under ${quote(dir)}`, { subject: dir });
+      }
       if (filter.isExcluded(entry.path, entry.type === 'dir')) continue;
       if (tree.has(entry.path)) throw new ProtocolError(`the master listed ${quote(entry.path)} twice`, { subject: entry.path });
       if (tree.size >= this.opts.maxEntries) {

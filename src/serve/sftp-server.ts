@@ -65,6 +65,7 @@ export async function startEmbeddedMaster(opts: EmbeddedMasterOptions): Promise<
     const key = `${socket.remoteAddress}:${socket.remotePort}`;
     shared.sockets.set(key, socket);
     socket.on('error', () => {}); // ECONNRESET from a client that vanished is not our failure
+    socket.setNoDelay(true); // SFTP is request/response: Nagle + delayed ACK would add ~40 ms per round trip
     socket.once('close', () => shared.sockets.delete(key));
     ssh.injectSocket(socket);
   });

@@ -114,11 +114,11 @@ async function stageFile(change: StagedChange, tempAbs: string, source: SourceTr
         });
       },
     });
-    await handle.sync();
-    const { size } = await handle.stat();
-    if (size !== want.size) {
-      throw new ProtocolError(`${change.path}: staged ${size} bytes but the master listed ${want.size}`, { subject: change.path });
+    // Every write above either completed or threw, so the bytes received are the bytes on disk.
+    if (received !== want.size) {
+      throw new ProtocolError(`${change.path}: received ${received} bytes but the master listed ${want.size}`, { subject: change.path });
     }
+    await handle.sync();
     // chown before chmod: chown clears set-id bits.
     if (change.owner.uid !== undefined || change.owner.gid !== undefined) {
       await handle.chown(change.owner.uid ?? -1, change.owner.gid ?? -1);

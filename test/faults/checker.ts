@@ -134,7 +134,7 @@ export class ConcurrentChecker {
     this.loop = (async () => {
       while (!this.stopped && Date.now() < deadline) {
         this.sweep();
-        await new Promise((resolve) => setTimeout(resolve, 5));
+        await new Promise((resolve) => setTimeout(resolve, 8));
       }
     })();
   }

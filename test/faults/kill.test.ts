@@ -178,7 +178,7 @@ describe('kill -9 of the sync process', () => {
     };
     const perStep: Record<string, number> = {
       connected: 1, scanned: 1, planned: 1, staged: 1, committed: 1,
-      'file-staged': 10, 'replace-remove': 4, mkdir: 4, rename: 14, attrs: 4, delete: 6, 'dir-attrs': 5, fsync: 3,
+      'file-staged': 9, 'replace-remove': 4, mkdir: 4, rename: 12, attrs: 4, delete: 6, 'dir-attrs': 5, fsync: 3,
     };
     const points: string[] = [];
     for (const [point, max] of Object.entries(perStep)) {

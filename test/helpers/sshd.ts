@@ -12,6 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import ssh2 from 'ssh2';
+import { generateEd25519 } from '../../src/cli/serve-command.js';
 import { startEmbeddedMaster } from '../../src/serve/sftp-server.js';
 
 export interface TestMaster {
@@ -105,7 +106,7 @@ async function generateKey(file: string): Promise<void> {
     if (r.status !== 0) throw new Error(`ssh-keygen failed for ${file}: ${r.error?.message ?? r.stderr}`);
     return;
   }
-  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'xroad-sync-test' });
+  const pair = generateEd25519('xroad-sync-test');
   await fs.writeFile(file, pair.private, { mode: 0o600 });
   await fs.writeFile(`${file}.pub`, `${pair.public}\n`, { mode: 0o644 });
 }
