@@ -43,7 +43,10 @@ export async function readStatus(stateDir: string): Promise<StoredStatus> {
 }
 
 export async function writeStatus(stateDir: string, status: StoredStatus): Promise<void> {
-  await writeFileAtomic(statusPath(stateDir), JSON.stringify(status, null, 2) + '\n', { mode: 0o644 });
+  // Rename keeps readers from ever seeing half a document; no fsync: after a
+  // crash an older status is harmless (the next pass rewrites it), and the
+  // every-minute pass should not pay a disk flush for it.
+  await writeFileAtomic(statusPath(stateDir), JSON.stringify(status, null, 2) + '\n', { mode: 0o644, fsync: false });
 }
 
 /** Fold a finished pass into the stored status. */
