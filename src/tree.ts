@@ -73,7 +73,7 @@ export function rsyncOrder(paths: Iterable<string>, isDir: (path: string) => boo
     list.push(p);
   }
   const out: string[] = [];
-  const byteCompare = (a: string, b: string): number => Buffer.compare(Buffer.from(baseName(a)), Buffer.from(baseName(b)));
+  const byteCompare = (a: string, b: string): number => compareNames(baseName(a), baseName(b));
   const visit = (dir: string): void => {
     const kids = children.get(dir);
     if (!kids) return;
@@ -88,4 +88,16 @@ export function rsyncOrder(paths: Iterable<string>, isDir: (path: string) => boo
   if (all.includes('')) out.push('');
   visit('');
   return out;
+}
+
+const NEEDS_BYTES = /[\ud800-\uffff]/;
+
+/**
+ * rsync compares names as unsigned bytes (UTF-8). JavaScript compares UTF-16
+ * code units, which agrees for every character below U+D800; only names with
+ * higher characters take the slower byte comparison.
+ */
+export function compareNames(a: string, b: string): number {
+  if (NEEDS_BYTES.test(a) || NEEDS_BYTES.test(b)) return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  return a < b ? -1 : a > b ? 1 : 0;
 }

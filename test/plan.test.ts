@@ -5,7 +5,7 @@ import { desiredOwnership } from '../src/plan/ownership.js';
 import type { Change, IdMapping } from '../src/plan/types.js';
 import { enforceSafetyValve } from '../src/pass.js';
 import { SafetyValveError, TransferError } from '../src/errors.js';
-import { rsyncOrder, type Entry, type Tree } from '../src/tree.js';
+import { compareNames, rsyncOrder, type Entry, type Tree } from '../src/tree.js';
 
 const NON_ROOT: IdMapping = { asRoot: false, uidByName: new Map(), gidByName: new Map([['xroad', 999]]), memberGids: new Set([999]) };
 const ROOT: IdMapping = {
@@ -121,5 +121,13 @@ describe('rsyncOrder', () => {
   it('sorts names bytewise (uppercase and dots before lowercase)', () => {
     const paths = ['', 'b', 'B', '.x', 'a.ini'];
     assert.deepEqual(rsyncOrder(paths, () => false), ['', '.x', 'B', 'a.ini', 'b']);
+  });
+});
+
+describe('compareNames', () => {
+  it('orders like unsigned UTF-8 bytes, also past U+D800', () => {
+    const names = ['b', 'a', '\u{1F600}', '\uFF21', 'é', 'Z', '.x'];
+    const bytewise = [...names].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    assert.deepEqual([...names].sort(compareNames), bytewise);
   });
 });

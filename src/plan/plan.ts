@@ -5,7 +5,7 @@
  * data; stage/ and commit/ decide *how*.
  */
 import { TransferError } from '../errors.js';
-import { baseName, isWithin, parentOf, rsyncOrder, type Entry, type Tree } from '../tree.js';
+import { baseName, compareNames, isWithin, parentOf, rsyncOrder, type Entry, type Tree } from '../tree.js';
 import { desiredOwnership } from './ownership.js';
 import type { Change, IdMapping, Ownership, Plan } from './types.js';
 
@@ -165,7 +165,7 @@ class DeletionPlanner {
 
   private sortedChildren(dir: string): Entry[] {
     const list = this.children.get(dir) ?? [];
-    return list.slice().sort((a, b) => Buffer.compare(Buffer.from(baseName(a.path)), Buffer.from(baseName(b.path))));
+    return list.slice().sort((a, b) => compareNames(baseName(a.path), baseName(b.path)));
   }
 
   private protectedWithin(dir: string): string | undefined {
