@@ -18,7 +18,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { resolvePassSettings } from '../src/config.js';
 import { makeReporter } from '../src/cli/reporter.js';
-import { runPass, type PassPoint, type SourceProvider } from '../src/pass.js';
+import { runPass, type SourceProvider } from '../src/pass.js';
 import { connectPerPass } from '../src/remote/provider.js';
 import { openSession } from '../src/remote/session.js';
 import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
@@ -80,7 +80,6 @@ async function ssh(master: TestMaster, meter: Meter): Promise<void> {
   out();
 }
 
-const POINTS: PassPoint[] = ['connected', 'scanned', 'planned', 'staged', 'committed'];
 
 async function phases(master: TestMaster, work: string): Promise<void> {
   out('## 3. Pass phases, in-process, fresh connection per pass (median ms)');

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { PassSettings, TransferLimits } from './config.js';
 import { commitChanges, executeOps, type CommitStep } from './commit/commit.js';
 import { recoverJournal } from './commit/journal.js';
-import { ConfigError, InterruptedError, LocalIoError, SafetyValveError, SyncError, exitCodeOf, type ExitCodeValue } from './errors.js';
+import { ConfigError, InterruptedError, LocalIoError, SafetyValveError, exitCodeOf, type ExitCodeValue } from './errors.js';
 import { compileFilter } from './filter/rsync-filter.js';
 import { loadIdMapping } from './local/ids.js';
 import { scanTarget } from './local/scan.js';
@@ -273,8 +273,4 @@ export function enforceLimits(plan: Plan, limits: TransferLimits): void {
   if (total > limits.maxTotalBytes) {
     throw new SafetyValveError(`the pass would fetch ${total} bytes, more than --max-total-bytes ${limits.maxTotalBytes}`, { subject: '--max-total-bytes' });
   }
-}
-
-export function isSyncError(err: unknown): err is SyncError {
-  return err instanceof SyncError;
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import ssh2 from 'ssh2';
-import { generateEd25519 } from '../src/cli/serve-command.js';
+import { generateEd25519 } from '../src/serve/keys.js';
 import type { Client as SshClient, FileEntry, SFTPWrapper, Stats } from 'ssh2';
 import { startEmbeddedMaster, type EmbeddedMaster, type ServerHooks } from '../src/serve/sftp-server.js';
 import { makeTempDir, writeTree } from './helpers/sshd.js';

@@ -12,7 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { startEmbeddedMaster, type EmbeddedMaster } from '../serve/sftp-server.js';
 import { SAMPLE_CHANGED_FILE, SAMPLE_EXCLUDED, sampleTree, writeSampleTree } from '../serve/sample-tree.js';
-import { generateEd25519, knownHostsHost, publicKeyOf, sha256Fingerprint } from './serve-command.js';
+import { fingerprint as sha256Fingerprint, hostLookupName as knownHostsHost } from '../remote/known-hosts.js';
+import { generateEd25519, publicKeyOf } from '../serve/keys.js';
 
 /** One bounded wait per step; the whole tour normally takes 5-8 s. */
 const CHILD_TIMEOUT_MS = 30_000;

@@ -5,15 +5,13 @@
  * command) and serves until SIGINT/SIGTERM. Not meant for production: use
  * OpenSSH with service/sshd_config.d-xroad-slave.conf there.
  */
-import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import ssh2 from 'ssh2';
-import type { ParsedKey } from 'ssh2';
+import { generateEd25519, publicKeyOf } from '../serve/keys.js';
 import { startEmbeddedMaster } from '../serve/sftp-server.js';
+import { fingerprint as sha256Fingerprint, hostLookupName as knownHostsHost } from '../remote/known-hosts.js';
 
-const { utils } = ssh2;
 
 export interface ServeOptions {
   root: string;
@@ -22,47 +20,6 @@ export interface ServeOptions {
   hostKey?: string;
   authorizedKeys?: string;
   user?: string;
-}
-
-export interface KeyPair {
-  /** OpenSSH private key. */
-  private: string;
-  /** "ssh-ed25519 AAAA... comment" */
-  public: string;
-}
-
-/**
- * ssh2 1.17 drops a leading zero byte of the public key about once in 256
- * keys, giving a key its own parser rejects: draw again until it parses.
- */
-export function generateEd25519(comment = ''): KeyPair {
-  for (let attempt = 0; attempt < 16; attempt++) {
-    const pair = utils.generateKeyPairSync('ed25519', { comment });
-    if (!(utils.parseKey(pair.private) instanceof Error) && !(utils.parseKey(pair.public) instanceof Error)) {
-      return { private: pair.private, public: pair.public };
-    }
-  }
-  throw new Error('could not generate a usable ed25519 key pair');
-}
-
-/** The public half of a private key file's contents, as "type base64" (no comment). */
-export function publicKeyOf(privateKey: string | Buffer, what: string): { type: string; blob: Buffer } {
-  const parsed: unknown = utils.parseKey(privateKey);
-  const key = (Array.isArray(parsed) ? parsed[0] : parsed) as ParsedKey | Error | undefined;
-  if (!key || key instanceof Error) {
-    throw new Error(`${what}: not a private key ssh2 can read${key ? ` (${key.message})` : ''}; an unencrypted OpenSSH or PEM key is needed`);
-  }
-  return { type: key.type, blob: key.getPublicSSH() };
-}
-
-/** What `ssh-keygen -lf` prints for the key: SHA256 of the blob, base64 without padding. */
-export function sha256Fingerprint(blob: Buffer): string {
-  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
-}
-
-/** The host field ssh(1) looks up: "host" for port 22, "[host]:port" otherwise. */
-export function knownHostsHost(host: string, port: number): string {
-  return port === 22 ? host : `[${host}]:${port}`;
 }
 
 /** Resolves on the first SIGINT or SIGTERM with its name. */

@@ -8,7 +8,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 
-import { ConfigError, errnoOf } from '../errors.js';
+import { ConfigError } from '../errors.js';
 
 export type HostMarker = 'none' | 'revoked' | 'cert-authority';
 

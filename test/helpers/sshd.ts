@@ -11,8 +11,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import ssh2 from 'ssh2';
-import { generateEd25519 } from '../../src/cli/serve-command.js';
+import { generateEd25519 } from '../../src/serve/keys.js';
 import { startEmbeddedMaster } from '../../src/serve/sftp-server.js';
 
 export interface TestMaster {
