@@ -16,13 +16,12 @@ import { commitChanges, executeOps, type CommitStep } from './commit/commit.js';
 import { recoverJournal } from './commit/journal.js';
 import { ConfigError, InterruptedError, LocalIoError, SafetyValveError, exitCodeOf, type ExitCodeValue } from './errors.js';
 import { compileFilter } from './filter/rsync-filter.js';
-import { loadIdMapping } from './local/ids.js';
+import { loadLocalIds } from './local/ids.js';
 import { scanTarget } from './local/scan.js';
-import { planChanges } from './plan/plan.js';
+import { countChanges, planChanges } from './plan/plan.js';
 import type { Change, Plan } from './plan/types.js';
 import type { SourceTree } from './remote/types.js';
 import type { Tree } from './tree.js';
-import { countChanges } from './report/logger.js';
 import { stageChanges } from './stage/stage.js';
 import { acquireLock } from './state/lock.js';
 
@@ -139,10 +138,12 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
   };
   const filter = compileFilter(settings.excludes);
   reporter.receivingFileList();
+  // The id files are read once: names for the target scan, the mapping for the planner.
+  const localIds = loadLocalIds();
   const [sourceTree, targetScan, ids] = await Promise.all([
     source.scan(filter),
-    scanTarget(settings.targetDir, filter),
-    loadIdMapping(),
+    localIds.then(({ names }) => scanTarget(settings.targetDir, filter, { names })),
+    localIds.then(({ mapping }) => mapping),
   ]);
   await removeStrayTemps(settings.targetDir, targetScan.tempFiles, reporter);
   checkAborted(hooks);

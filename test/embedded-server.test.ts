@@ -11,7 +11,7 @@ import ssh2 from 'ssh2';
 import { generateEd25519 } from '../src/serve/keys.js';
 import type { Client as SshClient, FileEntry, SFTPWrapper, Stats } from 'ssh2';
 import { startEmbeddedMaster, type EmbeddedMaster, type ServerHooks } from '../src/serve/sftp-server.js';
-import { makeTempDir, writeTree } from './helpers/sshd.js';
+import { makeTempDir, writeTree, within } from './helpers/sshd.js';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
@@ -25,14 +25,6 @@ const hostKey = generateEd25519();
 const clientKey = generateEd25519();
 const strangerKey = generateEd25519();
 
-/** Bounded wait: a hung server must fail the test, not hang the run. */
-function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 interface Session {
   client: SshClient;

@@ -17,7 +17,7 @@ import { fingerprint, parseKnownHosts, verifyHostKey } from '../src/remote/known
 import { openSession, type SessionOptions, type SftpSession } from '../src/remote/session.js';
 import { SftpSource } from '../src/remote/sftp-source.js';
 import type { Entry } from '../src/tree.js';
-import { makeTempDir, startMaster, type TestMaster } from './helpers/sshd.js';
+import { makeTempDir, startMaster, type TestMaster, freePort as closedPort } from './helpers/sshd.js';
 
 const T = { timeout: 60_000 };
 
@@ -77,13 +77,6 @@ function collectingSink(): { write(chunk: Buffer, position: number): Promise<voi
   };
 }
 
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** Accepts TCP and never says a word: the SSH banner never comes. */
 async function silentServer(): Promise<{ port: number; stop(): Promise<void> }> {

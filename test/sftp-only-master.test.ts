@@ -25,7 +25,7 @@ import ssh2 from 'ssh2';
 import type { Client as SshClient, SFTPWrapper } from 'ssh2';
 import { SAMPLE_EXCLUDED, writeSampleTree } from '../src/serve/sample-tree.js';
 import { describeRun, obj, runSync, withoutPaths } from './helpers/run-sync.js';
-import { makeTempDir, readTree, sshdAvailable, startMaster, type TestMaster } from './helpers/sshd.js';
+import { makeTempDir, readTree, sshdAvailable, startMaster, type TestMaster, within } from './helpers/sshd.js';
 
 const SNIPPET = fileURLToPath(new URL('../../service/sshd_config.d-xroad-slave.conf', import.meta.url));
 const SSH = '/usr/bin/ssh';
@@ -55,13 +55,6 @@ function snippetFor(user: string): string[] {
   return [`Match User ${user}`, ...lines.slice(1)];
 }
 
-function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 interface Probe {
   status: number | null;

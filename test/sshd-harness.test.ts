@@ -20,17 +20,11 @@ import {
   startMaster,
   writeTree,
   type TestMaster,
+  within,
 } from './helpers/sshd.js';
 
 const TEST_TIMEOUT = { timeout: 30_000 };
 
-function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 interface Login {
   client: SshClient;

@@ -6,12 +6,11 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { passArgs, runCli, sleep, startCli, waitFor, type CliRun } from './helpers/cli.js';
-import { makeTempDir, readTree, startMaster, writeTree, type TestMaster } from './helpers/sshd.js';
+import { makeTempDir, readTree, startMaster, writeTree, type TestMaster, freePort as closedPort } from './helpers/sshd.js';
 
 const T = { timeout: 60_000 };
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -73,16 +72,6 @@ function assertShape(s: Record<string, unknown>): void {
   assert.ok(p.error === null || typeof p.error === 'string');
 }
 
-/** A port nothing listens on: bound, read, released. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer().once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 test('pause creates the flag and its missing directory, twice is true => true; resume removes it', T, async (t) => {
   const d = await dirs(t);

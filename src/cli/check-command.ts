@@ -10,14 +10,14 @@ import { dirname } from 'node:path';
 import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../config.js';
 import { ConnectionError, describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
-import { loadIdMapping } from '../local/ids.js';
+import { loadLocalIds } from '../local/ids.js';
 import { scanTarget } from '../local/scan.js';
 import { enforceSafetyValve } from '../pass.js';
 import { planChanges } from '../plan/plan.js';
 import { fingerprint, hostLookupName, loadKnownHosts, verifyHostKey } from '../remote/known-hosts.js';
 import { openSession, type SftpSession } from '../remote/session.js';
 import { SftpSource } from '../remote/sftp-source.js';
-import { countChanges } from '../report/logger.js';
+import { countChanges } from '../plan/plan.js';
 import { itemizePlan } from '../report/itemize.js';
 import type { Tree } from '../tree.js';
 
@@ -148,7 +148,8 @@ async function checkMaster(settings: PassSettings, scanTargetToo: boolean): Prom
     const sourceTree = await source.scan(filter);
     print(ok(`master ${settings.sourceDir.replace(/\/?$/, '/')} (after excludes): ${describeTree(sourceTree)}`));
     if (!scanTargetToo) return ExitCode.OK; // the target's own FAIL above says what to do; no plan without it
-    const [target, ids] = await Promise.all([scanTarget(settings.targetDir, filter), loadIdMapping()]);
+    const { names, mapping: ids } = await loadLocalIds();
+    const target = await scanTarget(settings.targetDir, filter, { names });
     const plan = planChanges({ source: sourceTree, target: target.tree, targetExcluded: target.excluded, ids });
     const { changed, deleted } = countChanges(plan.changes);
     print(ok(`target ${settings.targetDir}: ${describeTree(target.tree)}; a pass would change ${changed} and delete ${deleted} (${plan.changes.length} changes pending)`));

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { startEmbeddedMaster, type EmbeddedMaster } from '../serve/sftp-server.js';
 import { SAMPLE_CHANGED_FILE, SAMPLE_EXCLUDED, sampleTree, writeSampleTree } from '../serve/sample-tree.js';
 import { fingerprint as sha256Fingerprint, hostLookupName as knownHostsHost } from '../remote/known-hosts.js';
+import { parseRecords } from '../report/logger.js';
 import { generateEd25519, publicKeyOf } from '../serve/keys.js';
 
 /** One bounded wait per step; the whole tour normally takes 5-8 s. */
@@ -332,18 +333,6 @@ async function expectAbsent(p: DemoPaths, rel: string): Promise<void> {
   }
 }
 
-function parseRecords(text: string): Array<Record<string, unknown>> {
-  const records: Array<Record<string, unknown>> = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      records.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // a partial last line
-    }
-  }
-  return records;
-}
 
 function byteLength(content: string | Buffer | undefined): number {
   return content === undefined ? 0 : typeof content === 'string' ? Buffer.byteLength(content) : content.length;

@@ -8,6 +8,7 @@
  */
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
+import { DEFAULTS } from '../config.js';
 import { addPassOptions } from './options.js';
 
 const EXIT_CODES = `
@@ -51,7 +52,7 @@ function buildProgram(): Command {
   program
     .command('pause')
     .description('create the flag file: every pass is skipped until resume (rolling upgrades, IG-XLB 7.2)')
-    .option('--flag-file <file>', 'the flag file', '/var/tmp/xroad/sync-disabled')
+    .option('--flag-file <file>', 'the flag file', DEFAULTS.flagFile)
     .action(async (opts) => {
       const { pauseCommand } = await import('./pause-command.js');
       process.exitCode = await pauseCommand(opts);
@@ -93,8 +94,8 @@ function buildProgram(): Command {
     .option('--check', 'monitoring probe: one line, exit 0 OK / 1 WARNING / 2 CRITICAL (Nagios, Zabbix)')
     .option('--max-age <s>', 'with --check: critical when the last success is older than this', '300')
     .option('--fail-if-paused', 'with --check: a pause is a warning (otherwise only reported)')
-    .option('--state-dir <dir>', 'where passes record their status', '/var/lib/xroad-sync')
-    .option('--flag-file <file>', 'the pause flag file', '/var/tmp/xroad/sync-disabled')
+    .option('--state-dir <dir>', 'where passes record their status', DEFAULTS.stateDir)
+    .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile)
     .action(async (opts) => {
       const { statusCommand } = await import('./status-command.js');
       process.exitCode = await statusCommand(opts);

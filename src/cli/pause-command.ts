@@ -5,9 +5,10 @@
  * and, with --now, runs the pass the upgrade procedure asks for.
  */
 import { existsSync } from 'node:fs';
-import { chown, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { chown, mkdir, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { describeError, ExitCode } from '../errors.js';
+import { loadIdMapping } from '../local/ids.js';
 
 export async function pauseCommand(opts: { flagFile: string }): Promise<number> {
   const flag = resolve(opts.flagFile);
@@ -51,9 +52,8 @@ export async function resumeCommand(opts: { flagFile: string; now?: boolean } & 
 /** When root creates the flag or its directory, give them to xroad so the service user can manage them too. */
 async function handToXroad(path: string): Promise<void> {
   if (process.getuid?.() !== 0) return;
-  const passwd = await readFile('/etc/passwd', 'utf8').catch(() => '');
-  const line = passwd.split('\n').find((l) => l.startsWith('xroad:'));
-  if (!line) return;
-  const [, , uid, gid] = line.split(':');
-  await chown(path, Number(uid), Number(gid)).catch(() => undefined);
+  const { uidByName, gidByName } = await loadIdMapping();
+  const uid = uidByName.get('xroad');
+  if (uid === undefined) return;
+  await chown(path, uid, gidByName.get('xroad') ?? -1).catch(() => undefined);
 }

@@ -74,17 +74,24 @@ function ownGroups(): Set<number> {
   return gids;
 }
 
-export async function loadIdMapping(files: IdFiles = {}): Promise<IdMapping> {
+/** Both views of the id files from one read: the planner's mapping and the scanner's names. */
+export interface LocalIds {
+  readonly mapping: IdMapping;
+  readonly names: IdNames;
+}
+
+export async function loadLocalIds(files: IdFiles = {}): Promise<LocalIds> {
   const { users, groups } = await readBoth(files);
   return {
-    asRoot: process.getuid?.() === 0,
-    uidByName: users.byName,
-    gidByName: groups.byName,
-    memberGids: ownGroups(),
+    mapping: { asRoot: process.getuid?.() === 0, uidByName: users.byName, gidByName: groups.byName, memberGids: ownGroups() },
+    names: { userById: users.byId, groupById: groups.byId },
   };
 }
 
+export async function loadIdMapping(files: IdFiles = {}): Promise<IdMapping> {
+  return (await loadLocalIds(files)).mapping;
+}
+
 export async function loadIdNames(files: IdFiles = {}): Promise<IdNames> {
-  const { users, groups } = await readBoth(files);
-  return { userById: users.byId, groupById: groups.byId };
+  return (await loadLocalIds(files)).names;
 }

@@ -81,6 +81,17 @@ function attributeChange(want: Entry, have: Entry, owner: Ownership): Change | n
   return { kind: 'attrs', path: want.path, source: want, target: have, owner, mode, mtime, uid, gid };
 }
 
+/** Counts of a plan as the pass record shows them (make-room deletions are part of a replacement). */
+export function countChanges(changes: readonly Change[]): { changed: number; deleted: number } {
+  let changed = 0;
+  let deleted = 0;
+  for (const c of changes) {
+    if (c.kind !== 'delete') changed++;
+    else if (!c.forReplace) deleted++;
+  }
+  return { changed, deleted };
+}
+
 function totalSizeOf(tree: Tree): number {
   let total = 0;
   for (const e of tree.values()) {

@@ -5,9 +5,9 @@
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { describeError, exitCodeOf } from '../errors.js';
-import type { Change } from '../plan/types.js';
 
 export type { Logger } from 'pino';
+export { countChanges } from '../plan/plan.js';
 
 export interface LoggerOptions {
   /** pino level name; default 'info'. */
@@ -58,17 +58,6 @@ export interface PassFacts {
   readonly error?: unknown;
 }
 
-/** Counts of a plan as the pass record shows them (make-room deletions are part of a replacement). */
-export function countChanges(changes: readonly Change[]): { changed: number; deleted: number } {
-  let changed = 0;
-  let deleted = 0;
-  for (const c of changes) {
-    if (c.kind !== 'delete') changed++;
-    else if (!c.forReplace) deleted++;
-  }
-  return { changed, deleted };
-}
-
 /** The one record per pass that dashboards and alerts key on. */
 export function passRecord(facts: PassFacts): PassRecord {
   const record: PassRecord = {
@@ -88,4 +77,18 @@ export function passRecord(facts: PassFacts): PassRecord {
 export function logPass(logger: Logger, record: PassRecord): void {
   if (record.result === 'failed') logger.error(record);
   else logger.info(record);
+}
+
+/** The JSON records in a process's stdout (other lines, and a partial last line, skipped). */
+export function parseRecords(text: string): Array<Record<string, unknown>> {
+  const records: Array<Record<string, unknown>> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      records.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a partial last line: not a record yet
+    }
+  }
+  return records;
 }

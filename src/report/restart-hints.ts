@@ -47,14 +47,15 @@ export function restartsNeeded(changedPaths: readonly string[]): Map<string, str
 /** One line per set of services, e.g. "restart xroad-proxy, xroad-signer to apply conf.d/local.ini". */
 export function restartHintLines(changedPaths: readonly string[]): string[] {
   const servicesByPaths = new Map<string, string[]>();
-  const abbreviate = (joined: string): string => {
-    const paths = joined.split(', ');
-    return paths.length <= 5 ? joined : `${paths.slice(0, 5).join(', ')} and ${paths.length - 5} more`;
-  };
   for (const [service, paths] of restartsNeeded(changedPaths)) {
     if (service === 'unknown') continue; // new or unusual files: no advice rather than wrong advice
-    const key = paths.join(', ');
+    const key = abbreviate(paths);
     servicesByPaths.set(key, [...(servicesByPaths.get(key) ?? []), service]);
   }
-  return [...servicesByPaths].map(([paths, services]) => `restart ${services.join(', ')} to apply ${abbreviate(paths)}`);
+  return [...servicesByPaths].map(([paths, services]) => `restart ${services.join(', ')} to apply ${paths}`);
+}
+
+/** An initial sync changes every path: name five, count the rest. */
+function abbreviate(paths: readonly string[]): string {
+  return paths.length <= 5 ? paths.join(', ') : `${paths.slice(0, 5).join(', ')} and ${paths.length - 5} more`;
 }

@@ -7,6 +7,7 @@
  */
 import { readFileSync, type Stats } from 'node:fs';
 import type { Attributes } from 'ssh2';
+import { parseIdFile } from '../local/ids.js';
 
 /** SFTP v3 status codes (draft-ietf-secsh-filexfer-02 §7). */
 export const STATUS = {
@@ -82,29 +83,21 @@ export interface IdNames {
 }
 
 export function loadIdNames(passwdPath = '/etc/passwd', groupPath = '/etc/group'): IdNames {
-  const users = parseIdFile(passwdPath);
-  const groups = parseIdFile(groupPath);
+  const users = readIdNamesSync(passwdPath);
+  const groups = readIdNamesSync(groupPath);
   return {
     user: (uid) => users.get(uid) ?? String(uid),
     group: (gid) => groups.get(gid) ?? String(gid),
   };
 }
 
-/** name:x:id:... lines → id → first name seen (getpwuid returns the first match too). */
-function parseIdFile(path: string): Map<number, string> {
-  const names = new Map<number, string>();
-  let text = '';
+/** id → first name seen (getpwuid returns the first match too); no file: every owner prints numerically, as OpenSSH does. */
+function readIdNamesSync(path: string): ReadonlyMap<number, string> {
   try {
-    text = readFileSync(path, 'utf8');
+    return parseIdFile(readFileSync(path, 'utf8')).byId;
   } catch {
-    return names; // no file: every owner prints numerically, as OpenSSH does for unknown ids
+    return new Map();
   }
-  for (const line of text.split('\n')) {
-    const [name, , id] = line.split(':');
-    const num = Number(id);
-    if (name && id !== undefined && id !== '' && Number.isInteger(num) && !names.has(num)) names.set(num, name);
-  }
-  return names;
 }
 
 const S_IFMT = 0o170000;

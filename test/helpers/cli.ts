@@ -8,6 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestMaster } from './sshd.js';
+import { parseRecords } from '../../src/report/logger.js';
+export { parseRecords };
 
 /** dist/test/helpers/cli.js → dist/src/cli/main.js */
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -85,18 +87,6 @@ export function runCli(args: readonly string[], opts: CliOptions = {}): Promise<
   return startCli(args, { ...opts, timeoutMs: opts.timeoutMs ?? 30_000 }).done;
 }
 
-export function parseRecords(text: string): Array<Record<string, unknown>> {
-  const records: Array<Record<string, unknown>> = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      records.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // a partial last line: not a record yet
-    }
-  }
-  return records;
-}
 
 /** The per-pass flags a test passes to sync/daemon/check, every path explicit. */
 export interface PassPaths {

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { lstat, readdir, readFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestMaster, TreeEntrySnapshot } from './sshd.js';
@@ -133,16 +132,8 @@ export function describeRun(run: SyncRun): string {
 // Tree and log checks shared by the sync suites
 
 /** A port on 127.0.0.1 that nobody listens on (bound, read, closed). */
-export function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort as closedPort } from './sshd.js';
+
 
 /** `tree` without the given paths and everything below them. */
 export function withoutPaths<T>(tree: Map<string, T>, drop: readonly string[]): Map<string, T> {

@@ -219,7 +219,7 @@ async function ensurePrivsepDir(): Promise<void> {
 }
 
 /** Bind 127.0.0.1:0, read the port, release it. Racy by nature; startOpenSsh retries on a bind failure. */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);
@@ -519,4 +519,13 @@ async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boole
 function onceOnly(fn: () => Promise<void>): () => Promise<void> {
   let running: Promise<void> | undefined;
   return () => (running ??= fn());
+}
+
+/** Reject when `promise` has not settled within `ms`: every wait in a test is bounded. */
+export function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
