@@ -14,26 +14,46 @@ export const ExitCode = {
   TRANSFER: 23,
   SAFETY_VALVE: 25,
   TIMEOUT: 30,
+  INTERNAL: 70,
   LOCK_HELD: 75,
   HOST_KEY: 254,
   CONNECTION: 255,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
+/**
+ * The one exit-code table: `--help` prints it, README.md "Exit codes" holds
+ * the same rows (a test compares them), and `log` is rsync's rerr_names text
+ * for the codes we share, used in slave-sync.log's error line.
+ */
+export const EXIT_CODE_TABLE: ReadonlyArray<{ readonly code: ExitCodeValue; readonly meaning: string; readonly log: string }> = [
+  { code: 0, meaning: 'done, nothing to do, or skipped because sync is paused', log: 'success' },
+  { code: 1, meaning: 'usage or configuration error (bad flag or duration, missing file)', log: 'syntax or usage error' },
+  { code: 11, meaning: 'local file I/O error (target not writable, disk full)', log: 'error in file IO' },
+  { code: 12, meaning: 'the master sent invalid data (bad names, sizes that do not match)', log: 'error in rsync protocol data stream' },
+  { code: 20, meaning: 'stopped by SIGTERM/SIGINT before commit (nothing changed)', log: 'received SIGINT, SIGTERM, or SIGHUP' },
+  { code: 23, meaning: 'a master file or directory could not be read (nothing changed)', log: 'some files/attrs were not transferred (see previous errors)' },
+  { code: 25, meaning: 'refused by the safety valve or a transfer limit (nothing changed)', log: 'the --max-delete limit stopped deletions' },
+  { code: 30, meaning: 'no progress from the master for --timeout', log: 'timeout in data send/receive' },
+  { code: 70, meaning: 'internal error (a bug: please report it with the message)', log: 'internal error' },
+  { code: 75, meaning: 'another pass or daemon still held the lock when --wait ran out', log: 'another pass holds the lock' },
+  { code: 254, meaning: "the master's host key is unknown, changed or revoked", log: 'host key verification failed' },
+  { code: 255, meaning: 'connection or authentication failure', log: 'unexplained error' },
+];
+
 /** rsync's rerr_names text for the codes we share, used in the log's error line. */
-export const exitCodeText: Record<ExitCodeValue, string> = {
-  0: 'success',
-  1: 'syntax or usage error',
-  11: 'error in file IO',
-  12: 'error in rsync protocol data stream',
-  20: 'received SIGINT, SIGTERM, or SIGHUP',
-  23: 'some files/attrs were not transferred (see previous errors)',
-  25: 'the --max-delete limit stopped deletions',
-  30: 'timeout in data send/receive',
-  75: 'another pass holds the lock',
-  254: 'host key verification failed',
-  255: 'unexplained error',
-};
+export const exitCodeText = Object.fromEntries(EXIT_CODE_TABLE.map((row) => [row.code, row.log])) as Record<ExitCodeValue, string>;
+
+/** The table as `--help` shows it. */
+export function exitCodeHelp(): string {
+  const rows = EXIT_CODE_TABLE.map((row) => `  ${String(row.code).padStart(3)}  ${row.meaning}`);
+  return `\nExit codes (same number as rsync where the meaning is the same):\n${rows.join('\n')}`;
+}
+
+/** The table as README.md "Exit codes" shows it. */
+export function exitCodeMarkdown(): string {
+  return ['| code | meaning |', '|---|---|', ...EXIT_CODE_TABLE.map((row) => `| ${row.code} | ${row.meaning} |`)].join('\n');
+}
 
 export interface ErrorDetails {
   /** The file, host or flag at fault, as the operator would type it. */
@@ -105,8 +125,32 @@ export class InterruptedError extends SyncError {
   readonly exitCode = ExitCode.SIGNAL;
 }
 
+/**
+ * Not a failure: the flag file appeared while the pass ran (`xroad-sync
+ * pause`), so it was abandoned before its commit and nothing changed.
+ */
+export class PassAbandonedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PassAbandonedError';
+  }
+}
+
+/** A command's outcome other than success that is not an error: `main` exits with it silently. */
+export class ExitRequest extends Error {
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+  }
+}
+
+/**
+ * A SyncError carries its own code; a system call's error (errno) the pass
+ * did not wrap is still local I/O; anything else is a bug, with its own code.
+ */
 export function exitCodeOf(err: unknown): ExitCodeValue {
-  return err instanceof SyncError ? err.exitCode : ExitCode.LOCAL_IO;
+  if (err instanceof SyncError) return err.exitCode;
+  if (errnoOf(err) !== undefined && typeof (err as { syscall?: unknown }).syscall === 'string') return ExitCode.LOCAL_IO;
+  return ExitCode.INTERNAL;
 }
 
 /** One line for the operator: message, the subject in it, then the cause's own words. */

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { PassSettings, TransferLimits } from './config.js';
 import { commitChanges, executeOps, type CommitStep } from './commit/commit.js';
 import { recoverJournal } from './commit/journal.js';
-import { ConfigError, InterruptedError, LocalIoError, SafetyValveError, exitCodeOf, type ExitCodeValue } from './errors.js';
+import { ConfigError, InterruptedError, LocalIoError, PassAbandonedError, SafetyValveError, exitCodeOf, type ExitCodeValue } from './errors.js';
 import { compileFilter } from './filter/rsync-filter.js';
 import { loadLocalIds } from './local/ids.js';
 import { scanTarget } from './local/scan.js';
@@ -23,7 +23,7 @@ import type { Change, Plan } from './plan/types.js';
 import type { SourceTree } from './remote/types.js';
 import type { Tree } from './tree.js';
 import { stageChanges } from './stage/stage.js';
-import { acquireLock } from './state/lock.js';
+import { acquireLock, type LockWait } from './state/lock.js';
 
 /** Where the master comes from: a fresh connection per pass, or the daemon's warm session. */
 export interface SourceProvider {
@@ -66,6 +66,8 @@ export interface PassHooks {
   /** Awaited at each named point (fault injection in tests, progress). */
   readonly at?: (point: PassPoint, path?: string) => void | Promise<void>;
   readonly signal?: AbortSignal;
+  /** How long to wait for another pass's lock (default: fail at once). */
+  readonly lockWait?: LockWait;
 }
 export type PassPoint = 'connected' | 'scanned' | 'planned' | 'staged' | 'file-staged' | CommitStep | 'committed';
 
@@ -94,7 +96,7 @@ export async function runPass(
   }
   let lock;
   try {
-    lock = await acquireLock(settings.stateDir, settings.dryRun ? 'dry-run' : 'sync');
+    lock = await acquireLock(settings.stateDir, settings.dryRun ? 'dry-run' : 'sync', hooks.lockWait);
   } catch (error) {
     reporter.failure(error, exitCodeOf(error));
     return finish('failed', NO_STATS, [], error);
@@ -104,6 +106,10 @@ export async function runPass(
     const outcome = await connectAndSync(settings, provider, reporter, hooks);
     return finish('ok', outcome.stats, outcome.changedPaths);
   } catch (error) {
+    if (error instanceof PassAbandonedError) {
+      reporter.skipped(error.message);
+      return finish('skipped', NO_STATS);
+    }
     reporter.failure(error, exitCodeOf(error));
     return finish('failed', NO_STATS, [], error);
   } finally {
@@ -188,6 +194,8 @@ async function stageAndCommit(
   try {
     checkAborted(hooks);
     await hooks.at?.('staged');
+    // `xroad-sync pause` waits for this pass: paused now, it must not start committing.
+    if (existsSync(settings.flagFile)) throw new PassAbandonedError(`${settings.flagFile} appeared during the pass: abandoned before its commit, nothing changed`);
     const result = await commitChanges(plan.changes, staging, {
       targetRoot: settings.targetDir,
       source: sourceTree,

@@ -40,14 +40,9 @@ const writable = (path: string): Promise<boolean> => access(path, constants.W_OK
 const mode = (st: Stats): string => '0' + (st.mode & 0o7777).toString(8).padStart(3, '0');
 const me = (): string => process.env.USER ?? `uid ${process.getuid?.()}`;
 
-export async function checkCommand(raw: RawPassOptions): Promise<number> {
-  let settings: PassSettings;
-  try {
-    settings = resolvePassSettings(raw);
-  } catch (err) {
-    print(fail(`configuration: ${describeError(err)}`));
-    return exitCodeOf(err);
-  }
+export async function checkCommand(raw: RawPassOptions, ctx?: { origins: ReadonlyMap<string, string> }): Promise<number> {
+  const settings = resolvePassSettings(raw);
+  if (ctx) printOrigins(settings, ctx.origins);
   const identity = await checkIdentity(settings.connection.identityFile);
   const knownHosts = await checkKnownHosts(settings);
   const target = await checkTarget(settings.targetDir);
@@ -60,6 +55,28 @@ export async function checkCommand(raw: RawPassOptions): Promise<number> {
   }
   const remote = await checkMaster(settings, target.ok);
   return localFailed ? ExitCode.USAGE : remote;
+}
+
+/** Each setting with where it came from: a flag, the environment, the settings file, or the default. */
+function printOrigins(s: PassSettings, origins: ReadonlyMap<string, string>): void {
+  const c = s.connection;
+  const rows: Array<[string, string, string]> = [
+    ['master', '--master', c.host],
+    ['user', '--user', c.user],
+    ['port', '--port', String(c.port)],
+    ['identity', '--identity', c.identityFile],
+    ['knownHosts', '--known-hosts', c.knownHostsFile],
+    ['source', '--source', s.sourceDir],
+    ['target', '--target', s.targetDir],
+    ['stateDir', '--state-dir', s.stateDir],
+    ['flagFile', '--flag-file', s.flagFile],
+    ['logFile', '--log-file', s.logFile ?? '(none)'],
+    ['connectTimeout', '--connect-timeout', `${c.connectTimeoutMs / 1000} s`],
+    ['timeout', '--timeout', `${c.idleTimeoutMs / 1000} s`],
+    ['exclude', '--exclude', s.excludes.join(' ')],
+  ];
+  process.stdout.write('settings (highest first: flag, environment, settings file, default):\n');
+  for (const [key, flag, value] of rows) process.stdout.write(`     ${flag.padEnd(18)} ${value}  (${origins.get(key) ?? 'default'})\n`);
 }
 
 async function checkIdentity(file: string): Promise<Outcome> {
