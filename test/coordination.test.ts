@@ -70,15 +70,32 @@ test('1. pause / resume --now beside a running daemon: 20 of 20 exit 0 with the 
   for (let i = 0; i < 20; i++) {
     const p = await runCli(['pause', '--flag-file', s.flagFile, '--state-dir', s.stateDir]);
     assert.equal(p.status, 0, `round ${i}: pause\n${show(p)}`);
-    await fs.writeFile(path.join(s.source, 'conf.d', 'round.ini'), `round=${i}\n`);
+    // A different size each round: quick check compares size and whole-second mtime, as rsync does.
+    const content = `round=${i}\n${'#'.repeat(i)}`;
+    await fs.writeFile(path.join(s.source, 'conf.d', 'round.ini'), content);
     const r = await runCli(['resume', '--now', ...s.args]);
     assert.equal(r.status, 0, `round ${i}: resume --now\n${show(r)}\n${output(d)()}`);
-    assert.equal(await fs.readFile(path.join(s.target, 'conf.d', 'round.ini'), 'utf8'), `round=${i}\n`, `round ${i}: the change is applied when resume --now returns`);
+    assert.equal(await fs.readFile(path.join(s.target, 'conf.d', 'round.ini'), 'utf8'), content, `round ${i}: the change is applied when resume --now returns`);
   }
   const log = await logText(s);
   assert.doesNotMatch(log, /rsync error|code 75/, 'no lock collision is logged as a failed pass');
   assert.doesNotMatch(d.stdout(), /"result":"failed"/, 'the daemon recorded no failed pass');
   assert.notEqual((await statusJson(s)).lastPass?.result, 'failed');
+});
+
+test('1b. sync beside a daemon mid-pass waits for it (message after a second) and succeeds; with a short --wait it exits 75 without logging a failed pass', T, async (t) => {
+  const s = await setup(t);
+  const d = startDaemon(s, [], { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '4000' });
+  await waitFor(() => d.stderr().includes('test hook paused at staged'), 15_000, 'the pass to reach the hook', output(d));
+  const short = await runCli(['sync', ...s.args, '--wait', '1']);
+  assert.equal(short.status, 75, show(short));
+  assert.match(short.stderr, new RegExp(`pid ${d.child.pid}`), show(short));
+  const sync = await runCli(['sync', '--now', ...s.args, '--wait', '30s']);
+  assert.equal(sync.status, 0, show(sync));
+  assert.match(sync.stderr, new RegExp(`waiting for the running pass \\(pid ${d.child.pid}\\)`), show(sync));
+  assert.ok(existsSync(path.join(s.target, 'serverconf.xml')));
+  assert.doesNotMatch(await logText(s), /rsync error|code 75/, 'the lock wait is not logged as a failed pass');
+  assert.equal((await statusJson(s)).lastPass?.result, 'ok', 'no failed status record');
 });
 
 test('2. pause during a pass in flight waits for it; the pass is abandoned before its commit and nothing changes for 10 s', T, async (t) => {

@@ -1,0 +1,86 @@
+/**
+ * The pure pieces behind issue 10: systemd EnvironmentFile= parsing and
+ * $VAR word splitting, the one duration parser, lock holder identity, and
+ * the one exit-code table (errors.ts) that --help and README.md show.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { EXIT_CODE_TABLE, exitCodeMarkdown, exitCodeOf, ExitCode, LockHeldError } from '../src/errors.js';
+import { holderIsLive, parseHolder } from '../src/state/lock.js';
+import { parseDurationMs, durationOption } from '../src/util/duration.js';
+import { environmentOf, parseEnvironmentFile, splitWords } from '../src/util/env-file.js';
+import { runCli } from './helpers/cli.js';
+
+const env = (text: string) => Object.fromEntries(environmentOf(parseEnvironmentFile(text).entries));
+
+test('EnvironmentFile= rules: comments, whitespace, quotes, escapes, continuation lines, invalid names ignored', () => {
+  assert.deepEqual(env('# comment\n; also a comment\n\nMASTER=primary.example\n'), { MASTER: 'primary.example' });
+  assert.deepEqual(env('  KEY  =   value with  inner   space   \n'), { KEY: 'value with  inner   space' });
+  assert.deepEqual(env('A="quoted # not a comment"\nB=\'single $x \\n\'\n'), { A: 'quoted # not a comment', B: 'single $x \\n' });
+  assert.deepEqual(env('A="say \\"hi\\" \\$HOME \\\\ \\n"\n'), { A: 'say "hi" $HOME \\ \\n' });
+  assert.deepEqual(env('A=one\\\ntwo\nB="x\\\ny"\n'), { A: 'onetwo', B: 'xy' });
+  assert.deepEqual(env("A='multi\nline'\n"), { A: 'multi\nline' });
+  assert.deepEqual(env('A=plain"quotes"kept\nB="a"b\n'), { A: 'plain"quotes"kept', B: 'ab' });
+  assert.deepEqual(env('A=\\ lead\nEMPTY=\nQ=""\n'), { A: ' lead', EMPTY: '', Q: '' });
+  assert.deepEqual(env('export MASTER=x\nNOEQUALS\n1BAD=y\nOK=z'), { OK: 'z' }, 'systemd ignores `export X=`, lines without = and invalid names');
+  assert.deepEqual(env('A=1\nA=2\n'), { A: '2' }, 'later assignments win');
+  assert.deepEqual(env('A=x\r\nB=y\r\n'), { A: 'x', B: 'y' });
+});
+
+test('the shipped service/xroad-sync.default parses to the variables the units use', () => {
+  const text = readFileSync(fileURLToPath(new URL('../../service/xroad-sync.default', import.meta.url)), 'utf8');
+  const vars = env(text);
+  assert.deepEqual(Object.keys(vars).sort(), ['MASTER', 'XROAD_SYNC_DAEMON_OPTS', 'XROAD_SYNC_OPTS', 'XROAD_USER']);
+  assert.equal(vars.XROAD_USER, 'xroad-slave');
+  assert.equal(vars.XROAD_SYNC_OPTS, '');
+});
+
+test('$XROAD_SYNC_OPTS splits like an unquoted $VAR in ExecStart=: whitespace, quotes, backslashes', () => {
+  assert.deepEqual(splitWords(''), []);
+  assert.deepEqual(splitWords('  --identity /k   --timeout 5\t'), ['--identity', '/k', '--timeout', '5']);
+  assert.deepEqual(splitWords(`--exclude "/a b" --exclude '/c "d"' x\\ y`), ['--exclude', '/a b', '--exclude', '/c "d"', 'x y']);
+  assert.deepEqual(splitWords('--on-change ""'), ['--on-change', '']);
+});
+
+test('durations: plain seconds and s/m/h suffixes; anything else is undefined, never NaN', () => {
+  for (const [text, ms] of [['300', 300_000], ['0.5', 500], ['30s', 30_000], ['5m', 300_000], ['1h', 3_600_000], ['1h30m', 5_400_000], [' 2M ', 120_000], ['1.5m', 90_000]] as const) {
+    assert.equal(parseDurationMs(text), ms, text);
+  }
+  for (const bad of ['', '5x', 'abc', '-5', 'NaN', 'Infinity', '5 m', 'm', '1e3', '5ms', '1d']) assert.equal(parseDurationMs(bad), undefined, `"${bad}"`);
+  assert.throws(() => durationOption('5x', '--max-age', { minMs: 1000, maxMs: 10_000 }), /--max-age must be a duration .* got "5x"/);
+  assert.throws(() => durationOption('0', '--timeout', { minMs: 100, maxMs: 10_000 }), /--timeout/);
+  assert.equal(durationOption(5, '--timeout', { minMs: 100, maxMs: 10_000 }), 5000);
+});
+
+test('lock holders: this process is live; a wrong start time, another boot or a dead pid is not; old-format locks count only for xroad-sync', async () => {
+  const stat = readFileSync(`/proc/${process.pid}/stat`, 'utf8');
+  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
+  const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  assert.ok(holderIsLive({ pid: process.pid, start, boot, purpose: 'sync' }));
+  assert.equal(holderIsLive({ pid: process.pid, start: String(Number(start) + 1), boot, purpose: 'sync' }), false, 'pid reused by another process');
+  assert.equal(holderIsLive({ pid: process.pid, start, boot: '00000000-0000-0000-0000-000000000000', purpose: 'sync' }), false, 'before a reboot');
+  const child = spawn('sleep', ['5'], { stdio: 'ignore' });
+  try {
+    assert.equal(holderIsLive(parseHolder(`${child.pid}\nsync\n`)!), false, 'an old-format lock naming a process that is not xroad-sync');
+  } finally {
+    child.kill('SIGKILL');
+  }
+  await new Promise((resolve) => child.once('exit', resolve));
+  assert.equal(holderIsLive({ pid: child.pid!, purpose: 'sync' }), false, 'a dead pid');
+  assert.equal(parseHolder('garbage'), undefined);
+  assert.deepEqual(parseHolder(JSON.stringify({ pid: 42, start: '7', boot: 'b', purpose: 'daemon' })), { pid: 42, start: '7', boot: 'b', purpose: 'daemon', since: undefined });
+});
+
+test('one exit-code table: --help and README.md show exactly the rows of errors.ts; unknown errors are not 11', async () => {
+  const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+  assert.ok(readme.includes(exitCodeMarkdown()), `README.md "Exit codes" must hold exactly:\n${exitCodeMarkdown()}`);
+  const help = await runCli(['--help']);
+  for (const row of EXIT_CODE_TABLE) assert.match(help.stdout, new RegExp(`^ +${row.code}  ${row.meaning.replace(/[()]/g, '\\$&')}$`, 'm'));
+  assert.equal(exitCodeOf(new TypeError('x is undefined')), ExitCode.INTERNAL);
+  assert.notEqual(ExitCode.INTERNAL, ExitCode.LOCAL_IO);
+  assert.equal(exitCodeOf(Object.assign(new Error('ENOSPC: no space left'), { code: 'ENOSPC', syscall: 'write' })), ExitCode.LOCAL_IO);
+  assert.equal(exitCodeOf(new LockHeldError('held')), 75);
+});
