@@ -59,7 +59,7 @@ export async function acquireLock(stateDir: string, purpose: string, wait: LockW
   await ensureStateDir(stateDir);
   const path = passLockPath(stateDir);
   return takeLock(path, purpose, wait, (holder) =>
-    new LockHeldError(`another xroad-sync pass (pid ${holder.pid}, ${holder.purpose}) still holds ${path} after ${seconds(wait.waitMs)}`, {
+    new LockHeldError(`another xroad-sync pass (pid ${holder.pid}) holds ${path}: still running (${holder.purpose}) after waiting ${seconds(wait.waitMs)}`, {
       subject: path,
       hint: 'a pass normally takes seconds: check that process (ps -p PID -f); raise --wait to wait longer',
     }),
