@@ -125,6 +125,14 @@ export class InterruptedError extends SyncError {
   readonly exitCode = ExitCode.SIGNAL;
 }
 
+/** Stopped by a signal while waiting for another pass's lock: this pass never started. */
+export class LockWaitInterruptedError extends InterruptedError {}
+
+/** The pass never got the lock: the pass that holds it reports for itself, so this is not logged or recorded as a pass. */
+export function isLockWait(err: unknown): boolean {
+  return err instanceof LockHeldError || err instanceof LockWaitInterruptedError;
+}
+
 /**
  * Not a failure: the flag file appeared while the pass ran (`xroad-sync
  * pause`), so it was abandoned before its commit and nothing changed.

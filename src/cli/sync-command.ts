@@ -1,6 +1,6 @@
 /** `xroad-sync sync`: one pass, reported to slave-sync.log, stderr, the JSON record and status.json. */
 import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../config.js';
-import { describeError, LockHeldError } from '../errors.js';
+import { describeError, isLockWait } from '../errors.js';
 import { runPass, type PassResult, type SourceProvider } from '../pass.js';
 import { connectPerPass } from '../remote/provider.js';
 import { createLogger, logPass, passRecord } from '../report/logger.js';
@@ -65,6 +65,8 @@ export async function runReportedPass(
   } finally {
     await log?.close();
   }
+  // A pass that never got the lock did nothing: the pass that holds it reports and records its own result.
+  if (isLockWait(result.error)) return result;
   const durationMs = result.finishedAt.getTime() - result.startedAt.getTime();
   const logger = opts.logger ?? createLogger({ destination: 1 });
   logPass(logger, passRecord({ ...result, durationMs }));
@@ -72,8 +74,7 @@ export async function runReportedPass(
     for (const hint of restartHintLines(result.changedPaths)) logger.info({ msg: hint });
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
   }
-  // A pass that never got the lock did nothing: the running pass records its own result.
-  if (!settings.dryRun && !(result.error instanceof LockHeldError)) {
+  if (!settings.dryRun) {
     await recordPass(settings.stateDir, result).catch((err) =>
       process.stderr.write(`xroad-sync: cannot record the pass in ${settings.stateDir}: ${describeError(err)}\n`),
     );

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, relative } from 'node:path';
 import type { PassSettings } from '../config.js';
 import { runReportedPass } from '../cli/sync-command.js';
-import { describeError, ExitCode, LockHeldError } from '../errors.js';
+import { describeError, ExitCode, isLockWait } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import { isTempName } from '../local/temp-names.js';
 import { WarmSessionProvider } from '../remote/provider.js';
@@ -68,7 +68,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
             onTakeover: (notice) => logger.warn({ msg: notice }),
           },
         });
-        if (result.error instanceof LockHeldError) {
+        if (isLockWait(result.error)) {
           logger.warn({ msg: 'pass skipped: another pass kept the lock', error: describeError(result.error) });
           return 'skipped';
         }

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InterruptedError, LocalIoError, LockHeldError, errnoOf } from '../errors.js';
+import { LocalIoError, LockHeldError, LockWaitInterruptedError, errnoOf } from '../errors.js';
 
 export interface Lock {
   readonly path: string;
@@ -34,7 +34,7 @@ export interface LockWait {
   readonly onWait?: (holder: LockHolder) => void;
   /** Called when a dead holder's lock is taken over. */
   readonly onTakeover?: (notice: string) => void;
-  /** Stops the wait with InterruptedError. */
+  /** Stops the wait with LockWaitInterruptedError. */
   readonly signal?: AbortSignal;
 }
 
@@ -82,7 +82,7 @@ async function takeLock(path: string, purpose: string, wait: LockWait, held: (ho
   const started = Date.now();
   let told = false;
   for (;;) {
-    if (wait.signal?.aborted) throw new InterruptedError(`stopped while waiting for ${path}; nothing was changed`, { subject: path });
+    if (wait.signal?.aborted) throw new LockWaitInterruptedError(`stopped while waiting for ${path}; nothing was changed`, { subject: path });
     const mine = await tryCreate(path, purpose);
     if (mine) return mine;
     const text = await readFile(path, 'utf8').catch(() => null);
