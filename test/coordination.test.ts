@@ -163,6 +163,9 @@ test('5. SIGTERM right after a busy pass (thousands of stray temp files removed)
   const stopped = d.records().find((r) => r.msg === 'daemon stopped');
   assert.ok(stopped, output(d)());
   assert.deepEqual(stopped.openHandles, [], `watchers, timers or sockets left open at stop\n${output(d)()}`);
+  const started = d.records().find((r) => r.msg === 'daemon started');
+  assert.ok(Number(started?.inotifyWatches) > 40, `the count sees the watchers while running (${started?.inotifyWatches})`);
+  assert.equal(stopped.inotifyWatches, 0, `inotify watches the kernel still holds for the daemon at stop\n${output(d)()}`);
 });
 
 test('5b. a second SIGTERM while stopping never leaves the daemon hanging', T, async (t) => {

@@ -4,7 +4,7 @@
  * on this (read-only) slave, clean stop on SIGTERM/SIGINT within 5 s.
  */
 import { watch, type FSWatcher } from 'chokidar';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, relative } from 'node:path';
 import type { PassSettings } from '../config.js';
 import { runReportedPass } from '../cli/sync-command.js';
@@ -100,7 +100,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
     },
     onError: (err) => logger.warn({ msg: 'file watcher error', error: describeError(err) }),
   });
-  logger.info({ msg: 'daemon started', pid: process.pid, intervalS: opts.intervalMs / 1000, master: settings.connection.host, target: settings.targetDir });
+  logger.info({ msg: 'daemon started', pid: process.pid, intervalS: opts.intervalMs / 1000, master: settings.connection.host, target: settings.targetDir, inotifyWatches: inotifyWatches() });
   scheduler.start();
 
   const signal = await waitForStopSignal(logger);
@@ -112,7 +112,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
   await setDaemonPid(settings.stateDir, null);
   // What still keeps the event loop alive (a watcher chokidar failed to close, a socket): logged, so a test can see it.
   const openHandles = await settledHandles(500);
-  logger.info({ msg: 'daemon stopped', openHandles });
+  logger.info({ msg: 'daemon stopped', openHandles, inotifyWatches: inotifyWatches() });
   return 0;
 }
 
@@ -125,6 +125,29 @@ async function within(ms: number, promise: Promise<unknown>): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Watches the kernel still holds for this process (Linux /proc/self/fdinfo), or null where that cannot be read. */
+function inotifyWatches(): number | null {
+  let fds: string[];
+  try {
+    fds = readdirSync('/proc/self/fdinfo');
+  } catch {
+    return null;
+  }
+  let count = 0;
+  for (const fd of fds) {
+    // The fd readdir itself used is gone by now: skip what cannot be read.
+    const info = (() => {
+      try {
+        return readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+      } catch {
+        return '';
+      }
+    })();
+    count += info.split('\n').filter((line) => line.startsWith('inotify wd:')).length;
+  }
+  return count;
 }
 
 /** Active handles other than stdio, after giving closing sockets up to `ms` to go. */
