@@ -67,6 +67,7 @@ test('1. pause / resume --now beside a running daemon: 20 of 20 exit 0 with the 
   const s = await setup(t);
   const d = startDaemon(s);
   await firstPass(d);
+  const started = Date.now();
   for (let i = 0; i < 20; i++) {
     const p = await runCli(['pause', '--flag-file', s.flagFile, '--state-dir', s.stateDir]);
     assert.equal(p.status, 0, `round ${i}: pause\n${show(p)}`);
@@ -77,6 +78,7 @@ test('1. pause / resume --now beside a running daemon: 20 of 20 exit 0 with the 
     assert.equal(r.status, 0, `round ${i}: resume --now\n${show(r)}\n${output(d)()}`);
     assert.equal(await fs.readFile(path.join(s.target, 'conf.d', 'round.ini'), 'utf8'), content, `round ${i}: the change is applied when resume --now returns`);
   }
+  t.diagnostic(`20 rounds of pause / change / resume --now in ${Date.now() - started} ms`);
   const log = await logText(s);
   assert.doesNotMatch(log, /rsync error|code 75/, 'no lock collision is logged as a failed pass');
   assert.doesNotMatch(d.stdout(), /"result":"failed"/, 'the daemon recorded no failed pass');
@@ -105,6 +107,7 @@ test('2. pause during a pass in flight waits for it; the pass is abandoned befor
   await waitFor(() => d.stderr().includes('test hook paused at staged'), 15_000, 'the pass to reach the hook', output(d));
   const p = await runCli(['pause', '--flag-file', s.flagFile, '--state-dir', s.stateDir]);
   assert.equal(p.status, 0, show(p));
+  t.diagnostic(p.stdout.trim().replaceAll('\n', ' | '));
   assert.match(p.stdout, /Sync paused: false => true/);
   assert.match(p.stdout, /waited \d+(\.\d)? s for the running pass \(pid \d+\)/, show(p));
   const before = await readTree(s.target);

@@ -84,3 +84,52 @@ test('one exit-code table: --help and README.md show exactly the rows of errors.
   assert.equal(exitCodeOf(Object.assign(new Error('ENOSPC: no space left'), { code: 'ENOSPC', syscall: 'write' })), ExitCode.LOCAL_IO);
   assert.equal(exitCodeOf(new LockHeldError('held')), 75);
 });
+
+test('precedence: flag > environment > settings file (XROAD_SYNC_OPTS over MASTER) > default; origins name the source', async () => {
+  const { Command } = await import('commander');
+  const { addPassOptions, addSettingsOption, addWaitOption } = await import('../src/cli/options.js');
+  const { applySettings } = await import('../src/cli/settings.js');
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const dir = mkdtempSync('/tmp/xroad-sync-settings-');
+  try {
+    const file = `${dir}/xroad-sync`;
+    writeFileSync(file, 'MASTER=from-file\nXROAD_USER=file-user\nXROAD_SYNC_OPTS="--timeout 7 --target \'/t dir\' --state-dir /from-opts"\n');
+    const parse = (args: string[], env: NodeJS.ProcessEnv) => {
+      const cmd = addSettingsOption(addWaitOption(addPassOptions(new Command('sync')))).exitOverride();
+      // commander reads MASTER/XROAD_USER from process.env while parsing
+      const saved = { MASTER: process.env.MASTER, XROAD_USER: process.env.XROAD_USER };
+      Object.assign(process.env, { MASTER: env.MASTER, XROAD_USER: env.XROAD_USER });
+      for (const k of ['MASTER', 'XROAD_USER'] as const) if (env[k] === undefined) delete process.env[k];
+      try {
+        cmd.parse(args, { from: 'user' });
+      } finally {
+        for (const k of ['MASTER', 'XROAD_USER'] as const) if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k];
+      }
+      const origins = applySettings(cmd, { ...env, XROAD_SYNC_SETTINGS: file });
+      return { opts: cmd.opts(), origins };
+    };
+    let r = parse([], {});
+    assert.equal(r.opts.master, 'from-file');
+    assert.equal(r.origins.get('master'), `MASTER in ${file}`);
+    assert.equal(r.opts.user, 'file-user');
+    assert.equal(r.opts.timeout, '7');
+    assert.equal(r.opts.target, '/t dir');
+    assert.equal(r.origins.get('timeout'), `XROAD_SYNC_OPTS in ${file}`);
+    assert.equal(r.origins.get('port'), 'default');
+
+    r = parse(['--timeout', '3'], { MASTER: 'from-env', XROAD_SYNC_OPTS: '--state-dir /from-env-opts' });
+    assert.equal(r.opts.master, 'from-env');
+    assert.equal(r.origins.get('master'), 'environment MASTER');
+    assert.equal(r.opts.timeout, '3');
+    assert.equal(r.origins.get('timeout'), 'flag');
+    assert.equal(r.opts.stateDir, '/from-env-opts', 'XROAD_SYNC_OPTS in the environment beats the file');
+    assert.equal(r.opts.target, '/t dir');
+
+    writeFileSync(file, 'XROAD_SYNC_OPTS="--master opts-master --interval 5"\nMASTER=var-master\n');
+    assert.throws(() => parse([], {}), /XROAD_SYNC_OPTS in .*unknown option '--interval'/);
+    writeFileSync(file, 'XROAD_SYNC_OPTS="--master opts-master"\nMASTER=var-master\n');
+    assert.equal(parse([], {}).opts.master, 'opts-master', 'as in ExecStart=: the flags in XROAD_SYNC_OPTS beat MASTER=');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

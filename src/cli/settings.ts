@@ -39,7 +39,7 @@ export function applySettings(cmd: Command, env: NodeJS.ProcessEnv = process.env
   const wordVars = cmd.name() === 'daemon' ? ['XROAD_SYNC_DAEMON_OPTS', 'XROAD_SYNC_OPTS'] : ['XROAD_SYNC_OPTS'];
   for (const name of wordVars) {
     const v = vars.get(name);
-    if (v?.value) layers.push(optsLayer(v.value, `${name} in ${v.file}`));
+    if (v?.value) layers.push(optsLayer(v.value, `${name} in ${v.file}`, name === 'XROAD_SYNC_DAEMON_OPTS'));
   }
   for (const [name, option] of [['MASTER', 'master'], ['XROAD_USER', 'user']] as const) {
     const v = vars.get(name);
@@ -77,7 +77,7 @@ function settingsFiles(explicit: string | undefined, env: NodeJS.ProcessEnv): st
   if (!existsSync(named)) {
     throw new ConfigError(`the settings file ${named} does not exist`, {
       subject: named,
-      hint: explicit ? 'check --settings' : 'check XROAD_SYNC_SETTINGS (empty reads no settings file)',
+      hint: explicit ? 'check --settings' : 'XROAD_SYNC_SETTINGS names it; set it empty to read no settings file',
     });
   }
   return [named];
@@ -92,10 +92,11 @@ function readSettingsFile(file: string): ReturnType<typeof parseEnvironmentFile>
 }
 
 /** The flags in XROAD_SYNC_OPTS, split as systemd splits an unquoted $XROAD_SYNC_OPTS. */
-function optsLayer(text: string, where: string): Layer {
-  const parser = addWaitOption(addPassOptions(new Command('settings')))
-    .option('--interval <duration>')
-    .option('--now')
+function optsLayer(text: string, where: string, daemonOnly = false): Layer {
+  // What `sync $XROAD_SYNC_OPTS` accepts (the units pass it to sync too); --interval only in the daemon's variable.
+  const parser = addWaitOption(addPassOptions(new Command('settings'))).option('--now');
+  if (daemonOnly) parser.option('--interval <duration>');
+  parser
     .exitOverride()
     .configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
   try {
