@@ -133,3 +133,33 @@ test('precedence: flag > environment > settings file (XROAD_SYNC_OPTS over MASTE
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('pass lock: 12 contenders at once take it one at a time, each waiting its turn; a stale lock is taken over with one notice', async () => {
+  const { acquireLock } = await import('../src/state/lock.js');
+  const { mkdtempSync, rmSync, writeFileSync, existsSync } = await import('node:fs');
+  const dir = mkdtempSync('/tmp/xroad-sync-lock-');
+  try {
+    let inside = 0;
+    let most = 0;
+    await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const lock = await acquireLock(dir, 'sync', { waitMs: 20_000 });
+        most = Math.max(most, ++inside);
+        await new Promise((r) => setTimeout(r, 10));
+        inside--;
+        await lock.release();
+      }),
+    );
+    assert.equal(most, 1, 'two contenders held the lock at once');
+    assert.equal(existsSync(`${dir}/sync.lock`), false);
+
+    writeFileSync(`${dir}/sync.lock`, JSON.stringify({ pid: process.pid, start: '1', boot: 'x', purpose: 'sync' }));
+    const notices: string[] = [];
+    const lock = await acquireLock(dir, 'sync', { waitMs: 0, onTakeover: (n) => notices.push(n) });
+    await lock.release();
+    assert.equal(notices.length, 1, notices.join('\n'));
+    assert.match(notices[0]!, /took over .*sync\.lock from pid \d+/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -26,7 +26,7 @@ export interface DaemonOptions {
 
 export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Promise<number> {
   // One daemon per state dir: a second one stops here, naming the first one's pid.
-  const daemonLock = await acquireDaemonLock(settings.stateDir);
+  const daemonLock = await acquireDaemonLock(settings.stateDir, (notice) => process.stderr.write(`xroad-sync: ${notice}\n`));
   try {
     return await runLockedDaemon(settings, opts);
   } finally {

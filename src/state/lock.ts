@@ -8,7 +8,8 @@
  * at once, with one notice. Node has no flock(2); this needs no native code.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, open, readFile, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LocalIoError, LockHeldError, LockWaitInterruptedError, errnoOf } from '../errors.js';
 
@@ -67,10 +68,10 @@ export async function acquireLock(stateDir: string, purpose: string, wait: LockW
 }
 
 /** The daemon's lock, held for its lifetime: a second daemon on the same state dir is refused. */
-export async function acquireDaemonLock(stateDir: string): Promise<Lock> {
+export async function acquireDaemonLock(stateDir: string, onTakeover?: (notice: string) => void): Promise<Lock> {
   await ensureStateDir(stateDir);
   const path = daemonLockPath(stateDir);
-  return takeLock(path, 'daemon', { waitMs: 0 }, (holder) =>
+  return takeLock(path, 'daemon', { waitMs: 0, onTakeover }, (holder) =>
     new LockHeldError(`another xroad-sync daemon (pid ${holder.pid}) already runs on the state directory ${stateDir}`, {
       subject: path,
       hint: `one daemon per state dir: stop it first (systemctl stop xroad-sync-daemon, or kill ${holder.pid})`,
@@ -102,19 +103,23 @@ async function takeLock(path: string, purpose: string, wait: LockWait, held: (ho
   }
 }
 
+/**
+ * The lock file appears whole or not at all: its content is written to a
+ * private temp file first, then hard-linked to the lock's name (link(2)
+ * fails if the name exists). A reader never sees an empty lock and takes it
+ * for a dead holder's.
+ */
 async function tryCreate(path: string, purpose: string): Promise<Lock | undefined> {
   const content = JSON.stringify({ ...ownIdentity(), purpose, since: new Date().toISOString() }) + '\n';
-  let handle;
+  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    handle = await open(path, 'wx', 0o644);
+    await writeFile(temp, content, { mode: 0o644, flag: 'wx' });
+    await link(temp, path);
   } catch (err) {
     if (errnoOf(err) === 'EEXIST') return undefined;
     throw new LocalIoError(`cannot create the lock file ${path}`, { subject: path, cause: err });
-  }
-  try {
-    await handle.writeFile(content);
   } finally {
-    await handle.close();
+    await unlink(temp).catch(() => undefined);
   }
   return {
     path,
