@@ -14,7 +14,9 @@ export const ExitCode = {
   TRANSFER: 23,
   SAFETY_VALVE: 25,
   TIMEOUT: 30,
+  REPLICA_UNAVAILABLE: 69,
   LOCK_HELD: 75,
+  REPLICA_PERMISSION: 77,
   HOST_KEY: 254,
   CONNECTION: 255,
 } as const;
@@ -30,7 +32,9 @@ export const exitCodeText: Record<ExitCodeValue, string> = {
   23: 'some files/attrs were not transferred (see previous errors)',
   25: 'the --max-delete limit stopped deletions',
   30: 'timeout in data send/receive',
+  69: 'serverconf replica unreachable or not ready',
   75: 'another pass holds the lock',
+  77: 'no permission on the serverconf replica',
   254: 'host key verification failed',
   255: 'unexplained error',
 };
