@@ -238,6 +238,14 @@ test('least privilege: check passes with the documented setup; a role without th
   assert.equal(existsSync(pausedMarkerPath(n.stateDir)), false);
   assert.equal((await n.pair.standby('SELECT pg_is_wal_replay_paused() AS p'))[0]!.p, false);
 
+  // Exactly the statement the hint names, run where it says (the primary), is all that was missing.
+  const grant = /'(GRANT EXECUTE ON FUNCTION pg_wal_replay_pause\(\) TO xroad_nogrant;)'/.exec(p.stderr)![1]!;
+  await n.pair.primary(grant);
+  await waitFor(async () => (await n.pair.standby("SELECT has_function_privilege('xroad_nogrant', 'pg_wal_replay_pause()', 'EXECUTE') AS ok"))[0]!.ok === true, 15_000, 'the grant on the standby');
+  const granted = await pause(n, ['--serverconf-role', 'xroad_nogrant']);
+  assert.equal(granted.status, 0, show(granted));
+  assert.match(granted.stdout, /^serverconf replay: running => paused\b/m);
+
   // A role the OS user is not mapped to: the peer login fails, and the hint gives the map lines.
   const unmapped = await pause(n, ['--serverconf-role', 'xroad_other']);
   assert.equal(unmapped.status, 77, show(unmapped));

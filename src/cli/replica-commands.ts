@@ -5,7 +5,7 @@
  * says whether the node is ready to upgrade (IG-XLB §7.2) or why not.
  */
 import { ConfigError, describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
-import { monitorHint, ON_PRIMARY } from '../replica/errors.js';
+import { monitorHint, onPrimary } from '../replica/errors.js';
 import { clearReplayPaused, markReplayPaused } from '../replica/paused-marker.js';
 import type { Replica, ReplicaStatus } from '../replica/replica.js';
 import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../replica/settings.js';
@@ -159,10 +159,10 @@ export async function checkReplicaAccess(opts: Opts): Promise<number> {
     const missing: Outcome[] = [];
     const fns = replica.fns;
     for (const [fn, ok] of [[fns.pause, p.pause], [fns.resume, p.resume]] as const) {
-      if (!ok) missing.push({ ok: false, text: `role ${settings.role} may not run ${fn}()`, fix: `${ON_PRIMARY} '${grantExecute(fn, settings.role)}'` });
+      if (!ok) missing.push({ ok: false, text: `role ${settings.role} may not run ${fn}()`, fix: onPrimary(settings, grantExecute(fn, settings.role)) });
     }
     if (!p.superuser && p.monitor !== true) {
-      missing.push({ ok: false, text: `role ${settings.role} cannot see pg_stat_wal_receiver (whether the replica streams)`, fix: monitorHint(fns, settings.role) });
+      missing.push({ ok: false, text: `role ${settings.role} cannot see pg_stat_wal_receiver (whether the replica streams)`, fix: monitorHint(fns, settings) });
     }
     if (missing.length > 0) {
       missing.forEach(print);

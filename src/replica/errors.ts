@@ -27,7 +27,13 @@ export interface ErrorContext {
   readonly versionNum?: number;
 }
 
-const ON_PRIMARY = "on the master (the replication primary; the standby is read-only and the grant replicates): sudo -u postgres psql -c";
+/**
+ * Where a GRANT goes: the master's serverconf cluster (the replication primary; port 5433 in the
+ * guide, as on the slave), in the database we connect to, since function privileges are per database.
+ */
+export function onPrimary(s: ReplicaSettings, sql: string): string {
+  return `on the master (the replication primary; the standby is read-only and the grant replicates): sudo -u postgres psql -p ${s.port} -d ${s.database} -c '${sql}'`;
+}
 const osUser = (): string => process.env.USER ?? 'xroad';
 
 /** Any error from pg or the socket → a ReplicaError with the hint for it. Already typed errors pass through. */
@@ -51,8 +57,8 @@ export function toReplicaError(err: unknown, ctx: ErrorContext): SyncError {
       return fail(`permission denied on the socket directory ${s.socketDir}`, `let ${osUser()} search ${s.socketDir} (its mode), or set SERVERCONF_SOCKET_DIR`, ReplicaPermissionError);
     case '42501': {
       const fn = /function (\w+)/.exec(message)?.[1];
-      if (fn) return fail(message, `${ON_PRIMARY} '${grantExecute(fn, s.role)}'`, ReplicaPermissionError);
-      if (fns.monitorRole) return fail(message, `${ON_PRIMARY} '${grantMonitor(fns.monitorRole, s.role)}'`, ReplicaPermissionError);
+      if (fn) return fail(message, onPrimary(s, grantExecute(fn, s.role)), ReplicaPermissionError);
+      if (fns.monitorRole) return fail(message, onPrimary(s, grantMonitor(fns.monitorRole, s.role)), ReplicaPermissionError);
       return fail(message, 'before PostgreSQL 10 only a superuser may do this', ReplicaPermissionError);
     }
     case '28000':
@@ -77,7 +83,7 @@ function authHint(message: string, ctx: ErrorContext): string {
   const s = ctx.settings;
   const setup = leastPrivilegeSetup({ role: s.role, osUser: osUser(), versionNum: ctx.versionNum ?? 150000 });
   if (/role .* does not exist/.test(message)) {
-    return `create the role ${ON_PRIMARY} '${setup.primarySql.join(' ')}'`;
+    return `create the role ${onPrimary(s, setup.primarySql.join(' '))}`;
   }
   // "Peer authentication failed", "no pg_hba.conf entry", a password demanded: the map is missing.
   return (
@@ -87,10 +93,8 @@ function authHint(message: string, ctx: ErrorContext): string {
 }
 
 /** The grant `fns` needs for pg_stat_wal_receiver, as a hint. */
-export function monitorHint(fns: ReplayFunctions, role: string): string {
+export function monitorHint(fns: ReplayFunctions, s: ReplicaSettings): string {
   return fns.monitorRole
-    ? `${ON_PRIMARY} '${grantMonitor(fns.monitorRole, role)}'`
+    ? onPrimary(s, grantMonitor(fns.monitorRole, s.role))
     : 'before PostgreSQL 10 only a superuser sees pg_stat_wal_receiver';
 }
-
-export { ON_PRIMARY };
