@@ -163,6 +163,9 @@ test('pause while the primary writes: replay stops, receive moves on, status sho
 test('resume --now: replay resumed, flag removed, a pass, then ready only once the replica caught up; a forgotten resume is CRITICAL', T, async (t) => {
   const n = await node(t);
   const pass = await master(t, n);
+  // Each commit is applied 3 s after it was made: replay cannot catch up during the pass, so a
+  // resume --now that did not wait would report an LSN below the primary's.
+  await n.pair.configureStandby(["recovery_min_apply_delay = '3s'"]);
   assert.equal((await pause(n)).status, 0);
   const stopWriter = startWriter(n.pair);
   try {
@@ -197,6 +200,20 @@ test('resume --now: replay resumed, flag removed, a pass, then ready only once t
   const forgotten = await runCliAs(OS_USER, ['status', '--check', '--state-dir', n.stateDir, '--flag-file', n.flagFile], { env });
   assert.equal(forgotten.status, 2, show(forgotten));
   assert.match(forgotten.stdout, /^XROAD-SYNC CRITICAL - serverconf replay paused since \S+ while config sync is not paused: forgotten resume\?/);
+});
+
+test('resume --now while replay cannot catch up in time: "not ready", how far behind, non-zero exit', T, async (t) => {
+  const n = await node(t);
+  const pass = await master(t, n);
+  await n.pair.configureStandby(["recovery_min_apply_delay = '10min'"]);
+  await n.pair.primary('CREATE TABLE late (v int)');
+  await n.pair.primary('INSERT INTO late VALUES (1)');
+  await waitFor(async () => ((await statusJson(n)).serverconf.lagBytes ?? 0) > 0, 20_000, 'the delayed commit to be received, not applied');
+  const r = await runCliAs(OS_USER, ['resume', '--now', '--ready-timeout', '2', ...pass, ...n.replicaArgs, '--state-dir', n.stateDir]);
+  assert.equal(r.signal, null, show(r));
+  assert.equal(r.status, 69, show(r));
+  assert.match(r.stdout, /^Sync paused: false => false\b/m);
+  assert.match(lastLine(r.stdout), /^node NOT ready to upgrade: serverconf replay at \S+ is [1-9]\d* bytes behind what it received \(\S+\)$/);
 });
 
 test('resume --now with the primary stopped: "not ready" within --ready-timeout and a non-zero exit', T, async (t) => {

@@ -46,6 +46,8 @@ export interface PgPair {
   standby(sql: string): Promise<Array<Record<string, unknown>>>;
   /** Appends lines to the standby's pg_ident.conf / pg_hba.conf (hba lines go first) and reloads it. */
   configureStandbyAuth(identLines: readonly string[], hbaLines: readonly string[]): Promise<void>;
+  /** Appends settings to the standby's postgresql.conf and reloads it (e.g. recovery_min_apply_delay). */
+  configureStandby(lines: readonly string[]): Promise<void>;
   stopPrimary(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -130,6 +132,10 @@ export async function startPgPair(): Promise<PgPair> {
         const hba = path.join(standbyData, 'pg_hba.conf');
         await fs.appendFile(path.join(standbyData, 'pg_ident.conf'), identLines.join('\n') + '\n');
         await fs.writeFile(hba, hbaLines.join('\n') + '\n' + (await fs.readFile(hba, 'utf8')));
+        await query(standby, 'SELECT pg_reload_conf()');
+      },
+      async configureStandby(lines) {
+        await fs.appendFile(path.join(standbyData, 'postgresql.conf'), lines.join('\n') + '\n');
         await query(standby, 'SELECT pg_reload_conf()');
       },
       async stopPrimary() {
