@@ -99,6 +99,9 @@ test('the one-time setup and the hints name the exact GRANT, on the primary, and
   assert.match(denied.hint!, /on the master \(the replication primary.*'GRANT EXECUTE ON FUNCTION pg_wal_replay_resume\(\) TO xroad_sync;'/);
   const peer = toReplicaError(Object.assign(new Error('Peer authentication failed for user "xroad_sync"'), { code: '28000' }), { settings, action: 'connect' });
   assert.match(peer.hint!, /pg_ident\.conf.*local {2}all {2}xroad_sync {2}peer {2}map=xroad_sync/);
+  const password = toReplicaError(new Error('SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string'), { settings, action: 'connect' });
+  assert.equal(password.exitCode, 77);
+  assert.match(password.hint!, /pg_hba\.conf above the other local lines/);
   const gone = toReplicaError(Object.assign(new Error('connect ENOENT'), { code: 'ENOENT' }), { settings, action: 'connect' });
   assert.equal(gone.exitCode, 69);
   assert.match(gone.message, /\/var\/run\/postgresql\/\.s\.PGSQL\.5433/);

@@ -4,6 +4,7 @@
  * peer login names the pg_ident.conf / pg_hba.conf lines, a missing socket
  * names the cluster to start.
  */
+import { userInfo } from 'node:os';
 import { ExitCode, SyncError } from '../errors.js';
 import { replayFunctions, type ReplayFunctions } from './functions.js';
 import { describeEndpoint, type ReplicaSettings } from './settings.js';
@@ -34,7 +35,13 @@ export interface ErrorContext {
 export function onPrimary(s: ReplicaSettings, sql: string): string {
   return `on the master (the replication primary; the standby is read-only and the grant replicates): sudo -u postgres psql -p ${s.port} -d ${s.database} -c '${sql}'`;
 }
-const osUser = (): string => process.env.USER ?? 'xroad';
+const osUser = (): string => {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'xroad';
+  }
+};
 
 /** Any error from pg or the socket → a ReplicaError with the hint for it. Already typed errors pass through. */
 export function toReplicaError(err: unknown, ctx: ErrorContext): SyncError {
@@ -74,6 +81,8 @@ export function toReplicaError(err: unknown, ctx: ErrorContext): SyncError {
     case '57P03':
       return fail(message, 'the replica is starting or shutting down: try again shortly');
     default:
+      // The server asked for a password (md5/scram line in pg_hba.conf): the peer line is missing or below it.
+      if (/password/i.test(message)) return fail(message, authHint(message, ctx), ReplicaPermissionError);
       if (/timeout/i.test(message)) return fail(message, `the server on ${s.socketDir}/.s.PGSQL.${s.port} did not answer within ${s.connectTimeoutMs / 1000} s`);
       return fail(message, 'see the serverconf cluster log (/var/log/postgresql/)');
   }
@@ -86,9 +95,10 @@ function authHint(message: string, ctx: ErrorContext): string {
     return `create the role ${onPrimary(s, setup.primarySql.join(' '))}`;
   }
   // "Peer authentication failed", "no pg_hba.conf entry", a password demanded: the map is missing.
+  const asXroad = osUser() === 'xroad' ? '' : ` (or run xroad-sync as xroad: sudo -u xroad xroad-sync …)`;
   return (
     `map OS user ${osUser()} to role ${s.role} in the slave's serverconf cluster: add '${setup.identLine}' to pg_ident.conf and ` +
-    `'${setup.hbaLine}' to pg_hba.conf above the other local lines, then reload it (sudo -u postgres psql -p ${s.port} -c 'select pg_reload_conf()')`
+    `'${setup.hbaLine}' to pg_hba.conf above the other local lines, then reload it (sudo -u postgres psql -p ${s.port} -c 'select pg_reload_conf()')${asXroad}`
   );
 }
 

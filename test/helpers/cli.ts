@@ -45,6 +45,7 @@ function cleanEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   // Flags are explicit; the caller's environment must not choose a master, user or fault.
   delete env.MASTER;
   delete env.XROAD_USER;
+  delete env.SERVERCONF_REPLICA;
   if (!extra?.XROAD_SYNC_TEST_HOOK) delete env.XROAD_SYNC_TEST_HOOK;
   return env;
 }
