@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULTS } from '../config.js';
 import { addPassOptions } from './options.js';
-import { addReplicaCheckOptions, addReplicaOptions, addReplicaWaitOption } from './replica-options.js';
+import { addReplicaOptionsTo } from './replica-options.js';
 
 const EXIT_CODES = `
 Exit codes (same number as rsync where the meaning is the same):
@@ -50,27 +50,21 @@ function buildProgram(): Command {
       process.exitCode = await syncCommand(opts);
     });
 
-  addReplicaOptions(
-    program
-      .command('pause')
-      .description('create the flag file: every pass is skipped until resume (rolling upgrades, IG-XLB 7.2); with --serverconf also pause serverconf replay')
-      .option('--flag-file <file>', 'the flag file', DEFAULTS.flagFile)
-      .option('--state-dir <dir>', 'where the serverconf pause time is noted', DEFAULTS.stateDir),
-  ).action(async (opts) => {
-    const { pauseCommand } = await import('./pause-command.js');
-    const { pauseWithReplica } = await import('./replica-commands.js');
-    process.exitCode = await pauseWithReplica(opts, () => pauseCommand(opts));
-  });
+  program
+    .command('pause')
+    .description('create the flag file: every pass is skipped until resume (rolling upgrades, IG-XLB 7.2)')
+    .option('--flag-file <file>', 'the flag file', DEFAULTS.flagFile)
+    .action(async (opts) => {
+      const { pauseCommand } = await import('./pause-command.js');
+      const { pauseWithReplica } = await import('./replica-commands.js');
+      process.exitCode = await pauseWithReplica(opts, () => pauseCommand(opts));
+    });
 
-  addReplicaWaitOption(
-    addReplicaOptions(
-      addPassOptions(
-        program
-          .command('resume')
-          .description('remove the flag file; with --now also run a pass at once (upgrade steps 4-5); with --serverconf also resume serverconf replay and, with --now, wait until it caught up')
-          .option('--now', 'run a pass right after resuming'),
-      ),
-    ),
+  addPassOptions(
+    program
+      .command('resume')
+      .description('remove the flag file; with --now also run a pass at once (upgrade steps 4-5)')
+      .option('--now', 'run a pass right after resuming'),
   ).action(async (opts) => {
     const { resumeCommand } = await import('./pause-command.js');
     const { resumeWithReplica } = await import('./replica-commands.js');
@@ -87,21 +81,19 @@ function buildProgram(): Command {
     process.exitCode = await daemonCommand(opts);
   });
 
-  addReplicaOptions(
-    addPassOptions(
-      program
-        .command('check')
-        .description('check identity, known_hosts, target, log, state dir and flag file, each problem with its fix; then connect and show what a pass would change; with --serverconf also the replica access'),
-    ),
+  addPassOptions(
+    program
+      .command('check')
+      .description('check identity, known_hosts, target, log, state dir and flag file, each problem with its fix; then connect and show what a pass would change'),
   ).action(async (opts) => {
     const { checkCommand } = await import('./check-command.js');
     const { checkReplicaAccess } = await import('./replica-commands.js');
     const config = await checkCommand(opts);
-    const replica = await checkReplicaAccess(opts);
+    const replica = await checkReplicaAccess(opts); // reported even when the config half failed
     process.exitCode = config || replica;
   });
 
-  const status = program
+  program
     .command('status')
     .description('paused or not, the last pass, the last success, whether a daemon runs')
     .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid}')
@@ -109,11 +101,11 @@ function buildProgram(): Command {
     .option('--max-age <s>', 'with --check: critical when the last success is older than this', '300')
     .option('--fail-if-paused', 'with --check: a pause is a warning (otherwise only reported)')
     .option('--state-dir <dir>', 'where passes record their status', DEFAULTS.stateDir)
-    .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile);
-  addReplicaCheckOptions(addReplicaOptions(status)).action(async (opts) => {
-    const { statusWithReplica } = await import('./replica-status.js');
-    process.exitCode = await statusWithReplica(opts);
-  });
+    .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile)
+    .action(async (opts) => {
+      const { statusWithReplica } = await import('./replica-status.js');
+      process.exitCode = await statusWithReplica(opts);
+    });
 
   program
     .command('serve')
@@ -137,6 +129,7 @@ function buildProgram(): Command {
       process.exitCode = await demoCommand();
     });
 
+  addReplicaOptionsTo(program);
   return program;
 }
 

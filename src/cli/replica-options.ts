@@ -4,7 +4,28 @@
  * meaning; SERVERCONF_REPLICA=yes makes --serverconf the default on a slave.
  */
 import { Command, Option } from 'commander';
+import { DEFAULTS } from '../config.js';
 import { REPLICA_DEFAULTS, REPLICA_ENV } from '../replica/settings.js';
+
+/**
+ * Adds the replica's flags to pause, resume, status and check, found by name,
+ * so the commands' own definitions in main.ts stay as they are.
+ */
+export function addReplicaOptionsTo(program: Command): void {
+  const command = (name: string): Command | undefined => program.commands.find((c) => c.name() === name);
+  const has = (cmd: Command, flag: string): boolean => cmd.options.some((o) => o.long === flag);
+  const pause = command('pause');
+  if (pause) {
+    addReplicaOptions(pause);
+    if (!has(pause, '--state-dir')) pause.option('--state-dir <dir>', 'where the serverconf pause time is noted', DEFAULTS.stateDir);
+  }
+  const resume = command('resume');
+  if (resume) addReplicaWaitOption(addReplicaOptions(resume));
+  const status = command('status');
+  if (status) addReplicaCheckOptions(addReplicaOptions(status));
+  const check = command('check');
+  if (check) addReplicaOptions(check);
+}
 
 export function addReplicaOptions(cmd: Command): Command {
   return cmd
