@@ -221,6 +221,7 @@ test('resume --now with the primary stopped: "not ready" within --ready-timeout 
   const pass = await master(t, n);
   assert.equal((await pause(n)).status, 0);
   await n.pair.stopPrimary();
+  await waitFor(async () => (await n.pair.standby("SELECT count(*)::int AS n FROM pg_stat_wal_receiver WHERE status = 'streaming'"))[0]!.n === 0, 20_000, 'the standby to notice');
   const r = await runCliAs(OS_USER, ['resume', '--now', '--ready-timeout', '3', ...pass, ...n.replicaArgs, '--state-dir', n.stateDir]);
   assert.equal(r.signal, null, show(r));
   assert.equal(r.status, 69, show(r));
