@@ -82,7 +82,8 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
     if (configCode !== ExitCode.OK) notReady.unshift(`the config pass failed (exit ${configCode})`);
     let caughtUp = '';
     if (replica) {
-      const waited = await waitWithProgress(replica, readyTimeoutMs(opts));
+      // Not ready anyway when the pass failed: one look at the replica for the report, no wait.
+      const waited = await waitWithProgress(replica, configCode === ExitCode.OK ? readyTimeoutMs(opts) : 0);
       if (waited.ready) caughtUp = waited.reason;
       else notReady.push(waited.reason);
     }
