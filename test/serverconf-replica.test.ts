@@ -18,7 +18,7 @@ import { pausedMarkerPath } from '../src/replica/paused-marker.js';
 import { leastPrivilegeSetup } from '../src/replica/setup.js';
 import { passArgs, sleep, waitFor, type CliRun } from './helpers/cli.js';
 import { ensureOsUser, postgresTestSkipReason, runCliAs, startPgPair, type PgPair } from './helpers/postgres.js';
-import { makeTempDir, startMaster, writeTree, type TestMaster } from './helpers/sshd.js';
+import { freePort, makeTempDir, startMaster, writeTree, type TestMaster } from './helpers/sshd.js';
 
 const OS_USER = 'xroad-sync-pgtest';
 const skip = postgresTestSkipReason();
@@ -214,6 +214,18 @@ test('resume --now while replay cannot catch up in time: "not ready", how far be
   assert.equal(r.status, 69, show(r));
   assert.match(r.stdout, /^Sync paused: false => false\b/m);
   assert.match(lastLine(r.stdout), /^node NOT ready to upgrade: serverconf replay at \S+ is [1-9]\d* bytes behind what it received \(\S+\)$/);
+});
+
+test('resume --now when the pass fails: replay is still resumed and reported, "not ready" names the pass and its exit code', T, async (t) => {
+  const n = await node(t);
+  const pass = await master(t, n);
+  assert.equal((await pause(n)).status, 0);
+  const r = await runCliAs(OS_USER, ['resume', '--now', ...pass, '--port', String(await freePort()), ...n.replicaArgs, '--state-dir', n.stateDir]);
+  assert.equal(r.status, 255, show(r));
+  assert.match(r.stdout, /^serverconf replay: paused => running\b/m);
+  assert.match(r.stdout, /^Sync paused: true => false\b/m);
+  assert.equal(lastLine(r.stdout), 'node NOT ready to upgrade: the config pass failed (exit 255)');
+  assert.equal((await n.pair.standby('SELECT pg_is_wal_replay_paused() AS p'))[0]!.p, false);
 });
 
 test('resume --now with the primary stopped: "not ready" within --ready-timeout and a non-zero exit', T, async (t) => {
