@@ -4,14 +4,13 @@
  * exit code is the first failure's. `resume --now` ends with one line that
  * says whether the node is ready to upgrade (IG-XLB §7.2) or why not.
  */
-import { ConfigError, describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
+import { DEFAULTS } from '../config.js';
+import { describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
 import { monitorHint, onPrimary } from '../replica/errors.js';
 import { clearReplayPaused, markReplayPaused } from '../replica/paused-marker.js';
 import type { Replica, ReplicaStatus } from '../replica/replica.js';
 import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../replica/settings.js';
 import { grantExecute } from '../replica/setup.js';
-
-const DEFAULT_STATE_DIR = '/var/lib/xroad-sync';
 
 type Opts = RawReplicaOptions & { stateDir?: string; now?: boolean; readyTimeout?: string };
 
@@ -40,17 +39,21 @@ export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<num
   const configCode = await configHalf();
   if (settings === null) return configCode;
   if (typeof settings === 'number') return configCode || settings;
-  const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
   let replica: Replica | undefined;
   try {
     replica = await openReplica(settings);
     const { before, after } = await replica.pauseReplay();
-    if (before === 'running' && after !== 'running') await markReplayPaused(stateDir).catch((err) => reportFailure(new ConfigError(`cannot note the pause time in ${stateDir}: ${describeError(err)}`)));
+    if (before === 'running' && after !== 'running') {
+      // Only `status`'s "paused since" depends on it: a warning, not a failure.
+      await markReplayPaused(stateDir).catch((err) => process.stderr.write(`xroad-sync: warning: cannot note the pause time in ${stateDir}: ${describeError(err)}\n`));
+    }
     process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
     return configCode;
   } catch (err) {
     process.stdout.write(`serverconf replay: not paused (${describeEndpoint(settings)})\n`);
-    return configCode || reportFailure(err);
+    const replicaCode = reportFailure(err);
+    return configCode || replicaCode;
   } finally {
     await replica?.close();
   }
@@ -60,7 +63,12 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
   const settings = replicaSettingsFor(opts);
   if (settings === null) return configHalf();
   if (typeof settings === 'number') return (await configHalf()) || settings;
-  const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  const timeoutMs = readyTimeoutMs(opts);
+  if (timeoutMs === null) {
+    process.stderr.write(`xroad-sync: --ready-timeout ${opts.readyTimeout} is not a number of seconds\n`);
+    return ExitCode.USAGE;
+  }
+  const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
   const notReady: string[] = [];
   let replicaCode: number = ExitCode.OK;
   let replica: Replica | undefined;
@@ -83,7 +91,7 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
     let caughtUp = '';
     if (replica) {
       // Not ready anyway when the pass failed: one look at the replica for the report, no wait.
-      const waited = await waitWithProgress(replica, configCode === ExitCode.OK ? readyTimeoutMs(opts) : 0);
+      const waited = await waitWithProgress(replica, configCode === ExitCode.OK ? timeoutMs : 0);
       if (waited.ready) caughtUp = waited.reason;
       else notReady.push(waited.reason);
     }
@@ -98,9 +106,9 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
   }
 }
 
-function readyTimeoutMs(opts: Opts): number {
+function readyTimeoutMs(opts: Opts): number | null {
   const s = Number(opts.readyTimeout ?? 120);
-  return Number.isFinite(s) && s >= 0 ? s * 1000 : 120_000;
+  return Number.isFinite(s) && s >= 0 ? s * 1000 : null;
 }
 
 /** Waits for the replica, a progress line on stderr when the reason changes or every 5 s. */
@@ -112,7 +120,7 @@ async function waitWithProgress(replica: Replica, timeoutMs: number) {
   return waitCaughtUp(replica, {
     timeoutMs,
     onProgress: (_status, why) => {
-      if (why.ready) return;
+      if (why.ready || timeoutMs === 0) return;
       const now = Date.now();
       if (why.reason === last && now - lastAt < 5_000) return;
       (last = why.reason), (lastAt = now);
