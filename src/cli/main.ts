@@ -22,7 +22,9 @@ Exit codes (same number as rsync where the meaning is the same):
    23  a master file or directory could not be read (nothing changed)
    25  refused by the safety valve (empty master, too many deletions)
    30  timeout: no progress from the master for --timeout seconds
+   69  serverconf replica unreachable, not a standby, or not caught up (--serverconf)
    75  another pass holds the lock
+   77  serverconf replica refused us: a peer map or GRANT is missing (--serverconf)
   254  the master's host key is unknown, changed or revoked
   255  connection or authentication failure`;
 
