@@ -14,8 +14,10 @@ export const ExitCode = {
   TRANSFER: 23,
   SAFETY_VALVE: 25,
   TIMEOUT: 30,
+  REPLICA_UNAVAILABLE: 69,
   INTERNAL: 70,
   LOCK_HELD: 75,
+  REPLICA_PERMISSION: 77,
   HOST_KEY: 254,
   CONNECTION: 255,
 } as const;
@@ -35,8 +37,10 @@ export const EXIT_CODE_TABLE: ReadonlyArray<{ readonly code: ExitCodeValue; read
   { code: 23, meaning: 'a master file or directory could not be read (nothing changed)', log: 'some files/attrs were not transferred (see previous errors)' },
   { code: 25, meaning: 'refused by the safety valve or a transfer limit (nothing changed)', log: 'the --max-delete limit stopped deletions' },
   { code: 30, meaning: 'no progress from the master for --timeout', log: 'timeout in data send/receive' },
+  { code: 69, meaning: 'serverconf replica unreachable, not a standby, or not caught up (--serverconf)', log: 'serverconf replica unreachable or not ready' },
   { code: 70, meaning: 'internal error (a bug: please report it with the message)', log: 'internal error' },
   { code: 75, meaning: 'another pass or daemon still held the lock when --wait ran out', log: 'another pass holds the lock' },
+  { code: 77, meaning: 'serverconf replica refused us: a peer map or GRANT is missing (--serverconf)', log: 'no permission on the serverconf replica' },
   { code: 254, meaning: "the master's host key is unknown, changed or revoked", log: 'host key verification failed' },
   { code: 255, meaning: 'connection or authentication failure', log: 'unexplained error' },
 ];

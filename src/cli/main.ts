@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { DEFAULTS } from '../config.js';
 import { describeError, exitCodeHelp, exitCodeOf, ExitCode, SyncError } from '../errors.js';
 import { addPassOptions, addSettingsOption, addWaitOption } from './options.js';
+import { addReplicaOptionsTo } from './replica-options.js';
 import { applySettings, type SettingOrigins } from './settings.js';
 
 const EXIT_CODES = exitCodeHelp();
@@ -60,14 +61,20 @@ function buildProgram(): Command {
       .description('create the flag file, then wait for a pass in flight to finish or be abandoned before its commit: paused when it returns (rolling upgrades, IG-XLB 7.2)')
       .option('--flag-file <file>', 'the flag file', DEFAULTS.flagFile)
       .option('--state-dir <dir>', 'where a running pass holds its lock', DEFAULTS.stateDir),
-  )).action(act(async () => (await import('./pause-command.js')).pauseCommand));
+  )).action(act(async () => {
+    const [{ pauseCommand }, { pauseWithReplica }] = await Promise.all([import('./pause-command.js'), import('./replica-commands.js')]);
+    return (opts) => pauseWithReplica(opts, () => pauseCommand(opts));
+  }));
 
   addSettingsOption(addWaitOption(addPassOptions(
     program
       .command('resume')
       .description('remove the flag file; with --now also run a pass at once, waiting for one in flight (upgrade steps 4-5)')
       .option('--now', 'run a pass right after resuming'),
-  ))).action(act(async () => (await import('./pause-command.js')).resumeCommand));
+  ))).action(act(async () => {
+    const [{ resumeCommand }, { resumeWithReplica }] = await Promise.all([import('./pause-command.js'), import('./replica-commands.js')]);
+    return (opts) => resumeWithReplica(opts, () => resumeCommand(opts));
+  }));
 
   addSettingsOption(addPassOptions(
     program
@@ -80,7 +87,14 @@ function buildProgram(): Command {
     program
       .command('check')
       .description('show where each setting came from; check identity, known_hosts, target, log, state dir and flag file, each problem with its fix; then connect and show what a pass would change'),
-  )).action(act(async () => (await import('./check-command.js')).checkCommand));
+  )).action(act(async () => {
+    const [{ checkCommand }, { checkReplicaAccess }] = await Promise.all([import('./check-command.js'), import('./replica-commands.js')]);
+    return async (opts, ctx) => {
+      const config = await checkCommand(opts, ctx);
+      const replica = await checkReplicaAccess(opts); // reported even when the config half failed
+      return config || replica;
+    };
+  }));
 
   addSettingsOption(program
     .command('status')
@@ -91,7 +105,7 @@ function buildProgram(): Command {
     .option('--fail-if-paused', 'with --check: a pause is a warning (otherwise only reported)')
     .option('--state-dir <dir>', 'where passes record their status', DEFAULTS.stateDir)
     .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile))
-    .action(act(async () => (await import('./status-command.js')).statusCommand));
+    .action(act(async () => (await import('./replica-status.js')).statusWithReplica));
 
   program
     .command('serve')
@@ -109,6 +123,7 @@ function buildProgram(): Command {
     .description('a self-contained tour on 127.0.0.1 in a temp dir: embedded master, a pass, status, the daemon, pause/resume')
     .action(act(async () => (await import('./demo-command.js')).demoCommand, { settings: false }));
 
+  addReplicaOptionsTo(program);
   return program;
 }
 

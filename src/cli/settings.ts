@@ -36,6 +36,7 @@ export function applySettings(cmd: Command, env: NodeJS.ProcessEnv = process.env
   for (const file of files) {
     for (const [key, value] of environmentOf(readSettingsFile(file).entries)) vars.set(key, { value, file });
   }
+  exportSettingVariables(vars, env);
   const wordVars = cmd.name() === 'daemon' ? ['XROAD_SYNC_DAEMON_OPTS', 'XROAD_SYNC_OPTS'] : ['XROAD_SYNC_OPTS'];
   for (const name of wordVars) {
     const v = vars.get(name);
@@ -68,6 +69,19 @@ export function applySettings(cmd: Command, env: NodeJS.ProcessEnv = process.env
     }
   }
   return origins;
+}
+
+/**
+ * Settings that modules read by name rather than as flags (the serverconf
+ * replica's SERVERCONF_*): the file's value reaches them through the
+ * environment, unless the environment already sets that name (it wins).
+ */
+const VARIABLES_READ_BY_NAME = /^SERVERCONF_[A-Z_]+$/;
+
+function exportSettingVariables(vars: ReadonlyMap<string, { value: string }>, env: NodeJS.ProcessEnv): void {
+  for (const [name, { value }] of vars) {
+    if (VARIABLES_READ_BY_NAME.test(name) && env[name] === undefined) env[name] = value;
+  }
 }
 
 function settingsFiles(explicit: string | undefined, env: NodeJS.ProcessEnv): string[] {
