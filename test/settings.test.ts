@@ -129,6 +129,15 @@ test('precedence: flag > environment > settings file (XROAD_SYNC_OPTS over MASTE
     assert.throws(() => parse([], {}), /XROAD_SYNC_OPTS in .*unknown option '--interval'/);
     writeFileSync(file, 'XROAD_SYNC_OPTS="--master opts-master"\nMASTER=var-master\n');
     assert.equal(parse([], {}).opts.master, 'opts-master', 'as in ExecStart=: the flags in XROAD_SYNC_OPTS beat MASTER=');
+
+    // Settings read by name (the serverconf replica's) reach their module through the environment; the environment wins.
+    writeFileSync(file, 'MASTER=m\nSERVERCONF_REPLICA=yes\nSERVERCONF_PORT=5444\n');
+    const cmd = addSettingsOption(addWaitOption(addPassOptions(new Command('sync')))).exitOverride();
+    cmd.parse([], { from: 'user' });
+    const exported: NodeJS.ProcessEnv = { SERVERCONF_PORT: '5499', XROAD_SYNC_SETTINGS: file };
+    applySettings(cmd, exported);
+    assert.equal(exported.SERVERCONF_REPLICA, 'yes');
+    assert.equal(exported.SERVERCONF_PORT, '5499');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
