@@ -12,6 +12,7 @@ export const ExitCode = {
   PROTOCOL: 12,
   SIGNAL: 20,
   TRANSFER: 23,
+  VANISHED: 24,
   SAFETY_VALVE: 25,
   TIMEOUT: 30,
   LOCK_HELD: 75,
@@ -28,6 +29,7 @@ export const exitCodeText: Record<ExitCodeValue, string> = {
   12: 'error in rsync protocol data stream',
   20: 'received SIGINT, SIGTERM, or SIGHUP',
   23: 'some files/attrs were not transferred (see previous errors)',
+  24: 'some files vanished before they could be transferred',
   25: 'the --max-delete limit stopped deletions',
   30: 'timeout in data send/receive',
   75: 'another pass holds the lock',
@@ -78,6 +80,15 @@ export class TimeoutError extends SyncError {
 /** A master file or directory could not be listed or read. */
 export class TransferError extends SyncError {
   readonly exitCode = ExitCode.TRANSFER;
+}
+
+/**
+ * The master changed under the pass (a file vanished, was rewritten or
+ * reappeared between listing and read): a race, not a configuration problem.
+ * A pass meeting one starts over once; exit 24 is rsync's "vanished" code.
+ */
+export class MasterChangedError extends SyncError {
+  readonly exitCode = ExitCode.VANISHED;
 }
 
 /** The master sent something no honest master sends: bad names, sizes that do not match. */

@@ -9,11 +9,11 @@
 import { fchmodSync, fchownSync, futimesSync } from 'node:fs';
 import { lchown, lutimes, open, symlink, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LocalIoError, ProtocolError, SyncError, errnoOf } from '../errors.js';
+import { LocalIoError, MasterChangedError, ProtocolError, SyncError, errnoOf } from '../errors.js';
 import { tempName } from '../local/temp-names.js';
 import type { Change, Plan } from '../plan/types.js';
 import type { SourceTree } from '../remote/types.js';
-import { parentOf, type Tree } from '../tree.js';
+import { parentOf, type Entry, type Tree } from '../tree.js';
 import { forEachLimited } from '../util/pool.js';
 
 type StagedChange = Extract<Change, { kind: 'fetch' | 'symlink' }>;
@@ -28,6 +28,19 @@ export interface StageOptions {
   readonly signal?: AbortSignal;
   /** Called after each staged file, for progress and test hooks. */
   readonly onStaged?: (path: string) => void;
+  /**
+   * True for a master file whose mtime is too recent to trust (the listing's
+   * second or later, git's "racily clean"): a rewrite in that same second
+   * keeps size and mtime. Such a file is read twice and committed with a
+   * marker mtime, one second before the master's, so the next pass's quick
+   * check fetches it again until it has settled.
+   */
+  readonly isRacy?: (entry: Entry) => boolean;
+}
+
+/** The mtime a racy file is committed with: never the master's, so the next pass refetches it. */
+export function racyMarkerMtime(masterMtime: number): number {
+  return masterMtime - 1;
 }
 
 export interface Staging {
@@ -63,7 +76,7 @@ export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOp
       touched.add(dir);
       const tempAbs = join(dir, tempName());
       temps.set(change.path, tempAbs);
-      if (change.kind === 'fetch') bytesFetched += await stageFile(change, tempAbs, source, opts.targetRoot);
+      if (change.kind === 'fetch') bytesFetched += await stageFile(change, tempAbs, source, opts.targetRoot, opts.isRacy?.(change.source) === true);
       else await stageSymlink(change, tempAbs, opts.targetRoot);
       opts.onStaged?.(change.path);
     });
@@ -102,9 +115,9 @@ function tempDirChooser(plan: Plan, opts: StageOptions): (path: string) => strin
   };
 }
 
-async function stageFile(change: StagedChange, tempAbs: string, source: SourceTree, targetRoot: string): Promise<number> {
+async function stageFile(change: StagedChange, tempAbs: string, source: SourceTree, targetRoot: string, racy: boolean): Promise<number> {
   const want = change.source;
-  const handle = await open(tempAbs, 'wx', 0o600).catch((err) => {
+  const handle = await open(tempAbs, racy ? 'wx+' : 'wx', 0o600).catch((err) => {
     throw localError('cannot create temp file', tempAbs, err);
   });
   try {
@@ -119,6 +132,7 @@ async function stageFile(change: StagedChange, tempAbs: string, source: SourceTr
     if (received !== want.size) {
       throw new ProtocolError(`${change.path}: received ${received} bytes but the master listed ${want.size}`, { subject: change.path });
     }
+    if (racy) await verifyByRereading(change, source, handle);
     await handle.sync();
     // Metadata on an open fd never blocks on the disk: synchronous calls cost
     // microseconds where each async one is a thread-pool round trip per file.
@@ -127,7 +141,8 @@ async function stageFile(change: StagedChange, tempAbs: string, source: SourceTr
       fchownSync(handle.fd, change.owner.uid ?? -1, change.owner.gid ?? -1);
     }
     fchmodSync(handle.fd, want.mode);
-    futimesSync(handle.fd, want.mtime, want.mtime);
+    const mtime = racy ? racyMarkerMtime(want.mtime) : want.mtime;
+    futimesSync(handle.fd, mtime, mtime);
     return received;
   } catch (err) {
     if (err instanceof SyncError) throw err;
@@ -135,6 +150,23 @@ async function stageFile(change: StagedChange, tempAbs: string, source: SourceTr
   } finally {
     await handle.close().catch(() => undefined);
   }
+}
+
+/**
+ * A same-size rewrite within the listing's second is invisible to size and
+ * mtime: read the file again and require the same bytes, so torn content (a
+ * read racing an in-place writer) is never committed.
+ */
+async function verifyByRereading(change: StagedChange, source: SourceTree, staged: Awaited<ReturnType<typeof open>>): Promise<void> {
+  await source.fetch(change.source, {
+    write: async (chunk, position) => {
+      const have = Buffer.allocUnsafe(chunk.length);
+      const { bytesRead } = await staged.read(have, 0, chunk.length, position);
+      if (bytesRead !== chunk.length || !have.equals(chunk)) {
+        throw new MasterChangedError(`${change.path} changed on the master while it was read (two reads differ)`, { subject: change.path });
+      }
+    },
+  });
 }
 
 async function stageSymlink(change: StagedChange, tempAbs: string, targetRoot: string): Promise<void> {
