@@ -34,6 +34,7 @@ import type { SourceTree } from './remote/types.js';
 import { parentOf, type Tree } from './tree.js';
 import { stageChanges } from './stage/stage.js';
 import { acquireLock } from './state/lock.js';
+import { isRacy, RacyFiles } from './state/racy.js';
 
 /** Where the master comes from: a fresh connection per pass, or the daemon's warm session. */
 export interface SourceProvider {
@@ -175,6 +176,7 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
   reporter.receivingFileList();
   // The id files are read once: names for the target scan, the mapping for the planner.
   const localIds = loadLocalIds();
+  const racy = settings.dryRun ? null : await RacyFiles.load(settings.stateDir, settings.targetDir);
   const racyFrom = Math.floor(Date.now() / 1000) - RACY_WINDOW_S;
   const unnamed: string[] = [];
   const [sourceTree, targetScan, ids] = await Promise.all([
@@ -188,7 +190,14 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
   checkAborted(hooks);
   await hooks.at?.('scanned');
 
-  const plan = planChanges({ source: sourceTree, target: targetScan.tree, targetExcluded: targetScan.excluded, ids });
+  const plan = planChanges({
+    source: sourceTree,
+    target: targetScan.tree,
+    targetExcluded: targetScan.excluded,
+    ids,
+    suspect: racy ? (path) => racy.suspect(path) : undefined,
+  });
+  const racyNow = RacyFiles.of(sourceTree, racyFrom);
   enforceSafetyValve(plan, sourceTree.size, settings);
   enforceLimits(plan, settings.limits);
   await proveDeletions(plan, source, settings.sourceDir);
@@ -196,12 +205,13 @@ async function syncFrom(source: SourceTree, settings: PassSettings, reporter: Pa
 
   if (settings.dryRun || plan.changes.length === 0) {
     // Nothing to write: no staging, no journal, no fsync (the every-minute case).
+    await racy?.settle(racyNow);
     reporter.items(plan.changes);
     const stats = statsOf(plan.changes, plan.totalSize);
     reporter.success(stats);
     return { stats, changedPaths: [] };
   }
-  const applied = await stageAndCommit(plan, sourceTree, targetScan.tree, source, settings, reporter, hooks, racyFrom, live);
+  const applied = await stageAndCommit(plan, sourceTree, targetScan.tree, source, settings, reporter, hooks, { from: racyFrom, files: racy!, now: racyNow }, live);
   const stats = statsOf(applied, plan.totalSize);
   reporter.success(stats);
   return { stats, changedPaths: applied.map((c) => c.path) };
@@ -249,7 +259,7 @@ async function stageAndCommit(
   settings: PassSettings,
   reporter: PassReporter,
   hooks: PassHooks,
-  racyFrom: number,
+  racy: { from: number; files: RacyFiles; now: ReturnType<typeof RacyFiles.of> },
   live: Change[],
 ): Promise<Change[]> {
   const staging = await stageChanges(plan, source, {
@@ -258,13 +268,22 @@ async function stageAndCommit(
     concurrency: settings.concurrency,
     signal: hooks.signal,
     onStaged: (path) => void hooks.at?.('file-staged', path),
-    isRacy: (entry) => entry.mtime >= racyFrom,
+    isRacy: (entry) => isRacy(entry, racy.from),
   });
+  // Files fetched again only to compare, found identical: not a content change (their attributes may still be).
+  const changes = plan.changes.flatMap((c): Change[] =>
+    c.kind === 'fetch' && staging.identical.has(c.path) ? (c.ifIdentical ? [c.ifIdentical] : []) : [c],
+  );
   let committed = false;
   try {
     checkAborted(hooks);
     await hooks.at?.('staged');
-    const result = await commitChanges(plan.changes, staging, {
+    if (changes.length === 0) {
+      await racy.files.settle(racy.now);
+      return [];
+    }
+    await racy.files.beforeCommit(racy.now);
+    const result = await commitChanges(changes, staging, {
       targetRoot: settings.targetDir,
       source: sourceTree,
       stateDir: settings.stateDir,
@@ -272,7 +291,7 @@ async function stageAndCommit(
     }).catch((err: unknown) => {
       if (err instanceof PartialCommitError) {
         // Part of the commit is live: say exactly what, so hints and --on-change cover it.
-        const partial = plan.changes.filter((c) => err.livePaths.has(c.path));
+        const partial = changes.filter((c) => err.livePaths.has(c.path));
         reporter.items(partial);
         live.push(...partial);
         committed = true; // the journal needs the remaining temps; nothing to restore
@@ -280,9 +299,10 @@ async function stageAndCommit(
       throw err;
     });
     committed = true;
+    await racy.files.settle(racy.now);
     await hooks.at?.('committed');
     const skipped = new Set(result.skipped.map((s) => s.path));
-    const applied = plan.changes.filter((c) => !skipped.has(c.path));
+    const applied = changes.filter((c) => !skipped.has(c.path));
     reporter.items(applied);
     for (const s of result.skipped) reporter.notice(`${s.path} ${s.reason}: left for the next pass`);
     for (const dir of plan.keptNonEmpty) reporter.notice(`cannot delete non-empty directory: ${dir}`);
@@ -363,7 +383,7 @@ export function enforceLimits(plan: Plan, limits: TransferLimits): void {
   }
   let total = 0;
   for (const c of plan.changes) {
-    if (c.kind !== 'fetch') continue;
+    if (c.kind !== 'fetch' || c.verify) continue; // a verifying fetch re-reads what the slave already holds
     if (c.source.size > limits.maxFileSize) {
       throw new SafetyValveError(`${c.path} is ${c.source.size} bytes on the master, more than --max-file-size ${limits.maxFileSize}`, {
         subject: c.path,

@@ -30,23 +30,20 @@ export interface StageOptions {
   readonly onStaged?: (path: string) => void;
   /**
    * True for a master file whose mtime is too recent to trust (the listing's
-   * second or later, git's "racily clean"): a rewrite in that same second
-   * keeps size and mtime. Such a file is read twice and committed with a
-   * marker mtime, one second before the master's, so the next pass's quick
-   * check fetches it again until it has settled.
+   * second or later, git's "racily clean"): a writer may be rewriting it in
+   * place right now, keeping size and mtime. Such a file is read twice and
+   * must come back with the same bytes (state/racy.ts has it fetched again
+   * by the next pass).
    */
   readonly isRacy?: (entry: Entry) => boolean;
-}
-
-/** The mtime a racy file is committed with: never the master's, so the next pass refetches it. */
-export function racyMarkerMtime(masterMtime: number): number {
-  return masterMtime - 1;
 }
 
 export interface Staging {
   /** Relative path → absolute temp path, for every fetch and symlink change. */
   readonly temps: ReadonlyMap<string, string>;
   readonly bytesFetched: number;
+  /** `verify` fetches whose bytes equal the slave's: their temps are gone, the change is dropped. */
+  readonly identical: ReadonlySet<string>;
   /**
    * Remove every temp file still ours. Before a commit this also puts back
    * the mtimes of the directories that held them; after one (`committed`),
@@ -68,6 +65,8 @@ export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOp
     if (!committed) await restoreDirTimes(touched, opts);
   };
   const touched = new Set<string>();
+  const identical = new Set<string>();
+  const identicalDirs = new Set<string>();
 
   try {
     await forEachLimited(work, opts.concurrency, async (change) => {
@@ -76,18 +75,27 @@ export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOp
       touched.add(dir);
       const tempAbs = join(dir, tempName());
       temps.set(change.path, tempAbs);
-      if (change.kind === 'fetch') bytesFetched += await stageFile(change, tempAbs, source, opts.targetRoot, opts.isRacy?.(change.source) === true);
-      else await stageSymlink(change, tempAbs, opts.targetRoot);
+      if (change.kind === 'fetch') {
+        bytesFetched += await stageFile(change, tempAbs, source, opts.targetRoot, opts.isRacy?.(change.source) === true);
+        if (change.verify && (await sameBytes(tempAbs, join(opts.targetRoot, change.path)))) {
+          await unlink(tempAbs);
+          temps.delete(change.path);
+          identical.add(change.path);
+          identicalDirs.add(dir);
+        }
+      } else await stageSymlink(change, tempAbs, opts.targetRoot);
       opts.onStaged?.(change.path);
     });
   } catch (err) {
     await discard();
     throw err;
   }
+  // A dropped temp still bumped its directory's mtime; the commit only restores the directories it writes in.
+  await restoreDirTimes(identicalDirs, opts);
   const forget = (renamed: (path: string) => boolean): void => {
     for (const path of [...temps.keys()]) if (renamed(path)) temps.delete(path);
   };
-  return { temps, bytesFetched, discard, forget };
+  return { temps, bytesFetched, identical, discard, forget };
 }
 
 /**
@@ -141,14 +149,33 @@ async function stageFile(change: StagedChange, tempAbs: string, source: SourceTr
       fchownSync(handle.fd, change.owner.uid ?? -1, change.owner.gid ?? -1);
     }
     fchmodSync(handle.fd, want.mode);
-    const mtime = racy ? racyMarkerMtime(want.mtime) : want.mtime;
-    futimesSync(handle.fd, mtime, mtime);
+    futimesSync(handle.fd, want.mtime, want.mtime);
     return received;
   } catch (err) {
     if (err instanceof SyncError) throw err;
     throw localError(`cannot stage ${join(targetRoot, change.path)}`, tempAbs, err);
   } finally {
     await handle.close().catch(() => undefined);
+  }
+}
+
+/** Byte-for-byte comparison of two files (a missing or unreadable one differs). */
+async function sameBytes(a: string, b: string): Promise<boolean> {
+  const [fa, fb] = await Promise.all([open(a, 'r'), open(b, 'r').catch(() => undefined)]);
+  try {
+    if (!fb) return false;
+    const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
+    if (sa.size !== sb.size) return false;
+    const [ba, bb] = [Buffer.allocUnsafe(64 * 1024), Buffer.allocUnsafe(64 * 1024)];
+    for (let pos = 0; pos < sa.size; ) {
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, ba.length, pos), fb.read(bb, 0, bb.length, pos)]);
+      if (ra.bytesRead === 0 || ra.bytesRead !== rb.bytesRead || !ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+      pos += ra.bytesRead;
+    }
+    return true;
+  } finally {
+    await fa.close();
+    await fb?.close();
   }
 }
 
