@@ -103,8 +103,10 @@ async function precheckCommit(ops: readonly CommitOp[], root: string): Promise<v
     }
   }
   for (const dir of [...dirs].sort()) {
+    // Not a directory yet: the commit creates it (after removing what is there), in a parent checked here too.
+    if (!(await lstat(dir).then((st) => st.isDirectory(), () => false))) continue;
     const err = await access(dir, constants.W_OK | constants.X_OK).then(() => undefined, (e: unknown) => e);
-    if (err === undefined || errnoOf(err) === 'ENOENT') continue; // a directory the commit creates: its parent is checked
+    if (err === undefined) continue;
     throw new LocalIoError(`cannot commit: ${dir} is not writable (${errnoOf(err) ?? describeError(err)}); nothing was changed`, {
       subject: dir,
       cause: err,
