@@ -44,7 +44,7 @@ let n = 0, ops = 0;
 const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 const content = (rel, size) => {
   const head = Buffer.from(rel + ' v' + (++n) + '\\n');
-  const len = size ?? (rel === 'big.bin' ? 256 * 1024 : 50 + Math.floor(Math.random() * 3000));
+  const len = size ?? (rel === 'big.bin' ? 128 * 1024 : 50 + Math.floor(Math.random() * 3000));
   const b = Buffer.alloc(Math.max(len, head.length), 'x'.charCodeAt(0) + (n % 20));
   head.copy(b);
   return b;
