@@ -28,10 +28,11 @@ interface Ws {
 }
 
 /** The login user for permission tests: root bypasses every mode bit, so a plain account with a usable (not locked) password field. */
-function ensureSyncUser(): void {
-  if (spawnSync('id', [SYNC_USER]).status === 0) return;
+function ensureSyncUser(): boolean {
+  if (spawnSync('id', [SYNC_USER]).status === 0) return false;
   const r = spawnSync('useradd', ['-M', '-N', '-p', '*', '-s', '/bin/sh', SYNC_USER], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`useradd ${SYNC_USER} failed: ${r.stderr}`);
+  return true;
 }
 
 function sh(cmd: string, cwd?: string): void {
@@ -47,11 +48,12 @@ describe('issue 9: master truth (real sshd)', () => {
   let userMaster: TestMaster | undefined;
   const dirs: string[] = [];
   const mounts: string[] = [];
+  let createdUser = false;
 
   before(async () => {
     master = await startMaster();
     if (isRoot) {
-      ensureSyncUser();
+      createdUser = ensureSyncUser();
       const keysDir = await makeTempDir('xs-i9-keys-');
       dirs.push(keysDir);
       await chmod(keysDir, 0o755);
@@ -70,6 +72,7 @@ describe('issue 9: master truth (real sshd)', () => {
     await userMaster?.stop();
     // rm -rf copes with the paths beyond PATH_MAX of test 1b.
     for (const d of dirs) spawnSync('rm', ['-rf', d]);
+    if (createdUser) spawnSync('userdel', [SYNC_USER]);
   });
 
   async function workspace(spec: Parameters<typeof writeTree>[1]): Promise<Ws> {
@@ -219,10 +222,15 @@ describe('issue 9: master truth (real sshd)', () => {
 
     await writeFile(bad('caf\xe9.ini'), 'latin-1 name');
     await writeTree(ws.source, { 'conf.d/proxy.ini': { content: 'new', mtime: T0 } });
+    // One on the slave that the master lacks: it cannot be named, so it is kept, and said so.
+    const slaveBad = Buffer.concat([Buffer.from(ws.target + '/conf.d/'), Buffer.from('old\xe9.ini', 'latin1')]);
+    await writeFile(slaveBad, 'slave-side latin-1 name');
     const run = await sync(ws);
     assert.equal(run.status, 0, describeRun(run));
     assert.equal((run.stderr.match(/not valid UTF-8/g) ?? []).length, 1, describeRun(run));
+    assert.match(run.stderr, /conf\.d\/caf.*\.ini on the master.*conf\.d\/old.*\.ini on this slave/, describeRun(run));
     assert.equal(readFileSync(path.join(ws.target, 'conf.d/proxy.ini'), 'utf8'), 'new');
+    assert.ok(existsSync(slaveBad), 'a slave-side non-UTF-8 name was touched');
   });
 
   // ------------------------------------------------------------------ 4. whole and reported commit
