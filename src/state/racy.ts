@@ -12,6 +12,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
+import { LocalIoError } from '../errors.js';
 import type { Entry, Tree } from '../tree.js';
 
 const VERSION = 1;
@@ -78,7 +79,10 @@ export class RacyFiles {
 
   private async write(files: ReadonlyMap<string, Listed>, fsync: boolean): Promise<void> {
     const doc: RacyDoc = { version: VERSION, target: this.target, files: Object.fromEntries(files) };
-    await writeFileAtomic(racyFilesPath(this.stateDir), JSON.stringify(doc), { fsync, mode: 0o600 });
+    const path = racyFilesPath(this.stateDir);
+    await writeFileAtomic(path, JSON.stringify(doc), { fsync, mode: 0o600 }).catch((cause: unknown) => {
+      throw new LocalIoError(`cannot write ${path}`, { subject: path, cause, hint: 'the state directory must be writable by the sync user' });
+    });
   }
 }
 
