@@ -12,6 +12,7 @@ export const ExitCode = {
   PROTOCOL: 12,
   SIGNAL: 20,
   TRANSFER: 23,
+  VANISHED: 24,
   SAFETY_VALVE: 25,
   TIMEOUT: 30,
   REPLICA_UNAVAILABLE: 69,
@@ -32,9 +33,10 @@ export const EXIT_CODE_TABLE: ReadonlyArray<{ readonly code: ExitCodeValue; read
   { code: 0, meaning: 'done, nothing to do, or skipped because sync is paused', log: 'success' },
   { code: 1, meaning: 'usage or configuration error (bad flag or duration, missing file)', log: 'syntax or usage error' },
   { code: 11, meaning: 'local file I/O error (target not writable, disk full)', log: 'error in file IO' },
-  { code: 12, meaning: 'the master sent invalid data (bad names, sizes that do not match)', log: 'error in rsync protocol data stream' },
+  { code: 12, meaning: 'the master sent invalid data (bad names, more or fewer bytes than its own open handle reports)', log: 'error in rsync protocol data stream' },
   { code: 20, meaning: 'stopped by SIGTERM/SIGINT before commit (nothing changed)', log: 'received SIGINT, SIGTERM, or SIGHUP' },
-  { code: 23, meaning: 'a master file or directory could not be read (nothing changed)', log: 'some files/attrs were not transferred (see previous errors)' },
+  { code: 23, meaning: 'a master file or directory could not be read, or a deletion could not be proven (nothing changed)', log: 'some files/attrs were not transferred (see previous errors)' },
+  { code: 24, meaning: 'a master file vanished or changed while it was read, also on the one retry (nothing changed)', log: 'some files vanished before they could be transferred' },
   { code: 25, meaning: 'refused by the safety valve or a transfer limit (nothing changed)', log: 'the --max-delete limit stopped deletions' },
   { code: 30, meaning: 'no progress from the master for --timeout', log: 'timeout in data send/receive' },
   { code: 69, meaning: 'serverconf replica unreachable, not a standby, or not caught up (--serverconf)', log: 'serverconf replica unreachable or not ready' },
@@ -102,6 +104,15 @@ export class TimeoutError extends SyncError {
 /** A master file or directory could not be listed or read. */
 export class TransferError extends SyncError {
   readonly exitCode = ExitCode.TRANSFER;
+}
+
+/**
+ * The master changed under the pass (a file vanished, was rewritten or
+ * reappeared between listing and read): a race, not a configuration problem.
+ * A pass meeting one starts over once; exit 24 is rsync's "vanished" code.
+ */
+export class MasterChangedError extends SyncError {
+  readonly exitCode = ExitCode.VANISHED;
 }
 
 /** The master sent something no honest master sends: bad names, sizes that do not match. */

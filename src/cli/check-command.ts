@@ -5,8 +5,10 @@
  * the way a pass does and shows what a pass would change (dry run).
  */
 import { constants, type Stats } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { access, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { journalPath, pendingJournal } from '../commit/journal.js';
+import { holderIsLive, parseHolder, passLockPath } from '../state/lock.js';
 import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../config.js';
 import { ConnectionError, describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
@@ -48,6 +50,7 @@ export async function checkCommand(raw: RawPassOptions, ctx?: { origins: Readonl
   const target = await checkTarget(settings.targetDir);
   const local = [identity, knownHosts, target, await checkLogFile(settings.logFile), await checkStateDir(settings.stateDir), await checkFlag(settings.flagFile)];
   local.forEach(print);
+  (await stateNotes(settings)).forEach(print);
   const localFailed = local.some((o) => !o.ok);
   if (!identity.ok || !knownHosts.ok) {
     print(fail(`connect to ${settings.connection.user}@${settings.connection.host}:${settings.connection.port}: not tried`, 'fix the identity and known_hosts problems above first'));
@@ -131,6 +134,21 @@ async function checkStateDir(dir: string): Promise<Outcome> {
   while (!(await statOrNull(parent)) && parent !== dirname(parent)) parent = dirname(parent);
   if (await writable(parent)) return ok(`state dir ${dir} does not exist yet; the first pass creates it`);
   return fail(`state dir ${dir} does not exist and ${parent} is not writable by ${me()}`, `mkdir -p ${dir} && chown ${me()} ${dir}`);
+}
+
+/** Left by a killed pass: a journal the next pass completes, a lock the next pass takes over. Notes, not failures. */
+async function stateNotes(settings: PassSettings): Promise<Outcome[]> {
+  const notes: Outcome[] = [];
+  const pending = await pendingJournal(settings.stateDir, settings.targetDir);
+  if (pending) {
+    notes.push(ok(`the interrupted commit of ${pending.createdAt} is pending in ${journalPath(settings.stateDir)} (${pending.operations} operations): the next pass completes it`));
+  }
+  const lockFile = passLockPath(settings.stateDir);
+  const text = await readFile(lockFile, 'utf8').catch(() => null);
+  const holder = text === null ? undefined : parseHolder(text);
+  if (holder !== undefined && !holderIsLive(holder)) notes.push(ok(`stale lock ${lockFile} (pid ${holder.pid} is gone): the next pass takes it over`));
+  else if (holder !== undefined) notes.push(ok(`lock ${lockFile} is held by pid ${holder.pid} (${holder.purpose}): a pass is running`));
+  return notes;
 }
 
 async function checkFlag(file: string): Promise<Outcome> {

@@ -70,7 +70,8 @@ export async function runReportedPass(
   const durationMs = result.finishedAt.getTime() - result.startedAt.getTime();
   const logger = opts.logger ?? createLogger({ destination: 1 });
   logPass(logger, passRecord({ ...result, durationMs }));
-  if (result.result === 'ok' && !settings.dryRun && result.changedPaths.length > 0) {
+  // Also after a failed pass: a partial commit or a completed journal made these paths live.
+  if (!settings.dryRun && result.changedPaths.length > 0) {
     for (const hint of restartHintLines(result.changedPaths)) logger.info({ msg: hint });
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
   }
