@@ -59,7 +59,7 @@ export async function runReportedPass(
   const logger = opts.logger ?? createLogger({ destination: 1 });
   logPass(logger, passRecord({ ...result, durationMs }));
   if (result.result === 'ok' && !settings.dryRun && result.changedPaths.length > 0) {
-    for (const hint of restartHintLines(result.changedPaths)) logger.info({ msg: hint });
+    for (const hint of await restartHintLines(result.changedPaths)) logger.info({ msg: hint });
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
   }
   if (!settings.dryRun) {

@@ -7,8 +7,9 @@
  * The rules are globs (micromatch, dotfiles included) over paths relative to
  * /etc/xroad, because operators extend them: `XROAD_SYNC_RESTART_RULES` in
  * the settings file adds rules that are tried before these. First match wins.
+ * micromatch is imported on first use: only a pass that changed something
+ * needs it, and a timer pass that changed nothing should not pay its load.
  */
-import micromatch from 'micromatch';
 
 const ALL = ['xroad-proxy', 'xroad-signer', 'xroad-confclient', 'xroad-proxy-ui-api'];
 
@@ -68,7 +69,8 @@ export function parseRestartRules(text: string): RestartRule[] {
 }
 
 /** Service → the changed paths that need it restarted. Paths no rule knows are listed under "unknown". */
-export function restartsNeeded(changedPaths: readonly string[], extraRules: readonly RestartRule[] = []): Map<string, string[]> {
+export async function restartsNeeded(changedPaths: readonly string[], extraRules: readonly RestartRule[] = []): Promise<Map<string, string[]>> {
+  const { default: micromatch } = await import('micromatch');
   const rules = [...extraRules, ...RESTART_RULES];
   const needed = new Map<string, string[]>();
   for (const path of changedPaths) {
@@ -84,9 +86,9 @@ export function restartsNeeded(changedPaths: readonly string[], extraRules: read
 }
 
 /** One line per set of services, e.g. "restart xroad-proxy, xroad-signer to apply conf.d/local.ini". */
-export function restartHintLines(changedPaths: readonly string[], extraRules: readonly RestartRule[] = []): string[] {
+export async function restartHintLines(changedPaths: readonly string[], extraRules: readonly RestartRule[] = []): Promise<string[]> {
   const servicesByPaths = new Map<string, string[]>();
-  for (const [service, paths] of restartsNeeded(changedPaths, extraRules)) {
+  for (const [service, paths] of await restartsNeeded(changedPaths, extraRules)) {
     if (service === 'unknown') continue; // new or unusual files: no advice rather than wrong advice
     const key = abbreviate(paths);
     servicesByPaths.set(key, [...(servicesByPaths.get(key) ?? []), service]);
