@@ -72,7 +72,7 @@ export async function runReportedPass(
   logPass(logger, passRecord({ ...result, durationMs }));
   // Also after a failed pass: a partial commit or a completed journal made these paths live.
   if (!settings.dryRun && result.changedPaths.length > 0) {
-    for (const hint of restartHintLines(result.changedPaths)) logger.info({ msg: hint });
+    for (const hint of await restartHintLines(result.changedPaths)) logger.info({ msg: hint });
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
   }
   if (!settings.dryRun) {
