@@ -13,7 +13,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../src/config.js';
-import { runReportedPass } from '../src/cli/sync-command.js';
+import { runReportedPass } from '../src/run/reported-pass.js';
 import { WarmSessionProvider } from '../src/remote/provider.js';
 import { createLogger } from '../src/report/logger.js';
 import type { TestMaster } from '../test/helpers/sshd.js';

@@ -31,18 +31,12 @@ import { loadLocalIds } from './local/ids.js';
 import { scanTarget } from './local/scan.js';
 import { countChanges, planChanges } from './plan/plan.js';
 import type { Change, Plan } from './plan/types.js';
-import type { SourceTree } from './remote/types.js';
+import type { SourceProvider, SourceTree } from './remote/types.js';
 import { parentOf, type Tree } from './tree.js';
 import { stageChanges } from './stage/stage.js';
 import { acquireLock, type LockWait } from './state/lock.js';
 import { isRacy, RacyFiles } from './state/racy.js';
 
-/** Where the master comes from: a fresh connection per pass, or the daemon's warm session. */
-export interface SourceProvider {
-  acquire(): Promise<SourceTree>;
-  /** `healthy` false after a failure: the provider should drop the session. */
-  release(source: SourceTree, healthy: boolean): Promise<void>;
-}
 
 /** What a pass reports as it goes; the CLI binds it to slave-sync.log, stdout and pino. */
 export interface PassReporter {

@@ -7,7 +7,7 @@ import { watch, type FSWatcher } from 'chokidar';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, relative } from 'node:path';
 import type { PassSettings } from '../config.js';
-import { runReportedPass } from '../cli/sync-command.js';
+import { runReportedPass } from '../run/reported-pass.js';
 import { describeError, ExitCode, isLockWait } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import { isTempName } from '../local/temp-names.js';

@@ -46,3 +46,10 @@ export interface SourceTree {
   /** Bytes over the wire so far, for the log's final line. */
   traffic(): { sent: number; received: number };
 }
+
+/** Where the master comes from: a fresh connection per pass, or the daemon's warm session. */
+export interface SourceProvider {
+  acquire(): Promise<SourceTree>;
+  /** `healthy` false after a failure: the provider should drop the session. */
+  release(source: SourceTree, healthy: boolean): Promise<void>;
+}
