@@ -300,6 +300,7 @@ class Session implements SftpSession {
   private failure?: SyncError;
   private lastTransportError?: Error & { level?: string };
   private ending = false;
+  private corked = false;
 
   constructor(
     private readonly client: SftpClient,
@@ -321,6 +322,7 @@ class Session implements SftpSession {
   request<T>(issue: (sftp: SFTPWrapper, settle: Settle<T>) => void): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.ending) return Promise.reject(new ConnectionError(`session to ${this.address} is closed`, { subject: this.address }));
+    this.batchWrites();
     return new Promise<T>((resolve, reject) => {
       // The idle clock starts when work starts, not when the session last did something.
       if (this.pending.size === 0) this.lastProgress = Date.now();
@@ -338,6 +340,20 @@ class Session implements SftpSession {
       } catch (err) {
         settle(err instanceof Error ? err : new Error(String(err)), undefined as T);
       }
+    });
+  }
+
+  /**
+   * Requests issued in the same tick (a listing's READDIRs, a fetch's pipelined READs) leave in one
+   * write() instead of one each: with TCP_NODELAY every write is a segment and wakes the master's sshd.
+   */
+  private batchWrites(): void {
+    if (this.corked || this.sock.destroyed) return;
+    this.corked = true;
+    this.sock.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.sock.uncork();
     });
   }
 
