@@ -122,7 +122,8 @@ export async function timeByOwnCaller(file: string, skipMs = 0, top = 25): Promi
       if (own) owner = `${own[1]} ${f.functionName || '(anonymous)'}:${f.lineNumber + 1}`;
       id = parent.get(id);
     }
-    const key = owner ?? 'outside our code (event loop, timers, npm callbacks)';
+    // Not under our code: an I/O callback (ssh2 parsing a packet, a socket read) or a timer; named by its leaf's bucket.
+    const key = owner ?? `outside our code: ${bucketOf(leafFrame.url, leafFrame.functionName)}`;
     out.set(key, (out.get(key) ?? 0) + ms);
   }
   return [...out].sort((a, b) => b[1] - a[1]).slice(0, top).map(([caller, ms]) => ({ caller, ms }));

@@ -64,7 +64,13 @@ async function makeSlaveDirs(root: string): Promise<ToolDirs> {
   const d = slaveDirs(root);
   await fs.mkdir(d.target, { recursive: true, mode: 0o751 });
   await fs.mkdir(d.state, { recursive: true });
+  await fs.mkdir(path.dirname(flagFileOf(d)), { recursive: true });
   return d;
+}
+
+/** In a directory of its own, as /var/tmp/xroad is: the daemon watches the flag's directory. */
+function flagFileOf(d: ToolDirs): string {
+  return path.join(path.dirname(d.state), 'flag', 'sync-disabled');
 }
 
 // ------------------------------------------------------------------ herd
@@ -208,7 +214,7 @@ interface Daemon {
 }
 
 function startDaemon(master: TestMaster, source: string, dirs: ToolDirs, intervalS: number | null): Daemon {
-  const args = [...interpreterFlags(CLI), CLI, 'daemon', ...passArgs(master, source, dirs), ...(intervalS === null ? [] : ['--interval', String(intervalS)])];
+  const args = [...interpreterFlags(CLI), CLI, 'daemon', ...passArgs(master, source, dirs, flagFileOf(dirs)), ...(intervalS === null ? [] : ['--interval', String(intervalS)])];
   const child = spawn(process.execPath, args, { env: serviceEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   const d: Daemon = { child, dirs, ok: 0, failed: 0, stderr: '' };
   let partial = '';

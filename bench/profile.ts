@@ -268,7 +268,9 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const args = ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '1000', CLI, 'daemon', '--interval', interval,
     '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user, '--identity', master.identity,
     '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target, '--state-dir', state,
-    '--log-file', path.join(work, 'daemon-proc.log'), '--flag-file', path.join(work, 'no-flag')];
+    '--log-file', path.join(work, 'daemon-proc.log'), '--flag-file', path.join(work, 'daemon-proc-flag', 'sync-disabled')];
+  // The daemon watches the flag's directory: give it one of its own, as /var/tmp/xroad is on a slave.
+  await fsp.mkdir(path.join(work, 'daemon-proc-flag'));
   const started = performance.now();
   const child = spawn(process.execPath, args, { env: serviceEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
   let passes = 0;

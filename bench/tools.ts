@@ -103,12 +103,13 @@ export function rsyncTool(base: string, master: TestMaster, meter: Meter, cpu: M
   };
 }
 
-export function passArgs(master: TestMaster, source: string, d: ToolDirs): string[] {
+/** `flagFile`: the daemon watches its directory, so give a daemon one of its own (a state dir there would wake it every pass). */
+export function passArgs(master: TestMaster, source: string, d: ToolDirs, flagFile = path.join(d.state, 'sync-disabled')): string[] {
   return [
     '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user,
     '--identity', master.identity, '--known-hosts', master.knownHosts,
     '--source', source.replace(/\/?$/, '/'), '--target', d.target,
-    '--state-dir', d.state, '--log-file', d.log, '--flag-file', path.join(d.state, 'sync-disabled'),
+    '--state-dir', d.state, '--log-file', d.log, '--flag-file', flagFile,
   ];
 }
 

@@ -95,9 +95,10 @@ test(`${SLAVES} daemons converge after a burst of ${CHANGES} master changes`, T,
   const slaves = Array.from({ length: SLAVES }, (_, i) => ({
     target: path.join(base, `slave${i}`, 'target'),
     stateDir: path.join(base, `slave${i}`, 'state'),
-    flagFile: path.join(base, `slave${i}`, 'sync-disabled'),
+    // A directory of its own: the daemon watches the flag's directory.
+    flagFile: path.join(base, `slave${i}`, 'flag', 'sync-disabled'),
   }));
-  await Promise.all(slaves.flatMap((s) => [fs.mkdir(s.target, { recursive: true }), fs.mkdir(s.stateDir, { recursive: true })]));
+  await Promise.all(slaves.flatMap((s) => [s.target, s.stateDir, path.dirname(s.flagFile)].map((d) => fs.mkdir(d, { recursive: true }))));
   for (const s of slaves) daemons.push(startCli(['daemon', ...passArgs(master, { source, ...s }), '--interval', '1'], { timeoutMs: 230_000 }));
   const output = (): string => daemons.map((d, i) => `--- daemon ${i}\n${d.stderr()}${d.stdout().split('\n').slice(-5).join('\n')}`).join('\n');
   const okPasses = (d: RunningCli): number => d.records().filter((r) => r.msg === 'pass' && r.result === 'ok').length;
