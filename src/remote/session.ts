@@ -295,7 +295,9 @@ class Session implements SftpSession {
   readonly address: string;
   private readonly pending = new Set<(err: Error) => void>();
   private readonly lostListeners = new Set<(err: SyncError) => void>();
-  private readonly watchdog: NodeJS.Timeout;
+  /** Runs only while requests are outstanding: a daemon's session idles between passes without a timer. */
+  private watchdog: NodeJS.Timeout | undefined;
+  private readonly watchdogTickMs: number;
   private lastProgress = Date.now();
   private failure?: SyncError;
   private lastTransportError?: Error & { level?: string };
@@ -314,9 +316,7 @@ class Session implements SftpSession {
     sock.on('close', () => this.lost());
     sftp.on('error', (err: Error) => this.fail(new ConnectionError(`SFTP protocol error from ${this.address}: ${err.message}`, { cause: err })));
     sftp.on('close', () => this.lost());
-    const tick = Math.min(1000, Math.max(20, Math.floor(opts.idleTimeoutMs / 4)));
-    this.watchdog = setInterval(() => this.checkProgress(), tick);
-    this.watchdog.unref();
+    this.watchdogTickMs = Math.min(1000, Math.max(20, Math.floor(opts.idleTimeoutMs / 4)));
   }
 
   request<T>(issue: (sftp: SFTPWrapper, settle: Settle<T>) => void): Promise<T> {
@@ -325,10 +325,14 @@ class Session implements SftpSession {
     this.batchWrites();
     return new Promise<T>((resolve, reject) => {
       // The idle clock starts when work starts, not when the session last did something.
-      if (this.pending.size === 0) this.lastProgress = Date.now();
+      if (this.pending.size === 0) {
+        this.lastProgress = Date.now();
+        this.startWatchdog();
+      }
       this.pending.add(reject);
       const settle: Settle<T> = (err, value) => {
         if (!this.pending.delete(reject)) return; // already failed by the watchdog or close
+        if (this.pending.size === 0) this.stopWatchdog();
         this.lastProgress = Date.now();
         if (!err) return resolve(value);
         // ssh2 fails requests with "No response from server" before our socket 'close' listener runs.
@@ -401,6 +405,17 @@ class Session implements SftpSession {
     }
   }
 
+  private startWatchdog(): void {
+    if (this.watchdog) return;
+    this.watchdog = setInterval(() => this.checkProgress(), this.watchdogTickMs);
+    this.watchdog.unref();
+  }
+
+  private stopWatchdog(): void {
+    clearInterval(this.watchdog);
+    this.watchdog = undefined;
+  }
+
   private checkProgress(): void {
     if (this.pending.size === 0 || Date.now() - this.lastProgress < this.opts.idleTimeoutMs) return;
     const seconds = this.opts.idleTimeoutMs / 1000;
@@ -424,7 +439,7 @@ class Session implements SftpSession {
     if (this.failure || this.ending) return;
     this.failure = err;
     this.rejectPending(err);
-    clearInterval(this.watchdog);
+    this.stopWatchdog();
     this.sock.destroy();
     for (const listener of [...this.lostListeners]) listener(err);
   }
@@ -432,7 +447,7 @@ class Session implements SftpSession {
   /** We ended the session: no 'lost' notification. */
   private stop(err: SyncError): void {
     this.ending = true;
-    clearInterval(this.watchdog);
+    this.stopWatchdog();
     this.rejectPending(err);
   }
 
