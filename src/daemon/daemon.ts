@@ -49,7 +49,8 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
   const scheduler = new PassScheduler({
     intervalMs: opts.intervalMs,
     jitter: 0.1,
-    maxBackoffMs: Math.max(opts.intervalMs, 1000),
+    // A short --interval must not mean retrying a down master every second: back off to 30 s at least.
+    maxBackoffMs: Math.max(opts.intervalMs, 30_000),
     runPass: async () => {
       if (existsSync(settings.flagFile)) return 'skipped'; // logged once, when the flag appeared
       passing = true;
