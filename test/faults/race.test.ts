@@ -9,10 +9,10 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.js';
 import { describeRun, runSync, startSync, type SyncRun } from '../helpers/run-sync.js';
-import { startMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
+import { suiteMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
 import { assertConverged, differences, Scratch, snapshot, until, type Workspace } from './helpers.js';
 import { T0 } from './trees.js';
 
@@ -20,18 +20,13 @@ const T = { timeout: 60_000 };
 const LOCK_MESSAGE = /another xroad-sync pass \(pid (\d+)\) holds/;
 
 describe('races between processes', () => {
-  let master: TestMaster;
+  let master!: TestMaster;
   const scratch = new Scratch();
   const summary: string[] = [];
-
-  before(async () => {
-    master = await startMaster();
-  });
-  after(async () => {
-    await master?.stop();
+  suiteMaster((m) => (master = m), { afterAll: async () => {
     await scratch.cleanup();
     console.log(`faults/race: ${summary.join('; ')}`);
-  });
+  } });
 
   async function withTree(version: number, ws?: Workspace): Promise<Workspace> {
     ws ??= await scratch.workspace('xroad-sync-race-');
