@@ -12,20 +12,14 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { passArgs, runCli, sleep, startCli, waitFor, type CliRun, type RunningCli } from './helpers/cli.js';
 import { makeTempDir, readTree, sshdAvailable, startMaster, writeTree, type TestMaster, type TreeSpec } from './helpers/sshd.js';
-import { deferrer, slaveDirs, SMALL_TREE } from './helpers/slave.js';
+import { deferrer, slaveDirs, type SlaveDirs, SMALL_TREE } from './helpers/slave.js';
 
 const T = { timeout: 120_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
 const show = (r: CliRun) => `exit ${r.status ?? r.signal}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
 const output = (d: RunningCli) => () => `--- daemon stdout\n${d.stdout()}--- daemon stderr\n${d.stderr()}`;
 
-interface Setup {
+interface Setup extends SlaveDirs {
   master: TestMaster;
-  base: string;
-  source: string;
-  target: string;
-  stateDir: string;
-  flagFile: string;
-  logFile: string;
   args: string[];
   defer(step: () => Promise<unknown>): void;
 }

@@ -16,7 +16,7 @@ import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { passArgs, sleep, startCli, waitFor, type RunningCli } from './helpers/cli.js';
 import { descendantsOf, isAlive, makeTempDir, readTree, sshdAvailable, startMaster, type TestMaster } from './helpers/sshd.js';
-import { deferrer, slaveDirs } from './helpers/slave.js';
+import { deferrer, slaveDirs, type SlaveDirs } from './helpers/slave.js';
 
 const T = { timeout: 60_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd (session counting reads its log)' };
 const TEMP_RE = /(^|\/)\.xroad-sync\.[0-9a-f]{12}\.tmp$/;
@@ -27,13 +27,8 @@ const INITIAL = {
   'current': { symlink: 'serverconf.xml' },
 };
 
-interface Setup {
+interface Setup extends SlaveDirs {
   master: TestMaster;
-  base: string;
-  source: string;
-  target: string;
-  stateDir: string;
-  flagFile: string;
   /** Copies outside master.dir, which master.stop() deletes (the restart test stops the master mid-run). */
   identity: string;
   knownHosts: string;

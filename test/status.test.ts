@@ -11,20 +11,13 @@ import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { passArgs, runCli, sleep, startCli, waitFor, type CliRun } from './helpers/cli.js';
 import { readTree, startMaster, type TestMaster, freePort as closedPort } from './helpers/sshd.js';
-import { slaveDirs } from './helpers/slave.js';
+import { slaveDirs, type SlaveDirs } from './helpers/slave.js';
 
 const T = { timeout: 60_000 };
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const show = (r: CliRun) => `exit ${r.status}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
 
-interface Dirs {
-  base: string;
-  source: string;
-  target: string;
-  stateDir: string;
-  flagFile: string;
-  logFile: string;
-}
+type Dirs = SlaveDirs;
 
 const dirs = (t: TestContext): Promise<Dirs> => slaveDirs((step) => t.after(step), 'xroad-sync-status-');
 

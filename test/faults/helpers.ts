@@ -16,7 +16,7 @@ import { WarmSessionProvider } from '../../src/remote/provider.js';
 import { generateEd25519 } from '../../src/serve/keys.js';
 import { startEmbeddedMaster, type ServerHooks } from '../../src/serve/sftp-server.js';
 import { leftoverTemps, obj } from '../helpers/run-sync.js';
-import { makeTempDir, readTree, type TestMaster, type TreeEntrySnapshot } from '../helpers/sshd.js';
+import { makeTempDir, readTree, suiteMaster, type TestMaster, type TreeEntrySnapshot } from '../helpers/sshd.js';
 
 
 export interface Workspace {
@@ -30,6 +30,23 @@ export interface Workspace {
 }
 
 /** Registers temp dirs for one suite and removes them all at the end. */
+/**
+ * A fault suite's fixture: one OpenSSH master (handed to `onStarted`),
+ * scratch workspaces, and result lines printed as one summary after the
+ * suite, so a CI log shows what each fault did.
+ */
+export function faultSuite(name: string, onStarted: (master: TestMaster) => void): { scratch: Scratch; results: string[] } {
+  const scratch = new Scratch();
+  const results: string[] = [];
+  suiteMaster(onStarted, {
+    afterAll: async () => {
+      await scratch.cleanup();
+      console.log(`${name}: ${results.join('; ')}`);
+    },
+  });
+  return { scratch, results };
+}
+
 export class Scratch {
   private readonly dirs: string[] = [];
 

@@ -11,20 +11,15 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { describeRun, leftoverTemps, obj, runSync } from '../helpers/run-sync.js';
-import { suiteMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
-import { assertConverged, differences, inProcessPasses, journalOf, Scratch, snapshot, type Workspace } from './helpers.js';
+import { writeTree, type TestMaster } from '../helpers/sshd.js';
+import { assertConverged, differences, inProcessPasses, journalOf, faultSuite, snapshot, type Workspace } from './helpers.js';
 import { T0 } from './trees.js';
 
 const T = { timeout: 60_000 };
 
 describe('resource limits and a full disk', () => {
   let master!: TestMaster;
-  const scratch = new Scratch();
-  const results: string[] = [];
-  suiteMaster((m) => (master = m), { afterAll: async () => {
-    await scratch.cleanup();
-    console.log(`faults/limits: ${results.join('; ')}`);
-  } });
+  const { scratch, results } = faultSuite('faults/limits', (m) => (master = m));
 
   async function seed(ws: Workspace): Promise<void> {
     const p = inProcessPasses(master, ws);

@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { describeRun, leftoverTemps, obj, runSync } from '../helpers/run-sync.js';
-import { suiteMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
-import { assertConverged, differences, inProcessPasses, knownHostsFor, Scratch, snapshot, startHookedMaster, type Workspace } from './helpers.js';
+import { writeTree, type TestMaster } from '../helpers/sshd.js';
+import { assertConverged, differences, inProcessPasses, knownHostsFor, faultSuite, snapshot, startHookedMaster, type Workspace } from './helpers.js';
 import { FaultProxy, type ProxyFault } from './proxy.js';
 import { T0 } from './trees.js';
 
@@ -26,12 +26,7 @@ const MARGIN_MS = 5_000;
 
 describe('network faults mid-pass', () => {
   let master!: TestMaster;
-  const scratch = new Scratch();
-  const results: string[] = [];
-  suiteMaster((m) => (master = m), { afterAll: async () => {
-    await scratch.cleanup();
-    console.log(`faults/network: ${results.join('; ')}`);
-  } });
+  const { scratch, results } = faultSuite('faults/network', (m) => (master = m));
 
   /** A target synced from an old master; the master then changes a 2 MiB file and two small ones. */
   async function prepared(m: TestMaster = master, ws?: Workspace): Promise<Workspace> {

@@ -12,8 +12,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.js';
 import { describeRun, runSync, startSync, type SyncRun } from '../helpers/run-sync.js';
-import { suiteMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
-import { assertConverged, differences, Scratch, snapshot, until, type Workspace } from './helpers.js';
+import { writeTree, type TestMaster } from '../helpers/sshd.js';
+import { assertConverged, differences, faultSuite, snapshot, until, type Workspace } from './helpers.js';
 import { T0 } from './trees.js';
 
 const T = { timeout: 60_000 };
@@ -21,12 +21,7 @@ const LOCK_MESSAGE = /another xroad-sync pass \(pid (\d+)\) holds/;
 
 describe('races between processes', () => {
   let master!: TestMaster;
-  const scratch = new Scratch();
-  const summary: string[] = [];
-  suiteMaster((m) => (master = m), { afterAll: async () => {
-    await scratch.cleanup();
-    console.log(`faults/race: ${summary.join('; ')}`);
-  } });
+  const { scratch, results: summary } = faultSuite('faults/race', (m) => (master = m));
 
   async function withTree(version: number, ws?: Workspace): Promise<Workspace> {
     ws ??= await scratch.workspace('xroad-sync-race-');
