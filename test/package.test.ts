@@ -178,7 +178,7 @@ describe('packaging', () => {
 
   it('.deb: build, lintian, dpkg -i, --version, a pass with /usr/bin/xroad-sync, dpkg -r, dpkg -P', { ...T, timeout: 300_000, skip: noDeb }, async (t) => {
     await buildExe();
-    const built = await ok('build-deb.sh', run('bash', ['scripts/build-deb.sh'], { env: { ...process.env, LINTIAN: 'no', XROAD_SYNC_EXE: EXE }, timeoutMs: 120_000 }));
+    const built = await ok('build-deb.sh', run('bash', ['scripts/build-deb.sh'], { env: { ...process.env, LINTIAN: 'no', DEB_COMPRESSION: '-Zxz -z1', XROAD_SYNC_EXE: EXE }, timeoutMs: 120_000 }));
     t.diagnostic(built.stdout.trim().split('\n').at(-5) ?? '');
     const info = await ok('dpkg-deb --info', run('dpkg-deb', ['--info', DEB]));
     assert.match(info.stdout, /^ Package: xroad-sync$/m);

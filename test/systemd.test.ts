@@ -89,7 +89,8 @@ async function waitFor<T>(what: string, ms: number, check: () => Promise<T | und
   }
 }
 
-describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { skip: skipUnlessCI(skipReason()) }, () => {
+// Timeouts: the suite and its set-up may take a cold debootstrap (~70 s) and two builds; npm test's --test-timeout is lower.
+describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { timeout: 900_000, skip: skipUnlessCI(skipReason()) }, () => {
   let work: string;
   let root: string;
   let master: TestMaster;
@@ -130,7 +131,7 @@ describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { skip:
     await writeSampleTree(source);
     // The package, from the executable (each build script waits for a concurrent one).
     await ok('build-exe.sh', run('bash', [path.join(REPO, 'scripts/build-exe.sh')], { timeoutMs: 180_000, env: { ...process.env } }));
-    await ok('build-deb.sh', run('bash', [path.join(REPO, 'scripts/build-deb.sh')], { timeoutMs: 180_000, env: { ...process.env, LINTIAN: 'no', XROAD_SYNC_EXE: path.join(REPO, 'dist/exe/xroad-sync') } }));
+    await ok('build-deb.sh', run('bash', [path.join(REPO, 'scripts/build-deb.sh')], { timeoutMs: 180_000, env: { ...process.env, LINTIAN: 'no', DEB_COMPRESSION: '-Zxz -z1', XROAD_SYNC_EXE: path.join(REPO, 'dist/exe/xroad-sync') } }));
     const tar = (await ok('debian-test-root.sh', run('bash', [path.join(REPO, 'scripts/debian-test-root.sh')], { timeoutMs: 600_000 }))).stdout.trim();
     root = path.join(work, 'root');
     await fs.mkdir(root);
@@ -190,7 +191,7 @@ describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { skip:
       return s === 'running' || s === 'degraded' ? s : undefined;
     }, async () => (await inside(['systemctl', '--failed', '--no-pager'])).stdout);
     if (state === 'degraded') console.log(`systemd: degraded:\n${(await inside(['systemctl', '--failed', '--no-pager'])).stdout}`);
-  });
+  }, { timeout: 900_000 });
 
   after(async () => {
     if (nspawn && nspawn.exitCode === null) {
@@ -203,7 +204,7 @@ describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { skip:
     }
     await master?.stop();
     if (work) await fs.rm(work, { recursive: true, force: true });
-  });
+  }, { timeout: 60_000 });
 
   it('no Node.js in the root; /usr/bin/xroad-sync is the executable and links only the C/C++ runtime', T, async () => {
     const node = await sh('command -v node nodejs; ls /usr/bin/node /usr/bin/nodejs /usr/local/bin/node 2>/dev/null; dpkg-query -W -f=\'${Package}\\n\' \'nodejs*\' \'libnode*\' 2>/dev/null; true');
