@@ -8,7 +8,8 @@
  *   BENCH_QUICK=1       smoke run: 2 runs, 1 warm-up
  *   BENCH_TREES=realistic,large        which trees
  *   BENCH_SCENARIOS=initial,no-change,one-file,100-files
- *   BENCH_TOOLS=rsync,xroad-sync,xroad-sync-bundle,xroad-sync-daemon
+ *   BENCH_TOOLS=rsync,xroad-sync,xroad-sync-bundle,xroad-sync-exe,xroad-sync-daemon
+ *   BENCH_EXE=path      the single executable to time (default dist/exe/xroad-sync from `npm run exe`; no row if absent)
  *   BENCH_BUNDLE=path   the bundle to time (default dist/bundle/xroad-sync.cjs from `npm run bundle`; no row if absent)
  *   BENCH_METER=time    force /usr/bin/time instead of the python3 wait4 wrapper
  *   BENCH_KEEP=1        keep the temp dirs (trees, targets, sshd log)
@@ -22,7 +23,7 @@ import { MasterCpu, startBenchMaster } from './master.js';
 import { createMeter } from './measure.js';
 import { checkTargets, saveResults, summarize, table, targetLines } from './report.js';
 import { runTree, SCENARIOS, type Cell, type ScenarioId } from './scenarios.js';
-import { BUNDLE, bundleExists, daemonTool, PACKAGE_ROOT, processTool, rsyncTool, type Tool } from './tools.js';
+import { BUNDLE, bundleExists, daemonTool, EXE, exeExists, PACKAGE_ROOT, processTool, rsyncTool, type Tool } from './tools.js';
 import { buildTree, writeBenchTree, type BenchTree } from './tree.js';
 
 function list(name: string, all: readonly string[]): string[] {
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
   const warmups = count('BENCH_WARMUPS', 1, 0);
   const trees = list('BENCH_TREES', ['realistic', 'large']) as Array<BenchTree['name']>;
   const scenarios = list('BENCH_SCENARIOS', SCENARIOS.map((s) => s.id)) as ScenarioId[];
-  const toolIds = list('BENCH_TOOLS', ['rsync', 'xroad-sync', 'xroad-sync-bundle', 'xroad-sync-daemon']);
+  const toolIds = list('BENCH_TOOLS', ['rsync', 'xroad-sync', 'xroad-sync-bundle', 'xroad-sync-exe', 'xroad-sync-daemon']);
   if (spawnSync('rsync', ['--version']).status !== 0) throw new Error('rsync is not installed (Debian/Ubuntu: apt-get install rsync)');
 
   const meter = await createMeter();
@@ -79,8 +80,10 @@ async function main(): Promise<void> {
       if (id === 'rsync') tools.push(rsyncTool(work, master, meter, cpu));
       else if (id === 'xroad-sync') tools.push(processTool(work, master, meter, cpu, 'cli'));
       else if (id === 'xroad-sync-bundle' && bundleExists()) tools.push(processTool(work, master, meter, cpu, 'bundle'));
+      else if (id === 'xroad-sync-exe' && exeExists()) tools.push(processTool(work, master, meter, cpu, 'exe'));
       else if (id === 'xroad-sync-daemon') tools.push(daemonTool(work, master, cpu));
     }
+    if (!exeExists()) log(`${path.relative(PACKAGE_ROOT, EXE)} not built (npm run exe): no executable row`);
     if (!bundleExists()) log(`${path.relative(PACKAGE_ROOT, BUNDLE)} not built: no bundle row`);
 
     const cells: Cell[] = [];
