@@ -17,7 +17,8 @@ import path from 'node:path';
 import { descendantsOf, startMaster, type TestMaster } from '../test/helpers/sshd.js';
 
 export async function startBenchMaster(): Promise<TestMaster> {
-  const master = await startMaster({ extraConfig: ['SetEnv SHLVL=1'] });
+  // MaxStartups: OpenSSH's default, written out because the herd scenario is about it.
+  const master = await startMaster({ extraConfig: ['SetEnv SHLVL=1', 'MaxStartups 10:30:100'] });
   if (master.kind !== 'openssh') {
     await master.stop();
     throw new Error('OpenSSH sshd (/usr/sbin/sshd) is needed: rsync cannot run over the embedded SFTP master');

@@ -8,28 +8,34 @@
  *     pass minus start-up), from runPass's hook points, and the same with
  *     fsync turned into a no-op to price the durability;
  *  4. V8 CPU profiles of whole CLI runs, by bucket and by function;
- *  5. the daemon's no-change pass over a warm session, part by part.
+ *  5. the daemon's no-change pass over a warm session, part by part;
+ *  6. a real `xroad-sync daemon` process under --cpu-prof, idle (no master
+ *     changes) for PROFILE_DAEMON_S seconds at --interval PROFILE_INTERVAL:
+ *     CPU per pass from /proc, and the profile after start-up and the first
+ *     pass, by our calling function.
  *
- * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu,daemon,
+ * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu,daemon,daemon-process,
  * PROFILE_CPU_TREES=realistic,large, PROFILE_KEEP=1 (copy the .cpuprofile files to bench/results/).
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { resolvePassSettings } from '../src/config.js';
-import { makeReporter } from '../src/cli/reporter.js';
-import { runPass, type SourceProvider } from '../src/pass.js';
+import { makeReporter } from '../src/run/reporter.js';
+import { runPass } from '../src/pass.js';
+import type { SourceProvider } from '../src/remote/types.js';
 import { connectPerPass } from '../src/remote/provider.js';
 import { openSession } from '../src/remote/session.js';
 import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
-import { loadTimeByPackage, summarizeProfile } from './cpuprofile.js';
+import { loadTimeByPackage, summarizeProfile, timeByOwnCaller } from './cpuprofile.js';
 import { startBenchMaster } from './master.js';
-import { createMeter, median, spawnCollect, type Meter } from './measure.js';
+import { createMeter, median, serviceEnv, spawnCollect, type Meter } from './measure.js';
 import { CLI, PACKAGE_ROOT } from './tools.js';
 import { buildTree, writeBenchTree } from './tree.js';
 
 const RUNS = Number(process.env.PROFILE_RUNS ?? 7);
-const SECTIONS = (process.env.PROFILE_SECTIONS ?? 'startup,ssh,phases,cpu,daemon').split(',');
+const SECTIONS = (process.env.PROFILE_SECTIONS ?? 'startup,ssh,phases,cpu,daemon,daemon-process').split(',');
 const out = (line = ''): void => void process.stdout.write(line + '\n');
 const ms = (n: number): string => `${n.toFixed(1)} ms`.padStart(10);
 
@@ -249,6 +255,65 @@ async function cpuProfiles(master: TestMaster, work: string): Promise<void> {
   }
 }
 
+async function daemonProcess(master: TestMaster, work: string): Promise<void> {
+  const seconds = Number(process.env.PROFILE_DAEMON_S ?? 30);
+  const interval = process.env.PROFILE_INTERVAL ?? '1';
+  out(`## 6. xroad-sync daemon process, realistic tree, no changes, --interval ${interval}, ${seconds} s after its first pass (node --cpu-prof)`);
+  const source = path.join(work, 'daemon-proc-master');
+  await fsp.mkdir(source);
+  await writeBenchTree(source, buildTree('realistic'));
+  const target = path.join(work, 'daemon-proc-target');
+  const state = path.join(work, 'daemon-proc-state');
+  await fsp.mkdir(target);
+  const profDir = path.join(work, 'daemon-proc-prof');
+  const args = ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '1000', CLI, 'daemon', '--interval', interval,
+    '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user, '--identity', master.identity,
+    '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target, '--state-dir', state,
+    '--log-file', path.join(work, 'daemon-proc.log'), '--flag-file', path.join(work, 'daemon-proc-flag', 'sync-disabled')];
+  // The daemon watches the flag's directory: give it one of its own, as /var/tmp/xroad is on a slave.
+  await fsp.mkdir(path.join(work, 'daemon-proc-flag'));
+  const started = performance.now();
+  const child = spawn(process.execPath, args, { env: serviceEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
+  let passes = 0;
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (passes += c.split('"msg":"pass"').length - 1));
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const deadline = Date.now() + 60_000;
+  while (passes < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (passes < 2) throw new Error('the daemon did not finish two passes within 60 s');
+  const skipMs = performance.now() - started;
+  const cpu0 = procCpuMs(child.pid!);
+  const passes0 = passes;
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const used = procCpuMs(child.pid!) - cpu0;
+  const n = passes - passes0;
+  const rss = /^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+  child.kill('SIGTERM');
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);
+  out(`${n} passes in ${seconds} s: ${(used / n).toFixed(1)} ms CPU per pass (/proc, 10 ms ticks), ${((100 * used) / (seconds * 1000)).toFixed(2)} % of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MB`);
+  const file = path.join(profDir, (await fsp.readdir(profDir))[0]!);
+  const p = await summarizeProfile(file, 20, skipMs);
+  const busy = p.buckets.filter((b) => !b.bucket.startsWith('idle')).reduce((a, b) => a + b.ms, 0);
+  out(`profiled ${busy.toFixed(0)} ms busy in ${p.totalMs.toFixed(0)} ms (${(busy / n).toFixed(1)} ms per pass; sampling overhead included)`);
+  out('  self time by bucket:');
+  for (const b of p.buckets.filter((x) => !x.bucket.startsWith('idle')).slice(0, 14)) out(`    ${b.bucket.padEnd(46)} ${ms(b.ms)}  ${(b.ms / n).toFixed(2)} ms/pass`);
+  out('  by our innermost calling function (includes what it spends in npm packages and node):');
+  for (const c of await timeByOwnCaller(file, skipMs, 22)) out(`    ${c.caller.slice(0, 70).padEnd(70)} ${ms(c.ms)}  ${(c.ms / n).toFixed(2)} ms/pass`);
+  out('  heaviest functions (self):');
+  for (const f of p.functions.filter((x) => !x.fn.startsWith('(idle)')).slice(0, 15)) out(`    ${f.fn.slice(0, 90).padEnd(90)} ${ms(f.ms)}`);
+  if (process.env.PROFILE_KEEP === '1') {
+    const keep = path.join(PACKAGE_ROOT, 'bench/results', 'daemon-idle.cpuprofile');
+    await fsp.copyFile(file, keep);
+    out(`  kept ${path.relative(PACKAGE_ROOT, keep)}`);
+  }
+  out();
+}
+
+function procCpuMs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
 async function main(): Promise<void> {
   const meter = await createMeter();
   const work = await makeTempDir('xroad-sync-profile-');
@@ -261,6 +326,7 @@ async function main(): Promise<void> {
     if (SECTIONS.includes('phases')) await phases(master, work);
     if (SECTIONS.includes('cpu')) await cpuProfiles(master, work);
     if (SECTIONS.includes('daemon')) await daemonPass(master, work);
+    if (SECTIONS.includes('daemon-process')) await daemonProcess(master, work);
   } finally {
     await master.stop();
     await meter.close();

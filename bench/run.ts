@@ -7,7 +7,13 @@
  *   BENCH_WARMUPS=N     untimed rounds before them (default 1)
  *   BENCH_QUICK=1       smoke run: 2 runs, 1 warm-up
  *   BENCH_TREES=realistic,large        which trees
- *   BENCH_SCENARIOS=initial,no-change,one-file,100-files
+ *   BENCH_SCENARIOS=initial,no-change,one-file,100-files,herd,propagation
+ *   BENCH_HERD=N        herd: one-shot passes started at once, each tool (default 20)
+ *   BENCH_SLAVES=N      propagation: daemons against the one master (default 5)
+ *   BENCH_CHANGES=N     propagation: master changes timed (default 50; quick 10)
+ *   BENCH_IDLE_S=N      propagation: idle seconds for the cost measurement (default 30; quick 5)
+ *   BENCH_INTERVAL=S    propagation: the daemons' --interval (default 1; "default" leaves it to the daemon)
+ *   BENCH_SPACING_MS=A-B  propagation: random pause between changes (default 200-1500)
  *   BENCH_TOOLS=rsync,xroad-sync,xroad-sync-bundle,xroad-sync-exe,xroad-sync-daemon
  *   BENCH_EXE=path      the single executable to time (default dist/exe/xroad-sync from `npm run exe`; no row if absent)
  *   BENCH_BUNDLE=path   the bundle to time (default dist/bundle/xroad-sync.cjs from `npm run bundle`; no row if absent)
@@ -22,6 +28,7 @@ import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
 import { MasterCpu, startBenchMaster } from './master.js';
 import { createMeter } from './measure.js';
 import { checkTargets, saveResults, summarize, table, targetLines } from './report.js';
+import { herdTable, propagationTable, runHerd, runPropagation, type HerdRound, type PropagationOptions, type PropagationResult } from './fleet.js';
 import { runTree, SCENARIOS, type Cell, type ScenarioId } from './scenarios.js';
 import { BUNDLE, bundleExists, daemonTool, EXE, exeExists, PACKAGE_ROOT, processTool, rsyncTool, type Tool } from './tools.js';
 import { buildTree, writeBenchTree, type BenchTree } from './tree.js';
@@ -48,6 +55,23 @@ function versionOf(cmd: string, args: string[]): string {
   return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')[0]?.trim() || 'unknown';
 }
 
+function propagationOptions(quick: boolean): PropagationOptions {
+  const interval = process.env.BENCH_INTERVAL ?? '1';
+  const intervalS = interval === 'default' ? null : Number(interval);
+  if (intervalS !== null && !(intervalS > 0)) throw new Error(`BENCH_INTERVAL must be seconds or "default", got "${interval}"`);
+  const spacing = /^(\d+)-(\d+)$/.exec(process.env.BENCH_SPACING_MS ?? '200-1500');
+  if (!spacing || Number(spacing[1]) > Number(spacing[2])) throw new Error(`BENCH_SPACING_MS must be MIN-MAX milliseconds, got "${process.env.BENCH_SPACING_MS}"`);
+  return {
+    slaves: count('BENCH_SLAVES', 5, 1),
+    changes: count('BENCH_CHANGES', quick ? 10 : 50, 1),
+    idleS: count('BENCH_IDLE_S', quick ? 5 : 30, 1),
+    intervalS,
+    spacingMs: [Number(spacing[1]), Number(spacing[2])],
+    // Bounded: a change not applied within two intervals (+ 10 s of slack for a loaded machine) is counted as missed.
+    changeTimeoutMs: Math.round(2 * (intervalS ?? 60) * 1000 + 10_000),
+  };
+}
+
 const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
 
 async function main(): Promise<void> {
@@ -55,7 +79,10 @@ async function main(): Promise<void> {
   const runs = count('BENCH_RUNS', quick ? 2 : 10, 1);
   const warmups = count('BENCH_WARMUPS', 1, 0);
   const trees = list('BENCH_TREES', ['realistic', 'large']) as Array<BenchTree['name']>;
-  const scenarios = list('BENCH_SCENARIOS', SCENARIOS.map((s) => s.id)) as ScenarioId[];
+  const allScenarios = list('BENCH_SCENARIOS', [...SCENARIOS.map((s) => s.id), 'herd', 'propagation']);
+  const scenarios = allScenarios.filter((s): s is ScenarioId => SCENARIOS.some((x) => x.id === s));
+  const herdSize = allScenarios.includes('herd') ? count('BENCH_HERD', 20, 1) : 0;
+  const propagation = allScenarios.includes('propagation') ? propagationOptions(quick) : null;
   const toolIds = list('BENCH_TOOLS', ['rsync', 'xroad-sync', 'xroad-sync-bundle', 'xroad-sync-exe', 'xroad-sync-daemon']);
   if (spawnSync('rsync', ['--version']).status !== 0) throw new Error('rsync is not installed (Debian/Ubuntu: apt-get install rsync)');
 
@@ -76,7 +103,7 @@ async function main(): Promise<void> {
     log(`sshd on 127.0.0.1:${master.port}; meter: ${meter.method}; ${runs} runs + ${warmups} warm-up per cell; work dir ${work}`);
     const cpu = await MasterCpu.of(master);
     if (!cpu) log('cannot read the sshd listener in /proc: no master CPU column');
-    for (const id of toolIds) {
+    for (const id of scenarios.length > 0 ? toolIds : []) {
       if (id === 'rsync') tools.push(rsyncTool(work, master, meter, cpu));
       else if (id === 'xroad-sync') tools.push(processTool(work, master, meter, cpu, 'cli'));
       else if (id === 'xroad-sync-bundle' && bundleExists()) tools.push(processTool(work, master, meter, cpu, 'bundle'));
@@ -88,7 +115,7 @@ async function main(): Promise<void> {
 
     const cells: Cell[] = [];
     const treeInfo: Record<string, unknown> = {};
-    for (const name of trees) {
+    for (const name of scenarios.length > 0 ? trees : []) {
       const tree = buildTree(name);
       const source = path.join(work, `master-${name}`);
       await fs.mkdir(source);
@@ -98,14 +125,25 @@ async function main(): Promise<void> {
       cells.push(...(await runTree(tree, source, tools, { runs, warmups, scenarios, progress: log })));
     }
 
+    let herd: HerdRound[] | undefined;
+    if (herdSize > 0) {
+      const source = path.join(work, 'herd-master');
+      await fs.mkdir(source);
+      await writeBenchTree(source, buildTree('realistic'));
+      herd = await runHerd(work, master, cpu, herdSize, source);
+    }
+    let spread: PropagationResult | undefined;
+    if (propagation) spread = await runPropagation(work, master, cpu, propagation);
+
     const rows = summarize(cells);
     const checks = checkTargets(rows);
     const out = [
       '',
       `xroad-sync vs rsync — ${runs} runs per cell (medians), ${os.cpus().length} CPUs, load ${loadStart.map((l) => l.toFixed(2)).join(' ')} at start`,
-      table(rows),
-      '',
-      targetLines(checks),
+      ...(rows.length > 0 ? [table(rows), '', targetLines(checks), ''] : []),
+      ...(herd ? [herdTable(herd), ''] : []),
+      ...(spread ? [propagationTable(spread), ''] : []),
+      `load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at end`,
       '',
     ].join('\n');
     process.stdout.write(out);
@@ -125,11 +163,13 @@ async function main(): Promise<void> {
         commit: versionOf('git', ['-C', PACKAGE_ROOT, 'rev-parse', '--short', 'HEAD']),
         meter: meter.method,
       },
-      settings: { runs, warmups, trees, scenarios, tools: tools.map((t) => t.id) },
+      settings: { runs, warmups, trees, scenarios: allScenarios, tools: tools.map((t) => t.id), herd: herdSize || undefined, propagation },
       trees: treeInfo,
       summary: rows,
       targets: checks,
       samples: cells,
+      herd,
+      propagation: spread,
     });
     log(`results saved to ${path.relative(process.cwd(), file)} and bench/results/latest.json`);
   } finally {

@@ -13,7 +13,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../src/config.js';
-import { runReportedPass } from '../src/cli/sync-command.js';
+import { runReportedPass } from '../src/run/reported-pass.js';
 import { WarmSessionProvider } from '../src/remote/provider.js';
 import { createLogger } from '../src/report/logger.js';
 import type { TestMaster } from '../test/helpers/sshd.js';
@@ -69,9 +69,19 @@ function baseDirs(base: string, id: string, tree: string): ToolDirs {
   return { target: path.join(root, 'target'), state: path.join(root, 'state'), log: path.join(root, 'sync.log') };
 }
 
+/** The guide's rsync command line for one slave (`probe`: ssh logs its byte counts). */
+export function rsyncArgs(master: TestMaster, source: string, d: ToolDirs, probe = false): string[] {
+  const ssh = `ssh -o ConnectTimeout=5 -p ${master.port} -i ${master.identity} -o UserKnownHostsFile=${master.knownHosts} -o StrictHostKeyChecking=yes`;
+  return [
+    '-e', probe ? `${ssh} -o LogLevel=VERBOSE` : ssh, '-aqz', '--timeout=10', '--delete-delay',
+    ...GUIDE_EXCLUDES.flatMap((p) => ['--exclude', p]),
+    '--delay-updates', `--log-file=${d.log}`,
+    `${master.user}@127.0.0.1:${source.replace(/\/?$/, '/')}`, `${d.target}/`,
+  ];
+}
+
 export function rsyncTool(base: string, master: TestMaster, meter: Meter, cpu: MasterCpu | null): Tool {
   const id = 'rsync';
-  const ssh = `ssh -o ConnectTimeout=5 -p ${master.port} -i ${master.identity} -o UserKnownHostsFile=${master.knownHosts} -o StrictHostKeyChecking=yes`;
   return {
     id,
     label: 'rsync (guide command)',
@@ -79,12 +89,7 @@ export function rsyncTool(base: string, master: TestMaster, meter: Meter, cpu: M
     dirs: (tree) => baseDirs(base, id, tree),
     async run(tree, source, probe) {
       const d = baseDirs(base, id, tree);
-      const args = [
-        '-e', probe ? `${ssh} -o LogLevel=VERBOSE` : ssh, '-aqz', '--timeout=10', '--delete-delay',
-        ...GUIDE_EXCLUDES.flatMap((p) => ['--exclude', p]),
-        '--delay-updates', `--log-file=${d.log}`,
-        `${master.user}@127.0.0.1:${source.replace(/\/?$/, '/')}`, `${d.target}/`,
-      ];
+      const args = rsyncArgs(master, source, d, probe);
       const before = cpu?.snapshot();
       const s = await meter.run('rsync', args);
       const masterCpuMs = before ? await cpu!.since(before) : null;
@@ -101,12 +106,13 @@ export function rsyncTool(base: string, master: TestMaster, meter: Meter, cpu: M
   };
 }
 
-function passArgs(master: TestMaster, source: string, d: ToolDirs): string[] {
+/** `flagFile`: the daemon watches its directory, so give a daemon one of its own (a state dir there would wake it every pass). */
+export function passArgs(master: TestMaster, source: string, d: ToolDirs, flagFile = path.join(d.state, 'sync-disabled')): string[] {
   return [
     '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user,
     '--identity', master.identity, '--known-hosts', master.knownHosts,
     '--source', source.replace(/\/?$/, '/'), '--target', d.target,
-    '--state-dir', d.state, '--log-file', d.log, '--flag-file', path.join(d.state, 'sync-disabled'),
+    '--state-dir', d.state, '--log-file', d.log, '--flag-file', flagFile,
   ];
 }
 
@@ -210,7 +216,7 @@ export function bundleExists(): boolean {
 }
 
 /** The node flags on a script's `#!/usr/bin/env -S node …` line. */
-function interpreterFlags(script: string): string[] {
+export function interpreterFlags(script: string): string[] {
   const first = readFileSync(script, 'utf8').split('\n', 1)[0] ?? '';
   const m = /^#!\/usr\/bin\/env -S node (.*)$/.exec(first);
   return m ? m[1]!.trim().split(/\s+/) : [];

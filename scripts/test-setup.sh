@@ -9,10 +9,11 @@
 #   systemd logrotate              systemd-analyze verify/security, logrotate -d
 #   lintian rpm cpio dpkg-dev binutils   package tests (dpkg-shlibdeps, objdump, rpmbuild, rpm2cpio)
 #   time                           the bench
+#   postgresql-15                  the serverconf replica tests (their own clusters in temp dirs)
 #   debootstrap systemd-container sudo   test/systemd.test.ts (a Debian 12 root under systemd-nspawn)
 set -euo pipefail
 
-packages=(openssh-server openssh-client rsync systemd logrotate lintian rpm cpio dpkg-dev binutils time
+packages=(openssh-server openssh-client rsync systemd logrotate lintian rpm cpio dpkg-dev binutils time postgresql-15
           debootstrap systemd-container sudo)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

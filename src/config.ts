@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import { DEFAULT_EXCLUDES } from './filter/types.js';
+import { durationOption } from './util/duration.js';
 
 export interface ConnectionSettings {
   readonly host: string;
@@ -40,6 +41,8 @@ export interface PassSettings {
   readonly limits: TransferLimits;
   /** Shell command run after a pass that changed something, with the changed paths on stdin. */
   readonly onChange: string | null;
+  /** How long a pass waits for another pass's lock before exit 75. */
+  readonly lockWaitMs: number;
 }
 
 export interface TransferLimits {
@@ -59,6 +62,8 @@ export const DEFAULTS = {
   connectTimeoutS: 5,
   timeoutS: 10,
   concurrency: 16,
+  /** A by-hand pass waits this long for one in flight (a pass takes seconds; the oneshot unit allows 120 s). */
+  lockWaitS: 120,
   /** Generous for /etc/xroad (a few hundred files, a few MB), finite for a master gone wrong. */
   maxFileSize: 1024 ** 3,
   maxTotalBytes: 4 * 1024 ** 3,
@@ -89,6 +94,7 @@ export interface RawPassOptions {
   maxFileSize?: string | number;
   maxTotalBytes?: string | number;
   maxFiles?: string | number;
+  wait?: string | number;
 }
 
 export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv = process.env): PassSettings {
@@ -102,8 +108,8 @@ export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv 
       user: raw.user ?? env.XROAD_USER ?? DEFAULTS.user,
       identityFile: raw.identity ? resolve(raw.identity) : defaultIdentity(),
       knownHostsFile: resolve(raw.knownHosts ?? join(homedir(), '.ssh', 'known_hosts')),
-      connectTimeoutMs: seconds(raw.connectTimeout ?? DEFAULTS.connectTimeoutS, '--connect-timeout'),
-      idleTimeoutMs: seconds(raw.timeout ?? DEFAULTS.timeoutS, '--timeout'),
+      connectTimeoutMs: durationOption(raw.connectTimeout ?? DEFAULTS.connectTimeoutS, '--connect-timeout', { minMs: 100, maxMs: 3_600_000 }),
+      idleTimeoutMs: durationOption(raw.timeout ?? DEFAULTS.timeoutS, '--timeout', { minMs: 100, maxMs: 3_600_000 }),
     },
     sourceDir: remoteDir(raw.source ?? DEFAULTS.sourceDir),
     targetDir: resolve(raw.target ?? DEFAULTS.targetDir),
@@ -116,6 +122,7 @@ export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv 
     force: raw.force ?? false,
     concurrency: integer(raw.concurrency ?? DEFAULTS.concurrency, '--concurrency', 1, 256),
     onChange: raw.onChange ?? null,
+    lockWaitMs: lockWait(raw.wait),
     limits: {
       maxFileSize: byteSize(raw.maxFileSize ?? DEFAULTS.maxFileSize, '--max-file-size'),
       maxTotalBytes: byteSize(raw.maxTotalBytes ?? DEFAULTS.maxTotalBytes, '--max-total-bytes'),
@@ -151,8 +158,7 @@ function byteSize(value: string | number, flag: string): number {
   return Number(match[1]) * unit;
 }
 
-function seconds(value: string | number, flag: string): number {
-  const n = typeof value === 'number' ? value : Number(value);
-  if (!Number.isFinite(n) || n <= 0 || n > 3600) throw new ConfigError(`${flag} must be a number of seconds above 0, got "${value}"`, { subject: flag });
-  return Math.round(n * 1000);
+/** --wait: 0 is allowed (fail at once, as before). */
+export function lockWait(value: string | number | undefined): number {
+  return durationOption(value ?? DEFAULTS.lockWaitS, '--wait', { minMs: 0, maxMs: 86_400_000 });
 }

@@ -12,28 +12,54 @@ export const ExitCode = {
   PROTOCOL: 12,
   SIGNAL: 20,
   TRANSFER: 23,
+  VANISHED: 24,
   SAFETY_VALVE: 25,
   TIMEOUT: 30,
+  REPLICA_UNAVAILABLE: 69,
+  INTERNAL: 70,
   LOCK_HELD: 75,
+  REPLICA_PERMISSION: 77,
   HOST_KEY: 254,
   CONNECTION: 255,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
+/**
+ * The one exit-code table: `--help` prints it, README.md "Exit codes" holds
+ * the same rows (a test compares them), and `log` is rsync's rerr_names text
+ * for the codes we share, used in slave-sync.log's error line.
+ */
+export const EXIT_CODE_TABLE: ReadonlyArray<{ readonly code: ExitCodeValue; readonly meaning: string; readonly log: string }> = [
+  { code: 0, meaning: 'done, nothing to do, or skipped because sync is paused', log: 'success' },
+  { code: 1, meaning: 'usage or configuration error (bad flag or duration, missing file)', log: 'syntax or usage error' },
+  { code: 11, meaning: 'local file I/O error (target not writable, disk full)', log: 'error in file IO' },
+  { code: 12, meaning: 'the master sent invalid data (bad names, more or fewer bytes than its own open handle reports)', log: 'error in rsync protocol data stream' },
+  { code: 20, meaning: 'stopped by SIGTERM/SIGINT before commit (nothing changed)', log: 'received SIGINT, SIGTERM, or SIGHUP' },
+  { code: 23, meaning: 'a master file or directory could not be read, or a deletion could not be proven (nothing changed)', log: 'some files/attrs were not transferred (see previous errors)' },
+  { code: 24, meaning: 'a master file vanished or changed while it was read, also on the one retry (nothing changed)', log: 'some files vanished before they could be transferred' },
+  { code: 25, meaning: 'refused by the safety valve or a transfer limit (nothing changed)', log: 'the --max-delete limit stopped deletions' },
+  { code: 30, meaning: 'no progress from the master for --timeout', log: 'timeout in data send/receive' },
+  { code: 69, meaning: 'serverconf replica unreachable, not a standby, or not caught up (--serverconf)', log: 'serverconf replica unreachable or not ready' },
+  { code: 70, meaning: 'internal error (a bug: please report it with the message)', log: 'internal error' },
+  { code: 75, meaning: 'another pass or daemon still held the lock when --wait ran out', log: 'another pass holds the lock' },
+  { code: 77, meaning: 'serverconf replica refused us: a peer map or GRANT is missing (--serverconf)', log: 'no permission on the serverconf replica' },
+  { code: 254, meaning: "the master's host key is unknown, changed or revoked", log: 'host key verification failed' },
+  { code: 255, meaning: 'connection or authentication failure', log: 'unexplained error' },
+];
+
 /** rsync's rerr_names text for the codes we share, used in the log's error line. */
-export const exitCodeText: Record<ExitCodeValue, string> = {
-  0: 'success',
-  1: 'syntax or usage error',
-  11: 'error in file IO',
-  12: 'error in rsync protocol data stream',
-  20: 'received SIGINT, SIGTERM, or SIGHUP',
-  23: 'some files/attrs were not transferred (see previous errors)',
-  25: 'the --max-delete limit stopped deletions',
-  30: 'timeout in data send/receive',
-  75: 'another pass holds the lock',
-  254: 'host key verification failed',
-  255: 'unexplained error',
-};
+export const exitCodeText = Object.fromEntries(EXIT_CODE_TABLE.map((row) => [row.code, row.log])) as Record<ExitCodeValue, string>;
+
+/** The table as `--help` shows it. */
+export function exitCodeHelp(): string {
+  const rows = EXIT_CODE_TABLE.map((row) => `  ${String(row.code).padStart(3)}  ${row.meaning}`);
+  return `\nExit codes (same number as rsync where the meaning is the same):\n${rows.join('\n')}`;
+}
+
+/** The table as README.md "Exit codes" shows it. */
+export function exitCodeMarkdown(): string {
+  return ['| code | meaning |', '|---|---|', ...EXIT_CODE_TABLE.map((row) => `| ${row.code} | ${row.meaning} |`)].join('\n');
+}
 
 export interface ErrorDetails {
   /** The file, host or flag at fault, as the operator would type it. */
@@ -80,6 +106,15 @@ export class TransferError extends SyncError {
   readonly exitCode = ExitCode.TRANSFER;
 }
 
+/**
+ * The master changed under the pass (a file vanished, was rewritten or
+ * reappeared between listing and read): a race, not a configuration problem.
+ * A pass meeting one starts over once; exit 24 is rsync's "vanished" code.
+ */
+export class MasterChangedError extends SyncError {
+  readonly exitCode = ExitCode.VANISHED;
+}
+
 /** The master sent something no honest master sends: bad names, sizes that do not match. */
 export class ProtocolError extends SyncError {
   readonly exitCode = ExitCode.PROTOCOL;
@@ -105,8 +140,40 @@ export class InterruptedError extends SyncError {
   readonly exitCode = ExitCode.SIGNAL;
 }
 
+/** Stopped by a signal while waiting for another pass's lock: this pass never started. */
+export class LockWaitInterruptedError extends InterruptedError {}
+
+/** The pass never got the lock: the pass that holds it reports for itself, so this is not logged or recorded as a pass. */
+export function isLockWait(err: unknown): boolean {
+  return err instanceof LockHeldError || err instanceof LockWaitInterruptedError;
+}
+
+/**
+ * Not a failure: the flag file appeared while the pass ran (`xroad-sync
+ * pause`), so it was abandoned before its commit and nothing changed.
+ */
+export class PassAbandonedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PassAbandonedError';
+  }
+}
+
+/** A command's outcome other than success that is not an error: `main` exits with it silently. */
+export class ExitRequest extends Error {
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+  }
+}
+
+/**
+ * A SyncError carries its own code; a system call's error (errno) the pass
+ * did not wrap is still local I/O; anything else is a bug, with its own code.
+ */
 export function exitCodeOf(err: unknown): ExitCodeValue {
-  return err instanceof SyncError ? err.exitCode : ExitCode.LOCAL_IO;
+  if (err instanceof SyncError) return err.exitCode;
+  if (errnoOf(err) !== undefined && typeof (err as { syscall?: unknown }).syscall === 'string') return ExitCode.LOCAL_IO;
+  return ExitCode.INTERNAL;
 }
 
 /** One line for the operator: message, the subject in it, then the cause's own words. */

@@ -8,21 +8,61 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseRecords } from '../src/report/logger.js';
-import { restartHintLines } from '../src/report/restart-hints.js';
+import { parseRestartRules, restartHintLines, restartsNeeded } from '../src/report/restart-hints.js';
 import { describeRun, runSync } from './helpers/run-sync.js';
 import { makeTempDir, startMaster, writeTree, type TestMaster } from './helpers/sshd.js';
 
 describe('restart hints', () => {
-  it('names no restart for keyconf and its keys, every service for local.ini, the proxy for its own files', () => {
-    assert.deepEqual(restartHintLines(['signer/keyconf.xml', 'signer/softtoken/0a1b.p12']), []);
-    assert.deepEqual(restartHintLines(['conf.d/local.ini']), [
+  it('maps each X-Road path to the services that read it (globs, dotfiles included)', async () => {
+    const table: Record<string, string[]> = {
+      'signer/keyconf.xml': [],
+      'signer/softtoken/.softtoken.p12': [],
+      'signer/softtoken/deep/x.p12': [],
+      'backup.d/10_xroad-signer': [],
+      'conf.d/common.ini': ['xroad-proxy', 'xroad-signer', 'xroad-confclient', 'xroad-proxy-ui-api'],
+      'services/local.properties': ['xroad-proxy', 'xroad-signer', 'xroad-confclient', 'xroad-proxy-ui-api'],
+      'conf.d/addons/message-log.ini': ['xroad-proxy'],
+      'ssl/internal.crt': ['xroad-proxy'],
+      'conf.d/signer-console-logback.xml': ['xroad-signer'],
+      'devices.ini': ['xroad-signer'],
+      'configuration-anchor.xml': ['xroad-confclient'],
+      'conf.d/proxy-ui-api-logback.xml': ['xroad-proxy-ui-api'],
+      'conf.d/op-monitor.ini': ['xroad-opmonitor'],
+      'conf.d/addons/monitor-logback.xml': ['xroad-monitor'],
+      'jetty/clientproxy.xml': ['xroad-jetty'],
+      'conf.d/addons/other.ini': ['xroad-proxy', 'xroad-signer', 'xroad-confclient', 'xroad-proxy-ui-api'],
+      'ssl/unknown.pem': ['unknown'],
+      'conf.d': ['unknown'],
+      'signer/softtoken': ['unknown'],
+      'signer/keyconf.xml.bak': ['unknown'],
+    };
+    for (const [path, services] of Object.entries(table)) {
+      assert.deepEqual([...(await restartsNeeded([path])).keys()], services, path);
+    }
+  });
+
+  it('takes operator rules before the built-in ones, and names a malformed rule', async () => {
+    const rules = parseRestartRules(' conf.d/custom/*.ini, ssl/extra.* = xroad-proxy xroad-signer ; conf.d/local.ini= ;');
+    assert.deepEqual(rules, [
+      { globs: ['conf.d/custom/*.ini', 'ssl/extra.*'], services: ['xroad-proxy', 'xroad-signer'] },
+      { globs: ['conf.d/local.ini'], services: [] },
+    ]);
+    assert.deepEqual(await restartHintLines(['conf.d/custom/a.ini', 'conf.d/local.ini'], rules), ['restart xroad-proxy, xroad-signer to apply conf.d/custom/a.ini']);
+    assert.throws(() => parseRestartRules('conf.d/*.ini'), /restart rule "conf.d\/\*.ini" is not GLOB=SERVICE/);
+    assert.throws(() => parseRestartRules('a=xroad-proxy;rm -rf'), /"rm -rf" is not GLOB=SERVICE/);
+    assert.throws(() => parseRestartRules('a=$(reboot)'), /"\$\(reboot\)" is not a unit name/);
+  });
+
+  it('names no restart for keyconf and its keys, every service for local.ini, the proxy for its own files', async () => {
+    assert.deepEqual(await restartHintLines(['signer/keyconf.xml', 'signer/softtoken/0a1b.p12']), []);
+    assert.deepEqual(await restartHintLines(['conf.d/local.ini']), [
       'restart xroad-proxy, xroad-signer, xroad-confclient, xroad-proxy-ui-api to apply conf.d/local.ini',
     ]);
-    assert.deepEqual(restartHintLines(['conf.d/proxy.ini', 'ssl/internal.key']), ['restart xroad-proxy to apply conf.d/proxy.ini, ssl/internal.key']);
+    assert.deepEqual(await restartHintLines(['conf.d/proxy.ini', 'ssl/internal.key']), ['restart xroad-proxy to apply conf.d/proxy.ini, ssl/internal.key']);
   });
-  it('names five paths of a long list and counts the rest', () => {
+  it('names five paths of a long list and counts the rest', async () => {
     const paths = Array.from({ length: 8 }, (_, i) => `conf.d/x${i}.ini`);
-    assert.match(restartHintLines(paths)[0]!, /to apply conf\.d\/x0\.ini, .*conf\.d\/x4\.ini and 3 more$/);
+    assert.match((await restartHintLines(paths))[0]!, /to apply conf\.d\/x0\.ini, .*conf\.d\/x4\.ini and 3 more$/);
   });
 });
 

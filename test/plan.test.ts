@@ -38,6 +38,19 @@ describe('planner', () => {
     assert.equal(p.totalSize, 10 * 3 + 1);
   });
 
+  it('a suspect file (taken while racy) whose quick check matches is fetched to verify, carrying any attribute change', () => {
+    const src = tree({ 'a.ini': {}, 'b.ini': { mode: 0o600 }, 'c.ini': {} });
+    const dst = tree({ 'a.ini': {}, 'b.ini': {}, 'c.ini': {} });
+    const p = planChanges({ source: src, target: dst, targetExcluded: new Set(), ids: NON_ROOT, suspect: (path) => path !== 'c.ini' });
+    assert.deepEqual(summary(p.changes), ['fetch a.ini', 'fetch b.ini']);
+    const [a, b] = p.changes as Extract<Change, { kind: 'fetch' }>[];
+    assert.equal(a!.verify, true);
+    assert.equal(a!.ifIdentical, undefined);
+    assert.equal(b!.verify, true);
+    assert.equal(b!.ifIdentical?.kind, 'attrs');
+    assert.equal(b!.ifIdentical?.mode, true);
+  });
+
   it('plans nothing when both trees agree', () => {
     const t = tree({ 'a/': {}, 'a/f': {}, l: { type: 'symlink', linkTarget: 'a/f' } });
     assert.deepEqual(plan(t, t).changes, []);

@@ -247,9 +247,7 @@ describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { timeo
     await ok('rm the flag', inside(['sudo', '-u', 'xroad', 'rm', '/var/tmp/xroad/sync-disabled']));
   });
 
-  // TODO(issue 10): by-hand commands read /etc/default/xroad-sync there; until that is merged,
-  // `resume --now` fails with "no master given". Remove `todo` once issue 10 is in.
-  it('the README\'s by-hand upgrade steps, typed as written, with the settings only in /etc/default/xroad-sync', { ...T, todo: 'needs issue 10 (settings file for by-hand commands)' }, async () => {
+  it('the README\'s by-hand upgrade steps, typed as written, with the settings only in /etc/default/xroad-sync', T, async () => {
     const hand = (cmd: string) => sh(cmd, 60_000);
     const pause = await hand('sudo -u xroad xroad-sync pause');
     assert.equal(pause.status, 0, shown('pause', pause));

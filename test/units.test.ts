@@ -233,6 +233,7 @@ test('unit policy: pause via Condition, flag file visible inside PrivateTmp, one
 
   assert.deepEqual(values(timer, 'OnBootSec'), ['60']);
   assert.deepEqual(values(timer, 'OnUnitActiveSec'), ['60']);
+  assert.deepEqual(values(timer, 'RandomizedDelaySec'), ['10'], 'slaves started together must not reach the master in one instant');
   assert.deepEqual(values(timer, 'WantedBy'), ['timers.target']);
 
   assert.ok(values(daemon, 'ExecStart')[0]!.startsWith(`${PROGRAM} daemon $XROAD_SYNC_OPTS`));

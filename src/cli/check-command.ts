@@ -5,8 +5,10 @@
  * the way a pass does and shows what a pass would change (dry run).
  */
 import { constants, type Stats } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { access, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { journalPath, pendingJournal } from '../commit/journal.js';
+import { holderIsLive, parseHolder, passLockPath } from '../state/lock.js';
 import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../config.js';
 import { ConnectionError, describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
@@ -40,19 +42,15 @@ const writable = (path: string): Promise<boolean> => access(path, constants.W_OK
 const mode = (st: Stats): string => '0' + (st.mode & 0o7777).toString(8).padStart(3, '0');
 const me = (): string => process.env.USER ?? `uid ${process.getuid?.()}`;
 
-export async function checkCommand(raw: RawPassOptions): Promise<number> {
-  let settings: PassSettings;
-  try {
-    settings = resolvePassSettings(raw);
-  } catch (err) {
-    print(fail(`configuration: ${describeError(err)}`));
-    return exitCodeOf(err);
-  }
+export async function checkCommand(raw: RawPassOptions, ctx?: { origins: ReadonlyMap<string, string> }): Promise<number> {
+  const settings = resolvePassSettings(raw);
+  if (ctx) printOrigins(settings, ctx.origins);
   const identity = await checkIdentity(settings.connection.identityFile);
   const knownHosts = await checkKnownHosts(settings);
   const target = await checkTarget(settings.targetDir);
   const local = [identity, knownHosts, target, await checkLogFile(settings.logFile), await checkStateDir(settings.stateDir), await checkFlag(settings.flagFile)];
   local.forEach(print);
+  (await stateNotes(settings)).forEach(print);
   const localFailed = local.some((o) => !o.ok);
   if (!identity.ok || !knownHosts.ok) {
     print(fail(`connect to ${settings.connection.user}@${settings.connection.host}:${settings.connection.port}: not tried`, 'fix the identity and known_hosts problems above first'));
@@ -60,6 +58,28 @@ export async function checkCommand(raw: RawPassOptions): Promise<number> {
   }
   const remote = await checkMaster(settings, target.ok);
   return localFailed ? ExitCode.USAGE : remote;
+}
+
+/** Each setting with where it came from: a flag, the environment, the settings file, or the default. */
+function printOrigins(s: PassSettings, origins: ReadonlyMap<string, string>): void {
+  const c = s.connection;
+  const rows: Array<[string, string, string]> = [
+    ['master', '--master', c.host],
+    ['user', '--user', c.user],
+    ['port', '--port', String(c.port)],
+    ['identity', '--identity', c.identityFile],
+    ['knownHosts', '--known-hosts', c.knownHostsFile],
+    ['source', '--source', s.sourceDir],
+    ['target', '--target', s.targetDir],
+    ['stateDir', '--state-dir', s.stateDir],
+    ['flagFile', '--flag-file', s.flagFile],
+    ['logFile', '--log-file', s.logFile ?? '(none)'],
+    ['connectTimeout', '--connect-timeout', `${c.connectTimeoutMs / 1000} s`],
+    ['timeout', '--timeout', `${c.idleTimeoutMs / 1000} s`],
+    ['exclude', '--exclude', s.excludes.join(' ')],
+  ];
+  process.stdout.write('settings (highest first: flag, environment, settings file, default):\n');
+  for (const [key, flag, value] of rows) process.stdout.write(`     ${flag.padEnd(18)} ${value}  (${origins.get(key) ?? 'default'})\n`);
 }
 
 async function checkIdentity(file: string): Promise<Outcome> {
@@ -114,6 +134,21 @@ async function checkStateDir(dir: string): Promise<Outcome> {
   while (!(await statOrNull(parent)) && parent !== dirname(parent)) parent = dirname(parent);
   if (await writable(parent)) return ok(`state dir ${dir} does not exist yet; the first pass creates it`);
   return fail(`state dir ${dir} does not exist and ${parent} is not writable by ${me()}`, `mkdir -p ${dir} && chown ${me()} ${dir}`);
+}
+
+/** Left by a killed pass: a journal the next pass completes, a lock the next pass takes over. Notes, not failures. */
+async function stateNotes(settings: PassSettings): Promise<Outcome[]> {
+  const notes: Outcome[] = [];
+  const pending = await pendingJournal(settings.stateDir, settings.targetDir);
+  if (pending) {
+    notes.push(ok(`the interrupted commit of ${pending.createdAt} is pending in ${journalPath(settings.stateDir)} (${pending.operations} operations): the next pass completes it`));
+  }
+  const lockFile = passLockPath(settings.stateDir);
+  const text = await readFile(lockFile, 'utf8').catch(() => null);
+  const holder = text === null ? undefined : parseHolder(text);
+  if (holder !== undefined && !holderIsLive(holder)) notes.push(ok(`stale lock ${lockFile} (pid ${holder.pid} is gone): the next pass takes it over`));
+  else if (holder !== undefined) notes.push(ok(`lock ${lockFile} is held by pid ${holder.pid} (${holder.purpose}): a pass is running`));
+  return notes;
 }
 
 async function checkFlag(file: string): Promise<Outcome> {

@@ -90,6 +90,8 @@ export async function demoCommand(): Promise<number> {
     delete env.MASTER; // every setting is on the command line
     delete env.XROAD_USER;
     delete env.XROAD_SYNC_TEST_HOOK;
+    delete env.XROAD_SYNC_OPTS;
+    env.XROAD_SYNC_SETTINGS = ''; // not this machine's /etc/default/xroad-sync either
     const t0 = Date.now();
     const child = spawn(process.execPath, self ? [self, ...args] : args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -249,12 +251,12 @@ export async function demoCommand(): Promise<number> {
 
     // 7 ---------------------------------------------------------------------
     heading('7. Pause and resume (rolling upgrade, IG-XLB 7.2)');
-    indent((await run(['pause', '--flag-file', p.flagFile])).stdout);
+    indent((await run(['pause', '--flag-file', p.flagFile, '--state-dir', p.stateDir])).stdout);
     const afterPause = await waitRecord('"sync paused" record', (r) => typeof r.msg === 'string' && r.msg.startsWith('sync paused'));
     showDaemon();
     out('(paused: the daemon skips its passes silently; waiting one interval)');
     await sleep(1_200);
-    indent((await run(['resume', '--flag-file', p.flagFile])).stdout);
+    indent((await run(['resume', '--flag-file', p.flagFile, '--state-dir', p.stateDir])).stdout);
     await waitRecord('"sync resumed" record and a pass', isPass, 1, afterPause);
     showDaemon();
 

@@ -9,21 +9,30 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULTS } from '../config.js';
-import { addPassOptions } from './options.js';
+import { describeError, exitCodeHelp, exitCodeOf, ExitCode, SyncError } from '../errors.js';
+import { addPassOptions, addSettingsOption, addWaitOption } from './options.js';
+import { addReplicaOptionsTo } from './replica-options.js';
+import { applySettings, type SettingOrigins } from './settings.js';
 
-const EXIT_CODES = `
-Exit codes (same number as rsync where the meaning is the same):
-    0  done, nothing to do, or skipped because sync is paused
-    1  usage or configuration error (bad flag, missing file)
-   11  local file I/O error (target not writable, disk full)
-   12  the master sent invalid data (bad names, sizes that do not match)
-   20  stopped by SIGTERM/SIGINT before commit (nothing changed)
-   23  a master file or directory could not be read (nothing changed)
-   25  refused by the safety valve (empty master, too many deletions)
-   30  timeout: no progress from the master for --timeout seconds
-   75  another pass holds the lock
-  254  the master's host key is unknown, changed or revoked
-  255  connection or authentication failure`;
+const EXIT_CODES = exitCodeHelp();
+
+/** What every command gets besides its options. */
+export interface CommandContext {
+  /** Where each option's value came from (flag, environment, settings file, default). */
+  readonly origins: SettingOrigins;
+}
+
+type CommandFn = (opts: any, ctx: CommandContext) => Promise<number>;
+
+/** The action of a lazily loaded command: settings file applied first, then the command; its code is the exit code. */
+function act(load: () => Promise<CommandFn>, opts = { settings: true }) {
+  return async (_opts: unknown, cmd: Command): Promise<void> => {
+    // serve and demo are not slave commands: the slave's settings file is not theirs.
+    const origins = opts.settings ? applySettings(cmd) : new Map<string, string>();
+    const command = await load();
+    process.exitCode = await command(cmd.opts(), { origins });
+  };
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -37,69 +46,66 @@ function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', EXIT_CODES);
 
-  addPassOptions(
+  addSettingsOption(addWaitOption(addPassOptions(
     program
       .command('sync')
-      .description('run one pass now (what the systemd timer runs every minute)')
+      .description('run one pass now (what the systemd timer runs every minute); waits for a pass in flight (--wait)')
       .option('--now', 'accepted for the manual pass before an upgrade (a pass always runs at once)'),
-  )
+  )))
     .addHelpText('after', EXIT_CODES)
-    .action(async (opts) => {
-      const { syncCommand } = await import('./sync-command.js');
-      process.exitCode = await syncCommand(opts);
-    });
+    .action(act(async () => (await import('./sync-command.js')).syncCommand));
 
-  program
-    .command('pause')
-    .description('create the flag file: every pass is skipped until resume (rolling upgrades, IG-XLB 7.2)')
-    .option('--flag-file <file>', 'the flag file', DEFAULTS.flagFile)
-    .action(async (opts) => {
-      const { pauseCommand } = await import('./pause-command.js');
-      process.exitCode = await pauseCommand(opts);
-    });
+  addSettingsOption(addWaitOption(
+    program
+      .command('pause')
+      .description('create the flag file, then wait for a pass in flight to finish or be abandoned before its commit: paused when it returns (rolling upgrades, IG-XLB 7.2)')
+      .option('--flag-file <file>', 'the flag file', DEFAULTS.flagFile)
+      .option('--state-dir <dir>', 'where a running pass holds its lock', DEFAULTS.stateDir),
+  )).action(act(async () => {
+    const [{ pauseCommand }, { pauseWithReplica }] = await Promise.all([import('./pause-command.js'), import('./replica-commands.js')]);
+    return (opts) => pauseWithReplica(opts, () => pauseCommand(opts));
+  }));
 
-  addPassOptions(
+  addSettingsOption(addWaitOption(addPassOptions(
     program
       .command('resume')
-      .description('remove the flag file; with --now also run a pass at once (upgrade steps 4-5)')
+      .description('remove the flag file; with --now also run a pass at once, waiting for one in flight (upgrade steps 4-5)')
       .option('--now', 'run a pass right after resuming'),
-  ).action(async (opts) => {
-    const { resumeCommand } = await import('./pause-command.js');
-    process.exitCode = await resumeCommand(opts);
-  });
+  ))).action(act(async () => {
+    const [{ resumeCommand }, { resumeWithReplica }] = await Promise.all([import('./pause-command.js'), import('./replica-commands.js')]);
+    return (opts) => resumeWithReplica(opts, () => resumeCommand(opts));
+  }));
 
-  addPassOptions(
+  addSettingsOption(addPassOptions(
     program
       .command('daemon')
-      .description('keep running: a pass at start, then every --interval seconds over one kept-open SSH session; pauses live on the flag file')
-      .option('--interval <s>', 'seconds between passes (a little random jitter is added)', '60'),
-  ).action(async (opts) => {
-    const { daemonCommand } = await import('./daemon-command.js');
-    process.exitCode = await daemonCommand(opts);
-  });
+      .description('keep running: a pass at start, then every --interval over one kept-open SSH session; pauses live on the flag file; one per state dir')
+      .option('--interval <duration>', 'time between passes: seconds, or 30s/5m/1h (a little random jitter is added)', '60'),
+  )).action(act(async () => (await import('./daemon-command.js')).daemonCommand));
 
-  addPassOptions(
+  addSettingsOption(addPassOptions(
     program
       .command('check')
-      .description('check identity, known_hosts, target, log, state dir and flag file, each problem with its fix; then connect and show what a pass would change'),
-  ).action(async (opts) => {
-    const { checkCommand } = await import('./check-command.js');
-    process.exitCode = await checkCommand(opts);
-  });
+      .description('show where each setting came from; check identity, known_hosts, target, log, state dir and flag file, each problem with its fix; then connect and show what a pass would change'),
+  )).action(act(async () => {
+    const [{ checkCommand }, { checkReplicaAccess }] = await Promise.all([import('./check-command.js'), import('./replica-commands.js')]);
+    return async (opts, ctx) => {
+      const config = await checkCommand(opts, ctx);
+      const replica = await checkReplicaAccess(opts); // reported even when the config half failed
+      return config || replica;
+    };
+  }));
 
-  program
+  addSettingsOption(program
     .command('status')
     .description('paused or not, the last pass, the last success, whether a daemon runs')
     .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid}')
     .option('--check', 'monitoring probe: one line, exit 0 OK / 1 WARNING / 2 CRITICAL (Nagios, Zabbix)')
-    .option('--max-age <s>', 'with --check: critical when the last success is older than this', '300')
+    .option('--max-age <duration>', 'with --check: critical when the last success is older than this: seconds, or 30s/5m/1h', '300')
     .option('--fail-if-paused', 'with --check: a pause is a warning (otherwise only reported)')
     .option('--state-dir <dir>', 'where passes record their status', DEFAULTS.stateDir)
-    .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile)
-    .action(async (opts) => {
-      const { statusCommand } = await import('./status-command.js');
-      process.exitCode = await statusCommand(opts);
-    });
+    .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile))
+    .action(act(async () => (await import('./replica-status.js')).statusWithReplica));
 
   program
     .command('serve')
@@ -110,25 +116,31 @@ function buildProgram(): Command {
     .option('--host-key <file>', 'host private key (OpenSSH or PEM, unencrypted); default: an ed25519 key generated for this run')
     .option('--authorized-keys <file>', 'public keys allowed in, one per line; default: a client key generated for this run (its path is printed)')
     .option('--user <name>', 'only this user name may log in (default: any)')
-    .action(async (opts) => {
-      const { serveCommand } = await import('./serve-command.js');
-      process.exitCode = await serveCommand(opts);
-    });
+    .action(act(async () => (await import('./serve-command.js')).serveCommand, { settings: false }));
 
   program
     .command('demo')
     .description('a self-contained tour on 127.0.0.1 in a temp dir: embedded master, a pass, status, the daemon, pause/resume')
-    .action(async () => {
-      const { demoCommand } = await import('./demo-command.js');
-      process.exitCode = await demoCommand();
-    });
+    .action(act(async () => (await import('./demo-command.js')).demoCommand, { settings: false }));
 
+  addReplicaOptionsTo(program);
   return program;
+}
+
+/**
+ * The one exit path: a command returns its code or throws; only here is an
+ * error printed (message, cause, hint) and turned into the exit code. An
+ * error that is not ours is a bug: its stack is printed, exit 70.
+ */
+function fail(err: unknown): void {
+  process.stderr.write(`xroad-sync: ${describeError(err)}\n`);
+  const code = exitCodeOf(err);
+  if (code === ExitCode.INTERNAL && !(err instanceof SyncError) && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  process.exitCode = code;
 }
 
 buildProgram()
   .parseAsync(process.argv)
-  .catch((err: unknown) => {
-    process.stderr.write(`xroad-sync: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
+  .catch(fail)
+  // Every handle should be closed by now; if one was not (a library's watcher or socket), do not hang on it.
+  .finally(() => setTimeout(() => process.exit(), 1000).unref());

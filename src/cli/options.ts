@@ -20,8 +20,8 @@ export function addPassOptions(cmd: Command): Command {
     .option('--log-file <file>', 'rsync-format log, appended per pass (rsync: --log-file)', DEFAULTS.logFile)
     .option('--no-log-file', 'do not write the rsync-format log')
     .option('--state-dir <dir>', 'lock, status and crash journal', DEFAULTS.stateDir)
-    .option('--connect-timeout <s>', 'handshake must finish within this (rsync: ssh -o ConnectTimeout=5)', String(DEFAULTS.connectTimeoutS))
-    .option('--timeout <s>', 'abort when the master makes no progress for this long (rsync: --timeout=10)', String(DEFAULTS.timeoutS))
+    .option('--connect-timeout <duration>', 'handshake must finish within this: seconds, or 30s/5m/1h (rsync: ssh -o ConnectTimeout=5)', String(DEFAULTS.connectTimeoutS))
+    .option('--timeout <duration>', 'abort when the master makes no progress for this long: seconds, or 30s/5m/1h (rsync: --timeout=10)', String(DEFAULTS.timeoutS))
     .option('--max-delete <n>', 'refuse a pass that deletes more files (default: half of the synced files)')
     .option('--force', 'override the safety valve (empty master, too many deletions)')
     .option('--max-file-size <size>', 'fail the pass (before any change) if a master file is larger', '1G')
@@ -30,4 +30,14 @@ export function addPassOptions(cmd: Command): Command {
     .option('--concurrency <n>', 'files fetched at once', String(DEFAULTS.concurrency))
     .option('--on-change <cmd>', 'shell command run after a pass that changed files; the changed paths arrive on stdin, one per line')
     .option('--dry-run', 'print what would change (rsync itemized format) and change nothing');
+}
+
+/** How long a by-hand command waits for a pass in flight (another command's, or the daemon's). */
+export function addWaitOption(cmd: Command): Command {
+  return cmd.option('--wait <duration>', 'wait this long for a pass in flight before giving up with exit 75: seconds, or 30s/5m/1h', `${DEFAULTS.lockWaitS}s`);
+}
+
+/** Where the units' settings come from; every command reads them. */
+export function addSettingsOption(cmd: Command): Command {
+  return cmd.option('--settings <file>', 'read MASTER, XROAD_USER and XROAD_SYNC_OPTS from this file (default: /etc/default/xroad-sync, /etc/sysconfig/xroad-sync; env XROAD_SYNC_SETTINGS)');
 }

@@ -5,8 +5,12 @@
  */
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { isAlive } from '../state/lock.js';
+import { daemonLockPath, liveHolder } from '../state/lock.js';
 import { readStatus, type StoredStatus } from '../state/status.js';
+import { durationOption } from '../util/duration.js';
+
+/** A last success this far ahead of the clock is the same second, not a clock stepped back. */
+const CLOCK_SLACK_MS = 2000;
 
 export interface StatusOptions {
   stateDir: string;
@@ -25,14 +29,16 @@ export interface StatusReport extends StoredStatus {
 export async function collectStatus(stateDir: string, flagFile: string): Promise<StatusReport> {
   const stored = await readStatus(resolve(stateDir));
   const flag = await stat(resolve(flagFile)).catch(() => null);
-  const daemonPid = stored.daemonPid !== null && isAlive(stored.daemonPid) ? stored.daemonPid : null;
+  // The daemon's lock, not status.json, says whether one runs: a lock cannot outlive its process.
+  const daemonPid = (await liveHolder(daemonLockPath(resolve(stateDir))))?.pid ?? null;
   return { paused: flag !== null, pausedSince: flag ? flag.mtime.toISOString() : null, ...stored, daemonPid };
 }
 
 export async function statusCommand(opts: StatusOptions): Promise<number> {
+  const maxAgeMs = durationOption(opts.maxAge ?? '300', '--max-age', { minMs: 1000, maxMs: 365 * 86_400_000 });
   const report = await collectStatus(opts.stateDir, opts.flagFile);
   if (opts.check) {
-    const { code, line } = checkStatus(report, { maxAgeS: Number(opts.maxAge ?? 300), failIfPaused: opts.failIfPaused === true });
+    const { code, line } = checkStatus(report, { maxAgeS: maxAgeMs / 1000, failIfPaused: opts.failIfPaused === true });
     process.stdout.write(line + '\n');
     return code;
   }
@@ -48,7 +54,15 @@ export function checkStatus(report: StatusReport, opts: { maxAgeS: number; failI
     return { code: 2, line: `XROAD-SYNC CRITICAL - last pass failed at ${report.lastPass.finishedAt}: ${report.lastPass.error}${paused}` };
   }
   if (report.lastSuccessAt === null) return { code: 2, line: `XROAD-SYNC CRITICAL - no successful pass recorded${paused}` };
-  const ageS = Math.round((now - Date.parse(report.lastSuccessAt)) / 1000);
+  const ageMs = now - Date.parse(report.lastSuccessAt);
+  if (!Number.isFinite(ageMs)) return { code: 2, line: `XROAD-SYNC CRITICAL - unreadable last success time "${report.lastSuccessAt}" in status.json` };
+  if (ageMs < -CLOCK_SLACK_MS) {
+    return {
+      code: 2,
+      line: `XROAD-SYNC CRITICAL - last success ${report.lastSuccessAt} is ${Math.round(-ageMs / 1000)} s in the future: the clock was stepped back, the age of the last sync is unknown${paused}`,
+    };
+  }
+  const ageS = Math.max(0, Math.round(ageMs / 1000));
   if (ageS > opts.maxAgeS && !report.paused) {
     return { code: 2, line: `XROAD-SYNC CRITICAL - last success ${ageS} s ago (limit ${opts.maxAgeS} s)` };
   }

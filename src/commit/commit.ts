@@ -14,13 +14,14 @@
  *   6. directory modes, owners and mtimes, deepest first
  *   7. fsync the directories touched
  */
-import { chmod, chown, lchown, lstat, lutimes, mkdir, open, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
-import { LocalIoError, errnoOf } from '../errors.js';
+import { constants } from 'node:fs';
+import { access, chmod, chown, lchown, lstat, lutimes, mkdir, open, readFile, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { LocalIoError, describeError, errnoOf } from '../errors.js';
 import type { Change } from '../plan/types.js';
 import type { Staging } from '../stage/stage.js';
 import type { Tree } from '../tree.js';
-import { beginJournal } from './journal.js';
+import { beginJournal, journalPath } from './journal.js';
 import { buildCommitOps, type CommitOp, type Seen } from './ops.js';
 
 export { COMMIT_LAST } from './order.js';
@@ -42,14 +43,104 @@ export interface CommitResult {
   readonly skipped: readonly { path: string; reason: string }[];
 }
 
+/**
+ * A commit that failed after its first operation: part of it is live. The
+ * journal stays (with the temps it names) so the next pass completes it;
+ * `livePaths` says which changes this pass must report as applied.
+ */
+export class PartialCommitError extends LocalIoError {
+  constructor(
+    cause: unknown,
+    readonly livePaths: ReadonlySet<string>,
+    journal: string,
+  ) {
+    super(`${describeError(cause)}; the commit stopped part-way (${livePaths.size} paths live), the rest is journaled in ${journal}`, {
+      subject: cause instanceof LocalIoError ? cause.subject : undefined,
+      cause,
+      hint: 'fix the cause; the next pass completes the commit and reports the rest',
+    });
+  }
+}
+
 export async function commitChanges(changes: readonly Change[], staging: Staging, opts: CommitOptions): Promise<CommitResult> {
   const relTemps = new Map([...staging.temps].map(([path, abs]) => [path, abs.slice(opts.targetRoot.length + 1)]));
   const ops = buildCommitOps(changes, relTemps, opts.source);
-  const journal = await beginJournal(opts.stateDir, opts.targetRoot, ops);
-  const result = await executeOps(ops, { root: opts.targetRoot, recheck: true, beforeStep: opts.beforeStep });
+  await precheckCommit(ops, opts.targetRoot);
+  const journal = await beginJournal(opts.stateDir, opts.targetRoot, ops, changes);
+  const done = new Set<string>();
+  let result: CommitResult;
+  try {
+    result = await executeOps(ops, { root: opts.targetRoot, recheck: true, beforeStep: opts.beforeStep, done });
+  } catch (err) {
+    if (done.size === 0) {
+      await journal.finish();
+      throw err;
+    }
+    // The staged files the journal still names must survive for the roll-forward.
+    staging.forget(() => true);
+    await journal.markReported([...done]).catch(() => undefined);
+    throw new PartialCommitError(err, done, journalPath(opts.stateDir));
+  }
   await journal.finish();
   staging.forget(() => true); // every temp was renamed into place or, for a skipped path, removed
   return result;
+}
+
+/**
+ * What can be checked before the first rename, so a commit does not stop
+ * half-way: every directory the commit writes in is writable (a read-only
+ * bind mount under the target answers EROFS here), and no rename crosses a
+ * mount point (EXDEV). Nothing has changed when this throws.
+ */
+async function precheckCommit(ops: readonly CommitOp[], root: string): Promise<void> {
+  const dirs = new Set<string>();
+  const crossings: Array<[string, string]> = [];
+  for (const op of ops) {
+    if (op.op === 'remove' || op.op === 'mkdir' || op.op === 'rename') dirs.add(dirname(join(root, op.path)));
+    if (op.op === 'rename') {
+      dirs.add(dirname(join(root, op.temp)));
+      crossings.push([join(root, op.temp), join(root, op.path)]);
+    }
+  }
+  for (const dir of [...dirs].sort()) {
+    // Not a directory yet: the commit creates it (after removing what is there), in a parent checked here too.
+    if (!(await lstat(dir).then((st) => st.isDirectory(), () => false))) continue;
+    const err = await access(dir, constants.W_OK | constants.X_OK).then(() => undefined, (e: unknown) => e);
+    if (err === undefined) continue;
+    throw new LocalIoError(`cannot commit: ${dir} is not writable (${errnoOf(err) ?? describeError(err)}); nothing was changed`, {
+      subject: dir,
+      cause: err,
+      hint: 'a read-only mount or wrong permissions under the target: make the directory writable for the sync user, or exclude it',
+    });
+  }
+  const mounts = await mountPointsUnder(root);
+  for (const [temp, final] of crossings) {
+    const [a, b] = [mountOf(temp, mounts), mountOf(final, mounts)];
+    if (a !== b) {
+      throw new LocalIoError(`cannot commit: ${final} is on another mount (${b ?? root}) than its staged copy ${temp}; nothing was changed`, {
+        subject: final,
+        hint: 'a mount point under the target must not separate a new directory from the target root; unmount it or exclude the path',
+      });
+    }
+  }
+}
+
+/** Mount points strictly below `root` (from /proc/self/mountinfo; none when it cannot be read). */
+async function mountPointsUnder(root: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const unescape = (p: string): string => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return text
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((p): p is string => p !== undefined)
+    .map(unescape)
+    .filter((p) => p.startsWith(root + '/'));
+}
+
+function mountOf(path: string, mounts: readonly string[]): string | undefined {
+  let best: string | undefined;
+  for (const m of mounts) if ((path === m || path.startsWith(m + '/')) && (best === undefined || m.length > best.length)) best = m;
+  return best;
 }
 
 export interface ExecuteOptions {
@@ -57,6 +148,8 @@ export interface ExecuteOptions {
   /** Live commit: verify each replaced path is still what the scan saw. Recovery replays without. */
   readonly recheck: boolean;
   readonly beforeStep?: (step: CommitStep, path: string) => void | Promise<void>;
+  /** Filled with each path whose operation completed: what is live if a later one fails. */
+  readonly done?: Set<string>;
 }
 
 /** Run the operations in order. Idempotent, so a recovery can replay a list that was partly done. */
@@ -76,6 +169,7 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
         await opts.beforeStep?.(op.step, op.path);
         if (!(await unchanged(op.path, op.seen))) break;
         await guard('delete', abs(op.path), () => removeEntry(abs(op.path), op.recursive, skipped, op.path, !opts.recheck));
+        opts.done?.add(op.path);
         break;
       case 'mkdir':
         await opts.beforeStep?.('mkdir', op.path);
@@ -85,6 +179,7 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
           });
           if (op.uid !== undefined || op.gid !== undefined) await chown(abs(op.path), op.uid ?? -1, op.gid ?? -1);
         });
+        opts.done?.add(op.path);
         break;
       case 'rename':
         await opts.beforeStep?.('rename', op.path);
@@ -94,10 +189,12 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
           break;
         }
         await guard('rename into place', abs(op.path), () => renameStaged(abs(op.temp), abs(op.path), op.size, opts.recheck));
+        opts.done?.add(op.path);
         break;
       case 'attrs':
         await opts.beforeStep?.(op.dir ? 'dir-attrs' : 'attrs', op.path);
         await guard('set attributes of', abs(op.path), () => applyAttrs(abs(op.path), op));
+        opts.done?.add(op.path);
         break;
       case 'fsync':
         await Promise.all(op.dirs.map(async (dir) => {

@@ -10,6 +10,7 @@ import { open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
+import type { Change } from '../plan/types.js';
 import type { CommitOp } from './ops.js';
 
 const JOURNAL_VERSION = 1;
@@ -20,6 +21,10 @@ interface JournalDoc {
   readonly pid: number;
   readonly createdAt: string;
   readonly ops: readonly CommitOp[];
+  /** The plan's changes, so the pass that completes the commit can itemize, count and hint them. */
+  readonly changes?: readonly Change[];
+  /** Paths a failed pass already reported as live. */
+  readonly reported?: readonly string[];
 }
 
 export function journalPath(stateDir: string): string {
@@ -28,14 +33,19 @@ export function journalPath(stateDir: string): string {
 
 export interface OpenJournal {
   finish(): Promise<void>;
+  /** A failed commit records what it reported as live; the completing pass reports the rest. */
+  markReported(paths: readonly string[]): Promise<void>;
 }
 
-export async function beginJournal(stateDir: string, target: string, ops: readonly CommitOp[]): Promise<OpenJournal> {
+export async function beginJournal(stateDir: string, target: string, ops: readonly CommitOp[], changes: readonly Change[] = []): Promise<OpenJournal> {
   const path = journalPath(stateDir);
-  const doc: JournalDoc = { version: JOURNAL_VERSION, target, pid: process.pid, createdAt: new Date().toISOString(), ops };
+  const doc: JournalDoc = { version: JOURNAL_VERSION, target, pid: process.pid, createdAt: new Date().toISOString(), ops, changes };
   await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600 });
   await fsyncDir(stateDir);
   return {
+    async markReported(paths) {
+      await writeFileAtomic(path, JSON.stringify({ ...doc, reported: paths }), { fsync: true, mode: 0o600 });
+    },
     async finish() {
       await unlink(path).catch(() => undefined);
       await fsyncDir(stateDir);
@@ -45,7 +55,13 @@ export async function beginJournal(stateDir: string, target: string, ops: readon
 
 export type Recovery =
   | { readonly kind: 'none' }
-  | { readonly kind: 'rolled-forward'; readonly operations: number; readonly createdAt: string }
+  | {
+      readonly kind: 'rolled-forward';
+      readonly operations: number;
+      readonly createdAt: string;
+      /** Changes the completed commit made live that no pass has reported yet. */
+      readonly changes: readonly Change[];
+    }
   | { readonly kind: 'discarded'; readonly reason: string };
 
 /**
@@ -79,7 +95,22 @@ export async function recoverJournal(
   }
   await unlink(path).catch(() => undefined);
   await fsyncDir(stateDir);
-  return { kind: 'rolled-forward', operations: doc.ops.length, createdAt: doc.createdAt };
+  const reported = new Set(doc.reported ?? []);
+  const changes = (doc.changes ?? []).filter((c) => !reported.has(c.path));
+  return { kind: 'rolled-forward', operations: doc.ops.length, createdAt: doc.createdAt, changes };
+}
+
+/** A journal left by an interrupted commit, without touching it (dry runs, `check`). */
+export async function pendingJournal(stateDir: string, target: string): Promise<{ createdAt: string; operations: number } | null> {
+  const text = await readFile(journalPath(stateDir), 'utf8').catch(() => null);
+  if (text === null) return null;
+  try {
+    const doc = JSON.parse(text) as JournalDoc;
+    if (doc.target !== target) return null;
+    return { createdAt: doc.createdAt, operations: Array.isArray(doc.ops) ? doc.ops.length : 0 };
+  } catch {
+    return { createdAt: 'unknown', operations: 0 };
+  }
 }
 
 async function fsyncDir(dir: string): Promise<void> {

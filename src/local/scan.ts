@@ -26,6 +26,8 @@ export interface TargetScan {
   readonly excluded: ReadonlySet<string>;
   /** Our temp files left by an interrupted pass, relative paths, to remove. */
   readonly tempFiles: string[];
+  /** Names that are not valid UTF-8 (shown with U+FFFD): protected like excluded paths, and warned about. */
+  readonly unrepresentable: string[];
 }
 
 function entryType(st: Stats): EntryType {
@@ -70,6 +72,7 @@ class TargetScanner {
   readonly entries: Entry[] = [];
   readonly excluded = new Set<string>();
   readonly tempFiles: string[] = [];
+  readonly unrepresentable: string[] = [];
 
   constructor(
     private readonly root: string,
@@ -103,6 +106,12 @@ class TargetScanner {
     }
     // d_type is lstat-like; a DT_UNKNOWN file system gets the answer from lstat below.
     if (this.filter.isExcluded(rel, dirent.isDirectory())) {
+      this.excluded.add(rel);
+      return;
+    }
+    if (dirent.name.includes('\uFFFD')) {
+      // Decoded with U+FFFD for invalid bytes, the name cannot be opened again: never touch it (nor its directory).
+      this.unrepresentable.push(rel);
       this.excluded.add(rel);
       return;
     }
@@ -169,5 +178,6 @@ export async function scanTarget(root: string, filter: Filter, opts: ScanOptions
     tree: new Map(sorted.map((e) => [e.path, e])),
     excluded: scanner.excluded,
     tempFiles: scanner.tempFiles.sort(),
+    unrepresentable: scanner.unrepresentable.sort(),
   };
 }

@@ -17,6 +17,8 @@ export interface PlanInput {
   /** Excluded paths found in the target: never touched, and they keep their parent directories alive. */
   readonly targetExcluded: ReadonlySet<string>;
   readonly ids: IdMapping;
+  /** Files whose quick check cannot be trusted (taken while racy): fetched again and compared. */
+  readonly suspect?: (path: string) => boolean;
 }
 
 export function planChanges(input: PlanInput): Plan {
@@ -30,7 +32,7 @@ export function planChanges(input: PlanInput): Plan {
     if (want.type === 'other') continue; // devices and specials: skipped, as rsync -a does for non-root
     const have = target.get(path);
     if (have && needsRemovalFirst(want, have)) changes.push(...deletions.forReplace(have));
-    const change = changeFor(want, have, input.ids);
+    const change = changeFor(want, have, input.ids, input.suspect);
     if (change) changes.push(change);
   }
   changes.push(...deletions.extraneous());
@@ -49,7 +51,7 @@ function needsRemovalFirst(want: Entry, have: Entry): boolean {
   return want.type !== have.type && (want.type === 'dir' || have.type === 'dir');
 }
 
-function changeFor(want: Entry, have: Entry | undefined, ids: IdMapping): Change | null {
+function changeFor(want: Entry, have: Entry | undefined, ids: IdMapping, suspect?: (path: string) => boolean): Change | null {
   const owner = desiredOwnership(want, ids);
   const path = want.path;
   const sameType = have !== undefined && have.type === want.type;
@@ -60,6 +62,10 @@ function changeFor(want: Entry, have: Entry | undefined, ids: IdMapping): Change
     case 'file':
       if (!sameType || have.size !== want.size || have.mtime !== want.mtime) {
         return { kind: 'fetch', path, source: want, target: have, owner };
+      }
+      if (suspect?.(path)) {
+        const attrs = attributeChange(want, have, owner);
+        return { kind: 'fetch', path, source: want, target: have, owner, verify: true, ifIdentical: attrs?.kind === 'attrs' ? attrs : undefined };
       }
       break;
     case 'symlink':

@@ -13,7 +13,17 @@ export interface Ownership {
  * `delete` changes with `forReplace: true` for the old entry and its subtree.
  */
 export type Change =
-  | { readonly kind: 'fetch'; readonly path: string; readonly source: Entry; readonly target?: Entry; readonly owner: Ownership }
+  | {
+      readonly kind: 'fetch';
+      readonly path: string;
+      readonly source: Entry;
+      readonly target?: Entry;
+      readonly owner: Ownership;
+      /** Size and mtime match, but the slave's copy was taken while racy: fetched and compared, kept only if the bytes differ. */
+      readonly verify?: boolean;
+      /** For a `verify` fetch whose bytes turn out identical: the attribute change still due, if any. */
+      readonly ifIdentical?: Extract<Change, { kind: 'attrs' }>;
+    }
   | { readonly kind: 'mkdir'; readonly path: string; readonly source: Entry; readonly target?: Entry; readonly owner: Ownership }
   | { readonly kind: 'symlink'; readonly path: string; readonly source: Entry; readonly target?: Entry; readonly owner: Ownership }
   | {

@@ -4,10 +4,9 @@
  * when a pass found it broken.
  */
 import type { ConnectionSettings } from '../config.js';
-import type { SourceProvider } from '../pass.js';
 import { openSession, type SftpSession } from './session.js';
 import { SftpSource } from './sftp-source.js';
-import type { SourceTree } from './types.js';
+import type { SourceProvider, SourceTree } from './types.js';
 
 export function connectPerPass(connection: ConnectionSettings, sourceDir: string): SourceProvider {
   const sessions = new WeakMap<SourceTree, SftpSession>();

@@ -137,6 +137,8 @@ interface ConnectState {
   hostKey?: HostKeyRejection;
   transportError?: Error & { level?: string };
   timedOut: boolean;
+  /** Key exchange completed: what fails after this (auth, subsystem) is not retried. */
+  handshakeDone: boolean;
 }
 
 function connectFailure(opts: SessionOptions, state: ConnectState, err: unknown): SyncError {
@@ -157,10 +159,59 @@ function connectFailure(opts: SessionOptions, state: ConnectState, err: unknown)
   return new ConnectionError(`SSH connection to ${where} failed: ${raw?.message ?? String(err)}`, { subject: where, cause: raw });
 }
 
+/**
+ * Connects, retrying the failures a busy master causes before the SSH
+ * handshake (OpenSSH's MaxStartups drops a new connection before its banner
+ * once 10 are unauthenticated; a restarting sshd refuses or resets) with
+ * jittered exponential backoff, all within connectTimeoutMs. A refused
+ * connection is retried for REFUSED_RETRY_MS only, so a master that is down
+ * still fails in about a second. Host key, authentication and protocol
+ * failures are never retried.
+ */
 export async function openSession(opts: SessionOptions): Promise<SftpSession> {
   const knownHosts = await loadKnownHosts(opts.knownHostsFile);
   const privateKey = await loadIdentity(opts.identityFile);
-  const state: ConnectState = { timedOut: false };
+  const started = Date.now();
+  const deadline = started + opts.connectTimeoutMs;
+  for (let attempt = 0; ; attempt++) {
+    const outcome = await connectOnce(opts, knownHosts, privateKey, deadline);
+    if ('session' in outcome) return outcome.session;
+    const delay = backoffMs(attempt);
+    const budget = outcome.retry === 'refused' ? Math.min(deadline, started + REFUSED_RETRY_MS) : deadline;
+    if (!outcome.retry) throw outcome.error;
+    if (Date.now() + delay >= budget) throw gaveUp(opts, outcome.error, outcome.retry, attempt + 1, Date.now() - started);
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+/** The last attempt's error, saying how often it was tried and what busy masters do. */
+function gaveUp(opts: SessionOptions, last: SyncError, retry: Retry, attempts: number, elapsedMs: number): SyncError {
+  if (attempts === 1) return last;
+  const where = `${opts.host}:${opts.port}`;
+  const hint =
+    retry === 'refused'
+      ? `is sshd running on ${where}? (ssh -p ${opts.port} ${opts.user}@${opts.host})`
+      : `the master's sshd closed every connection before the SSH handshake: many slaves connecting at once exceed its MaxStartups (default 10:30:100); ` +
+        'spread their start times (the timer has RandomizedDelaySec=), raise MaxStartups on the master, or raise --connect-timeout';
+  return new ConnectionError(`${last.message} (${attempts} attempts in ${(elapsedMs / 1000).toFixed(1)} s)`, { subject: where, cause: last, hint });
+}
+
+/** How long a refused connection keeps being retried (an sshd restart takes well under this). */
+const REFUSED_RETRY_MS = 1000;
+const BACKOFF_BASE_MS = 50;
+const BACKOFF_CAP_MS = 1000;
+
+/** "Full jitter": uniform in [base, min(cap, base·2^attempt)], so a herd of slaves spreads out instead of retrying in step. */
+function backoffMs(attempt: number): number {
+  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt + 1, 10));
+  return BACKOFF_BASE_MS + Math.random() * (ceiling - BACKOFF_BASE_MS);
+}
+
+type Retry = false | 'refused' | 'dropped';
+type ConnectOutcome = { session: Session } | { error: SyncError; retry: Retry };
+
+async function connectOnce(opts: SessionOptions, knownHosts: KnownHosts, privateKey: Buffer, deadline: number): Promise<ConnectOutcome> {
+  const state: ConnectState = { timedOut: false, handshakeDone: false };
   let session: Session | undefined;
   // Silent callbacks: ssh2-sftp-client's defaults print every late error/end/close to the console.
   const client = new SftpClient('xroad-sync', { error: noop, end: noop, close: noop });
@@ -170,31 +221,48 @@ export async function openSession(opts: SessionOptions): Promise<SftpSession> {
     if (session) session.transportError(err);
     else state.transportError ??= err;
   });
+  client.client.once('handshake', () => (state.handshakeDone = true));
   // Our own socket: its byte counters give traffic(), and destroying it is the one reliable way out
   // (ssh2's destroy() is a no-op once the socket is half-closed, which is how end() hangs).
   const sock = tcpConnect({ host: opts.host, port: opts.port });
   sock.setNoDelay(true);
-  const config = connectConfig(opts, knownHosts, privateKey, sock, state);
+  const remaining = Math.max(1, deadline - Date.now());
+  const config = connectConfig({ ...opts, connectTimeoutMs: remaining }, knownHosts, privateKey, sock, state);
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
+  const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       state.timedOut = true;
       sock.destroy();
       reject(new Error('connect timeout'));
-    }, opts.connectTimeoutMs);
+    }, remaining);
   });
   const connecting = client.connect(config);
   connecting.catch(noop); // it may settle after the deadline won; nobody awaits it then
   try {
-    const sftp = await Promise.race([connecting, deadline]);
+    const sftp = await Promise.race([connecting, timeout]);
     session = new Session(client, sock, sftp, opts);
-    return session;
+    return { session };
   } catch (err) {
     sock.destroy();
-    throw connectFailure(opts, state, err);
+    return { error: connectFailure(opts, state, err), retry: retryable(state) };
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * A connection that ended before key exchange finished, by a refusal, a reset
+ * or a close (MaxStartups writes "Exceeded MaxStartups" and closes), is the
+ * master being busy, not wrong. Everything after the handshake is an answer.
+ */
+function retryable(state: ConnectState): Retry {
+  if (state.hostKey || state.timedOut || state.handshakeDone) return false;
+  const raw = state.transportError;
+  const errno = errnoOf(raw);
+  if (errno === 'ECONNREFUSED') return 'refused';
+  if (errno === 'ECONNRESET' || errno === 'EPIPE' || errno === 'ECONNABORTED') return 'dropped';
+  if (!raw || raw.message === 'Connection lost before handshake') return 'dropped';
+  return false;
 }
 
 function connectConfig(opts: SessionOptions, knownHosts: KnownHosts, privateKey: Buffer, sock: Socket, state: ConnectState): ConnectConfig {
@@ -227,11 +295,14 @@ class Session implements SftpSession {
   readonly address: string;
   private readonly pending = new Set<(err: Error) => void>();
   private readonly lostListeners = new Set<(err: SyncError) => void>();
-  private readonly watchdog: NodeJS.Timeout;
+  /** Runs only while requests are outstanding: a daemon's session idles between passes without a timer. */
+  private watchdog: NodeJS.Timeout | undefined;
+  private readonly watchdogTickMs: number;
   private lastProgress = Date.now();
   private failure?: SyncError;
   private lastTransportError?: Error & { level?: string };
   private ending = false;
+  private corked = false;
 
   constructor(
     private readonly client: SftpClient,
@@ -245,20 +316,23 @@ class Session implements SftpSession {
     sock.on('close', () => this.lost());
     sftp.on('error', (err: Error) => this.fail(new ConnectionError(`SFTP protocol error from ${this.address}: ${err.message}`, { cause: err })));
     sftp.on('close', () => this.lost());
-    const tick = Math.min(1000, Math.max(20, Math.floor(opts.idleTimeoutMs / 4)));
-    this.watchdog = setInterval(() => this.checkProgress(), tick);
-    this.watchdog.unref();
+    this.watchdogTickMs = Math.min(1000, Math.max(20, Math.floor(opts.idleTimeoutMs / 4)));
   }
 
   request<T>(issue: (sftp: SFTPWrapper, settle: Settle<T>) => void): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.ending) return Promise.reject(new ConnectionError(`session to ${this.address} is closed`, { subject: this.address }));
+    this.batchWrites();
     return new Promise<T>((resolve, reject) => {
       // The idle clock starts when work starts, not when the session last did something.
-      if (this.pending.size === 0) this.lastProgress = Date.now();
+      if (this.pending.size === 0) {
+        this.lastProgress = Date.now();
+        this.startWatchdog();
+      }
       this.pending.add(reject);
       const settle: Settle<T> = (err, value) => {
         if (!this.pending.delete(reject)) return; // already failed by the watchdog or close
+        if (this.pending.size === 0) this.stopWatchdog();
         this.lastProgress = Date.now();
         if (!err) return resolve(value);
         // ssh2 fails requests with "No response from server" before our socket 'close' listener runs.
@@ -270,6 +344,20 @@ class Session implements SftpSession {
       } catch (err) {
         settle(err instanceof Error ? err : new Error(String(err)), undefined as T);
       }
+    });
+  }
+
+  /**
+   * Requests issued in the same tick (a listing's READDIRs, a fetch's pipelined READs) leave in one
+   * write() instead of one each: with TCP_NODELAY every write is a segment and wakes the master's sshd.
+   */
+  private batchWrites(): void {
+    if (this.corked || this.sock.destroyed) return;
+    this.corked = true;
+    this.sock.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.sock.uncork();
     });
   }
 
@@ -317,6 +405,17 @@ class Session implements SftpSession {
     }
   }
 
+  private startWatchdog(): void {
+    if (this.watchdog) return;
+    this.watchdog = setInterval(() => this.checkProgress(), this.watchdogTickMs);
+    this.watchdog.unref();
+  }
+
+  private stopWatchdog(): void {
+    clearInterval(this.watchdog);
+    this.watchdog = undefined;
+  }
+
   private checkProgress(): void {
     if (this.pending.size === 0 || Date.now() - this.lastProgress < this.opts.idleTimeoutMs) return;
     const seconds = this.opts.idleTimeoutMs / 1000;
@@ -340,7 +439,7 @@ class Session implements SftpSession {
     if (this.failure || this.ending) return;
     this.failure = err;
     this.rejectPending(err);
-    clearInterval(this.watchdog);
+    this.stopWatchdog();
     this.sock.destroy();
     for (const listener of [...this.lostListeners]) listener(err);
   }
@@ -348,7 +447,7 @@ class Session implements SftpSession {
   /** We ended the session: no 'lost' notification. */
   private stop(err: SyncError): void {
     this.ending = true;
-    clearInterval(this.watchdog);
+    this.stopWatchdog();
     this.rejectPending(err);
   }
 

@@ -7,11 +7,12 @@
  */
 import type { FileEntry, SFTPWrapper } from 'ssh2';
 
-import { ProtocolError, SyncError, TransferError } from '../errors.js';
+import { MasterChangedError, ProtocolError, SyncError, TransferError } from '../errors.js';
 import type { Filter } from '../filter/types.js';
 import { joinRel, type Entry, type EntryType, type Tree } from '../tree.js';
 import type { SftpSession } from './session.js';
-import type { FileSink, SourceTree } from './types.js';
+import { forEachLimited } from '../util/pool.js';
+import type { FileSink, GoneCheck, ScanNotes, SourceTree } from './types.js';
 
 export interface SftpSourceOptions {
   /** Directories listed at once (each with its own READDIRs pipelined). */
@@ -49,13 +50,20 @@ function checkName(name: string, dir: string): void {
   if (bad) {
     throw new ProtocolError(`the master listed an invalid name ${quote(name)} in directory ${quote(dir)}`, { subject: dir });
   }
-  // ssh2 decodes names as UTF-8; a name that is not valid UTF-8 arrives mangled and could not be opened again.
-  if (name.includes('\uFFFD')) {
-    throw new TransferError(`cannot represent the name ${quote(name)} in ${quote(dir)}: not valid UTF-8`, {
-      subject: dir,
-      hint: 'rename it on the master or exclude it with a wildcard pattern',
-    });
-  }
+}
+
+/**
+ * ssh2 decodes names as UTF-8 and replaces invalid bytes with U+FFFD: such a
+ * name arrives mangled and could not be opened again by its real bytes.
+ * Checked after the filter, so an excluded name never matters.
+ */
+function mangled(name: string): boolean {
+  return name.includes('\uFFFD');
+}
+
+const SFTP_NO_SUCH_FILE = 2; // SFTP STATUS_CODE.NO_SUCH_FILE
+function sftpCode(err: unknown): unknown {
+  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
 }
 
 /** OpenSSH's longname is `ls -l` style: "-rw-r----- 1 xroad xroad 1230 Nov 28 15:58 name"; numeric fields mean "no name". */
@@ -138,7 +146,7 @@ export class SftpSource implements SourceTree {
 
   // ---------------------------------------------------------------- scan
 
-  async scan(filter: Filter): Promise<Tree> {
+  async scan(filter: Filter, notes?: ScanNotes): Promise<Tree> {
     const tree = new Map<string, Entry>();
     const rootAttrs = await this.call<{ mode: number; size: number; mtime: number; uid: number; gid: number }>((sftp, settle) =>
       sftp.lstat(this.root, settle),
@@ -148,23 +156,37 @@ export class SftpSource implements SourceTree {
     }
     tree.set('', { path: '', type: 'dir', mode: rootAttrs.mode & 0o7777, size: 0, mtime: rootAttrs.mtime, uid: rootAttrs.uid, gid: rootAttrs.gid });
     const pool = new TaskPool(this.opts.dirConcurrency);
-    const visit = (dir: string): void => pool.add(() => this.scanDir(dir, filter, tree, visit, pool));
+    const visit = (dir: string): void => pool.add(() => this.scanDir(dir, filter, tree, visit, pool, notes));
     visit('');
     await pool.done;
     return tree;
   }
 
-  private async scanDir(dir: string, filter: Filter, tree: Map<string, Entry>, visit: (dir: string) => void, pool: TaskPool): Promise<void> {
+  private async scanDir(
+    dir: string,
+    filter: Filter,
+    tree: Map<string, Entry>,
+    visit: (dir: string) => void,
+    pool: TaskPool,
+    notes: ScanNotes | undefined,
+  ): Promise<void> {
     const names = await this.listDir(dir);
+    let listedDot = false;
     for (const item of names) {
-      if (item.filename === '.' || item.filename === '..') continue; // OpenSSH lists them; they are not entries
+      // OpenSSH lists them (they are not entries); `.` missing means its lstat failed, see checkEnterable.
+      if (item.filename === '.') listedDot = true;
+      if (item.filename === '.' || item.filename === '..') continue;
       checkName(item.filename, this.remotePath(dir));
       const entry = this.entryFrom(dir, item);
+      if (filter.isExcluded(entry.path, entry.type === 'dir')) continue;
       if (Buffer.byteLength(entry.path) > MAX_PATH_BYTES) {
         // A fabricated or cyclic listing would otherwise grow paths (and memory) without end.
         throw new ProtocolError(`the master listed a path longer than ${MAX_PATH_BYTES} bytes under ${quote(dir)}`, { subject: dir });
       }
-      if (filter.isExcluded(entry.path, entry.type === 'dir')) continue;
+      if (mangled(item.filename)) {
+        notes?.skipped(entry.path, 'its name is not valid UTF-8');
+        continue;
+      }
       if (tree.has(entry.path)) throw new ProtocolError(`the master listed ${quote(entry.path)} twice`, { subject: entry.path });
       if (tree.size >= this.opts.maxEntries) {
         throw new ProtocolError(`more than ${this.opts.maxEntries} entries under ${this.root} on the master`, {
@@ -177,6 +199,47 @@ export class SftpSource implements SourceTree {
       // Link targets are read through the same pool so they pipeline with the listing.
       else if (entry.type === 'symlink') pool.add(() => this.readLink(entry, tree));
     }
+    if (!listedDot) await this.checkEnterable(dir);
+  }
+
+  /**
+   * OpenSSH's sftp-server lstat()s every name readdir(3) returns and silently
+   * drops the ones that fail: a directory its reader may list (r) but not
+   * enter (no x) comes back empty, `.` and `..` included. Without `.` in the
+   * listing, ask for `dir/.` directly: if that fails too, the listing cannot
+   * be trusted and the pass must not act on it (least of all delete).
+   */
+  private async checkEnterable(dir: string): Promise<void> {
+    const full = this.remotePath(dir === '' ? '.' : `${dir}/.`);
+    await this.call((sftp, settle) => sftp.lstat(full, settle)).catch((err) => {
+      if (err instanceof SyncError) throw err;
+      if (sftpCode(err) === SFTP_NO_SUCH_FILE) throw this.vanished(dir, err);
+      const where = this.remotePath(dir);
+      throw new TransferError(
+        `directory ${where} on ${this.session.address} can be listed but not entered (${sftpMessage(err)}): its entries cannot be seen, so nothing was changed or deleted`,
+        { subject: where, cause: err, hint: `give the sync user search permission on it on the master (e.g. chmod g+x ${where}), or exclude it with --exclude /${dir}` },
+      );
+    });
+  }
+
+  /**
+   * Proof before deletion: LSTAT of each exact path; only NO_SUCH_FILE proves
+   * it gone. An entry the listing dropped (lstat failed on the master, a path
+   * beyond PATH_MAX there) answers with another error and is not deleted.
+   */
+  async confirmGone(paths: readonly string[]): Promise<GoneCheck[]> {
+    const out: GoneCheck[] = [];
+    await forEachLimited(paths, 32, async (path) => {
+      try {
+        await this.call((sftp, settle) => sftp.lstat(this.remotePath(path), settle));
+        out.push({ path, gone: false, exists: true, reason: 'it exists on the master' });
+      } catch (err) {
+        if (err instanceof SyncError) throw err;
+        if (sftpCode(err) === SFTP_NO_SUCH_FILE) out.push({ path, gone: true });
+        else out.push({ path, gone: false, reason: sftpMessage(err) });
+      }
+    });
+    return out;
   }
 
   private entryFrom(dir: string, item: FileEntry): Entry {
@@ -293,10 +356,21 @@ export class SftpSource implements SourceTree {
       window.push(written);
       if (window.length >= this.opts.readsInFlight) await window.shift();
     }
+    // Requests are answered in order: this FSTAT sees the file as it was after the last READ.
+    const after = this.call<{ size: number; mtime: number }>((sftp, settle) => sftp.fstat(handle, settle));
+    after.catch(noop);
     await written;
     const beyond = await probe;
+    const now = await after.catch((err) => this.rethrow(err, expected.path, 'cannot fstat'));
+    if (now.size !== size || now.mtime !== expected.mtime) {
+      // The file was rewritten between listing and read (or during it): a race, never committed.
+      throw new MasterChangedError(
+        `${expected.path} changed on the master while it was read (listed ${size} bytes, mtime ${expected.mtime}; now ${now.size} bytes, mtime ${now.mtime})`,
+        { subject: expected.path },
+      );
+    }
     if (shortAt !== Infinity) throw this.changedError(expected, shortAt);
-    if (beyond.length > 0) throw this.changedError(expected, await this.currentSize(handle, size));
+    if (beyond.length > 0) throw this.changedError(expected, `more than ${size}`);
     return size;
   }
 
@@ -314,20 +388,9 @@ export class SftpSource implements SourceTree {
     return got === len ? buffer : buffer.subarray(0, got);
   }
 
-  /** For the message only: how big the file is now that it read longer than listed. */
-  private async currentSize(handle: Buffer, listed: number): Promise<string> {
-    try {
-      const stats = await this.call<{ size: number }>((sftp, settle) => sftp.fstat(handle, settle));
-      return String(stats.size);
-    } catch {
-      return `more than ${listed}`;
-    }
-  }
-
   private changedError(expected: Entry, got: number | string): ProtocolError {
-    return new ProtocolError(`${expected.path} changed on the master while it was read: listed ${expected.size} bytes, got ${got}`, {
+    return new ProtocolError(`the master served ${got} bytes of ${expected.path}, whose open handle reports the listed ${expected.size}`, {
       subject: expected.path,
-      hint: 'the next pass will pick up the new content',
     });
   }
 
@@ -340,12 +403,18 @@ export class SftpSource implements SourceTree {
    */
   private toSyncError(err: unknown, path: string, what: string): SyncError {
     if (err instanceof SyncError) return err;
+    if (path !== '' && sftpCode(err) === SFTP_NO_SUCH_FILE) return this.vanished(path, err);
     const full = this.remotePath(path);
     return new TransferError(`${what} ${full} on ${this.session.address}: ${sftpMessage(err)}`, {
       subject: full,
       cause: err,
       hint: path === '' ? 'check the source directory on the master' : `exclude it with --exclude /${path}`,
     });
+  }
+
+  /** Listed, then gone: the master changed during the pass (the pass starts over; no exclude to suggest). */
+  private vanished(path: string, cause: unknown): MasterChangedError {
+    return new MasterChangedError(`${this.remotePath(path)} vanished from ${this.session.address} during the pass`, { subject: this.remotePath(path), cause });
   }
 
   private rethrow(err: unknown, path: string, what: string): never {

@@ -3,38 +3,79 @@
  * IG-XLB 5.2: "only modifications to the signer keyconf will be applied when
  * the system is running. Changes to any other configuration files, like
  * local.ini, require restarting the services, which is not automatic."
- * First matching rule wins; paths are relative to /etc/xroad.
+ *
+ * The rules are globs (micromatch, dotfiles included) over paths relative to
+ * /etc/xroad, because operators extend them: `XROAD_SYNC_RESTART_RULES` in
+ * the settings file adds rules that are tried before these. First match wins.
+ * micromatch is imported on first use: only a pass that changed something
+ * needs it, and a timer pass that changed nothing should not pay its load.
  */
 
 const ALL = ['xroad-proxy', 'xroad-signer', 'xroad-confclient', 'xroad-proxy-ui-api'];
 
-interface HintRule {
-  readonly pattern: RegExp;
+export interface RestartRule {
+  readonly globs: readonly string[];
   /** Empty: applied live, no restart. */
   readonly services: readonly string[];
 }
 
-export const RESTART_RULES: readonly HintRule[] = [
+export const RESTART_RULES: readonly RestartRule[] = [
   // The signer watches keyconf.xml on slaves and reloads it (and the keys it names) live.
-  { pattern: /^signer\/(keyconf\.xml|softtoken\/.*|[^/]+\.p12)$/, services: [] },
-  { pattern: /^(backup\.d\/|autologin$|backupkeys\/)/, services: [] },
-  { pattern: /^conf\.d\/(local|common)\.ini$|^services\/(global\.conf|local\.properties)$/, services: ALL },
-  { pattern: /^conf\.d\/(proxy\.ini|proxy-logback\.xml|addons\/message-log\.ini|addons\/messagelog-archiver-logback\.xml)$|^services\/proxy\.conf$|^ssl\/internal\./, services: ['xroad-proxy'] },
-  { pattern: /^conf\.d\/signer(-console)?(\.ini|-logback\.xml)$|^services\/signer(-console)?\.conf$|^(signer\/)?devices\.ini$/, services: ['xroad-signer'] },
-  { pattern: /^conf\.d\/confclient-logback.*\.xml$|^services\/confclient\.conf$|^configuration-anchor\.xml$/, services: ['xroad-confclient'] },
-  { pattern: /^conf\.d\/proxy-ui-api.*$|^services\/proxy-ui-api\.conf$|^ssl\/proxy-ui-api\./, services: ['xroad-proxy-ui-api'] },
-  { pattern: /^conf\.d\/op-monitor.*$|^services\/opmonitor\.conf$/, services: ['xroad-opmonitor'] },
-  { pattern: /^conf\.d\/addons\/monitor.*$|^services\/monitor\.conf$/, services: ['xroad-monitor'] },
-  { pattern: /^jetty\//, services: ['xroad-jetty'] },
-  { pattern: /^conf\.d\//, services: ALL },
+  { globs: ['signer/keyconf.xml', 'signer/softtoken/**/*', 'signer/*.p12'], services: [] },
+  { globs: ['backup.d/**/*', 'autologin', 'backupkeys/**/*'], services: [] },
+  { globs: ['conf.d/{local,common}.ini', 'services/{global.conf,local.properties}'], services: ALL },
+  {
+    globs: [
+      'conf.d/{proxy.ini,proxy-logback.xml}',
+      'conf.d/addons/{message-log.ini,messagelog-archiver-logback.xml}',
+      'services/proxy.conf',
+      'ssl/internal.*',
+    ],
+    services: ['xroad-proxy'],
+  },
+  {
+    globs: ['conf.d/{signer,signer-console}{.ini,-logback.xml}', 'services/{signer,signer-console}.conf', 'devices.ini', 'signer/devices.ini'],
+    services: ['xroad-signer'],
+  },
+  { globs: ['conf.d/confclient-logback*.xml', 'services/confclient.conf', 'configuration-anchor.xml'], services: ['xroad-confclient'] },
+  { globs: ['conf.d/proxy-ui-api*', 'services/proxy-ui-api.conf', 'ssl/proxy-ui-api.*'], services: ['xroad-proxy-ui-api'] },
+  { globs: ['conf.d/op-monitor*', 'services/opmonitor.conf'], services: ['xroad-opmonitor'] },
+  { globs: ['conf.d/addons/monitor*', 'services/monitor.conf'], services: ['xroad-monitor'] },
+  { globs: ['jetty/**/*'], services: ['xroad-jetty'] },
+  { globs: ['conf.d/**/*'], services: ALL },
 ];
 
+const GLOB_OPTIONS = { dot: true } as const;
+
+/**
+ * Operator rules from one setting: `GLOB[,GLOB…]=SERVICE[ SERVICE…]` entries
+ * separated by `;`, e.g. `conf.d/custom/*.ini=xroad-proxy; ssl/extra.*=`
+ * (an empty service list: applied live). Throws with the entry at fault.
+ */
+export function parseRestartRules(text: string): RestartRule[] {
+  const rules: RestartRule[] = [];
+  for (const raw of text.split(';')) {
+    const entry = raw.trim();
+    if (entry === '') continue;
+    const eq = entry.indexOf('=');
+    if (eq <= 0) throw new Error(`restart rule "${entry}" is not GLOB=SERVICE…; e.g. conf.d/custom/*.ini=xroad-proxy`);
+    const globs = entry.slice(0, eq).split(',').map((g) => g.trim()).filter((g) => g !== '');
+    const services = entry.slice(eq + 1).split(/[\s,]+/).filter((s) => s !== '');
+    const bad = services.find((s) => !/^[A-Za-z0-9@._-]+$/.test(s));
+    if (bad !== undefined) throw new Error(`restart rule "${entry}": "${bad}" is not a unit name`);
+    rules.push({ globs, services });
+  }
+  return rules;
+}
+
 /** Service → the changed paths that need it restarted. Paths no rule knows are listed under "unknown". */
-export function restartsNeeded(changedPaths: readonly string[]): Map<string, string[]> {
+export async function restartsNeeded(changedPaths: readonly string[], extraRules: readonly RestartRule[] = []): Promise<Map<string, string[]>> {
+  const { default: micromatch } = await import('micromatch');
+  const rules = [...extraRules, ...RESTART_RULES];
   const needed = new Map<string, string[]>();
   for (const path of changedPaths) {
     if (path === '') continue;
-    const rule = RESTART_RULES.find((r) => r.pattern.test(path));
+    const rule = rules.find((r) => micromatch.isMatch(path, r.globs as string[], GLOB_OPTIONS));
     for (const service of rule ? rule.services : ['unknown']) {
       const list = needed.get(service) ?? [];
       list.push(path);
@@ -45,9 +86,9 @@ export function restartsNeeded(changedPaths: readonly string[]): Map<string, str
 }
 
 /** One line per set of services, e.g. "restart xroad-proxy, xroad-signer to apply conf.d/local.ini". */
-export function restartHintLines(changedPaths: readonly string[]): string[] {
+export async function restartHintLines(changedPaths: readonly string[], extraRules: readonly RestartRule[] = []): Promise<string[]> {
   const servicesByPaths = new Map<string, string[]>();
-  for (const [service, paths] of restartsNeeded(changedPaths)) {
+  for (const [service, paths] of await restartsNeeded(changedPaths, extraRules)) {
     if (service === 'unknown') continue; // new or unusual files: no advice rather than wrong advice
     const key = abbreviate(paths);
     servicesByPaths.set(key, [...(servicesByPaths.get(key) ?? []), service]);

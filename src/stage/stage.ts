@@ -9,11 +9,11 @@
 import { fchmodSync, fchownSync, futimesSync } from 'node:fs';
 import { lchown, lutimes, open, symlink, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LocalIoError, ProtocolError, SyncError, errnoOf } from '../errors.js';
+import { LocalIoError, MasterChangedError, ProtocolError, SyncError, errnoOf } from '../errors.js';
 import { tempName } from '../local/temp-names.js';
 import type { Change, Plan } from '../plan/types.js';
 import type { SourceTree } from '../remote/types.js';
-import { parentOf, type Tree } from '../tree.js';
+import { parentOf, type Entry, type Tree } from '../tree.js';
 import { forEachLimited } from '../util/pool.js';
 
 type StagedChange = Extract<Change, { kind: 'fetch' | 'symlink' }>;
@@ -28,12 +28,22 @@ export interface StageOptions {
   readonly signal?: AbortSignal;
   /** Called after each staged file, for progress and test hooks. */
   readonly onStaged?: (path: string) => void;
+  /**
+   * True for a master file whose mtime is too recent to trust (the listing's
+   * second or later, git's "racily clean"): a writer may be rewriting it in
+   * place right now, keeping size and mtime. Such a file is read twice and
+   * must come back with the same bytes (state/racy.ts has it fetched again
+   * by the next pass).
+   */
+  readonly isRacy?: (entry: Entry) => boolean;
 }
 
 export interface Staging {
   /** Relative path → absolute temp path, for every fetch and symlink change. */
   readonly temps: ReadonlyMap<string, string>;
   readonly bytesFetched: number;
+  /** `verify` fetches whose bytes equal the slave's: their temps are gone, the change is dropped. */
+  readonly identical: ReadonlySet<string>;
   /**
    * Remove every temp file still ours. Before a commit this also puts back
    * the mtimes of the directories that held them; after one (`committed`),
@@ -55,6 +65,8 @@ export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOp
     if (!committed) await restoreDirTimes(touched, opts);
   };
   const touched = new Set<string>();
+  const identical = new Set<string>();
+  const identicalDirs = new Set<string>();
 
   try {
     await forEachLimited(work, opts.concurrency, async (change) => {
@@ -63,18 +75,27 @@ export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOp
       touched.add(dir);
       const tempAbs = join(dir, tempName());
       temps.set(change.path, tempAbs);
-      if (change.kind === 'fetch') bytesFetched += await stageFile(change, tempAbs, source, opts.targetRoot);
-      else await stageSymlink(change, tempAbs, opts.targetRoot);
+      if (change.kind === 'fetch') {
+        bytesFetched += await stageFile(change, tempAbs, source, opts.targetRoot, opts.isRacy?.(change.source) === true);
+        if (change.verify && (await sameBytes(tempAbs, join(opts.targetRoot, change.path)))) {
+          await unlink(tempAbs);
+          temps.delete(change.path);
+          identical.add(change.path);
+          identicalDirs.add(dir);
+        }
+      } else await stageSymlink(change, tempAbs, opts.targetRoot);
       opts.onStaged?.(change.path);
     });
   } catch (err) {
     await discard();
     throw err;
   }
+  // A dropped temp still bumped its directory's mtime; the commit only restores the directories it writes in.
+  await restoreDirTimes(identicalDirs, opts);
   const forget = (renamed: (path: string) => boolean): void => {
     for (const path of [...temps.keys()]) if (renamed(path)) temps.delete(path);
   };
-  return { temps, bytesFetched, discard, forget };
+  return { temps, bytesFetched, identical, discard, forget };
 }
 
 /**
@@ -102,9 +123,9 @@ function tempDirChooser(plan: Plan, opts: StageOptions): (path: string) => strin
   };
 }
 
-async function stageFile(change: StagedChange, tempAbs: string, source: SourceTree, targetRoot: string): Promise<number> {
+async function stageFile(change: StagedChange, tempAbs: string, source: SourceTree, targetRoot: string, racy: boolean): Promise<number> {
   const want = change.source;
-  const handle = await open(tempAbs, 'wx', 0o600).catch((err) => {
+  const handle = await open(tempAbs, racy ? 'wx+' : 'wx', 0o600).catch((err) => {
     throw localError('cannot create temp file', tempAbs, err);
   });
   try {
@@ -119,6 +140,7 @@ async function stageFile(change: StagedChange, tempAbs: string, source: SourceTr
     if (received !== want.size) {
       throw new ProtocolError(`${change.path}: received ${received} bytes but the master listed ${want.size}`, { subject: change.path });
     }
+    if (racy) await verifyByRereading(change, source, handle);
     await handle.sync();
     // Metadata on an open fd never blocks on the disk: synchronous calls cost
     // microseconds where each async one is a thread-pool round trip per file.
@@ -135,6 +157,43 @@ async function stageFile(change: StagedChange, tempAbs: string, source: SourceTr
   } finally {
     await handle.close().catch(() => undefined);
   }
+}
+
+/** Byte-for-byte comparison of two files (a missing or unreadable one differs). */
+async function sameBytes(a: string, b: string): Promise<boolean> {
+  const [fa, fb] = await Promise.all([open(a, 'r'), open(b, 'r').catch(() => undefined)]);
+  try {
+    if (!fb) return false;
+    const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
+    if (sa.size !== sb.size) return false;
+    const [ba, bb] = [Buffer.allocUnsafe(64 * 1024), Buffer.allocUnsafe(64 * 1024)];
+    for (let pos = 0; pos < sa.size; ) {
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, ba.length, pos), fb.read(bb, 0, bb.length, pos)]);
+      if (ra.bytesRead === 0 || ra.bytesRead !== rb.bytesRead || !ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+      pos += ra.bytesRead;
+    }
+    return true;
+  } finally {
+    await fa.close();
+    await fb?.close();
+  }
+}
+
+/**
+ * A same-size rewrite within the listing's second is invisible to size and
+ * mtime: read the file again and require the same bytes, so torn content (a
+ * read racing an in-place writer) is never committed.
+ */
+async function verifyByRereading(change: StagedChange, source: SourceTree, staged: Awaited<ReturnType<typeof open>>): Promise<void> {
+  await source.fetch(change.source, {
+    write: async (chunk, position) => {
+      const have = Buffer.allocUnsafe(chunk.length);
+      const { bytesRead } = await staged.read(have, 0, chunk.length, position);
+      if (bytesRead !== chunk.length || !have.equals(chunk)) {
+        throw new MasterChangedError(`${change.path} changed on the master while it was read (two reads differ)`, { subject: change.path });
+      }
+    },
+  });
 }
 
 async function stageSymlink(change: StagedChange, tempAbs: string, targetRoot: string): Promise<void> {

@@ -1,15 +1,46 @@
 /**
- * One pass at a time per state dir: a lock file created exclusively, holding
- * the owner's pid. A lock whose pid is gone (a killed pass) is taken over.
+ * Locks under the state dir that cannot go stale: `sync.lock` (one pass at a
+ * time) and `daemon.lock` (one daemon per state dir). A lock file is created
+ * exclusively and names its holder by identity: pid, the process's start time
+ * (/proc/PID/stat field 22) and the boot id. A holder counts only while a
+ * process with that pid, start time and boot id lives, so a lock left by a
+ * pass killed before a reboot (its pid now another process's) is taken over
+ * at once, with one notice. Node has no flock(2); this needs no native code.
  */
-import { mkdir, open, readFile, unlink } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LocalIoError, LockHeldError, errnoOf } from '../errors.js';
+import { LocalIoError, LockHeldError, LockWaitInterruptedError, errnoOf } from '../errors.js';
 
 export interface Lock {
   readonly path: string;
   release(): Promise<void>;
 }
+
+/** Who holds a lock, as written into the lock file. */
+export interface LockHolder {
+  readonly pid: number;
+  /** /proc/PID/stat field 22 (clock ticks since boot); absent in locks of older versions. */
+  readonly start?: string;
+  readonly boot?: string;
+  readonly purpose: string;
+  readonly since?: string;
+}
+
+export interface LockWait {
+  /** How long to wait for a live holder; 0 = fail at once. */
+  readonly waitMs: number;
+  /** Called once, about a second into a wait (the operator should know why nothing happens). */
+  readonly onWait?: (holder: LockHolder) => void;
+  /** Called when a dead holder's lock is taken over. */
+  readonly onTakeover?: (notice: string) => void;
+  /** Stops the wait with LockWaitInterruptedError. */
+  readonly signal?: AbortSignal;
+}
+
+const POLL_MS = 50;
+const WAIT_NOTICE_MS = 1000;
 
 export async function ensureStateDir(stateDir: string): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o750 }).catch((cause) => {
@@ -21,43 +52,213 @@ export async function ensureStateDir(stateDir: string): Promise<void> {
   });
 }
 
-export async function acquireLock(stateDir: string, purpose: string): Promise<Lock> {
+export const passLockPath = (stateDir: string): string => join(stateDir, 'sync.lock');
+export const daemonLockPath = (stateDir: string): string => join(stateDir, 'daemon.lock');
+
+/** The pass lock, waiting up to `wait.waitMs` for a running pass; LockHeldError after that. */
+export async function acquireLock(stateDir: string, purpose: string, wait: LockWait = { waitMs: 0 }): Promise<Lock> {
   await ensureStateDir(stateDir);
-  const path = join(stateDir, 'sync.lock');
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const handle = await open(path, 'wx', 0o644);
-      await handle.writeFile(`${process.pid}\n${purpose}\n`);
-      await handle.close();
-      return { path, release: () => unlink(path).catch(() => undefined) };
-    } catch (err) {
-      if (errnoOf(err) !== 'EEXIST') {
-        throw new LocalIoError(`cannot create the lock file ${path}`, { subject: path, cause: err });
-      }
+  const path = passLockPath(stateDir);
+  return takeLock(path, purpose, wait, (holder) =>
+    new LockHeldError(`another xroad-sync pass (pid ${holder.pid}) holds ${path}: still running (${holder.purpose}) after waiting ${seconds(wait.waitMs)}`, {
+      subject: path,
+      hint: 'a pass normally takes seconds: check that process (ps -p PID -f); raise --wait to wait longer',
+    }),
+  );
+}
+
+/** The daemon's lock, held for its lifetime: a second daemon on the same state dir is refused. */
+export async function acquireDaemonLock(stateDir: string, onTakeover?: (notice: string) => void): Promise<Lock> {
+  await ensureStateDir(stateDir);
+  const path = daemonLockPath(stateDir);
+  return takeLock(path, 'daemon', { waitMs: 0, onTakeover }, (holder) =>
+    new LockHeldError(`another xroad-sync daemon (pid ${holder.pid}) already runs on the state directory ${stateDir}`, {
+      subject: path,
+      hint: `one daemon per state dir: stop it first (systemctl stop xroad-sync-daemon, or kill ${holder.pid})`,
+    }),
+  );
+}
+
+async function takeLock(path: string, purpose: string, wait: LockWait, held: (holder: LockHolder) => Error): Promise<Lock> {
+  const started = Date.now();
+  let told = false;
+  for (;;) {
+    if (wait.signal?.aborted) throw new LockWaitInterruptedError(`stopped while waiting for ${path}; nothing was changed`, { subject: path });
+    const mine = await tryCreate(path, purpose);
+    if (mine) return mine;
+    const text = await readFile(path, 'utf8').catch(() => null);
+    if (text === null) continue; // released between our create and our read
+    const holder = parseHolder(text);
+    if (holder === undefined || !holderIsLive(holder)) {
+      await takeOver(path, text, holder, wait);
+      continue;
     }
-    const holder = await lockHolder(path);
-    if (holder !== undefined && holder !== process.pid && isAlive(holder)) {
-      throw new LockHeldError(`another xroad-sync pass (pid ${holder}) holds ${path}`, {
+    const waited = Date.now() - started;
+    if (waited >= wait.waitMs) throw held(holder);
+    if (!told && waited >= Math.min(WAIT_NOTICE_MS, wait.waitMs)) {
+      told = true;
+      wait.onWait?.(holder);
+    }
+    await sleep(Math.min(POLL_MS, wait.waitMs - waited));
+  }
+}
+
+/**
+ * The lock file appears whole or not at all: its content is written to a
+ * private temp file first, then hard-linked to the lock's name (link(2)
+ * fails if the name exists). A reader never sees an empty lock and takes it
+ * for a dead holder's.
+ */
+async function tryCreate(path: string, purpose: string): Promise<Lock | undefined> {
+  const content = JSON.stringify({ ...ownIdentity(), purpose, since: new Date().toISOString() }) + '\n';
+  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await writeFile(temp, content, { mode: 0o644, flag: 'wx' });
+    await link(temp, path);
+  } catch (err) {
+    if (errnoOf(err) === 'EEXIST') return undefined;
+    throw new LocalIoError(`cannot create the lock file ${path}`, { subject: path, cause: err });
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
+  return {
+    path,
+    // Only our own lock: never a successor's, should ours have been taken over.
+    release: async () => {
+      const now = await readFile(path, 'utf8').catch(() => null);
+      if (now === content) await unlink(path).catch(() => undefined);
+    },
+  };
+}
+
+/** Remove a dead holder's lock, unless it changed hands since we read it. */
+async function takeOver(path: string, text: string, holder: LockHolder | undefined, wait: LockWait): Promise<void> {
+  const again = await readFile(path, 'utf8').catch(() => null);
+  if (again !== text) return;
+  await unlink(path).catch(() => undefined);
+  wait.onTakeover?.(
+    holder === undefined
+      ? `took over ${path}: it did not name a holder`
+      : `took over ${path} from pid ${holder.pid} (${holder.purpose}${holder.since ? ` since ${holder.since}` : ''}): that process is gone (killed, or before a reboot)`,
+  );
+}
+
+/** The holder of a lock file if it is alive, else undefined. */
+export async function liveHolder(path: string): Promise<LockHolder | undefined> {
+  const text = await readFile(path, 'utf8').catch(() => null);
+  const holder = text === null ? undefined : parseHolder(text);
+  return holder && holderIsLive(holder) ? holder : undefined;
+}
+
+/**
+ * Wait until no live process holds the lock (without taking it): how `pause`
+ * knows a pass in flight has finished or been abandoned. Resolves with the
+ * holder waited for (undefined when there was none) and the time it took;
+ * LockHeldError when `timeoutMs` runs out.
+ */
+export async function waitUntilFree(path: string, wait: LockWait): Promise<{ holder: LockHolder | undefined; waitedMs: number }> {
+  const started = Date.now();
+  let first: LockHolder | undefined;
+  let told = false;
+  for (;;) {
+    const holder = await liveHolder(path);
+    const waitedMs = Date.now() - started;
+    if (holder === undefined) return { holder: first, waitedMs };
+    first ??= holder;
+    if (waitedMs >= wait.waitMs) {
+      throw new LockHeldError(`the pass of pid ${holder.pid} (${holder.purpose}) is still running after ${seconds(wait.waitMs)}`, {
         subject: path,
-        hint: 'wait for it to finish; a daemon holds the lock only while a pass runs',
+        hint: 'new passes are paused already; that one may still commit: check it with ps -p PID -f, or raise --wait',
       });
     }
-    await unlink(path).catch(() => undefined); // stale: its owner died
+    if (!told && waitedMs >= WAIT_NOTICE_MS) {
+      told = true;
+      wait.onWait?.(holder);
+    }
+    await sleep(POLL_MS);
   }
-  throw new LockHeldError(`could not take the lock ${path}: it keeps changing hands`, { subject: path });
 }
 
-export async function lockHolder(path: string): Promise<number | undefined> {
-  const text = await readFile(path, 'utf8').catch(() => '');
-  const pid = Number.parseInt(text, 10);
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+/** JSON (this version) or "pid\npurpose\n" (earlier versions). */
+export function parseHolder(text: string): LockHolder | undefined {
+  try {
+    const json = JSON.parse(text) as Partial<LockHolder>;
+    if (Number.isInteger(json.pid) && json.pid! > 0) {
+      return { pid: json.pid!, start: json.start, boot: json.boot, purpose: String(json.purpose ?? 'unknown'), since: json.since };
+    }
+    return undefined;
+  } catch {
+    const [pidLine, purpose] = text.split('\n');
+    const pid = Number(pidLine);
+    return Number.isInteger(pid) && pid > 0 ? { pid, purpose: purpose || 'unknown' } : undefined;
+  }
 }
 
-export function isAlive(pid: number): boolean {
+/**
+ * Alive means: a process with this pid exists, was started when the lock
+ * says, in this boot. A lock of an earlier version (pid only) counts only if
+ * that process is an xroad-sync (its command line).
+ */
+export function holderIsLive(holder: LockHolder): boolean {
+  const now = processIdentity(holder.pid);
+  if (now === undefined) return procUnavailable() ? pidExists(holder.pid) : false;
+  if (holder.boot !== undefined && holder.boot !== now.boot) return false;
+  if (holder.start !== undefined) return holder.start === now.start;
+  return /xroad-sync|cli\/main\.js/.test(commandLine(holder.pid));
+}
+
+interface Identity {
+  readonly pid: number;
+  readonly start: string;
+  readonly boot: string;
+}
+
+function ownIdentity(): Partial<Identity> & { pid: number } {
+  return processIdentity(process.pid) ?? { pid: process.pid };
+}
+
+function processIdentity(pid: number): Identity | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2 (comm) is in parentheses and may hold spaces or ')': fields 3… follow the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { pid, start: fields[22 - 3]!, boot: bootId() };
+  } catch {
+    return undefined;
+  }
+}
+
+let cachedBootId: string | undefined;
+function bootId(): string {
+  cachedBootId ??= readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  return cachedBootId;
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
+}
+
+function procUnavailable(): boolean {
+  return processIdentity(process.pid) === undefined;
+}
+
+export function pidExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (err) {
     return errnoOf(err) === 'EPERM';
   }
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))} s`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(1, ms)));
 }

@@ -7,7 +7,6 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
-import type { PassResult } from '../pass.js';
 
 export interface LastPass {
   startedAt: string;
@@ -50,7 +49,18 @@ export async function writeStatus(stateDir: string, status: StoredStatus): Promi
 }
 
 /** Fold a finished pass into the stored status. */
-export async function recordPass(stateDir: string, pass: PassResult): Promise<void> {
+/** What status.json keeps of a finished pass (a pass's result has more). */
+export interface FinishedPass {
+  readonly startedAt: Date;
+  readonly finishedAt: Date;
+  readonly result: LastPass['result'];
+  readonly changed: number;
+  readonly bytesReceived: number;
+  readonly error?: unknown;
+  readonly exitCode: number;
+}
+
+export async function recordPass(stateDir: string, pass: FinishedPass): Promise<void> {
   const previous = await readStatus(stateDir);
   const lastPass: LastPass = {
     startedAt: pass.startedAt.toISOString(),

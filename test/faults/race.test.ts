@@ -1,9 +1,10 @@
 /**
- * Races between processes: two passes on one target at once (the loser gets
- * exit 75 and says who holds the lock, or both run one after the other;
- * never a corrupt target), and `xroad-sync pause` while a pass is already
- * past its flag check (that pass commits whole; the next one is skipped with
- * exit 0 and changes nothing; after resume the target converges).
+ * Races between processes: two passes on one target at once (the second
+ * waits for the first and both run in turn; with a short --wait the loser
+ * gets exit 75 and says who holds the lock; never a corrupt target), and
+ * `xroad-sync pause` while a pass is already past its flag check (pause waits;
+ * that pass is abandoned before its commit; the next one is skipped with exit
+ * 0 and changes nothing; after resume the target converges).
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -52,7 +53,7 @@ describe('races between processes', () => {
     if (winnerPid !== undefined) assert.equal(Number(m[1]), winnerPid, 'the loser names the wrong holder');
   }
 
-  it('two passes started together: one wins, the other exits 75 naming the holder (or they run in turn); no corruption', T, async () => {
+  it('two passes started together: they run in turn (the second waits for the lock); no corruption', T, async () => {
     const ws = await withTree(1);
     const outcomes: string[] = [];
     for (let round = 1; round <= 3; round++) {
@@ -61,25 +62,20 @@ describe('races between processes', () => {
       const runs = await Promise.all([a.done, b.done]);
       const pids = [a.child.pid, b.child.pid];
       const codes = runs.map((r) => r.status);
-      if (codes[0] === 0 && codes[1] === 0) outcomes.push('both ran in turn');
-      else {
-        const loser = codes[0] === 75 ? 0 : 1;
-        assert.equal(codes[1 - loser], 0, describeRun(runs[1 - loser]!));
-        assertLoser(runs[loser]!, pids[1 - loser]);
-        outcomes.push('one exited 75');
-      }
+      assert.deepEqual(codes, [0, 0], `both must succeed, one after the other (pids ${pids.join(', ')})\n${runs.map(describeRun).join('\n')}`);
+      outcomes.push('both ran in turn');
       await assertConverged(ws, `round ${round}`);
       assert.equal(existsSync(path.join(ws.state, 'sync.lock')), false, 'lock left behind');
     }
     summary.push(`simultaneous starts: ${outcomes.join(', ')}`);
   });
 
-  it('a pass started while another holds the lock (paused after its scan) exits 75 at once; the holder then commits whole', T, async () => {
+  it('a pass started with --wait 1 while another holds the lock (paused after its scan) exits 75 after the wait; the holder then commits whole', T, async () => {
     const ws = await withTree(1);
     const holder = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@scanned', XROAD_SYNC_TEST_PAUSE_MS: '3000' });
     assert.ok(await until(() => holder.stderrSoFar().includes('test hook paused at scanned'), 20_000), `the holder never paused:\n${holder.stderrSoFar()}`);
     const before = await snapshot(ws.target);
-    const loser = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, timeoutMs: 20_000 });
+    const loser = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, timeoutMs: 20_000, args: ['--wait', '1'] });
     assertLoser(loser, holder.child.pid);
     assert.ok(loser.elapsedMs < 10_000, `the loser waited ${loser.elapsedMs} ms`);
     assert.deepEqual(differences(before, await snapshot(ws.target)), [], 'the loser touched the target');
@@ -89,21 +85,24 @@ describe('races between processes', () => {
     summary.push(`held lock: loser exit ${loser.status} in ${loser.elapsedMs} ms`);
   });
 
-  it('pause while a pass waits at `staged`: that pass commits whole; the next pass is skipped (exit 0, nothing changed); resume converges', T, async () => {
+  it('pause while a pass waits at `staged`: pause waits, that pass is abandoned before its commit; the next pass is skipped (exit 0, nothing changed); resume converges', T, async () => {
     const ws = await withTree(1);
     const flag = path.join(ws.state, 'flag');
     const first = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
     assert.equal(first.status, 0, describeRun(first));
     await withTree(2, ws);
 
+    const unchanged = await snapshot(ws.target);
     const running = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '2000' });
     assert.ok(await until(() => running.stderrSoFar().includes('test hook paused at staged'), 20_000), `never paused:\n${running.stderrSoFar()}`);
-    const paused = await runCli(['pause', '--flag-file', flag]);
+    const paused = await runCli(['pause', '--flag-file', flag, '--state-dir', ws.state]);
     assert.equal(paused.status, 0, paused.stderr);
     assert.ok(existsSync(flag));
+    assert.match(paused.stdout, /waited .* for the running pass \(pid \d+\) to be abandoned before its commit/, paused.stdout);
     const run = await running.done;
     assert.equal(run.status, 0, describeRun(run));
-    await assertConverged(ws, 'the pass that was past its flag check');
+    assert.match(run.stderr, /abandoned before its commit/, describeRun(run));
+    assert.deepEqual(differences(unchanged, await snapshot(ws.target)), [], 'the pass past its flag check committed after pause returned');
 
     await withTree(3, ws);
     const before = await snapshot(ws.target);
@@ -117,6 +116,6 @@ describe('races between processes', () => {
     const next = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
     assert.equal(next.status, 0, describeRun(next));
     await assertConverged(ws, 'after resume');
-    summary.push('pause during a pass: committed whole, next skipped, resume converged');
+    summary.push('pause during a pass: waited, abandoned before commit, next skipped, resume converged');
   });
 });

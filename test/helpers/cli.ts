@@ -45,7 +45,11 @@ function cleanEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   // Flags are explicit; the caller's environment must not choose a master, user or fault.
   delete env.MASTER;
   delete env.XROAD_USER;
+  delete env.XROAD_SYNC_OPTS;
+  delete env.SERVERCONF_REPLICA;
   if (!extra?.XROAD_SYNC_TEST_HOOK) delete env.XROAD_SYNC_TEST_HOOK;
+  // Never the machine's /etc/default/xroad-sync: a test names its settings file, or none ('').
+  env.XROAD_SYNC_SETTINGS = extra?.XROAD_SYNC_SETTINGS ?? '';
   return env;
 }
 

@@ -83,7 +83,9 @@ export function startSync(opts: RunSyncOptions): StartedSync {
   // Flags are explicit; keep the caller's environment from choosing a master or user.
   delete env.MASTER;
   delete env.XROAD_USER;
+  delete env.XROAD_SYNC_OPTS;
   if (!opts.env?.XROAD_SYNC_TEST_HOOK) delete env.XROAD_SYNC_TEST_HOOK;
+  env.XROAD_SYNC_SETTINGS = opts.env?.XROAD_SYNC_SETTINGS ?? '';
   const child = spawn(process.execPath, [CLI, ...syncArgs(opts)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

@@ -3,7 +3,7 @@
  * format, for existing monitoring), stdout/stderr (the operator at a
  * terminal, or the itemized dry run), and the structured JSON record.
  */
-import { describeError, type ExitCodeValue } from '../errors.js';
+import { describeError, isLockWait, type ExitCodeValue } from '../errors.js';
 import type { PassReporter, PassStats } from '../pass.js';
 import type { Change } from '../plan/types.js';
 import { itemizePlan } from '../report/itemize.js';
@@ -38,7 +38,8 @@ export function makeReporter(log: RsyncLogFile | null, opts: ReporterOptions): P
       log?.success(stats.bytesSent, stats.bytesReceived, stats.totalSize);
     },
     failure(error: unknown, code: ExitCodeValue) {
-      log?.failure(error, code);
+      // Waiting for another pass is not a failed pass: slave-sync.log (and its alerts) never see it.
+      if (!isLockWait(error)) log?.failure(error, code);
       stderr(`${describeError(error)} (exit ${code})`);
     },
   };

@@ -1,0 +1,191 @@
+/**
+ * The serverconf half of pause, resume and check. Each wraps the command's
+ * config half: both halves run and are reported even when one fails, and the
+ * exit code is the first failure's. `resume --now` ends with one line that
+ * says whether the node is ready to upgrade (IG-XLB §7.2) or why not.
+ */
+import { durationOption } from '../util/duration.js';
+import { DEFAULTS } from '../config.js';
+import { describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
+import { monitorHint, onPrimary } from '../replica/errors.js';
+import { clearReplayPaused, markReplayPaused } from '../replica/paused-marker.js';
+import type { Replica, ReplicaStatus } from '../replica/replica.js';
+import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../replica/settings.js';
+import { grantExecute } from '../replica/setup.js';
+
+type Opts = RawReplicaOptions & { stateDir?: string; now?: boolean; readyTimeout?: string };
+
+/** null = the replica is not managed by this command; a ConfigError is printed and returned as a code. */
+function replicaSettingsFor(opts: Opts): ReplicaSettings | null | number {
+  try {
+    return replicaEnabled(opts) ? resolveReplicaSettings(opts) : null;
+  } catch (err) {
+    process.stderr.write(`xroad-sync: ${describeError(err)}\n`);
+    return exitCodeOf(err);
+  }
+}
+
+async function openReplica(settings: ReplicaSettings): Promise<Replica> {
+  const { Replica } = await import('../replica/replica.js');
+  return Replica.connect(settings);
+}
+
+function reportFailure(err: unknown): number {
+  process.stderr.write(`xroad-sync: ${describeError(err)}\n`);
+  return exitCodeOf(err);
+}
+
+export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<number>): Promise<number> {
+  const settings = replicaSettingsFor(opts);
+  const configCode = await configHalf();
+  if (settings === null) return configCode;
+  if (typeof settings === 'number') return configCode || settings;
+  const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
+  let replica: Replica | undefined;
+  try {
+    replica = await openReplica(settings);
+    const { before, after } = await replica.pauseReplay();
+    if (before === 'running' && after !== 'running') {
+      // Only `status`'s "paused since" depends on it: a warning, not a failure.
+      await markReplayPaused(stateDir).catch((err) => process.stderr.write(`xroad-sync: warning: cannot note the pause time in ${stateDir}: ${describeError(err)}\n`));
+    }
+    process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
+    return configCode;
+  } catch (err) {
+    process.stdout.write(`serverconf replay: not paused (${describeEndpoint(settings)})\n`);
+    const replicaCode = reportFailure(err);
+    return configCode || replicaCode;
+  } finally {
+    await replica?.close();
+  }
+}
+
+export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<number>): Promise<number> {
+  const settings = replicaSettingsFor(opts);
+  if (settings === null) return configHalf();
+  if (typeof settings === 'number') return (await configHalf()) || settings;
+  // A usage error stops the command before either half changes anything.
+  const timeoutMs = durationOption(opts.readyTimeout ?? '120', '--ready-timeout', { minMs: 0, maxMs: 86_400_000 });
+  const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
+  const notReady: string[] = [];
+  let replicaCode: number = ExitCode.OK;
+  let replica: Replica | undefined;
+  try {
+    replica = await openReplica(settings);
+    const { before, after } = await replica.resumeReplay();
+    await clearReplayPaused(stateDir).catch(() => undefined);
+    process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
+  } catch (err) {
+    process.stdout.write(`serverconf replay: not resumed (${describeEndpoint(settings)})\n`);
+    replicaCode = reportFailure(err);
+    notReady.push(`serverconf replay not resumed: ${err instanceof Error ? err.message : String(err)}`);
+    await replica?.close();
+    replica = undefined;
+  }
+  try {
+    const configCode = await configHalf();
+    if (!opts.now) return configCode || replicaCode;
+    if (configCode !== ExitCode.OK) notReady.unshift(`the config pass failed (exit ${configCode})`);
+    let caughtUp = '';
+    if (replica) {
+      // Not ready anyway when the pass failed: one look at the replica for the report, no wait.
+      const waited = await waitWithProgress(replica, configCode === ExitCode.OK ? timeoutMs : 0);
+      if (waited.ready) caughtUp = waited.reason;
+      else notReady.push(waited.reason);
+    }
+    if (notReady.length === 0) {
+      process.stdout.write(`node ready to upgrade: config synced, ${caughtUp}\n`);
+      return ExitCode.OK;
+    }
+    process.stdout.write(`node NOT ready to upgrade: ${notReady.join('; ')}\n`);
+    return configCode || replicaCode || ExitCode.REPLICA_UNAVAILABLE;
+  } finally {
+    await replica?.close();
+  }
+}
+
+/** Waits for the replica, a progress line on stderr when the reason changes or every 5 s. */
+async function waitWithProgress(replica: Replica, timeoutMs: number) {
+  const { waitCaughtUp } = await import('../replica/replica.js');
+  const started = Date.now();
+  let last = '';
+  let lastAt = 0;
+  return waitCaughtUp(replica, {
+    timeoutMs,
+    onProgress: (_status, why) => {
+      if (why.ready || timeoutMs === 0) return;
+      const now = Date.now();
+      if (why.reason === last && now - lastAt < 5_000) return;
+      (last = why.reason), (lastAt = now);
+      const left = Math.max(0, Math.round((timeoutMs - (now - started)) / 1000));
+      process.stderr.write(`xroad-sync: waiting for the serverconf replica (${left} s left): ${why.reason}\n`);
+    },
+  });
+}
+
+// --- check -----------------------------------------------------------------
+
+interface Outcome {
+  readonly ok: boolean;
+  readonly text: string;
+  readonly fix?: string;
+}
+
+function print(o: Outcome): void {
+  process.stdout.write(`${o.ok ? 'ok  ' : 'FAIL'} ${o.text}\n`);
+  if (o.fix) process.stdout.write(`     fix: ${o.fix}\n`);
+}
+
+/** `check`'s replica lines: can we log in, is it a standby, may we pause, resume and see the receiver. */
+export async function checkReplicaAccess(opts: Opts): Promise<number> {
+  const settings = replicaSettingsFor(opts);
+  if (settings === null) return ExitCode.OK;
+  if (typeof settings === 'number') return settings;
+  const where = describeEndpoint(settings);
+  let replica: Replica;
+  try {
+    replica = await openReplica(settings);
+  } catch (err) {
+    const e = err instanceof SyncError ? err : null;
+    print({ ok: false, text: `serverconf replica ${where}: ${e?.message ?? describeError(err)}`, fix: e?.hint });
+    return exitCodeOf(err);
+  }
+  try {
+    print({ ok: true, text: `serverconf replica ${where}: logged in (PostgreSQL ${replica.server})` });
+    const status = await replica.status();
+    if (!status.inRecovery) {
+      print({ ok: false, text: `serverconf database on port ${settings.port} is not a standby (not in recovery)`, fix: 'point --serverconf-port at the replica, or rebuild a promoted one (pg_basebackup -R)' });
+      return ExitCode.REPLICA_UNAVAILABLE;
+    }
+    const p = await replica.privileges();
+    const missing: Outcome[] = [];
+    const fns = replica.fns;
+    for (const [fn, ok] of [[fns.pause, p.pause], [fns.resume, p.resume]] as const) {
+      if (!ok) missing.push({ ok: false, text: `role ${settings.role} may not run ${fn}()`, fix: onPrimary(settings, grantExecute(fn, settings.role)) });
+    }
+    if (!p.superuser && p.monitor !== true) {
+      missing.push({ ok: false, text: `role ${settings.role} cannot see pg_stat_wal_receiver (whether the replica streams)`, fix: monitorHint(fns, settings) });
+    }
+    if (missing.length > 0) {
+      missing.forEach(print);
+      return ExitCode.REPLICA_PERMISSION;
+    }
+    print({ ok: true, text: `role ${settings.role} may run ${fns.pause}(), ${fns.resume}() and read pg_stat_wal_receiver${p.superuser ? ' (superuser: the one-time setup in the README needs less)' : ''}` });
+    print({ ok: true, text: `serverconf replica: ${summarize(status)}` });
+    return ExitCode.OK;
+  } catch (err) {
+    const e = err instanceof SyncError ? err : null;
+    print({ ok: false, text: `serverconf replica ${where}: ${e?.message ?? describeError(err)}`, fix: e?.hint });
+    return exitCodeOf(err);
+  } finally {
+    await replica.close();
+  }
+}
+
+export function summarize(s: ReplicaStatus): string {
+  if (!s.inRecovery) return 'not in recovery (not a standby)';
+  const receiver = s.streaming === null ? 'receiver unknown (needs pg_monitor)' : `receiver ${s.receiver}`;
+  const lag = s.lagBytes === null ? 'lag unknown' : `lag ${s.lagBytes} bytes${s.lagSeconds === null ? '' : `, ${s.lagSeconds} s`}`;
+  return `replay ${s.replay}, ${receiver}, received ${s.receiveLsn ?? '-'}, replayed ${s.replayLsn ?? '-'}, ${lag}`;
+}
+

@@ -1,0 +1,49 @@
+/**
+ * Flags for the serverconf replica, shared by pause, resume, status and check.
+ * Each has a setting (environment / /etc/default/xroad-sync) of the same
+ * meaning; SERVERCONF_REPLICA=yes makes --serverconf the default on a slave.
+ */
+import { Command, Option } from 'commander';
+import { DEFAULTS } from '../config.js';
+import { REPLICA_DEFAULTS, REPLICA_ENV } from '../replica/settings.js';
+
+/**
+ * Adds the replica's flags to pause, resume, status and check, found by name,
+ * so the commands' own definitions in main.ts stay as they are.
+ */
+export function addReplicaOptionsTo(program: Command): void {
+  const command = (name: string): Command | undefined => program.commands.find((c) => c.name() === name);
+  const has = (cmd: Command, flag: string): boolean => cmd.options.some((o) => o.long === flag);
+  const pause = command('pause');
+  if (pause) {
+    addReplicaOptions(pause);
+    if (!has(pause, '--state-dir')) pause.option('--state-dir <dir>', 'where the serverconf pause time is noted', DEFAULTS.stateDir);
+  }
+  const resume = command('resume');
+  if (resume) addReplicaWaitOption(addReplicaOptions(resume));
+  const status = command('status');
+  if (status) addReplicaCheckOptions(addReplicaOptions(status));
+  const check = command('check');
+  if (check) addReplicaOptions(check);
+}
+
+export function addReplicaOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--serverconf', `also the serverconf database replica (PostgreSQL standby); default when ${REPLICA_ENV.enabled}=yes`))
+    .addOption(new Option('--no-serverconf', `leave the serverconf replica alone even if ${REPLICA_ENV.enabled}=yes`))
+    .addOption(new Option('--serverconf-port <n>', `port of the serverconf replica (${REPLICA_ENV.port}; default ${REPLICA_DEFAULTS.port})`))
+    .addOption(new Option('--serverconf-socket-dir <dir>', `its Unix socket directory (${REPLICA_ENV.socketDir}; default ${REPLICA_DEFAULTS.socketDir})`))
+    .addOption(new Option('--serverconf-role <name>', `database role, peer-mapped from this OS user (${REPLICA_ENV.role}; default ${REPLICA_DEFAULTS.role})`))
+    .addOption(new Option('--serverconf-database <name>', `database to connect to (${REPLICA_ENV.database}; default ${REPLICA_DEFAULTS.database})`));
+}
+
+export function addReplicaWaitOption(cmd: Command): Command {
+  return cmd.option('--ready-timeout <s>', 'with --now and the replica: wait at most this long for it to catch up', '120');
+}
+
+export function addReplicaCheckOptions(cmd: Command): Command {
+  return cmd
+    .option('--max-replay-lag <s>', 'with --check and the replica: critical when replay lags more than this', '300')
+    .option('--warn-replay-lag <s>', 'with --check and the replica: warning when replay lags more than this', '60')
+    .option('--max-replay-pause <s>', 'with --check and the replica: critical when replay was paused (by xroad-sync) longer than this', '7200');
+}

@@ -1,0 +1,51 @@
+/**
+ * A pass with every report wired: slave-sync.log, stderr, the JSON record,
+ * restart hints, --on-change and status.json. Shared by `sync`, `resume
+ * --now` and the daemon, so it lives beneath both.
+ */
+import type { PassSettings } from '../config.js';
+import { describeError, isLockWait } from '../errors.js';
+import { runPass, type PassResult } from '../pass.js';
+import type { SourceProvider } from '../remote/types.js';
+import { createLogger, logPass, passRecord } from '../report/logger.js';
+import { RsyncLogFile } from '../report/rsync-log.js';
+import { restartHintLines } from '../report/restart-hints.js';
+import type { LockWait } from '../state/lock.js';
+import { recordPass } from '../state/status.js';
+import { runOnChange } from './on-change.js';
+import { makeReporter } from './reporter.js';
+import { testHooksFromEnv } from './test-hooks.js';
+
+export async function runReportedPass(
+  settings: PassSettings,
+  provider: SourceProvider,
+  opts: { signal?: AbortSignal; printItems: boolean; logger?: ReturnType<typeof createLogger>; lockWait?: LockWait },
+): Promise<PassResult> {
+  const log =
+    settings.logFile && !settings.dryRun
+      ? await RsyncLogFile.open(settings.logFile, { onWarning: (w) => process.stderr.write(`xroad-sync: ${w}\n`) })
+      : null;
+  const reporter = makeReporter(log, { printItems: opts.printItems, printErrors: true });
+  let result: PassResult;
+  try {
+    result = await runPass(settings, provider, reporter, { signal: opts.signal, at: testHooksFromEnv(), lockWait: opts.lockWait });
+  } finally {
+    await log?.close();
+  }
+  // A pass that never got the lock did nothing: the pass that holds it reports and records its own result.
+  if (isLockWait(result.error)) return result;
+  const durationMs = result.finishedAt.getTime() - result.startedAt.getTime();
+  const logger = opts.logger ?? createLogger({ destination: 1 });
+  logPass(logger, passRecord({ ...result, durationMs }));
+  // Also after a failed pass: a partial commit or a completed journal made these paths live.
+  if (!settings.dryRun && result.changedPaths.length > 0) {
+    for (const hint of await restartHintLines(result.changedPaths)) logger.info({ msg: hint });
+    if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
+  }
+  if (!settings.dryRun) {
+    await recordPass(settings.stateDir, result).catch((err) =>
+      process.stderr.write(`xroad-sync: cannot record the pass in ${settings.stateDir}: ${describeError(err)}\n`),
+    );
+  }
+  return result;
+}

@@ -1,0 +1,100 @@
+/**
+ * Files whose content was taken while their master mtime was too recent to
+ * trust (git's "racily clean"): a same-size rewrite in that same second
+ * keeps size and mtime, so the quick check alone would never fetch it again.
+ * Their (size, mtime) as listed are kept in <state-dir>/racy-files.json; the
+ * next pass fetches each again, and keeps only the new content's bytes if
+ * they differ from the slave's (nothing is reported otherwise). Once the
+ * master stops changing, the file leaves the list. A lost or unreadable list
+ * means "unknown": every file whose quick check matches is fetched again
+ * once and compared, a refetch, never a wrong result.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+import { LocalIoError } from '../errors.js';
+import type { Entry, Tree } from '../tree.js';
+
+const VERSION = 1;
+type Listed = readonly [size: number, mtime: number];
+
+interface RacyDoc {
+  readonly version: number;
+  readonly target: string;
+  readonly files: Record<string, Listed>;
+}
+
+export function racyFilesPath(stateDir: string): string {
+  return join(stateDir, 'racy-files.json');
+}
+
+export class RacyFiles {
+  private constructor(
+    private readonly stateDir: string,
+    private readonly target: string,
+    /** null: no trustworthy record (first pass, lost state dir): everything is suspect once. */
+    private readonly known: ReadonlyMap<string, Listed> | null,
+  ) {}
+
+  static async load(stateDir: string, target: string): Promise<RacyFiles> {
+    const text = await readFile(racyFilesPath(stateDir), 'utf8').catch(() => null);
+    let known: Map<string, Listed> | null = null;
+    try {
+      const doc = text === null ? null : (JSON.parse(text) as RacyDoc);
+      if (doc && doc.version === VERSION && doc.target === target && typeof doc.files === 'object') known = new Map(Object.entries(doc.files));
+    } catch {
+      known = null;
+    }
+    return new RacyFiles(stateDir, target, known);
+  }
+
+  /** True when a file whose size and mtime match must still be fetched and compared. */
+  suspect(path: string): boolean {
+    return this.known === null || this.known.has(path);
+  }
+
+  /** The racy files of this listing: regular files with an mtime at or after `racyFrom`. */
+  static of(tree: Tree, racyFrom: number): Map<string, Listed> {
+    const out = new Map<string, Listed>();
+    for (const e of tree.values()) if (isRacy(e, racyFrom)) out.set(e.path, [e.size, e.mtime]);
+    return out;
+  }
+
+  /**
+   * Before a commit: the old entries stay until the commit has replaced
+   * them, so a commit that stops part-way leaves nothing unverified.
+   * Nothing is written while the record is unknown (it stays unknown).
+   */
+  async beforeCommit(now: ReadonlyMap<string, Listed>): Promise<void> {
+    if (this.known === null) return;
+    const union = new Map([...this.known, ...now]);
+    if (!sameRecord(union, this.known)) await this.write(union, true);
+  }
+
+  /** After a complete pass: exactly this listing's racy files. */
+  async settle(now: ReadonlyMap<string, Listed>): Promise<void> {
+    if (this.known !== null && sameRecord(now, this.known)) return;
+    await this.write(now, false);
+  }
+
+  private async write(files: ReadonlyMap<string, Listed>, fsync: boolean): Promise<void> {
+    const doc: RacyDoc = { version: VERSION, target: this.target, files: Object.fromEntries(files) };
+    const path = racyFilesPath(this.stateDir);
+    await writeFileAtomic(path, JSON.stringify(doc), { fsync, mode: 0o600 }).catch((cause: unknown) => {
+      throw new LocalIoError(`cannot write ${path}`, { subject: path, cause, hint: 'the state directory must be writable by the sync user' });
+    });
+  }
+}
+
+export function isRacy(e: Entry, racyFrom: number): boolean {
+  return e.type === 'file' && e.mtime >= racyFrom;
+}
+
+function sameRecord(a: ReadonlyMap<string, Listed>, b: ReadonlyMap<string, Listed>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [p, [size, mtime]] of a) {
+    const other = b.get(p);
+    if (!other || other[0] !== size || other[1] !== mtime) return false;
+  }
+  return true;
+}
