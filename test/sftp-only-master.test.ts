@@ -26,6 +26,7 @@ import type { Client as SshClient, SFTPWrapper } from 'ssh2';
 import { SAMPLE_EXCLUDED, writeSampleTree } from '../src/serve/sample-tree.js';
 import { describeRun, obj, runSync, withoutPaths } from './helpers/run-sync.js';
 import { makeTempDir, readTree, sshdAvailable, startMaster, type TestMaster, within } from './helpers/sshd.js';
+import { skipUnlessCI } from './helpers/components.js';
 
 const SNIPPET = fileURLToPath(new URL('../../service/sshd_config.d-xroad-slave.conf', import.meta.url));
 const SSH = '/usr/bin/ssh';
@@ -42,8 +43,8 @@ function executable(file: string): boolean {
   }
 }
 
-const noSshd = sshdAvailable() ? false : `${SSHD} not found (Debian: apt-get install openssh-server)`;
-const noSsh = noSshd || (executable(SSH) ? false : `${SSH} not found (Debian: apt-get install openssh-client)`);
+const noSshd = skipUnlessCI(sshdAvailable() ? false : `${SSHD} not found (Debian: apt-get install openssh-server)`);
+const noSsh = noSshd || skipUnlessCI(executable(SSH) ? false : `${SSH} not found (Debian: apt-get install openssh-client)`);
 
 /** The snippet's directives (comments and blank lines dropped), its Match user replaced by `user`. */
 function snippetFor(user: string): string[] {

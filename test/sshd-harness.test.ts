@@ -22,6 +22,7 @@ import {
   type TestMaster,
   within,
 } from './helpers/sshd.js';
+import { skipUnlessCI } from './helpers/components.js';
 
 const TEST_TIMEOUT = { timeout: 30_000 };
 
@@ -82,7 +83,7 @@ async function listingWorks(master: TestMaster): Promise<void> {
 }
 
 describe('test master harness', () => {
-  it('starts OpenSSH that accepts the identity and offers the reported host key', { ...TEST_TIMEOUT, skip: !sshdAvailable() }, async () => {
+  it('starts OpenSSH that accepts the identity and offers the reported host key', { ...TEST_TIMEOUT, skip: skipUnlessCI(sshdAvailable() ? false : 'sshd not found (Debian: apt-get install openssh-server)') }, async () => {
     const master = await startMaster();
     try {
       assert.equal(master.kind, 'openssh');
@@ -107,7 +108,7 @@ describe('test master harness', () => {
     }
   });
 
-  it('stop() ends sshd and its per-connection children, and removes the dir', { ...TEST_TIMEOUT, skip: !sshdAvailable() }, async () => {
+  it('stop() ends sshd and its per-connection children, and removes the dir', { ...TEST_TIMEOUT, skip: skipUnlessCI(sshdAvailable() ? false : 'sshd not found (Debian: apt-get install openssh-server)') }, async () => {
     // extraConfig replaces a default: LogLevel VERBOSE → DEBUG1.
     const master = await startMaster({ extraConfig: ['LogLevel DEBUG1'] });
     const pid = Number(readFileSync(path.join(master.dir, 'sshd.pid'), 'utf8'));

@@ -29,6 +29,7 @@ import {
 } from './helpers/run-sync.js';
 import { makeTempDir, readTree, startMaster, suiteMaster, writeTree, type TestMaster, type TreeSpec } from './helpers/sshd.js';
 import { waitFor } from './helpers/wait.js';
+import { skipOrFailInCI } from './helpers/components.js';
 
 const T = { timeout: 90_000 };
 const T0 = 1_700_000_000;
@@ -167,7 +168,7 @@ describe('xroad-sync sync: guards and failures', () => {
     try {
       execFileSync('ssh-keygen', ['-H', '-f', hashed], { timeout: 10_000, stdio: 'ignore' });
     } catch (err) {
-      t.skip(`ssh-keygen -H unavailable: ${(err as Error).message}`);
+      skipOrFailInCI(t, `ssh-keygen -H unavailable: ${(err as Error).message}`);
       return;
     }
     assert.match(await readFile(hashed, 'utf8'), /^\|1\|/, 'ssh-keygen -H did not hash the file');

@@ -23,6 +23,7 @@ import {
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { skipOrFailInCI } from './helpers/components.js';
 
 // dist/test/units.test.js -> <repo>/service/
 const SERVICE_DIR = fileURLToPath(new URL('../../service/', import.meta.url));
@@ -157,7 +158,7 @@ function verify(dir: string, files: string[]): VerifyResult {
 
 test('systemd units pass systemd-analyze verify', (t) => {
   if (!SYSTEMD_ANALYZE) {
-    t.skip('systemd-analyze not found (Debian package "systemd"); CI must install it');
+    skipOrFailInCI(t, 'systemd-analyze not found (Debian package "systemd")');
     return;
   }
   const dir = tempDir(t, 'units');
@@ -169,7 +170,7 @@ test('systemd units pass systemd-analyze verify', (t) => {
 
 test('systemd-analyze verify catches broken copies of the units', (t) => {
   if (!SYSTEMD_ANALYZE) {
-    t.skip('systemd-analyze not found (Debian package "systemd"); CI must install it');
+    skipOrFailInCI(t, 'systemd-analyze not found (Debian package "systemd")');
     return;
   }
   const dir = tempDir(t, 'units-broken');
@@ -319,7 +320,7 @@ test('logrotate snippet is the guide block plus a postrotate HUP', () => {
 
 test('logrotate -d accepts the snippet', (t) => {
   if (!LOGROTATE) {
-    t.skip('logrotate not found (Debian package "logrotate"); CI must install it');
+    skipOrFailInCI(t, 'logrotate not found (Debian package "logrotate")');
     return;
   }
   const dir = tempDir(t, 'logrotate');
@@ -338,7 +339,7 @@ test('logrotate -d accepts the snippet', (t) => {
 
 test('logrotate refuses /var/log/xroad-like permissions without "su" (why su matters)', (t) => {
   if (!LOGROTATE) {
-    t.skip('logrotate not found (Debian package "logrotate"); CI must install it');
+    skipOrFailInCI(t, 'logrotate not found (Debian package "logrotate")');
     return;
   }
   // logrotate only performs the parent-directory check when running as root.
@@ -437,7 +438,7 @@ test('EnvironmentFile template uses only syntax that both systemd and /bin/sh re
 test('cron command: skips while paused, loads the EnvironmentFile, passes options, logs output', (t) => {
   const flock = which('flock');
   if (!flock) {
-    t.skip('flock not found (Debian package "util-linux")');
+    skipOrFailInCI(t, 'flock not found (Debian package "util-linux")');
     return;
   }
   const dir = tempDir(t, 'cron');

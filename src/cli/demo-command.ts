@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { isSea } from 'node:sea';
 import { startEmbeddedMaster, type EmbeddedMaster } from '../serve/sftp-server.js';
 import { SAMPLE_CHANGED_FILE, SAMPLE_EXCLUDED, sampleTree, writeSampleTree } from '../serve/sample-tree.js';
 import { fingerprint as sha256Fingerprint, hostLookupName as knownHostsHost } from '../remote/known-hosts.js';
@@ -53,8 +54,9 @@ interface DemoPaths {
 
 export async function demoCommand(): Promise<number> {
   const started = Date.now();
-  const self = process.argv[1];
-  if (!self) {
+  // The single executable (scripts/build-exe.sh) is the program itself: argv[1] repeats its path.
+  const self = isSea() ? undefined : process.argv[1];
+  if (!self && !isSea()) {
     process.stderr.write('xroad-sync demo: cannot tell which script is running (process.argv[1] is empty)\n');
     return 1;
   }
@@ -91,7 +93,7 @@ export async function demoCommand(): Promise<number> {
     delete env.XROAD_SYNC_OPTS;
     env.XROAD_SYNC_SETTINGS = ''; // not this machine's /etc/default/xroad-sync either
     const t0 = Date.now();
-    const child = spawn(process.execPath, [self, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, self ? [self, ...args] : args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -128,7 +130,7 @@ export async function demoCommand(): Promise<number> {
 
   try {
     out('xroad-sync demo: an embedded master on 127.0.0.1, a slave in a temp dir, the real CLI in between.');
-    out(`"xroad-sync" below is: ${process.execPath} ${self}`);
+    out(`"xroad-sync" below is: ${process.execPath}${self ? ` ${self}` : ''}`);
 
     // 1 ---------------------------------------------------------------------
     heading('1. Keys and a sample master /etc/xroad');

@@ -64,6 +64,8 @@ export async function startMaster(opts: StartMasterOptions = {}): Promise<TestMa
   try {
     const keys = await makeKeys(dir);
     if (opts.forceEmbedded || !sshdAvailable()) {
+      // CI installs openssh-server: there the fallback would hide a missing component.
+      if (!opts.forceEmbedded && process.env.CI === 'true') throw new Error(`CI=true and ${SSHD} is missing (.ci/run must install openssh-server)`);
       if (!opts.forceEmbedded) noteFallbackOnce();
       return await startEmbedded(dir, keys, opts.embeddedRoot ?? '/');
     }
