@@ -11,10 +11,11 @@
 #   time                           the bench
 #   postgresql-15                  the serverconf replica tests (their own clusters in temp dirs)
 #   debootstrap systemd-container sudo   test/systemd.test.ts (a Debian 12 root under systemd-nspawn)
+#   strace                         test/commit-durability.test.ts (the commit's fsync and rename order)
 set -euo pipefail
 
 packages=(openssh-server openssh-client rsync systemd logrotate lintian rpm cpio dpkg-dev binutils time postgresql-15
-          debootstrap systemd-container sudo)
+          debootstrap systemd-container sudo strace)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "test-setup: not a Debian-based system (no dpkg-query): install the equivalents of: ${packages[*]}" >&2

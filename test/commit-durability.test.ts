@@ -15,12 +15,13 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { skipUnlessCI } from './helpers/components.js';
 import { CLI, syncArgs } from './helpers/run-sync.js';
 import { makeTempDir, startMaster, writeTree, type TestMaster } from './helpers/sshd.js';
 
 const T0 = 1_700_000_000;
 const straceAvailable = spawnSync('strace', ['-V']).status === 0;
-const T = { timeout: 90_000, skip: !straceAvailable && !process.env.CI ? 'strace not installed (apt-get install strace)' : false };
+const T = { timeout: 90_000, skip: skipUnlessCI(!straceAvailable && 'strace is not installed (apt-get install strace)') };
 
 interface Call {
   readonly index: number;
