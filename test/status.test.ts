@@ -229,3 +229,22 @@ test('check: a good setup passes (hashed known_hosts too) and prints the dry run
   assert.equal(h.status, 0, show(h));
   assert.match(h.stdout, /^ok   known_hosts /m);
 });
+
+test('check refuses what a pass would refuse: a transfer limit and the safety valve, with the pass\'s exit code', T, async (t) => {
+  const [m, d] = await Promise.all([master(t), dirs(t)]);
+  const limited = [...passArgs(m, d), '--max-total-bytes', '10'];
+  const check = await runCli(['check', ...limited]);
+  const sync = await runCli(['sync', ...limited]);
+  assert.notEqual(sync.status, 0, show(sync));
+  assert.equal(check.status, sync.status, `check and sync disagree\n${show(check)}\n${show(sync)}`);
+  assert.match(check.stdout, /^FAIL .*--max-total-bytes 10/m, show(check));
+  assert.deepEqual([...(await readTree(d.target)).keys()], [], 'neither changed the target');
+
+  // A target with files the master lacks: more than half of them deleted trips the valve in both.
+  await writeTree(d.target, { 'a.ini': 'a', 'b.ini': 'b', 'c.ini': 'c', 'conf.d/local.ini': '[signer]\n', 'serverconf.xml': '<conf/>\n' });
+  const valveCheck = await runCli(['check', ...passArgs(m, d), '--max-delete', '1']);
+  const valveSync = await runCli(['sync', ...passArgs(m, d), '--max-delete', '1']);
+  assert.notEqual(valveSync.status, 0, show(valveSync));
+  assert.equal(valveCheck.status, valveSync.status, `check and sync disagree\n${show(valveCheck)}\n${show(valveSync)}`);
+  assert.match(valveCheck.stdout, /^FAIL .*refusing to delete 3 files/m, show(valveCheck));
+});

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { LocalIoError, MasterChangedError, ProtocolError, SyncError, errnoOf } from '../errors.js';
 import { tempName } from '../local/temp-names.js';
 import type { Change, Plan } from '../plan/types.js';
-import type { SourceTree } from '../remote/types.js';
+import type { MasterSource } from '../remote/types.js';
 import { parentOf, type Entry, type Tree } from '../tree.js';
 import { forEachLimited } from '../util/pool.js';
 
@@ -54,7 +54,7 @@ export interface Staging {
   forget(renamed: (path: string) => boolean): void;
 }
 
-export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOptions): Promise<Staging> {
+export async function stageChanges(plan: Plan, source: MasterSource, opts: StageOptions): Promise<Staging> {
   const work = plan.changes.filter((c): c is StagedChange => c.kind === 'fetch' || c.kind === 'symlink');
   const temps = new Map<string, string>();
   const tempDir = tempDirChooser(plan, opts);
@@ -123,7 +123,7 @@ function tempDirChooser(plan: Plan, opts: StageOptions): (path: string) => strin
   };
 }
 
-async function stageFile(change: StagedChange, tempAbs: string, source: SourceTree, targetRoot: string, racy: boolean): Promise<number> {
+async function stageFile(change: StagedChange, tempAbs: string, source: MasterSource, targetRoot: string, racy: boolean): Promise<number> {
   const want = change.source;
   const handle = await open(tempAbs, racy ? 'wx+' : 'wx', 0o600).catch((err) => {
     throw localError('cannot create temp file', tempAbs, err);
@@ -184,7 +184,7 @@ async function sameBytes(a: string, b: string): Promise<boolean> {
  * mtime: read the file again and require the same bytes, so torn content (a
  * read racing an in-place writer) is never committed.
  */
-async function verifyByRereading(change: StagedChange, source: SourceTree, staged: Awaited<ReturnType<typeof open>>): Promise<void> {
+async function verifyByRereading(change: StagedChange, source: MasterSource, staged: Awaited<ReturnType<typeof open>>): Promise<void> {
   await source.fetch(change.source, {
     write: async (chunk, position) => {
       const have = Buffer.allocUnsafe(chunk.length);
