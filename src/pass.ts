@@ -10,8 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { PassSettings } from './config.js';
-import { commitChanges, executeOps, PartialCommitError } from './commit/commit.js';
-import { recoverJournal } from './commit/journal.js';
+import { commitChanges, PartialCommitError, recoverInterruptedCommit } from './commit/commit.js';
 import { ConfigError, LocalIoError, MasterChangedError, PassAbandonedError, SafetyValveError, describeError, exitCodeOf } from './errors.js';
 import { countChanges } from './plan/plan.js';
 import type { Change } from './plan/types.js';
@@ -178,15 +177,9 @@ async function stageAndCommit(ctx: PassContext, { plan, sourceTree, targetTree }
   }
 }
 
-/**
- * A pass killed (or failed) mid-commit left its journal: roll it forward
- * before anything else looks at the target. Returns the changes it made
- * live, itemized here and counted, hinted and --on-change'd by this pass.
- */
+/** Completes an interrupted commit; returns the changes it made live, itemized here and counted, hinted and --on-change'd by this pass. */
 async function completeInterruptedCommit(settings: PassSettings, reporter: PassReporter): Promise<Change[]> {
-  const recovery = await recoverJournal(settings.stateDir, settings.targetDir, (ops) =>
-    executeOps(ops, { root: settings.targetDir, recheck: false }),
-  );
+  const recovery = await recoverInterruptedCommit(settings.stateDir, settings.targetDir);
   if (recovery.kind === 'rolled-forward') {
     reporter.notice(`completed the commit interrupted at ${recovery.createdAt} (${recovery.operations} operations replayed)`);
     reporter.items(recovery.changes);
