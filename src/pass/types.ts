@@ -2,6 +2,7 @@
 import type { ExitCodeValue } from '../errors.js';
 import type { CommitStep } from '../commit/commit.js';
 import type { Change } from '../plan/types.js';
+import type { PassOutcome } from '../report/logger.js';
 import type { LockWait } from '../state/lock.js';
 
 /** What a pass reports as it goes; the CLI binds it to slave-sync.log, stdout and pino. */
@@ -25,7 +26,7 @@ export interface PassStats {
 }
 
 export interface PassResult extends PassStats {
-  readonly result: 'ok' | 'failed' | 'skipped';
+  readonly result: PassOutcome;
   readonly exitCode: ExitCodeValue;
   readonly startedAt: Date;
   readonly finishedAt: Date;

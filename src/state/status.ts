@@ -7,11 +7,12 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
+import type { PassOutcome } from '../report/logger.js';
 
 export interface LastPass {
   startedAt: string;
   finishedAt: string;
-  result: 'ok' | 'failed' | 'skipped';
+  result: PassOutcome;
   changed: number;
   bytesReceived: number;
   error: string | null;
