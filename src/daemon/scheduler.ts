@@ -53,10 +53,6 @@ export class PassScheduler {
     await this.running;
   }
 
-  isRunning(): boolean {
-    return this.running !== undefined;
-  }
-
   /** Delay before the next pass after `result`; exposed for tests. */
   nextDelay(result: PassOutcome): number {
     if (result === 'failed') {

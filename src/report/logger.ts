@@ -7,7 +7,6 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 import { describeError, exitCodeOf } from '../errors.js';
 
 export type { Logger } from 'pino';
-export { countChanges } from '../plan/plan.js';
 
 export interface LoggerOptions {
   /** pino level name; default 'info'. */
