@@ -25,8 +25,6 @@ import { fsyncDir } from './fsync-dir.js';
 import { beginJournal, journalPath, recoverJournal, type Recovery } from './journal.js';
 import { buildCommitOps, type CommitOp, type Seen } from './ops.js';
 
-export { COMMIT_LAST } from './order.js';
-
 export type CommitStep = 'replace-remove' | 'mkdir' | 'rename' | 'attrs' | 'delete' | 'dir-attrs' | 'fsync';
 
 export interface CommitOptions {

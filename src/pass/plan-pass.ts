@@ -26,7 +26,7 @@ import type { PassHooks, PassReporter } from './types.js';
  * second of slack for clock granularity and skew between the two hosts
  * (X-Road requires synchronized clocks).
  */
-export const RACY_WINDOW_S = 1;
+const RACY_WINDOW_S = 1;
 
 
 /** Racy-file state of a pass that may commit: the record, the listing's cut-off, the files racy in this listing. */
@@ -167,7 +167,7 @@ export function enforceSafetyValve(plan: Plan, sourceEntries: number, settings: 
 }
 
 /** Limits that keep a runaway or hostile master from filling the slave's disk. */
-export function enforceLimits(plan: Plan, limits: TransferLimits): void {
+function enforceLimits(plan: Plan, limits: TransferLimits): void {
   if (plan.sourceFiles > limits.maxFiles) {
     throw new SafetyValveError(`the master lists ${plan.sourceFiles} files, more than --max-files ${limits.maxFiles}`, { subject: '--max-files' });
   }

@@ -88,7 +88,7 @@ const TYPE_CHARS: Record<number, string> = {
 };
 
 /** BSD strmode(): 10 characters plus the trailing space OpenSSH keeps in its longnames. */
-export function strmode(mode: number): string {
+function strmode(mode: number): string {
   const bit = (mask: number, ch: string): string => (mode & mask ? ch : '-');
   const exec = (xMask: number, special: number, on: string, off: string): string => {
     if (mode & special) return mode & xMask ? on : off;
@@ -107,7 +107,7 @@ const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', '
 const HALF_YEAR_S = (365 * 24 * 60 * 60) / 2;
 
 /** strftime "%b %e %H:%M" for the last six months, "%b %e  %Y" otherwise, in local time like the C library. */
-export function lsTime(mtime: number, nowSeconds = Math.floor(Date.now() / 1000)): string {
+function lsTime(mtime: number, nowSeconds = Math.floor(Date.now() / 1000)): string {
   const d = new Date(mtime * 1000);
   const day = String(d.getDate()).padStart(2, ' ');
   const head = `${MONTHS[d.getMonth()]} ${day}`;

@@ -26,9 +26,9 @@ export interface StoredStatus {
   daemonPid: number | null;
 }
 
-export const EMPTY_STATUS: StoredStatus = { lastPass: null, lastSuccessAt: null, daemonPid: null };
+const EMPTY_STATUS: StoredStatus = { lastPass: null, lastSuccessAt: null, daemonPid: null };
 
-export function statusPath(stateDir: string): string {
+function statusPath(stateDir: string): string {
   return join(stateDir, 'status.json');
 }
 
