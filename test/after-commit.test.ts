@@ -4,13 +4,13 @@
  * hook with the changed paths on stdin.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { parseRecords } from '../src/report/logger.js';
 import { parseRestartRules, restartHintLines, restartsNeeded } from '../src/report/restart-hints.js';
 import { describeRun, runSync } from './helpers/run-sync.js';
-import { makeTempDir, startMaster, writeTree, type TestMaster } from './helpers/sshd.js';
+import { makeTempDir, suiteMaster, writeTree, type TestMaster } from './helpers/sshd.js';
 
 describe('restart hints', () => {
   it('maps each X-Road path to the services that read it (globs, dotfiles included)', async () => {
@@ -67,15 +67,8 @@ describe('restart hints', () => {
 });
 
 describe('after a commit (real sshd)', () => {
-  let master: TestMaster;
-  const scratch: string[] = [];
-  before(async () => {
-    master = await startMaster();
-  });
-  after(async () => {
-    await master?.stop();
-    await Promise.all(scratch.map((d) => rm(d, { recursive: true, force: true })));
-  });
+  let master!: TestMaster;
+  const scratch = suiteMaster((m) => (master = m));
 
   it('logs the restart hint and runs --on-change with the changed paths; a no-change pass runs nothing', { timeout: 60_000 }, async () => {
     const base = await makeTempDir('xs-after-commit-');

@@ -11,45 +11,25 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { passArgs, runCli, sleep, startCli, waitFor, type CliRun, type RunningCli } from './helpers/cli.js';
-import { makeTempDir, readTree, sshdAvailable, startMaster, writeTree, type TestMaster } from './helpers/sshd.js';
+import { makeTempDir, readTree, sshdAvailable, startMaster, writeTree, type TestMaster, type TreeSpec } from './helpers/sshd.js';
+import { deferrer, slaveDirs, type SlaveDirs, SMALL_TREE } from './helpers/slave.js';
 
 const T = { timeout: 120_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
 const show = (r: CliRun) => `exit ${r.status ?? r.signal}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
 const output = (d: RunningCli) => () => `--- daemon stdout\n${d.stdout()}--- daemon stderr\n${d.stderr()}`;
 
-interface Setup {
+interface Setup extends SlaveDirs {
   master: TestMaster;
-  base: string;
-  source: string;
-  target: string;
-  stateDir: string;
-  flagFile: string;
-  logFile: string;
   args: string[];
   defer(step: () => Promise<unknown>): void;
 }
 
-async function setup(t: TestContext, tree: Record<string, string> = { 'conf.d/local.ini': '[signer]\n', 'serverconf.xml': '<conf/>\n' }): Promise<Setup> {
-  const steps: Array<() => Promise<unknown>> = [];
-  t.after(async () => {
-    for (const step of steps.reverse()) await step().catch(() => undefined);
-  });
+async function setup(t: TestContext, tree: TreeSpec = SMALL_TREE): Promise<Setup> {
+  const defer = deferrer(t);
+  const dirs = await slaveDirs(defer, 'xroad-sync-coord-', tree);
   const master = await startMaster();
-  const base = await makeTempDir('xroad-sync-coord-');
-  steps.push(() => fs.rm(base, { recursive: true, force: true }), () => master.stop());
-  const s = {
-    master,
-    base,
-    source: path.join(base, 'master'),
-    target: path.join(base, 'target'),
-    stateDir: path.join(base, 'state'),
-    flagFile: path.join(base, 'flagdir', 'sync-disabled'),
-    logFile: path.join(base, 'slave-sync.log'),
-    defer: (step: () => Promise<unknown>) => void steps.push(step),
-  };
-  await Promise.all([s.target, path.dirname(s.flagFile)].map((d) => fs.mkdir(d, { recursive: true })));
-  await writeTree(s.source, tree);
-  return { ...s, args: passArgs(master, s) };
+  defer(() => master.stop());
+  return { ...dirs, master, defer, args: passArgs(master, dirs) };
 }
 
 function startDaemon(s: Setup, extra: string[] = [], env?: NodeJS.ProcessEnv): RunningCli {

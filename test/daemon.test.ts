@@ -15,7 +15,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { passArgs, sleep, startCli, waitFor, type RunningCli } from './helpers/cli.js';
-import { descendantsOf, isAlive, makeTempDir, readTree, sshdAvailable, startMaster, writeTree, type TestMaster } from './helpers/sshd.js';
+import { descendantsOf, isAlive, makeTempDir, readTree, sshdAvailable, startMaster, type TestMaster } from './helpers/sshd.js';
+import { deferrer, slaveDirs, type SlaveDirs } from './helpers/slave.js';
 
 const T = { timeout: 60_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd (session counting reads its log)' };
 const TEMP_RE = /(^|\/)\.xroad-sync\.[0-9a-f]{12}\.tmp$/;
@@ -26,13 +27,8 @@ const INITIAL = {
   'current': { symlink: 'serverconf.xml' },
 };
 
-interface Setup {
+interface Setup extends SlaveDirs {
   master: TestMaster;
-  base: string;
-  source: string;
-  target: string;
-  stateDir: string;
-  flagFile: string;
   /** Copies outside master.dir, which master.stop() deletes (the restart test stops the master mid-run). */
   identity: string;
   knownHosts: string;
@@ -41,31 +37,15 @@ interface Setup {
 }
 
 async function setup(t: TestContext): Promise<Setup> {
-  const steps: Array<() => Promise<unknown>> = [];
-  t.after(async () => {
-    const errors: unknown[] = [];
-    for (const step of steps.reverse()) await step().catch((err: unknown) => errors.push(err));
-    if (errors.length > 0) throw new AggregateError(errors, 'cleanup failed');
-  });
+  const defer = deferrer(t);
+  const dirs = await slaveDirs(defer, 'xroad-sync-daemon-', INITIAL);
   const master = await startMaster();
-  const base = await makeTempDir('xroad-sync-daemon-');
-  steps.push(() => fs.rm(base, { recursive: true, force: true }), () => master.stop());
-  const s = {
-    defer: (step: () => Promise<unknown>) => void steps.push(step),
-    master,
-    base,
-    source: path.join(base, 'master'),
-    target: path.join(base, 'target'),
-    stateDir: path.join(base, 'state'),
-    flagFile: path.join(base, 'flagdir', 'sync-disabled'),
-    identity: path.join(base, 'id_ed25519'),
-    knownHosts: path.join(base, 'known_hosts'),
-  };
+  defer(() => master.stop());
+  const s = { ...dirs, master, defer, identity: path.join(dirs.base, 'id_ed25519'), knownHosts: path.join(dirs.base, 'known_hosts') };
   await fs.copyFile(master.identity, s.identity);
   await fs.chmod(s.identity, 0o600);
   await fs.copyFile(master.knownHosts, s.knownHosts);
-  await Promise.all([s.target, s.stateDir, path.dirname(s.flagFile)].map((d) => fs.mkdir(d, { recursive: true })));
-  await writeTree(s.source, INITIAL);
+  await fs.mkdir(s.stateDir, { recursive: true });
   return s;
 }
 

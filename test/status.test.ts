@@ -10,37 +10,16 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { passArgs, runCli, sleep, startCli, waitFor, type CliRun } from './helpers/cli.js';
-import { makeTempDir, readTree, startMaster, writeTree, type TestMaster, freePort as closedPort } from './helpers/sshd.js';
+import { readTree, startMaster, type TestMaster, freePort as closedPort } from './helpers/sshd.js';
+import { slaveDirs, type SlaveDirs } from './helpers/slave.js';
 
 const T = { timeout: 60_000 };
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const show = (r: CliRun) => `exit ${r.status}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
 
-interface Dirs {
-  base: string;
-  source: string;
-  target: string;
-  stateDir: string;
-  flagFile: string;
-  logFile: string;
-}
+type Dirs = SlaveDirs;
 
-async function dirs(t: TestContext): Promise<Dirs> {
-  const base = await makeTempDir('xroad-sync-status-');
-  t.after(() => fs.rm(base, { recursive: true, force: true }));
-  const d = {
-    base,
-    source: path.join(base, 'master'),
-    target: path.join(base, 'target'),
-    stateDir: path.join(base, 'state'),
-    flagFile: path.join(base, 'flagdir', 'sync-disabled'),
-    // Not in the state dir: that does not exist before the first pass, and the log does not create its directory.
-    logFile: path.join(base, 'slave-sync.log'),
-  };
-  await Promise.all([d.target, path.dirname(d.flagFile)].map((p) => fs.mkdir(p, { recursive: true })));
-  await writeTree(d.source, { 'conf.d/local.ini': '[signer]\n', 'serverconf.xml': '<conf/>\n' });
-  return d;
-}
+const dirs = (t: TestContext): Promise<Dirs> => slaveDirs((step) => t.after(step), 'xroad-sync-status-');
 
 async function master(t: TestContext): Promise<TestMaster> {
   const m = await startMaster();

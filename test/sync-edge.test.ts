@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, copyFile, lchown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
   assertLogFormat,
   closedPort,
@@ -27,7 +27,8 @@ import {
   type StatSnapshot,
   type SyncRun,
 } from './helpers/run-sync.js';
-import { makeTempDir, readTree, startMaster, writeTree, type TestMaster, type TreeSpec } from './helpers/sshd.js';
+import { makeTempDir, readTree, startMaster, suiteMaster, writeTree, type TestMaster, type TreeSpec } from './helpers/sshd.js';
+import { waitFor } from './helpers/wait.js';
 
 const T = { timeout: 90_000 };
 const T0 = 1_700_000_000;
@@ -75,14 +76,6 @@ function passRecord(run: SyncRun): { result: string; exitCode?: number } {
   return JSON.parse(line) as { result: string; exitCode?: number };
 }
 
-async function waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 function uidOf(name: string, file = '/etc/passwd'): number | undefined {
   const line = readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
   return line === undefined ? undefined : Number(line.split(':')[2]);
@@ -105,16 +98,8 @@ const BASE: TreeSpec = {
 };
 
 describe('xroad-sync sync: guards and failures', () => {
-  let master: TestMaster;
-  const scratch: string[] = [];
-
-  before(async () => {
-    master = await startMaster();
-  });
-  after(async () => {
-    await master?.stop();
-    await Promise.all(scratch.map((d) => rm(d, { recursive: true, force: true })));
-  });
+  let master!: TestMaster;
+  const scratch = suiteMaster((m) => (master = m));
 
   async function workspace(spec?: { source?: TreeSpec; target?: TreeSpec }): Promise<Workspace> {
     const root = await makeTempDir('xroad-sync-edge-');

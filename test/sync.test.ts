@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rm, utimes } from 'node:fs/promises';
+import { chmod, mkdir, readFile, utimes } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
   assertLogFormat,
   describeRun,
@@ -23,7 +23,7 @@ import {
   type RunSyncOptions,
   type SyncRun,
 } from './helpers/run-sync.js';
-import { makeTempDir, readTree, startMaster, writeTree, type TestMaster, type TreeSpec } from './helpers/sshd.js';
+import { makeTempDir, readTree, suiteMaster, writeTree, type TestMaster, type TreeSpec } from './helpers/sshd.js';
 
 const T = { timeout: 90_000 };
 /** Fixed mtimes (whole seconds, as SFTP v3 carries them). */
@@ -116,16 +116,8 @@ function ok(run: SyncRun): void {
 }
 
 describe('xroad-sync sync against an OpenSSH master', () => {
-  let master: TestMaster;
-  const scratch: string[] = [];
-
-  before(async () => {
-    master = await startMaster();
-  });
-  after(async () => {
-    await master?.stop();
-    await Promise.all(scratch.map((d) => rm(d, { recursive: true, force: true })));
-  });
+  let master!: TestMaster;
+  const scratch = suiteMaster((m) => (master = m));
 
   async function workspace(): Promise<{ source: string; target: string; state: string; root: string }> {
     const root = await makeTempDir('xroad-sync-it-');

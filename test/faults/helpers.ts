@@ -10,16 +10,15 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import ssh2 from 'ssh2';
 import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../../src/config.js';
 import { runPass } from '../../src/pass.js';
 import type { PassHooks, PassReporter, PassResult } from '../../src/pass/types.js';
 import { WarmSessionProvider } from '../../src/remote/provider.js';
+import { generateEd25519 } from '../../src/serve/keys.js';
 import { startEmbeddedMaster, type ServerHooks } from '../../src/serve/sftp-server.js';
 import { leftoverTemps, obj } from '../helpers/run-sync.js';
-import { makeTempDir, readTree, type TestMaster, type TreeEntrySnapshot } from '../helpers/sshd.js';
+import { makeTempDir, readTree, suiteMaster, type TestMaster, type TreeEntrySnapshot } from '../helpers/sshd.js';
 
-const { utils } = ssh2;
 
 export interface Workspace {
   /** Parent of everything below; removed by cleanup(). */
@@ -32,6 +31,23 @@ export interface Workspace {
 }
 
 /** Registers temp dirs for one suite and removes them all at the end. */
+/**
+ * A fault suite's fixture: one OpenSSH master (handed to `onStarted`),
+ * scratch workspaces, and result lines printed as one summary after the
+ * suite, so a CI log shows what each fault did.
+ */
+export function faultSuite(name: string, onStarted: (master: TestMaster) => void): { scratch: Scratch; results: string[] } {
+  const scratch = new Scratch();
+  const results: string[] = [];
+  suiteMaster(onStarted, {
+    afterAll: async () => {
+      await scratch.cleanup();
+      console.log(`${name}: ${results.join('; ')}`);
+    },
+  });
+  return { scratch, results };
+}
+
 export class Scratch {
   private readonly dirs: string[] = [];
 
@@ -216,23 +232,12 @@ export interface HookedMaster extends TestMaster {
   readonly hooks: ServerHooks;
 }
 
-/**
- * ssh2 1.17's generateKeyPairSync('ed25519') drops a leading zero byte of the
- * public key (about 1 key in 256): such a pair does not parse back. Draw again.
- */
-function ed25519Pair(): { private: string; public: string } {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const pair = utils.generateKeyPairSync('ed25519');
-    if (!(utils.parseKey(pair.public) instanceof Error) && !(utils.parseKey(pair.private) instanceof Error)) return pair;
-  }
-  throw new Error('ssh2 generated 20 unparsable ed25519 key pairs in a row');
-}
 
 /** The embedded ssh2 master serving `root`, with fresh keys and a hooks object the test may change at any time. */
 export async function startHookedMaster(root: string): Promise<HookedMaster> {
   const dir = await makeTempDir('xroad-sync-hooked-');
-  const host = ed25519Pair();
-  const client = ed25519Pair();
+  const host = generateEd25519();
+  const client = generateEd25519();
   const identity = path.join(dir, 'id_ed25519');
   const hooks: ServerHooks = {};
   let server;
@@ -314,16 +319,4 @@ export function watchPeakRss(pid: number, everyMs = 25): { stop(): number } {
   };
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Bounded poll: resolves true once `cond` holds, false after `timeoutMs`. */
-export async function until(cond: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (cond()) return true;
-    await sleep(20);
-  }
-  return cond();
-}
+export { sleep, until } from '../helpers/wait.js';

@@ -9,27 +9,17 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { describeRun, leftoverTemps, obj, runSync } from '../helpers/run-sync.js';
-import { startMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
-import { assertConverged, differences, inProcessPasses, journalOf, Scratch, snapshot, type Workspace } from './helpers.js';
+import { writeTree, type TestMaster } from '../helpers/sshd.js';
+import { assertConverged, differences, inProcessPasses, journalOf, faultSuite, snapshot, type Workspace } from './helpers.js';
 import { T0 } from './trees.js';
 
 const T = { timeout: 60_000 };
 
 describe('resource limits and a full disk', () => {
-  let master: TestMaster;
-  const scratch = new Scratch();
-  const results: string[] = [];
-
-  before(async () => {
-    master = await startMaster();
-  });
-  after(async () => {
-    await master?.stop();
-    await scratch.cleanup();
-    console.log(`faults/limits: ${results.join('; ')}`);
-  });
+  let master!: TestMaster;
+  const { scratch, results } = faultSuite('faults/limits', (m) => (master = m));
 
   async function seed(ws: Workspace): Promise<void> {
     const p = inProcessPasses(master, ws);

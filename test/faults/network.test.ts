@@ -9,10 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { describeRun, leftoverTemps, obj, runSync } from '../helpers/run-sync.js';
-import { startMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
-import { assertConverged, differences, inProcessPasses, knownHostsFor, Scratch, snapshot, startHookedMaster, type Workspace } from './helpers.js';
+import { writeTree, type TestMaster } from '../helpers/sshd.js';
+import { assertConverged, differences, inProcessPasses, knownHostsFor, faultSuite, snapshot, startHookedMaster, type Workspace } from './helpers.js';
 import { FaultProxy, type ProxyFault } from './proxy.js';
 import { T0 } from './trees.js';
 
@@ -25,18 +25,8 @@ const IDLE_TIMEOUT_S = 2;
 const MARGIN_MS = 5_000;
 
 describe('network faults mid-pass', () => {
-  let master: TestMaster;
-  const scratch = new Scratch();
-  const results: string[] = [];
-
-  before(async () => {
-    master = await startMaster();
-  });
-  after(async () => {
-    await master?.stop();
-    await scratch.cleanup();
-    console.log(`faults/network: ${results.join('; ')}`);
-  });
+  let master!: TestMaster;
+  const { scratch, results } = faultSuite('faults/network', (m) => (master = m));
 
   /** A target synced from an old master; the master then changes a 2 MiB file and two small ones. */
   async function prepared(m: TestMaster = master, ws?: Workspace): Promise<Workspace> {

@@ -9,29 +9,19 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.js';
 import { describeRun, runSync, startSync, type SyncRun } from '../helpers/run-sync.js';
-import { startMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
-import { assertConverged, differences, Scratch, snapshot, until, type Workspace } from './helpers.js';
+import { writeTree, type TestMaster } from '../helpers/sshd.js';
+import { assertConverged, differences, faultSuite, snapshot, until, type Workspace } from './helpers.js';
 import { T0 } from './trees.js';
 
 const T = { timeout: 60_000 };
 const LOCK_MESSAGE = /another xroad-sync pass \(pid (\d+)\) holds/;
 
 describe('races between processes', () => {
-  let master: TestMaster;
-  const scratch = new Scratch();
-  const summary: string[] = [];
-
-  before(async () => {
-    master = await startMaster();
-  });
-  after(async () => {
-    await master?.stop();
-    await scratch.cleanup();
-    console.log(`faults/race: ${summary.join('; ')}`);
-  });
+  let master!: TestMaster;
+  const { scratch, results: summary } = faultSuite('faults/race', (m) => (master = m));
 
   async function withTree(version: number, ws?: Workspace): Promise<Workspace> {
     ws ??= await scratch.workspace('xroad-sync-race-');

@@ -121,28 +121,4 @@ export function passArgs(master: TestMaster, p: PassPaths): string[] {
   ];
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Polls `cond` every 25 ms until it holds; rejects after `timeoutMs` with
- * `what` (and `detail()`, e.g. the daemon's output) in the message.
- * Resolves with the milliseconds it took.
- */
-export async function waitFor(
-  cond: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what = 'condition',
-  detail?: () => string,
-): Promise<number> {
-  const started = Date.now();
-  const deadline = started + timeoutMs;
-  for (;;) {
-    if (await cond()) return Date.now() - started;
-    if (Date.now() >= deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail ? `\n${detail()}` : ''}`);
-    }
-    await sleep(25);
-  }
-}
+export { sleep, waitFor } from './wait.js';

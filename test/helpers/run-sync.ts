@@ -7,11 +7,10 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { TestMaster, TreeEntrySnapshot } from './sshd.js';
 
-/** dist/test/helpers/run-sync.js → dist/src/cli/main.js */
-export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+import { CLI } from './cli.js';
+export { CLI };
 
 export interface RunSyncOptions {
   readonly master: TestMaster;

@@ -13,6 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { generateEd25519 } from '../../src/serve/keys.js';
 import { startEmbeddedMaster } from '../../src/serve/sftp-server.js';
+import { after, before } from 'node:test';
+import { sleep, until } from './wait.js';
 
 export interface TestMaster {
   host: '127.0.0.1';
@@ -219,6 +221,27 @@ async function ensurePrivsepDir(): Promise<void> {
 }
 
 /** Bind 127.0.0.1:0, read the port, release it. Racy by nature; startOpenSsh retries on a bind failure. */
+/**
+ * One master for a whole suite (like rclone's fstest.NewRun): started before
+ * the suite's first test and handed to `onStarted`, stopped after its last,
+ * together with every scratch directory pushed onto the returned list and
+ * then `afterAll`. Call it in a describe() body.
+ */
+export function suiteMaster(onStarted: (master: TestMaster) => void, opts: StartMasterOptions & { afterAll?: () => unknown } = {}): string[] {
+  const scratch: string[] = [];
+  let master: TestMaster | undefined;
+  before(async () => {
+    master = await startMaster(opts);
+    onStarted(master);
+  });
+  after(async () => {
+    await master?.stop();
+    await Promise.all(scratch.map((d) => fs.rm(d, { recursive: true, force: true })));
+    await opts.afterAll?.();
+  });
+  return scratch;
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -299,9 +322,9 @@ async function stopProcessTree(child: ChildProcess): Promise<void> {
     ? Promise.resolve()
     : new Promise<void>((resolve) => child.once('exit', () => resolve()));
   signalAll(pids, 'SIGTERM');
-  if (!(await waitUntil(() => pids.every((p) => !isAlive(p)), STOP_GRACE_MS))) signalAll(pids, 'SIGKILL');
+  if (!(await until(() => pids.every((p) => !isAlive(p)), STOP_GRACE_MS))) signalAll(pids, 'SIGKILL');
   await Promise.race([exited, sleep(STOP_GRACE_MS)]);
-  await waitUntil(() => pids.every((p) => !isAlive(p)), STOP_GRACE_MS);
+  await until(() => pids.every((p) => !isAlive(p)), STOP_GRACE_MS);
 }
 
 function signalAll(pids: number[], signal: NodeJS.Signals): void {
@@ -501,19 +524,6 @@ function isExecutable(file: string): boolean {
   } catch {
     return false;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    await sleep(25);
-  }
-  return check();
 }
 
 function onceOnly(fn: () => Promise<void>): () => Promise<void> {
