@@ -10,7 +10,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { passArgs, runCli, sleep, startCli, waitFor, type CliRun } from './helpers/cli.js';
-import { readTree, startMaster, type TestMaster, freePort as closedPort } from './helpers/sshd.js';
+import { readTree, startMaster, writeTree, type TestMaster, freePort as closedPort } from './helpers/sshd.js';
 import { slaveDirs, type SlaveDirs } from './helpers/slave.js';
 
 const T = { timeout: 60_000 };
