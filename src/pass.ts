@@ -1,12 +1,13 @@
 /**
  * One sync pass, stage by stage:
  *
- *   flag check → lock → connect → scan master ‖ scan target → plan
- *     → safety valve → stage → commit → report
+ *   flag check → lock → recover journal → connect
+ *     → planPass (scan master ‖ scan target → plan → safety valve, limits, deletion proof)
+ *     → stage → commit → report
  *
- * Each stage lives in its own module; this file only wires them and decides
- * what is logged. Nothing in the target changes before `commit`, and commit
- * runs only when every fetch succeeded.
+ * Each stage lives in its own module and takes the pass's PassContext; this
+ * file only wires them and decides what is logged. Nothing in the target
+ * changes before `commit`, and commit runs only when every fetch succeeded.
  */
 import { existsSync } from 'node:fs';
 import type { PassSettings } from './config.js';

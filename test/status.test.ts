@@ -227,3 +227,18 @@ test('check refuses what a pass would refuse: a transfer limit and the safety va
   assert.equal(valveCheck.status, valveSync.status, `check and sync disagree\n${show(valveCheck)}\n${show(valveSync)}`);
   assert.match(valveCheck.stdout, /^FAIL .*refusing to delete 3 files/m, show(valveCheck));
 });
+
+test('check and --dry-run name a stray temp file and leave it; the next pass removes it', T, async (t) => {
+  const [m, d] = await Promise.all([master(t), dirs(t)]);
+  const stray = path.join(d.target, '.xroad-sync.0123456789ab.tmp');
+  await fs.writeFile(stray, 'half a file');
+  const check = await runCli(['check', ...passArgs(m, d)]);
+  assert.equal(check.status, 0, show(check));
+  assert.match(check.stdout, /^ok   note: a temp file left by an interrupted pass is removed by the next pass: \.xroad-sync\.0123456789ab\.tmp$/m, show(check));
+  const dry = await runCli(['sync', '--dry-run', ...passArgs(m, d)]);
+  assert.equal(dry.status, 0, show(dry));
+  assert.ok(existsSync(stray), 'check and the dry run leave the temp file');
+  const sync = await runCli(['sync', ...passArgs(m, d)]);
+  assert.equal(sync.status, 0, show(sync));
+  assert.equal(existsSync(stray), false, 'the pass removes it');
+});
