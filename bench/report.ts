@@ -142,6 +142,5 @@ export async function saveResults(dir: string, record: Record<string, unknown>):
   const file = path.join(dir, `${stamp}.json`);
   const text = JSON.stringify(record, null, 2) + '\n';
   await fs.writeFile(file, text);
-  await fs.writeFile(path.join(dir, 'latest.json'), text);
   return file;
 }

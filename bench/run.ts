@@ -171,7 +171,7 @@ async function main(): Promise<void> {
       herd,
       propagation: spread,
     });
-    log(`results saved to ${path.relative(process.cwd(), file)} and bench/results/latest.json`);
+    log(`results saved to ${path.relative(process.cwd(), file)}`);
   } finally {
     for (const t of tools) await t.close().catch(() => undefined);
     await master?.stop();

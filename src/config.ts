@@ -132,7 +132,7 @@ export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv 
 }
 
 /** Like ssh: the first of id_ed25519, id_ecdsa, id_rsa in ~/.ssh that exists. */
-export function defaultIdentity(home = homedir()): string {
+function defaultIdentity(home = homedir()): string {
   const candidates = ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((n) => join(home, '.ssh', n));
   return candidates.find((p) => existsSync(p)) ?? candidates[0]!;
 }

@@ -159,13 +159,6 @@ export class PassAbandonedError extends Error {
   }
 }
 
-/** A command's outcome other than success that is not an error: `main` exits with it silently. */
-export class ExitRequest extends Error {
-  constructor(readonly exitCode: number) {
-    super(`exit ${exitCode}`);
-  }
-}
-
 /**
  * A SyncError carries its own code; a system call's error (errno) the pass
  * did not wrap is still local I/O; anything else is a bug, with its own code.

@@ -1,91 +1,29 @@
 /**
  * One sync pass, stage by stage:
  *
- *   flag check → lock → connect → scan master ‖ scan target → plan
- *     → safety valve → stage → commit → report
+ *   flag check → lock → recover journal → connect
+ *     → planPass (scan master ‖ scan target → plan → safety valve, limits, deletion proof)
+ *     → stage → commit → report
  *
- * Each stage lives in its own module; this file only wires them and decides
- * what is logged. Nothing in the target changes before `commit`, and commit
- * runs only when every fetch succeeded.
+ * Each stage lives in its own module and takes the pass's PassContext; this
+ * file only wires them and decides what is logged. Nothing in the target
+ * changes before `commit`, and commit runs only when every fetch succeeded.
  */
 import { existsSync } from 'node:fs';
-import { unlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { PassSettings, TransferLimits } from './config.js';
-import { commitChanges, executeOps, PartialCommitError, type CommitStep } from './commit/commit.js';
-import { pendingJournal, recoverJournal } from './commit/journal.js';
-import {
-  ConfigError,
-  InterruptedError,
-  LocalIoError,
-  MasterChangedError,
-  PassAbandonedError,
-  SafetyValveError,
-  TransferError,
-  describeError,
-  exitCodeOf,
-  type ExitCodeValue,
-} from './errors.js';
-import { compileFilter } from './filter/rsync-filter.js';
-import { loadLocalIds } from './local/ids.js';
-import { scanTarget } from './local/scan.js';
-import { countChanges, planChanges } from './plan/plan.js';
-import type { Change, Plan } from './plan/types.js';
-import type { SourceProvider, SourceTree } from './remote/types.js';
-import { parentOf, type Tree } from './tree.js';
+import type { PassSettings } from './config.js';
+import { commitChanges, PartialCommitError, recoverInterruptedCommit } from './commit/commit.js';
+import { ConfigError, LocalIoError, MasterChangedError, PassAbandonedError, SafetyValveError, describeError, exitCodeOf } from './errors.js';
+import { countChanges } from './plan/plan.js';
+import type { Change } from './plan/types.js';
+import type { SourceProvider } from './remote/types.js';
 import { stageChanges } from './stage/stage.js';
-import { acquireLock, type LockWait } from './state/lock.js';
-import { isRacy, RacyFiles } from './state/racy.js';
-
-
-/** What a pass reports as it goes; the CLI binds it to slave-sync.log, stdout and pino. */
-export interface PassReporter {
-  receivingFileList(): void;
-  /** The applied (or, in a dry run, planned) changes, in plan order: logged together so replaced directories itemize right. */
-  items(changes: readonly Change[]): void;
-  /** Free-form notice, e.g. "cannot delete non-empty directory: jetty". */
-  notice(message: string): void;
-  skipped(reason: string): void;
-  success(stats: PassStats): void;
-  failure(error: unknown, code: ExitCodeValue): void;
-}
-
-export interface PassStats {
-  readonly changed: number;
-  readonly deleted: number;
-  readonly bytesReceived: number;
-  readonly bytesSent: number;
-  readonly totalSize: number;
-}
-
-export interface PassResult extends PassStats {
-  readonly result: 'ok' | 'failed' | 'skipped';
-  readonly exitCode: ExitCodeValue;
-  readonly startedAt: Date;
-  readonly finishedAt: Date;
-  readonly error?: unknown;
-  /** Paths changed by this pass (for restart hints and --on-change). */
-  readonly changedPaths: readonly string[];
-}
-
-export interface PassHooks {
-  /** Awaited at each named point (fault injection in tests, progress). */
-  readonly at?: (point: PassPoint, path?: string) => void | Promise<void>;
-  readonly signal?: AbortSignal;
-  /** How long to wait for another pass's lock (default: fail at once). */
-  readonly lockWait?: LockWait;
-}
-export type PassPoint = 'connected' | 'scanned' | 'planned' | 'staged' | 'file-staged' | CommitStep | 'committed';
+import { acquireLock } from './state/lock.js';
+import { isRacy } from './state/racy.js';
+import { passContext, type PassContext } from './pass/context.js';
+import { checkAborted, planPass, reportPendingJournal, type PlannedPass, type RacyState } from './pass/plan-pass.js';
+import type { PassHooks, PassReporter, PassResult, PassStats } from './pass/types.js';
 
 const NO_STATS: PassStats = { changed: 0, deleted: 0, bytesReceived: 0, bytesSent: 0, totalSize: 0 };
-
-/**
- * Seconds before the listing from which a master mtime is "too recent to
- * trust" (git's racily clean): the listing's own second and later, plus one
- * second of slack for clock granularity and skew between the two hosts
- * (X-Road requires synchronized clocks).
- */
-export const RACY_WINDOW_S = 1;
 
 export async function runPass(
   settings: PassSettings,
@@ -119,6 +57,7 @@ export async function runPass(
   const live: Change[] = [];
   const liveStats = (): PassStats => ({ ...NO_STATS, ...countChanges(live) });
   try {
+    // Journal state comes before connecting: a pass that cannot reach the master still completes an interrupted commit.
     if (settings.dryRun) await reportPendingJournal(settings, reporter);
     else live.push(...(await completeInterruptedCommit(settings, reporter)));
     const outcome = await syncOnceMore(() => connectAndSync(settings, provider, reporter, hooks, live), reporter);
@@ -152,7 +91,7 @@ async function connectAndSync(settings: PassSettings, provider: SourceProvider, 
   const source = await provider.acquire();
   try {
     await hooks.at?.('connected');
-    const outcome = await syncFrom(source, settings, reporter, hooks, live);
+    const outcome = await syncFrom(passContext(settings, source, reporter, hooks, live));
     await provider.release(source, true);
     return outcome;
   } catch (error) {
@@ -166,104 +105,27 @@ function sessionMayBeBroken(error: unknown): boolean {
   return !(error instanceof SafetyValveError || error instanceof LocalIoError || error instanceof ConfigError || error instanceof MasterChangedError);
 }
 
-async function syncFrom(source: SourceTree, settings: PassSettings, reporter: PassReporter, hooks: PassHooks, live: Change[]) {
-  // A daemon's session counts bytes since it opened; a pass reports its own.
-  const trafficBefore = source.traffic();
-  const statsOf = (changes: readonly Change[], totalSize: number): PassStats => {
-    const now = source.traffic();
-    return { ...countChanges(changes), bytesReceived: now.received - trafficBefore.received, bytesSent: now.sent - trafficBefore.sent, totalSize };
-  };
-  const filter = compileFilter(settings.excludes);
-  reporter.receivingFileList();
-  // The id files are read once: names for the target scan, the mapping for the planner.
-  const localIds = loadLocalIds();
-  const racy = settings.dryRun ? null : await RacyFiles.load(settings.stateDir, settings.targetDir);
-  const racyFrom = Math.floor(Date.now() / 1000) - RACY_WINDOW_S;
-  const unnamed: string[] = [];
-  const [sourceTree, targetScan, ids] = await Promise.all([
-    source.scan(filter, { skipped: (path) => unnamed.push(`${path} on the master`) }),
-    localIds.then(({ names }) => scanTarget(settings.targetDir, filter, { names })),
-    localIds.then(({ mapping }) => mapping),
-  ]);
-  unnamed.push(...targetScan.unrepresentable.map((p) => `${p} on this slave`));
-  if (unnamed.length > 0) reporter.notice(nonUtf8Warning(unnamed));
-  if (!settings.dryRun) await removeStrayTemps(settings.targetDir, targetScan.tempFiles, reporter);
-  checkAborted(hooks);
-  await hooks.at?.('scanned');
-
-  const plan = planChanges({
-    source: sourceTree,
-    target: targetScan.tree,
-    targetExcluded: targetScan.excluded,
-    ids,
-    suspect: racy ? (path) => racy.suspect(path) : undefined,
-  });
-  const racyNow = RacyFiles.of(sourceTree, racyFrom);
-  enforceSafetyValve(plan, sourceTree.size, settings);
-  enforceLimits(plan, settings.limits);
-  await proveDeletions(plan, source, settings.sourceDir);
-  await hooks.at?.('planned');
-
-  if (settings.dryRun || plan.changes.length === 0) {
+async function syncFrom(ctx: PassContext) {
+  const planned = await planPass(ctx, { preview: ctx.settings.dryRun });
+  const { plan, racy } = planned;
+  if (racy === null || plan.changes.length === 0) {
     // Nothing to write: no staging, no journal, no fsync (the every-minute case).
-    await racy?.settle(racyNow);
-    reporter.items(plan.changes);
-    const stats = statsOf(plan.changes, plan.totalSize);
-    reporter.success(stats);
+    await racy?.files.settle(racy.now);
+    ctx.reporter.items(plan.changes);
+    const stats = ctx.statsOf(plan.changes, plan.totalSize);
+    ctx.reporter.success(stats);
     return { stats, changedPaths: [] };
   }
-  const applied = await stageAndCommit(plan, sourceTree, targetScan.tree, source, settings, reporter, hooks, { from: racyFrom, files: racy!, now: racyNow }, live);
-  const stats = statsOf(applied, plan.totalSize);
-  reporter.success(stats);
+  const applied = await stageAndCommit(ctx, planned, racy);
+  const stats = ctx.statsOf(applied, plan.totalSize);
+  ctx.reporter.success(stats);
   return { stats, changedPaths: applied.map((c) => c.path) };
 }
 
-/** One warning per pass, naming a few of the entries. */
-function nonUtf8Warning(paths: readonly string[]): string {
-  const shown = paths.slice(0, 3).map((p) => JSON.stringify(p).slice(1, -1)).join(', ');
-  const more = paths.length > 3 ? ` and ${paths.length - 3} more` : '';
-  return `skipped ${paths.length} entries whose names are not valid UTF-8 (${shown}${more}): they are neither synced nor deleted; rename them on the master or exclude them with a wildcard pattern`;
-}
-
-/**
- * A deletion needs proof: for every entry the plan deletes (the top of each
- * doomed subtree), the master must answer "no such file" for that exact
- * path. An entry its listing dropped answers otherwise (permission denied,
- * a path beyond PATH_MAX there): then nothing is changed or deleted (exit
- * 23), as a tree applied without part of its content is not the master's.
- */
-async function proveDeletions(plan: Plan, source: SourceTree, sourceDir: string): Promise<void> {
-  const deleted = new Set(plan.changes.filter((c) => c.kind === 'delete' && !c.forReplace).map((c) => c.path));
-  const tops = [...deleted].filter((p) => !deleted.has(parentOf(p)));
-  if (tops.length === 0) return;
-  const checks = await source.confirmGone(tops);
-  const unproven = checks.filter((c) => !c.gone).sort((a, b) => (a.path < b.path ? -1 : 1));
-  if (unproven.length === 0) return;
-  const reappeared = unproven.find((c) => c.exists);
-  if (reappeared) throw new MasterChangedError(`${reappeared.path} appeared on the master during the pass`, { subject: reappeared.path });
-  const first = unproven[0]!;
-  const root = sourceDir.endsWith('/') ? sourceDir : `${sourceDir}/`;
-  const dir = root + parentOf(first.path);
-  throw new TransferError(
-    `cannot confirm that ${root + first.path} is gone on the master (${first.reason}${unproven.length > 1 ? `; ${unproven.length - 1} more like it` : ''}): ` +
-      `the listing of ${dir} may be incomplete, so nothing was deleted or changed`,
-    { subject: dir, hint: `check that the sync user can enter ${dir} and every directory below it on the master, and that no path there exceeds PATH_MAX; or exclude it` },
-  );
-}
-
 /** Stage every change, then commit; returns the changes applied (a path edited locally mid-pass is left out). */
-async function stageAndCommit(
-  plan: Plan,
-  sourceTree: Tree,
-  targetTree: Tree,
-  source: SourceTree,
-  settings: PassSettings,
-  reporter: PassReporter,
-  hooks: PassHooks,
-  racy: { from: number; files: RacyFiles; now: ReturnType<typeof RacyFiles.of> },
-  live: Change[],
-): Promise<Change[]> {
-  const staging = await stageChanges(plan, source, {
+async function stageAndCommit(ctx: PassContext, { plan, sourceTree, targetTree }: PlannedPass, racy: RacyState): Promise<Change[]> {
+  const { settings, reporter, hooks } = ctx;
+  const staging = await stageChanges(plan, ctx.source, {
     targetRoot: settings.targetDir,
     target: targetTree,
     concurrency: settings.concurrency,
@@ -296,7 +158,7 @@ async function stageAndCommit(
         // Part of the commit is live: say exactly what, so hints and --on-change cover it.
         const partial = changes.filter((c) => err.livePaths.has(c.path));
         reporter.items(partial);
-        live.push(...partial);
+        ctx.live.push(...partial);
         committed = true; // the journal needs the remaining temps; nothing to restore
       }
       throw err;
@@ -316,15 +178,9 @@ async function stageAndCommit(
   }
 }
 
-/**
- * A pass killed (or failed) mid-commit left its journal: roll it forward
- * before anything else looks at the target. Returns the changes it made
- * live, itemized here and counted, hinted and --on-change'd by this pass.
- */
+/** Completes an interrupted commit; returns the changes it made live, itemized here and counted, hinted and --on-change'd by this pass. */
 async function completeInterruptedCommit(settings: PassSettings, reporter: PassReporter): Promise<Change[]> {
-  const recovery = await recoverJournal(settings.stateDir, settings.targetDir, (ops) =>
-    executeOps(ops, { root: settings.targetDir, recheck: false }),
-  );
+  const recovery = await recoverInterruptedCommit(settings.stateDir, settings.targetDir);
   if (recovery.kind === 'rolled-forward') {
     reporter.notice(`completed the commit interrupted at ${recovery.createdAt} (${recovery.operations} operations replayed)`);
     reporter.items(recovery.changes);
@@ -334,68 +190,3 @@ async function completeInterruptedCommit(settings: PassSettings, reporter: PassR
   return [];
 }
 
-/** A dry run never replays a journal: it says one is pending. */
-async function reportPendingJournal(settings: PassSettings, reporter: PassReporter): Promise<void> {
-  const pending = await pendingJournal(settings.stateDir, settings.targetDir);
-  if (pending) {
-    reporter.notice(
-      `the interrupted commit of ${pending.createdAt} is pending (${pending.operations} operations): a dry run leaves it; the next pass completes it`,
-    );
-  }
-}
-
-/** Temp files of a pass that was killed: never part of the tree, removed before planning. */
-async function removeStrayTemps(targetDir: string, tempFiles: readonly string[], reporter: PassReporter): Promise<void> {
-  for (const rel of tempFiles) {
-    await unlink(join(targetDir, rel)).catch(() => undefined);
-    reporter.notice(`removed a temp file left by an interrupted pass: ${rel}`);
-  }
-}
-
-function checkAborted(hooks: PassHooks): void {
-  if (hooks.signal?.aborted) throw new InterruptedError('pass stopped by a signal before commit; nothing was changed');
-}
-
-/**
- * An unmounted or emptied master tree must not wipe every slave: refuse a
- * pass from an empty source, or one deleting more files than --max-delete
- * (default: half of the synced files in the target), unless --force.
- */
-export function enforceSafetyValve(plan: Plan, sourceEntries: number, settings: Pick<PassSettings, 'force' | 'maxDelete' | 'sourceDir'>): void {
-  if (settings.force) return;
-  if (sourceEntries <= 1 && plan.targetFiles > 0) {
-    throw new SafetyValveError(`refusing to sync: the master's ${settings.sourceDir} is empty (after excludes) but this slave has ${plan.targetFiles} files`, {
-      subject: settings.sourceDir,
-      hint: 'check that the master tree is mounted and readable; pass --force if emptying the slave is really intended',
-    });
-  }
-  const fileDeletions = plan.changes.filter((c) => c.kind === 'delete' && c.target.type !== 'dir').length;
-  const limit = settings.maxDelete ?? Math.max(1, Math.floor(plan.targetFiles / 2));
-  if (fileDeletions > limit) {
-    throw new SafetyValveError(`refusing to delete ${fileDeletions} files (limit ${limit}${settings.maxDelete === undefined ? ': half of the synced files' : ''})`, {
-      subject: '--max-delete',
-      hint: 'if the master really lost these files, run once with --force or a higher --max-delete',
-    });
-  }
-}
-
-/** Limits that keep a runaway or hostile master from filling the slave's disk. */
-export function enforceLimits(plan: Plan, limits: TransferLimits): void {
-  if (plan.sourceFiles > limits.maxFiles) {
-    throw new SafetyValveError(`the master lists ${plan.sourceFiles} files, more than --max-files ${limits.maxFiles}`, { subject: '--max-files' });
-  }
-  let total = 0;
-  for (const c of plan.changes) {
-    if (c.kind !== 'fetch' || c.verify) continue; // a verifying fetch re-reads what the slave already holds
-    if (c.source.size > limits.maxFileSize) {
-      throw new SafetyValveError(`${c.path} is ${c.source.size} bytes on the master, more than --max-file-size ${limits.maxFileSize}`, {
-        subject: c.path,
-        hint: `exclude it with --exclude /${c.path}, or raise --max-file-size`,
-      });
-    }
-    total += c.source.size;
-  }
-  if (total > limits.maxTotalBytes) {
-    throw new SafetyValveError(`the pass would fetch ${total} bytes, more than --max-total-bytes ${limits.maxTotalBytes}`, { subject: '--max-total-bytes' });
-  }
-}

@@ -10,6 +10,7 @@ import { copyFile, chmod, lutimes, readlink, rm, symlink, utimes } from 'node:fs
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { executeOps } from '../src/commit/commit.js';
+import { fsyncDir } from '../src/commit/fsync-dir.js';
 import { buildCommitOps, type CommitOp } from '../src/commit/ops.js';
 import { compileFilter } from '../src/filter/rsync-filter.js';
 import { scanTarget } from '../src/local/scan.js';
@@ -164,6 +165,21 @@ describe('commit operations', () => {
       await executeOps(same, { root, recheck: false });
       assert.deepEqual(Object.fromEntries(await readTree(root, { includeRoot: true })), expected, `second replay after ${done} ops`);
       await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('fsyncDir', () => {
+  it('fsyncs a directory, passes over one removed or replaced later in the commit, and reports any other failure', async () => {
+    const base = await makeTempDir('xroad-sync-fsyncdir-');
+    try {
+      await writeTree(base, { 'd/': dir(0), f: file('x', 0) });
+      await fsyncDir(path.join(base, 'd'));
+      await fsyncDir(path.join(base, 'gone')); // ENOENT: removed later in the same commit
+      await fsyncDir(path.join(base, 'f', 'sub')); // ENOTDIR: its parent was replaced by a file
+      await assert.rejects(fsyncDir(path.join(base, 'x'.repeat(300))), /ENAMETOOLONG/);
+    } finally {
+      await rm(base, { recursive: true, force: true });
     }
   });
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LocalIoError } from '../src/errors.js';
 import type { Filter } from '../src/filter/types.js';
-import { loadIdMapping, loadIdNames, parseIdFile } from '../src/local/ids.js';
+import { loadIdNames, loadLocalIds, parseIdFile } from '../src/local/ids.js';
 import { scanTarget } from '../src/local/scan.js';
 import { isTempName, tempName, TEMP_NAME_RE } from '../src/local/temp-names.js';
 
@@ -175,7 +175,7 @@ describe('ids', () => {
     assert.equal(t.byName.has('+nis'), false);
   });
   it('tolerates missing files and knows our groups', async () => {
-    const ids = await loadIdMapping({ passwd: '/nonexistent/passwd', group: '/nonexistent/group' });
+    const { mapping: ids } = await loadLocalIds({ passwd: '/nonexistent/passwd', group: '/nonexistent/group' });
     assert.equal(ids.uidByName.size, 0);
     assert.equal(ids.asRoot, process.getuid!() === 0);
     assert.ok(ids.memberGids.has(process.getegid!()));

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { planChanges } from '../src/plan/plan.js';
 import { desiredOwnership } from '../src/plan/ownership.js';
 import type { Change, IdMapping } from '../src/plan/types.js';
-import { enforceSafetyValve } from '../src/pass.js';
+import { enforceSafetyValve } from '../src/pass/plan-pass.js';
 import { SafetyValveError, TransferError } from '../src/errors.js';
 import { compareNames, rsyncOrder, type Entry, type Tree } from '../src/tree.js';
 

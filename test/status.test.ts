@@ -10,7 +10,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { passArgs, runCli, sleep, startCli, waitFor, type CliRun } from './helpers/cli.js';
-import { readTree, startMaster, type TestMaster, freePort as closedPort } from './helpers/sshd.js';
+import { readTree, startMaster, writeTree, type TestMaster, freePort as closedPort } from './helpers/sshd.js';
 import { slaveDirs, type SlaveDirs } from './helpers/slave.js';
 
 const T = { timeout: 60_000 };
@@ -207,4 +207,38 @@ test('check: a good setup passes (hashed known_hosts too) and prints the dry run
   const h = await runCli(['check', ...passArgs(m, { ...d, knownHosts: hashed })]);
   assert.equal(h.status, 0, show(h));
   assert.match(h.stdout, /^ok   known_hosts /m);
+});
+
+test('check refuses what a pass would refuse: a transfer limit and the safety valve, with the pass\'s exit code', T, async (t) => {
+  const [m, d] = await Promise.all([master(t), dirs(t)]);
+  const limited = [...passArgs(m, d), '--max-total-bytes', '10'];
+  const check = await runCli(['check', ...limited]);
+  const sync = await runCli(['sync', ...limited]);
+  assert.notEqual(sync.status, 0, show(sync));
+  assert.equal(check.status, sync.status, `check and sync disagree\n${show(check)}\n${show(sync)}`);
+  assert.match(check.stdout, /^FAIL .*--max-total-bytes 10/m, show(check));
+  assert.deepEqual([...(await readTree(d.target)).keys()], [], 'neither changed the target');
+
+  // A target with files the master lacks: more than half of them deleted trips the valve in both.
+  await writeTree(d.target, { 'a.ini': 'a', 'b.ini': 'b', 'c.ini': 'c', 'conf.d/local.ini': '[signer]\n', 'serverconf.xml': '<conf/>\n' });
+  const valveCheck = await runCli(['check', ...passArgs(m, d), '--max-delete', '1']);
+  const valveSync = await runCli(['sync', ...passArgs(m, d), '--max-delete', '1']);
+  assert.notEqual(valveSync.status, 0, show(valveSync));
+  assert.equal(valveCheck.status, valveSync.status, `check and sync disagree\n${show(valveCheck)}\n${show(valveSync)}`);
+  assert.match(valveCheck.stdout, /^FAIL .*refusing to delete 3 files/m, show(valveCheck));
+});
+
+test('check and --dry-run name a stray temp file and leave it; the next pass removes it', T, async (t) => {
+  const [m, d] = await Promise.all([master(t), dirs(t)]);
+  const stray = path.join(d.target, '.xroad-sync.0123456789ab.tmp');
+  await fs.writeFile(stray, 'half a file');
+  const check = await runCli(['check', ...passArgs(m, d)]);
+  assert.equal(check.status, 0, show(check));
+  assert.match(check.stdout, /^ok   note: a temp file left by an interrupted pass is removed by the next pass: \.xroad-sync\.0123456789ab\.tmp$/m, show(check));
+  const dry = await runCli(['sync', '--dry-run', ...passArgs(m, d)]);
+  assert.equal(dry.status, 0, show(dry));
+  assert.ok(existsSync(stray), 'check and the dry run leave the temp file');
+  const sync = await runCli(['sync', ...passArgs(m, d)]);
+  assert.equal(sync.status, 0, show(sync));
+  assert.equal(existsSync(stray), false, 'the pass removes it');
 });

@@ -10,12 +10,11 @@ import { dirname } from 'node:path';
 import { journalPath, pendingJournal } from '../commit/journal.js';
 import { holderIsLive, parseHolder, passLockPath } from '../state/lock.js';
 import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../config.js';
-import { ConnectionError, describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
+import { ConnectionError, describeError, ExitCode, exitCodeOf, SafetyValveError, SyncError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
-import { loadLocalIds } from '../local/ids.js';
-import { scanTarget } from '../local/scan.js';
-import { enforceSafetyValve } from '../pass.js';
-import { planChanges } from '../plan/plan.js';
+import { passContext } from '../pass/context.js';
+import { planPass } from '../pass/plan-pass.js';
+import type { PassReporter } from '../pass/types.js';
 import { fingerprint, hostLookupName, loadKnownHosts, verifyHostKey } from '../remote/known-hosts.js';
 import { openSession, type SftpSession } from '../remote/session.js';
 import { SftpSource } from '../remote/sftp-source.js';
@@ -160,6 +159,12 @@ async function checkFlag(file: string): Promise<Outcome> {
   return ok(`flag file ${file} absent: sync is not paused`);
 }
 
+/** What planning notices (stray temps, names that are not UTF-8) printed as notes; check reports nothing else through it. */
+function notesReporter(): PassReporter {
+  const none = (): void => undefined;
+  return { receivingFileList: none, items: none, notice: (m) => print(ok(`note: ${m}`)), skipped: none, success: none, failure: none };
+}
+
 function describeTree(tree: Tree): string {
   let files = 0, dirs = 0, links = 0, bytes = 0;
   for (const e of tree.values()) {
@@ -178,22 +183,25 @@ async function checkMaster(settings: PassSettings, scanTargetToo: boolean): Prom
   try {
     session = await openSession(c);
     print(ok(`connected to ${where}; host key verified against ${c.knownHostsFile}`));
-    const filter = compileFilter(settings.excludes);
     const source = new SftpSource(session, settings.sourceDir);
-    const sourceTree = await source.scan(filter);
-    print(ok(`master ${settings.sourceDir.replace(/\/?$/, '/')} (after excludes): ${describeTree(sourceTree)}`));
-    if (!scanTargetToo) return ExitCode.OK; // the target's own FAIL above says what to do; no plan without it
-    const { names, mapping: ids } = await loadLocalIds();
-    const target = await scanTarget(settings.targetDir, filter, { names });
-    const plan = planChanges({ source: sourceTree, target: target.tree, targetExcluded: target.excluded, ids });
-    const { changed, deleted } = countChanges(plan.changes);
-    print(ok(`target ${settings.targetDir}: ${describeTree(target.tree)}; a pass would change ${changed} and delete ${deleted} (${plan.changes.length} changes pending)`));
+    if (!scanTargetToo) {
+      // The target's own FAIL above says what to do; no plan without it.
+      print(ok(`master ${settings.sourceDir.replace(/\/?$/, '/')} (after excludes): ${describeTree(await source.scan(compileFilter(settings.excludes)))}`));
+      return ExitCode.OK;
+    }
+    let planned;
     try {
-      enforceSafetyValve(plan, sourceTree.size, settings);
+      // The pass's own planning, limits and safety valve included: check cannot pass what a pass refuses.
+      planned = await planPass(passContext(settings, source, notesReporter(), {}, []), { preview: true });
     } catch (err) {
-      print(fail(`safety valve: ${err instanceof Error ? err.message : String(err)}`, err instanceof SyncError ? err.hint : undefined));
+      if (!(err instanceof SafetyValveError)) throw err;
+      print(fail(`a pass would refuse: ${err.message}`, err.hint));
       return exitCodeOf(err);
     }
+    const { plan, sourceTree, targetTree } = planned;
+    print(ok(`master ${settings.sourceDir.replace(/\/?$/, '/')} (after excludes): ${describeTree(sourceTree)}`));
+    const { changed, deleted } = countChanges(plan.changes);
+    print(ok(`target ${settings.targetDir}: ${describeTree(targetTree)}; a pass would change ${changed} and delete ${deleted} (${plan.changes.length} changes pending)`));
     const lines = itemizePlan(plan.changes);
     process.stdout.write(lines.length > 0 ? `dry run (what the next pass would do):\n${lines.map((l) => l + '\n').join('')}` : 'dry run: the target already mirrors the master\n');
     return ExitCode.OK;

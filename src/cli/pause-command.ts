@@ -16,7 +16,7 @@ import { chown, mkdir, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { DEFAULTS, lockWait } from '../config.js';
 import { LocalIoError } from '../errors.js';
-import { loadIdMapping } from '../local/ids.js';
+import { loadLocalIds } from '../local/ids.js';
 import { daemonLockPath, liveHolder, passLockPath, waitUntilFree } from '../state/lock.js';
 import { readStatus, type LastPass } from '../state/status.js';
 import { formatDuration } from '../util/duration.js';
@@ -146,7 +146,7 @@ async function createFlag(flag: string): Promise<void> {
 /** When root creates the flag or its directory, give them to xroad so the service user can manage them too. */
 async function handToXroad(path: string): Promise<void> {
   if (process.getuid?.() !== 0) return;
-  const { uidByName, gidByName } = await loadIdMapping();
+  const { uidByName, gidByName } = (await loadLocalIds()).mapping;
   const uid = uidByName.get('xroad');
   if (uid === undefined) return;
   await chown(path, uid, gidByName.get('xroad') ?? -1).catch(() => undefined);

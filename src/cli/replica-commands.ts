@@ -182,7 +182,7 @@ export async function checkReplicaAccess(opts: Opts): Promise<number> {
   }
 }
 
-export function summarize(s: ReplicaStatus): string {
+function summarize(s: ReplicaStatus): string {
   if (!s.inRecovery) return 'not in recovery (not a standby)';
   const receiver = s.streaming === null ? 'receiver unknown (needs pg_monitor)' : `receiver ${s.receiver}`;
   const lag = s.lagBytes === null ? 'lag unknown' : `lag ${s.lagBytes} bytes${s.lagSeconds === null ? '' : `, ${s.lagSeconds} s`}`;

@@ -27,7 +27,7 @@ export function addReplicaOptionsTo(program: Command): void {
   if (check) addReplicaOptions(check);
 }
 
-export function addReplicaOptions(cmd: Command): Command {
+function addReplicaOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--serverconf', `also the serverconf database replica (PostgreSQL standby); default when ${REPLICA_ENV.enabled}=yes`))
     .addOption(new Option('--no-serverconf', `leave the serverconf replica alone even if ${REPLICA_ENV.enabled}=yes`))
@@ -37,11 +37,11 @@ export function addReplicaOptions(cmd: Command): Command {
     .addOption(new Option('--serverconf-database <name>', `database to connect to (${REPLICA_ENV.database}; default ${REPLICA_DEFAULTS.database})`));
 }
 
-export function addReplicaWaitOption(cmd: Command): Command {
+function addReplicaWaitOption(cmd: Command): Command {
   return cmd.option('--ready-timeout <s>', 'with --now and the replica: wait at most this long for it to catch up', '120');
 }
 
-export function addReplicaCheckOptions(cmd: Command): Command {
+function addReplicaCheckOptions(cmd: Command): Command {
   return cmd
     .option('--max-replay-lag <s>', 'with --check and the replica: critical when replay lags more than this', '300')
     .option('--warn-replay-lag <s>', 'with --check and the replica: warning when replay lags more than this', '60')

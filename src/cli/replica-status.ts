@@ -24,7 +24,7 @@ export type ReplicaReport =
   | ({ endpoint: string; error: null; pausedSince: string | null } & ReplicaStatus)
   | { endpoint: string; error: string; exitCode: number };
 
-export async function collectReplica(opts: ReplicaStatusOptions): Promise<ReplicaReport> {
+async function collectReplica(opts: ReplicaStatusOptions): Promise<ReplicaReport> {
   const settings = resolveReplicaSettings(opts);
   const endpoint = describeEndpoint(settings);
   const { Replica } = await import('../replica/replica.js');

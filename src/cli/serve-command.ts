@@ -23,7 +23,7 @@ export interface ServeOptions {
 }
 
 /** Resolves on the first SIGINT or SIGTERM with its name. */
-export function waitForStopSignal(): Promise<NodeJS.Signals> {
+function waitForStopSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const on = (signal: NodeJS.Signals): void => {
       process.off('SIGINT', on).off('SIGTERM', on);

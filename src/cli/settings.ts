@@ -15,7 +15,7 @@ import { ConfigError } from '../errors.js';
 import { environmentOf, parseEnvironmentFile, splitWords } from '../util/env-file.js';
 import { addPassOptions, addWaitOption } from './options.js';
 
-export const SETTINGS_FILES = ['/etc/default/xroad-sync', '/etc/sysconfig/xroad-sync'] as const;
+const SETTINGS_FILES = ['/etc/default/xroad-sync', '/etc/sysconfig/xroad-sync'] as const;
 
 /** Option name (commander attribute) → where its value came from, for `check`. */
 export type SettingOrigins = Map<string, string>;

@@ -27,7 +27,7 @@ export async function syncCommand(raw: SyncCommandOptions): Promise<number> {
 }
 
 /** A by-hand pass waits for one in flight, and says so after a second. */
-export function operatorLockWait(waitMs: number, signal?: AbortSignal): LockWait {
+function operatorLockWait(waitMs: number, signal?: AbortSignal): LockWait {
   return {
     waitMs,
     signal,

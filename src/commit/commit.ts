@@ -15,16 +15,15 @@
  *   7. fsync the directories touched
  */
 import { constants } from 'node:fs';
-import { access, chmod, chown, lchown, lstat, lutimes, mkdir, open, readFile, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises';
+import { access, chmod, chown, lchown, lstat, lutimes, mkdir, readFile, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LocalIoError, describeError, errnoOf } from '../errors.js';
 import type { Change } from '../plan/types.js';
 import type { Staging } from '../stage/stage.js';
 import type { Tree } from '../tree.js';
-import { beginJournal, journalPath } from './journal.js';
+import { fsyncDir } from './fsync-dir.js';
+import { beginJournal, journalPath, recoverJournal, type Recovery } from './journal.js';
 import { buildCommitOps, type CommitOp, type Seen } from './ops.js';
-
-export { COMMIT_LAST } from './order.js';
 
 export type CommitStep = 'replace-remove' | 'mkdir' | 'rename' | 'attrs' | 'delete' | 'dir-attrs' | 'fsync';
 
@@ -84,6 +83,15 @@ export async function commitChanges(changes: readonly Change[], staging: Staging
   await journal.finish();
   staging.forget(() => true); // every temp was renamed into place or, for a skipped path, removed
   return result;
+}
+
+/**
+ * A pass killed (or failed) mid-commit left its journal: roll it forward
+ * (the operations without their live re-checks) before anything else looks
+ * at the target.
+ */
+export function recoverInterruptedCommit(stateDir: string, targetRoot: string): Promise<Recovery> {
+  return recoverJournal(stateDir, targetRoot, (ops) => executeOps(ops, { root: targetRoot, recheck: false }));
 }
 
 /**
@@ -258,16 +266,6 @@ async function stillAsSeen(path: string, seen: Seen | null): Promise<boolean> {
   if (now === undefined || now.ino !== seen.ino) return false;
   // A directory's mtime moves as the commit deletes its children; rmdir's ENOTEMPTY guards its content instead.
   return seen.dir || (Math.floor(now.mtimeMs / 1000) === seen.mtime && now.size === seen.size);
-}
-
-async function fsyncDir(path: string): Promise<void> {
-  const handle = await open(path, 'r').catch(() => undefined);
-  if (!handle) return; // removed later in the same commit
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 async function guard(what: string, path: string, action: () => Promise<unknown>): Promise<void> {

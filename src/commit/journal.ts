@@ -6,11 +6,12 @@
  * left behind replays it: every operation is idempotent, so rolling forward
  * from any point yields the complete new state.
  */
-import { open, readFile, unlink } from 'node:fs/promises';
+import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
 import type { Change } from '../plan/types.js';
+import { fsyncDir } from './fsync-dir.js';
 import type { CommitOp } from './ops.js';
 
 const JOURNAL_VERSION = 1;
@@ -110,14 +111,5 @@ export async function pendingJournal(stateDir: string, target: string): Promise<
     return { createdAt: doc.createdAt, operations: Array.isArray(doc.ops) ? doc.ops.length : 0 };
   } catch {
     return { createdAt: 'unknown', operations: 0 };
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

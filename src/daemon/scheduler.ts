@@ -5,13 +5,15 @@
  * exponential backoff). Never two passes at once: a request during a pass
  * is remembered and served right after it.
  */
+import type { PassOutcome } from '../report/logger.js';
+
 export interface SchedulerOptions {
   readonly intervalMs: number;
   /** Up to this fraction of the interval is added at random to each wait. */
   readonly jitter: number;
   /** Backoff after consecutive failures: 1 s, 2 s, 4 s, … capped at this. */
   readonly maxBackoffMs: number;
-  readonly runPass: () => Promise<'ok' | 'failed' | 'skipped'>;
+  readonly runPass: () => Promise<PassOutcome>;
 }
 
 export class PassScheduler {
@@ -51,12 +53,8 @@ export class PassScheduler {
     await this.running;
   }
 
-  isRunning(): boolean {
-    return this.running !== undefined;
-  }
-
   /** Delay before the next pass after `result`; exposed for tests. */
-  nextDelay(result: 'ok' | 'failed' | 'skipped'): number {
+  nextDelay(result: PassOutcome): number {
     if (result === 'failed') {
       this.failures++;
       return Math.min(this.opts.maxBackoffMs, 1000 * 2 ** (this.failures - 1));
@@ -66,7 +64,7 @@ export class PassScheduler {
   }
 
   private async runOne(): Promise<void> {
-    let result: 'ok' | 'failed' | 'skipped' = 'failed';
+    let result: PassOutcome = 'failed';
     try {
       result = await this.opts.runPass();
     } finally {

@@ -88,10 +88,6 @@ export async function loadLocalIds(files: IdFiles = {}): Promise<LocalIds> {
   };
 }
 
-export async function loadIdMapping(files: IdFiles = {}): Promise<IdMapping> {
-  return (await loadLocalIds(files)).mapping;
-}
-
 export async function loadIdNames(files: IdFiles = {}): Promise<IdNames> {
   return (await loadLocalIds(files)).names;
 }

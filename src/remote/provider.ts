@@ -6,10 +6,10 @@
 import type { ConnectionSettings } from '../config.js';
 import { openSession, type SftpSession } from './session.js';
 import { SftpSource } from './sftp-source.js';
-import type { SourceProvider, SourceTree } from './types.js';
+import type { SourceProvider, MasterSource } from './types.js';
 
 export function connectPerPass(connection: ConnectionSettings, sourceDir: string): SourceProvider {
-  const sessions = new WeakMap<SourceTree, SftpSession>();
+  const sessions = new WeakMap<MasterSource, SftpSession>();
   return {
     async acquire() {
       const session = await openSession(connection);
@@ -36,7 +36,7 @@ export class WarmSessionProvider implements SourceProvider {
     private readonly keepaliveMs = 15_000,
   ) {}
 
-  async acquire(): Promise<SourceTree> {
+  async acquire(): Promise<MasterSource> {
     if (this.session?.isAlive() && this.source) return this.source;
     this.drop();
     const session = await openSession({ ...this.connection, keepaliveMs: this.keepaliveMs });
@@ -49,7 +49,7 @@ export class WarmSessionProvider implements SourceProvider {
     return this.source;
   }
 
-  async release(_source: SourceTree, healthy: boolean): Promise<void> {
+  async release(_source: MasterSource, healthy: boolean): Promise<void> {
     if (!healthy) this.drop();
   }
 

@@ -12,7 +12,7 @@ import type { Filter } from '../filter/types.js';
 import { joinRel, type Entry, type EntryType, type Tree } from '../tree.js';
 import type { SftpSession } from './session.js';
 import { forEachLimited } from '../util/pool.js';
-import type { FileSink, GoneCheck, ScanNotes, SourceTree } from './types.js';
+import type { FileSink, GoneCheck, ScanNotes, MasterSource } from './types.js';
 
 export interface SftpSourceOptions {
   /** Directories listed at once (each with its own READDIRs pipelined). */
@@ -118,7 +118,7 @@ class TaskPool {
   }
 }
 
-export class SftpSource implements SourceTree {
+export class SftpSource implements MasterSource {
   private readonly root: string;
   private readonly opts: Required<SftpSourceOptions>;
 

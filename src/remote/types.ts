@@ -25,7 +25,7 @@ export interface GoneCheck {
   readonly exists?: boolean;
 }
 
-export interface SourceTree {
+export interface MasterSource {
   /**
    * lstat-semantics listing of the whole tree below the source root, minus
    * excluded paths (not descended). Fails with TransferError when a directory
@@ -49,7 +49,7 @@ export interface SourceTree {
 
 /** Where the master comes from: a fresh connection per pass, or the daemon's warm session. */
 export interface SourceProvider {
-  acquire(): Promise<SourceTree>;
+  acquire(): Promise<MasterSource>;
   /** `healthy` false after a failure: the provider should drop the session. */
-  release(source: SourceTree, healthy: boolean): Promise<void>;
+  release(source: MasterSource, healthy: boolean): Promise<void>;
 }

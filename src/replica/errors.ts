@@ -11,12 +11,12 @@ import { describeEndpoint, type ReplicaSettings } from './settings.js';
 import { grantExecute, grantMonitor, leastPrivilegeSetup } from './setup.js';
 
 /** The replica cannot be reached, is not a standby, or has not caught up. */
-export class ReplicaError extends SyncError {
+class ReplicaError extends SyncError {
   readonly exitCode: typeof ExitCode.REPLICA_UNAVAILABLE | typeof ExitCode.REPLICA_PERMISSION = ExitCode.REPLICA_UNAVAILABLE;
 }
 
 /** Peer login refused, or a function or view the role may not use: a one-time setup step is missing. */
-export class ReplicaPermissionError extends ReplicaError {
+class ReplicaPermissionError extends ReplicaError {
   override readonly exitCode = ExitCode.REPLICA_PERMISSION;
 }
 

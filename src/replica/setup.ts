@@ -29,7 +29,7 @@ export interface LeastPrivilegeSetup {
   readonly hbaLine: string;
 }
 
-export const quoteIdent = (name: string): string => (/^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`);
+const quoteIdent = (name: string): string => (/^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`);
 
 export function grantExecute(fn: string, role: string): string {
   return `GRANT EXECUTE ON FUNCTION ${fn}() TO ${quoteIdent(role)};`;

@@ -30,7 +30,7 @@ const NEW_ITEM = '+++++++++';
 const DELETING = '*deleting  ';
 
 /** `%n`: the path relative to the root, directories with a trailing '/', the root as `./`. */
-export function itemName(path: string, isDir: boolean): string {
+function itemName(path: string, isDir: boolean): string {
   if (path === '') return './';
   return isDir ? `${path}/` : path;
 }
@@ -162,7 +162,7 @@ export function itemize(change: Change, context?: ItemizeContext): string | null
 }
 
 /** Paths that a non-delete change writes: a forReplace deletion there removes the replaced entry itself. */
-export function replacedPaths(changes: readonly Change[]): ReadonlySet<string> {
+function replacedPaths(changes: readonly Change[]): ReadonlySet<string> {
   const replaced = new Set<string>();
   for (const c of changes) if (c.kind !== 'delete') replaced.add(c.path);
   return replaced;
@@ -187,7 +187,7 @@ export function totalSizeLine(sent: number, received: number, totalSize: number)
 let cachedVersion: string | undefined;
 
 /** Our version from package.json (dist/src/report/ -> package root); 'unknown' when bundled elsewhere. */
-export function packageVersion(): string {
+function packageVersion(): string {
   if (cachedVersion === undefined) {
     try {
       const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown };

@@ -7,7 +7,6 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 import { describeError, exitCodeOf } from '../errors.js';
 
 export type { Logger } from 'pino';
-export { countChanges } from '../plan/plan.js';
 
 export interface LoggerOptions {
   /** pino level name; default 'info'. */
@@ -31,11 +30,12 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   );
 }
 
-export type PassResult = 'ok' | 'failed' | 'skipped';
+/** How a pass ended (a PassResult, in pass/types.ts, is the whole of what it returns). */
+export type PassOutcome = 'ok' | 'failed' | 'skipped';
 
 export interface PassRecord {
   readonly msg: 'pass';
-  readonly result: PassResult;
+  readonly result: PassOutcome;
   /** Items created or updated (deletions not counted). */
   readonly changed: number;
   /** Entries deleted, make-room deletions for a replacement excluded. */
@@ -47,9 +47,9 @@ export interface PassRecord {
   readonly exitCode?: number;
 }
 
-/** What the pass knows at its end; PassResult/PassStats from pass.ts spread straight in. */
+/** What the pass knows at its end; PassResult/PassStats from pass/types.ts spread straight in. */
 export interface PassFacts {
-  readonly result: PassResult;
+  readonly result: PassOutcome;
   readonly changed?: number;
   readonly deleted?: number;
   readonly bytesReceived?: number;

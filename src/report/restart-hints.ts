@@ -19,7 +19,7 @@ export interface RestartRule {
   readonly services: readonly string[];
 }
 
-export const RESTART_RULES: readonly RestartRule[] = [
+const RESTART_RULES: readonly RestartRule[] = [
   // The signer watches keyconf.xml on slaves and reloads it (and the keys it names) live.
   { globs: ['signer/keyconf.xml', 'signer/softtoken/**/*', 'signer/*.p12'], services: [] },
   { globs: ['backup.d/**/*', 'autologin', 'backupkeys/**/*'], services: [] },

@@ -16,7 +16,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import type { ExitCodeValue } from '../errors.js';
 import type { Change } from '../plan/types.js';
-import { errorLines, itemize, itemizePlan, totalSizeLine, type ItemizeContext } from './itemize.js';
+import { errorLines, itemizePlan, totalSizeLine } from './itemize.js';
 
 export interface RsyncLogOptions {
   /** Clock, for tests. */
@@ -84,11 +84,6 @@ export class RsyncLogFile {
     return this.lastWarning;
   }
 
-  /** True while lines are being written to the file. */
-  get isOpen(): boolean {
-    return this.handle !== undefined;
-  }
-
   /** One message, prefixed and escaped; written on the next flush. */
   line(message: string): void {
     if (this.closed) return;
@@ -100,13 +95,7 @@ export class RsyncLogFile {
     this.line('receiving file list');
   }
 
-  /** One change's item line, if rsync would log one. */
-  item(change: Change, context?: ItemizeContext): void {
-    const text = itemize(change, context);
-    if (text !== null) this.line(text);
-  }
-
-  /** All of a plan's item lines, with the context a single item() lacks. */
+  /** A plan's item lines (itemizePlan gives each the context of its neighbours). */
   items(changes: readonly Change[]): void {
     for (const text of itemizePlan(changes)) this.line(text);
   }
@@ -122,23 +111,6 @@ export class RsyncLogFile {
 
   failure(err: unknown, exitCode: ExitCodeValue): void {
     for (const text of errorLines(err, exitCode, this.version)) this.line(text);
-  }
-
-  /** Resolves once every line so far has been written (or dropped with a warning). */
-  async flush(): Promise<void> {
-    this.writeBatch();
-    await this.writing;
-  }
-
-  /** After logrotate moved the file (SIGHUP): finish writing, then append to a fresh file at `path`. */
-  async reopen(): Promise<void> {
-    this.writeBatch();
-    // On the write chain, so lines logged meanwhile land in the new file.
-    this.writing = this.writing.then(async () => {
-      await this.closeHandle();
-      if (!this.closed) await this.openHandle();
-    });
-    await this.writing;
   }
 
   /** Writes every line logged so far, then closes; later lines are dropped. */

@@ -5,7 +5,8 @@
  */
 import type { PassSettings } from '../config.js';
 import { describeError, isLockWait } from '../errors.js';
-import { runPass, type PassResult } from '../pass.js';
+import { runPass } from '../pass.js';
+import type { PassResult } from '../pass/types.js';
 import type { SourceProvider } from '../remote/types.js';
 import { createLogger, logPass, passRecord } from '../report/logger.js';
 import { RsyncLogFile } from '../report/rsync-log.js';

@@ -4,7 +4,7 @@
  * terminal, or the itemized dry run), and the structured JSON record.
  */
 import { describeError, isLockWait, type ExitCodeValue } from '../errors.js';
-import type { PassReporter, PassStats } from '../pass.js';
+import type { PassReporter, PassStats } from '../pass/types.js';
 import type { Change } from '../plan/types.js';
 import { itemizePlan } from '../report/itemize.js';
 import type { RsyncLogFile } from '../report/rsync-log.js';

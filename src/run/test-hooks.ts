@@ -4,7 +4,7 @@
  * the pass reaches <point> (see PassPoint); `pause@<point>[:<n>]` stops there
  * for XROAD_SYNC_TEST_PAUSE_MS (default 60000) so a test can act mid-pass.
  */
-import type { PassPoint } from '../pass.js';
+import type { PassPoint } from '../pass/types.js';
 
 export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: string) => Promise<void>) | undefined {
   const spec = env.XROAD_SYNC_TEST_HOOK;

@@ -5,9 +5,9 @@
  * `errno_to_portable`) so code that parses a real master's replies parses
  * ours the same way.
  */
-import { readFileSync, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import type { Attributes } from 'ssh2';
-import { parseIdFile } from '../local/ids.js';
+import type { IdNames } from '../local/ids.js';
 
 /** SFTP v3 status codes (draft-ietf-secsh-filexfer-02 §7). */
 export const STATUS = {
@@ -76,30 +76,6 @@ export function attrsOf(st: Stats): Attributes {
   };
 }
 
-/** uid/gid → name tables read once from /etc/passwd and /etc/group (no NSS: tests and containers only need files). */
-export interface IdNames {
-  user(uid: number): string;
-  group(gid: number): string;
-}
-
-export function loadIdNames(passwdPath = '/etc/passwd', groupPath = '/etc/group'): IdNames {
-  const users = readIdNamesSync(passwdPath);
-  const groups = readIdNamesSync(groupPath);
-  return {
-    user: (uid) => users.get(uid) ?? String(uid),
-    group: (gid) => groups.get(gid) ?? String(gid),
-  };
-}
-
-/** id → first name seen (getpwuid returns the first match too); no file: every owner prints numerically, as OpenSSH does. */
-function readIdNamesSync(path: string): ReadonlyMap<number, string> {
-  try {
-    return parseIdFile(readFileSync(path, 'utf8')).byId;
-  } catch {
-    return new Map();
-  }
-}
-
 const S_IFMT = 0o170000;
 const TYPE_CHARS: Record<number, string> = {
   0o040000: 'd',
@@ -112,7 +88,7 @@ const TYPE_CHARS: Record<number, string> = {
 };
 
 /** BSD strmode(): 10 characters plus the trailing space OpenSSH keeps in its longnames. */
-export function strmode(mode: number): string {
+function strmode(mode: number): string {
   const bit = (mask: number, ch: string): string => (mode & mask ? ch : '-');
   const exec = (xMask: number, special: number, on: string, off: string): string => {
     if (mode & special) return mode & xMask ? on : off;
@@ -131,7 +107,7 @@ const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', '
 const HALF_YEAR_S = (365 * 24 * 60 * 60) / 2;
 
 /** strftime "%b %e %H:%M" for the last six months, "%b %e  %Y" otherwise, in local time like the C library. */
-export function lsTime(mtime: number, nowSeconds = Math.floor(Date.now() / 1000)): string {
+function lsTime(mtime: number, nowSeconds = Math.floor(Date.now() / 1000)): string {
   const d = new Date(mtime * 1000);
   const day = String(d.getDate()).padStart(2, ' ');
   const head = `${MONTHS[d.getMonth()]} ${day}`;
@@ -148,8 +124,9 @@ const LONGNAME_MAX_BYTES = 1023;
 
 /** `ls_file(name, st, remote=0, si_units=0)`: "-rw-r-----    1 root     root         1234 Nov 28 15:58 name". */
 export function longnameOf(name: string, st: Stats, ids: IdNames): string {
-  const user = ids.user(st.uid).padEnd(8, ' ');
-  const group = ids.group(st.gid).padEnd(8, ' ');
+  // No name known: the number, as OpenSSH prints it.
+  const user = (ids.userById.get(st.uid) ?? String(st.uid)).padEnd(8, ' ');
+  const group = (ids.groupById.get(st.gid) ?? String(st.gid)).padEnd(8, ' ');
   const nlink = String(st.nlink).padStart(3, ' ');
   const size = String(st.size).padStart(8, ' ');
   const line = `${strmode(st.mode)} ${nlink} ${user} ${group} ${size} ${lsTime(Math.floor(st.mtimeMs / 1000))} ${name}`;

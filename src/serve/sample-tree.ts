@@ -19,10 +19,10 @@ export type SampleTreeValue =
 export type SampleTreeSpec = Record<string, SampleTreeValue>;
 
 /** Every entry's mtime (seconds): 2026-01-15 12:00:00 UTC. */
-export const SAMPLE_MTIME = Date.UTC(2026, 0, 15, 12, 0, 0) / 1000;
+const SAMPLE_MTIME = Date.UTC(2026, 0, 15, 12, 0, 0) / 1000;
 
 /** Soft-token key ids: keyconf.xml names them, signer/softtoken/<id>.p12 holds them. */
-export const SAMPLE_KEY_IDS = ['3A8F0C2E91D64B7E5F1A0B9C8D7E6F5A4B3C2D1E', 'C47B19E0A25F3D6C8B9A0E1F2D3C4B5A69788796'] as const;
+const SAMPLE_KEY_IDS = ['3A8F0C2E91D64B7E5F1A0B9C8D7E6F5A4B3C2D1E', 'C47B19E0A25F3D6C8B9A0E1F2D3C4B5A69788796'] as const;
 
 /** Paths of the sample tree that the default excludes keep out of a pass (and everything below them). */
 export const SAMPLE_EXCLUDED = ['conf.d/node.ini', 'db.properties', 'globalconf'] as const;
@@ -31,7 +31,7 @@ export const SAMPLE_EXCLUDED = ['conf.d/node.ini', 'db.properties', 'globalconf'
 export const SAMPLE_CHANGED_FILE = 'conf.d/local.ini';
 
 /** `n` deterministic pseudo-random bytes from a seed (SHA-256 in counter mode). */
-export function sampleBytes(seed: string, n: number): Buffer {
+function sampleBytes(seed: string, n: number): Buffer {
   const out = Buffer.alloc(n);
   for (let i = 0, off = 0; off < n; i++) {
     const block = createHash('sha256').update(`${seed}:${i}`).digest();

@@ -9,9 +9,9 @@
 import net from 'node:net';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ParsedKey } from 'ssh2';
-import { loadIdNames, type IdNames } from './attrs.js';
+import { loadIdNames, type IdNames } from '../local/ids.js';
 import { RootedPaths } from './rooted-paths.js';
-import { SftpSession, type ServerHooks } from './sftp-session.js';
+import { SftpServerSession, type ServerHooks } from './sftp-session.js';
 
 export type { Fault, ServerHooks, SftpOp } from './sftp-session.js';
 
@@ -49,7 +49,7 @@ export async function startEmbeddedMaster(opts: EmbeddedMasterOptions): Promise<
   const keys = parseAuthorizedKeys(opts.authorizedKeys);
   const shared: Shared = {
     paths,
-    ids: loadIdNames(),
+    ids: await loadIdNames(),
     hooks: opts.hooks ?? {},
     keys,
     user: opts.user,
@@ -87,7 +87,7 @@ interface Shared {
   log: (msg: string) => void;
   /** Open TCP sockets by "ip:port" of the client. */
   sockets: Map<string, net.Socket>;
-  sessions: Set<SftpSession>;
+  sessions: Set<SftpServerSession>;
   authenticated: number;
 }
 
@@ -118,7 +118,7 @@ function listen(server: net.Server, port: number, host: string): Promise<number>
 }
 
 function onConnection(shared: Shared, conn: Connection, peer: string): void {
-  const mine = new Set<SftpSession>();
+  const mine = new Set<SftpServerSession>();
   const cut = (): void => {
     shared.log(`cutting connection from ${peer}`);
     const socket = shared.sockets.get(peer);
@@ -133,7 +133,7 @@ function onConnection(shared: Shared, conn: Connection, peer: string): void {
     conn.on('session', (accept) => {
       const session = accept();
       session.on('sftp', (acceptSftp) => {
-        const sftp = new SftpSession(acceptSftp(), { ...shared, cut });
+        const sftp = new SftpServerSession(acceptSftp(), { ...shared, cut });
         mine.add(sftp);
         shared.sessions.add(sftp);
         sftp.attach();

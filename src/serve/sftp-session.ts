@@ -9,7 +9,8 @@ import { promises as fsp, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Attributes, FileEntry, SFTPWrapper } from 'ssh2';
-import { attrsOf, longnameOf, STATUS, statusOfErrno, statusText, WRITE_OPEN_FLAGS, type IdNames } from './attrs.js';
+import { attrsOf, longnameOf, STATUS, statusOfErrno, statusText, WRITE_OPEN_FLAGS } from './attrs.js';
+import type { IdNames } from '../local/ids.js';
 import { OutsideRootError, type RootedPaths } from './rooted-paths.js';
 
 /** Never answer the request ('stall') or destroy the TCP connection under it ('cut'). */
@@ -74,7 +75,7 @@ class SftpRequestError extends Error {
   }
 }
 
-export class SftpSession {
+export class SftpServerSession {
   private readonly handles = new Map<number, OpenHandle>();
   private nextHandle = 1;
   private closed = false;

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { LocalIoError, MasterChangedError, ProtocolError, SyncError, errnoOf } from '../errors.js';
 import { tempName } from '../local/temp-names.js';
 import type { Change, Plan } from '../plan/types.js';
-import type { SourceTree } from '../remote/types.js';
+import type { MasterSource } from '../remote/types.js';
 import { parentOf, type Entry, type Tree } from '../tree.js';
 import { forEachLimited } from '../util/pool.js';
 
@@ -41,7 +41,6 @@ export interface StageOptions {
 export interface Staging {
   /** Relative path → absolute temp path, for every fetch and symlink change. */
   readonly temps: ReadonlyMap<string, string>;
-  readonly bytesFetched: number;
   /** `verify` fetches whose bytes equal the slave's: their temps are gone, the change is dropped. */
   readonly identical: ReadonlySet<string>;
   /**
@@ -54,11 +53,10 @@ export interface Staging {
   forget(renamed: (path: string) => boolean): void;
 }
 
-export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOptions): Promise<Staging> {
+export async function stageChanges(plan: Plan, source: MasterSource, opts: StageOptions): Promise<Staging> {
   const work = plan.changes.filter((c): c is StagedChange => c.kind === 'fetch' || c.kind === 'symlink');
   const temps = new Map<string, string>();
   const tempDir = tempDirChooser(plan, opts);
-  let bytesFetched = 0;
   const discard = async ({ committed = false } = {}): Promise<void> => {
     await Promise.all([...temps.values()].map((t) => unlink(t).catch(() => undefined)));
     temps.clear();
@@ -76,7 +74,7 @@ export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOp
       const tempAbs = join(dir, tempName());
       temps.set(change.path, tempAbs);
       if (change.kind === 'fetch') {
-        bytesFetched += await stageFile(change, tempAbs, source, opts.targetRoot, opts.isRacy?.(change.source) === true);
+        await stageFile(change, tempAbs, source, opts.targetRoot, opts.isRacy?.(change.source) === true);
         if (change.verify && (await sameBytes(tempAbs, join(opts.targetRoot, change.path)))) {
           await unlink(tempAbs);
           temps.delete(change.path);
@@ -95,7 +93,7 @@ export async function stageChanges(plan: Plan, source: SourceTree, opts: StageOp
   const forget = (renamed: (path: string) => boolean): void => {
     for (const path of [...temps.keys()]) if (renamed(path)) temps.delete(path);
   };
-  return { temps, bytesFetched, identical, discard, forget };
+  return { temps, identical, discard, forget };
 }
 
 /**
@@ -123,7 +121,7 @@ function tempDirChooser(plan: Plan, opts: StageOptions): (path: string) => strin
   };
 }
 
-async function stageFile(change: StagedChange, tempAbs: string, source: SourceTree, targetRoot: string, racy: boolean): Promise<number> {
+async function stageFile(change: StagedChange, tempAbs: string, source: MasterSource, targetRoot: string, racy: boolean): Promise<void> {
   const want = change.source;
   const handle = await open(tempAbs, racy ? 'wx+' : 'wx', 0o600).catch((err) => {
     throw localError('cannot create temp file', tempAbs, err);
@@ -150,7 +148,6 @@ async function stageFile(change: StagedChange, tempAbs: string, source: SourceTr
     }
     fchmodSync(handle.fd, want.mode);
     futimesSync(handle.fd, want.mtime, want.mtime);
-    return received;
   } catch (err) {
     if (err instanceof SyncError) throw err;
     throw localError(`cannot stage ${join(targetRoot, change.path)}`, tempAbs, err);
@@ -184,7 +181,7 @@ async function sameBytes(a: string, b: string): Promise<boolean> {
  * mtime: read the file again and require the same bytes, so torn content (a
  * read racing an in-place writer) is never committed.
  */
-async function verifyByRereading(change: StagedChange, source: SourceTree, staged: Awaited<ReturnType<typeof open>>): Promise<void> {
+async function verifyByRereading(change: StagedChange, source: MasterSource, staged: Awaited<ReturnType<typeof open>>): Promise<void> {
   await source.fetch(change.source, {
     write: async (chunk, position) => {
       const have = Buffer.allocUnsafe(chunk.length);

@@ -246,7 +246,7 @@ function procUnavailable(): boolean {
   return processIdentity(process.pid) === undefined;
 }
 
-export function pidExists(pid: number): boolean {
+function pidExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

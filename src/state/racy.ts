@@ -24,7 +24,7 @@ interface RacyDoc {
   readonly files: Record<string, Listed>;
 }
 
-export function racyFilesPath(stateDir: string): string {
+function racyFilesPath(stateDir: string): string {
   return join(stateDir, 'racy-files.json');
 }
 

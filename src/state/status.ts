@@ -7,11 +7,12 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
+import type { PassOutcome } from '../report/logger.js';
 
 export interface LastPass {
   startedAt: string;
   finishedAt: string;
-  result: 'ok' | 'failed' | 'skipped';
+  result: PassOutcome;
   changed: number;
   bytesReceived: number;
   error: string | null;
@@ -25,9 +26,9 @@ export interface StoredStatus {
   daemonPid: number | null;
 }
 
-export const EMPTY_STATUS: StoredStatus = { lastPass: null, lastSuccessAt: null, daemonPid: null };
+const EMPTY_STATUS: StoredStatus = { lastPass: null, lastSuccessAt: null, daemonPid: null };
 
-export function statusPath(stateDir: string): string {
+function statusPath(stateDir: string): string {
   return join(stateDir, 'status.json');
 }
 

@@ -11,7 +11,8 @@ import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from '
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../../src/config.js';
-import { runPass, type PassHooks, type PassReporter, type PassResult } from '../../src/pass.js';
+import { runPass } from '../../src/pass.js';
+import type { PassHooks, PassReporter, PassResult } from '../../src/pass/types.js';
 import { WarmSessionProvider } from '../../src/remote/provider.js';
 import { generateEd25519 } from '../../src/serve/keys.js';
 import { startEmbeddedMaster, type ServerHooks } from '../../src/serve/sftp-server.js';

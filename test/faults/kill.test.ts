@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { PassPoint } from '../../src/pass.js';
+import type { PassPoint } from '../../src/pass/types.js';
 import type { WarmSessionProvider } from '../../src/remote/provider.js';
 import { describeRun, runSync, startSync, type SyncRun } from '../helpers/run-sync.js';
 import { startMaster, type TestMaster } from '../helpers/sshd.js';

@@ -1,0 +1,45 @@
+/** The vocabulary of a pass, shared by its stages and by the runner above it. */
+import type { ExitCodeValue } from '../errors.js';
+import type { CommitStep } from '../commit/commit.js';
+import type { Change } from '../plan/types.js';
+import type { PassOutcome } from '../report/logger.js';
+import type { LockWait } from '../state/lock.js';
+
+/** What a pass reports as it goes; the CLI binds it to slave-sync.log, stdout and pino. */
+export interface PassReporter {
+  receivingFileList(): void;
+  /** The applied (or, in a dry run, planned) changes, in plan order: logged together so replaced directories itemize right. */
+  items(changes: readonly Change[]): void;
+  /** Free-form notice, e.g. "cannot delete non-empty directory: jetty". */
+  notice(message: string): void;
+  skipped(reason: string): void;
+  success(stats: PassStats): void;
+  failure(error: unknown, code: ExitCodeValue): void;
+}
+
+export interface PassStats {
+  readonly changed: number;
+  readonly deleted: number;
+  readonly bytesReceived: number;
+  readonly bytesSent: number;
+  readonly totalSize: number;
+}
+
+export interface PassResult extends PassStats {
+  readonly result: PassOutcome;
+  readonly exitCode: ExitCodeValue;
+  readonly startedAt: Date;
+  readonly finishedAt: Date;
+  readonly error?: unknown;
+  /** Paths changed by this pass (for restart hints and --on-change). */
+  readonly changedPaths: readonly string[];
+}
+
+export interface PassHooks {
+  /** Awaited at each named point (fault injection in tests, progress). */
+  readonly at?: (point: PassPoint, path?: string) => void | Promise<void>;
+  readonly signal?: AbortSignal;
+  /** How long to wait for another pass's lock (default: fail at once). */
+  readonly lockWait?: LockWait;
+}
+export type PassPoint = 'connected' | 'scanned' | 'planned' | 'staged' | 'file-staged' | CommitStep | 'committed';
