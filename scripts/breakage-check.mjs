@@ -28,7 +28,7 @@ const BREAKAGES = [
   {
     name: 'temp file not fsynced before its rename',
     file: 'src/stage/stage.ts',
-    find: '    await handle.sync();\n',
+    find: '    await fsyncFd(fd);\n',
     replace: '',
     tests: ['dist/test/commit-durability.test.js'],
   },
