@@ -14,8 +14,8 @@
  *   6. directory modes, owners and mtimes, deepest first
  *   7. fsync the directories touched
  */
-import { constants } from 'node:fs';
-import { access, chmod, chown, lchown, lstat, lutimes, mkdir, readFile, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises';
+import { constants, lstatSync, renameSync } from 'node:fs';
+import { access, chmod, chown, lchown, lstat, lutimes, mkdir, readFile, rm, rmdir, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LocalIoError, describeError, errnoOf } from '../errors.js';
 import type { Change } from '../plan/types.js';
@@ -241,7 +241,9 @@ async function renameStaged(temp: string, final: string, size: number | null, li
       const staged = await lstat(temp);
       if (staged.size !== size) throw new Error(`staged file ${temp} has ${staged.size} bytes, expected ${size}`);
     }
-    await rename(temp, final);
+    // Synchronous: a rename within a local filesystem takes microseconds, and the commit runs its
+    // operations one after another, so each async call was a full thread-pool round trip per file.
+    renameSync(temp, final);
   } catch (err) {
     if (live || errnoOf(err) !== 'ENOENT') throw err;
     const done = await lstat(final).catch(() => undefined);
@@ -261,7 +263,13 @@ async function applyAttrs(path: string, op: Extract<CommitOp, { op: 'attrs' }>):
  * edit is logged and left for the next pass instead of silently lost.
  */
 async function stillAsSeen(path: string, seen: Seen | null): Promise<boolean> {
-  const now = await lstat(path).catch(() => undefined);
+  // Synchronous for the same reason as the rename it guards (one per renamed file).
+  let now: ReturnType<typeof lstatSync>;
+  try {
+    now = lstatSync(path, { throwIfNoEntry: false });
+  } catch {
+    now = undefined;
+  }
   if (seen === null) return now === undefined;
   if (now === undefined || now.ino !== seen.ino) return false;
   // A directory's mtime moves as the commit deletes its children; rmdir's ENOTEMPTY guards its content instead.
