@@ -266,7 +266,9 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const state = path.join(work, 'daemon-proc-state');
   await fsp.mkdir(target);
   const profDir = path.join(work, 'daemon-proc-prof');
-  const args = ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '1000', CLI, 'daemon', '--interval', interval,
+  // PROFILE_DAEMON_PROF=0: no sampler, so /proc's CPU per pass is the daemon's own.
+  const profiled = process.env.PROFILE_DAEMON_PROF !== '0';
+  const args = [...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '1000'] : []), CLI, 'daemon', '--interval', interval,
     '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user, '--identity', master.identity,
     '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target, '--state-dir', state,
     '--log-file', path.join(work, 'daemon-proc.log'), '--flag-file', path.join(work, 'daemon-proc-flag', 'sync-disabled')];
@@ -289,7 +291,8 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const rss = /^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
   child.kill('SIGTERM');
   await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);
-  out(`${n} passes in ${seconds} s: ${(used / n).toFixed(1)} ms CPU per pass (/proc, 10 ms ticks), ${((100 * used) / (seconds * 1000)).toFixed(2)} % of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MB`);
+  out(`${n} passes in ${seconds} s: ${(used / n).toFixed(1)} ms CPU per pass (/proc, 10 ms ticks${profiled ? ', sampler included' : ''}), ${((100 * used) / (seconds * 1000)).toFixed(2)} % of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MB`);
+  if (!profiled) return out();
   const file = path.join(profDir, (await fsp.readdir(profDir))[0]!);
   const p = await summarizeProfile(file, 20, skipMs);
   const busy = p.buckets.filter((b) => !b.bucket.startsWith('idle')).reduce((a, b) => a + b.ms, 0);
