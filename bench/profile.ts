@@ -268,7 +268,7 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const profDir = path.join(work, 'daemon-proc-prof');
   // PROFILE_DAEMON_PROF=0: no sampler, so /proc's CPU per pass is the daemon's own.
   const profiled = process.env.PROFILE_DAEMON_PROF !== '0';
-  const args = [...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '1000'] : []), CLI, 'daemon', '--interval', interval,
+  const args = [...(process.env.PROFILE_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '1000'] : []), CLI, 'daemon', '--interval', interval,
     '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user, '--identity', master.identity,
     '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target, '--state-dir', state,
     '--log-file', path.join(work, 'daemon-proc.log'), '--flag-file', path.join(work, 'daemon-proc-flag', 'sync-disabled')];
@@ -284,14 +284,18 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   if (passes < 2) throw new Error('the daemon did not finish two passes within 60 s');
   const skipMs = performance.now() - started;
   const cpu0 = procCpuMs(child.pid!);
+  const threads0 = threadCpuMs(child.pid!);
   const passes0 = passes;
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const used = procCpuMs(child.pid!) - cpu0;
+  const threads = threadCpuMs(child.pid!);
   const n = passes - passes0;
   const rss = /^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
   child.kill('SIGTERM');
   await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);
   out(`${n} passes in ${seconds} s: ${(used / n).toFixed(1)} ms CPU per pass (/proc, 10 ms ticks${profiled ? ', sampler included' : ''}), ${((100 * used) / (seconds * 1000)).toFixed(2)} % of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MB`);
+  const byThread = [...threads].map(([name, t]) => `${name} ${((t - (threads0.get(name) ?? 0)) / n).toFixed(1)}`).join(', ');
+  out(`  per thread, ms CPU per pass: ${byThread}`);
   if (!profiled) return out();
   const file = path.join(profDir, (await fsp.readdir(profDir))[0]!);
   const p = await summarizeProfile(file, 20, skipMs);
@@ -309,6 +313,22 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
     out(`  kept ${path.relative(PACKAGE_ROOT, keep)}`);
   }
   out();
+}
+
+/** CPU by thread name (main, V8 workers, libuv pool, …) from /proc/PID/task. */
+function threadCpuMs(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = tid === String(pid) ? 'main' : `${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}/${tid}`;
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      byName.set(name, (byName.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
+    } catch {
+      // a thread that ended
+    }
+  }
+  return byName;
 }
 
 function procCpuMs(pid: number): number {
