@@ -15,7 +15,9 @@
  *     pass, by our calling function.
  *
  * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu,daemon,daemon-process,
- * PROFILE_CPU_TREES=realistic,large, PROFILE_KEEP=1 (copy the .cpuprofile files to bench/results/).
+ * PROFILE_CPU_TREES=realistic,large, PROFILE_KEEP=1 (copy the .cpuprofile files to bench/results/);
+ * section 6: PROFILE_DAEMON_S (30), PROFILE_INTERVAL (1), PROFILE_DAEMON_WARMUP_S (0), PROFILE_DAEMON_PROF=0
+ * (no sampler: /proc's CPU is the daemon's own), PROFILE_NODE_FLAGS, PROFILE_DAEMON_STDOUT=file.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -277,11 +279,18 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const started = performance.now();
   const child = spawn(process.execPath, args, { env: serviceEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
   let passes = 0;
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (passes += c.split('"msg":"pass"').length - 1));
+  const keepStdout = process.env.PROFILE_DAEMON_STDOUT; // a file for the daemon's stdout (e.g. with PROFILE_NODE_FLAGS=--trace-gc)
+  child.stdout.setEncoding('utf8').on('data', (c: string) => {
+    passes += c.split('"msg":"pass"').length - 1;
+    if (keepStdout) fs.appendFileSync(keepStdout, c);
+  });
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const deadline = Date.now() + 60_000;
   while (passes < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   if (passes < 2) throw new Error('the daemon did not finish two passes within 60 s');
+  // PROFILE_DAEMON_WARMUP_S: idle seconds before measuring, so V8's tiering (TurboFan compiles on its workers
+  // for the first ~20 passes) is not billed to the steady state.
+  await new Promise((r) => setTimeout(r, Number(process.env.PROFILE_DAEMON_WARMUP_S ?? 0) * 1000));
   const skipMs = performance.now() - started;
   const cpu0 = procCpuMs(child.pid!);
   const threads0 = threadCpuMs(child.pid!);
