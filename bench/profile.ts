@@ -33,7 +33,7 @@ import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
 import { loadTimeByPackage, summarizeProfile, timeByOwnCaller } from './cpuprofile.js';
 import { startBenchMaster } from './master.js';
 import { createMeter, median, serviceEnv, spawnCollect, type Meter } from './measure.js';
-import { CLI, PACKAGE_ROOT } from './tools.js';
+import { CLI, interpreterFlags, PACKAGE_ROOT } from './tools.js';
 import { buildTree, writeBenchTree } from './tree.js';
 
 const RUNS = Number(process.env.PROFILE_RUNS ?? 7);
@@ -270,7 +270,8 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const profDir = path.join(work, 'daemon-proc-prof');
   // PROFILE_DAEMON_PROF=0: no sampler, so /proc's CPU per pass is the daemon's own.
   const profiled = process.env.PROFILE_DAEMON_PROF !== '0';
-  const args = [...(process.env.PROFILE_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '1000'] : []), CLI, 'daemon', '--interval', interval,
+  // As /usr/bin/xroad-sync runs it: with the node flags of main.ts's interpreter line (the executable's execArgv).
+  const args = [...interpreterFlags(CLI), ...(process.env.PROFILE_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '1000'] : []), CLI, 'daemon', '--interval', interval,
     '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user, '--identity', master.identity,
     '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target, '--state-dir', state,
     '--log-file', path.join(work, 'daemon-proc.log'), '--flag-file', path.join(work, 'daemon-proc-flag', 'sync-disabled')];
