@@ -40,6 +40,9 @@ describe('QuietPasses', () => {
     assert.equal(q.omitStatus({ ...ok, result: 'failed', exitCode: 12, error: new Error('down') }), true, 'the same failure again');
     now += 1000;
     assert.equal(q.omitStatus(ok), false, 'the recovery');
+    q.reset();
+    assert.equal(q.omitStatus(ok), false, 'the first pass after resume');
+    assert.equal(q.omitLog(true), false, 'is logged too');
     now += 29_999;
     assert.equal(q.omitStatus(ok), true);
     now += 1;

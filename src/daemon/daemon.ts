@@ -106,7 +106,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
   const watchers = await startWatchers(settings, {
     onFlag: (present) => {
       logger.info({ msg: present ? 'sync paused: flag file created' : 'sync resumed: flag file removed', flagFile: settings.flagFile });
-      if (!present) scheduler.requestNow();
+      if (!present) {
+        quiet.reset(); // `resume` waits for this pass's record in status.json
+        scheduler.requestNow();
+      }
     },
     onLocalChange: (path) => {
       // During a pass the commit re-checks each path itself (an edit there is logged and left for the next pass).

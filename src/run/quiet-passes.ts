@@ -15,6 +15,7 @@
  *   something, and otherwise at least every `statusEveryMs` (30 s), so
  *   lastSuccessAt lags a running daemon by at most 30 s (`status --check
  *   --max-age` defaults to 300 s).
+ * - After the flag file goes (`resume`), the next pass is logged and recorded.
  *
  * The JSON `pass` record on stdout (journald) stays one per pass.
  */
@@ -31,6 +32,15 @@ export class QuietPasses {
     private readonly opts: { readonly logEveryMs: number; readonly statusEveryMs: number } = { logEveryMs: 60_000, statusEveryMs: 30_000 },
     private readonly now: () => number = Date.now,
   ) {}
+
+  /**
+   * The next pass is logged and recorded whatever it finds: after `resume` the
+   * operator (and `resume`, which waits for the daemon's pass in status.json) must see it.
+   */
+  reset(): void {
+    this.previousPlain = false;
+    this.lastRecorded = undefined;
+  }
 
   /** Whether this pass's log lines are left out; `plain`: ok, nothing changed, nothing noticed. */
   omitLog(plain: boolean): boolean {
