@@ -278,7 +278,9 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   // The daemon watches the flag's directory: give it one of its own, as /var/tmp/xroad is on a slave.
   await fsp.mkdir(path.join(work, 'daemon-proc-flag'));
   const started = performance.now();
-  const child = spawn(process.execPath, args, { env: serviceEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
+  // PROFILE_DAEMON_ENV="K=V …": extra environment for the daemon (e.g. MALLOC_ARENA_MAX=2).
+  const extraEnv = Object.fromEntries((process.env.PROFILE_DAEMON_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.split('=')[0]!, kv.slice(kv.indexOf('=') + 1)]));
+  const child = spawn(process.execPath, args, { env: { ...serviceEnv(), ...extraEnv }, stdio: ['ignore', 'pipe', 'inherit'] });
   let passes = 0;
   const keepStdout = process.env.PROFILE_DAEMON_STDOUT; // a file for the daemon's stdout (e.g. with PROFILE_NODE_FLAGS=--trace-gc)
   child.stdout.setEncoding('utf8').on('data', (c: string) => {
@@ -300,12 +302,16 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const used = procCpuMs(child.pid!) - cpu0;
   const threads = threadCpuMs(child.pid!);
   const n = passes - passes0;
-  const rss = /^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+  const procStatus = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8');
+  const rss = /^VmRSS:\s+(\d+)/m.exec(procStatus)?.[1];
+  // RssFile is node's own binary and libraries (shared, clean page cache); RssAnon is this process's memory.
+  const rssParts = ['RssAnon', 'RssFile'].map((k) => `${k} ${(Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(procStatus)?.[1]) / 1024).toFixed(1)} MB`).join(', ');
   child.kill('SIGTERM');
   await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);
   out(`${n} passes in ${seconds} s: ${(used / n).toFixed(1)} ms CPU per pass (/proc, 10 ms ticks${profiled ? ', sampler included' : ''}), ${((100 * used) / (seconds * 1000)).toFixed(2)} % of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MB`);
   const byThread = [...threads].map(([name, t]) => `${name} ${((t - (threads0.get(name) ?? 0)) / n).toFixed(1)}`).join(', ');
   out(`  per thread, ms CPU per pass: ${byThread}`);
+  out(`  memory: ${rssParts}`);
   if (!profiled) return out();
   const file = path.join(profDir, (await fsp.readdir(profDir))[0]!);
   const p = await summarizeProfile(file, 20, skipMs);
