@@ -70,9 +70,9 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
           signal: abort.signal,
           printItems: false,
           logger,
-          // A by-hand pass (sync, resume --now) holds the lock: wait for it, it does our work.
           knownTarget,
           quiet,
+          // A by-hand pass (sync, resume --now) holds the lock: wait for it, it does our work.
           lockWait: {
             waitMs: Math.max(opts.intervalMs, settings.lockWaitMs),
             signal: abort.signal,
@@ -80,14 +80,14 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
             onTakeover: (notice) => logger.warn({ msg: notice }),
           },
         });
+        // Only a clean no-change pass leaves the target as scanned (a by-hand pass we waited for may have written it).
+        if (result.result !== 'ok' || result.changedPaths.length > 0) knownTarget.forget();
         if (isLockWait(result.error)) {
           logger.warn({ msg: 'pass skipped: another pass kept the lock', error: describeError(result.error) });
           return 'skipped';
         }
         if (provider.connections > before) logger.info({ msg: 'connected', connections: provider.connections, master: settings.connection.host });
         ownWrites = new Set(result.changedPaths);
-        // Only a clean no-change pass leaves the target as scanned.
-        if (result.result !== 'ok' || result.changedPaths.length > 0) knownTarget.forget();
         if (result.result === 'failed') logger.warn({ msg: 'pass failed; will reconnect and retry with backoff', error: describeError(result.error) });
         return result.result;
       } catch (error) {
