@@ -15,7 +15,9 @@
  *     pass, by our calling function.
  *
  * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu,daemon,daemon-process,
- * PROFILE_CPU_TREES=realistic,large, PROFILE_KEEP=1 (copy the .cpuprofile files to bench/results/).
+ * PROFILE_CPU_TREES=realistic,large, PROFILE_KEEP=1 (copy the .cpuprofile files to bench/results/);
+ * section 6: PROFILE_DAEMON_S (30), PROFILE_INTERVAL (1), PROFILE_DAEMON_WARMUP_S (0), PROFILE_DAEMON_PROF=0
+ * (no sampler: /proc's CPU is the daemon's own), PROFILE_NODE_FLAGS, PROFILE_DAEMON_STDOUT=file.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -31,7 +33,7 @@ import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
 import { loadTimeByPackage, summarizeProfile, timeByOwnCaller } from './cpuprofile.js';
 import { startBenchMaster } from './master.js';
 import { createMeter, median, serviceEnv, spawnCollect, type Meter } from './measure.js';
-import { CLI, PACKAGE_ROOT } from './tools.js';
+import { CLI, interpreterFlags, PACKAGE_ROOT } from './tools.js';
 import { buildTree, writeBenchTree } from './tree.js';
 
 const RUNS = Number(process.env.PROFILE_RUNS ?? 7);
@@ -266,30 +268,51 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const state = path.join(work, 'daemon-proc-state');
   await fsp.mkdir(target);
   const profDir = path.join(work, 'daemon-proc-prof');
-  const args = ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '1000', CLI, 'daemon', '--interval', interval,
+  // PROFILE_DAEMON_PROF=0: no sampler, so /proc's CPU per pass is the daemon's own.
+  const profiled = process.env.PROFILE_DAEMON_PROF !== '0';
+  // As /usr/bin/xroad-sync runs it: with the node flags of main.ts's interpreter line (the executable's execArgv).
+  const args = [...interpreterFlags(CLI), ...(process.env.PROFILE_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '1000'] : []), CLI, 'daemon', '--interval', interval,
     '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user, '--identity', master.identity,
     '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target, '--state-dir', state,
     '--log-file', path.join(work, 'daemon-proc.log'), '--flag-file', path.join(work, 'daemon-proc-flag', 'sync-disabled')];
   // The daemon watches the flag's directory: give it one of its own, as /var/tmp/xroad is on a slave.
   await fsp.mkdir(path.join(work, 'daemon-proc-flag'));
   const started = performance.now();
-  const child = spawn(process.execPath, args, { env: serviceEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
+  // PROFILE_DAEMON_ENV="K=V …": extra environment for the daemon (e.g. MALLOC_ARENA_MAX=2).
+  const extraEnv = Object.fromEntries((process.env.PROFILE_DAEMON_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.split('=')[0]!, kv.slice(kv.indexOf('=') + 1)]));
+  const child = spawn(process.execPath, args, { env: { ...serviceEnv(), ...extraEnv }, stdio: ['ignore', 'pipe', 'inherit'] });
   let passes = 0;
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (passes += c.split('"msg":"pass"').length - 1));
+  const keepStdout = process.env.PROFILE_DAEMON_STDOUT; // a file for the daemon's stdout (e.g. with PROFILE_NODE_FLAGS=--trace-gc)
+  child.stdout.setEncoding('utf8').on('data', (c: string) => {
+    passes += c.split('"msg":"pass"').length - 1;
+    if (keepStdout) fs.appendFileSync(keepStdout, c);
+  });
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const deadline = Date.now() + 60_000;
   while (passes < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   if (passes < 2) throw new Error('the daemon did not finish two passes within 60 s');
+  // PROFILE_DAEMON_WARMUP_S: idle seconds before measuring, so V8's tiering (TurboFan compiles on its workers
+  // for the first ~20 passes) is not billed to the steady state.
+  await new Promise((r) => setTimeout(r, Number(process.env.PROFILE_DAEMON_WARMUP_S ?? 0) * 1000));
   const skipMs = performance.now() - started;
   const cpu0 = procCpuMs(child.pid!);
+  const threads0 = threadCpuMs(child.pid!);
   const passes0 = passes;
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const used = procCpuMs(child.pid!) - cpu0;
+  const threads = threadCpuMs(child.pid!);
   const n = passes - passes0;
-  const rss = /^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+  const procStatus = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8');
+  const rss = /^VmRSS:\s+(\d+)/m.exec(procStatus)?.[1];
+  // RssFile is node's own binary and libraries (shared, clean page cache); RssAnon is this process's memory.
+  const rssParts = ['RssAnon', 'RssFile'].map((k) => `${k} ${(Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(procStatus)?.[1]) / 1024).toFixed(1)} MB`).join(', ');
   child.kill('SIGTERM');
   await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);
-  out(`${n} passes in ${seconds} s: ${(used / n).toFixed(1)} ms CPU per pass (/proc, 10 ms ticks), ${((100 * used) / (seconds * 1000)).toFixed(2)} % of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MB`);
+  out(`${n} passes in ${seconds} s: ${(used / n).toFixed(1)} ms CPU per pass (/proc, 10 ms ticks${profiled ? ', sampler included' : ''}), ${((100 * used) / (seconds * 1000)).toFixed(2)} % of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MB`);
+  const byThread = [...threads].map(([name, t]) => `${name} ${((t - (threads0.get(name) ?? 0)) / n).toFixed(1)}`).join(', ');
+  out(`  per thread, ms CPU per pass: ${byThread}`);
+  out(`  memory: ${rssParts}`);
+  if (!profiled) return out();
   const file = path.join(profDir, (await fsp.readdir(profDir))[0]!);
   const p = await summarizeProfile(file, 20, skipMs);
   const busy = p.buckets.filter((b) => !b.bucket.startsWith('idle')).reduce((a, b) => a + b.ms, 0);
@@ -306,6 +329,22 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
     out(`  kept ${path.relative(PACKAGE_ROOT, keep)}`);
   }
   out();
+}
+
+/** CPU by thread name (main, V8 workers, libuv pool, …) from /proc/PID/task. */
+function threadCpuMs(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = tid === String(pid) ? 'main' : `${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}/${tid}`;
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      byName.set(name, (byName.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
+    } catch {
+      // a thread that ended
+    }
+  }
+  return byName;
 }
 
 function procCpuMs(pid: number): number {

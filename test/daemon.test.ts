@@ -137,6 +137,41 @@ test('a local edit of a synced file is logged as a warning and undone at once', 
   assert.ok(await sameTree(s.source, s.target));
 });
 
+test('no-change passes: slave-sync.log and status.json untouched after the first quiet pass; a change is logged and recorded at once', T, async (t) => {
+  const s = await setup(t);
+  const d = startDaemon(s, '0.5');
+  const statusFile = path.join(s.stateDir, 'status.json');
+  // Pass 1 syncs, pass 2 is the first quiet one (logged: the pass before it changed something).
+  await waitFor(() => okPasses(d).length >= 2, 10_000, 'two passes', output(d));
+  const log = await fs.readFile(s.logFile, 'utf8');
+  const status = await fs.stat(statusFile);
+  assert.equal(log.split('\n').filter((l) => l.includes('total size')).length, 2, `two pass summaries so far:\n${log}`);
+  await waitFor(() => okPasses(d).length >= 7, 15_000, 'five more passes', output(d));
+  assert.equal(await fs.readFile(s.logFile, 'utf8'), log, 'quiet passes within a minute add nothing to slave-sync.log');
+  const after = await fs.stat(statusFile);
+  assert.deepEqual([after.ino, after.mtimeMs], [status.ino, status.mtimeMs], 'quiet passes within 30 s leave status.json alone');
+
+  await fs.writeFile(path.join(s.source, 'conf.d', 'quiet-then-new.ini'), 'new=1\n');
+  await waitFor(async () => (await fs.readFile(s.logFile, 'utf8')).includes('conf.d/quiet-then-new.ini'), 5_000, 'the change in slave-sync.log', output(d));
+  await waitFor(async () => (await fs.stat(statusFile)).ino !== status.ino, 5_000, 'status.json rewritten after the change', output(d));
+  const recorded = JSON.parse(await fs.readFile(statusFile, 'utf8')) as { lastPass: { changed: number } };
+  assert.ok(recorded.lastPass.changed >= 1, `status.json records the changing pass: ${JSON.stringify(recorded)}`);
+  assert.ok(existsSync(path.join(s.target, 'conf.d', 'quiet-then-new.ini')));
+});
+
+test('a chmod in the target between passes is undone although no-change passes reuse the last scan', T, async (t) => {
+  const s = await setup(t);
+  const d = startDaemon(s, '0.5');
+  await waitFor(() => okPasses(d).length >= 3, 10_000, 'three passes', output(d));
+  await sleep(2_300); // the watcher ignores the first pass's own writes for 2 s
+  const file = path.join(s.target, 'signer', 'keyconf.xml');
+  const mode = (await fs.stat(file)).mode & 0o7777;
+  // chokidar reports no 'change' for a mode change: only the raw event drops the remembered scan.
+  await fs.chmod(file, mode ^ 0o004);
+  await waitFor(async () => ((await fs.stat(file)).mode & 0o7777) === mode, 5_000, 'the mode to be restored', output(d));
+  assert.ok(await sameTree(s.source, s.target));
+});
+
 test('SIGTERM during a 64 MiB transfer: exit within 5 s, target entirely old or new, no temp files', T, async (t) => {
   const s = await setup(t);
   const d = startDaemon(s);

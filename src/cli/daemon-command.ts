@@ -5,6 +5,8 @@ import { durationOption } from '../util/duration.js';
 
 export async function daemonCommand(raw: RawPassOptions & { interval?: string }): Promise<number> {
   const settings = resolvePassSettings(raw);
-  const intervalMs = durationOption(raw.interval ?? '60', '--interval', { minMs: 500, maxMs: 86_400_000 });
+  // 1 s by default: a no-change pass costs a few ms of CPU (README, Performance); after failures the
+  // scheduler backs off to max(interval, 30 s). The guide's 60 s still works: --interval 60.
+  const intervalMs = durationOption(raw.interval ?? '1', '--interval', { minMs: 500, maxMs: 86_400_000 });
   return runDaemon(settings, { intervalMs });
 }

@@ -80,7 +80,7 @@ function buildProgram(): Command {
     program
       .command('daemon')
       .description('keep running: a pass at start, then every --interval over one kept-open SSH session; pauses live on the flag file; one per state dir')
-      .option('--interval <duration>', 'time between passes: seconds, or 30s/5m/1h (a little random jitter is added)', '60'),
+      .option('--interval <duration>', 'time between passes: seconds, or 30s/5m/1h (a little random jitter is added)', '1'),
   )).action(act(async () => (await import('./daemon-command.js')).daemonCommand));
 
   addSettingsOption(addPassOptions(

@@ -7,15 +7,20 @@ import { watch, type FSWatcher } from 'chokidar';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, relative } from 'node:path';
 import type { PassSettings } from '../config.js';
+import { QuietPasses } from '../run/quiet-passes.js';
 import { runReportedPass } from '../run/reported-pass.js';
 import { describeError, ExitCode, isLockWait } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
+import { KnownTarget } from '../local/known-target.js';
 import { isTempName } from '../local/temp-names.js';
 import { WarmSessionProvider } from '../remote/provider.js';
 import { createLogger, type Logger } from '../report/logger.js';
 import { readStatus, writeStatus } from '../state/status.js';
 import { acquireDaemonLock, ensureStateDir } from '../state/lock.js';
 import { PassScheduler } from './scheduler.js';
+
+/** The safety net under the watcher: the target is scanned in full at least this often. */
+const KNOWN_TARGET_MAX_AGE_MS = 60_000;
 
 export interface DaemonOptions {
   readonly intervalMs: number;
@@ -45,6 +50,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
   let ownWritesUntil = 0;
   // The watchers start before the first pass; until it has run, the target is not ours to judge.
   let firstPassDone = false;
+  // The last target scan, reused by no-change passes while the watcher sees nothing (at most 60 s).
+  const knownTarget = new KnownTarget(KNOWN_TARGET_MAX_AGE_MS);
+  // No-change passes: two log lines a minute, status.json every 30 s (run/quiet-passes.ts says why).
+  const quiet = new QuietPasses();
 
   const scheduler = new PassScheduler({
     intervalMs: opts.intervalMs,
@@ -61,6 +70,8 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
           signal: abort.signal,
           printItems: false,
           logger,
+          knownTarget,
+          quiet,
           // A by-hand pass (sync, resume --now) holds the lock: wait for it, it does our work.
           lockWait: {
             waitMs: Math.max(opts.intervalMs, settings.lockWaitMs),
@@ -69,6 +80,8 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
             onTakeover: (notice) => logger.warn({ msg: notice }),
           },
         });
+        // Only a clean no-change pass leaves the target as scanned (a by-hand pass we waited for may have written it).
+        if (result.result !== 'ok' || result.changedPaths.length > 0) knownTarget.forget();
         if (isLockWait(result.error)) {
           logger.warn({ msg: 'pass skipped: another pass kept the lock', error: describeError(result.error) });
           return 'skipped';
@@ -77,6 +90,9 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
         ownWrites = new Set(result.changedPaths);
         if (result.result === 'failed') logger.warn({ msg: 'pass failed; will reconnect and retry with backoff', error: describeError(result.error) });
         return result.result;
+      } catch (error) {
+        knownTarget.forget();
+        throw error;
       } finally {
         passing = false;
         firstPassDone = true;
@@ -90,7 +106,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
   const watchers = await startWatchers(settings, {
     onFlag: (present) => {
       logger.info({ msg: present ? 'sync paused: flag file created' : 'sync resumed: flag file removed', flagFile: settings.flagFile });
-      if (!present) scheduler.requestNow();
+      if (!present) {
+        quiet.reset(); // `resume` waits for this pass's record in status.json
+        scheduler.requestNow();
+      }
     },
     onLocalChange: (path) => {
       // During a pass the commit re-checks each path itself (an edit there is logged and left for the next pass).
@@ -99,7 +118,11 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
       logger.warn({ msg: 'synced file changed locally; slaves are read-only, a corrective pass follows', path });
       scheduler.requestNow();
     },
-    onError: (err) => logger.warn({ msg: 'file watcher error', error: describeError(err) }),
+    onTargetEvent: () => knownTarget.forget(),
+    onError: (err) => {
+      knownTarget.forget();
+      logger.warn({ msg: 'file watcher error', error: describeError(err) });
+    },
   });
   logger.info({ msg: 'daemon started', pid: process.pid, intervalS: opts.intervalMs / 1000, master: settings.connection.host, target: settings.targetDir, inotifyWatches: inotifyWatches() });
   scheduler.start();
@@ -162,6 +185,8 @@ async function settledHandles(ms: number): Promise<string[]> {
 interface WatchHandlers {
   onFlag(present: boolean): void;
   onLocalChange(relPath: string): void;
+  /** Any raw event in the target (a chmod too), before chokidar filters it. */
+  onTargetEvent(): void;
   onError(err: unknown): void;
 }
 
@@ -177,6 +202,9 @@ async function startWatchers(settings: PassSettings, on: WatchHandlers): Promise
   for (const event of ['add', 'change', 'unlink'] as const) {
     targetWatcher.on(event, (p) => on.onLocalChange(relative(settings.targetDir, p)));
   }
+  // 'raw' is every inotify event chokidar receives, including attribute changes it does not report as 'change'.
+  targetWatcher.on('raw', () => on.onTargetEvent());
+  targetWatcher.on('all', () => on.onTargetEvent());
   targetWatcher.on('error', on.onError);
   await Promise.all([once(flagWatcher, 'ready'), once(targetWatcher, 'ready')]);
   return [flagWatcher, targetWatcher];

@@ -58,11 +58,16 @@ export async function planPass(ctx: PassContext, { preview }: { preview: boolean
   const racyFiles = preview ? null : await RacyFiles.load(settings.stateDir, settings.targetDir);
   const racyFrom = Math.floor(Date.now() / 1000) - RACY_WINDOW_S;
   const unnamed: string[] = [];
+  // A preview never trusts the daemon's memory: check and --dry-run look at the disk.
+  const known = preview ? undefined : hooks.knownTarget;
+  const reused = known?.reusable();
+  const token = known?.startScan();
   const [sourceTree, targetScan, ids] = await Promise.all([
     source.scan(filter, { skipped: (path) => unnamed.push(`${path} on the master`) }),
-    localIds.then(({ names }) => scanTarget(settings.targetDir, filter, { names })),
+    reused ?? localIds.then(({ names }) => scanTarget(settings.targetDir, filter, { names })),
     localIds.then(({ mapping }) => mapping),
   ]);
+  if (known && token && !reused) known.remember(targetScan, token);
   unnamed.push(...targetScan.unrepresentable.map((p) => `${p} on this slave`));
   if (unnamed.length > 0) reporter.notice(nonUtf8Warning(unnamed));
   await removeStrayTemps(settings.targetDir, targetScan.tempFiles, reporter, preview);

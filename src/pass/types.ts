@@ -3,6 +3,7 @@ import type { ExitCodeValue } from '../errors.js';
 import type { CommitStep } from '../commit/commit.js';
 import type { Change } from '../plan/types.js';
 import type { PassOutcome } from '../report/logger.js';
+import type { KnownTarget } from '../local/known-target.js';
 import type { LockWait } from '../state/lock.js';
 
 /** What a pass reports as it goes; the CLI binds it to slave-sync.log, stdout and pino. */
@@ -41,5 +42,7 @@ export interface PassHooks {
   readonly signal?: AbortSignal;
   /** How long to wait for another pass's lock (default: fail at once). */
   readonly lockWait?: LockWait;
+  /** The daemon's watcher-backed memory of the target: a pass plans against it instead of scanning, while it holds. */
+  readonly knownTarget?: KnownTarget;
 }
 export type PassPoint = 'connected' | 'scanned' | 'planned' | 'staged' | 'file-staged' | CommitStep | 'committed';

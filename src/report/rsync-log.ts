@@ -27,6 +27,8 @@ export interface RsyncLogOptions {
   readonly version?: string;
   /** Called with a one-line explanation when the log cannot be opened or written. */
   readonly onWarning?: (message: string) => void;
+  /** Open the file only when the first line is written (a daemon pass that logs nothing never opens it). */
+  readonly lazy?: boolean;
 }
 
 const pad2 = (n: number): string => String(n).padStart(2, '0');
@@ -54,6 +56,7 @@ export function escapeControls(text: string): string {
 export class RsyncLogFile {
   readonly path: string;
   private handle: FileHandle | undefined;
+  private openAttempted = false;
   private pending: string[] = [];
   private flushScheduled = false;
   private writing: Promise<void> = Promise.resolve();
@@ -75,7 +78,7 @@ export class RsyncLogFile {
   /** Opens `path` for appending; never throws (see `warning`). */
   static async open(path: string, opts: RsyncLogOptions = {}): Promise<RsyncLogFile> {
     const log = new RsyncLogFile(path, opts);
-    await log.openHandle();
+    if (!opts.lazy) await log.openHandle();
     return log;
   }
 
@@ -84,15 +87,15 @@ export class RsyncLogFile {
     return this.lastWarning;
   }
 
-  /** One message, prefixed and escaped; written on the next flush. */
-  line(message: string): void {
+  /** One message, prefixed and escaped; written on the next flush. `at`: when it happened, if earlier. */
+  line(message: string, at: Date = this.now()): void {
     if (this.closed) return;
-    this.pending.push(`${formatTimestamp(this.now())} [${this.pid}] ${escapeControls(message)}\n`);
+    this.pending.push(`${formatTimestamp(at)} [${this.pid}] ${escapeControls(message)}\n`);
     this.scheduleFlush();
   }
 
-  receivingFileList(): void {
-    this.line('receiving file list');
+  receivingFileList(at?: Date): void {
+    this.line('receiving file list', at);
   }
 
   /** A plan's item lines (itemizePlan gives each the context of its neighbours). */
@@ -105,8 +108,8 @@ export class RsyncLogFile {
     this.line(`sync skipped: ${reason}`);
   }
 
-  success(sent: number, received: number, totalSize: number): void {
-    this.line(totalSizeLine(sent, received, totalSize));
+  success(sent: number, received: number, totalSize: number, at?: Date): void {
+    this.line(totalSizeLine(sent, received, totalSize), at);
   }
 
   failure(err: unknown, exitCode: ExitCodeValue): void {
@@ -122,6 +125,7 @@ export class RsyncLogFile {
   }
 
   private async openHandle(): Promise<void> {
+    this.openAttempted = true;
     try {
       this.handle = await open(this.path, 'a', 0o644);
       this.lastWarning = undefined;
@@ -158,6 +162,7 @@ export class RsyncLogFile {
   }
 
   private async append(text: string): Promise<void> {
+    if (!this.openAttempted) await this.openHandle();
     if (!this.handle) return;
     try {
       await this.handle.appendFile(text, 'utf8');

@@ -11,26 +11,38 @@ import type { SourceProvider } from '../remote/types.js';
 import { createLogger, logPass, passRecord } from '../report/logger.js';
 import { RsyncLogFile } from '../report/rsync-log.js';
 import { restartHintLines } from '../report/restart-hints.js';
+import type { KnownTarget } from '../local/known-target.js';
 import type { LockWait } from '../state/lock.js';
 import { recordPass } from '../state/status.js';
 import { runOnChange } from './on-change.js';
+import type { QuietPasses } from './quiet-passes.js';
 import { makeReporter } from './reporter.js';
 import { testHooksFromEnv } from './test-hooks.js';
 
 export async function runReportedPass(
   settings: PassSettings,
   provider: SourceProvider,
-  opts: { signal?: AbortSignal; printItems: boolean; logger?: ReturnType<typeof createLogger>; lockWait?: LockWait },
+  opts: {
+    signal?: AbortSignal;
+    printItems: boolean;
+    logger?: ReturnType<typeof createLogger>;
+    lockWait?: LockWait;
+    knownTarget?: KnownTarget;
+    /** The daemon's policy for no-change passes: what they leave out of slave-sync.log and status.json. */
+    quiet?: QuietPasses;
+  },
 ): Promise<PassResult> {
   const log =
     settings.logFile && !settings.dryRun
-      ? await RsyncLogFile.open(settings.logFile, { onWarning: (w) => process.stderr.write(`xroad-sync: ${w}\n`) })
+      ? await RsyncLogFile.open(settings.logFile, { onWarning: (w) => process.stderr.write(`xroad-sync: ${w}\n`), lazy: opts.quiet !== undefined })
       : null;
-  const reporter = makeReporter(log, { printItems: opts.printItems, printErrors: true });
-  let result: PassResult;
+  const reporter = makeReporter(log, { printItems: opts.printItems, printErrors: true, holdPlain: opts.quiet !== undefined });
+  let result: PassResult | undefined;
   try {
-    result = await runPass(settings, provider, reporter, { signal: opts.signal, at: testHooksFromEnv(), lockWait: opts.lockWait });
+    result = await runPass(settings, provider, reporter, { signal: opts.signal, at: testHooksFromEnv(), lockWait: opts.lockWait, knownTarget: opts.knownTarget });
   } finally {
+    const plain = result?.result === 'ok' && result.changedPaths.length === 0 && reporter.plain;
+    reporter.end(opts.quiet?.omitLog(plain) ?? false);
     await log?.close();
   }
   // A pass that never got the lock did nothing: the pass that holds it reports and records its own result.
@@ -43,7 +55,7 @@ export async function runReportedPass(
     for (const hint of await restartHintLines(result.changedPaths)) logger.info({ msg: hint });
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
   }
-  if (!settings.dryRun) {
+  if (!settings.dryRun && !opts.quiet?.omitStatus(result)) {
     await recordPass(settings.stateDir, result).catch((err) =>
       process.stderr.write(`xroad-sync: cannot record the pass in ${settings.stateDir}: ${describeError(err)}\n`),
     );
