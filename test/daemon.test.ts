@@ -14,7 +14,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
-import { passArgs, sleep, startCli, waitFor, type RunningCli } from './helpers/cli.js';
+import { passArgs, runCli, sleep, startCli, waitFor, type RunningCli } from './helpers/cli.js';
 import { descendantsOf, isAlive, makeTempDir, readTree, sshdAvailable, startMaster, type TestMaster } from './helpers/sshd.js';
 import { deferrer, slaveDirs, type SlaveDirs } from './helpers/slave.js';
 
@@ -49,8 +49,8 @@ async function setup(t: TestContext): Promise<Setup> {
   return s;
 }
 
-function startDaemon(s: Setup, interval = '1'): RunningCli {
-  const d = startCli(['daemon', ...passArgs(s.master, s), '--interval', interval]);
+function startDaemon(s: Setup, interval = '1', env?: NodeJS.ProcessEnv): RunningCli {
+  const d = startCli(['daemon', ...passArgs(s.master, s), '--interval', interval], { env });
   s.defer(() => d.stop(2_000));
   return d;
 }
@@ -157,6 +157,22 @@ test('no-change passes: slave-sync.log and status.json untouched after the first
   const recorded = JSON.parse(await fs.readFile(statusFile, 'utf8')) as { lastPass: { changed: number } };
   assert.ok(recorded.lastPass.changed >= 1, `status.json records the changing pass: ${JSON.stringify(recorded)}`);
   assert.ok(existsSync(path.join(s.target, 'conf.d', 'quiet-then-new.ini')));
+});
+
+test('at the default log level a quiet pass writes no JSON record (journald), a changing pass does', T, async (t) => {
+  const s = await setup(t);
+  const d = startDaemon(s, '0.5', { XROAD_SYNC_LOG_LEVEL: 'info' });
+  await firstPass(d);
+  // Passes every 0.5 s: 2.5 s is several quiet passes; only the first of them is reported (the pass before it changed something).
+  await sleep(2_500);
+  const quiet = passes(d).length;
+  assert.ok(quiet <= 2, `at most the first pass and the first quiet one, got ${quiet} records:\n${d.stdout()}`);
+  await fs.writeFile(path.join(s.source, 'conf.d', 'journald.ini'), 'x=1\n');
+  await waitFor(() => passes(d).slice(quiet).some((r) => Number(r.changed) > 0), 5_000, 'the changing pass record', output(d));
+  await d.stop();
+  const bad = await runCli(['daemon', ...passArgs(s.master, s)], { env: { XROAD_SYNC_LOG_LEVEL: 'loud' }, timeoutMs: 20_000 });
+  assert.equal(bad.status, 1, `a bad level is a usage error\n${bad.stderr}`);
+  assert.match(bad.stderr, /XROAD_SYNC_LOG_LEVEL=loud is not a log level/);
 });
 
 test('a chmod in the target between passes is undone although no-change passes reuse the last scan', T, async (t) => {

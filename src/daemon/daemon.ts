@@ -14,7 +14,7 @@ import { compileFilter } from '../filter/rsync-filter.js';
 import { KnownTarget } from '../local/known-target.js';
 import { isTempName } from '../local/temp-names.js';
 import { WarmSessionProvider } from '../remote/provider.js';
-import { createLogger, type Logger } from '../report/logger.js';
+import { createLogger, logLevelFromEnv, type Logger } from '../report/logger.js';
 import { readStatus, writeStatus } from '../state/status.js';
 import { acquireDaemonLock, ensureStateDir } from '../state/lock.js';
 import { PassScheduler } from './scheduler.js';
@@ -40,7 +40,7 @@ export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Pr
 }
 
 async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Promise<number> {
-  const logger = createLogger({ destination: 1 });
+  const logger = createLogger({ destination: 1, level: logLevelFromEnv() });
   const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
   const filter = compileFilter(settings.excludes);
   let abort = new AbortController();

@@ -4,7 +4,7 @@
  * printing, no worker threads) because the CLI starts once a minute.
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
-import { describeError, exitCodeOf } from '../errors.js';
+import { ConfigError, describeError, exitCodeOf } from '../errors.js';
 
 export type { Logger } from 'pino';
 
@@ -13,6 +13,17 @@ export interface LoggerOptions {
   readonly level?: string;
   /** A file descriptor (default 1, stdout) or a stream. */
   readonly destination?: number | DestinationStream;
+}
+
+/**
+ * XROAD_SYNC_LOG_LEVEL (info by default): `debug` adds a JSON record for each
+ * of the daemon's quiet passes (ok, nothing changed, left out of slave-sync.log).
+ */
+export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): 'debug' | 'info' | 'warn' | 'error' {
+  const level = env.XROAD_SYNC_LOG_LEVEL;
+  if (level === undefined || level === '') return 'info';
+  if (level === 'debug' || level === 'info' || level === 'warn' || level === 'error') return level;
+  throw new ConfigError(`XROAD_SYNC_LOG_LEVEL=${level} is not a log level`, { subject: 'XROAD_SYNC_LOG_LEVEL', hint: 'use debug, info, warn or error' });
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {

@@ -17,7 +17,8 @@
  *   --max-age` defaults to 300 s).
  * - After the flag file goes (`resume`), the next pass is logged and recorded.
  *
- * The JSON `pass` record on stdout (journald) stays one per pass.
+ * - The JSON `pass` record on stdout (journald) of a pass left out of the log
+ *   is emitted at level debug (XROAD_SYNC_LOG_LEVEL=debug shows it).
  */
 import { describeError } from '../errors.js';
 import type { PassResult } from '../pass/types.js';

@@ -38,18 +38,22 @@ export async function runReportedPass(
       : null;
   const reporter = makeReporter(log, { printItems: opts.printItems, printErrors: true, holdPlain: opts.quiet !== undefined });
   let result: PassResult | undefined;
+  let quietPass = false;
   try {
     result = await runPass(settings, provider, reporter, { signal: opts.signal, at: testHooksFromEnv(), lockWait: opts.lockWait, knownTarget: opts.knownTarget });
   } finally {
     const plain = result?.result === 'ok' && result.changedPaths.length === 0 && reporter.plain;
-    reporter.end(opts.quiet?.omitLog(plain) ?? false);
+    quietPass = opts.quiet?.omitLog(plain) ?? false;
+    reporter.end(quietPass);
     await log?.close();
   }
   // A pass that never got the lock did nothing: the pass that holds it reports and records its own result.
   if (isLockWait(result.error)) return result;
   const durationMs = result.finishedAt.getTime() - result.startedAt.getTime();
   const logger = opts.logger ?? createLogger({ destination: 1 });
-  logPass(logger, passRecord({ ...result, durationMs }));
+  // A quiet pass's record is debug: at a 1 s interval one per pass would be 86,400 journal lines a day.
+  if (quietPass) logger.debug(passRecord({ ...result, durationMs }));
+  else logPass(logger, passRecord({ ...result, durationMs }));
   // Also after a failed pass: a partial commit or a completed journal made these paths live.
   if (!settings.dryRun && result.changedPaths.length > 0) {
     for (const hint of await restartHintLines(result.changedPaths)) logger.info({ msg: hint });

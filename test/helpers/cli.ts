@@ -50,6 +50,8 @@ function cleanEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   if (!extra?.XROAD_SYNC_TEST_HOOK) delete env.XROAD_SYNC_TEST_HOOK;
   // Never the machine's /etc/default/xroad-sync: a test names its settings file, or none ('').
   env.XROAD_SYNC_SETTINGS = extra?.XROAD_SYNC_SETTINGS ?? '';
+  // Every daemon pass as a JSON record (quiet ones are debug): suites count passes by them.
+  env.XROAD_SYNC_LOG_LEVEL = extra?.XROAD_SYNC_LOG_LEVEL ?? 'debug';
   return env;
 }
 
