@@ -92,6 +92,7 @@ export async function demoCommand(): Promise<number> {
     delete env.XROAD_SYNC_TEST_HOOK;
     delete env.XROAD_SYNC_OPTS;
     env.XROAD_SYNC_SETTINGS = ''; // not this machine's /etc/default/xroad-sync either
+    env.XROAD_SYNC_LOG_LEVEL = 'debug'; // the tour shows every daemon pass, quiet ones too
     const t0 = Date.now();
     const child = spawn(process.execPath, self ? [self, ...args] : args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
