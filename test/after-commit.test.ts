@@ -91,4 +91,26 @@ describe('after a commit (real sshd)', () => {
     assert.equal(second.status, 0, describeRun(second));
     assert.equal(await readFile(hookOut, 'utf8'), 'untouched', 'the hook ran on a pass that changed nothing');
   });
+
+  it('takes restart rules from XROAD_SYNC_RESTART_RULES in the settings file; a malformed rule stops the pass before it changes anything', { timeout: 60_000 }, async () => {
+    const base = await makeTempDir('xs-restart-rules-');
+    scratch.push(base);
+    const [source, target, stateDir] = ['src', 'dst', 'state'].map((d) => path.join(base, d)) as [string, string, string];
+    await writeTree(source, { 'conf.d/local.ini': '[proxy]\n', 'conf.d/custom/extra.ini': 'x=1\n' });
+    await Promise.all([target, stateDir].map((d) => mkdir(d, { recursive: true })));
+    const settings = path.join(base, 'xroad-sync.default');
+
+    await writeFile(settings, 'XROAD_SYNC_RESTART_RULES="conf.d/custom/*.ini=xroad-custom; conf.d/local.ini="\n');
+    const run = await runSync({ master, source, target, stateDir, env: { XROAD_SYNC_SETTINGS: settings } });
+    assert.equal(run.status, 0, describeRun(run));
+    const hints = parseRecords(run.stdout).map((r) => String(r.msg)).filter((m) => m.startsWith('restart '));
+    assert.deepEqual(hints, ['restart xroad-custom to apply conf.d/custom/extra.ini'], 'the operator rules win over the built-in ones');
+
+    await writeFile(path.join(source, 'conf.d/local.ini'), '[proxy]\nchanged=1\n');
+    await writeFile(settings, 'XROAD_SYNC_RESTART_RULES="conf.d/*.ini"\n');
+    const bad = await runSync({ master, source, target, stateDir, env: { XROAD_SYNC_SETTINGS: settings } });
+    assert.equal(bad.status, 1, describeRun(bad));
+    assert.match(bad.stderr, /XROAD_SYNC_RESTART_RULES: restart rule "conf\.d\/\*\.ini" is not GLOB=SERVICE/, describeRun(bad));
+    assert.equal(await readFile(path.join(target, 'conf.d/local.ini'), 'utf8'), '[proxy]\n', 'nothing changed');
+  });
 });

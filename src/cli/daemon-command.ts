@@ -1,10 +1,12 @@
 /** `xroad-sync daemon`: resolve settings, then hand over to the daemon loop. */
 import { resolvePassSettings, type RawPassOptions } from '../config.js';
 import { runDaemon } from '../daemon/daemon.js';
+import { operatorRestartRules } from '../report/restart-hints.js';
 import { durationOption } from '../util/duration.js';
 
 export async function daemonCommand(raw: RawPassOptions & { interval?: string }): Promise<number> {
   const settings = resolvePassSettings(raw);
+  operatorRestartRules(); // a malformed rule stops the daemon at start, not every pass
   // 1 s by default: a no-change pass costs a few ms of CPU (README, Performance); after failures the
   // scheduler backs off to max(interval, 30 s). The guide's 60 s still works: --interval 60.
   const intervalMs = durationOption(raw.interval ?? '1', '--interval', { minMs: 500, maxMs: 86_400_000 });

@@ -73,10 +73,10 @@ export function applySettings(cmd: Command, env: NodeJS.ProcessEnv = process.env
 
 /**
  * Settings that modules read by name rather than as flags (the serverconf
- * replica's SERVERCONF_*): the file's value reaches them through the
+ * replica's SERVERCONF_*, the operator's XROAD_SYNC_RESTART_RULES): the file's value reaches them through the
  * environment, unless the environment already sets that name (it wins).
  */
-const VARIABLES_READ_BY_NAME = /^SERVERCONF_[A-Z_]+$/;
+const VARIABLES_READ_BY_NAME = /^(SERVERCONF_[A-Z_]+|XROAD_SYNC_RESTART_RULES)$/;
 
 function exportSettingVariables(vars: ReadonlyMap<string, { value: string }>, env: NodeJS.ProcessEnv): void {
   for (const [name, { value }] of vars) {

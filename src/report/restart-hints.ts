@@ -11,6 +11,8 @@
  * needs it, and a timer pass that changed nothing should not pay its load.
  */
 
+import { ConfigError } from '../errors.js';
+
 const ALL = ['xroad-proxy', 'xroad-signer', 'xroad-confclient', 'xroad-proxy-ui-api'];
 
 export interface RestartRule {
@@ -66,6 +68,21 @@ export function parseRestartRules(text: string): RestartRule[] {
     rules.push({ globs, services });
   }
   return rules;
+}
+
+/** The variable (environment, or the settings file through it) holding operator rules. */
+export const RESTART_RULES_VARIABLE = 'XROAD_SYNC_RESTART_RULES';
+
+/** The operator's rules, tried before the built-in ones; a malformed value is a configuration error naming it. */
+export function operatorRestartRules(env: NodeJS.ProcessEnv = process.env): RestartRule[] {
+  try {
+    return parseRestartRules(env[RESTART_RULES_VARIABLE] ?? '');
+  } catch (cause) {
+    throw new ConfigError(`${RESTART_RULES_VARIABLE}: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      subject: RESTART_RULES_VARIABLE,
+      hint: 'entries GLOB[,GLOB…]=SERVICE[ SERVICE…] separated by ";", e.g. conf.d/custom/*.ini=xroad-proxy',
+    });
+  }
 }
 
 /** Service → the changed paths that need it restarted. Paths no rule knows are listed under "unknown". */

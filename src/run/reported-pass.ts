@@ -3,6 +3,8 @@
  * restart hints, --on-change and status.json. Shared by `sync`, `resume
  * --now` and the daemon, so it lives beneath both.
  */
+import { lstatSync } from 'node:fs';
+import { join } from 'node:path';
 import type { PassSettings } from '../config.js';
 import { describeError, isLockWait } from '../errors.js';
 import { runPass } from '../pass.js';
@@ -10,7 +12,7 @@ import type { PassResult } from '../pass/types.js';
 import type { SourceProvider } from '../remote/types.js';
 import { createLogger, logPass, passRecord } from '../report/logger.js';
 import { RsyncLogFile } from '../report/rsync-log.js';
-import { restartHintLines } from '../report/restart-hints.js';
+import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
 import type { KnownTarget } from '../local/known-target.js';
 import type { LockWait } from '../state/lock.js';
 import { recordPass } from '../state/status.js';
@@ -32,6 +34,8 @@ export async function runReportedPass(
     quiet?: QuietPasses;
   },
 ): Promise<PassResult> {
+  // A malformed operator rule is a usage error before the pass changes anything.
+  const restartRules = operatorRestartRules();
   const log =
     settings.logFile && !settings.dryRun
       ? await RsyncLogFile.open(settings.logFile, { onWarning: (w) => process.stderr.write(`xroad-sync: ${w}\n`), lazy: opts.quiet !== undefined })
@@ -56,7 +60,7 @@ export async function runReportedPass(
   else logPass(logger, passRecord({ ...result, durationMs }));
   // Also after a failed pass: a partial commit or a completed journal made these paths live.
   if (!settings.dryRun && result.changedPaths.length > 0) {
-    for (const hint of await restartHintLines(result.changedPaths)) logger.info({ msg: hint });
+    for (const hint of await restartHintLines(filesOnly(settings.targetDir, result.changedPaths), restartRules)) logger.info({ msg: hint });
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
   }
   if (!settings.dryRun && !opts.quiet?.omitStatus(result)) {
@@ -65,4 +69,9 @@ export async function runReportedPass(
     );
   }
   return result;
+}
+
+/** Services read files: a directory's own change (new, mode, mtime) restarts nothing. Deleted paths count. */
+function filesOnly(targetDir: string, paths: readonly string[]): string[] {
+  return paths.filter((p) => !(lstatSync(join(targetDir, p), { throwIfNoEntry: false })?.isDirectory() ?? false));
 }
