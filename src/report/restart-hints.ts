@@ -71,7 +71,7 @@ export function parseRestartRules(text: string): RestartRule[] {
 }
 
 /** The variable (environment, or the settings file through it) holding operator rules. */
-export const RESTART_RULES_VARIABLE = 'XROAD_SYNC_RESTART_RULES';
+const RESTART_RULES_VARIABLE = 'XROAD_SYNC_RESTART_RULES';
 
 /** The operator's rules, tried before the built-in ones; a malformed value is a configuration error naming it. */
 export function operatorRestartRules(env: NodeJS.ProcessEnv = process.env): RestartRule[] {
