@@ -73,5 +73,12 @@ export async function runReportedPass(
 
 /** Services read files: a directory's own change (new, mode, mtime) restarts nothing. Deleted paths count. */
 function filesOnly(targetDir: string, paths: readonly string[]): string[] {
-  return paths.filter((p) => !(lstatSync(join(targetDir, p), { throwIfNoEntry: false })?.isDirectory() ?? false));
+  const isDir = (p: string): boolean => {
+    try {
+      return lstatSync(join(targetDir, p)).isDirectory();
+    } catch {
+      return false; // gone (ENOENT), or its parent is a file now (ENOTDIR): a deletion, which counts
+    }
+  };
+  return paths.filter((p) => !isDir(p));
 }
