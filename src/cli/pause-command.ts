@@ -84,7 +84,7 @@ async function pauseFileSync(ctx: PauseContext): Promise<string[]> {
   if (holder === undefined) {
     lines.push('no pass was running');
   } else {
-    const last = (await readStatus(ctx.stateDir)).lastPass;
+    const last = await passRecordedSince(ctx.stateDir, since);
     lines.push(`waited ${formatDuration(waitedMs)} for the running pass (pid ${holder.pid}) to ${outcomeOf(last, since)}`);
   }
   return lines;
@@ -116,6 +116,20 @@ async function daemonPassAfter(ctx: PauseContext, pid: number, since: number): P
     await new Promise((r) => setTimeout(r, 100));
   }
   return `the daemon (pid ${pid}) has not finished a pass yet; it runs one at once (xroad-sync status shows it)`;
+}
+
+/**
+ * A pass releases its lock, then records itself in status.json: give it a
+ * moment (bounded) so pause can say how it ended. A killed holder, or a
+ * daemon's quiet pass that status.json skips, leaves the plain "to end".
+ */
+async function passRecordedSince(stateDir: string, since: number, waitMs = 2_000): Promise<LastPass | null> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const last = (await readStatus(stateDir)).lastPass;
+    if ((last && Date.parse(last.finishedAt) >= since) || Date.now() >= deadline) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 function outcomeOf(last: LastPass | null, since: number): string {
