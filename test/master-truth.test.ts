@@ -321,7 +321,8 @@ describe('issue 9: master truth (real sshd)', () => {
     assert.match(readFileSync(hookOut, 'utf8'), /signer\/keyconf\.xml/);
   });
 
-  it('4c. after kill -9 mid-commit the rolling-forward pass itemizes, counts, hints and runs --on-change', T, async () => {
+  /** A synced slave whose next pass (local.ini and keyconf.xml changed) was killed after its second rename: a journal is pending. */
+  async function killedMidCommit(): Promise<Awaited<ReturnType<typeof workspace>>> {
     const ws = await workspace({
       'conf.d/local.ini': { content: '[proxy] v1\n', mtime: T0 },
       'signer/keyconf.xml': { content: '<v1/>\n', mtime: T0 },
@@ -330,6 +331,11 @@ describe('issue 9: master truth (real sshd)', () => {
     await writeTree(ws.source, { 'conf.d/local.ini': { content: '[proxy] v2\n', mtime: T0 + 1 }, 'signer/keyconf.xml': { content: '<v2/>\n', mtime: T0 + 1 } });
     const killed = await sync(ws, { env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' } });
     assert.equal(killed.signal, 'SIGKILL', describeRun(killed));
+    return ws;
+  }
+
+  it('4c. after kill -9 mid-commit the rolling-forward pass itemizes, counts, hints and runs --on-change', T, async () => {
+    const ws = await killedMidCommit();
     const hookOut = path.join(ws.base, 'hook.out');
     const next = await sync(ws, { args: ['--on-change', `cat > ${hookOut}`] });
     assert.equal(next.status, 0, describeRun(next));
@@ -343,14 +349,7 @@ describe('issue 9: master truth (real sshd)', () => {
   // ------------------------------------------------------------------ 5. dry run and check
 
   it('5. --dry-run reports a pending journal and changes nothing; check reports it and a stale lock', T, async () => {
-    const ws = await workspace({
-      'conf.d/local.ini': { content: '[proxy] v1\n', mtime: T0 },
-      'signer/keyconf.xml': { content: '<v1/>\n', mtime: T0 },
-    });
-    assert.equal((await sync(ws)).status, 0);
-    await writeTree(ws.source, { 'conf.d/local.ini': { content: '[proxy] v2\n', mtime: T0 + 1 }, 'signer/keyconf.xml': { content: '<v2/>\n', mtime: T0 + 1 } });
-    const killed = await sync(ws, { env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' } });
-    assert.equal(killed.signal, 'SIGKILL', describeRun(killed));
+    const ws = await killedMidCommit();
     const before = await readTree(ws.target);
     const journal = path.join(ws.stateDir, 'commit-journal.json');
     assert.ok(existsSync(journal));

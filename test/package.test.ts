@@ -11,7 +11,6 @@
  * CI=true. Every child process is bounded.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants, existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -21,6 +20,7 @@ import { SAMPLE_EXCLUDED, writeSampleTree } from '../src/serve/sample-tree.js';
 import { IN_CI, skipOrFailInCI, skipUnlessCI } from './helpers/components.js';
 import { obj, syncArgs, withoutPaths } from './helpers/run-sync.js';
 import { makeTempDir, readTree, startMaster, type TestMaster } from './helpers/sshd.js';
+import { runCommand } from './helpers/command.js';
 
 /** dist/test/package.test.js → the repository root. */
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -44,20 +44,7 @@ interface Run {
 
 /** Async (an embedded fallback master lives in this process), SIGKILLed after `timeoutMs`. */
 function run(cmd: string, args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Run> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd ?? REPO, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-    child.once('error', (err) => (clearTimeout(timer), reject(new Error(`${cmd}: ${err.message}`))));
-    child.once('close', (status, signal) => {
-      clearTimeout(timer);
-      resolve({ status, signal, stdout, stderr, ms: Date.now() - started });
-    });
-  });
+  return runCommand(cmd, args, { cwd: opts.cwd ?? REPO, env: opts.env ?? process.env, timeoutMs: opts.timeoutMs });
 }
 
 function describeRunOf(what: string, r: Run): string {

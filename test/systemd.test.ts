@@ -27,6 +27,7 @@ import { SAMPLE_CHANGED_FILE, SAMPLE_EXCLUDED, writeSampleTree } from '../src/se
 import { skipUnlessCI } from './helpers/components.js';
 import { obj, withoutPaths } from './helpers/run-sync.js';
 import { makeTempDir, readTree, startMaster, type TestMaster } from './helpers/sshd.js';
+import { runCommand } from './helpers/command.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
@@ -41,16 +42,7 @@ interface Run {
 }
 
 function run(cmd: string, args: readonly string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: '/', env: opts.env ?? { PATH: SYSTEM_PATH, LANG: 'C.UTF-8' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-    child.once('error', (err) => (clearTimeout(timer), reject(new Error(`${cmd}: ${err.message}`))));
-    child.once('close', (status) => (clearTimeout(timer), resolve({ status, stdout, stderr })));
-  });
+  return runCommand(cmd, args, { cwd: '/', env: opts.env ?? { PATH: SYSTEM_PATH, LANG: 'C.UTF-8' }, timeoutMs: opts.timeoutMs });
 }
 
 function shown(what: string, r: Run): string {

@@ -16,9 +16,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { leftoverTemps } from '../helpers/run-sync.js';
-import { startMaster, type TestMaster } from '../helpers/sshd.js';
+import { suiteMaster, type TestMaster } from '../helpers/sshd.js';
 import { differences, inProcessPasses, journalOf, quickSnapshot, Scratch, withoutExcluded } from './helpers.js';
 
 const PASSES = Math.max(1, Number(process.env.XROAD_SYNC_LIVE_PASSES ?? 200));
@@ -88,16 +88,9 @@ process.stdout.write(String(ops));
 `;
 
 describe('faults: live master', () => {
-  let master: TestMaster;
+  let master!: TestMaster;
   const scratch = new Scratch();
-
-  before(async () => {
-    master = await startMaster();
-  });
-  after(async () => {
-    await master?.stop();
-    await scratch.cleanup();
-  });
+  suiteMaster((m) => (master = m), { afterAll: () => scratch.cleanup() });
 
   it(`${PASSES} passes while a writer rewrites, renames and deletes master files; then two quiet passes converge`, T, async () => {
     const ws = await scratch.workspace('xroad-sync-live-');

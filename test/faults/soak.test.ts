@@ -13,9 +13,9 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { chmod, lutimes, mkdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { leftoverTemps } from '../helpers/run-sync.js';
-import { startMaster, type TestMaster } from '../helpers/sshd.js';
+import { suiteMaster, type TestMaster } from '../helpers/sshd.js';
 import { differences, expectedTree, inProcessPasses, journalOf, prng, quickSnapshot, Scratch, seedFromEnv, snapshot, withoutExcluded, type Snapshot } from './helpers.js';
 import { T0, writeSpec } from './trees.js';
 
@@ -168,16 +168,9 @@ class Churn {
 }
 
 describe('soak: passes with random churn on the master', () => {
-  let master: TestMaster;
+  let master!: TestMaster;
   const scratch = new Scratch();
-
-  before(async () => {
-    master = await startMaster();
-  });
-  after(async () => {
-    await master?.stop();
-    await scratch.cleanup();
-  });
+  suiteMaster((m) => (master = m), { afterAll: () => scratch.cleanup() });
 
   it(`${PASSES} in-process passes over one warm session: target == master minus excludes after each`, T, async () => {
     const seed = seedFromEnv('XROAD_SYNC_SOAK_SEED');
