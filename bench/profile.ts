@@ -17,7 +17,8 @@
  * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu,daemon,daemon-process,
  * PROFILE_CPU_TREES=realistic,large, PROFILE_KEEP=1 (copy the .cpuprofile files to bench/results/);
  * section 6: PROFILE_DAEMON_S (30), PROFILE_INTERVAL (1), PROFILE_DAEMON_WARMUP_S (0), PROFILE_DAEMON_PROF=0
- * (no sampler: /proc's CPU is the daemon's own), PROFILE_NODE_FLAGS, PROFILE_DAEMON_STDOUT=file.
+ * (no sampler: /proc's CPU is the daemon's own), PROFILE_NODE_FLAGS, PROFILE_DAEMON_STDOUT=file,
+ * PROFILE_EXE=dist/exe/xroad-sync (the single executable instead of node + dist; node flags then go in NODE_OPTIONS).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -280,7 +281,10 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const started = performance.now();
   // PROFILE_DAEMON_ENV="K=V …": extra environment for the daemon (e.g. MALLOC_ARENA_MAX=2).
   const extraEnv = Object.fromEntries((process.env.PROFILE_DAEMON_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.split('=')[0]!, kv.slice(kv.indexOf('=') + 1)]));
-  const child = spawn(process.execPath, args, { env: { ...serviceEnv(), ...extraEnv }, stdio: ['ignore', 'pipe', 'inherit'] });
+  // PROFILE_EXE=path: run the single executable as shipped (its execArgv instead of main.ts's interpreter line).
+  const exe = process.env.PROFILE_EXE;
+  const [command, argv] = exe ? [exe, args.slice(args.indexOf(CLI) + 1)] : [process.execPath, args];
+  const child = spawn(command, argv, { env: { ...serviceEnv(), ...extraEnv }, stdio: ['ignore', 'pipe', 'inherit'] });
   let passes = 0;
   const keepStdout = process.env.PROFILE_DAEMON_STDOUT; // a file for the daemon's stdout (e.g. with PROFILE_NODE_FLAGS=--trace-gc)
   child.stdout.setEncoding('utf8').on('data', (c: string) => {

@@ -6,7 +6,8 @@
  * left behind replays it: every operation is idempotent, so rolling forward
  * from any point yields the complete new state.
  */
-import { readFile, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
+import { readSmallFile } from '../util/small-file.js';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
@@ -77,7 +78,7 @@ export async function recoverJournal(
   replay: (ops: readonly CommitOp[]) => Promise<unknown>,
 ): Promise<Recovery> {
   const path = journalPath(stateDir);
-  const text = await readFile(path, 'utf8').catch(() => null);
+  const text = readSmallFile(path);
   if (text === null) return { kind: 'none' };
   let doc: JournalDoc;
   try {
@@ -103,7 +104,7 @@ export async function recoverJournal(
 
 /** A journal left by an interrupted commit, without touching it (dry runs, `check`). */
 export async function pendingJournal(stateDir: string, target: string): Promise<{ createdAt: string; operations: number } | null> {
-  const text = await readFile(journalPath(stateDir), 'utf8').catch(() => null);
+  const text = readSmallFile(journalPath(stateDir));
   if (text === null) return null;
   try {
     const doc = JSON.parse(text) as JournalDoc;

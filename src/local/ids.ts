@@ -8,8 +8,9 @@
  * them the numeric id is used, as rsync does for a name it cannot resolve.
  * On a security server `xroad` is a local system user, which is what matters.
  */
-import { readFile } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import type { IdMapping } from '../plan/types.js';
+import { readSmallFile } from '../util/small-file.js';
 
 /** The reverse direction: id -> name, for showing local entries. */
 export interface IdNames {
@@ -47,21 +48,31 @@ export function parseIdFile(text: string): IdTable {
   return { byName, byId };
 }
 
+/**
+ * Parsed files by path, kept while the file's identity (inode, size, mtime
+ * and ctime in ns) is the same: a daemon asks every second, and useradd,
+ * vipw and package scripts all replace or rewrite the file, changing it.
+ */
+const parsed = new Map<string, { readonly stamp: string; readonly table: IdTable }>();
+
 /** A missing or unreadable file counts as empty: names then fall back to numbers. */
-async function readIdFile(path: string): Promise<IdTable> {
-  try {
-    return parseIdFile(await readFile(path, 'utf8'));
-  } catch {
-    return parseIdFile('');
-  }
+function readIdFile(path: string): IdTable {
+  const stamp = fileStamp(path);
+  const cached = parsed.get(path);
+  if (cached && stamp !== null && cached.stamp === stamp) return cached.table;
+  const table = parseIdFile(readSmallFile(path) ?? '');
+  if (stamp === null) parsed.delete(path);
+  else parsed.set(path, { stamp, table });
+  return table;
 }
 
-async function readBoth(files: IdFiles): Promise<{ users: IdTable; groups: IdTable }> {
-  const [users, groups] = await Promise.all([
-    readIdFile(files.passwd ?? '/etc/passwd'),
-    readIdFile(files.group ?? '/etc/group'),
-  ]);
-  return { users, groups };
+function fileStamp(path: string): string | null {
+  const st = statSync(path, { bigint: true, throwIfNoEntry: false });
+  return st ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : null;
+}
+
+function readBoth(files: IdFiles): { users: IdTable; groups: IdTable } {
+  return { users: readIdFile(files.passwd ?? '/etc/passwd'), groups: readIdFile(files.group ?? '/etc/group') };
 }
 
 /** The groups this process may give files: supplementary plus real and effective (as rsync's is_in_group()). */
@@ -81,7 +92,7 @@ export interface LocalIds {
 }
 
 export async function loadLocalIds(files: IdFiles = {}): Promise<LocalIds> {
-  const { users, groups } = await readBoth(files);
+  const { users, groups } = readBoth(files);
   return {
     mapping: { asRoot: process.getuid?.() === 0, uidByName: users.byName, gidByName: groups.byName, memberGids: ownGroups() },
     names: { userById: users.byId, groupById: groups.byId },

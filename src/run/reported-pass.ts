@@ -56,8 +56,8 @@ export async function runReportedPass(
   const durationMs = result.finishedAt.getTime() - result.startedAt.getTime();
   const logger = opts.logger ?? createLogger({ destination: 1 });
   // A quiet pass's record is debug: at a 1 s interval one per pass would be 86,400 journal lines a day.
-  if (quietPass) logger.debug(passRecord({ ...result, durationMs }));
-  else logPass(logger, passRecord({ ...result, durationMs }));
+  if (!quietPass) logPass(logger, passRecord({ ...result, durationMs }));
+  else if (logger.isLevelEnabled('debug')) logger.debug(passRecord({ ...result, durationMs }));
   // Also after a failed pass: a partial commit or a completed journal made these paths live.
   if (!settings.dryRun && result.changedPaths.length > 0) {
     for (const hint of await restartHintLines(filesOnly(settings.targetDir, result.changedPaths), restartRules)) logger.info({ msg: hint });

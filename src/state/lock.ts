@@ -6,12 +6,16 @@
  * process with that pid, start time and boot id lives, so a lock left by a
  * pass killed before a reboot (its pid now another process's) is taken over
  * at once, with one notice. Node has no flock(2); this needs no native code.
+ *
+ * The file operations are synchronous: a handful of local system calls per
+ * pass, where the async versions would each be a trip through libuv's pool
+ * (a daemon takes the pass lock every second).
  */
-import { readFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LocalIoError, LockHeldError, LockWaitInterruptedError, errnoOf } from '../errors.js';
+import { readSmallFile } from '../util/small-file.js';
 
 export interface Lock {
   readonly path: string;
@@ -43,13 +47,15 @@ const POLL_MS = 50;
 const WAIT_NOTICE_MS = 1000;
 
 export async function ensureStateDir(stateDir: string): Promise<void> {
-  await mkdir(stateDir, { recursive: true, mode: 0o750 }).catch((cause) => {
+  try {
+    mkdirSync(stateDir, { recursive: true, mode: 0o750 });
+  } catch (cause) {
     throw new LocalIoError(`cannot create the state directory ${stateDir}`, {
       subject: stateDir,
       cause,
       hint: 'create it owned by the sync user, or pass --state-dir',
     });
-  });
+  }
 }
 
 export const passLockPath = (stateDir: string): string => join(stateDir, 'sync.lock');
@@ -84,13 +90,13 @@ async function takeLock(path: string, purpose: string, wait: LockWait, held: (ho
   let told = false;
   for (;;) {
     if (wait.signal?.aborted) throw new LockWaitInterruptedError(`stopped while waiting for ${path}; nothing was changed`, { subject: path });
-    const mine = await tryCreate(path, purpose);
+    const mine = tryCreate(path, purpose);
     if (mine) return mine;
-    const text = await readFile(path, 'utf8').catch(() => null);
+    const text = readSmallFile(path);
     if (text === null) continue; // released between our create and our read
     const holder = parseHolder(text);
     if (holder === undefined || !holderIsLive(holder)) {
-      await takeOver(path, text, holder, wait);
+      takeOver(path, text, holder, wait);
       continue;
     }
     const waited = Date.now() - started;
@@ -109,33 +115,39 @@ async function takeLock(path: string, purpose: string, wait: LockWait, held: (ho
  * fails if the name exists). A reader never sees an empty lock and takes it
  * for a dead holder's.
  */
-async function tryCreate(path: string, purpose: string): Promise<Lock | undefined> {
+function tryCreate(path: string, purpose: string): Lock | undefined {
   const content = JSON.stringify({ ...ownIdentity(), purpose, since: new Date().toISOString() }) + '\n';
   const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    await writeFile(temp, content, { mode: 0o644, flag: 'wx' });
-    await link(temp, path);
+    writeFileSync(temp, content, { mode: 0o644, flag: 'wx' });
+    linkSync(temp, path);
   } catch (err) {
     if (errnoOf(err) === 'EEXIST') return undefined;
     throw new LocalIoError(`cannot create the lock file ${path}`, { subject: path, cause: err });
   } finally {
-    await unlink(temp).catch(() => undefined);
+    unlinkQuietly(temp);
   }
   return {
     path,
     // Only our own lock: never a successor's, should ours have been taken over.
     release: async () => {
-      const now = await readFile(path, 'utf8').catch(() => null);
-      if (now === content) await unlink(path).catch(() => undefined);
+      if (readSmallFile(path) === content) unlinkQuietly(path);
     },
   };
 }
 
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
 /** Remove a dead holder's lock, unless it changed hands since we read it. */
-async function takeOver(path: string, text: string, holder: LockHolder | undefined, wait: LockWait): Promise<void> {
-  const again = await readFile(path, 'utf8').catch(() => null);
-  if (again !== text) return;
-  await unlink(path).catch(() => undefined);
+function takeOver(path: string, text: string, holder: LockHolder | undefined, wait: LockWait): void {
+  if (readSmallFile(path) !== text) return;
+  unlinkQuietly(path);
   wait.onTakeover?.(
     holder === undefined
       ? `took over ${path}: it did not name a holder`
@@ -145,7 +157,7 @@ async function takeOver(path: string, text: string, holder: LockHolder | undefin
 
 /** The holder of a lock file if it is alive, else undefined. */
 export async function liveHolder(path: string): Promise<LockHolder | undefined> {
-  const text = await readFile(path, 'utf8').catch(() => null);
+  const text = readSmallFile(path);
   const holder = text === null ? undefined : parseHolder(text);
   return holder && holderIsLive(holder) ? holder : undefined;
 }
@@ -213,8 +225,11 @@ interface Identity {
   readonly boot: string;
 }
 
+/** Read once: a process's pid, start time and boot never change (a daemon takes the lock every second). */
+let cachedOwnIdentity: (Partial<Identity> & { pid: number }) | undefined;
 function ownIdentity(): Partial<Identity> & { pid: number } {
-  return processIdentity(process.pid) ?? { pid: process.pid };
+  cachedOwnIdentity ??= processIdentity(process.pid) ?? { pid: process.pid };
+  return cachedOwnIdentity;
 }
 
 function processIdentity(pid: number): Identity | undefined {

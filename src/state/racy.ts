@@ -9,11 +9,11 @@
  * means "unknown": every file whose quick check matches is fetched again
  * once and compared, a refetch, never a wrong result.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { LocalIoError } from '../errors.js';
 import type { Entry, Tree } from '../tree.js';
+import { readSmallFile } from '../util/small-file.js';
 
 const VERSION = 1;
 type Listed = readonly [size: number, mtime: number];
@@ -37,7 +37,7 @@ export class RacyFiles {
   ) {}
 
   static async load(stateDir: string, target: string): Promise<RacyFiles> {
-    const text = await readFile(racyFilesPath(stateDir), 'utf8').catch(() => null);
+    const text = readSmallFile(racyFilesPath(stateDir));
     let known: Map<string, Listed> | null = null;
     try {
       const doc = text === null ? null : (JSON.parse(text) as RacyDoc);

@@ -1,0 +1,17 @@
+/**
+ * The state and id files (locks, journal, racy-file record, /etc/passwd,
+ * /etc/group) are a few KB and local. They are read synchronously: an async
+ * readFile is four trips through libuv's thread pool (open, fstat, read,
+ * close), which for a daemon polling every second cost more CPU than the
+ * reads themselves.
+ */
+import { readFileSync } from 'node:fs';
+
+/** The file's text, or null when it is missing or cannot be read (callers treat both as "no record"). */
+export function readSmallFile(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+}
