@@ -20,7 +20,7 @@ import path from 'node:path';
 import type { TestMaster } from '../test/helpers/sshd.js';
 import type { MasterCpu } from './master.js';
 import { median, percentile, serviceEnv } from './measure.js';
-import { CLI, interpreterFlags, passArgs, rsyncArgs, type ToolDirs } from './tools.js';
+import { CLI, EXE, interpreterFlags, passArgs, rsyncArgs, type ToolDirs } from './tools.js';
 import { BASE_MTIME, buildTree, writeBenchTree } from './tree.js';
 
 const CLK_TCK = 100; // USER_HZ on Linux
@@ -214,8 +214,10 @@ interface Daemon {
 }
 
 function startDaemon(master: TestMaster, source: string, dirs: ToolDirs, intervalS: number | null): Daemon {
-  const args = [...interpreterFlags(CLI), CLI, 'daemon', ...passArgs(master, source, dirs, flagFileOf(dirs)), ...(intervalS === null ? [] : ['--interval', String(intervalS)])];
-  const child = spawn(process.execPath, args, { env: serviceEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['daemon', ...passArgs(master, source, dirs, flagFileOf(dirs)), ...(intervalS === null ? [] : ['--interval', String(intervalS)])];
+  // BENCH_DAEMON=exe: the single executable as shipped (`npm run exe`); else node + dist with main.ts's flags.
+  const [command, argv] = process.env.BENCH_DAEMON === 'exe' ? [EXE, args] : [process.execPath, [...interpreterFlags(CLI), CLI, ...args]];
+  const child = spawn(command, argv, { env: serviceEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   const d: Daemon = { child, dirs, ok: 0, failed: 0, stderr: '' };
   let partial = '';
   // Count pass records as they come; keep nothing else (a long run prints one line per pass).

@@ -73,7 +73,8 @@ export function rsyncOrder(paths: Iterable<string>, isDir: (path: string) => boo
     list.push(p);
   }
   const out: string[] = [];
-  const byteCompare = (a: string, b: string): number => compareNames(baseName(a), baseName(b));
+  // Siblings share their parent's path, so comparing whole paths compares their names (no slicing per comparison).
+  const byteCompare = compareNames;
   const visit = (dir: string): void => {
     const kids = children.get(dir);
     if (!kids) return;

@@ -511,13 +511,13 @@ for (const kind of ['openssh', 'embedded'] as const) describe(`SftpSource agains
 
 // ---------------------------------------------------------------- a master no honest server is
 
-type FakeName = { filename: string; longname?: string; mode?: number; size?: number };
+type FakeName = { filename: string; longname?: string; mode?: number; size?: number; uid?: number; gid?: number };
 
 /** An SftpSession whose "server" answers from a table, to send what OpenSSH never would. */
 function fakeSession(listing: Record<string, FakeName[]>, fileSize = 0): SftpSession & { maxOutstandingReads: number } {
   let outstandingReads = 0;
   const handles = new Map<string, { dir: string; served: boolean }>();
-  const attrs = (n: FakeName) => ({ mode: n.mode ?? 0o100644, size: n.size ?? 1, uid: 0, gid: 0, atime: 1, mtime: 1 });
+  const attrs = (n: FakeName) => ({ mode: n.mode ?? 0o100644, size: n.size ?? 1, uid: n.uid ?? 0, gid: n.gid ?? 0, atime: 1, mtime: 1 });
   const sftp = {
     lstat: (_p: string, cb: (e: Error | undefined, a: unknown) => void) => cb(undefined, attrs({ filename: '', mode: 0o040755 })),
     opendir: (p: string, cb: (e: Error | undefined, h: Buffer) => void) => {
@@ -578,7 +578,7 @@ describe('SftpSource against a hostile master', () => {
   it('accepts a 255-byte name and parses owner names from longname', T, async () => {
     const name = 'é'.repeat(127) + 'x';
     const source = new SftpSource(
-      fakeSession({ '': [{ filename: name, longname: `-rw-r----- 1 xroad xroad 1 Nov 28 15:58 ${name}` }, { filename: 'n', longname: '-rw-r----- 1 999 998 1 Nov 28 15:58 n' }] }),
+      fakeSession({ '': [{ filename: name, longname: `-rw-r----- 1 xroad xroad 1 Nov 28 15:58 ${name}` }, { filename: 'n', longname: '-rw-r----- 1 999 998 1 Nov 28 15:58 n', uid: 999, gid: 998 }] }),
       '/src',
     );
     const tree = await source.scan(noFilter);

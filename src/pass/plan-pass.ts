@@ -10,6 +10,7 @@ import type { PassSettings, TransferLimits } from '../config.js';
 import { pendingJournal } from '../commit/journal.js';
 import { InterruptedError, MasterChangedError, SafetyValveError, TransferError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
+import type { Filter } from '../filter/types.js';
 import { loadLocalIds } from '../local/ids.js';
 import { scanTarget } from '../local/scan.js';
 import { planChanges } from '../plan/plan.js';
@@ -51,7 +52,7 @@ export interface PlannedPass {
  */
 export async function planPass(ctx: PassContext, { preview }: { preview: boolean }): Promise<PlannedPass> {
   const { settings, source, reporter, hooks } = ctx;
-  const filter = compileFilter(settings.excludes);
+  const filter = filterFor(settings.excludes);
   reporter.receivingFileList();
   // The id files are read once: names for the target scan, the mapping for the planner.
   const localIds = loadLocalIds();
@@ -87,6 +88,14 @@ export async function planPass(ctx: PassContext, { preview }: { preview: boolean
   await hooks.at?.('planned');
   const racy = racyFiles && { from: racyFrom, files: racyFiles, now: RacyFiles.of(sourceTree, racyFrom) };
   return { plan, sourceTree, targetTree: targetScan.tree, racy };
+}
+
+/** A daemon plans with the same settings every second: its excludes are compiled once. */
+const compiledFilters = new WeakMap<readonly string[], Filter>();
+function filterFor(excludes: readonly string[]): Filter {
+  let filter = compiledFilters.get(excludes);
+  if (!filter) compiledFilters.set(excludes, (filter = compileFilter(excludes)));
+  return filter;
 }
 
 /** One warning per pass, naming a few of the entries. */

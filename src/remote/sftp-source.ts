@@ -68,12 +68,35 @@ function sftpCode(err: unknown): unknown {
   return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
 }
 
+interface OwnerNames {
+  readonly owner?: string;
+  readonly group?: string;
+}
+
 /** OpenSSH's longname is `ls -l` style: "-rw-r----- 1 xroad xroad 1230 Nov 28 15:58 name"; numeric fields mean "no name". */
-function ownerNames(longname: string): { owner?: string; group?: string } {
+function ownerNames(longname: string): OwnerNames {
   // One match of the nine fields instead of split(): a daemon lists every entry every second.
   const fields = LONGNAME_OWNERS.exec(longname);
   if (!fields) return {};
   return { owner: named(fields[1]!), group: named(fields[2]!) };
+}
+
+/**
+ * The names of each (uid, gid) pair, parsed from the first longname that
+ * carries them: sftp-server names an id the same way for every entry of a
+ * listing (it caches getpwuid/getgrgid itself), and a daemon lists every
+ * entry every second.
+ */
+class OwnerNameCache {
+  private readonly byUid = new Map<number, Map<number, OwnerNames>>();
+
+  namesOf(uid: number, gid: number, longname: string): OwnerNames {
+    let byGid = this.byUid.get(uid);
+    if (!byGid) this.byUid.set(uid, (byGid = new Map()));
+    let names = byGid.get(gid);
+    if (!names) byGid.set(gid, (names = ownerNames(longname)));
+    return names;
+  }
 }
 const LONGNAME_OWNERS = /^\S*\s+\S*\s+(\S*)\s+(\S*)\s+\S*\s+\S*\s+\S*\s+\S*\s+/;
 const named = (field: string): string | undefined => (/^\d+$/.test(field) ? undefined : field);
@@ -161,7 +184,8 @@ export class SftpSource implements MasterSource {
     }
     tree.set('', { path: '', type: 'dir', mode: rootAttrs.mode & 0o7777, size: 0, mtime: rootAttrs.mtime, uid: rootAttrs.uid, gid: rootAttrs.gid });
     const pool = new TaskPool(this.opts.dirConcurrency);
-    const visit = (dir: string): void => pool.add(() => this.scanDir(dir, filter, tree, visit, pool, notes));
+    const owners = new OwnerNameCache();
+    const visit = (dir: string): void => pool.add(() => this.scanDir(dir, filter, tree, visit, pool, owners, notes));
     visit('');
     await pool.done;
     return tree;
@@ -173,6 +197,7 @@ export class SftpSource implements MasterSource {
     tree: Map<string, Entry>,
     visit: (dir: string) => void,
     pool: TaskPool,
+    owners: OwnerNameCache,
     notes: ScanNotes | undefined,
   ): Promise<void> {
     const names = await this.listDir(dir);
@@ -182,7 +207,7 @@ export class SftpSource implements MasterSource {
       if (item.filename === '.') listedDot = true;
       if (item.filename === '.' || item.filename === '..') continue;
       checkName(item.filename, this.remotePath(dir));
-      const entry = this.entryFrom(dir, item);
+      const entry = this.entryFrom(dir, item, owners);
       if (filter.isExcluded(entry.path, entry.type === 'dir')) continue;
       if (Buffer.byteLength(entry.path) > MAX_PATH_BYTES) {
         // A fabricated or cyclic listing would otherwise grow paths (and memory) without end.
@@ -247,14 +272,19 @@ export class SftpSource implements MasterSource {
     return out;
   }
 
-  private entryFrom(dir: string, item: FileEntry): Entry {
+  private entryFrom(dir: string, item: FileEntry, owners: OwnerNameCache): Entry {
     const path = joinRel(dir, item.filename);
     const { mode, size, mtime, uid, gid } = item.attrs;
     if (!(validAttr(mode) && validAttr(size) && validAttr(mtime) && validAttr(uid) && validAttr(gid))) {
       throw new ProtocolError(`the master sent incomplete attributes for ${quote(path)}`, { subject: path });
     }
     const type = TYPE_BY_FORMAT.get(mode & S_IFMT) ?? 'other';
-    return { path, type, mode: mode & 0o7777, size: type === 'file' ? size : 0, mtime, uid, gid, ...ownerNames(item.longname) };
+    const { owner, group } = owners.namesOf(uid, gid, item.longname);
+    const entry: { -readonly [K in keyof Entry]: Entry[K] } = { path, type, mode: mode & 0o7777, size: type === 'file' ? size : 0, mtime, uid, gid };
+    // Only the names the master gave: an absent name is an absent key, not `undefined`.
+    if (owner !== undefined) entry.owner = owner;
+    if (group !== undefined) entry.group = group;
+    return entry;
   }
 
   private async readLink(entry: Entry, tree: Map<string, Entry>): Promise<void> {
