@@ -18,7 +18,8 @@
  * PROFILE_CPU_TREES=realistic,large, PROFILE_KEEP=1 (copy the .cpuprofile files to bench/results/);
  * section 6: PROFILE_DAEMON_S (30), PROFILE_INTERVAL (1), PROFILE_DAEMON_WARMUP_S (0), PROFILE_DAEMON_PROF=0
  * (no sampler: /proc's CPU is the daemon's own), PROFILE_NODE_FLAGS, PROFILE_DAEMON_STDOUT=file,
- * PROFILE_EXE=dist/exe/xroad-sync (the single executable instead of node + dist; node flags then go in NODE_OPTIONS).
+ * PROFILE_EXE=dist/exe/xroad-sync (the single executable instead of node + dist; node flags then go in NODE_OPTIONS),
+ * PROFILE_SAMPLE_US (the sampler's interval, default 1000).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -272,7 +273,7 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   // PROFILE_DAEMON_PROF=0: no sampler, so /proc's CPU per pass is the daemon's own.
   const profiled = process.env.PROFILE_DAEMON_PROF !== '0';
   // As /usr/bin/xroad-sync runs it: with the node flags of main.ts's interpreter line (the executable's execArgv).
-  const args = [...interpreterFlags(CLI), ...(process.env.PROFILE_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '1000'] : []), CLI, 'daemon', '--interval', interval,
+  const args = [...interpreterFlags(CLI), ...(process.env.PROFILE_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', process.env.PROFILE_SAMPLE_US ?? '1000'] : []), CLI, 'daemon', '--interval', interval,
     '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user, '--identity', master.identity,
     '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target, '--state-dir', state,
     '--log-file', path.join(work, 'daemon-proc.log'), '--flag-file', path.join(work, 'daemon-proc-flag', 'sync-disabled')];

@@ -56,6 +56,21 @@ describe('planner', () => {
     assert.deepEqual(plan(t, t).changes, []);
   });
 
+  it('the in-step shortcut (no sorting) agrees with the full planner at its edges', () => {
+    // As many entries on each side, but not the same paths: a fetch and a deletion, not "in step".
+    assert.deepEqual(summary(plan(tree({ 'a.ini': {} }), tree({ 'b.ini': {} })).changes), ['fetch a.ini', 'delete b.ini']);
+    // A master special (skipped) where the slave has a file: nothing to do, and the file is not deleted.
+    const special = plan(tree({ fifo: { type: 'other' }, 'x.ini': {} }), tree({ fifo: {}, 'x.ini': {} }));
+    assert.deepEqual(special.changes, []);
+    assert.equal(special.sourceFiles, 1);
+    assert.equal(special.targetFiles, 2);
+    // A type change alone, same paths and sizes: replaced.
+    assert.deepEqual(summary(plan(tree({ d: { type: 'dir' } }), tree({ d: {} })).changes), ['delete! d', 'mkdir d']);
+    // An in-step tree's summary counts are those of the full plan.
+    const t = tree({ 'a/': {}, 'a/f': { size: 7 }, l: { type: 'symlink', linkTarget: 'a/f' } });
+    assert.deepEqual({ ...plan(t, t), changes: undefined }, { changes: undefined, totalSize: 7 + 3, sourceFiles: 1, targetFiles: 1, keptNonEmpty: [] });
+  });
+
   it('fetches on size or mtime difference (quick check) and only sets attributes otherwise', () => {
     const src = tree({ size: { size: 11 }, time: { mtime: 2000 }, perm: { mode: 0o600 }, same: {} });
     const dst = tree({ size: {}, time: {}, perm: {}, same: {} });

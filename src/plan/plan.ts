@@ -23,6 +23,10 @@ export interface PlanInput {
 
 export function planChanges(input: PlanInput): Plan {
   const { source, target } = input;
+  if (inStep(input)) {
+    // The daemon's every-second case: no change to order, so no sorting and no deletion walk.
+    return { changes: [], totalSize: totalSizeOf(source), sourceFiles: countFiles(source), targetFiles: countFiles(target), keptNonEmpty: [] };
+  }
   const changes: Change[] = [];
   const deletions = new DeletionPlanner(input);
   const isSourceDir = (p: string): boolean => source.get(p)?.type === 'dir';
@@ -44,6 +48,23 @@ export function planChanges(input: PlanInput): Plan {
     targetFiles: countFiles(target),
     keptNonEmpty: deletions.kept(),
   };
+}
+
+/**
+ * True when the full planner would find nothing to do: every master entry
+ * has a twin of its type needing no change, and the target holds nothing
+ * else (so nothing to delete, and no directory kept for excluded content).
+ */
+function inStep({ source, target, ids, suspect }: PlanInput): boolean {
+  if (source.size !== target.size) return false;
+  for (const want of source.values()) {
+    const have = target.get(want.path);
+    if (!have) return false;
+    // Devices and specials are skipped, and a target entry at their path is not deleted.
+    if (want.type !== 'other' && changeFor(want, have, ids, suspect) !== null) return false;
+  }
+  // As many entries on each side, each master path present in the target: the same paths.
+  return true;
 }
 
 /** A rename can replace a file or symlink in one step; a directory on either side must go first. */
