@@ -197,10 +197,14 @@ export interface PropagationResult {
   readonly idle: {
     readonly seconds: number;
     /** Per daemon: % of one core over the idle period, passes run, CPU per pass. */
-    readonly daemons: Array<{ cpuPct: number; passes: number; cpuPerPassMs: number | null }>;
+    readonly daemons: Array<{ cpuPct: number; passes: number; cpuPerPassMs: number | null; passWallMs: number | null }>;
     /** sshd session processes (internal-sftp runs inside them) for all N daemons together, % of one core. */
     readonly masterCpuPct: number | null;
+    /** The same, per pass of any daemon. */
+    readonly masterCpuPerPassMs: number | null;
   };
+  /** While the changes were made: each daemon's and the master's CPU, % of one core. */
+  readonly changing: { readonly seconds: number; readonly daemonCpuPct: number[]; readonly masterCpuPct: number | null };
   /** Per daemon at the end: RSS and peak RSS, MB; passes in all. */
   readonly daemons: Array<{ rssMb: number | null; peakMb: number | null; passes: number; failedPasses: number }>;
 }
@@ -211,6 +215,9 @@ interface Daemon {
   ok: number;
   failed: number;
   stderr: string;
+  /** Wall time of each pass while `timing` is set (the idle window), ms. */
+  timing: boolean;
+  readonly durations: number[];
 }
 
 function startDaemon(master: TestMaster, source: string, dirs: ToolDirs, intervalS: number | null): Daemon {
@@ -218,7 +225,7 @@ function startDaemon(master: TestMaster, source: string, dirs: ToolDirs, interva
   // BENCH_DAEMON=exe: the single executable as shipped (`npm run exe`); else node + dist with main.ts's flags.
   const [command, argv] = process.env.BENCH_DAEMON === 'exe' ? [EXE, args] : [process.execPath, [...interpreterFlags(CLI), CLI, ...args]];
   const child = spawn(command, argv, { env: serviceEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  const d: Daemon = { child, dirs, ok: 0, failed: 0, stderr: '' };
+  const d: Daemon = { child, dirs, ok: 0, failed: 0, stderr: '', timing: false, durations: [] };
   let partial = '';
   // Count pass records as they come; keep nothing else (a long run prints one line per pass).
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -228,6 +235,8 @@ function startDaemon(master: TestMaster, source: string, dirs: ToolDirs, interva
       if (!line.includes('"msg":"pass"')) continue;
       if (line.includes('"result":"ok"')) d.ok++;
       else if (line.includes('"result":"failed"')) d.failed++;
+      const duration = d.timing ? /"durationMs":(\d+)/.exec(line) : null;
+      if (duration) d.durations.push(Number(duration[1]));
     }
   });
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (d.stderr.length < 16384 ? (d.stderr += c) : undefined));
@@ -340,20 +349,27 @@ export async function runPropagation(work: string, master: TestMaster, cpu: Mast
     const passes0 = daemons.map((d) => d.ok + d.failed);
     const master0 = cpu?.snapshot();
     const t0 = performance.now();
+    for (const d of daemons) d.timing = true;
     await sleep(opts.idleS * 1000);
+    for (const d of daemons) d.timing = false;
     const idleMs = performance.now() - t0;
     const masterMs = master0 ? ((cpu!.snapshot().ticks - master0.ticks) * 1000) / CLK_TCK : null;
     const idleDaemons = daemons.map((d, i) => {
       const used = (cpuMsOf(pids[i]!) ?? NaN) - cpu0[i]!;
       const passes = d.ok + d.failed - passes0[i]!;
-      return { cpuPct: (100 * used) / idleMs, passes, cpuPerPassMs: passes > 0 ? used / passes : null };
+      return { cpuPct: (100 * used) / idleMs, passes, cpuPerPassMs: passes > 0 ? used / passes : null, passWallMs: d.durations.length ? median(d.durations) : null };
     });
     const masterCpuPct = masterMs === null ? null : (100 * masterMs) / idleMs;
+    const idlePasses = idleDaemons.reduce((n, d) => n + d.passes, 0);
+    const masterCpuPerPassMs = masterMs === null || idlePasses === 0 ? null : masterMs / idlePasses;
     log(`propagation idle: daemon CPU ${idleDaemons.map((d) => `${d.cpuPct.toFixed(2)}%`).join(' ')}; master ${masterCpuPct?.toFixed(2) ?? 'n/a'}%`);
 
     // Changes, one at a time, at random moments relative to the daemons' passes.
     const changer = new Changer(source, tree.editable);
     const samples: ChangeSample[] = [];
+    const busyMaster0 = cpu?.snapshot();
+    const busyCpu0 = pids.map((p) => cpuMsOf(p) ?? NaN);
+    const busyT0 = performance.now();
     for (let k = 0; k < opts.changes; k++) {
       const [lo, hi] = opts.spacingMs;
       await sleep(lo + Math.random() * (hi - lo));
@@ -365,6 +381,9 @@ export async function runPropagation(work: string, master: TestMaster, cpu: Mast
       samples.push({ kind, paths: [...expect.keys()], ms });
       if ((k + 1) % 10 === 0 || ms === null) log(`propagation: change ${k + 1}/${opts.changes} (${kind}) ${ms === null ? 'NOT applied in time' : `${ms.toFixed(0)} ms`}`);
     }
+    const busyMs = performance.now() - busyT0;
+    const busyMasterMs = busyMaster0 ? ((cpu!.snapshot().ticks - busyMaster0.ticks) * 1000) / CLK_TCK : null;
+    const busyDaemonPct = pids.map((p, i) => (100 * ((cpuMsOf(p) ?? NaN) - busyCpu0[i]!)) / busyMs);
     const times = samples.map((s) => s.ms).filter((m): m is number => m !== null);
     const final = daemons.map((d) => {
       const r = rssOf(d.child.pid!);
@@ -377,7 +396,8 @@ export async function runPropagation(work: string, master: TestMaster, cpu: Mast
       p95Ms: times.length ? percentile(times, 95) : null,
       maxMs: times.length ? Math.max(...times) : null,
       notApplied: samples.length - times.length,
-      idle: { seconds: idleMs / 1000, daemons: idleDaemons, masterCpuPct },
+      idle: { seconds: idleMs / 1000, daemons: idleDaemons, masterCpuPct, masterCpuPerPassMs },
+      changing: { seconds: busyMs / 1000, daemonCpuPct: busyDaemonPct, masterCpuPct: busyMasterMs === null ? null : (100 * busyMasterMs) / busyMs },
       daemons: final,
     };
   } finally {
@@ -390,6 +410,7 @@ export function propagationTable(r: PropagationResult): string {
   const f = (n: number | null, unit = ' ms', digits = 0): string => (n === null || !Number.isFinite(n) ? 'n/a' : `${n.toFixed(digits)}${unit}`);
   const pcts = r.idle.daemons.map((d) => d.cpuPct);
   const perPass = r.idle.daemons.map((d) => d.cpuPerPassMs).filter((x): x is number => x !== null);
+  const walls = r.idle.daemons.map((d) => d.passWallMs).filter((x): x is number => x !== null);
   const rss = r.daemons.map((d) => d.rssMb).filter((x): x is number => x !== null);
   const peak = r.daemons.map((d) => d.peakMb).filter((x): x is number => x !== null);
   const byKind = KINDS.map((k) => {
@@ -403,7 +424,9 @@ export function propagationTable(r: PropagationResult): string {
     ['median by kind', byKind],
     [`idle ${r.idle.seconds.toFixed(0)} s: daemon CPU`, `median ${f(median(pcts), ' %', 2)}, max ${f(Math.max(...pcts), ' %', 2)} of one core`],
     ['idle: CPU per pass', `median ${f(perPass.length ? median(perPass) : null, ' ms', 1)} (${r.idle.daemons.map((d) => d.passes).join('/')} passes)`],
-    ['idle: master sshd sessions, all', f(r.idle.masterCpuPct, ' % of one core', 2)],
+    ['idle: pass wall time', `median ${f(walls.length ? median(walls) : null, ' ms', 1)}`],
+    ['idle: master sshd sessions, all', `${f(r.idle.masterCpuPct, ' % of one core', 2)}, ${f(r.idle.masterCpuPerPassMs, ' ms', 2)} per pass`],
+    [`changing ${r.changing.seconds.toFixed(0)} s: CPU`, `daemons median ${f(median(r.changing.daemonCpuPct), ' %', 2)}, master ${f(r.changing.masterCpuPct, ' %', 2)} of one core`],
     ['daemon RSS at end (peak)', `median ${f(rss.length ? median(rss) : null, ' MB', 1)} (peak max ${f(peak.length ? Math.max(...peak) : null, ' MB', 1)})`],
     ['passes per daemon (failed)', r.daemons.map((d) => `${d.passes}(${d.failedPasses})`).join(' ')],
   ];

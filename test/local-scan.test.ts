@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, lstat, mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -173,6 +173,29 @@ describe('ids', () => {
     assert.equal(t.byId.get(999), 'xroad');
     assert.equal(t.byName.has('bad'), false);
     assert.equal(t.byName.has('+nis'), false);
+  });
+  it('sees a changed, replaced or removed passwd file at the next load (it is parsed again only when it changes)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'xroad-sync-ids-'));
+    try {
+      const passwd = join(dir, 'passwd');
+      const group = join(dir, 'group');
+      await writeFile(group, 'xroad:x:999:\n');
+      await writeFile(passwd, 'xroad:x:999:999::/:/bin/sh\n');
+      const uidOf = async (name: string) => (await loadLocalIds({ passwd, group })).mapping.uidByName.get(name);
+      assert.equal(await uidOf('xroad'), 999);
+      // Same size, rewritten in place within the same jiffy (same timestamps): still seen.
+      await writeFile(passwd, 'xroad:x:998:999::/:/bin/sh\n');
+      assert.equal(await uidOf('xroad'), 998);
+      // Replaced by rename, as vipw and shadow-utils do.
+      await writeFile(`${passwd}+`, 'xroad:x:997:999::/:/bin/sh\nnew:x:1000:1000::/:/bin/sh\n');
+      await rename(`${passwd}+`, passwd);
+      assert.equal(await uidOf('new'), 1000);
+      await rm(passwd);
+      assert.equal(await uidOf('xroad'), undefined);
+      assert.equal((await loadLocalIds({ passwd, group })).mapping.gidByName.get('xroad'), 999);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
   it('tolerates missing files and knows our groups', async () => {
     const { mapping: ids } = await loadLocalIds({ passwd: '/nonexistent/passwd', group: '/nonexistent/group' });

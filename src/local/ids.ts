@@ -50,8 +50,8 @@ export function parseIdFile(text: string): IdTable {
 
 /**
  * Parsed files by path, kept while the file's identity (inode, size, mtime
- * and ctime in ns) is the same: a daemon asks every second, and useradd,
- * vipw and package scripts all replace or rewrite the file, changing it.
+ * and ctime) is the same: a daemon asks every second, and useradd, vipw and
+ * package scripts all replace or rewrite the file, changing it.
  */
 const parsed = new Map<string, { readonly stamp: string; readonly table: IdTable }>();
 
@@ -66,9 +66,15 @@ function readIdFile(path: string): IdTable {
   return table;
 }
 
+/** The file's identity, or null when it must be read afresh (missing, or changed too recently to trust). */
 function fileStamp(path: string): string | null {
   const st = statSync(path, { bigint: true, throwIfNoEntry: false });
-  return st ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : null;
+  if (!st) return null;
+  // Timestamps tick coarsely (a jiffy on ext4): a file changed within the last second may change again
+  // without moving them, so it is not cached until it is older (git's "racily clean" rule).
+  const changedNs = st.ctimeNs > st.mtimeNs ? st.ctimeNs : st.mtimeNs;
+  if (BigInt(Date.now()) * 1_000_000n - changedNs < 1_000_000_000n) return null;
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
 function readBoth(files: IdFiles): { users: IdTable; groups: IdTable } {
