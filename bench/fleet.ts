@@ -21,7 +21,7 @@ import type { TestMaster } from '../test/helpers/sshd.js';
 import type { MasterCpu } from './master.js';
 import { median, percentile, serviceEnv } from './measure.js';
 import { CLI, EXE, interpreterFlags, passArgs, rsyncArgs, type ToolDirs } from './tools.js';
-import { BASE_MTIME, buildTree, writeBenchTree } from './tree.js';
+import { buildTree, writeBenchTree } from './tree.js';
 
 const CLK_TCK = 100; // USER_HZ on Linux
 const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
@@ -273,9 +273,12 @@ async function applied(target: string, expect: Expectation): Promise<boolean> {
   return true;
 }
 
-/** Master edits with unique whole-second mtimes (a same-size edit in the same second is "unchanged" to a quick check). */
+/**
+ * Master edits as an operator or the signer makes them: mtime "now" (so each
+ * changed file is racy for a pass and fetched once more to compare, as in
+ * production), every edit changing the size.
+ */
 class Changer {
-  private clock = Math.max(BASE_MTIME, Math.floor(Date.now() / 1000)) + 1000;
   private serial = 0;
   private readonly created: string[] = [];
 
@@ -285,10 +288,7 @@ class Changer {
   ) {}
 
   private async write(rel: string, bytes: Buffer): Promise<void> {
-    const full = path.join(this.root, rel);
-    await fs.writeFile(full, bytes);
-    const t = ++this.clock;
-    await fs.utimes(full, t, t);
+    await fs.writeFile(path.join(this.root, rel), bytes);
   }
 
   async apply(kind: ChangeKind): Promise<{ kind: ChangeKind; expect: Expectation }> {

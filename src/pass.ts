@@ -131,7 +131,7 @@ async function stageAndCommit(ctx: PassContext, { plan, sourceTree, targetTree }
     concurrency: settings.concurrency,
     signal: hooks.signal,
     onStaged: (path) => void hooks.at?.('file-staged', path),
-    isRacy: (entry) => isRacy(entry, racy.from),
+    isRacy: (entry) => isRacy(entry, racy.window),
   });
   // Files fetched again only to compare, found identical: not a content change (their attributes may still be).
   const changes = plan.changes.flatMap((c): Change[] =>

@@ -169,6 +169,16 @@ describe('issue 9: master truth (real sshd)', () => {
     assert.equal(readFileSync(path.join(ws.target, 'conf.d/local.ini'), 'utf8'), 'version=2\n', 'a racy file was never refetched');
   });
 
+  it('2e. a file dated far in the future (a wrong clock at some point) is not racy: not refetched by every pass', T, async () => {
+    const nextYear = Math.floor(Date.now() / 1000) + 365 * 86_400;
+    const ws = await workspace({ 'conf.d/from-archive.ini': { content: 'unpacked\n', mtime: nextYear }, 'conf.d/recent.ini': { content: 'now\n', mtime: Math.floor(Date.now() / 1000) + 30 } });
+    const first = await sync(ws);
+    assert.equal(first.status, 0, describeRun(first));
+    const record = JSON.parse(readFileSync(path.join(ws.stateDir, 'racy-files.json'), 'utf8')) as { files: Record<string, unknown> };
+    // A daemon would fetch a racy file every second for as long as it stays racy: a year here.
+    assert.deepEqual(Object.keys(record.files), ['conf.d/recent.ini'], 'a far-future file was recorded as racy');
+  });
+
   it('2d. a lost state dir costs one refetch (compared, nothing reported when identical), never a wrong result', T, async () => {
     const future = Math.floor(Date.now() / 1000) + 30;
     const ws = await workspace({ 'conf.d/local.ini': { content: 'version=1\n', mtime: future }, 'conf.d/old.ini': { content: 'settled', mtime: T0 } });

@@ -16,7 +16,7 @@ import { scanTarget } from '../local/scan.js';
 import { planChanges } from '../plan/plan.js';
 import type { Plan } from '../plan/types.js';
 import type { MasterSource } from '../remote/types.js';
-import { RacyFiles } from '../state/racy.js';
+import { RacyFiles, type RacyWindow } from '../state/racy.js';
 import { parentOf, type Tree } from '../tree.js';
 import type { PassContext } from './context.js';
 import type { PassHooks, PassReporter } from './types.js';
@@ -28,11 +28,12 @@ import type { PassHooks, PassReporter } from './types.js';
  * (X-Road requires synchronized clocks).
  */
 const RACY_WINDOW_S = 1;
+/** How far ahead of this slave's clock a master mtime still counts as recent: a master clock up to a minute fast. */
+const RACY_AHEAD_S = 60;
 
-
-/** Racy-file state of a pass that may commit: the record, the listing's cut-off, the files racy in this listing. */
+/** Racy-file state of a pass that may commit: the record, the listing's window, the files racy in this listing. */
 export interface RacyState {
-  readonly from: number;
+  readonly window: RacyWindow;
   readonly files: RacyFiles;
   readonly now: ReturnType<typeof RacyFiles.of>;
 }
@@ -57,7 +58,8 @@ export async function planPass(ctx: PassContext, { preview }: { preview: boolean
   // The id files are read once: names for the target scan, the mapping for the planner.
   const localIds = loadLocalIds();
   const racyFiles = preview ? null : await RacyFiles.load(settings.stateDir, settings.targetDir);
-  const racyFrom = Math.floor(Date.now() / 1000) - RACY_WINDOW_S;
+  const listedAt = Math.floor(Date.now() / 1000);
+  const racyWindow: RacyWindow = { from: listedAt - RACY_WINDOW_S, until: listedAt + RACY_AHEAD_S };
   const unnamed: string[] = [];
   // A preview never trusts the daemon's memory: check and --dry-run look at the disk.
   const known = preview ? undefined : hooks.knownTarget;
@@ -86,7 +88,7 @@ export async function planPass(ctx: PassContext, { preview }: { preview: boolean
   enforceLimits(plan, settings.limits);
   await proveDeletions(plan, source, settings.sourceDir);
   await hooks.at?.('planned');
-  const racy = racyFiles && { from: racyFrom, files: racyFiles, now: RacyFiles.of(sourceTree, racyFrom) };
+  const racy = racyFiles && { window: racyWindow, files: racyFiles, now: RacyFiles.of(sourceTree, racyWindow) };
   return { plan, sourceTree, targetTree: targetScan.tree, racy };
 }
 

@@ -53,10 +53,10 @@ export class RacyFiles {
     return this.known === null || this.known.has(path);
   }
 
-  /** The racy files of this listing: regular files with an mtime at or after `racyFrom`. */
-  static of(tree: Tree, racyFrom: number): Map<string, Listed> {
+  /** The racy files of this listing: regular files with an mtime inside `window`. */
+  static of(tree: Tree, window: RacyWindow): Map<string, Listed> {
     const out = new Map<string, Listed>();
-    for (const e of tree.values()) if (isRacy(e, racyFrom)) out.set(e.path, [e.size, e.mtime]);
+    for (const e of tree.values()) if (isRacy(e, window)) out.set(e.path, [e.size, e.mtime]);
     return out;
   }
 
@@ -86,8 +86,20 @@ export class RacyFiles {
   }
 }
 
-export function isRacy(e: Entry, racyFrom: number): boolean {
-  return e.type === 'file' && e.mtime >= racyFrom;
+/**
+ * The master mtimes (whole seconds) too recent to trust for one listing. An
+ * mtime beyond `until` is not "recent": it is a wrong clock at some point (an
+ * archive unpacked with future dates); any ordinary rewrite moves it back to
+ * the present, so the quick check sees it, and a daemon does not fetch such
+ * a file again every second for as long as the date stays ahead.
+ */
+export interface RacyWindow {
+  readonly from: number;
+  readonly until: number;
+}
+
+export function isRacy(e: Entry, window: RacyWindow): boolean {
+  return e.type === 'file' && e.mtime >= window.from && e.mtime <= window.until;
 }
 
 function sameRecord(a: ReadonlyMap<string, Listed>, b: ReadonlyMap<string, Listed>): boolean {
