@@ -443,6 +443,16 @@ describe('xroad-sync sync: guards and failures', () => {
     ok(stale);
     assert.equal(existsSync(lock), false, 'stale lock not released after the pass');
   });
+
+  it('lock: a lock path that cannot be read (a directory there) is an error naming it, not an endless retry', T, async () => {
+    const ws = await workspace({ source: BASE });
+    const lock = path.join(ws.state, 'sync.lock');
+    await mkdir(lock, { recursive: true });
+    const run = await sync(ws, { timeoutMs: 20_000 });
+    assert.notEqual(run.status, null, 'the pass never ended (killed at the timeout)');
+    assert.notEqual(run.status, 0);
+    assert.match(run.stderr, /cannot read the lock file .*sync\.lock/);
+  });
 });
 
 /** The master's sftp may run as nobody: every mode gets o+r (and o+x for directories). */

@@ -92,7 +92,7 @@ async function takeLock(path: string, purpose: string, wait: LockWait, held: (ho
     if (wait.signal?.aborted) throw new LockWaitInterruptedError(`stopped while waiting for ${path}; nothing was changed`, { subject: path });
     const mine = tryCreate(path, purpose);
     if (mine) return mine;
-    const text = readSmallFile(path);
+    const text = readLockFile(path);
     if (text === null) continue; // released between our create and our read
     const holder = parseHolder(text);
     if (holder === undefined || !holderIsLive(holder)) {
@@ -141,6 +141,20 @@ function unlinkQuietly(path: string): void {
     unlinkSync(path);
   } catch {
     // already gone
+  }
+}
+
+/** The lock's text; null when it is gone. Any other failure is an error: retrying could never end. */
+function readLockFile(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return null;
+    throw new LocalIoError(`cannot read the lock file ${path}`, {
+      subject: path,
+      cause: err,
+      hint: 'the state directory and the files in it must be readable and writable by the sync user',
+    });
   }
 }
 
