@@ -113,9 +113,13 @@ function launch(cmd: string, args: readonly string[], timeoutMs: number): Promis
   });
 }
 
+/** How the fleet runs xroad-sync: BENCH_FLEET=exe, the single executable as shipped (`npm run exe`); else node + dist with main.ts's flags. */
+function xroadSync(args: string[]): [string, string[]] {
+  return process.env.BENCH_FLEET === 'exe' ? [EXE, args] : [process.execPath, [...interpreterFlags(CLI), CLI, ...args]];
+}
+
 export async function runHerd(work: string, master: TestMaster, cpu: MasterCpu | null, size: number, source: string): Promise<HerdRound[]> {
   const rounds: HerdRound[] = [];
-  const flags = interpreterFlags(CLI);
   for (const tool of ['xroad-sync', 'rsync'] as const) {
     const dirs = await Promise.all(Array.from({ length: size }, (_, i) => makeSlaveDirs(path.join(work, 'herd', tool, String(i)))));
     for (const round of ['initial', 'no-change'] as const) {
@@ -128,7 +132,7 @@ export async function runHerd(work: string, master: TestMaster, cpu: MasterCpu |
         dirs.map((d) =>
           tool === 'rsync'
             ? launch('rsync', rsyncArgs(master, source, d), 120_000)
-            : launch(process.execPath, [...flags, CLI, 'sync', ...passArgs(master, source, d)], 120_000),
+            : launch(...xroadSync(['sync', ...passArgs(master, source, d)]), 120_000),
         ),
       );
       const herdWallMs = performance.now() - t0;
@@ -221,9 +225,7 @@ interface Daemon {
 }
 
 function startDaemon(master: TestMaster, source: string, dirs: ToolDirs, intervalS: number | null): Daemon {
-  const args = ['daemon', ...passArgs(master, source, dirs, flagFileOf(dirs)), ...(intervalS === null ? [] : ['--interval', String(intervalS)])];
-  // BENCH_DAEMON=exe: the single executable as shipped (`npm run exe`); else node + dist with main.ts's flags.
-  const [command, argv] = process.env.BENCH_DAEMON === 'exe' ? [EXE, args] : [process.execPath, [...interpreterFlags(CLI), CLI, ...args]];
+  const [command, argv] = xroadSync(['daemon', ...passArgs(master, source, dirs, flagFileOf(dirs)), ...(intervalS === null ? [] : ['--interval', String(intervalS)])]);
   const child = spawn(command, argv, { env: serviceEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   const d: Daemon = { child, dirs, ok: 0, failed: 0, stderr: '', timing: false, durations: [] };
   let partial = '';

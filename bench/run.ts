@@ -14,7 +14,7 @@
  *   BENCH_IDLE_S=N      propagation: idle seconds for the cost measurement (default 30; quick 5)
  *   BENCH_INTERVAL=S    propagation: the daemons' --interval (default 1; "default" leaves it to the daemon)
  *   BENCH_SPACING_MS=A-B  propagation: random pause between changes (default 200-1500)
- *   BENCH_DAEMON=exe    propagation: run the daemons as the single executable (BENCH_EXE) instead of node + dist
+ *   BENCH_FLEET=exe     herd and propagation: run xroad-sync as the single executable (BENCH_EXE) instead of node + dist
  *   BENCH_TOOLS=rsync,xroad-sync,xroad-sync-bundle,xroad-sync-exe,xroad-sync-daemon
  *   BENCH_EXE=path      the single executable to time (default dist/exe/xroad-sync from `npm run exe`; no row if absent)
  *   BENCH_BUNDLE=path   the bundle to time (default dist/bundle/xroad-sync.cjs from `npm run bundle`; no row if absent)
