@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Applies deliberate breakages of the safety promises one at a time, in a
+// Applies deliberate breakages of the safety promises (and of the idle daemon's thrift) one at a time, in a
 // scratch copy of the tree, and runs the tests that should catch each. A
 // breakage that "survives" (all its tests still pass) is a hole in the suite.
 //
@@ -52,6 +52,20 @@ const BREAKAGES = [
     find: 'return [...ops.values()].sort((a, b) => depthOf(b.path) - depthOf(a.path));',
     replace: 'return [...ops.values()].sort((a, b) => depthOf(a.path) - depthOf(b.path));',
     tests: ['dist/test/commit-ops.test.js'],
+  },
+  {
+    name: 'an idle daemon pass scans the target again',
+    file: 'src/pass/plan-pass.ts',
+    find: '  const reused = known?.reusable();\n',
+    replace: '  const reused = known?.reusable() && undefined;\n',
+    tests: ['dist/test/daemon-idle.test.js'],
+  },
+  {
+    name: 'an idle daemon pass writes slave-sync.log',
+    file: 'src/run/quiet-passes.ts',
+    find: '    const omit = plain && this.previousPlain',
+    replace: '    const omit = false && plain && this.previousPlain',
+    tests: ['dist/test/daemon-idle.test.js'],
   },
 ];
 
