@@ -11,7 +11,7 @@
 #   time                           the bench
 #   postgresql-15                  the serverconf replica tests (their own clusters in temp dirs)
 #   debootstrap systemd-container sudo   test/systemd.test.ts (a Debian 12 root under systemd-nspawn)
-#   strace                         test/commit-durability.test.ts (the commit's fsync and rename order)
+#   strace                         test/commit-durability.test.ts (the commit's fsync and rename order), test/daemon-idle.test.ts
 set -euo pipefail
 
 packages=(openssh-server openssh-client rsync systemd logrotate lintian rpm cpio dpkg-dev binutils time postgresql-15
