@@ -264,6 +264,19 @@ describe('hostile master', () => {
       message: /grow\.bin.*--max-file-size/,
     }));
 
+  it('a file rewritten in place within its listed second while read (short data, FSTAT as listed, mtime now): a race, retried, exit 24, not blamed on the master', T, () =>
+    run('same-second in-place rewrite during the read', {
+      hostile: (m, rel) => {
+        // What a live master shows when a writer truncates, then rewrites, the file in the second it was listed.
+        const now = Math.floor(Date.now() / 1000);
+        const listed = (attrs: FileEntry['attrs']) => ({ ...attrs, size: 128 * 1024, mtime: now });
+        m.hooks.rewriteListing = (d, entries) => (d !== rel('') ? entries : entries.map((e) => (e.filename === 'grow.bin' ? { ...e, attrs: listed(e.attrs) } : e)));
+        m.hooks.rewriteAttrs = (p, attrs) => (p === rel('grow.bin') ? listed(attrs) : attrs);
+      },
+      exits: [24],
+      message: /grow\.bin changed on the master while it was read/,
+    }));
+
   it('a claimed 10 GiB file with limits raised: the short read is caught, memory stays bounded, exit 12', T, () =>
     run('10 GiB claim, limits raised', {
       args: ['--max-file-size', '20G', '--max-total-bytes', '20G'],
