@@ -46,10 +46,9 @@ node scripts/bundle.mjs --outfile "$work/xroad-sync.cjs" >/dev/null
 tail -n +2 "$work/xroad-sync.cjs" > "$work/main.cjs"
 
 # execArgv: the flags main.ts's interpreter line gives node (test/package.test.ts compares them).
-# --max-semi-space-size=2: a small young generation keeps a large sync's peak RSS low.
-# --heap-growing-percent=50: the old generation grows by 1.5x after a full GC, not by V8's up to 4x,
-# so a daemon polling fast holds ~35 MB of its own memory instead of ~65 (README, Performance).
-v8_flags=(--max-semi-space-size=2 --heap-growing-percent=50)
+# --max-semi-space-size=2: a small young generation keeps a large sync's peak RSS low. (The daemon
+# sets --heap-growing-percent itself: src/cli/daemon-command.ts.)
+v8_flags=(--max-semi-space-size=2)
 exec_argv="$(printf '"%s", ' "${v8_flags[@]}")"
 cat > "$work/sea-config.json" <<EOF
 {

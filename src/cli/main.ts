@@ -1,12 +1,10 @@
-#!/usr/bin/env -S node --max-semi-space-size=2 --heap-growing-percent=50
+#!/usr/bin/env -S node --max-semi-space-size=2
 /**
  * xroad-sync command line. The interpreter line caps V8's young generation:
  * a large initial sync streams tens of MB through short-lived Buffers, and
  * the default semi-space lets RSS reach ~140 MB where 2 MB keeps it near 100.
- * It also grows the old generation by 1.5x after a full GC (V8 picks up to 4x
- * when it allocates fast): a daemon at a short interval keeps ~35 MB of its own
- * memory instead of ~65. The same flags are the executable's execArgv
- * (scripts/build-exe.sh; test/package.test.ts compares them).
+ * The same flags are the executable's execArgv (scripts/build-exe.sh;
+ * test/package.test.ts compares them).
  * (coreutils env -S: Debian 10+, RHEL 8+.) Each command loads only the modules it needs, so
  * the every-minute `sync` does not pay for the daemon, server or demo code.
  */
