@@ -17,8 +17,9 @@
  * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu,daemon,daemon-process,
  * PROFILE_CPU_TREES=realistic,large, PROFILE_KEEP=1 (copy the .cpuprofile files to bench/results/);
  * section 6: PROFILE_DAEMON_S (30), PROFILE_INTERVAL (1), PROFILE_DAEMON_WARMUP_S (0), PROFILE_DAEMON_PROF=0
- * (no sampler: /proc's CPU is the daemon's own), PROFILE_NODE_FLAGS, PROFILE_DAEMON_STDOUT=file,
- * PROFILE_EXE=dist/exe/xroad-sync (the single executable instead of node + dist; node flags then go in NODE_OPTIONS),
+ * (no sampler: /proc's CPU is the daemon's own), PROFILE_NODE_FLAGS, PROFILE_DAEMON_STDOUT=file, PROFILE_DAEMON_ENV,
+ * PROFILE_EXE=1|path (the single executable instead of node + main.js), PROFILE_DAEMON_PASSES=N (run N passes,
+ * memory every PROFILE_SAMPLE_EVERY passes, bounded by PROFILE_DAEMON_MAX_S seconds; no sampler),
  * PROFILE_SAMPLE_US (the sampler's interval, default 1000).
  */
 import { spawn } from 'node:child_process';
@@ -35,7 +36,7 @@ import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
 import { loadTimeByPackage, summarizeProfile, timeByOwnCaller } from './cpuprofile.js';
 import { startBenchMaster } from './master.js';
 import { createMeter, median, serviceEnv, spawnCollect, type Meter } from './measure.js';
-import { CLI, interpreterFlags, PACKAGE_ROOT } from './tools.js';
+import { CLI, EXE, interpreterFlags, PACKAGE_ROOT } from './tools.js';
 import { buildTree, writeBenchTree } from './tree.js';
 
 const RUNS = Number(process.env.PROFILE_RUNS ?? 7);
@@ -262,7 +263,15 @@ async function cpuProfiles(master: TestMaster, work: string): Promise<void> {
 async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const seconds = Number(process.env.PROFILE_DAEMON_S ?? 30);
   const interval = process.env.PROFILE_INTERVAL ?? '1';
-  out(`## 6. xroad-sync daemon process, realistic tree, no changes, --interval ${interval}, ${seconds} s after its first pass (node --cpu-prof)`);
+  // PROFILE_EXE=1 (dist/exe/xroad-sync) or a path: the single executable as shipped, its execArgv built in;
+  // PROFILE_NODE_FLAGS then reach it through NODE_OPTIONS.
+  const exe = process.env.PROFILE_EXE ? (process.env.PROFILE_EXE === '1' ? EXE : path.resolve(process.env.PROFILE_EXE)) : undefined;
+  // PROFILE_DAEMON_PASSES=N: run until N passes (instead of PROFILE_DAEMON_S seconds), memory sampled every
+  // PROFILE_SAMPLE_EVERY (500) passes: does RSS grow with passes?
+  const passGoal = Number(process.env.PROFILE_DAEMON_PASSES ?? 0);
+  const sampleEvery = Number(process.env.PROFILE_SAMPLE_EVERY ?? 500);
+  out(`## 6. xroad-sync daemon process (${exe ? path.relative(PACKAGE_ROOT, exe) : 'node ' + path.relative(PACKAGE_ROOT, CLI)}), realistic tree, no changes, --interval ${interval}, ` +
+    (passGoal > 0 ? `${passGoal} passes` : `${seconds} s`) + ' after its first pass');
   const source = path.join(work, 'daemon-proc-master');
   await fsp.mkdir(source);
   await writeBenchTree(source, buildTree('realistic'));
@@ -271,28 +280,29 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   await fsp.mkdir(target);
   const profDir = path.join(work, 'daemon-proc-prof');
   // PROFILE_DAEMON_PROF=0: no sampler, so /proc's CPU per pass is the daemon's own.
-  const profiled = process.env.PROFILE_DAEMON_PROF !== '0';
-  // As /usr/bin/xroad-sync runs it: with the node flags of main.ts's interpreter line (the executable's execArgv).
-  const args = [...interpreterFlags(CLI), ...(process.env.PROFILE_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', process.env.PROFILE_SAMPLE_US ?? '1000'] : []), CLI, 'daemon', '--interval', interval,
+  const profiled = process.env.PROFILE_DAEMON_PROF !== '0' && passGoal === 0;
+  const nodeFlags = [...(process.env.PROFILE_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', process.env.PROFILE_SAMPLE_US ?? '1000'] : [])];
+  const daemonArgs = ['daemon', '--interval', interval,
     '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user, '--identity', master.identity,
     '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target, '--state-dir', state,
     '--log-file', path.join(work, 'daemon-proc.log'), '--flag-file', path.join(work, 'daemon-proc-flag', 'sync-disabled')];
+  // As /usr/bin/xroad-sync runs it: with the node flags of main.ts's interpreter line (the executable's execArgv).
+  const [command, args] = exe ? [exe, daemonArgs] : [process.execPath, [...interpreterFlags(CLI), ...nodeFlags, CLI, ...daemonArgs]];
   // The daemon watches the flag's directory: give it one of its own, as /var/tmp/xroad is on a slave.
   await fsp.mkdir(path.join(work, 'daemon-proc-flag'));
   const started = performance.now();
   // PROFILE_DAEMON_ENV="K=V …": extra environment for the daemon (e.g. MALLOC_ARENA_MAX=2).
   const extraEnv = Object.fromEntries((process.env.PROFILE_DAEMON_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.split('=')[0]!, kv.slice(kv.indexOf('=') + 1)]));
-  // PROFILE_EXE=path: run the single executable as shipped (its execArgv instead of main.ts's interpreter line).
-  const exe = process.env.PROFILE_EXE;
-  const [command, argv] = exe ? [exe, args.slice(args.indexOf(CLI) + 1)] : [process.execPath, args];
-  const child = spawn(command, argv, { env: { ...serviceEnv(), ...extraEnv }, stdio: ['ignore', 'pipe', 'inherit'] });
+  if (exe && nodeFlags.length > 0) extraEnv.NODE_OPTIONS = nodeFlags.join(' ');
+  const child = spawn(command, args, { env: { ...serviceEnv(), ...extraEnv }, stdio: ['ignore', 'pipe', 'inherit'] });
   let passes = 0;
   const keepStdout = process.env.PROFILE_DAEMON_STDOUT; // a file for the daemon's stdout (e.g. with PROFILE_NODE_FLAGS=--trace-gc)
   child.stdout.setEncoding('utf8').on('data', (c: string) => {
     passes += c.split('"msg":"pass"').length - 1;
     if (keepStdout) fs.appendFileSync(keepStdout, c);
   });
-  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  let exited = false;
+  const closed = new Promise<void>((resolve) => child.once('close', () => { exited = true; resolve(); }));
   const deadline = Date.now() + 60_000;
   while (passes < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   if (passes < 2) throw new Error('the daemon did not finish two passes within 60 s');
@@ -303,7 +313,30 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const cpu0 = procCpuMs(child.pid!);
   const threads0 = threadCpuMs(child.pid!);
   const passes0 = passes;
-  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const t0 = performance.now();
+  if (passGoal > 0) {
+    out('  passes | VmRSS | RssAnon | RssFile | VmHWM (MB) | CPU per pass since the last row (ms)');
+    let next = passes;
+    let lastCpu = cpu0;
+    let lastPasses = passes;
+    // Bounded: at most PROFILE_DAEMON_MAX_S (3600) seconds, and the daemon must keep passing.
+    const until = Date.now() + Number(process.env.PROFILE_DAEMON_MAX_S ?? 3600) * 1000;
+    while (!exited && Date.now() < until) {
+      if (passes >= next) {
+        const cpu = procCpuMs(child.pid!);
+        out(`  ${String(passes).padStart(6)} | ${memoryRow(child.pid!)} | ${passes > lastPasses ? ((cpu - lastCpu) / (passes - lastPasses)).toFixed(2) : '-'}`);
+        lastCpu = cpu;
+        lastPasses = passes;
+        if (passes >= passGoal) break;
+        next = Math.min(passGoal, (Math.floor(passes / sampleEvery) + 1) * sampleEvery);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (passes < passGoal) throw new Error(`the daemon made only ${passes} of ${passGoal} passes`);
+  } else {
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+  }
+  const elapsedS = (performance.now() - t0) / 1000;
   const used = procCpuMs(child.pid!) - cpu0;
   const threads = threadCpuMs(child.pid!);
   const n = passes - passes0;
@@ -311,12 +344,15 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const rss = /^VmRSS:\s+(\d+)/m.exec(procStatus)?.[1];
   // RssFile is node's own binary and libraries (shared, clean page cache); RssAnon is this process's memory.
   const rssParts = ['RssAnon', 'RssFile'].map((k) => `${k} ${(Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(procStatus)?.[1]) / 1024).toFixed(1)} MB`).join(', ');
+  const mappings = smapsByMapping(child.pid!, exe ?? process.execPath);
   child.kill('SIGTERM');
   await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);
-  out(`${n} passes in ${seconds} s: ${(used / n).toFixed(1)} ms CPU per pass (/proc, 10 ms ticks${profiled ? ', sampler included' : ''}), ${((100 * used) / (seconds * 1000)).toFixed(2)} % of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MB`);
+  out(`${n} passes in ${elapsedS.toFixed(0)} s: ${(used / n).toFixed(1)} ms CPU per pass (/proc, 10 ms ticks${profiled ? ', sampler included' : ''}), ${((100 * used) / (elapsedS * 1000)).toFixed(2)} % of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MB`);
   const byThread = [...threads].map(([name, t]) => `${name} ${((t - (threads0.get(name) ?? 0)) / n).toFixed(1)}`).join(', ');
   out(`  per thread, ms CPU per pass: ${byThread}`);
   out(`  memory: ${rssParts}`);
+  out('  RSS by mapping (/proc/PID/smaps, MB): Rss = Private_Dirty + Private_Clean + Shared_Clean (+ Shared_Dirty)');
+  for (const m of mappings) out(`    ${m.name.padEnd(40)} Rss ${mb(m.rss)}  dirty ${mb(m.privateDirty)}  clean private ${mb(m.privateClean)}  clean shared ${mb(m.sharedClean)}`);
   if (!profiled) return out();
   const file = path.join(profDir, (await fsp.readdir(profDir))[0]!);
   const p = await summarizeProfile(file, 20, skipMs);
@@ -334,6 +370,44 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
     out(`  kept ${path.relative(PACKAGE_ROOT, keep)}`);
   }
   out();
+}
+
+const mb = (kb: number): string => (kb / 1024).toFixed(1).padStart(6);
+
+/** VmRSS, RssAnon, RssFile, VmHWM from /proc/PID/status, in MB, as one table row. */
+function memoryRow(pid: number): string {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return ['VmRSS', 'RssAnon', 'RssFile', 'VmHWM'].map((k) => mb(Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0))).join(' | ');
+}
+
+interface MappingRss { name: string; rss: number; privateDirty: number; privateClean: number; sharedClean: number }
+
+/**
+ * Resident memory by mapping kind (kB): the executable's text (r-x), read-only data (r--) and data (rw-),
+ * the C heap, anonymous memory (V8's heap, Buffers, thread stacks), shared libraries, the rest.
+ */
+function smapsByMapping(pid: number, executable: string): MappingRss[] {
+  const groups = new Map<string, MappingRss>();
+  let current: MappingRss | undefined;
+  for (const line of fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (header) {
+      const [, perms, file] = header as unknown as [string, string, string];
+      const name = file === path.resolve(executable) || file === fs.realpathSync(executable) ? `executable ${perms.slice(0, 3)}`
+        : file === '' ? 'anonymous' : file.startsWith('[') ? file : file.includes('.so') ? 'shared libraries' : 'other files';
+      current = groups.get(name) ?? { name, rss: 0, privateDirty: 0, privateClean: 0, sharedClean: 0 };
+      groups.set(name, current);
+      continue;
+    }
+    const field = /^(Rss|Private_Dirty|Private_Clean|Shared_Clean):\s+(\d+) kB/.exec(line);
+    if (!field || !current) continue;
+    const kb = Number(field[2]);
+    if (field[1] === 'Rss') current.rss += kb;
+    else if (field[1] === 'Private_Dirty') current.privateDirty += kb;
+    else if (field[1] === 'Private_Clean') current.privateClean += kb;
+    else current.sharedClean += kb;
+  }
+  return [...groups.values()].filter((g) => g.rss > 0).sort((a, b) => b.rss - a.rss);
 }
 
 /** CPU by thread name (main, V8 workers, libuv pool, …) from /proc/PID/task. */

@@ -45,7 +45,11 @@ mkdir -p "$work"
 node scripts/bundle.mjs --outfile "$work/xroad-sync.cjs" >/dev/null
 tail -n +2 "$work/xroad-sync.cjs" > "$work/main.cjs"
 
-# execArgv: the flag main.ts's interpreter line gives node (a small young generation keeps RSS low).
+# execArgv: the flags main.ts's interpreter line gives node (test/package.test.ts compares them).
+# --max-semi-space-size=2: a small young generation keeps a large sync's peak RSS low. (The daemon
+# sets --heap-growing-percent itself: src/cli/daemon-command.ts.)
+v8_flags=(--max-semi-space-size=2)
+exec_argv="$(printf '"%s", ' "${v8_flags[@]}")"
 cat > "$work/sea-config.json" <<EOF
 {
   "main": "$work/main.cjs",
@@ -53,10 +57,12 @@ cat > "$work/sea-config.json" <<EOF
   "disableExperimentalSEAWarning": true,
   "useCodeCache": true,
   "useSnapshot": false,
-  "execArgv": ["--max-semi-space-size=2"]
+  "execArgv": [${exec_argv%, }]
 }
 EOF
-"$node_bin" --experimental-sea-config "$work/sea-config.json" >/dev/null 2>&1 || "$node_bin" --experimental-sea-config "$work/sea-config.json"
+# The code cache carries a hash of V8's flags: made without the execArgv flags, V8 would reject it at
+# every start ("Code cache data rejected") and compile the bundle again.
+"$node_bin" "${v8_flags[@]}" --experimental-sea-config "$work/sea-config.json" >/dev/null 2>&1 || "$node_bin" "${v8_flags[@]}" --experimental-sea-config "$work/sea-config.json"
 
 exe="$work/xroad-sync"
 cp "$node_bin" "$exe"

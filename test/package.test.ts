@@ -86,6 +86,19 @@ function buildExe(): Promise<Run> {
   return exeBuilt;
 }
 
+/**
+ * The executable's execArgv (scripts/build-exe.sh) and main.ts's interpreter line (tsc output, npm
+ * install) must give node the same flags, or the two ways to run xroad-sync differ in memory use.
+ */
+it('the executable and main.js run node with the same flags', () => {
+  const script = readFileSync(path.join(REPO, 'scripts', 'build-exe.sh'), 'utf8');
+  const v8Flags = /^v8_flags=\(([^)]*)\)$/m.exec(script)?.[1]?.trim().split(/\s+/);
+  assert.ok(v8Flags && v8Flags.length > 0, 'scripts/build-exe.sh defines v8_flags=(...)');
+  const shebang = readFileSync(path.join(REPO, 'src', 'cli', 'main.ts'), 'utf8').split('\n', 1)[0]!;
+  const nodeFlags = /^#!\/usr\/bin\/env -S node (.*)$/.exec(shebang)?.[1]?.trim().split(/\s+/);
+  assert.deepEqual(nodeFlags, v8Flags, `main.ts's interpreter line (${shebang}) against build-exe.sh's v8_flags`);
+});
+
 describe('packaging', () => {
   let master: TestMaster;
   let work: string;
