@@ -137,6 +137,23 @@ test('a local edit of a synced file is logged as a warning and undone at once', 
   assert.ok(await sameTree(s.source, s.target));
 });
 
+test('a local edit that arrives in steps (truncate, a pause, the write) is undone by one corrective pass once it settles', T, async (t) => {
+  const s = await setup(t);
+  // A long interval: a pass that found the file half-written would leave it for the next scheduled pass, 5 s later.
+  const d = startDaemon(s, '5');
+  await firstPass(d);
+  await sleep(2_300); // the watcher ignores the first pass's own writes for 2 s
+  const file = path.join(s.target, 'conf.d', 'local.ini');
+  const edited = Date.now();
+  await fs.truncate(file, 0);
+  await sleep(100);
+  await fs.writeFile(file, 'edited on the slave in two steps\n');
+  await waitFor(async () => (await fs.readFile(file, 'utf8')) === INITIAL['conf.d/local.ini'], 3_000, 'the file to be restored', output(d));
+  t.diagnostic(`restored ${Date.now() - edited} ms after the edit began`);
+  assert.doesNotMatch(d.stderr(), /left for the next pass/, 'the corrective pass read the file before the edit had settled');
+  assert.ok(await sameTree(s.source, s.target));
+});
+
 test('no-change passes: slave-sync.log and status.json untouched after the first quiet pass; a change is logged and recorded at once', T, async (t) => {
   const s = await setup(t);
   const d = startDaemon(s, '0.5');

@@ -21,6 +21,12 @@ import { PassScheduler } from './scheduler.js';
 
 /** The safety net under the watcher: the target is scanned in full at least this often. */
 const KNOWN_TARGET_MAX_AGE_MS = 60_000;
+/**
+ * A local edit arrives as several events (truncate, writes, close): the
+ * corrective pass starts once they have stopped this long, so it does not
+ * read a half-written file and leave it for the next scheduled pass.
+ */
+const LOCAL_EDIT_SETTLE_MS = 250;
 
 export interface DaemonOptions {
   readonly intervalMs: number;
@@ -101,6 +107,19 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
     },
   });
 
+  // Paths edited locally since the last corrective pass was requested, and the timer that requests it.
+  const edited = new Set<string>();
+  let settling: NodeJS.Timeout | undefined;
+  const correctOnceSettled = (path: string): void => {
+    if (!edited.has(path)) logger.warn({ msg: 'synced file changed locally; slaves are read-only, a corrective pass follows', path });
+    edited.add(path);
+    clearTimeout(settling);
+    settling = setTimeout(() => {
+      edited.clear();
+      scheduler.requestNow();
+    }, LOCAL_EDIT_SETTLE_MS);
+  };
+
   await ensureStateDir(settings.stateDir);
   await setDaemonPid(settings.stateDir, process.pid);
   const watchers = await startWatchers(settings, {
@@ -115,8 +134,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
       // During a pass the commit re-checks each path itself (an edit there is logged and left for the next pass).
       if (passing || !firstPassDone || (ownWrites.has(path) && Date.now() < ownWritesUntil)) return;
       if (isTempName(basename(path)) || filter.isExcludedPath(path, false)) return;
-      logger.warn({ msg: 'synced file changed locally; slaves are read-only, a corrective pass follows', path });
-      scheduler.requestNow();
+      correctOnceSettled(path);
     },
     onTargetEvent: () => knownTarget.forget(),
     onError: (err) => {
@@ -129,6 +147,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
 
   const signal = await waitForStopSignal(logger);
   logger.info({ msg: 'stopping', signal });
+  clearTimeout(settling);
   abort.abort();
   provider.drop(); // in-flight fetches fail at once; staging then removes its temp files
   await within(opts.stopDeadlineMs ?? 3000, scheduler.stop());
