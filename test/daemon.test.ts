@@ -115,13 +115,20 @@ test('flag file: no pass while it exists, a pass within 2 s of its removal', T, 
   assert.ok(d.records().some((r) => r.msg === 'sync resumed: flag file removed'));
 });
 
-test('a local edit of a synced file is logged as a warning and undone at once', T, async (t) => {
+/**
+ * A daemon past its first pass, with a long interval so that a restore can only come from the
+ * corrective pass, not the schedule; and the synced file a test edits on the slave.
+ */
+async function daemonToEditUnder(t: TestContext): Promise<{ s: Setup; d: RunningCli; file: string }> {
   const s = await setup(t);
-  // A long interval, so the restore can only come from the corrective pass, not the schedule.
   const d = startDaemon(s, '5');
   await firstPass(d);
   await sleep(2_300); // the watcher ignores the first pass's own writes for 2 s
-  const file = path.join(s.target, 'conf.d', 'local.ini');
+  return { s, d, file: path.join(s.target, 'conf.d', 'local.ini') };
+}
+
+test('a local edit of a synced file is logged as a warning and undone at once', T, async (t) => {
+  const { s, d, file } = await daemonToEditUnder(t);
   const edited = Date.now();
   await fs.writeFile(file, 'edited on the slave, which is read-only\n');
   await waitFor(
@@ -138,12 +145,8 @@ test('a local edit of a synced file is logged as a warning and undone at once', 
 });
 
 test('a local edit that arrives in steps (truncate, a pause, the write) is undone by one corrective pass once it settles', T, async (t) => {
-  const s = await setup(t);
-  // A long interval: a pass that found the file half-written would leave it for the next scheduled pass, 5 s later.
-  const d = startDaemon(s, '5');
-  await firstPass(d);
-  await sleep(2_300); // the watcher ignores the first pass's own writes for 2 s
-  const file = path.join(s.target, 'conf.d', 'local.ini');
+  // A pass that found the file half-written would leave it for the next scheduled pass, 5 s later.
+  const { s, d, file } = await daemonToEditUnder(t);
   const edited = Date.now();
   await fs.truncate(file, 0);
   await sleep(100);
