@@ -33,11 +33,8 @@ export SOURCE_DATE_EPOCH="$epoch"
 
 # shellcheck source=package-lib.sh
 . "$repo/scripts/package-lib.sh"
-exe="$(package_exe)"
-licenses="$(dirname "$exe")"
-arch_line="$(exe_arch "$exe")"
-read -r arch _ node_pkg <<<"$arch_line"
-node_license="$(node_license_of "$node_pkg")"
+package_inputs
+arch="$deb_arch"
 
 out="$repo/dist/packages"
 one_build_at_a_time "$out" build-deb

@@ -21,11 +21,8 @@ export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/
 
 # shellcheck source=package-lib.sh
 . "$repo/scripts/package-lib.sh"
-exe="$(package_exe)"
-licenses="$(dirname "$exe")"
-arch_line="$(exe_arch "$exe")"
-read -r _ arch node_pkg <<<"$arch_line"
-node_license="$(node_license_of "$node_pkg")"
+package_inputs
+arch="$rpm_arch"
 
 top="$repo/dist/rpm"
 one_build_at_a_time "$repo/dist" build-rpm

@@ -29,6 +29,17 @@ node_license_of() {
     echo "$license"
 }
 
+# What both package builds start from; sets exe, licenses (the directory with the
+# bundle's THIRD-PARTY-LICENSES files), deb_arch, rpm_arch and node_license.
+package_inputs() {
+    local node_pkg
+    exe="$(package_exe)"
+    licenses="$(dirname "$exe")"
+    read -r deb_arch rpm_arch node_pkg <<<"$(exe_arch "$exe")"
+    [ -n "$node_pkg" ] || return 1
+    node_license="$(node_license_of "$node_pkg")"
+}
+
 # One build at a time (tests may run builds concurrently): the second waits
 # for the first. Holds an flock on DIR/.NAME.lock until the script exits.
 one_build_at_a_time() {

@@ -120,6 +120,14 @@ export class ProtocolError extends SyncError {
   readonly exitCode = ExitCode.PROTOCOL;
 }
 
+/**
+ * The bytes served for a file disagree with a size its open handle still
+ * confirms: a master that lies, or (for a file whose mtime is the listing's
+ * own second, which the pass knows) a writer that truncated and rewrote it
+ * in that second while it was read.
+ */
+export class ContentUnlikeListingError extends ProtocolError {}
+
 /** Writing the target, the state dir or the log failed (ENOSPC, EACCES, ...). */
 export class LocalIoError extends SyncError {
   readonly exitCode = ExitCode.LOCAL_IO;

@@ -7,7 +7,7 @@
  */
 import type { FileEntry, SFTPWrapper } from 'ssh2';
 
-import { MasterChangedError, ProtocolError, SyncError, TransferError } from '../errors.js';
+import { ContentUnlikeListingError, MasterChangedError, ProtocolError, SyncError, TransferError } from '../errors.js';
 import type { Filter } from '../filter/types.js';
 import { joinRel, type Entry, type EntryType, type Tree } from '../tree.js';
 import type { SftpSession } from './session.js';
@@ -38,12 +38,6 @@ const TYPE_BY_FORMAT: ReadonlyMap<number, EntryType> = new Map([
   [0o120000, 'symlink'],
 ]);
 const MAX_NAME_BYTES = 255;
-/**
- * An mtime this close to now (or ahead) may still be the writer's current
- * second: clock skew between the hosts (about a second) plus the time the
- * reads of one file take.
- */
-const RECENT_MTIME_S = 5;
 const noop = (): void => {};
 
 /** A name as it may appear in a message: quoted, control characters and NUL escaped. */
@@ -412,25 +406,9 @@ export class SftpSource implements MasterSource {
         { subject: expected.path },
       );
     }
-    if (shortAt !== Infinity) throw this.unlikeItsListing(expected, shortAt);
-    if (beyond.length > 0) throw this.unlikeItsListing(expected, `more than ${size}`);
+    if (shortAt !== Infinity) throw this.changedError(expected, shortAt);
+    if (beyond.length > 0) throw this.changedError(expected, `more than ${size}`);
     return size;
-  }
-
-  /**
-   * The bytes disagree with a size that the open handle still confirms. With
-   * a recent mtime that is a live master's writer truncating and rewriting the
-   * file in the second it was listed (the mtime cannot move): a race, retried
-   * like any change during a read. Otherwise only a master that lies does it.
-   */
-  private unlikeItsListing(expected: Entry, got: number | string): SyncError {
-    if (expected.mtime >= Math.floor(Date.now() / 1000) - RECENT_MTIME_S) {
-      return new MasterChangedError(
-        `${expected.path} changed on the master while it was read (${got} bytes served, ${expected.size} listed, rewritten within the second of its mtime ${expected.mtime})`,
-        { subject: expected.path },
-      );
-    }
-    return this.changedError(expected, got);
   }
 
   /** READ `len` bytes at `pos`, re-asking after short replies; fewer bytes back only at end of file. */
@@ -447,8 +425,8 @@ export class SftpSource implements MasterSource {
     return got === len ? buffer : buffer.subarray(0, got);
   }
 
-  private changedError(expected: Entry, got: number | string): ProtocolError {
-    return new ProtocolError(`the master served ${got} bytes of ${expected.path}, whose open handle reports the listed ${expected.size}`, {
+  private changedError(expected: Entry, got: number | string): ContentUnlikeListingError {
+    return new ContentUnlikeListingError(`the master served ${got} bytes of ${expected.path}, whose open handle reports the listed ${expected.size}`, {
       subject: expected.path,
     });
   }

@@ -10,7 +10,7 @@ import { closeSync, fchmodSync, fchownSync, fsync, futimesSync, openSync, readSy
 import { lchown, lutimes, open, symlink, unlink, utimes } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { LocalIoError, MasterChangedError, ProtocolError, SyncError, errnoOf } from '../errors.js';
+import { ContentUnlikeListingError, LocalIoError, MasterChangedError, ProtocolError, SyncError, errnoOf } from '../errors.js';
 import { tempName } from '../local/temp-names.js';
 import type { Change, Plan } from '../plan/types.js';
 import type { MasterSource } from '../remote/types.js';
@@ -147,16 +147,27 @@ async function stageFile(change: StagedChange, tempAbs: string, source: MasterSo
     throw localError('cannot create temp file', tempAbs, err);
   }
   try {
-    const received = await source.fetch(want, {
-      write: async (chunk, position) => {
-        try {
-          if (small) for (let done = 0; done < chunk.length; ) done += writeSync(fd, chunk, done, chunk.length - done, position + done);
-          else await writeFd(fd, chunk, 0, chunk.length, position);
-        } catch (err) {
-          throw localError(`cannot write ${join(targetRoot, change.path)} (staged as ${tempAbs})`, tempAbs, err);
+    const received = await source
+      .fetch(want, {
+        write: async (chunk, position) => {
+          try {
+            if (small) for (let done = 0; done < chunk.length; ) done += writeSync(fd, chunk, done, chunk.length - done, position + done);
+            else await writeFd(fd, chunk, 0, chunk.length, position);
+          } catch (err) {
+            throw localError(`cannot write ${join(targetRoot, change.path)} (staged as ${tempAbs})`, tempAbs, err);
+          }
+        },
+      })
+      .catch((err: unknown) => {
+        // A racy file's mtime cannot move when its writer truncates and rewrites it in that second: a race, not a lie.
+        if (racy && err instanceof ContentUnlikeListingError) {
+          throw new MasterChangedError(`${change.path} changed on the master while it was read (${err.message}; rewritten within its listed second)`, {
+            subject: change.path,
+            cause: err,
+          });
         }
-      },
-    });
+        throw err;
+      });
     // Every write above either completed or threw, so the bytes received are the bytes on disk.
     if (received !== want.size) {
       throw new ProtocolError(`${change.path}: received ${received} bytes but the master listed ${want.size}`, { subject: change.path });
