@@ -12,7 +12,7 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../src/config.js';
+import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../src/settings/pass-settings.js';
 import { runReportedPass } from '../src/run/reported-pass.js';
 import { WarmSessionProvider } from '../src/remote/provider.js';
 import { createLogger } from '../src/report/logger.js';

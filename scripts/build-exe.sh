@@ -45,7 +45,7 @@ mkdir -p "$work"
 node scripts/bundle.mjs --outfile "$work/xroad-sync.cjs" >/dev/null
 tail -n +2 "$work/xroad-sync.cjs" > "$work/main.cjs"
 
-# execArgv: the flags main.ts's interpreter line gives node (test/package.test.ts compares them).
+# execArgv: the flags main.ts's interpreter line gives node (test/system/package.test.ts compares them).
 # --max-semi-space-size=2: a small young generation keeps a large sync's peak RSS low. (The daemon
 # sets --heap-growing-percent itself: src/cli/daemon-command.ts.)
 v8_flags=(--max-semi-space-size=2)

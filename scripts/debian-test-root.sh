@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the path of a tar of a minimal Debian 12 root for test/systemd.test.ts,
+# Prints the path of a tar of a minimal Debian 12 root for test/system/systemd.test.ts,
 # building it once with debootstrap (about 70 s) and reusing it afterwards:
 #   debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,logrotate,sudo bookworm
 # A stock root: no Node.js, nothing of X-Road (the test adds what xroad-base would).

@@ -10,8 +10,8 @@
 #   lintian rpm cpio dpkg-dev binutils   package tests (dpkg-shlibdeps, objdump, rpmbuild, rpm2cpio)
 #   time                           the bench
 #   postgresql-15                  the serverconf replica tests (their own clusters in temp dirs)
-#   debootstrap systemd-container sudo   test/systemd.test.ts (a Debian 12 root under systemd-nspawn)
-#   strace                         test/commit-durability.test.ts (the commit's fsync and rename order), test/daemon-idle.test.ts
+#   debootstrap systemd-container sudo   test/system/systemd.test.ts (a Debian 12 root under systemd-nspawn)
+#   strace                         test/system/commit-durability.test.ts (the commit's fsync and rename order), test/system/daemon-idle.test.ts
 set -euo pipefail
 
 packages=(openssh-server openssh-client rsync systemd logrotate lintian rpm cpio dpkg-dev binutils time postgresql-15

@@ -9,7 +9,7 @@ import { access, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { journalPath, pendingJournal } from '../commit/journal.js';
 import { holderIsLive, parseHolder, passLockPath } from '../state/lock.js';
-import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../config.js';
+import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../settings/pass-settings.js';
 import { ConnectionError, describeError, ExitCode, exitCodeOf, SafetyValveError, SyncError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import { passContext } from '../pass/context.js';

@@ -1,6 +1,6 @@
 /** `xroad-sync daemon`: resolve settings, then hand over to the daemon loop. */
 import v8 from 'node:v8';
-import { resolvePassSettings, type RawPassOptions } from '../config.js';
+import { resolvePassSettings, type RawPassOptions } from '../settings/pass-settings.js';
 import { runDaemon } from '../daemon/daemon.js';
 import { operatorRestartRules } from '../report/restart-hints.js';
 import { durationOption } from '../util/duration.js';

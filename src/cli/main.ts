@@ -4,13 +4,13 @@
  * a large initial sync streams tens of MB through short-lived Buffers, and
  * the default semi-space lets RSS reach ~140 MB where 2 MB keeps it near 100.
  * The same flags are the executable's execArgv (scripts/build-exe.sh;
- * test/package.test.ts compares them).
+ * test/system/package.test.ts compares them).
  * (coreutils env -S: Debian 10+, RHEL 8+.) Each command loads only the modules it needs, so
  * the every-minute `sync` does not pay for the daemon, server or demo code.
  */
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { DEFAULTS } from '../config.js';
+import { DEFAULTS } from '../settings/pass-settings.js';
 import { describeError, exitCodeHelp, exitCodeOf, ExitCode, SyncError } from '../errors.js';
 import { addPassOptions, addSettingsOption, addWaitOption } from './options.js';
 import { addReplicaOptionsTo } from './replica-options.js';

@@ -1,6 +1,6 @@
 /** The sync options shared by `sync`, `daemon` and `check`, with help that answers the usual questions. */
 import { Command, Option } from 'commander';
-import { DEFAULTS } from '../config.js';
+import { DEFAULTS } from '../settings/pass-settings.js';
 import { DEFAULT_EXCLUDES } from '../filter/types.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];

@@ -14,7 +14,7 @@
 import { existsSync } from 'node:fs';
 import { chown, mkdir, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { DEFAULTS, lockWait } from '../config.js';
+import { DEFAULTS, lockWait } from '../settings/pass-settings.js';
 import { LocalIoError } from '../errors.js';
 import { loadLocalIds } from '../local/ids.js';
 import { daemonLockPath, liveHolder, passLockPath, waitUntilFree } from '../state/lock.js';

@@ -5,12 +5,12 @@
  * says whether the node is ready to upgrade (IG-XLB §7.2) or why not.
  */
 import { durationOption } from '../util/duration.js';
-import { DEFAULTS } from '../config.js';
+import { DEFAULTS } from '../settings/pass-settings.js';
 import { describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
 import { monitorHint, onPrimary } from '../replica/errors.js';
 import { clearReplayPaused, markReplayPaused } from '../replica/paused-marker.js';
 import type { Replica, ReplicaStatus } from '../replica/replica.js';
-import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../replica/settings.js';
+import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../settings/replica-settings.js';
 import { grantExecute } from '../replica/setup.js';
 
 type Opts = RawReplicaOptions & { stateDir?: string; now?: boolean; readyTimeout?: string };

@@ -4,8 +4,8 @@
  * meaning; SERVERCONF_REPLICA=yes makes --serverconf the default on a slave.
  */
 import { Command, Option } from 'commander';
-import { DEFAULTS } from '../config.js';
-import { REPLICA_DEFAULTS, REPLICA_ENV } from '../replica/settings.js';
+import { DEFAULTS } from '../settings/pass-settings.js';
+import { REPLICA_DEFAULTS, REPLICA_ENV } from '../settings/replica-settings.js';
 
 /**
  * Adds the replica's flags to pause, resume, status and check, found by name,

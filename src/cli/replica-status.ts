@@ -11,7 +11,7 @@ import { describeError, exitCodeOf } from '../errors.js';
 import { durationOption } from '../util/duration.js';
 import { replayPausedSince } from '../replica/paused-marker.js';
 import type { ReplicaStatus } from '../replica/replica.js';
-import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions } from '../replica/settings.js';
+import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions } from '../settings/replica-settings.js';
 import { checkStatus, collectStatus, statusCommand, type StatusOptions } from './status-command.js';
 
 export interface ReplicaStatusOptions extends StatusOptions, RawReplicaOptions {

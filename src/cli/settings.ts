@@ -12,7 +12,7 @@
 import { Command, type Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
-import { environmentOf, parseEnvironmentFile, splitWords } from '../util/env-file.js';
+import { environmentOf, parseEnvironmentFile, splitWords } from '../settings/env-file.js';
 import { addPassOptions, addWaitOption } from './options.js';
 
 const SETTINGS_FILES = ['/etc/default/xroad-sync', '/etc/sysconfig/xroad-sync'] as const;

@@ -1,5 +1,5 @@
 /** `xroad-sync sync`: one pass, reported to slave-sync.log, stderr, the JSON record and status.json. */
-import { resolvePassSettings, type RawPassOptions } from '../config.js';
+import { resolvePassSettings, type RawPassOptions } from '../settings/pass-settings.js';
 import { connectPerPass } from '../remote/provider.js';
 import { runReportedPass } from '../run/reported-pass.js';
 import type { LockHolder, LockWait } from '../state/lock.js';

@@ -6,7 +6,7 @@
 import { watch, type FSWatcher } from 'chokidar';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, relative } from 'node:path';
-import type { PassSettings } from '../config.js';
+import type { PassSettings } from '../settings/pass-settings.js';
 import { QuietPasses } from '../run/quiet-passes.js';
 import { runReportedPass } from '../run/reported-pass.js';
 import { describeError, ExitCode, isLockWait } from '../errors.js';

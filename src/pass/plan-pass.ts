@@ -6,7 +6,7 @@
  */
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PassSettings, TransferLimits } from '../config.js';
+import type { PassSettings, TransferLimits } from '../settings/pass-settings.js';
 import { pendingJournal } from '../commit/journal.js';
 import { InterruptedError, MasterChangedError, SafetyValveError, TransferError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';

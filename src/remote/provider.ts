@@ -3,7 +3,7 @@
  * disconnects per pass; the daemon keeps one warm session and reconnects only
  * when a pass found it broken.
  */
-import type { ConnectionSettings } from '../config.js';
+import type { ConnectionSettings } from '../settings/pass-settings.js';
 import { openSession, type SftpSession } from './session.js';
 import { SftpSource } from './sftp-source.js';
 import type { SourceProvider, MasterSource } from './types.js';

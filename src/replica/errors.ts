@@ -7,7 +7,7 @@
 import { userInfo } from 'node:os';
 import { ExitCode, SyncError } from '../errors.js';
 import { replayFunctions, type ReplayFunctions } from './functions.js';
-import { describeEndpoint, type ReplicaSettings } from './settings.js';
+import { describeEndpoint, type ReplicaSettings } from '../settings/replica-settings.js';
 import { grantExecute, grantMonitor, leastPrivilegeSetup } from './setup.js';
 
 /** The replica cannot be reached, is not a standby, or has not caught up. */

@@ -7,7 +7,7 @@
 import type { Client } from 'pg';
 import { toReplicaError } from './errors.js';
 import { compareLsn, replayFunctions, versionText, type ReplayFunctions } from './functions.js';
-import type { ReplicaSettings } from './settings.js';
+import type { ReplicaSettings } from '../settings/replica-settings.js';
 
 /** 'pause requested': asked (14+), the startup process has not stopped yet. */
 export type ReplayState = 'running' | 'pause requested' | 'paused';

@@ -5,9 +5,9 @@
  */
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PassSettings } from '../config.js';
+import type { PassSettings } from '../settings/pass-settings.js';
 import { describeError, isLockWait } from '../errors.js';
-import { runPass } from '../pass.js';
+import { runPass } from '../pass/run-pass.js';
 import type { PassResult } from '../pass/types.js';
 import type { SourceProvider } from '../remote/types.js';
 import { createLogger, logPass, passRecord } from '../report/logger.js';

@@ -1,0 +1,192 @@
+/**
+ * One sync pass, stage by stage:
+ *
+ *   flag check → lock → recover journal → connect
+ *     → planPass (scan master ‖ scan target → plan → safety valve, limits, deletion proof)
+ *     → stage → commit → report
+ *
+ * Each stage lives in its own module and takes the pass's PassContext; this
+ * file only wires them and decides what is logged. Nothing in the target
+ * changes before `commit`, and commit runs only when every fetch succeeded.
+ */
+import { existsSync } from 'node:fs';
+import type { PassSettings } from '../settings/pass-settings.js';
+import { commitChanges, PartialCommitError, recoverInterruptedCommit } from '../commit/commit.js';
+import { ConfigError, LocalIoError, MasterChangedError, PassAbandonedError, SafetyValveError, describeError, exitCodeOf } from '../errors.js';
+import { countChanges } from '../plan/plan.js';
+import type { Change } from '../plan/types.js';
+import type { SourceProvider } from '../remote/types.js';
+import { stageChanges } from '../stage/stage.js';
+import { acquireLock } from '../state/lock.js';
+import { isRacy } from '../state/racy.js';
+import { passContext, type PassContext } from './context.js';
+import { checkAborted, planPass, reportPendingJournal, type PlannedPass, type RacyState } from './plan-pass.js';
+import type { PassHooks, PassReporter, PassResult, PassStats } from './types.js';
+
+const NO_STATS: PassStats = { changed: 0, deleted: 0, bytesReceived: 0, bytesSent: 0, totalSize: 0 };
+
+export async function runPass(
+  settings: PassSettings,
+  provider: SourceProvider,
+  reporter: PassReporter,
+  hooks: PassHooks = {},
+): Promise<PassResult> {
+  const startedAt = new Date();
+  const finish = (result: PassResult['result'], stats: PassStats, changedPaths: string[] = [], error?: unknown): PassResult => ({
+    ...stats,
+    result,
+    exitCode: error === undefined ? 0 : exitCodeOf(error),
+    startedAt,
+    finishedAt: new Date(),
+    error,
+    changedPaths,
+  });
+
+  if (existsSync(settings.flagFile)) {
+    reporter.skipped(`${settings.flagFile} exists (remove it or run "xroad-sync resume")`);
+    return finish('skipped', NO_STATS);
+  }
+  let lock;
+  try {
+    lock = await acquireLock(settings.stateDir, settings.dryRun ? 'dry-run' : 'sync', hooks.lockWait);
+  } catch (error) {
+    reporter.failure(error, exitCodeOf(error));
+    return finish('failed', NO_STATS, [], error);
+  }
+  // Changes made live by this pass even if it fails later: a completed journal, a partial commit.
+  const live: Change[] = [];
+  const liveStats = (): PassStats => ({ ...NO_STATS, ...countChanges(live) });
+  try {
+    // Journal state comes before connecting: a pass that cannot reach the master still completes an interrupted commit.
+    if (settings.dryRun) await reportPendingJournal(settings, reporter);
+    else live.push(...(await completeInterruptedCommit(settings, reporter)));
+    const outcome = await syncOnceMore(() => connectAndSync(settings, provider, reporter, hooks, live), reporter);
+    const recovered = countChanges(live);
+    const stats = { ...outcome.stats, changed: outcome.stats.changed + recovered.changed, deleted: outcome.stats.deleted + recovered.deleted };
+    return finish('ok', stats, [...live.map((c) => c.path), ...outcome.changedPaths]);
+  } catch (error) {
+    if (error instanceof PassAbandonedError) {
+      reporter.skipped(error.message);
+      return finish('skipped', NO_STATS);
+    }
+    reporter.failure(error, exitCodeOf(error));
+    return finish('failed', liveStats(), live.map((c) => c.path), error);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The master changed under the pass (a file vanished or was rewritten mid-read): nothing was committed; list it again, once. */
+async function syncOnceMore<T>(attempt: () => Promise<T>, reporter: PassReporter): Promise<T> {
+  try {
+    return await attempt();
+  } catch (error) {
+    if (!(error instanceof MasterChangedError)) throw error;
+    reporter.notice(`${describeError(error)}; nothing was changed, starting the pass over`);
+    return attempt();
+  }
+}
+
+async function connectAndSync(settings: PassSettings, provider: SourceProvider, reporter: PassReporter, hooks: PassHooks, live: Change[]) {
+  const source = await provider.acquire();
+  try {
+    await hooks.at?.('connected');
+    const outcome = await syncFrom(passContext(settings, source, reporter, hooks, live));
+    await provider.release(source, true);
+    return outcome;
+  } catch (error) {
+    await provider.release(source, !sessionMayBeBroken(error));
+    throw error;
+  }
+}
+
+/** Refusals and local errors leave the SFTP session usable; anything from the wire may not. */
+function sessionMayBeBroken(error: unknown): boolean {
+  return !(error instanceof SafetyValveError || error instanceof LocalIoError || error instanceof ConfigError || error instanceof MasterChangedError);
+}
+
+async function syncFrom(ctx: PassContext) {
+  const planned = await planPass(ctx, { preview: ctx.settings.dryRun });
+  const { plan, racy } = planned;
+  if (racy === null || plan.changes.length === 0) {
+    // Nothing to write: no staging, no journal, no fsync (the every-minute case).
+    await racy?.files.settle(racy.now);
+    ctx.reporter.items(plan.changes);
+    const stats = ctx.statsOf(plan.changes, plan.totalSize);
+    ctx.reporter.success(stats);
+    return { stats, changedPaths: [] };
+  }
+  const applied = await stageAndCommit(ctx, planned, racy);
+  const stats = ctx.statsOf(applied, plan.totalSize);
+  ctx.reporter.success(stats);
+  return { stats, changedPaths: applied.map((c) => c.path) };
+}
+
+/** Stage every change, then commit; returns the changes applied (a path edited locally mid-pass is left out). */
+async function stageAndCommit(ctx: PassContext, { plan, sourceTree, targetTree }: PlannedPass, racy: RacyState): Promise<Change[]> {
+  const { settings, reporter, hooks } = ctx;
+  const staging = await stageChanges(plan, ctx.source, {
+    targetRoot: settings.targetDir,
+    target: targetTree,
+    concurrency: settings.concurrency,
+    signal: hooks.signal,
+    onStaged: (path) => void hooks.at?.('file-staged', path),
+    isRacy: (entry) => isRacy(entry, racy.window),
+  });
+  // Files fetched again only to compare, found identical: not a content change (their attributes may still be).
+  const changes = plan.changes.flatMap((c): Change[] =>
+    c.kind === 'fetch' && staging.identical.has(c.path) ? (c.ifIdentical ? [c.ifIdentical] : []) : [c],
+  );
+  let committed = false;
+  try {
+    checkAborted(hooks);
+    await hooks.at?.('staged');
+    if (changes.length === 0) {
+      await racy.files.settle(racy.now);
+      return [];
+    }
+    // `xroad-sync pause` waits for this pass: paused now, it must not start committing.
+    if (existsSync(settings.flagFile)) throw new PassAbandonedError(`${settings.flagFile} appeared during the pass: abandoned before its commit, nothing changed`);
+    await racy.files.beforeCommit(racy.now);
+    const result = await commitChanges(changes, staging, {
+      targetRoot: settings.targetDir,
+      source: sourceTree,
+      stateDir: settings.stateDir,
+      beforeStep: hooks.at,
+    }).catch((err: unknown) => {
+      if (err instanceof PartialCommitError) {
+        // Part of the commit is live: say exactly what, so hints and --on-change cover it.
+        const partial = changes.filter((c) => err.livePaths.has(c.path));
+        reporter.items(partial);
+        ctx.live.push(...partial);
+        committed = true; // the journal needs the remaining temps; nothing to restore
+      }
+      throw err;
+    });
+    committed = true;
+    await racy.files.settle(racy.now);
+    await hooks.at?.('committed');
+    const skipped = new Set(result.skipped.map((s) => s.path));
+    const applied = changes.filter((c) => !skipped.has(c.path));
+    reporter.items(applied);
+    for (const s of result.skipped) reporter.notice(`${s.path} ${s.reason}: left for the next pass`);
+    for (const dir of plan.keptNonEmpty) reporter.notice(`cannot delete non-empty directory: ${dir}`);
+    return applied;
+  } finally {
+    // After a commit only unused temps (skipped paths) remain; before it, all of them.
+    if (!committed || staging.temps.size > 0) await staging.discard({ committed });
+  }
+}
+
+/** Completes an interrupted commit; returns the changes it made live, itemized here and counted, hinted and --on-change'd by this pass. */
+async function completeInterruptedCommit(settings: PassSettings, reporter: PassReporter): Promise<Change[]> {
+  const recovery = await recoverInterruptedCommit(settings.stateDir, settings.targetDir);
+  if (recovery.kind === 'rolled-forward') {
+    reporter.notice(`completed the commit interrupted at ${recovery.createdAt} (${recovery.operations} operations replayed)`);
+    reporter.items(recovery.changes);
+    return [...recovery.changes];
+  }
+  if (recovery.kind === 'discarded') reporter.notice(recovery.reason);
+  return [];
+}
+

@@ -1,0 +1,95 @@
+/**
+ * The daemon's scheduler on its own: backoff after failures, jitter bounds,
+ * one pass at a time with a request during a pass served once afterwards,
+ * and stop() waiting for the pass in flight.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PassScheduler } from '../../src/daemon/scheduler.js';
+
+type Outcome = 'ok' | 'failed' | 'skipped';
+
+function scheduler(runPass: () => Promise<Outcome> = async () => 'ok', intervalMs = 60_000): PassScheduler {
+  return new PassScheduler({ intervalMs, jitter: 0.1, maxBackoffMs: 30_000, runPass });
+}
+
+/** A pass the test finishes by hand. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('pass scheduler', () => {
+  it('backs off 1, 2, 4, 8, 16 s after consecutive failures, capped, and resets after a success', () => {
+    const s = scheduler();
+    assert.deepEqual([1, 2, 3, 4, 5, 6, 7].map(() => s.nextDelay('failed')), [1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    const afterOk = s.nextDelay('ok');
+    assert.ok(afterOk >= 60_000 && afterOk <= 66_000, `interval plus at most 10 % jitter, got ${afterOk}`);
+    assert.equal(s.nextDelay('failed'), 1000, 'a success resets the backoff');
+  });
+
+  it('keeps every jittered delay within interval .. interval × (1 + jitter)', () => {
+    const s = scheduler();
+    for (let i = 0; i < 1000; i++) {
+      const d = s.nextDelay(i % 2 ? 'ok' : 'skipped');
+      assert.ok(d >= 60_000 && d <= 66_000, `delay ${d}`);
+    }
+  });
+
+  it('never runs two passes at once; requests during a pass are served by one pass after it', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    let passes = 0;
+    const gates: Array<ReturnType<typeof gate>> = [];
+    const s = scheduler(async () => {
+      running++;
+      passes++;
+      maxRunning = Math.max(maxRunning, running);
+      const g = gate();
+      gates.push(g);
+      await g.promise;
+      running--;
+      return 'ok';
+    });
+    s.start();
+    await tick();
+    assert.equal(passes, 1);
+    s.requestNow();
+    s.requestNow();
+    s.requestNow();
+    await tick();
+    assert.equal(passes, 1, 'requests during a pass wait for it');
+    gates[0]!.open();
+    for (let i = 0; i < 20 && passes < 2; i++) await tick();
+    assert.equal(passes, 2, 'three requests during a pass become one pass after it');
+    gates[1]!.open();
+    for (let i = 0; i < 20; i++) await tick();
+    assert.equal(passes, 2, 'and no more until the interval');
+    assert.equal(maxRunning, 1);
+    await s.stop();
+  });
+
+  it('stop() waits for the pass in flight and schedules nothing after it', async () => {
+    let passes = 0;
+    const g = gate();
+    const s = scheduler(async () => {
+      passes++;
+      await g.promise;
+      return 'failed';
+    }, 1);
+    s.start();
+    await tick();
+    let stopped = false;
+    const stopping = s.stop().then(() => (stopped = true));
+    await tick();
+    assert.equal(stopped, false, 'stop() must wait for the running pass');
+    g.open();
+    await stopping;
+    s.requestNow();
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // past the 1 s backoff a failure would schedule
+    assert.equal(passes, 1);
+  });
+});
