@@ -14,7 +14,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { CLI, type CliRun } from './cli.js';
+import type { CliRun } from './cli.js';
+import { cliForOtherUsers } from './other-user.js';
 import { freePort } from './sshd.js';
 
 const PG_LIB = '/usr/lib/postgresql';
@@ -157,11 +158,12 @@ export function ensureOsUser(name: string): void {
   if (r.status !== 0 && spawnSync('getent', ['passwd', name]).status !== 0) throw new Error(`useradd ${name} failed: ${r.stderr}`);
 }
 
-/** The compiled CLI as OS user `user` (runuser), bounded; the environment carries no SERVERCONF_* unless given. */
+/** The CLI as OS user `user` (runuser), from a place that user can reach (other-user.ts), bounded; the environment carries no SERVERCONF_* unless given. */
 export function runCliAs(user: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliRun> {
   const started = Date.now();
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, LANG: 'C.UTF-8', ...opts.env };
-  const child = spawn('runuser', ['-u', user, '--', process.execPath, CLI, ...args], { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+  const cli = cliForOtherUsers();
+  const child = spawn('runuser', ['-u', user, '--', cli.node, cli.script, ...args], { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));

@@ -107,7 +107,9 @@ describe('faults: live master', () => {
     writer.stderr.setEncoding('utf8').on('data', (c: string) => (writerErr += c));
     const writerDone = new Promise<number | null>((resolve) => writer.once('exit', resolve));
 
-    const passes = inProcessPasses(master, ws);
+    // The writer deletes at random: under load many deletions fall between two passes and would trip the
+    // half-the-tree safety valve, which is not what this test judges (limits.test.ts does).
+    const passes = inProcessPasses(master, ws, { maxDelete: 1_000_000 });
     const codes = new Map<number, number>();
     const violations: string[] = [];
     const started = Date.now();
