@@ -207,8 +207,16 @@ test('resume --now while replay cannot catch up in time: "not ready", how far be
   const pass = await master(t, n);
   await n.pair.configureStandby(["recovery_min_apply_delay = '10min'"]);
   await n.pair.primary('CREATE TABLE late (v int)');
-  await n.pair.primary('INSERT INTO late VALUES (1)');
-  await waitFor(async () => ((await statusJson(n)).serverconf.lagBytes ?? 0) > 0, 20_000, 'the delayed commit to be received, not applied');
+  // The standby's startup process takes the new delay when it reads the reloaded configuration, not at
+  // pg_reload_conf(): a commit made before that is applied at once. Commit until one is held back.
+  await waitFor(
+    async () => {
+      await n.pair.primary('INSERT INTO late VALUES (1)');
+      return ((await statusJson(n)).serverconf.lagBytes ?? 0) > 0;
+    },
+    60_000,
+    'a commit to be received, not applied',
+  );
   const r = await runCliAs(OS_USER, ['resume', '--now', '--ready-timeout', '2', ...pass, ...n.replicaArgs, '--state-dir', n.stateDir]);
   assert.equal(r.signal, null, show(r));
   assert.equal(r.status, 69, show(r));
