@@ -143,6 +143,48 @@ test('precedence: flag > environment > settings file (XROAD_SYNC_OPTS over MASTE
   }
 });
 
+test('repeatable options add up across flag, environment and settings file; each value once, with every origin', async () => {
+  const { Command } = await import('commander');
+  const { addIntervalOption, addPassOptions, addSettingsOption, addWaitOption } = await import('../../src/cli/options.js');
+  const { applySettings } = await import('../../src/cli/settings.js');
+  const { resolvePassSettings } = await import('../../src/settings/pass-settings.js');
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const dir = mkdtempSync('/tmp/xroad-sync-settings-');
+  try {
+    const file = `${dir}/xroad-sync`;
+    writeFileSync(file, 'MASTER=m\nXROAD_SYNC_OPTS="--exclude /file-a --exclude \'/both b\' --timeout 7"\nXROAD_SYNC_DAEMON_OPTS="--exclude /daemon-c --timeout 9"\n');
+    const parse = (name: string, args: string[], env: NodeJS.ProcessEnv = {}) => {
+      const cmd = addSettingsOption(addWaitOption(addPassOptions(name === 'daemon' ? addIntervalOption(new Command(name)) : new Command(name)))).exitOverride();
+      cmd.parse(args, { from: 'user' });
+      const origins = applySettings(cmd, { ...env, XROAD_SYNC_SETTINGS: file });
+      return { opts: cmd.opts(), origins };
+    };
+    const from = (origins: ReturnType<typeof parse>['origins']) => Object.fromEntries((origins.items.get('exclude') ?? []).map((i) => [i.value, i.from.join(' + ')]));
+
+    let r = parse('sync', ['--exclude', '*.bak', '--exclude', '/both b']);
+    assert.deepEqual(r.opts.exclude, ['*.bak', '/both b', '/file-a']);
+    assert.deepEqual(from(r.origins), { '*.bak': 'flag', '/both b': `flag + XROAD_SYNC_OPTS in ${file}`, '/file-a': `XROAD_SYNC_OPTS in ${file}` });
+    assert.equal(r.opts.timeout, '7', 'a single-valued option still takes the highest layer');
+    const settings = resolvePassSettings(r.opts);
+    for (const p of ['db.properties', '*.bak', '/both b', '/file-a']) assert.ok(settings.excludes.includes(p), `${p} is an effective exclude`);
+
+    r = parse('sync', [], { XROAD_SYNC_OPTS: '--exclude /env-d' });
+    assert.deepEqual(r.opts.exclude, ['/env-d', '/file-a', '/both b'], 'the environment adds to the file, not instead of it');
+
+    r = parse('daemon', ['--exclude', '*.bak']);
+    assert.deepEqual(r.opts.exclude, ['*.bak', '/daemon-c', '/file-a', '/both b'], 'as the daemon unit passes $XROAD_SYNC_OPTS $XROAD_SYNC_DAEMON_OPTS');
+    assert.equal(r.opts.timeout, '9', 'XROAD_SYNC_DAEMON_OPTS wins for a single-valued option, as it comes last in ExecStart=');
+
+    // The defaults stay unless --no-default-excludes says otherwise, in any layer.
+    writeFileSync(file, 'MASTER=m\nXROAD_SYNC_OPTS="--no-default-excludes --exclude /only"\n');
+    r = parse('sync', ['--exclude', '*.bak']);
+    assert.deepEqual(resolvePassSettings(r.opts).excludes, ['*.bak', '/only']);
+    assert.equal(r.origins.get('defaultExcludes'), `XROAD_SYNC_OPTS in ${file}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('pass lock: 12 contenders at once take it one at a time, each waiting its turn; a stale lock is taken over with one notice', async () => {
   const { acquireLock } = await import('../../src/state/lock.js');
   const { mkdtempSync, rmSync, writeFileSync, existsSync } = await import('node:fs');

@@ -1,0 +1,75 @@
+/**
+ * Settings in layers, as an operator meets them: a settings file the units
+ * read plus a flag typed by hand. Repeatable options (--exclude) add up
+ * across the layers, so a flag never drops the excludes that protect a
+ * slave-local file. The compiled CLI against a real OpenSSH master on 127.0.0.1.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { passArgs, runCli, startCli, waitFor, type CliRun } from '../helpers/cli.js';
+import { sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
+import { deferrer, slaveDirs, type SlaveDirs } from '../helpers/slave.js';
+
+const T = { timeout: 120_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
+const show = (r: CliRun) => `exit ${r.status ?? r.signal}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
+
+const TREE = { 'serverconf.xml': '<conf/>\n', 'conf.d/local.ini': '[signer]\n', 'a.ini': 'a\n', 'b.ini': 'b\n' };
+
+interface Setup extends SlaveDirs {
+  master: TestMaster;
+  settings: string;
+  env: NodeJS.ProcessEnv;
+  defer(step: () => Promise<unknown>): void;
+}
+
+/** A settings file as an operator writes /etc/default/xroad-sync: every path in XROAD_SYNC_OPTS, plus `opts`. */
+async function setup(t: TestContext, opts: string, daemonOpts = ''): Promise<Setup> {
+  const defer = deferrer(t);
+  const dirs = await slaveDirs(defer, 'xroad-sync-layers-', TREE);
+  const master = await startMaster();
+  defer(() => master.stop());
+  const settings = path.join(dirs.base, 'xroad-sync.default');
+  const args = passArgs(master, dirs).map((a) => (/\s/.test(a) ? `'${a}'` : a));
+  await fs.writeFile(settings, [`XROAD_SYNC_OPTS="${args.join(' ')} ${opts}"`, `XROAD_SYNC_DAEMON_OPTS="${daemonOpts}"`, ''].join('\n'));
+  return { ...dirs, master, settings, defer, env: { XROAD_SYNC_SETTINGS: settings } };
+}
+
+test('sync --exclude X adds to the settings file\'s excludes: the slave-local file they protect survives', T, async (t) => {
+  const s = await setup(t, "--exclude /local-only.conf --exclude '/site dir/'");
+  const first = await runCli(['sync'], { env: s.env });
+  assert.equal(first.status, 0, show(first));
+  await fs.writeFile(path.join(s.target, 'local-only.conf'), 'this slave only\n');
+  await fs.mkdir(path.join(s.target, 'site dir'));
+  await fs.writeFile(path.join(s.target, 'site dir', 'x.conf'), 'x\n');
+
+  const sync = await runCli(['sync', '--exclude', '*.bak'], { env: s.env });
+  assert.equal(sync.status, 0, show(sync));
+  assert.ok(existsSync(path.join(s.target, 'local-only.conf')), `the settings file's --exclude /local-only.conf still applies beside the flag's\n${show(sync)}`);
+  assert.ok(existsSync(path.join(s.target, 'site dir', 'x.conf')), 'a quoted exclude from the settings file still applies');
+
+  // check shows the effective excludes, each with where it came from.
+  const check = await runCli(['check', '--exclude', '*.bak'], { env: s.env });
+  assert.equal(check.status, 0, show(check));
+  const row = (pattern: string, origin: string) =>
+    assert.match(check.stdout, new RegExp(`^ .*${pattern.replace(/[.*/]/g, '\\$&')} +\\(${origin.replace(/[./]/g, '\\$&')}\\)$`, 'm'), show(check));
+  row('*.bak', 'flag');
+  row('/local-only.conf', `XROAD_SYNC_OPTS in ${s.settings}`);
+  row('db.properties', 'default');
+});
+
+test('a by-hand daemon adds XROAD_SYNC_DAEMON_OPTS excludes to XROAD_SYNC_OPTS ones, as the unit does', T, async (t) => {
+  const s = await setup(t, '--exclude /from-opts.conf', '--exclude /from-daemon-opts.conf --interval 1');
+  const first = await runCli(['sync'], { env: s.env });
+  assert.equal(first.status, 0, show(first));
+  for (const name of ['from-opts.conf', 'from-daemon-opts.conf']) await fs.writeFile(path.join(s.target, name), 'this slave only\n');
+
+  const daemon = startCli(['daemon'], { env: s.env });
+  s.defer(() => daemon.stop(2_000));
+  const out = () => `--- daemon stdout\n${daemon.stdout()}--- daemon stderr\n${daemon.stderr()}`;
+  await waitFor(() => daemon.records().some((r) => r.msg === 'pass' && r.result === 'ok'), 15_000, 'the daemon\'s first pass', out);
+  assert.ok(existsSync(path.join(s.target, 'from-daemon-opts.conf')), out());
+  assert.ok(existsSync(path.join(s.target, 'from-opts.conf')), `XROAD_SYNC_OPTS's exclude applies beside XROAD_SYNC_DAEMON_OPTS's\n${out()}`);
+});
