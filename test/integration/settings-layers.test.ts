@@ -73,3 +73,24 @@ test('a by-hand daemon adds XROAD_SYNC_DAEMON_OPTS excludes to XROAD_SYNC_OPTS o
   assert.ok(existsSync(path.join(s.target, 'from-daemon-opts.conf')), out());
   assert.ok(existsSync(path.join(s.target, 'from-opts.conf')), `XROAD_SYNC_OPTS's exclude applies beside XROAD_SYNC_DAEMON_OPTS's\n${out()}`);
 });
+
+test('a handful of slave-only files trip the delete limit: the message names them as only on this slave; excluding them as it says lets the pass through', T, async (t) => {
+  const s = await setup(t, '');
+  const first = await runCli(['sync'], { env: s.env });
+  assert.equal(first.status, 0, show(first));
+  await fs.mkdir(path.join(s.target, 'site'));
+  for (const name of ['one', 'two', 'three', 'four', 'five']) await fs.writeFile(path.join(s.target, 'site', `${name}.conf`), 'local\n');
+
+  const refused = await runCli(['sync'], { env: s.env });
+  assert.equal(refused.status, 25, show(refused));
+  assert.match(refused.stderr, /refusing to delete 5 files that exist only on this slave, not on the master's .*: \/site\/five\.conf, \/site\/four\.conf, \/site\/one\.conf, \/site\/three\.conf, \/site\/two\.conf/, show(refused));
+  assert.doesNotMatch(refused.stderr, /if the master really lost these files, run once with --force/, 'the old hint blamed the master alone');
+  assert.match(refused.stderr, /--exclude/, show(refused));
+
+  // As the hint says: the slave's own files excluded in the settings file.
+  const text = (await fs.readFile(s.settings, 'utf8')).replace(/^(XROAD_SYNC_OPTS=".*)"$/m, '$1 --exclude /site/"');
+  await fs.writeFile(s.settings, text);
+  const passed = await runCli(['sync'], { env: s.env });
+  assert.equal(passed.status, 0, show(passed));
+  assert.ok(existsSync(path.join(s.target, 'site', 'two.conf')));
+});
