@@ -5,11 +5,12 @@
  * slave-local file. The compiled CLI against a real OpenSSH master on 127.0.0.1.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { passArgs, runCli, startCli, waitFor, type CliRun } from '../helpers/cli.js';
+import { CLI, passArgs, runCli, startCli, waitFor, type CliRun } from '../helpers/cli.js';
 import { sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
 import { deferrer, slaveDirs, type SlaveDirs } from '../helpers/slave.js';
 
@@ -94,3 +95,51 @@ test('a handful of slave-only files trip the delete limit: the message names the
   assert.equal(passed.status, 0, show(passed));
   assert.ok(existsSync(path.join(s.target, 'site', 'two.conf')));
 });
+
+test('the cron job reads XROAD_SYNC_OPTS as the units do: a quoted value with a space works', T, async (t) => {
+  const flock = ['/usr/bin/flock', '/bin/flock'].find((f) => existsSync(f));
+  assert.ok(flock, 'flock (util-linux) is installed by scripts/test-setup.sh');
+  const s = await setup(t, "--exclude '/site dir/'");
+  await fs.mkdir(path.join(s.target, 'site dir'), { recursive: true });
+  await fs.writeFile(path.join(s.target, 'site dir', 'x.conf'), 'this slave only\n');
+  const program = path.join(s.base, 'xroad-sync');
+  await fs.writeFile(program, `#!/bin/sh\nexec '${process.execPath}' '${CLI}' "$@"\n`, { mode: 0o755 });
+  const logged = path.join(s.base, 'logger.out');
+  const logger = path.join(s.base, 'logger');
+  await fs.writeFile(logger, `#!/bin/sh\ncat > '${logged}'\n`, { mode: 0o755 });
+
+  const cronFile = await fs.readFile(new URL('../../../service/xroad-sync.cron', import.meta.url), 'utf8');
+  const line = cronFile.split('\n').find((l) => /^\S+ \S+ \S+ \S+ \S+ xroad /.test(l));
+  assert.ok(line, 'the cron.d file has a job line');
+  let command = line.replace(/^(\S+\s+){6}/, '');
+  const replacements: Array<[string, string]> = [
+    ['/var/tmp/xroad/sync-disabled', s.flagFile],
+    ['/var/tmp/xroad/xroad-sync-cron.lock', path.join(s.base, 'cron.lock')],
+    ['/usr/bin/xroad-sync', program],
+    ['/usr/bin/logger', logger],
+    ['/usr/bin/flock', flock],
+    // Only where the job names them: the program reads its settings file itself (here through XROAD_SYNC_SETTINGS).
+    ['/etc/default/xroad-sync', s.settings],
+    ['/etc/sysconfig/xroad-sync', path.join(s.base, 'sysconfig-absent')],
+  ];
+  for (const [from, to] of replacements) command = command.split(from).join(to);
+  // cron's environment: no MASTER or XROAD_SYNC_OPTS; the settings file stands where the distribution's is.
+  const cronEnv = { HOME: s.base, PATH: '/usr/bin:/bin', SHELL: '/bin/sh', XROAD_SYNC_SETTINGS: s.settings, XROAD_SYNC_LOG_LEVEL: 'info' };
+  const job = await runShell(command, cronEnv);
+  assert.equal(job.status, 0, job.stderr);
+  const log = await fs.readFile(logged, 'utf8');
+  assert.ok(existsSync(path.join(s.target, 'serverconf.xml')), `the cron job ran a pass\n--- logged\n${log}`);
+  assert.ok(existsSync(path.join(s.target, 'site dir', 'x.conf')), `the quoted exclude protected the slave-local file\n--- logged\n${log}`);
+  assert.doesNotMatch(log, /error|unexpected|too many/i, log);
+});
+
+function runShell(command: string, env: NodeJS.ProcessEnv): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/bin/sh', ['-c', command], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.once('error', (err) => (clearTimeout(timer), reject(err)));
+    child.once('close', (status) => (clearTimeout(timer), resolve({ status, stderr })));
+  });
+}
