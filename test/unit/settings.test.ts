@@ -131,13 +131,15 @@ test('precedence: flag > environment > settings file (XROAD_SYNC_OPTS over MASTE
     assert.equal(parse([], {}).opts.master, 'opts-master', 'as in ExecStart=: the flags in XROAD_SYNC_OPTS beat MASTER=');
 
     // Settings read by name (the serverconf replica's) reach their module through the environment; the environment wins.
-    writeFileSync(file, 'MASTER=m\nSERVERCONF_REPLICA=yes\nSERVERCONF_PORT=5444\n');
+    writeFileSync(file, 'MASTER=m\nSERVERCONF_REPLICA=yes\nSERVERCONF_PORT=5444\nXROAD_SYNC_LOG_LEVEL=debug\nOTHER=x\n');
     const cmd = addSettingsOption(addWaitOption(addPassOptions(new Command('sync')))).exitOverride();
     cmd.parse([], { from: 'user' });
     const exported: NodeJS.ProcessEnv = { SERVERCONF_PORT: '5499', XROAD_SYNC_SETTINGS: file };
     applySettings(cmd, exported);
     assert.equal(exported.SERVERCONF_REPLICA, 'yes');
     assert.equal(exported.SERVERCONF_PORT, '5499');
+    assert.equal(exported.XROAD_SYNC_LOG_LEVEL, 'debug', 'the log level reaches by-hand commands and the cron job, as the units export it');
+    assert.equal(exported.OTHER, undefined, 'only the names xroad-sync reads');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
