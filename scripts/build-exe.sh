@@ -48,6 +48,10 @@ tail -n +2 "$work/xroad-sync.cjs" > "$work/main.cjs"
 # execArgv: the flags main.ts's interpreter line gives node (test/system/package.test.ts compares them).
 # --max-semi-space-size=2: a small young generation keeps a large sync's peak RSS low. (The daemon
 # sets --heap-growing-percent itself: src/cli/daemon-command.ts.)
+# execArgvExtension "none": the executable ignores NODE_OPTIONS, so a variable in its environment (a
+# settings file, a login shell) cannot make it run code (--require) or open a debugger port (--inspect).
+# Checked with Node 24.22.3; a Node that does not know the field ignores it, and
+# test/system/package.test.ts fails.
 v8_flags=(--max-semi-space-size=2)
 exec_argv="$(printf '"%s", ' "${v8_flags[@]}")"
 cat > "$work/sea-config.json" <<EOF
@@ -57,7 +61,8 @@ cat > "$work/sea-config.json" <<EOF
   "disableExperimentalSEAWarning": true,
   "useCodeCache": true,
   "useSnapshot": false,
-  "execArgv": [${exec_argv%, }]
+  "execArgv": [${exec_argv%, }],
+  "execArgvExtension": "none"
 }
 EOF
 # The code cache carries a hash of V8's flags: made without the execArgv flags, V8 would reject it at

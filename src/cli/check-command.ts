@@ -10,6 +10,8 @@ import { dirname } from 'node:path';
 import { journalPath, pendingJournal } from '../commit/journal.js';
 import { holderIsLive, parseHolder, passLockPath } from '../state/lock.js';
 import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../settings/pass-settings.js';
+import type { SettingOrigins } from '../settings/layers.js';
+import { DEFAULT_EXCLUDES } from '../filter/types.js';
 import { ConnectionError, describeError, ExitCode, exitCodeOf, SafetyValveError, SyncError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import { passContext } from '../pass/context.js';
@@ -41,7 +43,7 @@ const writable = (path: string): Promise<boolean> => access(path, constants.W_OK
 const mode = (st: Stats): string => '0' + (st.mode & 0o7777).toString(8).padStart(3, '0');
 const me = (): string => process.env.USER ?? `uid ${process.getuid?.()}`;
 
-export async function checkCommand(raw: RawPassOptions, ctx?: { origins: ReadonlyMap<string, string> }): Promise<number> {
+export async function checkCommand(raw: RawPassOptions, ctx?: { origins: SettingOrigins }): Promise<number> {
   const settings = resolvePassSettings(raw);
   if (ctx) printOrigins(settings, ctx.origins);
   const identity = await checkIdentity(settings.connection.identityFile);
@@ -60,7 +62,7 @@ export async function checkCommand(raw: RawPassOptions, ctx?: { origins: Readonl
 }
 
 /** Each setting with where it came from: a flag, the environment, the settings file, or the default. */
-function printOrigins(s: PassSettings, origins: ReadonlyMap<string, string>): void {
+function printOrigins(s: PassSettings, origins: SettingOrigins): void {
   const c = s.connection;
   const rows: Array<[string, string, string]> = [
     ['master', '--master', c.host],
@@ -75,11 +77,24 @@ function printOrigins(s: PassSettings, origins: ReadonlyMap<string, string>): vo
     ['logFile', '--log-file', s.logFile ?? '(none)'],
     ['connectTimeout', '--connect-timeout', `${c.connectTimeoutMs / 1000} s`],
     ['timeout', '--timeout', `${c.idleTimeoutMs / 1000} s`],
-    ['exclude', '--exclude', s.excludes.join(' ')],
   ];
   process.stdout.write('settings (highest first: flag, environment, settings file, default):\n');
   for (const [key, flag, value] of rows) process.stdout.write(`     ${flag.padEnd(18)} ${value}  (${origins.get(key) ?? 'default'})\n`);
+  for (const [pattern, from] of excludeOrigins(s, origins)) process.stdout.write(`     ${'--exclude'.padEnd(18)} ${pattern}  (${from.join(', ')})\n`);
+  if (!defaultExcludesOn(origins)) {
+    process.stdout.write(`     ${'--no-default-excludes'.padEnd(18)} the default excludes are off  (${origins.get('defaultExcludes')})\n`);
+  }
 }
+
+/** Every effective exclude with every place it came from: flags, environment and settings file add up, beside the defaults. */
+function excludeOrigins(s: PassSettings, origins: SettingOrigins): Map<string, string[]> {
+  const given = new Map((origins.items.get('exclude') ?? []).map((item) => [item.value, [...item.from]]));
+  const byDefault = (pattern: string): string[] => (defaultExcludesOn(origins) && DEFAULT_EXCLUDES.includes(pattern) ? ['default'] : []);
+  return new Map(s.excludes.map((pattern) => [pattern, [...byDefault(pattern), ...(given.get(pattern) ?? [])]]));
+}
+
+/** --no-default-excludes only ever turns them off: set anywhere, they are off. */
+const defaultExcludesOn = (origins: SettingOrigins): boolean => (origins.get('defaultExcludes') ?? 'default') === 'default';
 
 async function checkIdentity(file: string): Promise<Outcome> {
   const st = await statOrNull(file);

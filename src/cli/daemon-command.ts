@@ -1,6 +1,6 @@
 /** `xroad-sync daemon`: resolve settings, then hand over to the daemon loop. */
 import v8 from 'node:v8';
-import { resolvePassSettings, type RawPassOptions } from '../settings/pass-settings.js';
+import { DEFAULTS, resolvePassSettings, type RawPassOptions } from '../settings/pass-settings.js';
 import { runDaemon } from '../daemon/daemon.js';
 import { operatorRestartRules } from '../report/restart-hints.js';
 import { durationOption } from '../util/duration.js';
@@ -11,7 +11,7 @@ export async function daemonCommand(raw: RawPassOptions & { interval?: string })
   // 1 s by default: a no-change pass costs a few ms of CPU (README, Performance); after failures the
   // scheduler backs off to max(interval, 30 s). The guide's 60 s still works: --interval 60. Down to
   // 0.05 s so that the bench's 10,000-pass memory run (PROFILE_DAEMON_PASSES) takes minutes, not hours.
-  const intervalMs = durationOption(raw.interval ?? '1', '--interval', { minMs: 50, maxMs: 86_400_000 });
+  const intervalMs = durationOption(raw.interval ?? DEFAULTS.intervalS, '--interval', { minMs: 50, maxMs: 86_400_000 });
   // Without idle time between passes V8 lets the old generation grow to up to 4x its live size after
   // a full GC and never shrinks it back (65 MB anonymous at --interval 0.05 against 37 at 1 s); 1.5x
   // holds it at the 1 s level for no measurable CPU per pass. V8 reads the flag at every full GC, so

@@ -12,9 +12,9 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULTS } from '../settings/pass-settings.js';
 import { describeError, exitCodeHelp, exitCodeOf, ExitCode, SyncError } from '../errors.js';
-import { addPassOptions, addSettingsOption, addWaitOption } from './options.js';
-import { addReplicaOptionsTo } from './replica-options.js';
-import { applySettings, type SettingOrigins } from './settings.js';
+import { addIntervalOption, addPassOptions, addSettingsOption, addWaitOption } from './options.js';
+import { addReplicaCheckOptions, addReplicaOptions, addReplicaWaitOption } from './replica-options.js';
+import { applySettings, SettingOrigins } from './settings.js';
 
 const EXIT_CODES = exitCodeHelp();
 
@@ -30,7 +30,7 @@ type CommandFn = (opts: any, ctx: CommandContext) => Promise<number>;
 function act(load: () => Promise<CommandFn>, opts = { settings: true }) {
   return async (_opts: unknown, cmd: Command): Promise<void> => {
     // serve and demo are not slave commands: the slave's settings file is not theirs.
-    const origins = opts.settings ? applySettings(cmd) : new Map<string, string>();
+    const origins = opts.settings ? applySettings(cmd) : new SettingOrigins();
     const command = await load();
     process.exitCode = await command(cmd.opts(), { origins });
   };
@@ -57,39 +57,38 @@ function buildProgram(): Command {
     .addHelpText('after', EXIT_CODES)
     .action(act(async () => (await import('./sync-command.js')).syncCommand));
 
-  addSettingsOption(addWaitOption(
+  addReplicaOptions(addSettingsOption(addWaitOption(
     program
       .command('pause')
       .description('create the flag file, then wait for a pass in flight to finish or be abandoned before its commit: paused when it returns (rolling upgrades, IG-XLB 7.2)')
       .option('--flag-file <file>', 'the flag file', DEFAULTS.flagFile)
-      .option('--state-dir <dir>', 'where a running pass holds its lock', DEFAULTS.stateDir),
-  )).action(act(async () => {
+      .option('--state-dir <dir>', 'where a running pass holds its lock (and the serverconf pause time is noted)', DEFAULTS.stateDir),
+  ))).action(act(async () => {
     const [{ pauseCommand }, { pauseWithReplica }] = await Promise.all([import('./pause-command.js'), import('./replica-commands.js')]);
     return (opts) => pauseWithReplica(opts, () => pauseCommand(opts));
   }));
 
-  addSettingsOption(addWaitOption(addPassOptions(
+  addReplicaWaitOption(addReplicaOptions(addSettingsOption(addWaitOption(addPassOptions(
     program
       .command('resume')
       .description('remove the flag file; with --now also run a pass at once, waiting for one in flight (upgrade steps 4-5)')
       .option('--now', 'run a pass right after resuming'),
-  ))).action(act(async () => {
+  ))))).action(act(async () => {
     const [{ resumeCommand }, { resumeWithReplica }] = await Promise.all([import('./pause-command.js'), import('./replica-commands.js')]);
     return (opts) => resumeWithReplica(opts, () => resumeCommand(opts));
   }));
 
-  addSettingsOption(addPassOptions(
+  addSettingsOption(addPassOptions(addIntervalOption(
     program
       .command('daemon')
-      .description('keep running: a pass at start, then every --interval over one kept-open SSH session; pauses live on the flag file; one per state dir')
-      .option('--interval <duration>', 'time between passes: seconds, or 30s/5m/1h (a little random jitter is added)', '1'),
-  )).action(act(async () => (await import('./daemon-command.js')).daemonCommand));
+      .description('keep running: a pass at start, then every --interval over one kept-open SSH session; pauses live on the flag file; one per state dir'),
+  ))).action(act(async () => (await import('./daemon-command.js')).daemonCommand));
 
-  addSettingsOption(addPassOptions(
+  addReplicaOptions(addSettingsOption(addPassOptions(
     program
       .command('check')
       .description('show where each setting came from; check identity, known_hosts, target, log, state dir and flag file, each problem with its fix; then connect and show what a pass would change'),
-  )).action(act(async () => {
+  ))).action(act(async () => {
     const [{ checkCommand }, { checkReplicaAccess }] = await Promise.all([import('./check-command.js'), import('./replica-commands.js')]);
     return async (opts, ctx) => {
       const config = await checkCommand(opts, ctx);
@@ -98,7 +97,7 @@ function buildProgram(): Command {
     };
   }));
 
-  addSettingsOption(program
+  addReplicaCheckOptions(addReplicaOptions(addSettingsOption(program
     .command('status')
     .description('paused or not, the last pass, the last success, whether a daemon runs')
     .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid}')
@@ -106,7 +105,7 @@ function buildProgram(): Command {
     .option('--max-age <duration>', 'with --check: critical when the last success is older than this: seconds, or 30s/5m/1h', '300')
     .option('--fail-if-paused', 'with --check: a pause is a warning (otherwise only reported)')
     .option('--state-dir <dir>', 'where passes record their status', DEFAULTS.stateDir)
-    .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile))
+    .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile))))
     .action(act(async () => (await import('./replica-status.js')).statusWithReplica));
 
   program
@@ -125,7 +124,6 @@ function buildProgram(): Command {
     .description('a self-contained tour on 127.0.0.1 in a temp dir: embedded master, a pass, status, the daemon, pause/resume')
     .action(act(async () => (await import('./demo-command.js')).demoCommand, { settings: false }));
 
-  addReplicaOptionsTo(program);
   return program;
 }
 

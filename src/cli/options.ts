@@ -3,7 +3,13 @@ import { Command, Option } from 'commander';
 import { DEFAULTS } from '../settings/pass-settings.js';
 import { DEFAULT_EXCLUDES } from '../filter/types.js';
 
+/** A repeatable option's parser: each occurrence adds a value. */
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** Whether an option is repeatable; its values then add up across flags, environment and settings file. */
+export function isRepeatable(option: Option): boolean {
+  return option.parseArg === collect;
+}
 
 export function addPassOptions(cmd: Command): Command {
   return cmd
@@ -14,7 +20,7 @@ export function addPassOptions(cmd: Command): Command {
     .option('--known-hosts <file>', "OpenSSH known_hosts that must hold the master's host key (default: ~/.ssh/known_hosts)")
     .option('--source <dir>', 'directory on the master (rsync: :/etc/xroad/)', DEFAULTS.sourceDir)
     .option('--target <dir>', 'local directory to mirror into', DEFAULTS.targetDir)
-    .option('--exclude <pattern>', 'rsync exclude pattern, repeatable; added to the defaults', collect)
+    .option('--exclude <pattern>', 'rsync exclude pattern, repeatable; added to the defaults and to the excludes in XROAD_SYNC_OPTS', collect)
     .option('--no-default-excludes', `do not apply the default excludes (${DEFAULT_EXCLUDES.join(' ')})`)
     .option('--flag-file <file>', 'while this file exists every pass is skipped (exit 0)', DEFAULTS.flagFile)
     .option('--log-file <file>', 'rsync-format log, appended per pass (rsync: --log-file)', DEFAULTS.logFile)
@@ -24,9 +30,9 @@ export function addPassOptions(cmd: Command): Command {
     .option('--timeout <duration>', 'abort when the master makes no progress for this long: seconds, or 30s/5m/1h (rsync: --timeout=10)', String(DEFAULTS.timeoutS))
     .option('--max-delete <n>', 'refuse a pass that deletes more files (default: half of the synced files)')
     .option('--force', 'override the safety valve (empty master, too many deletions)')
-    .option('--max-file-size <size>', 'fail the pass (before any change) if a master file is larger', '1G')
-    .option('--max-total-bytes <size>', 'fail the pass if it would fetch more than this', '4G')
-    .option('--max-files <n>', 'fail the pass if the master lists more files', '200000')
+    .option('--max-file-size <size>', 'fail the pass (before any change) if a master file is larger', DEFAULTS.maxFileSize)
+    .option('--max-total-bytes <size>', 'fail the pass if it would fetch more than this', DEFAULTS.maxTotalBytes)
+    .option('--max-files <n>', 'fail the pass if the master lists more files', String(DEFAULTS.maxFiles))
     .option('--concurrency <n>', 'files fetched at once', String(DEFAULTS.concurrency))
     .option('--on-change <cmd>', 'shell command run after a pass that changed files; the changed paths arrive on stdin, one per line')
     .option('--dry-run', 'print what would change (rsync itemized format) and change nothing');
@@ -35,6 +41,11 @@ export function addPassOptions(cmd: Command): Command {
 /** How long a by-hand command waits for a pass in flight (another command's, or the daemon's). */
 export function addWaitOption(cmd: Command): Command {
   return cmd.option('--wait <duration>', 'wait this long for a pass in flight before giving up with exit 75: seconds, or 30s/5m/1h', `${DEFAULTS.lockWaitS}s`);
+}
+
+/** The daemon's time between passes (also accepted in XROAD_SYNC_DAEMON_OPTS). */
+export function addIntervalOption(cmd: Command): Command {
+  return cmd.option('--interval <duration>', 'time between passes: seconds, or 30s/5m/1h (a little random jitter is added)', String(DEFAULTS.intervalS));
 }
 
 /** Where the units' settings come from; every command reads them. */

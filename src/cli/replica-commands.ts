@@ -10,7 +10,7 @@ import { describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
 import { monitorHint, onPrimary } from '../replica/errors.js';
 import { clearReplayPaused, markReplayPaused } from '../replica/paused-marker.js';
 import type { Replica, ReplicaStatus } from '../replica/replica.js';
-import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../settings/replica-settings.js';
+import { describeEndpoint, REPLICA_DEFAULTS, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../settings/replica-settings.js';
 import { grantExecute } from '../replica/setup.js';
 
 type Opts = RawReplicaOptions & { stateDir?: string; now?: boolean; readyTimeout?: string };
@@ -65,7 +65,7 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
   if (settings === null) return configHalf();
   if (typeof settings === 'number') return (await configHalf()) || settings;
   // A usage error stops the command before either half changes anything.
-  const timeoutMs = durationOption(opts.readyTimeout ?? '120', '--ready-timeout', { minMs: 0, maxMs: 86_400_000 });
+  const timeoutMs = durationOption(opts.readyTimeout ?? REPLICA_DEFAULTS.readyTimeoutS, '--ready-timeout', { minMs: 0, maxMs: 86_400_000 });
   const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
   const notReady: string[] = [];
   let replicaCode: number = ExitCode.OK;

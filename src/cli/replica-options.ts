@@ -4,30 +4,10 @@
  * meaning; SERVERCONF_REPLICA=yes makes --serverconf the default on a slave.
  */
 import { Command, Option } from 'commander';
-import { DEFAULTS } from '../settings/pass-settings.js';
 import { REPLICA_DEFAULTS, REPLICA_ENV } from '../settings/replica-settings.js';
 
-/**
- * Adds the replica's flags to pause, resume, status and check, found by name,
- * so the commands' own definitions in main.ts stay as they are.
- */
-export function addReplicaOptionsTo(program: Command): void {
-  const command = (name: string): Command | undefined => program.commands.find((c) => c.name() === name);
-  const has = (cmd: Command, flag: string): boolean => cmd.options.some((o) => o.long === flag);
-  const pause = command('pause');
-  if (pause) {
-    addReplicaOptions(pause);
-    if (!has(pause, '--state-dir')) pause.option('--state-dir <dir>', 'where the serverconf pause time is noted', DEFAULTS.stateDir);
-  }
-  const resume = command('resume');
-  if (resume) addReplicaWaitOption(addReplicaOptions(resume));
-  const status = command('status');
-  if (status) addReplicaCheckOptions(addReplicaOptions(status));
-  const check = command('check');
-  if (check) addReplicaOptions(check);
-}
-
-function addReplicaOptions(cmd: Command): Command {
+/** The replica's flags, for every command that can manage it (pause, resume, status, check). */
+export function addReplicaOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--serverconf', `also the serverconf database replica (PostgreSQL standby); default when ${REPLICA_ENV.enabled}=yes`))
     .addOption(new Option('--no-serverconf', `leave the serverconf replica alone even if ${REPLICA_ENV.enabled}=yes`))
@@ -37,11 +17,13 @@ function addReplicaOptions(cmd: Command): Command {
     .addOption(new Option('--serverconf-database <name>', `database to connect to (${REPLICA_ENV.database}; default ${REPLICA_DEFAULTS.database})`));
 }
 
-function addReplicaWaitOption(cmd: Command): Command {
-  return cmd.option('--ready-timeout <s>', 'with --now and the replica: wait at most this long for it to catch up', '120');
+/** resume --now: how long to wait for the replica to catch up. */
+export function addReplicaWaitOption(cmd: Command): Command {
+  return cmd.option('--ready-timeout <s>', 'with --now and the replica: wait at most this long for it to catch up', String(REPLICA_DEFAULTS.readyTimeoutS));
 }
 
-function addReplicaCheckOptions(cmd: Command): Command {
+/** status --check: the replica's thresholds. */
+export function addReplicaCheckOptions(cmd: Command): Command {
   return cmd
     .option('--max-replay-lag <s>', 'with --check and the replica: critical when replay lags more than this', '300')
     .option('--warn-replay-lag <s>', 'with --check and the replica: warning when replay lags more than this', '60')

@@ -172,13 +172,23 @@ export function enforceSafetyValve(plan: Plan, sourceEntries: number, settings: 
       hint: 'check that the master tree is mounted and readable; pass --force if emptying the slave is really intended',
     });
   }
-  const fileDeletions = plan.changes.filter((c) => c.kind === 'delete' && c.target.type !== 'dir').length;
+  const doomed = plan.changes.filter((c) => c.kind === 'delete' && c.target.type !== 'dir').map((c) => `/${c.path}`);
   const limit = settings.maxDelete ?? Math.max(1, Math.floor(plan.targetFiles / 2));
-  if (fileDeletions > limit) {
-    throw new SafetyValveError(`refusing to delete ${fileDeletions} files (limit ${limit}${settings.maxDelete === undefined ? ': half of the synced files' : ''})`, {
-      subject: '--max-delete',
-      hint: 'if the master really lost these files, run once with --force or a higher --max-delete',
-    });
+  if (doomed.length > limit) {
+    // All that is known is that these files are here and not on the master: the master may have lost
+    // them, or they were made on this slave. The message says so and names both ways out.
+    doomed.sort();
+    const shown = doomed.slice(0, 5).join(', ') + (doomed.length > 5 ? ` and ${doomed.length - 5} more` : '');
+    throw new SafetyValveError(
+      `refusing to delete ${doomed.length} files that exist only on this slave, not on the master's ${settings.sourceDir} ` +
+        `(limit ${limit}${settings.maxDelete === undefined ? ': half of the synced files' : ''}): ${shown}`,
+      {
+        subject: '--max-delete',
+        hint:
+          `if they are files of this slave: protect them with --exclude (e.g. --exclude ${doomed[0]}) in XROAD_SYNC_OPTS of /etc/default/xroad-sync; ` +
+          `if the master really lost them: run once with --force, or raise --max-delete`,
+      },
+    );
   }
 }
 

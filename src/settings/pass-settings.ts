@@ -62,11 +62,13 @@ export const DEFAULTS = {
   connectTimeoutS: 5,
   timeoutS: 10,
   concurrency: 16,
+  /** The daemon's time between passes: a master change reaches the slave within about a second. */
+  intervalS: 1,
   /** A by-hand pass waits this long for one in flight (a pass takes seconds; the oneshot unit allows 120 s). */
   lockWaitS: 120,
   /** Generous for /etc/xroad (a few hundred files, a few MB), finite for a master gone wrong. */
-  maxFileSize: 1024 ** 3,
-  maxTotalBytes: 4 * 1024 ** 3,
+  maxFileSize: '1G',
+  maxTotalBytes: '4G',
   maxFiles: 200_000,
 } as const;
 
@@ -100,7 +102,8 @@ export interface RawPassOptions {
 export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv = process.env): PassSettings {
   const host = raw.master ?? env.MASTER;
   if (!host) throw new ConfigError('no master given', { subject: '--master', hint: 'pass --master HOST or set MASTER in /etc/default/xroad-sync' });
-  const excludes = [...(raw.defaultExcludes === false ? [] : DEFAULT_EXCLUDES), ...(raw.exclude ?? [])];
+  // Each pattern once: the same one from the defaults and a flag is one exclude.
+  const excludes = [...new Set([...(raw.defaultExcludes === false ? [] : DEFAULT_EXCLUDES), ...(raw.exclude ?? [])])];
   return {
     connection: {
       host,

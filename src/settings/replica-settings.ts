@@ -24,6 +24,8 @@ export const REPLICA_DEFAULTS = {
   role: 'xroad_sync',
   database: 'postgres',
   connectTimeoutMs: 5_000,
+  /** resume --now waits this long for replay to catch up before saying the node is not ready. */
+  readyTimeoutS: 120,
 } as const;
 
 /** Environment (or settings file) names; flags win over them. */

@@ -176,6 +176,24 @@ describe('packaging', () => {
     assert.doesNotMatch(demo.stderr, /Warning|require\(\)/, demo.stderr);
   });
 
+  it('the executable ignores NODE_OPTIONS: a --require script does not run, --inspect opens no debugger', { ...T, skip: noExe }, async () => {
+    await buildExe();
+    const marker = path.join(work, 'node-options-ran');
+    const script = path.join(work, 'node-options.js');
+    await fs.writeFile(script, `require('fs').writeFileSync(${JSON.stringify(marker)}, 'ran');\n`);
+    // The script itself works: plain node runs it.
+    await ok('node --require', run(process.execPath, ['-e', '0'], { env: { ...process.env, NODE_OPTIONS: `--require ${script}` } }));
+    assert.ok(existsSync(marker), 'the probe script runs under plain node');
+    await fs.rm(marker);
+    const v = await run(EXE, ['--version'], { env: { ...process.env, NODE_OPTIONS: `--require ${script}` } });
+    assert.equal(v.status, 0, describeRunOf('--version with NODE_OPTIONS=--require', v));
+    assert.equal(v.stdout, `${VERSION}\n`);
+    assert.equal(existsSync(marker), false, 'NODE_OPTIONS=--require ran code inside the executable');
+    const inspect = await run(EXE, ['--version'], { env: { ...process.env, NODE_OPTIONS: '--inspect=127.0.0.1:0' } });
+    assert.equal(inspect.status, 0, describeRunOf('--version with NODE_OPTIONS=--inspect', inspect));
+    assert.doesNotMatch(inspect.stderr, /Debugger listening/, 'NODE_OPTIONS=--inspect opened a debugger port');
+  });
+
   it('.deb: build, lintian, dpkg -i, --version, a pass with /usr/bin/xroad-sync, dpkg -r, dpkg -P', { ...T, timeout: 300_000, skip: noDeb }, async (t) => {
     await buildExe();
     const built = await ok('build-deb.sh', run('bash', ['scripts/build-deb.sh'], { env: { ...process.env, LINTIAN: 'no', DEB_COMPRESSION: '-Zxz -z1', XROAD_SYNC_EXE: EXE }, timeoutMs: 120_000 }));

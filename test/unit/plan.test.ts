@@ -138,10 +138,25 @@ describe('safety valve', () => {
   it('refuses deleting more than half of the files by default, or more than --max-delete', () => {
     const dst = tree({ a: {}, b: {}, c: {}, d: {} });
     const three = plan(tree({ a: {} }), dst);
-    assert.throws(() => enforceSafetyValve(three, 2, settings), /refusing to delete 3 files \(limit 2/);
+    assert.throws(() => enforceSafetyValve(three, 2, settings), /refusing to delete 3 files .*\(limit 2/);
     const two = plan(tree({ a: {}, b: {} }), dst);
     assert.doesNotThrow(() => enforceSafetyValve(two, 3, settings));
     assert.throws(() => enforceSafetyValve(two, 3, { ...settings, maxDelete: 1 }), SafetyValveError);
+  });
+  it('names the files it would delete as existing only on this slave, and how to protect or allow them', () => {
+    const dst = tree({ 'a.ini': {}, 'local/': {}, 'local/x.conf': {}, 'local/y.conf': {}, 'local/z.conf': {}, 'v.conf': {}, 'w.conf': {}, 'u.conf': {} });
+    const p = plan(tree({ 'a.ini': {} }), dst);
+    assert.throws(
+      () => enforceSafetyValve(p, 2, settings),
+      (err: SafetyValveError) => {
+        assert.match(err.message, /^refusing to delete 6 files that exist only on this slave, not on the master's \/etc\/xroad \(limit 3: half of the synced files\): /);
+        assert.match(err.message, /\/local\/x\.conf, \/local\/y\.conf, \/local\/z\.conf, \/u\.conf, \/v\.conf and 1 more$/);
+        assert.match(err.hint ?? '', /files of this slave: protect them with --exclude \(e\.g\. --exclude \/local\/x\.conf\) in XROAD_SYNC_OPTS/);
+        assert.match(err.hint ?? '', /--force/);
+        assert.match(err.hint ?? '', /--max-delete/);
+        return true;
+      },
+    );
   });
 });
 

@@ -131,13 +131,57 @@ test('precedence: flag > environment > settings file (XROAD_SYNC_OPTS over MASTE
     assert.equal(parse([], {}).opts.master, 'opts-master', 'as in ExecStart=: the flags in XROAD_SYNC_OPTS beat MASTER=');
 
     // Settings read by name (the serverconf replica's) reach their module through the environment; the environment wins.
-    writeFileSync(file, 'MASTER=m\nSERVERCONF_REPLICA=yes\nSERVERCONF_PORT=5444\n');
+    writeFileSync(file, 'MASTER=m\nSERVERCONF_REPLICA=yes\nSERVERCONF_PORT=5444\nXROAD_SYNC_LOG_LEVEL=debug\nOTHER=x\n');
     const cmd = addSettingsOption(addWaitOption(addPassOptions(new Command('sync')))).exitOverride();
     cmd.parse([], { from: 'user' });
     const exported: NodeJS.ProcessEnv = { SERVERCONF_PORT: '5499', XROAD_SYNC_SETTINGS: file };
     applySettings(cmd, exported);
     assert.equal(exported.SERVERCONF_REPLICA, 'yes');
     assert.equal(exported.SERVERCONF_PORT, '5499');
+    assert.equal(exported.XROAD_SYNC_LOG_LEVEL, 'debug', 'the log level reaches by-hand commands and the cron job, as the units export it');
+    assert.equal(exported.OTHER, undefined, 'only the names xroad-sync reads');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('repeatable options add up across flag, environment and settings file; each value once, with every origin', async () => {
+  const { Command } = await import('commander');
+  const { addIntervalOption, addPassOptions, addSettingsOption, addWaitOption } = await import('../../src/cli/options.js');
+  const { applySettings } = await import('../../src/cli/settings.js');
+  const { resolvePassSettings } = await import('../../src/settings/pass-settings.js');
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const dir = mkdtempSync('/tmp/xroad-sync-settings-');
+  try {
+    const file = `${dir}/xroad-sync`;
+    writeFileSync(file, 'MASTER=m\nXROAD_SYNC_OPTS="--exclude /file-a --exclude \'/both b\' --timeout 7"\nXROAD_SYNC_DAEMON_OPTS="--exclude /daemon-c --timeout 9"\n');
+    const parse = (name: string, args: string[], env: NodeJS.ProcessEnv = {}) => {
+      const cmd = addSettingsOption(addWaitOption(addPassOptions(name === 'daemon' ? addIntervalOption(new Command(name)) : new Command(name)))).exitOverride();
+      cmd.parse(args, { from: 'user' });
+      const origins = applySettings(cmd, { ...env, XROAD_SYNC_SETTINGS: file });
+      return { opts: cmd.opts(), origins };
+    };
+    const from = (origins: ReturnType<typeof parse>['origins']) => Object.fromEntries((origins.items.get('exclude') ?? []).map((i) => [i.value, i.from.join(' + ')]));
+
+    let r = parse('sync', ['--exclude', '*.bak', '--exclude', '/both b']);
+    assert.deepEqual(r.opts.exclude, ['*.bak', '/both b', '/file-a']);
+    assert.deepEqual(from(r.origins), { '*.bak': 'flag', '/both b': `flag + XROAD_SYNC_OPTS in ${file}`, '/file-a': `XROAD_SYNC_OPTS in ${file}` });
+    assert.equal(r.opts.timeout, '7', 'a single-valued option still takes the highest layer');
+    const settings = resolvePassSettings(r.opts);
+    for (const p of ['db.properties', '*.bak', '/both b', '/file-a']) assert.ok(settings.excludes.includes(p), `${p} is an effective exclude`);
+
+    r = parse('sync', [], { XROAD_SYNC_OPTS: '--exclude /env-d' });
+    assert.deepEqual(r.opts.exclude, ['/env-d', '/file-a', '/both b'], 'the environment adds to the file, not instead of it');
+
+    r = parse('daemon', ['--exclude', '*.bak']);
+    assert.deepEqual(r.opts.exclude, ['*.bak', '/daemon-c', '/file-a', '/both b'], 'as the daemon unit passes $XROAD_SYNC_OPTS $XROAD_SYNC_DAEMON_OPTS');
+    assert.equal(r.opts.timeout, '9', 'XROAD_SYNC_DAEMON_OPTS wins for a single-valued option, as it comes last in ExecStart=');
+
+    // The defaults stay unless --no-default-excludes says otherwise, in any layer.
+    writeFileSync(file, 'MASTER=m\nXROAD_SYNC_OPTS="--no-default-excludes --exclude /only"\n');
+    r = parse('sync', ['--exclude', '*.bak']);
+    assert.deepEqual(resolvePassSettings(r.opts).excludes, ['*.bak', '/only']);
+    assert.equal(r.origins.get('defaultExcludes'), `XROAD_SYNC_OPTS in ${file}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
