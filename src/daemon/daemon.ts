@@ -17,7 +17,7 @@ import { WarmSessionProvider } from '../remote/provider.js';
 import { createLogger, logLevelFromEnv, type Logger } from '../report/logger.js';
 import { readStatus, writeStatus } from '../state/status.js';
 import { acquireDaemonLock, ensureStateDir, type DaemonLock } from '../state/lock.js';
-import { lockTargetForDaemon } from '../state/target-lock.js';
+import { lockTargetForDaemon, type DaemonTargetLock } from '../state/target-lock.js';
 import { PassScheduler } from './scheduler.js';
 
 /** The safety net under the watcher: the target is scanned in full at least this often. */
@@ -43,7 +43,7 @@ export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Pr
     // One writer per target, for the daemon's lifetime: a pass or daemon with another state dir is refused.
     const targetLock = await lockTargetForDaemon(settings.targetDir, { stateDir: settings.stateDir, lockFile: daemonLock.path }, settings.lockWaitMs);
     try {
-      return await runLockedDaemon(settings, opts, daemonLock);
+      return await runLockedDaemon(settings, opts, { daemonLock, targetLock });
     } finally {
       targetLock.release();
     }
@@ -52,7 +52,7 @@ export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Pr
   }
 }
 
-async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, daemonLock: DaemonLock): Promise<number> {
+async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, locks: DaemonLocks): Promise<number> {
   const logger = createLogger({ destination: 1, level: logLevelFromEnv() });
   const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
   const filter = compileFilter(settings.excludes);
@@ -74,7 +74,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, daem
     // A short --interval must not mean retrying a down master every second: back off to 30 s at least.
     maxBackoffMs: Math.max(opts.intervalMs, 30_000),
     runPass: async () => {
-      await keepDaemonLock(daemonLock, logger);
+      await keepLocks(locks, logger);
       if (existsSync(settings.flagFile)) return 'skipped'; // logged once, when the flag appeared
       passing = true;
       abort = new AbortController();
@@ -263,13 +263,21 @@ function waitForStopSignal(logger: Logger): Promise<string> {
   });
 }
 
-/** The state dir removed under us: take our lock again, so status and a second daemon still see us; if another daemon took it, it runs and we stop. */
-async function keepDaemonLock(daemonLock: DaemonLock, logger: Logger): Promise<void> {
+interface DaemonLocks {
+  readonly daemonLock: DaemonLock;
+  readonly targetLock: DaemonTargetLock;
+}
+
+/**
+ * A stat each, every pass. The state dir removed under us: take our lock
+ * again, so status and a second daemon still see us. The target replaced:
+ * lock the new one. Lost to another writer meanwhile: it runs, we stop.
+ */
+async function keepLocks({ daemonLock, targetLock }: DaemonLocks, logger: Logger): Promise<void> {
   try {
-    const notice = await daemonLock.reclaimIfLost();
-    if (notice) logger.warn({ msg: notice });
+    for (const notice of [await daemonLock.reclaimIfLost(), await targetLock.followTarget()]) if (notice) logger.warn({ msg: notice });
   } catch (error) {
-    logger.error({ msg: 'stopping: the daemon lock is lost to another daemon', error: describeError(error) });
+    logger.error({ msg: 'stopping: another writer took our lock', error: describeError(error) });
     process.exit(exitCodeOf(error));
   }
 }

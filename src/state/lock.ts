@@ -118,7 +118,7 @@ function inodeOf(path: string): number | undefined {
 }
 
 async function takeLock(path: string, purpose: string, wait: LockWait, held: (holder: LockHolder) => Error): Promise<Lock> {
-  const started = Date.now();
+  const started = performance.now();
   let told = false;
   for (;;) {
     if (wait.signal?.aborted) throw new LockWaitInterruptedError(`stopped while waiting for ${path}; nothing was changed`, { subject: path });
@@ -131,7 +131,7 @@ async function takeLock(path: string, purpose: string, wait: LockWait, held: (ho
       takeOver(path, text, holder, wait);
       continue;
     }
-    const waited = Date.now() - started;
+    const waited = performance.now() - started;
     if (waited >= wait.waitMs) throw held(holder);
     if (!told && waited >= Math.min(WAIT_NOTICE_MS, wait.waitMs)) {
       told = true;
@@ -246,12 +246,12 @@ export async function liveHolder(path: string): Promise<LockHolder | undefined> 
  * LockHeldError when `timeoutMs` runs out.
  */
 export async function waitUntilFree(path: string, wait: LockWait): Promise<{ holder: LockHolder | undefined; waitedMs: number }> {
-  const started = Date.now();
+  const started = performance.now();
   let first: LockHolder | undefined;
   let told = false;
   for (;;) {
     const holder = await liveHolder(path);
-    const waitedMs = Date.now() - started;
+    const waitedMs = performance.now() - started;
     if (holder === undefined) return { holder: first, waitedMs };
     first ??= holder;
     if (waitedMs >= wait.waitMs) {

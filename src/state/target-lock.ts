@@ -12,7 +12,7 @@
  * until the pass releases the pass lock). Any other writer is refused at
  * once, by name: waiting for a daemon would never end.
  */
-import { closeSync, constants, openSync, realpathSync } from 'node:fs';
+import { closeSync, constants, openSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { LocalIoError, LockWaitInterruptedError, TargetInUseError, errnoOf } from '../errors.js';
 import { flockExclusive, flockHolderOf, type FlockHolder } from './flock.js';
@@ -41,20 +41,52 @@ export async function lockTargetForPass(targetDir: string, writer: TargetWriter)
   throw targetInUse(targetDir, attempt.holder);
 }
 
+/** The daemon's hold on the target, kept on whatever directory the target path names. */
+export interface DaemonTargetLock extends TargetLock {
+  /**
+   * One stat (the daemon calls it every pass): when the target path names
+   * another directory than the one locked (restored from a copy, replaced by
+   * a rename), lock that one instead and return a notice saying so.
+   * TargetInUseError when another writer got it first.
+   */
+  followTarget(): Promise<string | undefined>;
+}
+
 /**
  * The daemon's hold on the target, for its lifetime. A by-hand pass of its
  * own state dir is waited for (up to `waitMs`); any other writer refuses it.
  */
-export async function lockTargetForDaemon(targetDir: string, writer: TargetWriter, waitMs: number, signal?: AbortSignal): Promise<TargetLock> {
-  const started = Date.now();
+export async function lockTargetForDaemon(targetDir: string, writer: TargetWriter, waitMs: number, signal?: AbortSignal): Promise<DaemonTargetLock> {
+  let lock = await waitForTarget(targetDir, writer, waitMs, signal);
+  let locked = directoryIdentity(targetDir);
+  return {
+    release: () => lock.release(),
+    async followTarget() {
+      const now = directoryIdentity(targetDir);
+      if (now === undefined || now === locked) return undefined;
+      lock.release();
+      lock = await waitForTarget(targetDir, writer, waitMs, signal);
+      locked = directoryIdentity(targetDir);
+      return `the target ${targetDir} is another directory than at start (replaced or restored): locked it again`;
+    },
+  };
+}
+
+async function waitForTarget(targetDir: string, writer: TargetWriter, waitMs: number, signal?: AbortSignal): Promise<TargetLock> {
+  const started = performance.now();
   for (;;) {
     const attempt = tryLockTarget(targetDir, writer);
     if (!('holder' in attempt)) return attempt;
     const ownPass = attempt.holder !== undefined && attempt.holder.pid === (await liveHolder(passLockPath(writer.stateDir)))?.pid;
-    if (!ownPass || Date.now() - started >= waitMs) throw targetInUse(targetDir, attempt.holder);
+    if (!ownPass || performance.now() - started >= waitMs) throw targetInUse(targetDir, attempt.holder);
     if (signal?.aborted) throw new LockWaitInterruptedError(`stopped while waiting for ${targetDir}; nothing was changed`, { subject: targetDir });
     await new Promise((done) => setTimeout(done, DAEMON_RETRY_MS));
   }
+}
+
+function directoryIdentity(dir: string): string | undefined {
+  const st = statSync(dir, { throwIfNoEntry: false });
+  return st === undefined ? undefined : `${st.dev}:${st.ino}`;
 }
 
 /** The lock, or who holds it (undefined: a process this user cannot see). */

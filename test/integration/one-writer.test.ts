@@ -93,4 +93,21 @@ test('the state dir removed under a running daemon: the daemon recreates its loc
   assert.equal(second.status, 75, `the second daemon must be refused\n${show(second)}`);
   assert.match(second.stderr, new RegExp(`pid ${daemon.child.pid}\\b`), show(second));
   assert.equal(daemon.child.exitCode, null, `the first daemon still runs\n${output(daemon)()}`);
+  assert.ok(daemon.records().some((r) => /daemon\.lock was gone .*recreated it/.test(String(r.msg))), `the daemon says so\n${output(daemon)()}`);
+});
+
+test('the target replaced under a running daemon (restored from a copy): the daemon locks the new directory; a pass with another state dir is still refused', T, async (t) => {
+  const s = await setup(t);
+  const daemon = start(s, ['daemon', ...s.argsWithStateDir(s.stateDir), '--interval', '1']);
+  await waitFor(() => daemon.records().some((r) => r.msg === 'pass' && r.result === 'ok'), 15_000, 'the first pass', output(daemon));
+
+  await fs.rename(s.target, `${s.target}.old`);
+  await fs.cp(`${s.target}.old`, s.target, { recursive: true, preserveTimestamps: true });
+  const passesBefore = daemon.records().filter((r) => r.msg === 'pass').length;
+  await waitFor(() => daemon.records().filter((r) => r.msg === 'pass').length > passesBefore + 1, 15_000, 'two daemon passes on the new target', output(daemon));
+
+  const pass = await runCli(['sync', ...s.argsWithStateDir(path.join(s.base, 'other-state'))]);
+  assert.equal(pass.status, 75, `a pass with another state dir must be refused\n${show(pass)}\n${output(daemon)()}`);
+  assert.match(pass.stderr, new RegExp(`pid ${daemon.child.pid}\\b`), show(pass));
+  assert.ok(daemon.records().some((r) => /is another directory than at start .*locked it again/.test(String(r.msg))), `the daemon says so\n${output(daemon)()}`);
 });
