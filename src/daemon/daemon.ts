@@ -144,7 +144,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
       if (isTempName(basename(path)) || filter.isExcludedPath(path, false)) return;
       correctOnceSettled(path);
     },
-    onTargetEvent: () => knownTarget.forget(),
+    onTargetEvent: () => {
+      knownTarget.forget();
+      locks.targetLock.noteTargetEvent();
+    },
     onError: (err) => {
       knownTarget.forget();
       logger.warn({ msg: 'file watcher error', error: describeError(err) });
@@ -269,9 +272,10 @@ interface DaemonLocks {
 }
 
 /**
- * A stat each, every pass. The state dir removed under us: take our lock
- * again, so status and a second daemon still see us. The target replaced:
- * lock the new one. Lost to another writer meanwhile: it runs, we stop.
+ * Every pass: a stat of the daemon lock; of the target only after a target
+ * event or a minute. The state dir removed under us: take our lock again, so
+ * status and a second daemon still see us. The target replaced: lock the new
+ * one. Lost to another writer meanwhile: it runs, we stop.
  */
 async function keepLocks({ daemonLock, targetLock }: DaemonLocks, logger: Logger): Promise<void> {
   try {

@@ -43,14 +43,20 @@ export async function lockTargetForPass(targetDir: string, writer: TargetWriter)
 
 /** The daemon's hold on the target, kept on whatever directory the target path names. */
 export interface DaemonTargetLock extends TargetLock {
+  /** The target watcher saw something: the next followTarget looks (the directory may have been replaced). */
+  noteTargetEvent(): void;
   /**
-   * One stat (the daemon calls it every pass): when the target path names
-   * another directory than the one locked (restored from a copy, replaced by
-   * a rename), lock that one instead and return a notice saying so.
+   * One stat after a target event, else at most once a minute (an idle
+   * pass touches nothing in the target): when the target path names another
+   * directory than the one locked (restored from a copy, replaced by a
+   * rename), lock that one instead and return a notice saying so.
    * TargetInUseError when another writer got it first.
    */
   followTarget(): Promise<string | undefined>;
 }
+
+/** How often an idle daemon looks whether its target was replaced, should the watcher have missed it. */
+const FOLLOW_TARGET_MAX_INTERVAL_MS = 60_000;
 
 /**
  * The daemon's hold on the target, for its lifetime. A by-hand pass of its
@@ -59,9 +65,15 @@ export interface DaemonTargetLock extends TargetLock {
 export async function lockTargetForDaemon(targetDir: string, writer: TargetWriter, waitMs: number, signal?: AbortSignal): Promise<DaemonTargetLock> {
   let lock = await waitForTarget(targetDir, writer, waitMs, signal);
   let locked = directoryIdentity(targetDir);
+  let lookedAt = performance.now();
+  let eventSeen = false;
   return {
     release: () => lock.release(),
+    noteTargetEvent: () => void (eventSeen = true),
     async followTarget() {
+      if (!eventSeen && performance.now() - lookedAt < FOLLOW_TARGET_MAX_INTERVAL_MS) return undefined;
+      eventSeen = false;
+      lookedAt = performance.now();
       const now = directoryIdentity(targetDir);
       if (now === undefined || now === locked) return undefined;
       lock.release();
