@@ -95,17 +95,20 @@ export async function acquireDaemonLock(stateDir: string, onTakeover?: (notice: 
     release: () => lock.release(),
     async reclaimIfLost() {
       if (inode !== undefined && inodeOf(lock.path) === inode) return undefined;
-      lock = await takeDaemonLock(stateDir, onTakeover);
+      // A daemon started meanwhile may hold it for the moment it takes to be refused by our target lock.
+      lock = await takeDaemonLock(stateDir, onTakeover, RECLAIM_WAIT_MS);
       inode = inodeOf(lock.path);
       return `the daemon lock ${lock.path} was gone (state directory removed?): recreated it`;
     },
   };
 }
 
-async function takeDaemonLock(stateDir: string, onTakeover?: (notice: string) => void): Promise<Lock> {
+const RECLAIM_WAIT_MS = 2000;
+
+async function takeDaemonLock(stateDir: string, onTakeover?: (notice: string) => void, waitMs = 0): Promise<Lock> {
   await ensureStateDir(stateDir);
   const path = daemonLockPath(stateDir);
-  return takeLock(path, 'daemon', { waitMs: 0, onTakeover }, (holder) =>
+  return takeLock(path, 'daemon', { waitMs, onTakeover }, (holder) =>
     new LockHeldError(`another xroad-sync daemon (pid ${holder.pid}) already runs on the state directory ${stateDir}`, {
       subject: path,
       hint: `one daemon per state dir: stop it first (systemctl stop xroad-sync-daemon, or kill ${holder.pid})`,

@@ -111,3 +111,11 @@ test('the target replaced under a running daemon (restored from a copy): the dae
   assert.match(pass.stderr, new RegExp(`pid ${daemon.child.pid}\\b`), show(pass));
   assert.ok(daemon.records().some((r) => /is another directory than at start .*locked it again/.test(String(r.msg))), `the daemon says so\n${output(daemon)()}`);
 });
+
+test('without the flock utility a pass stops before changing anything, naming what is missing (exit 11)', T, async (t) => {
+  const s = await setup(t);
+  const run = await runCli(['sync', ...s.argsWithStateDir(s.stateDir)], { env: { PATH: path.join(s.base, 'no-such-bin') } });
+  assert.equal(run.status, 11, show(run));
+  assert.match(run.stderr, /flock/, show(run));
+  assert.deepEqual([...(await readTree(s.target)).keys()], [], 'nothing changed in the target');
+});
