@@ -41,12 +41,14 @@ export interface FlockHolder {
 /**
  * Who holds a write flock on `path` (compared as /proc/PID/fd shows paths:
  * resolved, absolute): only processes this user may inspect; undefined when
- * none is visible. Slow (every fd of every process): for error messages.
+ * none is visible. The `likely` pids are looked at first; then every fd of
+ * every process (tens of ms): for refusals and by-hand commands, never per
+ * daemon pass.
  */
-export function flockHolderOf(path: string): FlockHolder | undefined {
-  for (const entry of safeReaddir('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid === process.pid) continue;
+export function flockHolderOf(path: string, likely: readonly number[] = []): FlockHolder | undefined {
+  const pids = [...likely, ...safeReaddir('/proc').map(Number).filter((pid) => Number.isInteger(pid) && !likely.includes(pid))];
+  for (const pid of pids) {
+    if (pid === process.pid) continue;
     const fds = safeReaddir(`/proc/${pid}/fd`);
     const openPaths = fds.map((fd) => safeReadlink(`/proc/${pid}/fd/${fd}`));
     const holding = fds.some((fd, i) => openPaths[i] === path && /^lock:.*\bFLOCK\s+ADVISORY\s+WRITE\b/m.test(safeRead(`/proc/${pid}/fdinfo/${fd}`)));

@@ -221,7 +221,12 @@ function takeOver(path: string, text: string, holder: LockHolder | undefined, wa
 const TAKEOVER_WAIT_S = 10;
 
 function underDirectoryFlock<T>(dir: string, critical: () => T): T {
-  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  let fd: number;
+  try {
+    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  } catch (cause) {
+    throw new LocalIoError(`cannot open ${dir} to take over a stale lock in it`, { subject: dir, cause, hint: 'the state directory must be readable by the sync user' });
+  }
   try {
     if (!flockExclusive(fd, dir, TAKEOVER_WAIT_S)) {
       throw new LocalIoError(`another process kept ${dir} locked for ${TAKEOVER_WAIT_S} s while taking over a stale lock`, {

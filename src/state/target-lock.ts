@@ -35,9 +35,11 @@ const DAEMON_RETRY_MS = 100;
 
 /** A pass's hold on the target, taken while it holds its pass lock. */
 export async function lockTargetForPass(targetDir: string, writer: TargetWriter): Promise<TargetLock> {
-  const attempt = tryLockTarget(targetDir, writer);
+  if (heldHere.has(resolve(targetDir))) return NOTHING_TO_HOLD; // the daemon's own pass: no system call
+  const ownDaemon = (await liveHolder(daemonLockPath(writer.stateDir)))?.pid;
+  const attempt = tryLockTarget(targetDir, writer, ownDaemon);
   if (!('holder' in attempt)) return attempt;
-  if (attempt.holder !== undefined && attempt.holder.pid === (await liveHolder(daemonLockPath(writer.stateDir)))?.pid) return NOTHING_TO_HOLD;
+  if (attempt.holder !== undefined && attempt.holder.pid === ownDaemon) return NOTHING_TO_HOLD;
   throw targetInUse(targetDir, attempt.holder);
 }
 
@@ -87,9 +89,10 @@ export async function lockTargetForDaemon(targetDir: string, writer: TargetWrite
 async function waitForTarget(targetDir: string, writer: TargetWriter, waitMs: number, signal?: AbortSignal): Promise<TargetLock> {
   const started = performance.now();
   for (;;) {
-    const attempt = tryLockTarget(targetDir, writer);
+    const ownPassPid = (await liveHolder(passLockPath(writer.stateDir)))?.pid;
+    const attempt = tryLockTarget(targetDir, writer, ownPassPid);
     if (!('holder' in attempt)) return attempt;
-    const ownPass = attempt.holder !== undefined && attempt.holder.pid === (await liveHolder(passLockPath(writer.stateDir)))?.pid;
+    const ownPass = attempt.holder !== undefined && attempt.holder.pid === ownPassPid;
     if (!ownPass || performance.now() - started >= waitMs) throw targetInUse(targetDir, attempt.holder);
     if (signal?.aborted) throw new LockWaitInterruptedError(`stopped while waiting for ${targetDir}; nothing was changed`, { subject: targetDir });
     await new Promise((done) => setTimeout(done, DAEMON_RETRY_MS));
@@ -102,7 +105,7 @@ function directoryIdentity(dir: string): string | undefined {
 }
 
 /** The lock, or who holds it (undefined: a process this user cannot see). */
-function tryLockTarget(targetDir: string, writer: TargetWriter): TargetLock | { holder: FlockHolder | undefined } {
+function tryLockTarget(targetDir: string, writer: TargetWriter, likelyHolder: number | undefined): TargetLock | { holder: FlockHolder | undefined } {
   const key = resolve(targetDir);
   if (heldHere.has(key)) return NOTHING_TO_HOLD;
   const fd = openDirectory(targetDir);
@@ -113,7 +116,7 @@ function tryLockTarget(targetDir: string, writer: TargetWriter): TargetLock | { 
   } finally {
     if (!locked) closeSync(fd);
   }
-  if (!locked) return { holder: flockHolderOf(realpathSync(targetDir)) };
+  if (!locked) return { holder: flockHolderOf(realpathSync(targetDir), likelyHolder === undefined ? [] : [likelyHolder]) };
   const naming = openQuietly(writer.lockFile);
   heldHere.add(key);
   return {
