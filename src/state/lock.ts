@@ -95,6 +95,8 @@ export async function acquireDaemonLock(stateDir: string, onTakeover?: (notice: 
     release: () => lock.release(),
     async reclaimIfLost() {
       if (inode !== undefined && inodeOf(lock.path) === inode) return undefined;
+      // A copy of our own lock (the state dir restored from a backup made while we ran): no one else has our identity.
+      if ((await liveHolder(lock.path))?.pid === process.pid) unlinkQuietly(lock.path);
       // A daemon started meanwhile may hold it for the moment it takes to be refused by our target lock.
       lock = await takeDaemonLock(stateDir, onTakeover, RECLAIM_WAIT_MS);
       inode = inodeOf(lock.path);

@@ -119,3 +119,18 @@ test('without the flock utility a pass stops before changing anything, naming wh
   assert.match(run.stderr, /flock/, show(run));
   assert.deepEqual([...(await readTree(s.target)).keys()], [], 'nothing changed in the target');
 });
+
+test('the state dir restored from a copy made while the daemon ran (its own lock in it, another inode): the daemon keeps running and retakes its lock', T, async (t) => {
+  const s = await setup(t);
+  const daemon = start(s, ['daemon', ...s.argsWithStateDir(s.stateDir), '--interval', '1']);
+  await waitFor(() => daemon.records().some((r) => r.msg === 'pass' && r.result === 'ok'), 15_000, 'the first pass', output(daemon));
+
+  const backup = path.join(s.base, 'state-backup');
+  await fs.cp(s.stateDir, backup, { recursive: true });
+  await fs.rm(s.stateDir, { recursive: true, force: true, maxRetries: 5 });
+  await fs.cp(backup, s.stateDir, { recursive: true });
+  await waitFor(() => daemon.records().some((r) => /daemon\.lock was gone .*recreated it/.test(String(r.msg))) || daemon.child.exitCode !== null, 15_000, 'the daemon to retake its lock', output(daemon));
+  assert.equal(daemon.child.exitCode, null, `the daemon still runs\n${output(daemon)()}`);
+  const status = await runCli(['status', '--state-dir', s.stateDir, '--flag-file', s.flagFile]);
+  assert.match(status.stdout, new RegExp(`daemon: .*${daemon.child.pid}`), show(status));
+});
