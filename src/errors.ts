@@ -143,6 +143,16 @@ export class LockHeldError extends SyncError {
   readonly exitCode = ExitCode.LOCK_HELD;
 }
 
+/**
+ * Another writer (a pass or daemon with another state dir) holds the
+ * target: refused before anything changed. Unlike a pass in flight in our
+ * own state dir, waiting would not help, and the refusal is logged and
+ * recorded as a failed pass so monitoring sees the misconfiguration.
+ */
+export class TargetInUseError extends SyncError {
+  readonly exitCode = ExitCode.LOCK_HELD;
+}
+
 /** The pass was stopped by SIGTERM/SIGINT before it committed. */
 export class InterruptedError extends SyncError {
   readonly exitCode = ExitCode.SIGNAL;

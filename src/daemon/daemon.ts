@@ -9,14 +9,15 @@ import { basename, dirname, relative } from 'node:path';
 import type { PassSettings } from '../settings/pass-settings.js';
 import { QuietPasses } from '../run/quiet-passes.js';
 import { runReportedPass } from '../run/reported-pass.js';
-import { describeError, ExitCode, isLockWait } from '../errors.js';
+import { describeError, ExitCode, exitCodeOf, isLockWait } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import { KnownTarget } from '../local/known-target.js';
 import { isTempName } from '../local/temp-names.js';
 import { WarmSessionProvider } from '../remote/provider.js';
 import { createLogger, logLevelFromEnv, type Logger } from '../report/logger.js';
 import { readStatus, writeStatus } from '../state/status.js';
-import { acquireDaemonLock, ensureStateDir } from '../state/lock.js';
+import { acquireDaemonLock, ensureStateDir, type DaemonLock } from '../state/lock.js';
+import { lockTargetForDaemon, type DaemonTargetLock } from '../state/target-lock.js';
 import { PassScheduler } from './scheduler.js';
 
 /** The safety net under the watcher: the target is scanned in full at least this often. */
@@ -39,13 +40,19 @@ export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Pr
   // One daemon per state dir: a second one stops here, naming the first one's pid.
   const daemonLock = await acquireDaemonLock(settings.stateDir, (notice) => process.stderr.write(`xroad-sync: ${notice}\n`));
   try {
-    return await runLockedDaemon(settings, opts);
+    // One writer per target, for the daemon's lifetime: a pass or daemon with another state dir is refused.
+    const targetLock = await lockTargetForDaemon(settings.targetDir, { stateDir: settings.stateDir, lockFile: daemonLock.path }, settings.lockWaitMs);
+    try {
+      return await runLockedDaemon(settings, opts, { daemonLock, targetLock });
+    } finally {
+      targetLock.release();
+    }
   } finally {
     await daemonLock.release();
   }
 }
 
-async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Promise<number> {
+async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, locks: DaemonLocks): Promise<number> {
   const logger = createLogger({ destination: 1, level: logLevelFromEnv() });
   const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
   const filter = compileFilter(settings.excludes);
@@ -67,6 +74,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
     // A short --interval must not mean retrying a down master every second: back off to 30 s at least.
     maxBackoffMs: Math.max(opts.intervalMs, 30_000),
     runPass: async () => {
+      await keepLocks(locks, logger);
       if (existsSync(settings.flagFile)) return 'skipped'; // logged once, when the flag appeared
       passing = true;
       abort = new AbortController();
@@ -136,7 +144,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
       if (isTempName(basename(path)) || filter.isExcludedPath(path, false)) return;
       correctOnceSettled(path);
     },
-    onTargetEvent: () => knownTarget.forget(),
+    onTargetEvent: () => {
+      knownTarget.forget();
+      locks.targetLock.noteTargetEvent();
+    },
     onError: (err) => {
       knownTarget.forget();
       logger.warn({ msg: 'file watcher error', error: describeError(err) });
@@ -253,6 +264,26 @@ function waitForStopSignal(logger: Logger): Promise<string> {
     // the next pass already writes the new file; HUP only needs acknowledging.
     process.on('SIGHUP', () => logger.info({ msg: 'SIGHUP: the log file is reopened at the next pass' }));
   });
+}
+
+interface DaemonLocks {
+  readonly daemonLock: DaemonLock;
+  readonly targetLock: DaemonTargetLock;
+}
+
+/**
+ * Every pass: a stat of the daemon lock; of the target only after a target
+ * event or a minute. The state dir removed under us: take our lock again, so
+ * status and a second daemon still see us. The target replaced: lock the new
+ * one. Lost to another writer meanwhile: it runs, we stop.
+ */
+async function keepLocks({ daemonLock, targetLock }: DaemonLocks, logger: Logger): Promise<void> {
+  try {
+    for (const notice of [await daemonLock.reclaimIfLost(), await targetLock.followTarget()]) if (notice) logger.warn({ msg: notice });
+  } catch (error) {
+    logger.error({ msg: 'stopping: another writer took our lock', error: describeError(error) });
+    process.exit(exitCodeOf(error));
+  }
 }
 
 async function setDaemonPid(stateDir: string, pid: number | null): Promise<void> {

@@ -18,6 +18,7 @@ import type { Change } from '../plan/types.js';
 import type { SourceProvider } from '../remote/types.js';
 import { stageChanges } from '../stage/stage.js';
 import { acquireLock } from '../state/lock.js';
+import { lockTargetForPass, type TargetLock } from '../state/target-lock.js';
 import { isRacy } from '../state/racy.js';
 import { passContext, type PassContext } from './context.js';
 import { checkAborted, planPass, reportPendingJournal, type PlannedPass, type RacyState } from './plan-pass.js';
@@ -56,7 +57,10 @@ export async function runPass(
   // Changes made live by this pass even if it fails later: a completed journal, a partial commit.
   const live: Change[] = [];
   const liveStats = (): PassStats => ({ ...NO_STATS, ...countChanges(live) });
+  let targetLock: TargetLock | undefined;
   try {
+    // One writer per target: another state dir's pass or daemon would remove our staged files as strays. A dry run writes nothing.
+    if (!settings.dryRun) targetLock = await lockTargetForPass(settings.targetDir, { stateDir: settings.stateDir, lockFile: lock.path });
     // Journal state comes before connecting: a pass that cannot reach the master still completes an interrupted commit.
     if (settings.dryRun) await reportPendingJournal(settings, reporter);
     else live.push(...(await completeInterruptedCommit(settings, reporter)));
@@ -72,6 +76,7 @@ export async function runPass(
     reporter.failure(error, exitCodeOf(error));
     return finish('failed', liveStats(), live.map((c) => c.path), error);
   } finally {
+    targetLock?.release();
     await lock.release();
   }
 }

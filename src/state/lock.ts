@@ -5,17 +5,20 @@
  * (/proc/PID/stat field 22) and the boot id. A holder counts only while a
  * process with that pid, start time and boot id lives, so a lock left by a
  * pass killed before a reboot (its pid now another process's) is taken over
- * at once, with one notice. Node has no flock(2); this needs no native code.
+ * at once, with one notice. Taking over a dead holder's lock runs under a
+ * flock of the state dir (flock.ts), so two processes meeting one stale lock
+ * never both take it.
  *
  * The file operations are synchronous: a handful of local system calls per
  * pass, where the async versions would each be a trip through libuv's pool
  * (a daemon takes the pass lock every second).
  */
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LocalIoError, LockHeldError, LockWaitInterruptedError, errnoOf } from '../errors.js';
 import { readSmallFile } from '../util/small-file.js';
+import { flockExclusive } from './flock.js';
 
 export interface Lock {
   readonly path: string;
@@ -74,10 +77,40 @@ export async function acquireLock(stateDir: string, purpose: string, wait: LockW
 }
 
 /** The daemon's lock, held for its lifetime: a second daemon on the same state dir is refused. */
-export async function acquireDaemonLock(stateDir: string, onTakeover?: (notice: string) => void): Promise<Lock> {
+export interface DaemonLock extends Lock {
+  /**
+   * One stat (the daemon calls it every pass): when the lock file is no
+   * longer the one we created (the state dir was removed under us), take the
+   * lock again, recreating the state dir, and return a notice saying so.
+   * LockHeldError when another daemon has taken it meanwhile.
+   */
+  reclaimIfLost(): Promise<string | undefined>;
+}
+
+export async function acquireDaemonLock(stateDir: string, onTakeover?: (notice: string) => void): Promise<DaemonLock> {
+  let lock = await takeDaemonLock(stateDir, onTakeover);
+  let inode = inodeOf(lock.path);
+  return {
+    path: lock.path,
+    release: () => lock.release(),
+    async reclaimIfLost() {
+      if (inode !== undefined && inodeOf(lock.path) === inode) return undefined;
+      // A copy of our own lock (the state dir restored from a backup made while we ran): no one else has our identity.
+      if ((await liveHolder(lock.path))?.pid === process.pid) unlinkQuietly(lock.path);
+      // A daemon started meanwhile may hold it for the moment it takes to be refused by our target lock.
+      lock = await takeDaemonLock(stateDir, onTakeover, RECLAIM_WAIT_MS);
+      inode = inodeOf(lock.path);
+      return `the daemon lock ${lock.path} was gone (state directory removed?): recreated it`;
+    },
+  };
+}
+
+const RECLAIM_WAIT_MS = 2000;
+
+async function takeDaemonLock(stateDir: string, onTakeover?: (notice: string) => void, waitMs = 0): Promise<Lock> {
   await ensureStateDir(stateDir);
   const path = daemonLockPath(stateDir);
-  return takeLock(path, 'daemon', { waitMs: 0, onTakeover }, (holder) =>
+  return takeLock(path, 'daemon', { waitMs, onTakeover }, (holder) =>
     new LockHeldError(`another xroad-sync daemon (pid ${holder.pid}) already runs on the state directory ${stateDir}`, {
       subject: path,
       hint: `one daemon per state dir: stop it first (systemctl stop xroad-sync-daemon, or kill ${holder.pid})`,
@@ -85,8 +118,12 @@ export async function acquireDaemonLock(stateDir: string, onTakeover?: (notice: 
   );
 }
 
+function inodeOf(path: string): number | undefined {
+  return statSync(path, { throwIfNoEntry: false })?.ino;
+}
+
 async function takeLock(path: string, purpose: string, wait: LockWait, held: (holder: LockHolder) => Error): Promise<Lock> {
-  const started = Date.now();
+  const started = performance.now();
   let told = false;
   for (;;) {
     if (wait.signal?.aborted) throw new LockWaitInterruptedError(`stopped while waiting for ${path}; nothing was changed`, { subject: path });
@@ -99,7 +136,7 @@ async function takeLock(path: string, purpose: string, wait: LockWait, held: (ho
       takeOver(path, text, holder, wait);
       continue;
     }
-    const waited = Date.now() - started;
+    const waited = performance.now() - started;
     if (waited >= wait.waitMs) throw held(holder);
     if (!told && waited >= Math.min(WAIT_NOTICE_MS, wait.waitMs)) {
       told = true;
@@ -158,15 +195,51 @@ function readLockFile(path: string): string | null {
   }
 }
 
-/** Remove a dead holder's lock, unless it changed hands since we read it. */
+/**
+ * Remove a dead holder's lock, unless it changed hands since we read it.
+ * Check-then-unlink by name is a race: two processes that judged the same
+ * lock stale could each remove it, the second removing the lock the first
+ * had just created in its place. Takeovers therefore run one at a time,
+ * under a flock on the lock's directory: the one that checks finds either
+ * the stale lock it judged (and removes it) or a successor's (and leaves it).
+ * Only a takeover pays for the flock (a spawn); taking a free lock does not.
+ */
 function takeOver(path: string, text: string, holder: LockHolder | undefined, wait: LockWait): void {
-  if (readSmallFile(path) !== text) return;
-  unlinkQuietly(path);
+  const removed = underDirectoryFlock(dirname(path), () => {
+    if (readSmallFile(path) !== text) return false;
+    pauseForTest('lock-takeover');
+    unlinkQuietly(path);
+    return true;
+  });
+  if (!removed) return;
   wait.onTakeover?.(
     holder === undefined
       ? `took over ${path}: it did not name a holder`
       : `took over ${path} from pid ${holder.pid} (${holder.purpose}${holder.since ? ` since ${holder.since}` : ''}): that process is gone (killed, or before a reboot)`,
   );
+}
+
+/** Seconds a takeover waits for another one in the same directory (each takes microseconds; a dead one's flock is gone with it). */
+const TAKEOVER_WAIT_S = 10;
+
+function underDirectoryFlock<T>(dir: string, critical: () => T): T {
+  let fd: number;
+  try {
+    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  } catch (cause) {
+    throw new LocalIoError(`cannot open ${dir} to take over a stale lock in it`, { subject: dir, cause, hint: 'the state directory must be readable by the sync user' });
+  }
+  try {
+    if (!flockExclusive(fd, dir, TAKEOVER_WAIT_S)) {
+      throw new LocalIoError(`another process kept ${dir} locked for ${TAKEOVER_WAIT_S} s while taking over a stale lock`, {
+        subject: dir,
+        hint: 'a takeover takes microseconds: find the process with fuser -v DIR',
+      });
+    }
+    return critical();
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The holder of a lock file if it is alive, else undefined. */
@@ -183,12 +256,12 @@ export async function liveHolder(path: string): Promise<LockHolder | undefined> 
  * LockHeldError when `timeoutMs` runs out.
  */
 export async function waitUntilFree(path: string, wait: LockWait): Promise<{ holder: LockHolder | undefined; waitedMs: number }> {
-  const started = Date.now();
+  const started = performance.now();
   let first: LockHolder | undefined;
   let told = false;
   for (;;) {
     const holder = await liveHolder(path);
-    const waitedMs = Date.now() - started;
+    const waitedMs = performance.now() - started;
     if (holder === undefined) return { holder: first, waitedMs };
     first ??= holder;
     if (waitedMs >= wait.waitMs) {
@@ -290,4 +363,14 @@ function seconds(ms: number): string {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(1, ms)));
+}
+
+/**
+ * Off unless XROAD_SYNC_TEST_HOOK is `pause@<point>`: stops this process at
+ * <point> for XROAD_SYNC_TEST_PAUSE_MS (default 50), so a test can make a
+ * race of microseconds happen every time.
+ */
+function pauseForTest(point: string): void {
+  if (process.env.XROAD_SYNC_TEST_HOOK !== `pause@${point}`) return;
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.env.XROAD_SYNC_TEST_PAUSE_MS ?? 50));
 }
