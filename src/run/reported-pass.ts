@@ -32,6 +32,8 @@ export async function runReportedPass(
     knownTarget?: KnownTarget;
     /** The daemon's policy for no-change passes: what they leave out of slave-sync.log and status.json. */
     quiet?: QuietPasses;
+    /** Paths edited locally: compared with the master byte for byte, whatever their size and mtime. */
+    verify?: ReadonlySet<string>;
   },
 ): Promise<PassResult> {
   // A malformed operator rule is a usage error before the pass changes anything.
@@ -44,7 +46,7 @@ export async function runReportedPass(
   let result: PassResult | undefined;
   let quietPass = false;
   try {
-    result = await runPass(settings, provider, reporter, { signal: opts.signal, at: testHooksFromEnv(), lockWait: opts.lockWait, knownTarget: opts.knownTarget });
+    result = await runPass(settings, provider, reporter, { signal: opts.signal, at: testHooksFromEnv(), lockWait: opts.lockWait, knownTarget: opts.knownTarget, verify: opts.verify });
   } finally {
     const plain = result?.result === 'ok' && result.changedPaths.length === 0 && reporter.plain;
     quietPass = opts.quiet?.omitLog(plain) ?? false;

@@ -1,0 +1,93 @@
+/**
+ * A running daemon against a real OpenSSH master, and local edits on the
+ * slave that the quick check (size + mtime) cannot see or inotify does not
+ * report: an in-place write whose mtime is put back (`touch -r`), and a write
+ * through a shared mmap. Each is corrected, and every "corrected" record is
+ * true: a checked file that already matches the master is logged as such.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { passArgs, sleep, startCli, waitFor, type RunningCli } from '../helpers/cli.js';
+import { sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
+import { deferrer, slaveDirs, type SlaveDirs } from '../helpers/slave.js';
+
+const T = { timeout: 60_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
+const ORIGINAL = '[signer]\nport=5558\n';
+/** Same length as ORIGINAL: only the bytes differ. */
+const SAME_SIZE_EDIT = '[signer]\nport=6666\n';
+/** The full content check's period in these tests (60 s in production). */
+const FULL_SCAN_MS = 2_000;
+
+interface Running {
+  readonly s: SlaveDirs & { master: TestMaster };
+  readonly d: RunningCli;
+  readonly file: string;
+}
+
+const output = (d: RunningCli) => () => `--- daemon stdout\n${d.stdout()}--- daemon stderr\n${d.stderr()}`;
+const recordsFor = (d: RunningCli, msg: string, path: string) => d.records().filter((r) => r.msg === msg && r.path === path);
+const CORRECTED = 'local change corrected';
+const MATCHED = 'local change checked: the file matches the master, nothing to correct';
+
+/** A daemon past its first pass with a long interval: a restore can only come from the local-edit handling. */
+async function daemonToEditUnder(t: TestContext): Promise<Running> {
+  const defer = deferrer(t);
+  const dirs = await slaveDirs(defer, 'xroad-sync-local-edits-', { 'conf.d/local.ini': ORIGINAL, 'serverconf.xml': '<conf/>\n' });
+  const master = await startMaster();
+  defer(() => master.stop());
+  const s = { ...dirs, master };
+  const d = startCli(['daemon', ...passArgs(master, s), '--interval', '30'], { env: { XROAD_SYNC_TEST_FULL_SCAN_MS: String(FULL_SCAN_MS) } });
+  defer(() => d.stop(2_000));
+  await waitFor(() => d.records().some((r) => r.msg === 'pass' && r.result === 'ok'), 10_000, 'the first pass', output(d));
+  await sleep(2_300); // the watcher ignores the first pass's own writes for 2 s
+  return { s, d, file: path.join(s.target, 'conf.d', 'local.ini') };
+}
+
+/** Rewrites `file` in place (same inode, same size) and puts its mtime back. */
+async function writeKeepingSizeAndMtime(file: string, content: string): Promise<void> {
+  const before = await fs.stat(file);
+  const handle = await fs.open(file, 'r+');
+  try {
+    await handle.write(content, 0);
+  } finally {
+    await handle.close();
+  }
+  execFileSync('touch', ['-m', '-d', `@${before.mtimeMs / 1000}`, file]);
+  const after = await fs.stat(file);
+  assert.deepEqual([after.size, after.mtimeMs, after.ino], [before.size, before.mtimeMs, before.ino], 'the edit kept size, mtime and inode');
+}
+
+test('an in-place edit that keeps size and mtime is corrected, and logged as corrected', T, async (t) => {
+  const { d, file } = await daemonToEditUnder(t);
+  await writeKeepingSizeAndMtime(file, SAME_SIZE_EDIT);
+  await waitFor(async () => (await fs.readFile(file, 'utf8')) === ORIGINAL, 4_000, 'the file restored from the master', output(d));
+  await waitFor(() => recordsFor(d, CORRECTED, 'conf.d/local.ini').length === 1, 2_000, 'the correction logged', output(d));
+  assert.equal(recordsFor(d, MATCHED, 'conf.d/local.ini').length, 0, output(d)());
+});
+
+test('a write through a shared mmap (no inotify event) is corrected and logged within the full-scan period', T, async (t) => {
+  const { d, file } = await daemonToEditUnder(t);
+  const edited = Date.now();
+  execFileSync('python3', [
+    '-c',
+    'import mmap,sys\nwith open(sys.argv[1], "r+b") as f:\n m = mmap.mmap(f.fileno(), 0)\n m[9:18] = b"port=7777"\n m.flush()\n m.close()',
+    file,
+  ]);
+  assert.equal(await fs.readFile(file, 'utf8'), '[signer]\nport=7777\n', 'the mmap write landed');
+  await waitFor(async () => (await fs.readFile(file, 'utf8')) === ORIGINAL, 3 * FULL_SCAN_MS + 3_000, 'the file restored from the master', output(d));
+  await waitFor(() => recordsFor(d, CORRECTED, 'conf.d/local.ini').length === 1, 2_000, 'the correction logged', output(d));
+  const detected = d.records().find((r) => r.msg?.toString().startsWith('synced file changed locally') && r.path === 'conf.d/local.ini');
+  assert.equal(detected?.detectedBy, 'content check', `the watcher never saw it; the content check did\n${output(d)()}`);
+  t.diagnostic(`corrected ${Date.now() - edited} ms after the mmap write (full scan every ${FULL_SCAN_MS} ms)`);
+});
+
+test('a local rewrite with the same bytes is checked against the master and logged as matching, not as corrected', T, async (t) => {
+  const { d, file } = await daemonToEditUnder(t);
+  await writeKeepingSizeAndMtime(file, ORIGINAL);
+  await waitFor(() => recordsFor(d, MATCHED, 'conf.d/local.ini').length === 1, 4_000, 'the check logged', output(d));
+  assert.equal(recordsFor(d, CORRECTED, 'conf.d/local.ini').length, 0, output(d)());
+  assert.equal(await fs.readFile(file, 'utf8'), ORIGINAL);
+});
