@@ -63,7 +63,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
   // The last target scan, reused by no-change passes while the watcher sees nothing (at most 60 s).
   const knownTarget = new KnownTarget(fullScanMs);
   // Local edits: noted by the watcher or the full scan's content check, compared with the master by the next pass.
-  const localEdits = new LocalEdits({ targetDir: settings.targetDir, filter, logger, contentCheckEveryMs: fullScanMs });
+  const localEdits = new LocalEdits({ targetDir: settings.targetDir, stateDir: settings.stateDir, filter, logger, contentCheckEveryMs: fullScanMs });
   const wallClock = new WallClockSteps();
   // No-change passes: two log lines a minute, status.json every 30 s (run/quiet-passes.ts says why).
   const quiet = new QuietPasses();

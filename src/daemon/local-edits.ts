@@ -9,7 +9,9 @@
  * that pass wrote): it finds what the watcher cannot see (a write through a
  * shared mmap, an overflowed inotify queue) and what the quick check cannot
  * (an in-place edit whose size and mtime were put back). Reading a few MB
- * once a minute costs milliseconds; the passes in between pay nothing.
+ * once a minute costs milliseconds; the passes in between pay nothing. The
+ * record is kept in the state dir (state/content-record.ts), so the first
+ * check after a restart also finds what changed while the daemon was down.
  *
  * Correction: a noted path is not trusted to the quick check. The next pass
  * fetches it again and compares the bytes with the slave's (like a racy
@@ -19,13 +21,16 @@
  * master's. A failed or skipped (paused) pass claims nothing: the paths stay
  * noted for the next one.
  */
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { lstat } from 'node:fs/promises';
 import type { Filter } from '../filter/types.js';
+import { describeError } from '../errors.js';
 import { hashFile } from '../local/content-hashes.js';
 import { scanTarget } from '../local/scan.js';
+import { isTempName } from '../local/temp-names.js';
 import type { PassResult } from '../pass/types.js';
 import type { Logger } from '../report/logger.js';
+import { loadContentRecord, saveContentRecord } from '../state/content-record.js';
 
 export type DetectedBy = 'watcher' | 'content check';
 
@@ -40,6 +45,8 @@ const NO_NAMES = { userById: new Map<number, string>(), groupById: new Map<numbe
 
 export interface LocalEditsOptions {
   readonly targetDir: string;
+  /** Where the content record is kept across restarts. */
+  readonly stateDir: string;
   readonly filter: Filter;
   readonly logger: Logger;
   /** How often the content check runs (the full-scan period). */
@@ -57,14 +64,20 @@ export class LocalEdits {
   private readonly duringPass = new Set<string>();
   private passing = false;
   /** Content hash per synced file, as of the last content check or our own write. */
-  private readonly hashes = new Map<string, string>();
-  /** False until the first content check: before it there is nothing to compare with. */
-  private recorded = false;
+  private readonly hashes: Map<string, string>;
+  /** False until the first content check (or a record from an earlier run): before it there is nothing to compare with. */
+  private recorded: boolean;
+  /** The record changed since it was last saved. */
+  private unsaved = false;
   private checkedAt = -Infinity;
   private readonly now: () => number;
 
   constructor(private readonly opts: LocalEditsOptions) {
     this.now = opts.now ?? (() => performance.now());
+    const saved = loadContentRecord(opts.stateDir, opts.targetDir);
+    this.recorded = saved !== null;
+    // Paths excluded since the record was written are none of our business now.
+    this.hashes = new Map([...(saved ?? [])].filter(([path]) => !opts.filter.isExcludedPath(path, false) && !isTempName(basename(path))));
   }
 
   /** A watcher event for a synced path that is not the pass's own write. True: a corrective pass is wanted. */
@@ -93,16 +106,17 @@ export class LocalEdits {
       if (hash === null) continue; // gone since the listing: a deletion, noted below or by the watcher
       present.add(entry.path);
       const before = this.hashes.get(entry.path);
-      this.hashes.set(entry.path, hash);
+      if (before !== hash) this.setHash(entry.path, hash);
       // A file new since the last check, or one that vanished, is a change too (a missed inotify event).
       if (this.recorded && before !== hash) noted += this.noteOnce(entry.path);
     }
-    for (const path of this.hashes.keys()) {
+    for (const path of [...this.hashes.keys()]) {
       if (present.has(path)) continue;
-      this.hashes.delete(path);
-      noted += this.noteOnce(path);
+      this.setHash(path, null);
+      if (this.recorded) noted += this.noteOnce(path);
     }
     this.recorded = true;
+    await this.save();
     return noted;
   }
 
@@ -161,16 +175,28 @@ export class LocalEdits {
     for (const path of paths) await this.recordFile(path);
     // A replaced or deleted directory took its files with it (they need not each be listed).
     for (const path of [...this.hashes.keys()]) if (!paths.has(path)) await this.recordFile(path, { onlyIfGone: true });
+    await this.save();
   }
 
   private async recordFile(path: string, { onlyIfGone = false } = {}): Promise<void> {
     const abs = join(this.opts.targetDir, path);
     const isFile = await lstat(abs).then((st) => st.isFile(), () => false);
-    if (!isFile) this.hashes.delete(path);
-    else if (!onlyIfGone) {
-      const hash = await hashFile(abs);
-      if (hash === null) this.hashes.delete(path);
-      else this.hashes.set(path, hash);
-    }
+    if (!isFile) this.setHash(path, null);
+    else if (!onlyIfGone) this.setHash(path, await hashFile(abs));
+  }
+
+  private setHash(path: string, hash: string | null): void {
+    if (hash === null ? !this.hashes.delete(path) : this.hashes.get(path) === hash) return;
+    if (hash !== null) this.hashes.set(path, hash);
+    this.unsaved = true;
+  }
+
+  private async save(): Promise<void> {
+    if (!this.unsaved) return;
+    this.unsaved = false;
+    await saveContentRecord(this.opts.stateDir, this.opts.targetDir, this.hashes).catch((err: unknown) => {
+      // Kept in memory all the same: only a restart would lose it.
+      this.opts.logger.warn({ msg: 'cannot save the content record; it is kept in memory', error: describeError(err) });
+    });
   }
 }

@@ -36,6 +36,9 @@ const MATCHED = 'local change checked: the file matches the master, nothing to c
 async function daemonToEditUnder(t: TestContext): Promise<Running> {
   const defer = deferrer(t);
   const dirs = await slaveDirs(defer, 'xroad-sync-local-edits-', { 'conf.d/local.ini': ORIGINAL, 'serverconf.xml': '<conf/>\n' });
+  // An hour old on the master: not racy, so no pass fetches them again on its own.
+  const anHourAgo = Date.now() / 1000 - 3600;
+  for (const rel of ['conf.d/local.ini', 'serverconf.xml']) await fs.utimes(path.join(dirs.source, rel), anHourAgo, anHourAgo);
   const master = await startMaster();
   defer(() => master.stop());
   const s = { ...dirs, master };
@@ -90,4 +93,15 @@ test('a local rewrite with the same bytes is checked against the master and logg
   await waitFor(() => recordsFor(d, MATCHED, 'conf.d/local.ini').length === 1, 4_000, 'the check logged', output(d));
   assert.equal(recordsFor(d, CORRECTED, 'conf.d/local.ini').length, 0, output(d)());
   assert.equal(await fs.readFile(file, 'utf8'), ORIGINAL);
+});
+
+test('an edit made while the daemon was stopped, size and mtime kept, is corrected and logged by the next daemon', T, async (t) => {
+  const { s, d, file } = await daemonToEditUnder(t);
+  const stopped = await d.stop(5_000);
+  assert.equal(stopped.status, 0, output(d)());
+  await writeKeepingSizeAndMtime(file, SAME_SIZE_EDIT);
+  const again = startCli(['daemon', ...passArgs(s.master, s), '--interval', '30'], { env: { XROAD_SYNC_TEST_FULL_SCAN_MS: String(FULL_SCAN_MS) } });
+  t.after(() => again.stop(2_000));
+  await waitFor(async () => (await fs.readFile(file, 'utf8')) === ORIGINAL, 10_000, 'the file restored from the master', output(again));
+  await waitFor(() => recordsFor(again, CORRECTED, 'conf.d/local.ini').length === 1, 2_000, 'the correction logged', output(again));
 });

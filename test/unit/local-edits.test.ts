@@ -4,7 +4,7 @@
  * true record after an ok pass and none after a failed or skipped one.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, utimes, writeFile, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, utimes, writeFile, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -18,15 +18,19 @@ const dirs: string[] = [];
 after(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
 
 async function setup() {
-  const dir = await mkdtemp(join(tmpdir(), 'xroad-sync-local-edits-'));
-  dirs.push(dir);
+  const base = await mkdtemp(join(tmpdir(), 'xroad-sync-local-edits-'));
+  dirs.push(base);
+  const dir = join(base, 'target');
+  const stateDir = join(base, 'state');
+  await mkdir(dir);
+  await mkdir(stateDir);
   await writeFile(join(dir, 'a.ini'), 'a=1\n');
   await writeFile(join(dir, 'excluded.tmp'), 'x\n');
   const records: Array<Record<string, unknown>> = [];
   const logger = { info: (r: object) => records.push({ level: 'info', ...r }), warn: (r: object) => records.push({ level: 'warn', ...r }) } as unknown as Logger;
   let now = 0;
-  const edits = new LocalEdits({ targetDir: dir, filter: compileFilter(['*.tmp']), logger, contentCheckEveryMs: 60_000, now: () => now });
-  return { dir, records, edits, advance: (ms: number) => (now += ms) };
+  const start = () => new LocalEdits({ targetDir: dir, stateDir, filter: compileFilter(['*.tmp']), logger, contentCheckEveryMs: 60_000, now: () => now });
+  return { dir, records, edits: start(), start, advance: (ms: number) => (now += ms) };
 }
 
 function passResult(result: PassResult['result'], changedPaths: string[] = []): PassResult {
@@ -57,6 +61,15 @@ describe('LocalEdits', () => {
       ],
     );
     assert.deepEqual([...edits.startPass()].sort(), ['a.ini', 'new.ini']);
+  });
+
+  it('the record survives a restart: an edit made while the daemon was stopped is found by its first check', async () => {
+    const { dir, records, edits, start } = await setup();
+    assert.equal(await edits.checkContent(), 0);
+    await writeFile(join(dir, 'a.ini'), 'a=3\n');
+    await utimes(join(dir, 'a.ini'), 1_000_000, 1_000_000);
+    assert.equal(await start().checkContent(), 1);
+    assert.deepEqual(records.map((r) => [r.msg, r.path]), [[LOCAL_EDIT_MESSAGES.noted, 'a.ini']]);
   });
 
   it('after an ok pass: "corrected" only for what it wrote, "matches" for the rest; a failed or skipped pass claims nothing and keeps them', async () => {
