@@ -40,6 +40,9 @@ export const LOCAL_EDIT_MESSAGES = {
   matched: 'local change checked: the file matches the master, nothing to correct',
 } as const;
 
+/** Past this many records about single paths in one check or one pass, the rest are counted in one record. */
+const PATH_RECORDS_PER_BATCH = 20;
+
 /** The content check needs no owner names: it only reads files. */
 const NO_NAMES = { userById: new Map<number, string>(), groupById: new Map<number, string>() };
 
@@ -71,6 +74,8 @@ export class LocalEdits {
   private unsaved = false;
   private checkedAt = -Infinity;
   private readonly now: () => number;
+  /** Records about single paths in the running check or pass, and those left out (per message). */
+  private batch: { logged: number; more: Map<string, { level: 'info' | 'warn'; count: number }> } | null = null;
 
   constructor(private readonly opts: LocalEditsOptions) {
     this.now = opts.now ?? (() => performance.now());
@@ -95,14 +100,18 @@ export class LocalEdits {
   }
 
   /** Hashes every synced file and notes each that changed since the record; returns how many were noted. */
-  async checkContent(): Promise<number> {
+  checkContent(): Promise<number> {
+    return this.inBatch(() => this.compareContent());
+  }
+
+  private async compareContent(): Promise<number> {
     this.checkedAt = this.now();
     const { tree } = await scanTarget(this.opts.targetDir, this.opts.filter, { names: NO_NAMES });
     let noted = 0;
     const present = new Set<string>();
     for (const entry of tree.values()) {
       if (entry.type !== 'file') continue;
-      const hash = await hashFile(join(this.opts.targetDir, entry.path));
+      const hash = hashFile(join(this.opts.targetDir, entry.path));
       if (hash === null) continue; // gone since the listing: a deletion, noted below or by the watcher
       present.add(entry.path);
       const before = this.hashes.get(entry.path);
@@ -133,8 +142,12 @@ export class LocalEdits {
    * content the pass wrote; `result` is undefined when the pass threw.
    * True when a path is still in question and another pass should follow now.
    */
-  async endPass(result: PassResult | undefined): Promise<boolean> {
+  endPass(result: PassResult | undefined): Promise<boolean> {
     this.passing = false;
+    return this.inBatch(() => this.settlePass(result));
+  }
+
+  private async settlePass(result: PassResult | undefined): Promise<boolean> {
     const checked = this.checking;
     this.checking = new Map();
     const during = new Set(this.duringPass);
@@ -150,7 +163,7 @@ export class LocalEdits {
     for (const [path, by] of checked) {
       // Edited again while the pass ran and left alone by its commit: still in question.
       if (during.has(path) && !changed.has(path)) this.note(path, by);
-      else this.opts.logger.info({ msg: changed.has(path) ? LOCAL_EDIT_MESSAGES.corrected : LOCAL_EDIT_MESSAGES.matched, path, detectedBy: by });
+      else this.logPath('info', changed.has(path) ? LOCAL_EDIT_MESSAGES.corrected : LOCAL_EDIT_MESSAGES.matched, path, by);
     }
     // Events for paths the pass wrote are its own commit; any other path was edited by someone else.
     for (const path of during) if (!changed.has(path) && !checked.has(path)) this.note(path, 'watcher');
@@ -159,8 +172,29 @@ export class LocalEdits {
 
   private note(path: string, by: DetectedBy): void {
     if (this.pending.has(path)) return;
-    this.opts.logger.warn({ msg: LOCAL_EDIT_MESSAGES.noted, path, detectedBy: by });
+    this.logPath('warn', LOCAL_EDIT_MESSAGES.noted, path, by);
     this.pending.set(path, by);
+  }
+
+  /** A restore of the whole target must not become thousands of lines: a batch lists 20 paths, then counts. */
+  private logPath(level: 'info' | 'warn', msg: string, path: string, by: DetectedBy): void {
+    if (this.batch && this.batch.logged >= PATH_RECORDS_PER_BATCH) {
+      const more = this.batch.more.get(msg) ?? { level, count: 0 };
+      this.batch.more.set(msg, { level, count: more.count + 1 });
+      return;
+    }
+    if (this.batch) this.batch.logged++;
+    this.opts.logger[level]({ msg, path, detectedBy: by });
+  }
+
+  private async inBatch<T>(run: () => Promise<T>): Promise<T> {
+    this.batch = { logged: 0, more: new Map() };
+    try {
+      return await run();
+    } finally {
+      for (const [msg, { level, count }] of this.batch.more) this.opts.logger[level]({ msg: `${msg} (and ${count} more paths, not listed)`, count });
+      this.batch = null;
+    }
   }
 
   private noteOnce(path: string): number {
@@ -182,7 +216,7 @@ export class LocalEdits {
     const abs = join(this.opts.targetDir, path);
     const isFile = await lstat(abs).then((st) => st.isFile(), () => false);
     if (!isFile) this.setHash(path, null);
-    else if (!onlyIfGone) this.setHash(path, await hashFile(abs));
+    else if (!onlyIfGone) this.setHash(path, hashFile(abs));
   }
 
   private setHash(path: string, hash: string | null): void {

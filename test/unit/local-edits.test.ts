@@ -63,6 +63,19 @@ describe('LocalEdits', () => {
     assert.deepEqual([...edits.startPass()].sort(), ['a.ini', 'new.ini']);
   });
 
+  it('a check that finds many changes (a restored target) lists 20 paths and counts the rest in one record', async () => {
+    const { dir, records, edits } = await setup();
+    const names = Array.from({ length: 25 }, (_, i) => `f${String(i).padStart(2, '0')}.ini`);
+    for (const name of names) await writeFile(join(dir, name), 'old\n');
+    await edits.checkContent();
+    for (const name of names) await writeFile(join(dir, name), 'new\n');
+    assert.equal(await edits.checkContent(), 25);
+    assert.equal(records.filter((r) => r.msg === LOCAL_EDIT_MESSAGES.noted).length, 20);
+    const summary = records.filter((r) => r.count !== undefined);
+    assert.deepEqual(summary.map((r) => [r.level, r.msg, r.count]), [['warn', `${LOCAL_EDIT_MESSAGES.noted} (and 5 more paths, not listed)`, 5]]);
+    assert.equal(edits.startPass().size, 25, 'every path is compared, listed or not');
+  });
+
   it('the record survives a restart: an edit made while the daemon was stopped is found by its first check', async () => {
     const { dir, records, edits, start } = await setup();
     assert.equal(await edits.checkContent(), 0);
