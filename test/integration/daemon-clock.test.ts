@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { skipUnlessCI } from '../helpers/components.js';
 import { passArgs, runCli, sleep, startCli, waitFor, type RunningCli } from '../helpers/cli.js';
 import { sshdAvailable, startMaster } from '../helpers/sshd.js';
 import { deferrer, slaveDirs } from '../helpers/slave.js';
@@ -18,7 +19,7 @@ import { deferrer, slaveDirs } from '../helpers/slave.js';
 const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib64/faketime/libfaketime.so.1'].find(
   (p) => existsSync(p),
 );
-const T = { timeout: 120_000, skip: (!sshdAvailable() && 'needs /usr/sbin/sshd') || (!LIBFAKETIME && 'needs libfaketime (Debian package faketime)') };
+const T = { timeout: 120_000, skip: (!sshdAvailable() && 'needs /usr/sbin/sshd') || skipUnlessCI(!LIBFAKETIME && 'needs libfaketime (Debian package faketime)') };
 const ORIGINAL = '[signer]\nport=5558\n';
 const STEP_BACK_S = 600;
 const FULL_SCAN_MS = 2_000;
