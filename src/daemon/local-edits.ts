@@ -153,8 +153,8 @@ export class LocalEdits {
     const during = new Set(this.duringPass);
     this.duringPass.clear();
     const changed = new Set(result?.changedPaths ?? []);
-    await this.recordWritten(changed);
     if (result?.result !== 'ok') {
+      await this.recordWritten(changed);
       // Nothing claimed: a failed pass is retried by the schedule, a skipped one waits for resume.
       for (const [path, by] of checked) if (!this.pending.has(path)) this.pending.set(path, by);
       for (const path of during) if (!changed.has(path)) this.note(path, 'watcher');
@@ -167,6 +167,8 @@ export class LocalEdits {
     }
     // Events for paths the pass wrote are its own commit; any other path was edited by someone else.
     for (const path of during) if (!changed.has(path) && !checked.has(path)) this.note(path, 'watcher');
+    // What the pass wrote, and what it found equal to the master, is the master's content: the record from now on.
+    await this.recordWritten(new Set([...changed, ...[...checked.keys()].filter((path) => !this.pending.has(path))]));
     return this.pending.size > 0;
   }
 

@@ -15,6 +15,7 @@ import { RsyncLogFile } from '../report/rsync-log.js';
 import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
 import type { KnownTarget } from '../local/known-target.js';
 import type { LockWait } from '../state/lock.js';
+import { recordWrittenContent } from '../state/content-record.js';
 import { recordPass } from '../state/status.js';
 import { runOnChange } from './on-change.js';
 import type { QuietPasses } from './quiet-passes.js';
@@ -64,6 +65,12 @@ export async function runReportedPass(
   if (!settings.dryRun && result.changedPaths.length > 0) {
     for (const hint of await restartHintLines(filesOnly(settings.targetDir, result.changedPaths), restartRules)) logger.info({ msg: hint });
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
+  }
+  // The daemon keeps its own content record; a pass run by hand updates the stored one.
+  if (!settings.dryRun && opts.verify === undefined && result.changedPaths.length > 0) {
+    await recordWrittenContent(settings.stateDir, settings.targetDir, result.changedPaths).catch((err) =>
+      process.stderr.write(`xroad-sync: cannot update the content record in ${settings.stateDir}: ${describeError(err)}\n`),
+    );
   }
   if (!settings.dryRun && !opts.quiet?.omitStatus(result)) {
     await recordPass(settings.stateDir, result).catch((err) =>

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { passArgs, sleep, startCli, waitFor, type RunningCli } from '../helpers/cli.js';
+import { passArgs, runCli, sleep, startCli, waitFor, type RunningCli } from '../helpers/cli.js';
 import { sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
 import { deferrer, slaveDirs, type SlaveDirs } from '../helpers/slave.js';
 
@@ -104,4 +104,19 @@ test('an edit made while the daemon was stopped, size and mtime kept, is correct
   t.after(() => again.stop(2_000));
   await waitFor(async () => (await fs.readFile(file, 'utf8')) === ORIGINAL, 10_000, 'the file restored from the master', output(again));
   await waitFor(() => recordsFor(again, CORRECTED, 'conf.d/local.ini').length === 1, 2_000, 'the correction logged', output(again));
+});
+
+test('what a pass run by hand wrote while the daemon was stopped is not taken for a local edit by the next daemon', T, async (t) => {
+  const { s, d, file } = await daemonToEditUnder(t);
+  assert.equal((await d.stop(5_000)).status, 0, output(d)());
+  await fs.writeFile(path.join(s.source, 'conf.d', 'local.ini'), '[signer]\nport=5559\n');
+  const sync = await runCli(['sync', ...passArgs(s.master, s)]);
+  assert.equal(sync.status, 0, sync.stderr);
+  assert.equal(await fs.readFile(file, 'utf8'), '[signer]\nport=5559\n');
+  const again = startCli(['daemon', ...passArgs(s.master, s), '--interval', '30'], { env: { XROAD_SYNC_TEST_FULL_SCAN_MS: String(FULL_SCAN_MS) } });
+  t.after(() => again.stop(2_000));
+  // Two full scans after its start: the first compared the record with the target.
+  await waitFor(() => again.records().filter((r) => r.msg === 'pass' && r.result === 'ok').length >= 2, 3 * FULL_SCAN_MS + 5_000, 'two passes', output(again));
+  const claims = again.records().filter((r) => r.path === 'conf.d/local.ini');
+  assert.deepEqual(claims, [], output(again)());
 });
