@@ -9,7 +9,10 @@
  * file cost several times more CPU than reading and hashing it.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+
+/** Read in pieces into one reused buffer: a large file costs no memory, and no file is too large to read. */
+const chunk = Buffer.allocUnsafe(256 * 1024);
 
 /**
  * The SHA-256 of the regular file at `abs`, or null when it is gone or is no
@@ -25,7 +28,9 @@ export function hashFile(abs: string): string | null {
   }
   try {
     if (!fstatSync(fd).isFile()) return null;
-    return createHash('sha256').update(readFileSync(fd)).digest('base64');
+    const hash = createHash('sha256');
+    for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) hash.update(chunk.subarray(0, n));
+    return hash.digest('base64');
   } catch {
     return null;
   } finally {
