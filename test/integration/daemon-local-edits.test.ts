@@ -33,7 +33,7 @@ const CORRECTED = 'local change corrected';
 const MATCHED = 'local change checked: the file matches the master, nothing to correct';
 
 /** A daemon past its first pass with a long interval: a restore can only come from the local-edit handling. */
-async function daemonToEditUnder(t: TestContext): Promise<Running> {
+async function daemonToEditUnder(t: TestContext, interval = '30'): Promise<Running> {
   const defer = deferrer(t);
   const dirs = await slaveDirs(defer, 'xroad-sync-local-edits-', { 'conf.d/local.ini': ORIGINAL, 'serverconf.xml': '<conf/>\n' });
   // An hour old on the master: not racy, so no pass fetches them again on its own.
@@ -42,7 +42,7 @@ async function daemonToEditUnder(t: TestContext): Promise<Running> {
   const master = await startMaster();
   defer(() => master.stop());
   const s = { ...dirs, master };
-  const d = startCli(['daemon', ...passArgs(master, s), '--interval', '30'], { env: { XROAD_SYNC_TEST_FULL_SCAN_MS: String(FULL_SCAN_MS) } });
+  const d = startCli(['daemon', ...passArgs(master, s), '--interval', interval], { env: { XROAD_SYNC_TEST_FULL_SCAN_MS: String(FULL_SCAN_MS) } });
   defer(() => d.stop(2_000));
   await waitFor(() => d.records().some((r) => r.msg === 'pass' && r.result === 'ok'), 10_000, 'the first pass', output(d));
   await sleep(2_300); // the watcher ignores the first pass's own writes for 2 s
@@ -119,4 +119,19 @@ test('what a pass run by hand wrote while the daemon was stopped is not taken fo
   await waitFor(() => again.records().filter((r) => r.msg === 'pass' && r.result === 'ok').length >= 2, 3 * FULL_SCAN_MS + 5_000, 'two passes', output(again));
   const claims = again.records().filter((r) => r.path === 'conf.d/local.ini');
   assert.deepEqual(claims, [], output(again)());
+});
+
+test('master changes the daemon syncs (modify, add, a new directory, delete) are not reported as local edits, across full scans', T, async (t) => {
+  const { s, d } = await daemonToEditUnder(t, '0.5');
+  await fs.writeFile(path.join(s.source, 'conf.d', 'local.ini'), '[signer]\nport=5560\n');
+  await fs.mkdir(path.join(s.source, 'new-dir'));
+  await fs.writeFile(path.join(s.source, 'new-dir', 'added.xml'), '<added/>\n');
+  await fs.unlink(path.join(s.source, 'serverconf.xml'));
+  await waitFor(async () => (await fs.readFile(path.join(s.target, 'new-dir', 'added.xml'), 'utf8').catch(() => '')) === '<added/>\n', 5_000, 'the master change synced', output(d));
+  const scans = () => d.records().filter((r) => r.msg === 'pass' && r.result === 'ok').length;
+  const before = scans();
+  // Long enough for two full scans, with passes every 0.5 s writing nothing.
+  await waitFor(() => scans() >= before + 2 * (FULL_SCAN_MS / 500) + 2, 4 * FULL_SCAN_MS + 10_000, 'passes across two full scans', output(d));
+  const claims = d.records().filter((r) => typeof r.msg === 'string' && /changed locally|local change/.test(r.msg));
+  assert.deepEqual(claims, [], output(d)());
 });
