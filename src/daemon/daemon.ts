@@ -18,10 +18,14 @@ import { createLogger, logLevelFromEnv, type Logger } from '../report/logger.js'
 import { readStatus, writeStatus } from '../state/status.js';
 import { acquireDaemonLock, ensureStateDir, type DaemonLock } from '../state/lock.js';
 import { lockTargetForDaemon, type DaemonTargetLock } from '../state/target-lock.js';
+import { fullScanPeriodFromEnv } from '../run/test-hooks.js';
+import type { PassResult } from '../pass/types.js';
+import { LocalEdits } from './local-edits.js';
 import { PassScheduler } from './scheduler.js';
+import { WallClockSteps } from './wall-clock.js';
 
-/** The safety net under the watcher: the target is scanned in full at least this often. */
-const KNOWN_TARGET_MAX_AGE_MS = 60_000;
+/** The safety net under the watcher: the target is scanned in full (listing and content) at least this often. */
+const FULL_SCAN_MS = 60_000;
 /**
  * A local edit arrives as several events (truncate, writes, close): the
  * corrective pass starts once they have stopped this long, so it does not
@@ -57,14 +61,17 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
   const filter = compileFilter(settings.excludes);
   let abort = new AbortController();
-  let passing = false;
   // Paths our last pass wrote: their watcher events are our own, not an operator's edit.
   let ownWrites = new Set<string>();
-  let ownWritesUntil = 0;
+  let ownWritesUntil = 0; // monotonic, as every interval here
   // The watchers start before the first pass; until it has run, the target is not ours to judge.
   let firstPassDone = false;
+  const fullScanMs = fullScanPeriodFromEnv() ?? FULL_SCAN_MS;
   // The last target scan, reused by no-change passes while the watcher sees nothing (at most 60 s).
-  const knownTarget = new KnownTarget(KNOWN_TARGET_MAX_AGE_MS);
+  const knownTarget = new KnownTarget(fullScanMs);
+  // Local edits: noted by the watcher or the full scan's content check, compared with the master by the next pass.
+  const localEdits = new LocalEdits({ targetDir: settings.targetDir, stateDir: settings.stateDir, filter, logger, contentCheckEveryMs: fullScanMs });
+  const wallClock = new WallClockSteps();
   // No-change passes: two log lines a minute, status.json every 30 s (run/quiet-passes.ts says why).
   const quiet = new QuietPasses();
 
@@ -76,7 +83,14 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
     runPass: async () => {
       await keepLocks(locks, logger);
       if (existsSync(settings.flagFile)) return 'skipped'; // logged once, when the flag appeared
-      passing = true;
+      noticeClockStep();
+      if (localEdits.contentCheckDue()) {
+        // A target that cannot be read is the pass's to report, with its typed error.
+        await localEdits.checkContent().catch((err: unknown) => logger.warn({ msg: 'content check failed', error: describeError(err) }));
+        knownTarget.forget(); // the full scan: the listing is taken afresh too
+      }
+      const verify = localEdits.startPass();
+      let passResult: PassResult | undefined;
       abort = new AbortController();
       const before = provider.connections;
       try {
@@ -86,6 +100,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
           logger,
           knownTarget,
           quiet,
+          verify,
           // A by-hand pass (sync, resume --now) holds the lock: wait for it, it does our work.
           lockWait: {
             waitMs: Math.max(opts.intervalMs, settings.lockWaitMs),
@@ -94,6 +109,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
             onTakeover: (notice) => logger.warn({ msg: notice }),
           },
         });
+        passResult = result;
         // Only a clean no-change pass leaves the target as scanned (a by-hand pass we waited for may have written it).
         if (result.result !== 'ok' || result.changedPaths.length > 0) knownTarget.forget();
         if (isLockWait(result.error)) {
@@ -108,24 +124,25 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
         knownTarget.forget();
         throw error;
       } finally {
-        passing = false;
         firstPassDone = true;
-        ownWritesUntil = Date.now() + (opts.quietAfterPassMs ?? 2000);
+        ownWritesUntil = performance.now() + (opts.quietAfterPassMs ?? 2000);
+        if (await localEdits.endPass(passResult)) scheduler.requestNow();
       }
     },
   });
 
-  // Paths edited locally since the last corrective pass was requested, and the timer that requests it.
-  const edited = new Set<string>();
+  // The corrective pass for local edits, once their events have settled.
   let settling: NodeJS.Timeout | undefined;
-  const correctOnceSettled = (path: string): void => {
-    if (!edited.has(path)) logger.warn({ msg: 'synced file changed locally; slaves are read-only, a corrective pass follows', path });
-    edited.add(path);
+  const correctOnceSettled = (): void => {
     clearTimeout(settling);
-    settling = setTimeout(() => {
-      edited.clear();
-      scheduler.requestNow();
-    }, LOCAL_EDIT_SETTLE_MS);
+    settling = setTimeout(() => scheduler.requestNow(), LOCAL_EDIT_SETTLE_MS);
+  };
+  // After a wall-clock step status.json's time misleads monitoring until rewritten: record the next pass at once.
+  const noticeClockStep = (): void => {
+    const stepMs = wallClock.step();
+    if (stepMs === 0) return;
+    logger.warn({ msg: 'wall clock stepped; intervals are unaffected, this pass is recorded at once', stepS: stepMs / 1000 });
+    quiet.reset();
   };
 
   await ensureStateDir(settings.stateDir);
@@ -139,10 +156,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
       }
     },
     onLocalChange: (path) => {
-      // During a pass the commit re-checks each path itself (an edit there is logged and left for the next pass).
-      if (passing || !firstPassDone || (ownWrites.has(path) && Date.now() < ownWritesUntil)) return;
+      // During a pass the commit re-checks each path itself; localEdits sorts its events out when it ends.
+      if (!firstPassDone || (ownWrites.has(path) && performance.now() < ownWritesUntil)) return;
       if (isTempName(basename(path)) || filter.isExcludedPath(path, false)) return;
-      correctOnceSettled(path);
+      if (localEdits.watcherSaw(path)) correctOnceSettled();
     },
     onTargetEvent: () => {
       knownTarget.forget();
@@ -155,10 +172,14 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   });
   logger.info({ msg: 'daemon started', pid: process.pid, intervalS: opts.intervalMs / 1000, master: settings.connection.host, target: settings.targetDir, inotifyWatches: inotifyWatches() });
   scheduler.start();
+  // The full scan is due every fullScanMs even when --interval is longer (it runs at the start of a pass):
+  // looked at four times a period, it starts at most a quarter period late.
+  const fullScanTimer = setInterval(() => localEdits.contentCheckDue() && scheduler.requestNow(), fullScanMs / 4);
 
   const signal = await waitForStopSignal(logger);
   logger.info({ msg: 'stopping', signal });
   clearTimeout(settling);
+  clearInterval(fullScanTimer);
   abort.abort();
   provider.drop(); // in-flight fetches fail at once; staging then removes its temp files
   await within(opts.stopDeadlineMs ?? 3000, scheduler.stop());
@@ -207,8 +228,8 @@ function inotifyWatches(): number | null {
 /** Active handles other than stdio, after giving closing sockets up to `ms` to go. */
 async function settledHandles(ms: number): Promise<string[]> {
   const open = (): string[] => process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap' && r !== 'PipeWrap');
-  const deadline = Date.now() + ms;
-  while (open().length > 0 && Date.now() < deadline) await new Promise<void>((resolve) => setImmediate(resolve));
+  const deadline = performance.now() + ms;
+  while (open().length > 0 && performance.now() < deadline) await new Promise<void>((resolve) => setImmediate(resolve));
   return open();
 }
 

@@ -20,7 +20,8 @@ export class KnownTarget {
 
   constructor(
     private readonly maxAgeMs = 60_000,
-    private readonly now: () => number = Date.now,
+    // Monotonic: after a wall-clock step back, a scan must not look young for the length of the step.
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /** Something may have changed in the target: the next pass scans it. */

@@ -82,7 +82,7 @@ export async function planPass(ctx: PassContext, { preview }: { preview: boolean
     target: targetScan.tree,
     targetExcluded: targetScan.excluded,
     ids,
-    suspect: racyFiles ? (path) => racyFiles.suspect(path) : undefined,
+    suspect: racyFiles ? (path) => racyFiles.suspect(path) || hooks.verify?.has(path) === true : undefined,
   });
   enforceSafetyValve(plan, sourceTree.size, settings);
   enforceLimits(plan, settings.limits);

@@ -44,5 +44,7 @@ export interface PassHooks {
   readonly lockWait?: LockWait;
   /** The daemon's watcher-backed memory of the target: a pass plans against it instead of scanning, while it holds. */
   readonly knownTarget?: KnownTarget;
+  /** Paths edited locally: fetched again and compared with the slave's bytes even when size and mtime match. */
+  readonly verify?: ReadonlySet<string>;
 }
 export type PassPoint = 'connected' | 'scanned' | 'planned' | 'staged' | 'file-staged' | CommitStep | 'committed';

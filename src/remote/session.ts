@@ -171,7 +171,7 @@ function connectFailure(opts: SessionOptions, state: ConnectState, err: unknown)
 export async function openSession(opts: SessionOptions): Promise<SftpSession> {
   const knownHosts = await loadKnownHosts(opts.knownHostsFile);
   const privateKey = await loadIdentity(opts.identityFile);
-  const started = Date.now();
+  const started = performance.now();
   const deadline = started + opts.connectTimeoutMs;
   for (let attempt = 0; ; attempt++) {
     const outcome = await connectOnce(opts, knownHosts, privateKey, deadline);
@@ -179,7 +179,7 @@ export async function openSession(opts: SessionOptions): Promise<SftpSession> {
     const delay = backoffMs(attempt);
     const budget = outcome.retry === 'refused' ? Math.min(deadline, started + REFUSED_RETRY_MS) : deadline;
     if (!outcome.retry) throw outcome.error;
-    if (Date.now() + delay >= budget) throw gaveUp(opts, outcome.error, outcome.retry, attempt + 1, Date.now() - started);
+    if (performance.now() + delay >= budget) throw gaveUp(opts, outcome.error, outcome.retry, attempt + 1, performance.now() - started);
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
 }
@@ -226,7 +226,7 @@ async function connectOnce(opts: SessionOptions, knownHosts: KnownHosts, private
   // (ssh2's destroy() is a no-op once the socket is half-closed, which is how end() hangs).
   const sock = tcpConnect({ host: opts.host, port: opts.port });
   sock.setNoDelay(true);
-  const remaining = Math.max(1, deadline - Date.now());
+  const remaining = Math.max(1, deadline - performance.now());
   const config = connectConfig({ ...opts, connectTimeoutMs: remaining }, knownHosts, privateKey, sock, state);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -298,7 +298,7 @@ class Session implements SftpSession {
   /** Runs only while requests are outstanding: a daemon's session idles between passes without a timer. */
   private watchdog: NodeJS.Timeout | undefined;
   private readonly watchdogTickMs: number;
-  private lastProgress = Date.now();
+  private lastProgress = performance.now();
   private failure?: SyncError;
   private lastTransportError?: Error & { level?: string };
   private ending = false;
@@ -312,7 +312,7 @@ class Session implements SftpSession {
   ) {
     this.address = `${opts.host}:${opts.port}`;
     // Any byte counts as progress: a 256 KiB READ reply arrives in many TCP segments.
-    sock.on('data', () => (this.lastProgress = Date.now()));
+    sock.on('data', () => (this.lastProgress = performance.now()));
     sock.on('close', () => this.lost());
     sftp.on('error', (err: Error) => this.fail(new ConnectionError(`SFTP protocol error from ${this.address}: ${err.message}`, { cause: err })));
     sftp.on('close', () => this.lost());
@@ -326,14 +326,14 @@ class Session implements SftpSession {
     return new Promise<T>((resolve, reject) => {
       // The idle clock starts when work starts, not when the session last did something.
       if (this.pending.size === 0) {
-        this.lastProgress = Date.now();
+        this.lastProgress = performance.now();
         this.startWatchdog();
       }
       this.pending.add(reject);
       const settle: Settle<T> = (err, value) => {
         if (!this.pending.delete(reject)) return; // already failed by the watchdog or close
         if (this.pending.size === 0) this.stopWatchdog();
-        this.lastProgress = Date.now();
+        this.lastProgress = performance.now();
         if (!err) return resolve(value);
         // ssh2 fails requests with "No response from server" before our socket 'close' listener runs.
         if (this.sock.destroyed) this.lost();
@@ -417,7 +417,7 @@ class Session implements SftpSession {
   }
 
   private checkProgress(): void {
-    if (this.pending.size === 0 || Date.now() - this.lastProgress < this.opts.idleTimeoutMs) return;
+    if (this.pending.size === 0 || performance.now() - this.lastProgress < this.opts.idleTimeoutMs) return;
     const seconds = this.opts.idleTimeoutMs / 1000;
     this.fail(
       new TimeoutError(`no progress from ${this.address} for ${seconds} s`, {

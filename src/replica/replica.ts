@@ -225,7 +225,7 @@ export interface WaitOptions {
  * (replica restarting) is a reason, not the end: it is retried until the deadline.
  */
 export async function waitCaughtUp(replica: Replica, o: WaitOptions): Promise<Readiness & { status: ReplicaStatus | null }> {
-  const deadline = Date.now() + o.timeoutMs;
+  const deadline = performance.now() + o.timeoutMs;
   for (;;) {
     let status: ReplicaStatus | null = null;
     let why: Readiness;
@@ -236,7 +236,7 @@ export async function waitCaughtUp(replica: Replica, o: WaitOptions): Promise<Re
       why = { ready: false, reason: err instanceof Error ? err.message : String(err) };
     }
     o.onProgress?.(status, why);
-    if (why.ready || Date.now() >= deadline || o.signal?.aborted) return { ...why, status };
-    await new Promise((r) => setTimeout(r, Math.min(o.intervalMs ?? 500, Math.max(0, deadline - Date.now()))));
+    if (why.ready || performance.now() >= deadline || o.signal?.aborted) return { ...why, status };
+    await new Promise((r) => setTimeout(r, Math.min(o.intervalMs ?? 500, Math.max(0, deadline - performance.now()))));
   }
 }

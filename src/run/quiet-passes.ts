@@ -19,6 +19,9 @@
  *
  * - The JSON `pass` record on stdout (journald) of a pass left out of the log
  *   is emitted at level debug (XROAD_SYNC_LOG_LEVEL=debug shows it).
+ *
+ * Both periods run on the monotonic clock: a wall clock stepped back must not
+ * silence the log and status.json for the length of the step.
  */
 import { describeError } from '../errors.js';
 import type { PassResult } from '../pass/types.js';
@@ -31,7 +34,7 @@ export class QuietPasses {
 
   constructor(
     private readonly opts: { readonly logEveryMs: number; readonly statusEveryMs: number } = { logEveryMs: 60_000, statusEveryMs: 30_000 },
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /**

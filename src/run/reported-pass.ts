@@ -15,6 +15,7 @@ import { RsyncLogFile } from '../report/rsync-log.js';
 import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
 import type { KnownTarget } from '../local/known-target.js';
 import type { LockWait } from '../state/lock.js';
+import { recordWrittenContent } from '../state/content-record.js';
 import { recordPass } from '../state/status.js';
 import { runOnChange } from './on-change.js';
 import type { QuietPasses } from './quiet-passes.js';
@@ -32,6 +33,8 @@ export async function runReportedPass(
     knownTarget?: KnownTarget;
     /** The daemon's policy for no-change passes: what they leave out of slave-sync.log and status.json. */
     quiet?: QuietPasses;
+    /** Paths edited locally: compared with the master byte for byte, whatever their size and mtime. */
+    verify?: ReadonlySet<string>;
   },
 ): Promise<PassResult> {
   // A malformed operator rule is a usage error before the pass changes anything.
@@ -44,7 +47,7 @@ export async function runReportedPass(
   let result: PassResult | undefined;
   let quietPass = false;
   try {
-    result = await runPass(settings, provider, reporter, { signal: opts.signal, at: testHooksFromEnv(), lockWait: opts.lockWait, knownTarget: opts.knownTarget });
+    result = await runPass(settings, provider, reporter, { signal: opts.signal, at: testHooksFromEnv(), lockWait: opts.lockWait, knownTarget: opts.knownTarget, verify: opts.verify });
   } finally {
     const plain = result?.result === 'ok' && result.changedPaths.length === 0 && reporter.plain;
     quietPass = opts.quiet?.omitLog(plain) ?? false;
@@ -62,6 +65,12 @@ export async function runReportedPass(
   if (!settings.dryRun && result.changedPaths.length > 0) {
     for (const hint of await restartHintLines(filesOnly(settings.targetDir, result.changedPaths), restartRules)) logger.info({ msg: hint });
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
+  }
+  // The daemon keeps its own content record; a pass run by hand updates the stored one.
+  if (!settings.dryRun && opts.verify === undefined && result.changedPaths.length > 0) {
+    await recordWrittenContent(settings.stateDir, settings.targetDir, result.changedPaths).catch((err) =>
+      process.stderr.write(`xroad-sync: cannot update the content record in ${settings.stateDir}: ${describeError(err)}\n`),
+    );
   }
   if (!settings.dryRun && !opts.quiet?.omitStatus(result)) {
     await recordPass(settings.stateDir, result).catch((err) =>

@@ -22,3 +22,12 @@ export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: 
     await new Promise((resolve) => setTimeout(resolve, pauseMs));
   };
 }
+
+/**
+ * XROAD_SYNC_TEST_FULL_SCAN_MS: the daemon's full-scan period (60 s), shortened
+ * so a test can see a change only the full scan finds corrected in seconds.
+ */
+export function fullScanPeriodFromEnv(env = process.env): number | undefined {
+  const ms = Number(env.XROAD_SYNC_TEST_FULL_SCAN_MS);
+  return Number.isInteger(ms) && ms > 0 ? ms : undefined;
+}

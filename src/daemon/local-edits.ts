@@ -1,0 +1,238 @@
+/**
+ * Local edits of synced files on this (read-only) slave, from detection to
+ * a true report of what became of each.
+ *
+ * Detection has two sources. The watcher reports most edits as they happen.
+ * The content check, run with the daemon's periodic full scan (every 60 s),
+ * hashes every synced file and compares it with its record of the target's
+ * content (taken at the previous check, and after each pass for the files
+ * that pass wrote): it finds what the watcher cannot see (a write through a
+ * shared mmap, an overflowed inotify queue) and what the quick check cannot
+ * (an in-place edit whose size and mtime were put back). Reading a few MB
+ * once a minute costs milliseconds; the passes in between pay nothing. The
+ * record is kept in the state dir (state/content-record.ts), so the first
+ * check after a restart also finds what changed while the daemon was down.
+ *
+ * Correction: a noted path is not trusted to the quick check. The next pass
+ * fetches it again and compares the bytes with the slave's (like a racy
+ * file), so a same-size, same-mtime edit is undone too. After that pass each
+ * noted path gets one record saying what happened: "corrected" only when the
+ * pass replaced it, "matches the master" when its bytes were already the
+ * master's. A failed or skipped (paused) pass claims nothing: the paths stay
+ * noted for the next one.
+ */
+import { basename, join } from 'node:path';
+import { lstat } from 'node:fs/promises';
+import type { Filter } from '../filter/types.js';
+import { describeError } from '../errors.js';
+import { hashFile } from '../local/content-hashes.js';
+import { scanTarget } from '../local/scan.js';
+import { isTempName } from '../local/temp-names.js';
+import type { PassResult } from '../pass/types.js';
+import type { Logger } from '../report/logger.js';
+import { loadContentRecord, saveContentRecord } from '../state/content-record.js';
+
+export type DetectedBy = 'watcher' | 'content check';
+
+export const LOCAL_EDIT_MESSAGES = {
+  noted: 'synced file changed locally; slaves are read-only: the next pass compares it with the master and corrects it',
+  corrected: 'local change corrected',
+  matched: 'local change checked: the file matches the master, nothing to correct',
+} as const;
+
+/** Past this many records about single paths in one check or one pass, the rest are counted in one record. */
+const PATH_RECORDS_PER_BATCH = 20;
+
+/** The content check needs no owner names: it only reads files. */
+const NO_NAMES = { userById: new Map<number, string>(), groupById: new Map<number, string>() };
+
+export interface LocalEditsOptions {
+  readonly targetDir: string;
+  /** Where the content record is kept across restarts. */
+  readonly stateDir: string;
+  readonly filter: Filter;
+  readonly logger: Logger;
+  /** How often the content check runs (the full-scan period). */
+  readonly contentCheckEveryMs: number;
+  /** Monotonic milliseconds. */
+  readonly now?: () => number;
+}
+
+export class LocalEdits {
+  /** Paths the next pass compares with the master, and what noticed each. */
+  private pending = new Map<string, DetectedBy>();
+  /** What the running pass compares. */
+  private checking = new Map<string, DetectedBy>();
+  /** Watcher events during a pass: the pass's own commit or an operator; sorted out when it ends. */
+  private readonly duringPass = new Set<string>();
+  private passing = false;
+  /** Content hash per synced file, as of the last content check or our own write. */
+  private readonly hashes: Map<string, string>;
+  /** False until the first content check (or a record from an earlier run): before it there is nothing to compare with. */
+  private recorded: boolean;
+  /** The record changed since it was last saved. */
+  private unsaved = false;
+  private checkedAt = -Infinity;
+  private readonly now: () => number;
+  /** Records about single paths in the running check or pass, and those left out (per message). */
+  private batch: { logged: number; more: Map<string, { level: 'info' | 'warn'; count: number }> } | null = null;
+
+  constructor(private readonly opts: LocalEditsOptions) {
+    this.now = opts.now ?? (() => performance.now());
+    const saved = loadContentRecord(opts.stateDir, opts.targetDir);
+    this.recorded = saved !== null;
+    // Paths excluded since the record was written are none of our business now.
+    this.hashes = new Map([...(saved ?? [])].filter(([path]) => !opts.filter.isExcludedPath(path, false) && !isTempName(basename(path))));
+  }
+
+  /** A watcher event for a synced path that is not the pass's own write. True: a corrective pass is wanted. */
+  watcherSaw(path: string): boolean {
+    if (this.passing) {
+      this.duringPass.add(path);
+      return false;
+    }
+    this.note(path, 'watcher');
+    return true;
+  }
+
+  contentCheckDue(): boolean {
+    return this.now() - this.checkedAt >= this.opts.contentCheckEveryMs;
+  }
+
+  /** Hashes every synced file and notes each that changed since the record; returns how many were noted. */
+  checkContent(): Promise<number> {
+    return this.inBatch(() => this.compareContent());
+  }
+
+  private async compareContent(): Promise<number> {
+    this.checkedAt = this.now();
+    const { tree } = await scanTarget(this.opts.targetDir, this.opts.filter, { names: NO_NAMES });
+    let noted = 0;
+    const present = new Set<string>();
+    for (const entry of tree.values()) {
+      if (entry.type !== 'file') continue;
+      const hash = hashFile(join(this.opts.targetDir, entry.path));
+      if (hash === null) continue; // gone since the listing: a deletion, noted below or by the watcher
+      present.add(entry.path);
+      const before = this.hashes.get(entry.path);
+      if (before !== hash) this.setHash(entry.path, hash);
+      // A file new since the last check, or one that vanished, is a change too (a missed inotify event).
+      if (this.recorded && before !== hash) noted += this.noteOnce(entry.path);
+    }
+    for (const path of [...this.hashes.keys()]) {
+      if (present.has(path)) continue;
+      this.setHash(path, null);
+      if (this.recorded) noted += this.noteOnce(path);
+    }
+    this.recorded = true;
+    await this.save();
+    return noted;
+  }
+
+  /** The paths this pass must compare with the master whatever their size and mtime. */
+  startPass(): ReadonlySet<string> {
+    this.passing = true;
+    this.checking = this.pending;
+    this.pending = new Map();
+    return new Set(this.checking.keys());
+  }
+
+  /**
+   * Reports what became of each path the pass compared and records the
+   * content the pass wrote; `result` is undefined when the pass threw.
+   * True when a path is still in question and another pass should follow now.
+   */
+  endPass(result: PassResult | undefined): Promise<boolean> {
+    this.passing = false;
+    return this.inBatch(() => this.settlePass(result));
+  }
+
+  private async settlePass(result: PassResult | undefined): Promise<boolean> {
+    const checked = this.checking;
+    this.checking = new Map();
+    const during = new Set(this.duringPass);
+    this.duringPass.clear();
+    const changed = new Set(result?.changedPaths ?? []);
+    if (result?.result !== 'ok') {
+      await this.recordWritten(changed);
+      // Nothing claimed: a failed pass is retried by the schedule, a skipped one waits for resume.
+      for (const [path, by] of checked) if (!this.pending.has(path)) this.pending.set(path, by);
+      for (const path of during) if (!changed.has(path)) this.note(path, 'watcher');
+      return false;
+    }
+    for (const [path, by] of checked) {
+      // Edited again while the pass ran and left alone by its commit: still in question.
+      if (during.has(path) && !changed.has(path)) this.note(path, by);
+      else this.logPath('info', changed.has(path) ? LOCAL_EDIT_MESSAGES.corrected : LOCAL_EDIT_MESSAGES.matched, path, by);
+    }
+    // Events for paths the pass wrote are its own commit; any other path was edited by someone else.
+    for (const path of during) if (!changed.has(path) && !checked.has(path)) this.note(path, 'watcher');
+    // What the pass wrote, and what it found equal to the master, is the master's content: the record from now on.
+    await this.recordWritten(new Set([...changed, ...[...checked.keys()].filter((path) => !this.pending.has(path))]));
+    return this.pending.size > 0;
+  }
+
+  private note(path: string, by: DetectedBy): void {
+    if (this.pending.has(path)) return;
+    this.logPath('warn', LOCAL_EDIT_MESSAGES.noted, path, by);
+    this.pending.set(path, by);
+  }
+
+  /** A restore of the whole target must not become thousands of lines: a batch lists 20 paths, then counts. */
+  private logPath(level: 'info' | 'warn', msg: string, path: string, by: DetectedBy): void {
+    if (this.batch && this.batch.logged >= PATH_RECORDS_PER_BATCH) {
+      const more = this.batch.more.get(msg) ?? { level, count: 0 };
+      this.batch.more.set(msg, { level, count: more.count + 1 });
+      return;
+    }
+    if (this.batch) this.batch.logged++;
+    this.opts.logger[level]({ msg, path, detectedBy: by });
+  }
+
+  private async inBatch<T>(run: () => Promise<T>): Promise<T> {
+    this.batch = { logged: 0, more: new Map() };
+    try {
+      return await run();
+    } finally {
+      for (const [msg, { level, count }] of this.batch.more) this.opts.logger[level]({ msg: `${msg} (and ${count} more paths, not listed)`, count });
+      this.batch = null;
+    }
+  }
+
+  private noteOnce(path: string): number {
+    if (this.pending.has(path)) return 0;
+    this.note(path, 'content check');
+    return 1;
+  }
+
+  /** The bytes a pass wrote are the master's: they are the record from now on. */
+  private async recordWritten(paths: ReadonlySet<string>): Promise<void> {
+    if (!this.recorded || paths.size === 0) return;
+    for (const path of paths) await this.recordFile(path);
+    // A replaced or deleted directory took its files with it (they need not each be listed).
+    for (const path of [...this.hashes.keys()]) if (!paths.has(path)) await this.recordFile(path, { onlyIfGone: true });
+    await this.save();
+  }
+
+  private async recordFile(path: string, { onlyIfGone = false } = {}): Promise<void> {
+    const abs = join(this.opts.targetDir, path);
+    const isFile = await lstat(abs).then((st) => st.isFile(), () => false);
+    if (!isFile) this.setHash(path, null);
+    else if (!onlyIfGone) this.setHash(path, hashFile(abs));
+  }
+
+  private setHash(path: string, hash: string | null): void {
+    if (hash === null ? !this.hashes.delete(path) : this.hashes.get(path) === hash) return;
+    if (hash !== null) this.hashes.set(path, hash);
+    this.unsaved = true;
+  }
+
+  private async save(): Promise<void> {
+    if (!this.unsaved) return;
+    this.unsaved = false;
+    await saveContentRecord(this.opts.stateDir, this.opts.targetDir, this.hashes).catch((err: unknown) => {
+      // Kept in memory all the same: only a restart would lose it.
+      this.opts.logger.warn({ msg: 'cannot save the content record; it is kept in memory', error: describeError(err) });
+    });
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The daemon's bookkeeping of local edits, on a temp dir and a fake pass
+ * result: what the content check notes, and that each noted path gets one
+ * true record after an ok pass and none after a failed or skipped one.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, utimes, writeFile, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { LOCAL_EDIT_MESSAGES, LocalEdits } from '../../src/daemon/local-edits.js';
+import { WallClockSteps } from '../../src/daemon/wall-clock.js';
+import { compileFilter } from '../../src/filter/rsync-filter.js';
+import type { PassResult } from '../../src/pass/types.js';
+import type { Logger } from '../../src/report/logger.js';
+
+const dirs: string[] = [];
+after(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+
+async function setup() {
+  const base = await mkdtemp(join(tmpdir(), 'xroad-sync-local-edits-'));
+  dirs.push(base);
+  const dir = join(base, 'target');
+  const stateDir = join(base, 'state');
+  await mkdir(dir);
+  await mkdir(stateDir);
+  await writeFile(join(dir, 'a.ini'), 'a=1\n');
+  await writeFile(join(dir, 'excluded.tmp'), 'x\n');
+  const records: Array<Record<string, unknown>> = [];
+  const logger = { info: (r: object) => records.push({ level: 'info', ...r }), warn: (r: object) => records.push({ level: 'warn', ...r }) } as unknown as Logger;
+  let now = 0;
+  const start = () => new LocalEdits({ targetDir: dir, stateDir, filter: compileFilter(['*.tmp']), logger, contentCheckEveryMs: 60_000, now: () => now });
+  return { dir, records, edits: start(), start, advance: (ms: number) => (now += ms) };
+}
+
+function passResult(result: PassResult['result'], changedPaths: string[] = []): PassResult {
+  const at = new Date();
+  return { result, changedPaths, exitCode: 0, startedAt: at, finishedAt: at, changed: changedPaths.length, deleted: 0, bytesReceived: 0, bytesSent: 0, totalSize: 0 };
+}
+
+describe('LocalEdits', () => {
+  it('the content check notes a same-size, same-mtime rewrite, a deletion and an addition, but nothing on its first run or in excluded files', async () => {
+    const { dir, records, edits, advance } = await setup();
+    assert.equal(edits.contentCheckDue(), true);
+    assert.equal(await edits.checkContent(), 0, 'the first check only records');
+    assert.equal(edits.contentCheckDue(), false);
+    await writeFile(join(dir, 'a.ini'), 'a=2\n');
+    await utimes(join(dir, 'a.ini'), 1_000_000, 1_000_000);
+    await writeFile(join(dir, 'excluded.tmp'), 'changed\n');
+    await writeFile(join(dir, 'new.ini'), 'n\n');
+    advance(60_000);
+    assert.equal(edits.contentCheckDue(), true);
+    assert.equal(await edits.checkContent(), 2);
+    await unlink(join(dir, 'new.ini'));
+    assert.equal(await edits.checkContent(), 0, 'new.ini is already noted');
+    assert.deepEqual(
+      records.map((r) => [r.level, r.msg, r.path, r.detectedBy]),
+      [
+        ['warn', LOCAL_EDIT_MESSAGES.noted, 'a.ini', 'content check'],
+        ['warn', LOCAL_EDIT_MESSAGES.noted, 'new.ini', 'content check'],
+      ],
+    );
+    assert.deepEqual([...edits.startPass()].sort(), ['a.ini', 'new.ini']);
+  });
+
+  it('a check that finds many changes (a restored target) lists 20 paths and counts the rest in one record', async () => {
+    const { dir, records, edits } = await setup();
+    const names = Array.from({ length: 25 }, (_, i) => `f${String(i).padStart(2, '0')}.ini`);
+    for (const name of names) await writeFile(join(dir, name), 'old\n');
+    await edits.checkContent();
+    for (const name of names) await writeFile(join(dir, name), 'new\n');
+    assert.equal(await edits.checkContent(), 25);
+    assert.equal(records.filter((r) => r.msg === LOCAL_EDIT_MESSAGES.noted).length, 20);
+    const summary = records.filter((r) => r.count !== undefined);
+    assert.deepEqual(summary.map((r) => [r.level, r.msg, r.count]), [['warn', `${LOCAL_EDIT_MESSAGES.noted} (and 5 more paths, not listed)`, 5]]);
+    assert.equal(edits.startPass().size, 25, 'every path is compared, listed or not');
+  });
+
+  it('the record survives a restart: an edit made while the daemon was stopped is found by its first check', async () => {
+    const { dir, records, edits, start } = await setup();
+    assert.equal(await edits.checkContent(), 0);
+    await writeFile(join(dir, 'a.ini'), 'a=3\n');
+    await utimes(join(dir, 'a.ini'), 1_000_000, 1_000_000);
+    assert.equal(await start().checkContent(), 1);
+    assert.deepEqual(records.map((r) => [r.msg, r.path]), [[LOCAL_EDIT_MESSAGES.noted, 'a.ini']]);
+  });
+
+  it('after an ok pass: "corrected" only for what it wrote, "matches" for the rest; a failed or skipped pass claims nothing and keeps them', async () => {
+    const { records, edits } = await setup();
+    assert.equal(edits.watcherSaw('a.ini'), true);
+    assert.equal(edits.watcherSaw('b.ini'), true);
+    edits.startPass();
+    assert.equal(await edits.endPass(passResult('skipped')), false);
+    edits.startPass();
+    assert.equal(await edits.endPass(undefined), false, 'a pass that threw');
+    assert.deepEqual([...edits.startPass()].sort(), ['a.ini', 'b.ini'], 'still to compare');
+    assert.equal(await edits.endPass(passResult('ok', ['a.ini'])), false);
+    assert.deepEqual(
+      records.map((r) => [r.msg, r.path]),
+      [
+        [LOCAL_EDIT_MESSAGES.noted, 'a.ini'],
+        [LOCAL_EDIT_MESSAGES.noted, 'b.ini'],
+        [LOCAL_EDIT_MESSAGES.corrected, 'a.ini'],
+        [LOCAL_EDIT_MESSAGES.matched, 'b.ini'],
+      ],
+    );
+  });
+
+  it('events during a pass: the pass’s own writes are dropped, any other path is noted and asks for another pass', async () => {
+    const { records, edits } = await setup();
+    edits.watcherSaw('a.ini');
+    edits.startPass();
+    assert.equal(edits.watcherSaw('written-by-the-pass.ini'), false);
+    assert.equal(edits.watcherSaw('a.ini'), false, 'edited again while the pass ran');
+    assert.equal(edits.watcherSaw('other.ini'), false);
+    assert.equal(await edits.endPass(passResult('ok', ['written-by-the-pass.ini'])), true);
+    assert.deepEqual([...edits.startPass()].sort(), ['a.ini', 'other.ini']);
+    assert.equal(records.filter((r) => r.msg === LOCAL_EDIT_MESSAGES.corrected || r.msg === LOCAL_EDIT_MESSAGES.matched).length, 0, 'no claim about a.ini yet');
+  });
+});
+
+describe('WallClockSteps', () => {
+  it('reports a step of the wall clock against the monotonic one, not drift', () => {
+    let wall = 1_000_000;
+    let mono = 0;
+    const steps = new WallClockSteps(() => wall, () => mono);
+    [wall, mono] = [wall + 1_000, mono + 1_000];
+    assert.equal(steps.step(), 0);
+    [wall, mono] = [wall + 1_500, mono + 1_000];
+    assert.equal(steps.step(), 0, 'half a second: slewing, not a step');
+    [wall, mono] = [wall - 600_000, mono + 1_000];
+    assert.equal(steps.step(), -601_000);
+    [wall, mono] = [wall + 3_600_000, mono + 1_000];
+    assert.equal(steps.step(), 3_599_000);
+    assert.equal(steps.step(), 0);
+  });
+});
