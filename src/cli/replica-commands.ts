@@ -8,7 +8,7 @@ import { durationOption } from '../util/duration.js';
 import { DEFAULTS } from '../settings/pass-settings.js';
 import { describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
 import { monitorHint, onPrimary } from '../replica/errors.js';
-import { clearReplayPaused, markReplayPaused } from '../replica/paused-marker.js';
+import { pauseReplayAsAsked, resumeReplayAsAsked } from '../replica/as-asked.js';
 import type { Replica, ReplicaStatus } from '../replica/replica.js';
 import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../settings/replica-settings.js';
 import { grantExecute } from '../replica/setup.js';
@@ -44,13 +44,10 @@ export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<num
   let replica: Replica | undefined;
   try {
     replica = await openReplica(settings);
-    const { before, after } = await replica.pauseReplay();
-    if (before === 'running' && after !== 'running') {
-      // Only `status`'s "paused since" depends on it: a warning, not a failure.
-      await markReplayPaused(stateDir).catch((err) => process.stderr.write(`xroad-sync: warning: cannot note the pause time in ${stateDir}: ${describeError(err)}\n`));
-    }
+    const { before, after, unrecorded } = await pauseReplayAsAsked(replica, stateDir);
     process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
-    return configCode;
+    const recordCode = unrecorded ? reportFailure(unrecorded) : ExitCode.OK;
+    return configCode || recordCode;
   } catch (err) {
     process.stdout.write(`serverconf replay: not paused (${describeEndpoint(settings)})\n`);
     const replicaCode = reportFailure(err);
@@ -72,8 +69,8 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
   let replica: Replica | undefined;
   try {
     replica = await openReplica(settings);
-    const { before, after } = await replica.resumeReplay();
-    await clearReplayPaused(stateDir).catch(() => undefined);
+    const { before, after, unforgotten } = await resumeReplayAsAsked(replica, stateDir);
+    if (unforgotten) process.stderr.write(`xroad-sync: warning: cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(unforgotten)}\n`);
     process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
   } catch (err) {
     process.stdout.write(`serverconf replay: not resumed (${describeEndpoint(settings)})\n`);

@@ -43,6 +43,7 @@ async function node(t: TestContext, roles: Array<{ role: string; grants: boolean
   ensureOsUser(OS_USER);
   const pair = await startPgPair();
   t.after(() => pair.stop());
+  await pair.knowOsUser(OS_USER);
   const versionNum = Number((await pair.primary("SELECT current_setting('server_version_num') AS v"))[0]!.v);
   const ident: string[] = [];
   const hba: string[] = [];
@@ -200,6 +201,34 @@ test('resume --now: replay resumed, flag removed, a pass, then ready only once t
   const forgotten = await runCliAs(OS_USER, ['status', '--check', '--state-dir', n.stateDir, '--flag-file', n.flagFile], { env });
   assert.equal(forgotten.status, 2, show(forgotten));
   assert.match(forgotten.stdout, /^XROAD-SYNC CRITICAL - serverconf replay paused since \S+ while config sync is not paused: forgotten resume\?/);
+});
+
+test('a standby restarted while paused replays again: status --check is CRITICAL and names the fix; pause --serverconf restores the pause', T, async (t) => {
+  const n = await node(t);
+  const pass = await master(t, n);
+  const synced = await runCliAs(OS_USER, ['sync', ...pass]);
+  assert.equal(synced.status, 0, show(synced));
+  const paused = await pause(n);
+  assert.equal(paused.status, 0, show(paused));
+  const askedAt = (await fs.readFile(pausedMarkerPath(n.stateDir), 'utf8')).trim();
+
+  // PostgreSQL keeps no pause across a restart (an upgrade's restart, a reboot): replay runs again.
+  await n.pair.restartStandby();
+  assert.equal((await n.pair.standby('SELECT pg_is_wal_replay_paused() AS p'))[0]!.p, false, 'the restart resumed replay');
+  const check = await runCliAs(OS_USER, ['status', '--check', ...statusArgs(n)]);
+  assert.equal(check.status, 2, show(check));
+  assert.match(check.stdout, new RegExp(`^XROAD-SYNC CRITICAL - serverconf replay running, but pause --serverconf asked for it paused at ${askedAt.replace(/\./g, '\\.')} \\(a standby restart resumes replay\\): run xroad-sync pause --serverconf to pause it again`));
+  const text = await runCliAs(OS_USER, ['status', ...statusArgs(n)]);
+  assert.match(text.stdout, /^ {2}replay: {6}running, NOT as asked: paused by pause --serverconf at \S+$/m);
+  assert.equal((await statusJson(n)).serverconf.pauseAskedAt, askedAt);
+
+  const again = await pause(n);
+  assert.equal(again.status, 0, show(again));
+  assert.match(again.stdout, /^serverconf replay: running => paused\b/m);
+  assert.equal((await n.pair.standby('SELECT pg_is_wal_replay_paused() AS p'))[0]!.p, true);
+  const ok = await runCliAs(OS_USER, ['status', '--check', ...statusArgs(n)]);
+  assert.equal(ok.status, 0, show(ok));
+  assert.match(ok.stdout, new RegExp(`serverconf replay paused since ${askedAt.replace(/\./g, '\\.')}$`, 'm'), 'the first pause\'s time is kept');
 });
 
 test('resume --now while replay cannot catch up in time: "not ready", how far behind, non-zero exit', T, async (t) => {
