@@ -4,6 +4,7 @@
  * exit code is the first failure's. `resume --now` ends with one line that
  * says whether the node is ready to upgrade (IG-XLB §7.2) or why not.
  */
+import { resolve } from 'node:path';
 import { durationOption } from '../util/duration.js';
 import { DEFAULTS } from '../settings/pass-settings.js';
 import { describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
@@ -13,7 +14,7 @@ import type { Replica, ReplicaStatus } from '../replica/replica.js';
 import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../settings/replica-settings.js';
 import { grantExecute } from '../replica/setup.js';
 
-type Opts = RawReplicaOptions & { stateDir?: string; now?: boolean; readyTimeout?: string };
+type Opts = RawReplicaOptions & { stateDir?: string; flagFile?: string; now?: boolean; readyTimeout?: string };
 
 /** null = the replica is not managed by this command; a ConfigError is printed and returned as a code. */
 function replicaSettingsFor(opts: Opts): ReplicaSettings | null | number {
@@ -37,8 +38,12 @@ function reportFailure(err: unknown): number {
 
 export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<number>): Promise<number> {
   const settings = replicaSettingsFor(opts);
-  const configCode = await configHalf();
-  if (settings === null) return configCode;
+  if (settings === null) return configHalf();
+  // The replica half is tried and reported whatever happened to the flag.
+  const configCode = await configHalf().catch((err: unknown) => {
+    process.stdout.write(`Sync paused: failed, not paused (${resolve(opts.flagFile ?? DEFAULTS.flagFile)})\n`);
+    return reportFailure(err);
+  });
   if (typeof settings === 'number') return configCode || settings;
   const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
   let replica: Replica | undefined;

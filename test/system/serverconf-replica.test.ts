@@ -231,6 +231,18 @@ test('a standby restarted while paused replays again: status --check is CRITICAL
   assert.match(ok.stdout, new RegExp(`serverconf replay paused since ${askedAt.replace(/\./g, '\\.')}$`, 'm'), 'the first pause\'s time is kept');
 });
 
+test('pause --serverconf when the flag cannot be created: the replica half is still tried and reported; the exit code is the flag\'s failure', T, async (t) => {
+  const n = await node(t);
+  await fs.chmod(path.dirname(n.flagFile), 0o555);
+  const r = await pause(n);
+  assert.equal(r.status, 11, show(r));
+  assert.match(r.stdout, /^Sync paused: failed, not paused \(\S+sync-disabled\)$/m);
+  assert.match(r.stderr, /cannot create the flag file \S+sync-disabled/);
+  assert.match(r.stdout, /^serverconf replay: running => paused\b/m);
+  assert.equal((await n.pair.standby('SELECT pg_is_wal_replay_paused() AS p'))[0]!.p, true);
+  assert.equal(existsSync(n.flagFile), false);
+});
+
 test('resume --now while replay cannot catch up in time: "not ready", how far behind, non-zero exit', T, async (t) => {
   const n = await node(t);
   const pass = await master(t, n);
