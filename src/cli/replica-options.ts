@@ -38,7 +38,13 @@ function addReplicaOptions(cmd: Command): Command {
 }
 
 function addReplicaWaitOption(cmd: Command): Command {
-  return cmd.option('--ready-timeout <s>', 'with --now and the replica: wait at most this long for it to catch up', '120');
+  return cmd
+    .option(
+      '--serverconf-only',
+      'only the serverconf replica: resume replay, then wait until it caught up; the config sync stays paused. IG-XLB 1.29 §7.2.3 on each slave: ' +
+        'resume --serverconf-only ("serverconf replica ready to upgrade"), upgrade the packages, then resume --now (flag removed, a pass, "node ready"), restart the services',
+    )
+    .option('--ready-timeout <s>', 'with --now or --serverconf-only and the replica: wait at most this long for it to catch up', '120');
 }
 
 function addReplicaCheckOptions(cmd: Command): Command {

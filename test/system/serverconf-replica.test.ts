@@ -170,7 +170,7 @@ test('resume --now: replay resumed, flag removed, a pass, then ready only once t
   assert.equal((await pause(n)).status, 0);
   const stopWriter = startWriter(n.pair);
   try {
-    await waitFor(async () => ((await statusJson(n)).serverconf.lagBytes ?? 0) > 100_000, 20_000, 'a lag to build up');
+    await waitFor(async () => ((await statusJson(n)).serverconf.lagBytes ?? 0) > 100_000, 60_000, 'a lag to build up');
   } finally {
     await stopWriter();
   }
@@ -243,18 +243,79 @@ test('pause --serverconf when the flag cannot be created: the replica half is st
   assert.equal(existsSync(n.flagFile), false);
 });
 
+test('the current guide\'s rolling upgrade by hand (IG-XLB 1.29 §7.2.3): replica resumed and caught up, config sync paused through the package upgrade, then the flag goes, a pass, ready', T, async (t) => {
+  const n = await node(t);
+  const pass = await master(t, n);
+  const source = path.join(n.base, 'master');
+  const target = path.join(n.base, 'target');
+  const read = (p: string) => fs.readFile(path.join(target, p), 'utf8').catch(() => null);
+  const synced = await runCliAs(OS_USER, ['sync', ...pass]);
+  assert.equal(synced.status, 0, show(synced));
+
+  // 7.2.1, every secondary: pause both.
+  const paused = await pause(n);
+  assert.equal(paused.status, 0, show(paused));
+  // 7.2.2, the primary upgraded: its database and its configuration change.
+  await n.pair.primary('CREATE TABLE upgraded (v int)');
+  await n.pair.primary('INSERT INTO upgraded VALUES (2)');
+  await writeTree(source, { 'serverconf.xml': '<conf version="2"/>\n', 'services/version.ini': 'version=2\n' });
+  chownToUser(source);
+  const primaryEnd = (await n.pair.primary('SELECT pg_current_wal_flush_lsn()::text AS lsn'))[0]!.lsn as string;
+
+  // 7.2.3 on this secondary, step 1: resume the replay and check it caught up, one command; the flag stays.
+  const replicaStep = await runCliAs(OS_USER, ['resume', '--serverconf-only', '--flag-file', n.flagFile, '--state-dir', n.stateDir, ...n.replicaArgs]);
+  assert.equal(replicaStep.status, 0, show(replicaStep));
+  assert.match(replicaStep.stdout, /^serverconf replay: paused => running\b/m);
+  assert.match(replicaStep.stdout, /^Sync paused: true \(\S+, left as it is\)$/m);
+  const ready = /^serverconf replica ready to upgrade: caught up at (\S+), streaming; config sync paused until xroad-sync resume --now after the upgrade$/.exec(lastLine(replicaStep.stdout));
+  assert.ok(ready, show(replicaStep));
+  assert.ok(compareLsn(ready[1]!, primaryEnd) >= 0, `ready at ${ready[1]} below the primary's ${primaryEnd}`);
+  assert.deepEqual(await n.pair.standby('SELECT v FROM upgraded'), [{ v: 2 }]);
+  assert.ok(existsSync(n.flagFile), 'the config sync stays paused');
+  assert.equal(existsSync(pausedMarkerPath(n.stateDir)), false, 'the replica runs as asked now');
+
+  // Step 2, the package upgrade: the package writes its files on this slave; a scheduled pass meanwhile changes nothing.
+  await writeTree(target, { 'services/version.ini': 'version=2\n' });
+  chownToUser(target);
+  const during = await runCliAs(OS_USER, ['sync', ...pass]);
+  assert.equal(during.status, 0, show(during));
+  assert.equal(await read('serverconf.xml'), '<conf/>\n', 'the master\'s change must not land before the flag is removed');
+  const duringCheck = await runCliAs(OS_USER, ['status', '--check', ...statusArgs(n)]);
+  assert.equal(duringCheck.status, 0, show(duringCheck));
+
+  // Steps 3-4: remove the flag and force a sync, one command; its last line says the node is ready for its restart.
+  const configStep = await runCliAs(OS_USER, ['resume', '--now', ...pass, ...n.replicaArgs]);
+  assert.equal(configStep.status, 0, show(configStep));
+  assert.match(configStep.stdout, /^serverconf replay: running => running\b/m);
+  assert.match(configStep.stdout, /^Sync paused: true => false\b/m);
+  assert.match(lastLine(configStep.stdout), /^node ready: config synced, serverconf replica caught up at \S+, streaming$/);
+  assert.equal(await read('serverconf.xml'), '<conf version="2"/>\n');
+  assert.equal(await read('services/version.ini'), 'version=2\n');
+  assert.equal(existsSync(n.flagFile), false);
+  const after = await runCliAs(OS_USER, ['status', '--check', ...statusArgs(n)]);
+  assert.equal(after.status, 0, show(after));
+  assert.match(after.stdout, /^XROAD-SYNC OK - last success \d+ s ago; serverconf replay lag \d+ s, \d+ bytes, streaming$/m);
+});
+
 test('resume --now while replay cannot catch up in time: "not ready", how far behind, non-zero exit', T, async (t) => {
   const n = await node(t);
   const pass = await master(t, n);
   await n.pair.configureStandby(["recovery_min_apply_delay = '10min'"]);
   await n.pair.primary('CREATE TABLE late (v int)');
   await n.pair.primary('INSERT INTO late VALUES (1)');
-  await waitFor(async () => ((await statusJson(n)).serverconf.lagBytes ?? 0) > 0, 20_000, 'the delayed commit to be received, not applied');
+  await waitFor(async () => ((await statusJson(n)).serverconf.lagBytes ?? 0) > 0, 60_000, 'the delayed commit to be received, not applied');
   const r = await runCliAs(OS_USER, ['resume', '--now', '--ready-timeout', '2', ...pass, ...n.replicaArgs, '--state-dir', n.stateDir]);
   assert.equal(r.signal, null, show(r));
   assert.equal(r.status, 69, show(r));
   assert.match(r.stdout, /^Sync paused: false => false\b/m);
-  assert.match(lastLine(r.stdout), /^node NOT ready to upgrade: serverconf replay at \S+ is [1-9]\d* bytes behind what it received \(\S+\)$/);
+  const only = await runCliAs(OS_USER, ['resume', '--serverconf-only', '--ready-timeout', '2', '--flag-file', n.flagFile, ...n.replicaArgs, '--state-dir', n.stateDir]);
+  assert.equal(only.status, 69, show(only));
+  assert.match(lastLine(only.stdout), /^serverconf replica NOT ready to upgrade: serverconf replay at \S+ is [1-9]\d* bytes behind what it received \(\S+\)$/);
+  const both = await runCliAs(OS_USER, ['resume', '--serverconf-only', '--now', '--flag-file', n.flagFile, ...n.replicaArgs]);
+  assert.equal(both.status, 1, show(both));
+  assert.match(both.stderr, /--serverconf-only leaves the config sync paused; --now would run a pass/);
+  // Nothing was paused: no "to upgrade" (that is for the command that resumes both halves before one).
+  assert.match(lastLine(r.stdout), /^node NOT ready: serverconf replay at \S+ is [1-9]\d* bytes behind what it received \(\S+\)$/);
 });
 
 test('resume --now when the pass fails: replay is still resumed and reported, "not ready" names the pass and its exit code', T, async (t) => {
