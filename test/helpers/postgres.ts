@@ -70,6 +70,42 @@ export function debianPgServer(suite: string, major: number): PgServer {
   return { major, label: `PostgreSQL ${major} (Debian ${suite} root)`, root, binDir };
 }
 
+export interface ReplicaTestServer {
+  readonly label: string;
+  readonly server: PgServer | null;
+  readonly skip: string | false;
+}
+
+/**
+ * The servers the replica suite runs on: the host's and each Debian suite's root (built once,
+ * cached). XROAD_SYNC_TEST_PG_MAJORS=15,13 limits them; under CI=true every one must be available.
+ */
+export function replicaTestServers(): ReplicaTestServer[] {
+  const wanted = process.env.XROAD_SYNC_TEST_PG_MAJORS?.split(',').map((m) => Number(m.trim()));
+  const want = (major: number): boolean => !wanted || wanted.includes(major);
+  const ci = process.env.CI === 'true';
+  const servers: ReplicaTestServer[] = [];
+  const hostSkip = postgresTestSkipReason();
+  const host = hostPgServer();
+  if (!host || want(host.major)) servers.push({ label: host?.label ?? 'PostgreSQL (host)', server: host, skip: hostSkip });
+  for (const { suite, major } of DEBIAN_PG_SUITES) {
+    if (!want(major) || host?.major === major) continue;
+    const label = `PostgreSQL ${major} (Debian ${suite} root)`;
+    let skip: string | false = process.getuid?.() !== 0 ? 'needs root (debootstrap, chroot)' : spawnSync('sh', ['-c', 'command -v debootstrap']).status !== 0 ? 'no debootstrap' : false;
+    let server: PgServer | null = null;
+    if (!skip) {
+      try {
+        server = debianPgServer(suite, major);
+      } catch (err) {
+        skip = (err as Error).message;
+      }
+    }
+    if (skip && ci) throw new Error(`${label} cannot run under CI: ${skip}`);
+    servers.push({ label, server, skip });
+  }
+  return servers;
+}
+
 /** Servers run as user postgres and the CLI as another OS user: both need root. */
 export function postgresTestSkipReason(): string | false {
   if (process.getuid?.() !== 0) return 'needs root (runuser to postgres and to the test OS user)';
