@@ -235,7 +235,7 @@ function replicaSuite(server: PgServer | null): void {
     assert.match(ok.stdout, new RegExp(`serverconf replay paused since ${askedAt.replace(/\./g, '\\.')}$`, 'm'), 'the first pause\'s time is kept');
   });
 
-  test('pause --serverconf when the flag cannot be created: the replica half is still tried and reported; the exit code is the flag\'s failure', T, async (t) => {
+  test('pause --serverconf when the flag cannot be created: the replica half is still tried and reported; the exit code is the flag\'s failure; an unrecordable pause fails too', T, async (t) => {
     const n = await node(t, server);
     await fs.chmod(path.dirname(n.flagFile), 0o555);
     const r = await pause(n);
@@ -245,6 +245,18 @@ function replicaSuite(server: PgServer | null): void {
     assert.match(r.stdout, /^serverconf replay: running => paused\b/m);
     assert.equal((await n.pair.standby('SELECT pg_is_wal_replay_paused() AS p'))[0]!.p, true);
     assert.equal(existsSync(n.flagFile), false);
+
+    // The other way round: the pause holds, but a state dir it cannot be recorded in is a failure (monitoring would be blind to a restart).
+    await fs.chmod(path.dirname(n.flagFile), 0o755);
+    const resumed = await runCliAs(OS_USER, ['resume', '--serverconf-only', '--flag-file', n.flagFile, '--state-dir', n.stateDir, ...n.replicaArgs]);
+    assert.equal(resumed.status, 0, show(resumed));
+    await fs.chmod(n.stateDir, 0o555);
+    const unrecorded = await pause(n);
+    assert.equal(unrecorded.status, 11, show(unrecorded));
+    assert.match(unrecorded.stdout, /^Sync paused: false => true\b/m);
+    assert.match(unrecorded.stdout, /^serverconf replay: running => paused\b/m);
+    assert.match(unrecorded.stderr, /serverconf replay paused, but the pause could not be recorded in \S+serverconf-replay-paused/);
+    assert.equal((await n.pair.standby('SELECT pg_is_wal_replay_paused() AS p'))[0]!.p, true);
   });
 
   test('the current guide\'s rolling upgrade by hand (IG-XLB 1.29 §7.2.3): replica resumed and caught up, config sync paused through the package upgrade, then the flag goes, a pass, ready', T, async (t) => {
