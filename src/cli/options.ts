@@ -21,7 +21,7 @@ export function addPassOptions(cmd: Command): Command {
     .option('--source <dir>', 'directory on the master (rsync: :/etc/xroad/)', DEFAULTS.sourceDir)
     .option('--target <dir>', 'local directory to mirror into', DEFAULTS.targetDir)
     .option('--exclude <pattern>', 'rsync exclude pattern, repeatable; added to the defaults and to the excludes in XROAD_SYNC_OPTS', collect)
-    .option('--no-default-excludes', `do not apply the default excludes (${DEFAULT_EXCLUDES.join(' ')})`)
+    .option('--no-default-excludes', `do not apply the default excludes (${DEFAULT_EXCLUDES.join(' ')}): IG-XLB 1.29's six, plus 1.3's /nginx and /jetty, which X-Road 7 no longer has (excluding an absent path changes nothing)`)
     .option('--flag-file <file>', 'while this file exists every pass is skipped (exit 0)', DEFAULTS.flagFile)
     .option('--log-file <file>', 'rsync-format log, appended per pass (rsync: --log-file)', DEFAULTS.logFile)
     .option('--no-log-file', 'do not write the rsync-format log')

@@ -2,18 +2,22 @@
  * The serverconf half of pause, resume and check. Each wraps the command's
  * config half: both halves run and are reported even when one fails, and the
  * exit code is the first failure's. `resume --now` ends with one line that
- * says whether the node is ready to upgrade (IG-XLB §7.2) or why not.
+ * says whether the node is ready (to upgrade, when it resumed both halves:
+ * IG-XLB 1.3's order) or why not; `resume --serverconf-only` resumes and
+ * checks the replica alone, the current guide's step before the upgrade.
  */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { durationOption } from '../util/duration.js';
 import { DEFAULTS } from '../settings/pass-settings.js';
-import { describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
+import { ConfigError, describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
 import { monitorHint, onPrimary } from '../replica/errors.js';
-import { clearReplayPaused, markReplayPaused } from '../replica/paused-marker.js';
+import { pauseReplayAsAsked, resumeReplayAsAsked } from '../replica/as-asked.js';
 import type { Replica, ReplicaStatus } from '../replica/replica.js';
 import { describeEndpoint, REPLICA_DEFAULTS, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../settings/replica-settings.js';
 import { grantExecute } from '../replica/setup.js';
 
-type Opts = RawReplicaOptions & { stateDir?: string; now?: boolean; readyTimeout?: string };
+type Opts = RawReplicaOptions & { stateDir?: string; flagFile?: string; now?: boolean; readyTimeout?: string; serverconfOnly?: boolean };
 
 /** null = the replica is not managed by this command; a ConfigError is printed and returned as a code. */
 function replicaSettingsFor(opts: Opts): ReplicaSettings | null | number {
@@ -37,20 +41,21 @@ function reportFailure(err: unknown): number {
 
 export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<number>): Promise<number> {
   const settings = replicaSettingsFor(opts);
-  const configCode = await configHalf();
-  if (settings === null) return configCode;
+  if (settings === null) return configHalf();
+  // The replica half is tried and reported whatever happened to the flag.
+  const configCode = await configHalf().catch((err: unknown) => {
+    process.stdout.write(`Sync paused: failed, not paused (${resolve(opts.flagFile ?? DEFAULTS.flagFile)})\n`);
+    return reportFailure(err);
+  });
   if (typeof settings === 'number') return configCode || settings;
   const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
   let replica: Replica | undefined;
   try {
     replica = await openReplica(settings);
-    const { before, after } = await replica.pauseReplay();
-    if (before === 'running' && after !== 'running') {
-      // Only `status`'s "paused since" depends on it: a warning, not a failure.
-      await markReplayPaused(stateDir).catch((err) => process.stderr.write(`xroad-sync: warning: cannot note the pause time in ${stateDir}: ${describeError(err)}\n`));
-    }
+    const { before, after, unrecorded } = await pauseReplayAsAsked(replica, stateDir);
     process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
-    return configCode;
+    const recordCode = unrecorded ? reportFailure(unrecorded) : ExitCode.OK;
+    return configCode || recordCode;
   } catch (err) {
     process.stdout.write(`serverconf replay: not paused (${describeEndpoint(settings)})\n`);
     const replicaCode = reportFailure(err);
@@ -61,6 +66,7 @@ export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<num
 }
 
 export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<number>): Promise<number> {
+  if (opts.serverconfOnly) return resumeReplicaOnly(opts);
   const settings = replicaSettingsFor(opts);
   if (settings === null) return configHalf();
   if (typeof settings === 'number') return (await configHalf()) || settings;
@@ -70,10 +76,14 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
   const notReady: string[] = [];
   let replicaCode: number = ExitCode.OK;
   let replica: Replica | undefined;
+  // Both halves resumed here: the old guide's order (the upgrade follows). Replay resumed earlier
+  // (resume --serverconf-only, the current guide's order): the upgrade is done, the node is ready to restart.
+  let ready = 'node ready to upgrade';
   try {
     replica = await openReplica(settings);
-    const { before, after } = await replica.resumeReplay();
-    await clearReplayPaused(stateDir).catch(() => undefined);
+    const { before, after, unforgotten } = await resumeReplayAsAsked(replica, stateDir);
+    if (unforgotten) process.stderr.write(`xroad-sync: warning: cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(unforgotten)}\n`);
+    if (before === 'running') ready = 'node ready';
     process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
   } catch (err) {
     process.stdout.write(`serverconf replay: not resumed (${describeEndpoint(settings)})\n`);
@@ -94,11 +104,54 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
       else notReady.push(waited.reason);
     }
     if (notReady.length === 0) {
-      process.stdout.write(`node ready to upgrade: config synced, ${caughtUp}\n`);
+      process.stdout.write(`${ready}: config synced, ${caughtUp}\n`);
       return ExitCode.OK;
     }
-    process.stdout.write(`node NOT ready to upgrade: ${notReady.join('; ')}\n`);
+    process.stdout.write(`${ready.replace('ready', 'NOT ready')}: ${notReady.join('; ')}\n`);
     return configCode || replicaCode || ExitCode.REPLICA_UNAVAILABLE;
+  } finally {
+    await replica?.close();
+  }
+}
+
+/**
+ * The current guide's step before the package upgrade (IG-XLB 1.29 §7.2.3): resume replay and
+ * check it caught up, while the config sync stays paused until after the upgrade. The last line
+ * says whether the replica is ready for the upgrade, or why not.
+ */
+async function resumeReplicaOnly(opts: Opts): Promise<number> {
+  if (opts.now) {
+    throw new ConfigError('--serverconf-only leaves the config sync paused; --now would run a pass', {
+      hint: 'upgrade the packages after "serverconf replica ready to upgrade", then run xroad-sync resume --now',
+    });
+  }
+  if (opts.serverconf === false) throw new ConfigError('--serverconf-only and --no-serverconf contradict each other');
+  const settings = resolveReplicaSettings({ ...opts, serverconf: true });
+  const timeoutMs = durationOption(opts.readyTimeout ?? '120', '--ready-timeout', { minMs: 0, maxMs: 86_400_000 });
+  const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
+  const flagFile = resolve(opts.flagFile ?? DEFAULTS.flagFile);
+  let replica: Replica | undefined;
+  let resumed = false;
+  try {
+    replica = await openReplica(settings);
+    const { before, after, unforgotten } = await resumeReplayAsAsked(replica, stateDir);
+    if (unforgotten) process.stderr.write(`xroad-sync: warning: cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(unforgotten)}\n`);
+    process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
+    resumed = true;
+    const configPaused = existsSync(flagFile);
+    process.stdout.write(`Sync paused: ${configPaused} (${flagFile}, left as it is)\n`);
+    const waited = await waitWithProgress(replica, timeoutMs);
+    if (!waited.ready) {
+      process.stdout.write(`serverconf replica NOT ready to upgrade: ${waited.reason}\n`);
+      return ExitCode.REPLICA_UNAVAILABLE;
+    }
+    const next = configPaused ? 'config sync paused until xroad-sync resume --now after the upgrade' : `config sync NOT paused (no ${flagFile})`;
+    process.stdout.write(`serverconf replica ready to upgrade: ${waited.reason.replace(/^serverconf replica /, '')}; ${next}\n`);
+    return ExitCode.OK;
+  } catch (err) {
+    if (!resumed) process.stdout.write(`serverconf replay: not resumed (${describeEndpoint(settings)})\n`);
+    process.stdout.write(`serverconf replica NOT ready to upgrade: ${err instanceof Error ? err.message : String(err)}\n`);
+    return reportFailure(err);
   } finally {
     await replica?.close();
   }

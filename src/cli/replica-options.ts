@@ -17,9 +17,15 @@ export function addReplicaOptions(cmd: Command): Command {
     .addOption(new Option('--serverconf-database <name>', `database to connect to (${REPLICA_ENV.database}; default ${REPLICA_DEFAULTS.database})`));
 }
 
-/** resume --now: how long to wait for the replica to catch up. */
+/** resume: --serverconf-only (IG-XLB 1.29's order) and how long to wait for the replica to catch up. */
 export function addReplicaWaitOption(cmd: Command): Command {
-  return cmd.option('--ready-timeout <s>', 'with --now and the replica: wait at most this long for it to catch up', String(REPLICA_DEFAULTS.readyTimeoutS));
+  return cmd
+    .option(
+      '--serverconf-only',
+      'only the serverconf replica: resume replay, then wait until it caught up; the config sync stays paused. IG-XLB 1.29 §7.2.3 on each slave: ' +
+        'resume --serverconf-only ("serverconf replica ready to upgrade"), upgrade the packages, then resume --now (flag removed, a pass, "node ready"), restart the services',
+    )
+    .option('--ready-timeout <s>', 'with --now or --serverconf-only and the replica: wait at most this long for it to catch up', String(REPLICA_DEFAULTS.readyTimeoutS));
 }
 
 /** status --check: the replica's thresholds. */

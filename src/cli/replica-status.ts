@@ -1,7 +1,9 @@
 /**
  * `status` with the serverconf replica: its state joins the text, the JSON
  * (key "serverconf") and the --check line. The check's bands: CRITICAL when
- * replay is paused while config sync is not (a forgotten resume), when a
+ * replay runs although pause --serverconf asked for it paused (the standby
+ * restarted: PostgreSQL forgets a pause), when replay is paused while config
+ * sync is not (a forgotten resume), when a
  * pause xroad-sync made outlived --max-replay-pause, when replay lags more
  * than --max-replay-lag, or the replica cannot be read or is no standby;
  * WARNING above --warn-replay-lag, when the WAL receiver is not streaming,
@@ -9,6 +11,7 @@
  */
 import { describeError, exitCodeOf } from '../errors.js';
 import { durationOption } from '../util/duration.js';
+import { replayNotAsAsked } from '../replica/as-asked.js';
 import { replayPausedSince } from '../replica/paused-marker.js';
 import type { ReplicaStatus } from '../replica/replica.js';
 import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions } from '../settings/replica-settings.js';
@@ -21,7 +24,7 @@ export interface ReplicaStatusOptions extends StatusOptions, RawReplicaOptions {
 }
 
 export type ReplicaReport =
-  | ({ endpoint: string; error: null; pausedSince: string | null } & ReplicaStatus)
+  | ({ endpoint: string; error: null; pausedSince: string | null; pauseAskedAt?: string | null } & ReplicaStatus)
   | { endpoint: string; error: string; exitCode: number };
 
 async function collectReplica(opts: ReplicaStatusOptions): Promise<ReplicaReport> {
@@ -33,7 +36,8 @@ async function collectReplica(opts: ReplicaStatusOptions): Promise<ReplicaReport
     replica = await Replica.connect(settings);
     const status = await replica.status();
     const paused = status.replay === 'paused' || status.replay === 'pause requested';
-    return { endpoint, error: null, ...status, pausedSince: paused ? await replayPausedSince(opts.stateDir) : null };
+    const pauseAskedAt = await replayPausedSince(opts.stateDir);
+    return { endpoint, error: null, ...status, pausedSince: paused ? pauseAskedAt : null, pauseAskedAt };
   } catch (err) {
     return { endpoint, error: describeError(err), exitCode: exitCodeOf(err) };
   } finally {
@@ -58,6 +62,8 @@ const CODE_NAME = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
 export function checkReplica(r: ReplicaReport, configPaused: boolean, limits: ReplicaLimits, now = new Date()): { code: number; text: string } {
   if (r.error !== null) return { code: 2, text: `serverconf replica unreadable: ${r.error}` };
   if (!r.inRecovery) return { code: 2, text: 'serverconf database is not a standby (not in recovery): was it promoted?' };
+  const notAsAsked = replayNotAsAsked(r.replay, r.pauseAskedAt ?? null);
+  if (notAsAsked) return { code: 2, text: notAsAsked };
   if (r.replay !== 'running') {
     const ageS = r.pausedSince ? Math.round((now.getTime() - Date.parse(r.pausedSince)) / 1000) : null;
     const since = r.pausedSince ? `since ${r.pausedSince}` : 'since an unknown time (paused outside xroad-sync; PostgreSQL does not record when)';
@@ -85,7 +91,7 @@ function describeReplica(r: ReplicaReport): string {
   if (r.error !== null) return `serverconf:    ${r.endpoint}: ${r.error}\n`;
   const lines = [
     `serverconf:    ${r.endpoint}, PostgreSQL ${r.server}, ${r.inRecovery ? 'in recovery (standby)' : 'NOT in recovery'}`,
-    `  replay:      ${r.replay ?? '-'}${r.replay && r.replay !== 'running' ? (r.pausedSince ? `, since ${r.pausedSince}` : ', since unknown (PostgreSQL does not record when)') : ''}`,
+    `  replay:      ${r.replay ?? '-'}${r.replay && r.replay !== 'running' ? (r.pausedSince ? `, since ${r.pausedSince}` : ', since unknown (PostgreSQL does not record when)') : ''}${replayNotAsAsked(r.replay, r.pauseAskedAt ?? null) ? `, NOT as asked: paused by pause --serverconf at ${r.pauseAskedAt}` : ''}`,
     `  receiver:    ${r.streaming === null ? 'unknown (the role needs pg_monitor)' : r.receiver}`,
     `  received:    ${r.receiveLsn ?? '-'}`,
     `  replayed:    ${r.replayLsn ?? '-'}${r.lastReplayAt ? ` (last transaction ${r.lastReplayAt})` : ''}`,

@@ -12,7 +12,11 @@ export interface Filter {
   isExcludedPath(path: string, isDir: boolean): boolean;
 }
 
-/** IG-XLB's seven plus /gpghome (added to the guide later: its 0700 mode made every sync fail). */
+/**
+ * IG-XLB 1.29's six (1.3's seven less /nginx and /jetty, plus /gpghome: its 0700 mode made every
+ * sync fail) and 1.3's /nginx and /jetty, kept: X-Road 7 has neither (excluding an absent path
+ * changes nothing), a node upgraded from 6.x keeps its own leftovers, and X-Road's Ansible role still excludes both.
+ */
 export const DEFAULT_EXCLUDES: readonly string[] = [
   'db.properties',
   '/conf.d/node.ini',

@@ -17,7 +17,7 @@ const streaming: ReplicaStatus = {
   server: '15.8', inRecovery: true, replay: 'running', receiver: 'streaming', streaming: true,
   receiveLsn: '0/3000148', replayLsn: '0/3000148', senderEndLsn: '0/3000148', lagBytes: 0, lagSeconds: 0, lastReplayAt: null,
 };
-const report = (s: Partial<ReplicaStatus> & { pausedSince?: string | null }): ReplicaReport => ({ endpoint: 'e', error: null, pausedSince: null, ...streaming, ...s });
+const report = (s: Partial<ReplicaStatus> & { pausedSince?: string | null; pauseAskedAt?: string | null }): ReplicaReport => ({ endpoint: 'e', error: null, pausedSince: null, ...streaming, ...s });
 const limits = { maxLagS: 300, warnLagS: 60, maxPauseS: 7200, failIfPaused: false };
 
 test('function names follow the server version: the guide\'s 9.x names, 10+ wal/lsn, 14+ pause state', () => {
@@ -67,6 +67,11 @@ test('--check bands: forgotten resume and overlong pause CRITICAL; lag WARNING t
   assert.equal(checkReplica(report({ streaming: false, receiver: 'waiting' }), false, limits).code, 1);
   assert.equal(checkReplica({ endpoint: 'e', error: 'boom', exitCode: 69 }, false, limits).code, 2);
   assert.equal(checkReplica(report({ inRecovery: false }), false, limits).code, 2);
+  // Asked paused, running (the standby restarted): CRITICAL whatever the config half, with the fix.
+  const restarted = checkReplica(report({ pauseAskedAt: '2026-01-01T11:00:00.000Z' }), true, limits, now);
+  assert.equal(restarted.code, 2);
+  assert.match(restarted.text, /running, but pause --serverconf asked for it paused at 2026-01-01T11:00:00\.000Z .*run xroad-sync pause --serverconf/);
+  assert.equal(checkReplica(report({ replay: 'paused', pausedSince: '2026-01-01T11:00:00.000Z', pauseAskedAt: '2026-01-01T11:00:00.000Z' }), true, limits, now).code, 0);
   assert.deepEqual(combineChecks({ code: 0, line: 'XROAD-SYNC OK - last success 3 s ago' }, { code: 2, text: 'bad' }), { code: 2, line: 'XROAD-SYNC CRITICAL - bad; last success 3 s ago' });
   assert.deepEqual(combineChecks({ code: 1, line: 'XROAD-SYNC WARNING - w' }, { code: 0, text: 'fine' }), { code: 1, line: 'XROAD-SYNC WARNING - w; fine' });
 });
