@@ -9,6 +9,7 @@ import { basename, dirname, relative } from 'node:path';
 import type { PassSettings } from '../settings/pass-settings.js';
 import { QuietPasses } from '../run/quiet-passes.js';
 import { runReportedPass } from '../run/reported-pass.js';
+import { journalPath } from '../commit/journal.js';
 import { describeError, ExitCode, isLockWait } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import { KnownTarget } from '../local/known-target.js';
@@ -17,6 +18,7 @@ import { WarmSessionProvider } from '../remote/provider.js';
 import { createLogger, logLevelFromEnv, type Logger } from '../report/logger.js';
 import { readStatus, writeStatus } from '../state/status.js';
 import { acquireDaemonLock, ensureStateDir } from '../state/lock.js';
+import { PauseFlag } from './pause-flag.js';
 import { PassScheduler } from './scheduler.js';
 
 /** The safety net under the watcher: the target is scanned in full at least this often. */
@@ -67,7 +69,11 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
     // A short --interval must not mean retrying a down master every second: back off to 30 s at least.
     maxBackoffMs: Math.max(opts.intervalMs, 30_000),
     runPass: async () => {
-      if (existsSync(settings.flagFile)) return 'skipped'; // logged once, when the flag appeared
+      // Logged once, when the flag appeared. An interrupted commit is still completed while paused (the pass does only that).
+      if (existsSync(settings.flagFile) && !existsSync(journalPath(settings.stateDir))) {
+        logger.debug({ msg: 'pass skipped: sync paused' });
+        return 'skipped';
+      }
       passing = true;
       abort = new AbortController();
       const before = provider.connections;
@@ -122,14 +128,22 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
 
   await ensureStateDir(settings.stateDir);
   await setDaemonPid(settings.stateDir, process.pid);
-  const watchers = await startWatchers(settings, {
-    onFlag: (present) => {
+  let staleView: (why: string) => void = () => undefined;
+  const stale = new Promise<string>((resolve) => (staleView = resolve));
+  const pauseFlag = new PauseFlag(settings.flagFile, settings.stateDir, {
+    change: (present) => {
       logger.info({ msg: present ? 'sync paused: flag file created' : 'sync resumed: flag file removed', flagFile: settings.flagFile });
       if (!present) {
         quiet.reset(); // `resume` waits for this pass's record in status.json
         scheduler.requestNow();
       }
     },
+    stale: staleView,
+    writeFailed: (error) => logger.warn({ msg: 'cannot record that the daemon saw the flag file; pause will report this daemon as not answering', error }),
+  });
+  await pauseFlag.start();
+  const watchers = await startWatchers(settings, {
+    onFlag: () => pauseFlag.look(),
     onLocalChange: (path) => {
       // During a pass the commit re-checks each path itself (an edit there is logged and left for the next pass).
       if (passing || !firstPassDone || (ownWrites.has(path) && Date.now() < ownWritesUntil)) return;
@@ -145,8 +159,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
   logger.info({ msg: 'daemon started', pid: process.pid, intervalS: opts.intervalMs / 1000, master: settings.connection.host, target: settings.targetDir, inotifyWatches: inotifyWatches() });
   scheduler.start();
 
-  const signal = await waitForStopSignal(logger);
-  logger.info({ msg: 'stopping', signal });
+  const signal = await Promise.race([waitForStopSignal(logger), stale.then((why) => ({ why }))]);
+  if (typeof signal === 'string') logger.info({ msg: 'stopping', signal });
+  else logger.error({ msg: `stopping: ${signal.why}; exiting so that systemd starts the daemon again with the current directory` });
+  await pauseFlag.stop();
   clearTimeout(settling);
   abort.abort();
   provider.drop(); // in-flight fetches fail at once; staging then removes its temp files
@@ -156,7 +172,9 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
   // What still keeps the event loop alive (a watcher chokidar failed to close, a socket): logged, so a test can see it.
   const openHandles = await settledHandles(500);
   logger.info({ msg: 'daemon stopped', openHandles, inotifyWatches: inotifyWatches() });
-  return 0;
+  if (typeof signal === 'string') return 0;
+  process.stderr.write(`xroad-sync: ${signal.why} (restart the daemon: systemctl restart xroad-sync-daemon)\n`);
+  return ExitCode.LOCAL_IO;
 }
 
 /** Resolves when `promise` settles or after `ms`, whichever comes first; the timer never outlives it. */
@@ -202,7 +220,8 @@ async function settledHandles(ms: number): Promise<string[]> {
 }
 
 interface WatchHandlers {
-  onFlag(present: boolean): void;
+  /** Something happened in the flag's directory: look the flag up again. */
+  onFlag(): void;
   onLocalChange(relPath: string): void;
   /** Any raw event in the target (a chmod too), before chokidar filters it. */
   onTargetEvent(): void;
@@ -213,8 +232,7 @@ async function startWatchers(settings: PassSettings, on: WatchHandlers): Promise
   // Watch the flag's directory, not the flag: the file comes and goes.
   const flagDir = dirname(settings.flagFile);
   const flagWatcher = watch(existsSync(flagDir) ? flagDir : dirname(flagDir), { ignoreInitial: true, depth: 1 });
-  flagWatcher.on('add', (p) => p === settings.flagFile && on.onFlag(true));
-  flagWatcher.on('unlink', (p) => p === settings.flagFile && on.onFlag(false));
+  flagWatcher.on('all', () => on.onFlag());
   flagWatcher.on('error', on.onError);
   // Temp files are a pass's own (or a crashed pass's): thousands of them must not become watched events.
   const targetWatcher = watch(settings.targetDir, { ignoreInitial: true, followSymlinks: false, ignored: (p: string) => isTempName(basename(p)) });
