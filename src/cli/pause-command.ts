@@ -117,13 +117,14 @@ async function pauseFileSync(ctx: PauseContext): Promise<string[]> {
 async function daemonSeesFlag(ctx: PauseContext): Promise<number | undefined> {
   const flag = await stat(ctx.flagFile).catch(() => null);
   if (flag === null) return undefined; // removed at once by a resume: nothing to confirm
-  const deadline = Date.now() + DAEMON_ACK_WAIT_MS;
+  // Monotonic: a clock step during the wait must not end it early or stretch it.
+  const deadline = performance.now() + DAEMON_ACK_WAIT_MS;
   for (;;) {
     const daemon = await liveHolder(daemonLockPath(ctx.stateDir));
     if (daemon === undefined) return undefined; // a daemon started from now on finds the flag
     const seen = await readFlagSeen(ctx.stateDir);
     if (seen?.pid === daemon.pid && seen.ino === flag.ino) return daemon.pid;
-    if (Date.now() >= deadline) {
+    if (performance.now() >= deadline) {
       throw new PauseUnconfirmedError(
         `sync is NOT paused for the running daemon (pid ${daemon.pid}): it did not confirm within ${DAEMON_ACK_WAIT_MS / 1000} s that it sees ${ctx.flagFile}, and may still change the target`,
         {

@@ -38,17 +38,21 @@ export interface DaemonOptions {
 }
 
 export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Promise<number> {
+  // Before anything slow: logrotate's reload (SIGHUP) right after a (re)start must not kill the daemon.
+  let logger: Logger | undefined;
+  process.on('SIGHUP', () => logger?.info({ msg: 'SIGHUP: the log file is reopened at the next pass' }));
   // One daemon per state dir: a second one stops here, naming the first one's pid.
   const daemonLock = await acquireDaemonLock(settings.stateDir, (notice) => process.stderr.write(`xroad-sync: ${notice}\n`));
   try {
-    return await runLockedDaemon(settings, opts);
+    return await runLockedDaemon(settings, opts, (l) => (logger = l));
   } finally {
     await daemonLock.release();
   }
 }
 
-async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Promise<number> {
+async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, onLogger: (logger: Logger) => void): Promise<number> {
   const logger = createLogger({ destination: 1, level: logLevelFromEnv() });
+  onLogger(logger);
   const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
   const filter = compileFilter(settings.excludes);
   let abort = new AbortController();
@@ -267,9 +271,8 @@ function waitForStopSignal(logger: Logger): Promise<string> {
     };
     process.on('SIGTERM', stop('SIGTERM'));
     process.on('SIGINT', stop('SIGINT'));
-    // Each pass opens slave-sync.log afresh in append mode, so after logrotate
-    // the next pass already writes the new file; HUP only needs acknowledging.
-    process.on('SIGHUP', () => logger.info({ msg: 'SIGHUP: the log file is reopened at the next pass' }));
+    // SIGHUP (logrotate) is acknowledged from the daemon's first moment (runDaemon): each pass opens
+    // slave-sync.log afresh in append mode, so after logrotate the next pass already writes the new file.
   });
 }
 

@@ -32,6 +32,8 @@ export class PauseFlag {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   private staleReported = false;
+  /** The inode of a flag directory seen with no links left at the last look. */
+  private deletedDir: number | undefined;
 
   constructor(
     private readonly flagFile: string,
@@ -56,11 +58,14 @@ export class PauseFlag {
   look(): void {
     if (this.staleReported) return;
     const dir = statSync(dirname(this.flagFile), { throwIfNoEntry: false });
-    if (dir?.isDirectory() && dir.nlink === 0) {
+    // A lookup racing an `rm -rf` can meet the dying directory once; a pinned one stays at nlink 0.
+    const deleted = dir?.isDirectory() && dir.nlink === 0 ? dir.ino : undefined;
+    if (deleted !== undefined && deleted === this.deletedDir) {
       this.staleReported = true;
       this.on.stale(`the flag directory ${dirname(this.flagFile)} this daemon sees was deleted (a bind mount of the unit's sandbox keeps the old one): a pause made in the new directory would never reach it`);
       return;
     }
+    this.deletedDir = deleted;
     const ino = statSync(this.flagFile, { throwIfNoEntry: false })?.ino ?? null;
     if (ino === this.seen) return;
     const first = this.seen === undefined;
