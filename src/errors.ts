@@ -18,6 +18,7 @@ export const ExitCode = {
   REPLICA_UNAVAILABLE: 69,
   INTERNAL: 70,
   LOCK_HELD: 75,
+  PAUSE_UNCONFIRMED: 76,
   REPLICA_PERMISSION: 77,
   HOST_KEY: 254,
   CONNECTION: 255,
@@ -42,6 +43,7 @@ export const EXIT_CODE_TABLE: ReadonlyArray<{ readonly code: ExitCodeValue; read
   { code: 69, meaning: 'serverconf replica unreachable, not a standby, or not caught up (--serverconf)', log: 'serverconf replica unreachable or not ready' },
   { code: 70, meaning: 'internal error (a bug: please report it with the message)', log: 'internal error' },
   { code: 75, meaning: 'another pass or daemon still held the lock when --wait ran out', log: 'another pass holds the lock' },
+  { code: 76, meaning: 'pause: the running daemon did not confirm it sees the flag file (it may still sync: restart it)', log: 'the daemon did not confirm the pause' },
   { code: 77, meaning: 'serverconf replica refused us: a peer map or GRANT is missing (--serverconf)', log: 'no permission on the serverconf replica' },
   { code: 254, meaning: "the master's host key is unknown, changed or revoked", log: 'host key verification failed' },
   { code: 255, meaning: 'connection or authentication failure', log: 'unexplained error' },
@@ -151,6 +153,15 @@ export class LockHeldError extends SyncError {
  */
 export class TargetInUseError extends SyncError {
   readonly exitCode = ExitCode.LOCK_HELD;
+}
+
+/**
+ * `pause` made the flag, but the running daemon did not record seeing it: its
+ * view of the flag directory is stale (a deleted directory kept by a bind
+ * mount) or its event loop is stuck. It may still sync.
+ */
+export class PauseUnconfirmedError extends SyncError {
+  readonly exitCode = ExitCode.PAUSE_UNCONFIRMED;
 }
 
 /** The pass was stopped by SIGTERM/SIGINT before it committed. */

@@ -100,7 +100,7 @@ function buildProgram(): Command {
   addReplicaCheckOptions(addReplicaOptions(addSettingsOption(program
     .command('status')
     .description('paused or not, the last pass, the last success, whether a daemon runs')
-    .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid}')
+    .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid, interruptedCommit}')
     .option('--check', 'monitoring probe: one line, exit 0 OK / 1 WARNING / 2 CRITICAL (Nagios, Zabbix)')
     .option('--max-age <duration>', 'with --check: critical when the last success is older than this: seconds, or 30s/5m/1h', '300')
     .option('--fail-if-paused', 'with --check: a pause is a warning (otherwise only reported)')

@@ -12,12 +12,17 @@
  * later half (e.g. a database replica) is added to HALVES.
  */
 import { existsSync } from 'node:fs';
-import { chown, mkdir, unlink, writeFile } from 'node:fs/promises';
+import { chown, mkdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { recoverInterruptedCommit } from '../commit/commit.js';
+import { leftJournal } from '../commit/journal.js';
 import { DEFAULTS, lockWait } from '../settings/pass-settings.js';
-import { LocalIoError } from '../errors.js';
+import { LocalIoError, PauseUnconfirmedError } from '../errors.js';
 import { loadLocalIds } from '../local/ids.js';
-import { daemonLockPath, liveHolder, passLockPath, waitUntilFree } from '../state/lock.js';
+import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
+import { readFlagSeen } from '../state/flag-seen.js';
+import { acquireLock, daemonLockPath, liveHolder, passLockPath, waitUntilFree } from '../state/lock.js';
 import { readStatus, type LastPass } from '../state/status.js';
 import { formatDuration } from '../util/duration.js';
 import { waitingLine } from './sync-command.js';
@@ -38,8 +43,12 @@ export interface PauseContext {
 
 export interface PauseHalf {
   pause(ctx: PauseContext): Promise<string[]>;
-  resume(ctx: PauseContext): Promise<string[]>;
+  /** `exitCode`: non-zero when what resume started failed (the daemon's pass). */
+  resume(ctx: PauseContext): Promise<{ lines: string[]; exitCode: number }>;
 }
+
+/** How long `pause` waits for a running daemon to record that it sees the flag (it looks at least once a second). */
+const DAEMON_ACK_WAIT_MS = 10_000;
 
 const fileSync: PauseHalf = { pause: pauseFileSync, resume: resumeFileSync };
 const HALVES: readonly PauseHalf[] = [fileSync];
@@ -61,8 +70,14 @@ export async function pauseCommand(opts: PauseOptions): Promise<number> {
 
 export async function resumeCommand(opts: PauseOptions & { now?: boolean } & Record<string, unknown>): Promise<number> {
   const ctx = contextOf(opts);
-  for (const half of HALVES) print(await half.resume(ctx));
-  if (!opts.now) return 0;
+  let exitCode = 0;
+  for (const half of HALVES) {
+    const resumed = await half.resume(ctx);
+    print(resumed.lines);
+    exitCode ||= resumed.exitCode;
+  }
+  // --now: the pass run here is the latest word on the target.
+  if (!opts.now) return exitCode;
   const { syncCommand } = await import('./sync-command.js');
   return syncCommand(opts);
 }
@@ -75,6 +90,8 @@ async function pauseFileSync(ctx: PauseContext): Promise<string[]> {
   const was = existsSync(ctx.flagFile);
   if (!was) await createFlag(ctx.flagFile);
   const lines = [`Sync paused: ${was} => true (${ctx.flagFile})`];
+  const seenBy = await daemonSeesFlag(ctx);
+  if (seenBy !== undefined) lines.push(`the daemon (pid ${seenBy}) sees the flag`);
   // Every pass checks the flag again right before its commit, so once the lock is free no pass can commit.
   const since = Date.now();
   const { holder, waitedMs } = await waitUntilFree(passLockPath(ctx.stateDir), {
@@ -87,10 +104,78 @@ async function pauseFileSync(ctx: PauseContext): Promise<string[]> {
     const last = await passRecordedSince(ctx.stateDir, since);
     lines.push(`waited ${formatDuration(waitedMs)} for the running pass (pid ${holder.pid}) to ${outcomeOf(last, since)}`);
   }
+  lines.push(...(await completeInterruptedCommit(ctx)));
   return lines;
 }
 
-async function resumeFileSync(ctx: PauseContext): Promise<string[]> {
+/**
+ * A running daemon must show that it sees this flag (flag-seen.json, same
+ * inode) before pause may say "paused": one looking at a deleted flag
+ * directory, or a stuck one, would go on syncing. Returns the daemon's pid,
+ * undefined when no daemon runs.
+ */
+async function daemonSeesFlag(ctx: PauseContext): Promise<number | undefined> {
+  const flag = await stat(ctx.flagFile).catch(() => null);
+  if (flag === null) return undefined; // removed at once by a resume: nothing to confirm
+  // Monotonic: a clock step during the wait must not end it early or stretch it.
+  const deadline = performance.now() + DAEMON_ACK_WAIT_MS;
+  for (;;) {
+    const daemon = await liveHolder(daemonLockPath(ctx.stateDir));
+    if (daemon === undefined) return undefined; // a daemon started from now on finds the flag
+    const seen = await readFlagSeen(ctx.stateDir);
+    if (seen?.pid === daemon.pid && seen.ino === flag.ino) return daemon.pid;
+    if (performance.now() >= deadline) {
+      throw new PauseUnconfirmedError(
+        `sync is NOT paused for the running daemon (pid ${daemon.pid}): it did not confirm within ${DAEMON_ACK_WAIT_MS / 1000} s that it sees ${ctx.flagFile}, and may still change the target`,
+        {
+          subject: ctx.flagFile,
+          hint: `it may be looking at an older, deleted ${dirname(ctx.flagFile)} (the directory was replaced since it started) or be stuck; the flag stays in place: restart it (systemctl restart xroad-sync-daemon), then run pause again`,
+        },
+      );
+    }
+    await sleep(50);
+  }
+}
+
+/**
+ * A commit interrupted by kill -9 or a power loss is finished here, even
+ * though sync is paused: it only completes a plan already committed to, and
+ * a half-applied target must not wait out an upgrade.
+ */
+async function completeInterruptedCommit(ctx: PauseContext): Promise<string[]> {
+  const left = leftJournal(ctx.stateDir);
+  if (left === null || left.target === null) return []; // an unreadable one is discarded by the next pass (status reports it)
+  const lock = await acquireLock(ctx.stateDir, 'pause', { waitMs: ctx.waitMs, onWait: (h) => ctx.notice(waitingLine(h, ctx.waitMs)) });
+  try {
+    const target = left.target;
+    const recovery = await asOwnerOf(left.path, () => recoverInterruptedCommit(ctx.stateDir, target));
+    if (recovery.kind === 'none') return [];
+    if (recovery.kind === 'discarded') return [recovery.reason];
+    const paths = recovery.changes.map((c) => c.path);
+    return [
+      `completed the commit interrupted at ${recovery.createdAt} (${recovery.operations} operations replayed): ${paths.length} changes now live in ${target}`,
+      ...(await restartHintLines(paths, operatorRestartRules())),
+    ];
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Run as root, replay as the journal's owner (the service user): directories the commit creates must be theirs. */
+async function asOwnerOf<T>(path: string, work: () => Promise<T>): Promise<T> {
+  const owner = await stat(path);
+  if (process.getuid?.() !== 0 || owner.uid === 0 || !process.seteuid || !process.setegid) return work();
+  process.setegid(owner.gid);
+  process.seteuid(owner.uid);
+  try {
+    return await work();
+  } finally {
+    process.seteuid(0);
+    process.setegid(0);
+  }
+}
+
+async function resumeFileSync(ctx: PauseContext): Promise<{ lines: string[]; exitCode: number }> {
   const was = existsSync(ctx.flagFile);
   try {
     await unlink(ctx.flagFile);
@@ -101,21 +186,25 @@ async function resumeFileSync(ctx: PauseContext): Promise<string[]> {
   }
   const lines = [`Sync paused: ${was} => false (${ctx.flagFile})`];
   const daemon = await liveHolder(daemonLockPath(ctx.stateDir));
-  if (was && daemon) lines.push(await daemonPassAfter(ctx, daemon.pid, Date.now()));
-  return lines;
+  if (!was || !daemon) return { lines, exitCode: 0 };
+  const after = await daemonPassAfter(ctx, daemon.pid, Date.now());
+  return { lines: [...lines, after.line], exitCode: after.exitCode };
 }
 
-/** The daemon runs a pass when the flag goes: wait (bounded) for its record and say how it went. */
-async function daemonPassAfter(ctx: PauseContext, pid: number, since: number): Promise<string> {
+/** The daemon runs a pass when the flag goes: wait (bounded) for its record and say how it went; its failure is resume's. */
+async function daemonPassAfter(ctx: PauseContext, pid: number, since: number): Promise<{ line: string; exitCode: number }> {
   const deadline = since + Math.min(ctx.waitMs, 30_000);
   while (Date.now() < deadline) {
     const last = (await readStatus(ctx.stateDir)).lastPass;
     if (last && Date.parse(last.startedAt) >= since - 1000 && last.result !== 'skipped') {
-      return `the daemon (pid ${pid}) ran a pass ${formatDuration(Date.parse(last.finishedAt) - since)} after resume: ${describeLast(last)}`;
+      const line = `the daemon (pid ${pid}) ran a pass ${formatDuration(Date.parse(last.finishedAt) - since)} after resume: ${describeLast(last)}`;
+      if (last.result !== 'failed') return { line, exitCode: 0 };
+      process.stderr.write(`xroad-sync: the daemon's pass after resume failed: ${last.error ?? 'no error recorded'} (exit ${last.exitCode})\n`);
+      return { line, exitCode: last.exitCode || 1 };
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
-  return `the daemon (pid ${pid}) has not finished a pass yet; it runs one at once (xroad-sync status shows it)`;
+  return { line: `the daemon (pid ${pid}) has not finished a pass yet; it runs one at once (xroad-sync status shows it)`, exitCode: 0 };
 }
 
 /**

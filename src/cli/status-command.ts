@@ -5,7 +5,8 @@
  */
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { daemonLockPath, liveHolder } from '../state/lock.js';
+import { leftJournal, type LeftJournal } from '../commit/journal.js';
+import { daemonLockPath, liveHolder, passLockPath } from '../state/lock.js';
 import { readStatus, type StoredStatus } from '../state/status.js';
 import { durationOption } from '../util/duration.js';
 
@@ -24,6 +25,8 @@ export interface StatusOptions {
 export interface StatusReport extends StoredStatus {
   paused: boolean;
   pausedSince: string | null;
+  /** A commit interrupted by a kill or power loss: the target is half-applied until a pass (or pause) completes it. */
+  interruptedCommit: Omit<LeftJournal, 'pid'> | null;
 }
 
 export async function collectStatus(stateDir: string, flagFile: string): Promise<StatusReport> {
@@ -31,7 +34,17 @@ export async function collectStatus(stateDir: string, flagFile: string): Promise
   const flag = await stat(resolve(flagFile)).catch(() => null);
   // The daemon's lock, not status.json, says whether one runs: a lock cannot outlive its process.
   const daemonPid = (await liveHolder(daemonLockPath(resolve(stateDir))))?.pid ?? null;
-  return { paused: flag !== null, pausedSince: flag ? flag.mtime.toISOString() : null, ...stored, daemonPid };
+  return { paused: flag !== null, pausedSince: flag ? flag.mtime.toISOString() : null, ...stored, daemonPid, interruptedCommit: await interruptedCommit(resolve(stateDir)) };
+}
+
+/** The journal left by a commit that is not running now (its pass no longer holds the lock). */
+async function interruptedCommit(stateDir: string): Promise<StatusReport['interruptedCommit']> {
+  const left = leftJournal(stateDir);
+  if (left === null) return null;
+  const holder = await liveHolder(passLockPath(stateDir));
+  if (holder !== undefined && holder.pid === left.pid) return null; // committing right now
+  const { pid: _pid, ...journal } = left;
+  return journal;
 }
 
 export async function statusCommand(opts: StatusOptions): Promise<number> {
@@ -49,6 +62,13 @@ export async function statusCommand(opts: StatusOptions): Promise<number> {
 export function checkStatus(report: StatusReport, opts: { maxAgeS: number; failIfPaused: boolean; now?: Date }): { code: number; line: string } {
   const now = (opts.now ?? new Date()).getTime();
   const paused = report.paused ? `; paused since ${report.pausedSince}` : '';
+  const interrupted = report.interruptedCommit;
+  if (interrupted) {
+    return {
+      code: 2,
+      line: `XROAD-SYNC CRITICAL - an interrupted commit of ${interrupted.createdAt} left ${interrupted.target ?? 'the target'} half-applied (${interrupted.path}); xroad-sync pause or sync completes it, also while paused${paused}`,
+    };
+  }
   if (report.paused && opts.failIfPaused) return { code: 1, line: `XROAD-SYNC WARNING - sync paused since ${report.pausedSince}` };
   if (report.lastPass?.result === 'failed') {
     return { code: 2, line: `XROAD-SYNC CRITICAL - last pass failed at ${report.lastPass.finishedAt}: ${report.lastPass.error}${paused}` };
@@ -75,6 +95,7 @@ function describe(r: StatusReport): string {
     `last pass:     ${r.lastPass ? `${r.lastPass.result} at ${r.lastPass.finishedAt}, ${r.lastPass.changed} changed, ${r.lastPass.bytesReceived} bytes received` : 'none recorded'}`,
   ];
   if (r.lastPass?.error) lines.push(`last error:    ${r.lastPass.error}`);
+  if (r.interruptedCommit) lines.push(`interrupted:   a commit of ${r.interruptedCommit.createdAt} is half-applied (${r.interruptedCommit.path}); xroad-sync pause or sync completes it`);
   lines.push(`last success:  ${r.lastSuccessAt ?? 'never'}`, `daemon:        ${r.daemonPid ? `running (pid ${r.daemonPid})` : 'not running'}`);
   return lines.join('\n') + '\n';
 }

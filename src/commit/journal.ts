@@ -114,3 +114,31 @@ export async function pendingJournal(stateDir: string, target: string): Promise<
     return { createdAt: 'unknown', operations: 0 };
   }
 }
+
+/** A journal in the state dir, whatever its target: what `status` and `pause` report and complete. */
+export interface LeftJournal {
+  readonly path: string;
+  readonly target: string | null;
+  readonly createdAt: string;
+  readonly operations: number;
+  /** The pass that wrote it: while it holds the lock, the commit is in progress, not interrupted. */
+  readonly pid: number | null;
+}
+
+export function leftJournal(stateDir: string): LeftJournal | null {
+  const path = journalPath(stateDir);
+  const text = readSmallFile(path);
+  if (text === null) return null;
+  try {
+    const doc = JSON.parse(text) as Partial<JournalDoc>;
+    return {
+      path,
+      target: typeof doc.target === 'string' ? doc.target : null,
+      createdAt: String(doc.createdAt ?? 'unknown'),
+      operations: Array.isArray(doc.ops) ? doc.ops.length : 0,
+      pid: typeof doc.pid === 'number' ? doc.pid : null,
+    };
+  } catch {
+    return { path, target: null, createdAt: 'unknown', operations: 0, pid: null };
+  }
+}

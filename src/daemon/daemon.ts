@@ -9,6 +9,7 @@ import { basename, dirname, relative } from 'node:path';
 import type { PassSettings } from '../settings/pass-settings.js';
 import { QuietPasses } from '../run/quiet-passes.js';
 import { runReportedPass } from '../run/reported-pass.js';
+import { journalPath } from '../commit/journal.js';
 import { describeError, ExitCode, exitCodeOf, isLockWait } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import { KnownTarget } from '../local/known-target.js';
@@ -21,6 +22,7 @@ import { lockTargetForDaemon, type DaemonTargetLock } from '../state/target-lock
 import { fullScanPeriodFromEnv } from '../run/test-hooks.js';
 import type { PassResult } from '../pass/types.js';
 import { LocalEdits } from './local-edits.js';
+import { PauseFlag } from './pause-flag.js';
 import { PassScheduler } from './scheduler.js';
 import { WallClockSteps } from './wall-clock.js';
 
@@ -41,13 +43,16 @@ export interface DaemonOptions {
 }
 
 export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Promise<number> {
+  // Before anything slow: logrotate's reload (SIGHUP) right after a (re)start must not kill the daemon.
+  let logger: Logger | undefined;
+  process.on('SIGHUP', () => logger?.info({ msg: 'SIGHUP: the log file is reopened at the next pass' }));
   // One daemon per state dir: a second one stops here, naming the first one's pid.
   const daemonLock = await acquireDaemonLock(settings.stateDir, (notice) => process.stderr.write(`xroad-sync: ${notice}\n`));
   try {
     // One writer per target, for the daemon's lifetime: a pass or daemon with another state dir is refused.
     const targetLock = await lockTargetForDaemon(settings.targetDir, { stateDir: settings.stateDir, lockFile: daemonLock.path }, settings.lockWaitMs);
     try {
-      return await runLockedDaemon(settings, opts, { daemonLock, targetLock });
+      return await runLockedDaemon(settings, opts, { daemonLock, targetLock }, (l) => (logger = l));
     } finally {
       targetLock.release();
     }
@@ -56,8 +61,9 @@ export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Pr
   }
 }
 
-async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, locks: DaemonLocks): Promise<number> {
+async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, locks: DaemonLocks, onLogger: (logger: Logger) => void): Promise<number> {
   const logger = createLogger({ destination: 1, level: logLevelFromEnv() });
+  onLogger(logger);
   const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
   const filter = compileFilter(settings.excludes);
   let abort = new AbortController();
@@ -82,7 +88,11 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
     maxBackoffMs: Math.max(opts.intervalMs, 30_000),
     runPass: async () => {
       await keepLocks(locks, logger);
-      if (existsSync(settings.flagFile)) return 'skipped'; // logged once, when the flag appeared
+      // Logged once, when the flag appeared. An interrupted commit is still completed while paused (the pass does only that).
+      if (existsSync(settings.flagFile) && !existsSync(journalPath(settings.stateDir))) {
+        logger.debug({ msg: 'pass skipped: sync paused' });
+        return 'skipped';
+      }
       noticeClockStep();
       if (localEdits.contentCheckDue()) {
         // A target that cannot be read is the pass's to report, with its typed error.
@@ -147,14 +157,22 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
 
   await ensureStateDir(settings.stateDir);
   await setDaemonPid(settings.stateDir, process.pid);
-  const watchers = await startWatchers(settings, {
-    onFlag: (present) => {
+  let staleView: (why: string) => void = () => undefined;
+  const stale = new Promise<string>((resolve) => (staleView = resolve));
+  const pauseFlag = new PauseFlag(settings.flagFile, settings.stateDir, {
+    change: (present) => {
       logger.info({ msg: present ? 'sync paused: flag file created' : 'sync resumed: flag file removed', flagFile: settings.flagFile });
       if (!present) {
         quiet.reset(); // `resume` waits for this pass's record in status.json
         scheduler.requestNow();
       }
     },
+    stale: staleView,
+    writeFailed: (error) => logger.warn({ msg: 'cannot record that the daemon saw the flag file; pause will report this daemon as not answering', error }),
+  });
+  await pauseFlag.start();
+  const watchers = await startWatchers(settings, {
+    onFlag: () => pauseFlag.look(),
     onLocalChange: (path) => {
       // During a pass the commit re-checks each path itself; localEdits sorts its events out when it ends.
       if (!firstPassDone || (ownWrites.has(path) && performance.now() < ownWritesUntil)) return;
@@ -176,8 +194,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   // looked at four times a period, it starts at most a quarter period late.
   const fullScanTimer = setInterval(() => localEdits.contentCheckDue() && scheduler.requestNow(), fullScanMs / 4);
 
-  const signal = await waitForStopSignal(logger);
-  logger.info({ msg: 'stopping', signal });
+  const signal = await Promise.race([waitForStopSignal(logger), stale.then((why) => ({ why }))]);
+  if (typeof signal === 'string') logger.info({ msg: 'stopping', signal });
+  else logger.error({ msg: `stopping: ${signal.why}; exiting so that systemd starts the daemon again with the current directory` });
+  await pauseFlag.stop();
   clearTimeout(settling);
   clearInterval(fullScanTimer);
   abort.abort();
@@ -188,7 +208,9 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   // What still keeps the event loop alive (a watcher chokidar failed to close, a socket): logged, so a test can see it.
   const openHandles = await settledHandles(500);
   logger.info({ msg: 'daemon stopped', openHandles, inotifyWatches: inotifyWatches() });
-  return 0;
+  if (typeof signal === 'string') return 0;
+  process.stderr.write(`xroad-sync: ${signal.why} (restart the daemon: systemctl restart xroad-sync-daemon)\n`);
+  return ExitCode.LOCAL_IO;
 }
 
 /** Resolves when `promise` settles or after `ms`, whichever comes first; the timer never outlives it. */
@@ -234,7 +256,8 @@ async function settledHandles(ms: number): Promise<string[]> {
 }
 
 interface WatchHandlers {
-  onFlag(present: boolean): void;
+  /** Something happened in the flag's directory: look the flag up again. */
+  onFlag(): void;
   onLocalChange(relPath: string): void;
   /** Any raw event in the target (a chmod too), before chokidar filters it. */
   onTargetEvent(): void;
@@ -245,8 +268,7 @@ async function startWatchers(settings: PassSettings, on: WatchHandlers): Promise
   // Watch the flag's directory, not the flag: the file comes and goes.
   const flagDir = dirname(settings.flagFile);
   const flagWatcher = watch(existsSync(flagDir) ? flagDir : dirname(flagDir), { ignoreInitial: true, depth: 1 });
-  flagWatcher.on('add', (p) => p === settings.flagFile && on.onFlag(true));
-  flagWatcher.on('unlink', (p) => p === settings.flagFile && on.onFlag(false));
+  flagWatcher.on('all', () => on.onFlag());
   flagWatcher.on('error', on.onError);
   // Temp files are a pass's own (or a crashed pass's): thousands of them must not become watched events.
   const targetWatcher = watch(settings.targetDir, { ignoreInitial: true, followSymlinks: false, ignored: (p: string) => isTempName(basename(p)) });
@@ -281,9 +303,8 @@ function waitForStopSignal(logger: Logger): Promise<string> {
     };
     process.on('SIGTERM', stop('SIGTERM'));
     process.on('SIGINT', stop('SIGINT'));
-    // Each pass opens slave-sync.log afresh in append mode, so after logrotate
-    // the next pass already writes the new file; HUP only needs acknowledging.
-    process.on('SIGHUP', () => logger.info({ msg: 'SIGHUP: the log file is reopened at the next pass' }));
+    // SIGHUP (logrotate) is acknowledged from the daemon's first moment (runDaemon): each pass opens
+    // slave-sync.log afresh in append mode, so after logrotate the next pass already writes the new file.
   });
 }
 

@@ -12,6 +12,7 @@
 import { existsSync } from 'node:fs';
 import type { PassSettings } from '../settings/pass-settings.js';
 import { commitChanges, PartialCommitError, recoverInterruptedCommit } from '../commit/commit.js';
+import { journalPath } from '../commit/journal.js';
 import { ConfigError, LocalIoError, MasterChangedError, PassAbandonedError, SafetyValveError, describeError, exitCodeOf } from '../errors.js';
 import { countChanges } from '../plan/plan.js';
 import type { Change } from '../plan/types.js';
@@ -43,8 +44,11 @@ export async function runPass(
     changedPaths,
   });
 
-  if (existsSync(settings.flagFile)) {
-    reporter.skipped(`${settings.flagFile} exists (remove it or run "xroad-sync resume")`);
+  const paused = existsSync(settings.flagFile);
+  const pausedLine = `${settings.flagFile} exists (remove it or run "xroad-sync resume")`;
+  // Paused, a pass only completes an interrupted commit (a plan already committed to): without a journal it has nothing to do.
+  if (paused && (settings.dryRun || !existsSync(journalPath(settings.stateDir)))) {
+    reporter.skipped(pausedLine);
     return finish('skipped', NO_STATS);
   }
   let lock;
@@ -64,6 +68,10 @@ export async function runPass(
     // Journal state comes before connecting: a pass that cannot reach the master still completes an interrupted commit.
     if (settings.dryRun) await reportPendingJournal(settings, reporter);
     else live.push(...(await completeInterruptedCommit(settings, reporter)));
+    if (paused) {
+      reporter.skipped(pausedLine);
+      return finish('skipped', liveStats(), live.map((c) => c.path));
+    }
     const outcome = await syncOnceMore(() => connectAndSync(settings, provider, reporter, hooks, live), reporter);
     const recovered = countChanges(live);
     const stats = { ...outcome.stats, changed: outcome.stats.changed + recovered.changed, deleted: outcome.stats.deleted + recovered.deleted };

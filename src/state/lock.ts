@@ -301,7 +301,9 @@ export function parseHolder(text: string): LockHolder | undefined {
 export function holderIsLive(holder: LockHolder): boolean {
   const now = processIdentity(holder.pid);
   if (now === undefined) return procUnavailable() ? pidExists(holder.pid) : false;
-  if (holder.boot !== undefined && holder.boot !== now.boot) return false;
+  // Under systemd-nspawn one boot has two boot ids (the container's is overmounted; a sandboxed unit
+  // sees the host's): the same start time of an xroad-sync process is still the holder.
+  if (holder.boot !== undefined && holder.boot !== now.boot) return holder.start === now.start && /xroad-sync|cli\/main\.js/.test(commandLine(holder.pid));
   if (holder.start !== undefined) return holder.start === now.start;
   return /xroad-sync|cli\/main\.js/.test(commandLine(holder.pid));
 }

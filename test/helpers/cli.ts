@@ -38,6 +38,8 @@ export interface CliOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Default 30 s for runCli, 120 s for startCli. */
   readonly timeoutMs?: number;
+  /** A command the CLI runs under (e.g. `unshare -m sh -c …`): it gets node, the CLI and the arguments as its last words. */
+  readonly under?: readonly string[];
 }
 
 function cleanEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
@@ -57,7 +59,8 @@ function cleanEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 
 export function startCli(args: readonly string[], opts: CliOptions = {}): RunningCli {
   const started = Date.now();
-  const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const words = [...(opts.under ?? []), process.execPath, CLI, ...args];
+  const child = spawn(words[0]!, words.slice(1), { env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));

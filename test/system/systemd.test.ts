@@ -260,7 +260,7 @@ describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { timeo
     assert.match(status.stdout, /last pass: .*ok/);
   });
 
-  it('the daemon unit: active, a master change applied, pause/resume live through PrivateTmp, logrotate, kill -9 restarts it', T, async () => {
+  it('the daemon unit: active, a master change applied, pause/resume live, also after /var/tmp/xroad was replaced or missing, logrotate, kill -9 restarts it', T, async () => {
     await ok('start the daemon', inside(['systemctl', 'start', 'xroad-sync-daemon.service'], 120_000));
     const first = await waitFor('the daemon active', 30_000, async () => {
       const s = await show('xroad-sync-daemon.service', ['ActiveState', 'MainPID', 'NRestarts']);
@@ -271,7 +271,7 @@ describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { timeo
     const text = await changeMaster();
     await waitFor('the daemon to apply a master change', 30_000, async () => ((await targetText()) === text ? true : undefined), () => journal('xroad-sync-daemon.service'));
 
-    // Pause: the flag made by the operator in the host's /var/tmp/xroad reaches the daemon's private /var/tmp.
+    // Pause: the flag made by the operator in the host's /var/tmp/xroad reaches the daemon.
     await ok('pause', sh('sudo -u xroad xroad-sync pause'));
     await waitFor('the daemon to see the pause', 20_000, async () => (/sync paused: flag file created/.test(await journal('xroad-sync-daemon.service')) ? true : undefined), () => journal('xroad-sync-daemon.service'));
     const paused = await changeMaster();
@@ -279,6 +279,28 @@ describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { timeo
     assert.notEqual(await targetText(), paused, 'no pass while paused');
     await ok('resume', sh('sudo -u xroad xroad-sync resume'));
     await waitFor('the daemon to apply the change after resume', 30_000, async () => ((await targetText()) === paused ? true : undefined), () => journal('xroad-sync-daemon.service'));
+
+    // /var/tmp/xroad replaced (tmpfiles ageing, an operator fixing its owner): pause exits 0 only
+    // once the running daemon confirms it sees the flag in the new directory (76 otherwise).
+    await ok('replace /var/tmp/xroad', sh('rm -rf /var/tmp/xroad && install -d -m 1750 -o xroad -g xroad /var/tmp/xroad'));
+    const confirmed = await ok('pause after the replacement', sh('sudo -u xroad xroad-sync pause'));
+    if (!/the daemon \(pid \d+\) sees the flag/.test(confirmed.stdout)) {
+      const state = await sh('cat /var/lib/xroad-sync/daemon.lock /var/lib/xroad-sync/flag-seen.json; sudo -u xroad xroad-sync status');
+      assert.fail(`${shown('pause', confirmed)}\n${shown('state', state)}\n${await journal('xroad-sync-daemon.service')}`);
+    }
+    const running = await ok('status', sh('sudo -u xroad xroad-sync status'));
+    assert.match(running.stdout, /daemon: +running \(pid \d+\)/, shown('status beside the daemon', running));
+    await ok('resume after the replacement', sh('sudo -u xroad xroad-sync resume'));
+    // A start while the directory is missing (before tmpfiles ran) is not a 226/NAMESPACE failure.
+    await ok('remove /var/tmp/xroad', sh('rm -rf /var/tmp/xroad'));
+    await ok('restart without /var/tmp/xroad', inside(['systemctl', 'restart', 'xroad-sync-daemon.service'], 120_000));
+    const moved = await waitFor('the daemon active without /var/tmp/xroad', 30_000, async () => {
+      const s = await show('xroad-sync-daemon.service', ['ActiveState', 'MainPID']);
+      return s.ActiveState === 'active' && s.MainPID !== '0' ? s : undefined;
+    }, () => journal('xroad-sync-daemon.service'));
+    first.MainPID = moved.MainPID; // the kill -9 below aims at the running one
+    await waitFor('the restarted daemon to start', 30_000, async () => (new RegExp(`xroad-sync\\[${moved.MainPID}\\]: .*"daemon started"`).test(await journal('xroad-sync-daemon.service')) ? true : undefined), () => journal('xroad-sync-daemon.service'));
+    await ok('re-create /var/tmp/xroad', sh('install -d -m 1750 -o xroad -g xroad /var/tmp/xroad'));
 
     // logrotate (as cron.daily would run it): the old log compressed, new lines go to a fresh slave-sync.log.
     await ok('logrotate -f', inside(['logrotate', '-f', '/etc/logrotate.d/xroad-slave-sync']));
