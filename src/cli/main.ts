@@ -12,6 +12,7 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULTS } from '../settings/pass-settings.js';
 import { describeError, exitCodeHelp, exitCodeOf, ExitCode, SyncError } from '../errors.js';
+import { escapeControls } from '../report/rsync-log.js';
 import { addPassOptions, addSettingsOption, addWaitOption } from './options.js';
 import { addReplicaOptionsTo } from './replica-options.js';
 import { applySettings, type SettingOrigins } from './settings.js';
@@ -135,7 +136,8 @@ function buildProgram(): Command {
  * error that is not ours is a bug: its stack is printed, exit 70.
  */
 function fail(err: unknown): void {
-  process.stderr.write(`xroad-sync: ${describeError(err)}\n`);
+  // One line, escaped as in slave-sync.log: stderr is the journal, and an error can name a master file.
+  process.stderr.write(`xroad-sync: ${escapeControls(describeError(err))}\n`);
   const code = exitCodeOf(err);
   if (code === ExitCode.INTERNAL && !(err instanceof SyncError) && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   process.exitCode = code;

@@ -28,7 +28,7 @@ export function addPassOptions(cmd: Command): Command {
     .option('--max-total-bytes <size>', 'fail the pass if it would fetch more than this', '4G')
     .option('--max-files <n>', 'fail the pass if the master lists more files', '200000')
     .option('--concurrency <n>', 'files fetched at once', String(DEFAULTS.concurrency))
-    .option('--on-change <cmd>', 'shell command run after a pass that changed files; the changed paths arrive on stdin, one per line')
+    .option('--on-change <cmd>', 'shell command run after a pass that changed files; the changed paths arrive on stdin, each followed by a NUL byte (xargs -0)')
     .option('--dry-run', 'print what would change (rsync itemized format) and change nothing');
 }
 

@@ -8,6 +8,7 @@
  * and (with --fail-if-paused) while replay is paused.
  */
 import { describeError, exitCodeOf } from '../errors.js';
+import { checkLine } from '../report/nagios.js';
 import { durationOption } from '../util/duration.js';
 import { replayPausedSince } from '../replica/paused-marker.js';
 import type { ReplicaStatus } from '../replica/replica.js';
@@ -110,7 +111,7 @@ export async function statusWithReplica(opts: ReplicaStatusOptions): Promise<num
     const maxAgeS = seconds(opts.maxAge, '--max-age', 300);
     const configCheck = checkStatus(config, { maxAgeS, failIfPaused: opts.failIfPaused === true });
     const { code, line } = combineChecks(configCheck, checkReplica(replica, config.paused, limits));
-    process.stdout.write(line + '\n');
+    process.stdout.write(checkLine(line) + '\n');
     return code;
   }
   if (opts.json) {

@@ -7,6 +7,7 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { daemonLockPath, liveHolder } from '../state/lock.js';
 import { readStatus, type StoredStatus } from '../state/status.js';
+import { checkLine, escapeCheckText } from '../report/nagios.js';
 import { durationOption } from '../util/duration.js';
 
 /** A last success this far ahead of the clock is the same second, not a clock stepped back. */
@@ -39,7 +40,7 @@ export async function statusCommand(opts: StatusOptions): Promise<number> {
   const report = await collectStatus(opts.stateDir, opts.flagFile);
   if (opts.check) {
     const { code, line } = checkStatus(report, { maxAgeS: maxAgeMs / 1000, failIfPaused: opts.failIfPaused === true });
-    process.stdout.write(line + '\n');
+    process.stdout.write(checkLine(line) + '\n');
     return code;
   }
   process.stdout.write(opts.json ? JSON.stringify(report) + '\n' : describe(report));
@@ -74,7 +75,7 @@ function describe(r: StatusReport): string {
     `paused:        ${r.paused ? `yes, since ${r.pausedSince}` : 'no'}`,
     `last pass:     ${r.lastPass ? `${r.lastPass.result} at ${r.lastPass.finishedAt}, ${r.lastPass.changed} changed, ${r.lastPass.bytesReceived} bytes received` : 'none recorded'}`,
   ];
-  if (r.lastPass?.error) lines.push(`last error:    ${r.lastPass.error}`);
+  if (r.lastPass?.error) lines.push(`last error:    ${escapeCheckText(r.lastPass.error)}`);
   lines.push(`last success:  ${r.lastSuccessAt ?? 'never'}`, `daemon:        ${r.daemonPid ? `running (pid ${r.daemonPid})` : 'not running'}`);
   return lines.join('\n') + '\n';
 }

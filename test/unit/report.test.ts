@@ -10,6 +10,8 @@ import { errorLines, itemize, itemizePlan, totalSizeLine } from '../../src/repor
 import { createLogger, passRecord } from '../../src/report/logger.js';
 import { countChanges } from '../../src/plan/plan.js';
 import { escapeControls, formatTimestamp, RsyncLogFile } from '../../src/report/rsync-log.js';
+import { checkLine, escapeCheckText } from '../../src/report/nagios.js';
+import { onChangeInput } from '../../src/run/on-change.js';
 import type { Entry } from '../../src/tree.js';
 
 const T0 = 1_700_000_000;
@@ -136,6 +138,13 @@ describe('log line format', () => {
     assert.equal(escapeControls('evil\n2017/03/10 11:42:01 [1] >f+++++++++ x'), 'evil\\#0122017/03/10 11:42:01 [1] >f+++++++++ x');
     assert.equal(escapeControls('a\tb\rc\x7f\u0085é'), 'a\tb\\#015c\\#177\\#302\\#205é');
     assert.equal(escapeControls('lit\\#012'), 'lit\\#134#012');
+  });
+  it('the check line: one line, "|" escaped before the performance data', () => {
+    assert.equal(checkLine('XROAD-SYNC CRITICAL - a\nb | c=1', ['age=3s;;;0']), 'XROAD-SYNC CRITICAL - a\\#012b \\#174 c=1 | age=3s;;;0');
+    assert.equal(escapeCheckText('\\#174|'), '\\#134#174\\#174');
+  });
+  it('--on-change input: each path NUL-terminated, the root as "."', () => {
+    assert.equal(onChangeInput(['', 'a\nb', 'c']), '.\0a\nb\0c\0');
   });
 });
 
