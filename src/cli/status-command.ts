@@ -6,7 +6,9 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { daemonLockPath, liveHolder } from '../state/lock.js';
-import { readStatus, type StoredStatus } from '../state/status.js';
+import { StateUnreadableError, stateUnreadable } from '../state/readable.js';
+import { readStatusStrictly, type StoredStatus } from '../state/status.js';
+import { describeError, errnoOf } from '../errors.js';
 import { checkLine, escapeCheckText } from '../report/nagios.js';
 import { durationOption } from '../util/duration.js';
 
@@ -28,8 +30,11 @@ export interface StatusReport extends StoredStatus {
 }
 
 export async function collectStatus(stateDir: string, flagFile: string): Promise<StatusReport> {
-  const stored = await readStatus(resolve(stateDir));
-  const flag = await stat(resolve(flagFile)).catch(() => null);
+  const stored = await readStatusStrictly(resolve(stateDir));
+  const flag = await stat(resolve(flagFile)).catch(async (err: unknown) => {
+    if (errnoOf(err) === 'ENOENT') return null;
+    throw await stateUnreadable(resolve(flagFile), err); // paused or not: unknown
+  });
   // The daemon's lock, not status.json, says whether one runs: a lock cannot outlive its process.
   const daemonPid = (await liveHolder(daemonLockPath(resolve(stateDir))))?.pid ?? null;
   return { paused: flag !== null, pausedSince: flag ? flag.mtime.toISOString() : null, ...stored, daemonPid };
@@ -37,14 +42,25 @@ export async function collectStatus(stateDir: string, flagFile: string): Promise
 
 export async function statusCommand(opts: StatusOptions): Promise<number> {
   const maxAgeMs = durationOption(opts.maxAge ?? '300', '--max-age', { minMs: 1000, maxMs: 365 * 86_400_000 });
-  const report = await collectStatus(opts.stateDir, opts.flagFile);
   if (opts.check) {
-    const { code, line } = checkStatus(report, { maxAgeS: maxAgeMs / 1000, failIfPaused: opts.failIfPaused === true });
-    process.stdout.write(checkLine(line) + '\n');
-    return code;
+    const report = await collectStatus(opts.stateDir, opts.flagFile).catch(unknownIfUnreadable);
+    if (!('paused' in report)) return printCheck(report);
+    return printCheck(checkStatus(report, { maxAgeS: maxAgeMs / 1000, failIfPaused: opts.failIfPaused === true }));
   }
+  const report = await collectStatus(opts.stateDir, opts.flagFile);
   process.stdout.write(opts.json ? JSON.stringify(report) + '\n' : describe(report));
   return 0;
+}
+
+/** --check's verdict when the agent may not read the state: UNKNOWN, not a claim about the sync. */
+export function unknownIfUnreadable(err: unknown): { code: number; line: string } {
+  if (!(err instanceof StateUnreadableError)) throw err;
+  return { code: 3, line: `XROAD-SYNC UNKNOWN - ${describeError(err)}` };
+}
+
+export function printCheck({ code, line }: { code: number; line: string }): number {
+  process.stdout.write(checkLine(line) + '\n');
+  return code;
 }
 
 export function checkStatus(report: StatusReport, opts: { maxAgeS: number; failIfPaused: boolean; now?: Date }): { code: number; line: string } {

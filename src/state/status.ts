@@ -6,8 +6,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
-import { describeError } from '../errors.js';
+import { describeError, errnoOf } from '../errors.js';
 import type { PassOutcome } from '../report/logger.js';
+import { stateUnreadable } from './readable.js';
 
 export interface LastPass {
   startedAt: string;
@@ -32,8 +33,22 @@ function statusPath(stateDir: string): string {
   return join(stateDir, 'status.json');
 }
 
+/** The stored status; an unreadable status.json counts as none (see readStatusStrictly). */
 export async function readStatus(stateDir: string): Promise<StoredStatus> {
-  const text = await readFile(statusPath(stateDir), 'utf8').catch(() => null);
+  return readStatusStrictly(stateDir).catch(() => ({ ...EMPTY_STATUS }));
+}
+
+/**
+ * What monitoring reads: the stored status, empty when no pass has written
+ * one (ENOENT); StateUnreadableError when it may exist but this user cannot
+ * read it (no verdict can be drawn from that).
+ */
+export async function readStatusStrictly(stateDir: string): Promise<StoredStatus> {
+  const path = statusPath(stateDir);
+  const text = await readFile(path, 'utf8').catch(async (err: unknown) => {
+    if (errnoOf(err) === 'ENOENT') return null;
+    throw await stateUnreadable(path, err);
+  });
   if (text === null) return { ...EMPTY_STATUS };
   try {
     return { ...EMPTY_STATUS, ...(JSON.parse(text) as Partial<StoredStatus>) };
