@@ -8,6 +8,7 @@
  * and (with --fail-if-paused) while replay is paused.
  */
 import { describeError, exitCodeOf } from '../errors.js';
+import { agePerfdata, replicaPerfdata } from '../report/nagios.js';
 import { durationOption } from '../util/duration.js';
 import { replayPausedSince } from '../replica/paused-marker.js';
 import type { ReplicaStatus } from '../replica/replica.js';
@@ -110,8 +111,10 @@ export async function statusWithReplica(opts: ReplicaStatusOptions): Promise<num
     // Without the flag's state the replica's verdict (paused with config sync or not) is unknown too.
     if (!('paused' in config)) return printCheck(config);
     const maxAgeS = seconds(opts.maxAge, '--max-age', 300);
-    const configCheck = checkStatus(config, { maxAgeS, failIfPaused: opts.failIfPaused === true });
-    return printCheck(combineChecks(configCheck, checkReplica(replica, config.paused, limits)));
+    const now = new Date();
+    const configCheck = checkStatus(config, { maxAgeS, failIfPaused: opts.failIfPaused === true, now });
+    const perfdata = [agePerfdata(config.lastSuccessAt, maxAgeS, now), ...replicaPerfdata(replica.error === null ? replica : null, limits)];
+    return printCheck(combineChecks(configCheck, checkReplica(replica, config.paused, limits, now)), perfdata);
   }
   const [config, replica] = await Promise.all([collectStatus(opts.stateDir, opts.flagFile), collectReplica(opts)]);
   if (opts.json) {

@@ -9,11 +9,8 @@ import { daemonLockPath, liveHolder } from '../state/lock.js';
 import { StateUnreadableError, stateUnreadable } from '../state/readable.js';
 import { readStatusStrictly, type StoredStatus } from '../state/status.js';
 import { describeError, errnoOf } from '../errors.js';
-import { checkLine, escapeCheckText } from '../report/nagios.js';
+import { agePerfdata, checkLine, CLOCK_SLACK_MS, escapeCheckText } from '../report/nagios.js';
 import { durationOption } from '../util/duration.js';
-
-/** A last success this far ahead of the clock is the same second, not a clock stepped back. */
-const CLOCK_SLACK_MS = 2000;
 
 export interface StatusOptions {
   stateDir: string;
@@ -45,7 +42,9 @@ export async function statusCommand(opts: StatusOptions): Promise<number> {
   if (opts.check) {
     const report = await collectStatus(opts.stateDir, opts.flagFile).catch(unknownIfUnreadable);
     if (!('paused' in report)) return printCheck(report);
-    return printCheck(checkStatus(report, { maxAgeS: maxAgeMs / 1000, failIfPaused: opts.failIfPaused === true }));
+    const now = new Date();
+    const verdict = checkStatus(report, { maxAgeS: maxAgeMs / 1000, failIfPaused: opts.failIfPaused === true, now });
+    return printCheck(verdict, [agePerfdata(report.lastSuccessAt, maxAgeMs / 1000, now)]);
   }
   const report = await collectStatus(opts.stateDir, opts.flagFile);
   process.stdout.write(opts.json ? JSON.stringify(report) + '\n' : describe(report));
@@ -58,8 +57,8 @@ export function unknownIfUnreadable(err: unknown): { code: number; line: string 
   return { code: 3, line: `XROAD-SYNC UNKNOWN - ${describeError(err)}` };
 }
 
-export function printCheck({ code, line }: { code: number; line: string }): number {
-  process.stdout.write(checkLine(line) + '\n');
+export function printCheck({ code, line }: { code: number; line: string }, perfdata: readonly string[] = []): number {
+  process.stdout.write(checkLine(line, perfdata) + '\n');
   return code;
 }
 

@@ -63,4 +63,18 @@ describe('monitoring output (real sshd)', () => {
     assert.ok(!paths.includes(''), `an empty path: ${JSON.stringify(paths)}`);
     assert.ok(!paths.some((p) => p.startsWith('rsync error')), JSON.stringify(paths));
   });
+
+  it('status --check: Nagios performance data after " | ": the age of the last success against --max-age', T, async () => {
+    const d = await dirs();
+    const none = await runCli(['status', '--check', ...statusArgs(d)]);
+    assert.equal(none.status, 2, show(none));
+    assert.match(none.stdout, /^XROAD-SYNC CRITICAL - no successful pass recorded \| age=U;;300;0\n$/, show(none));
+    const ok = await runCli(['sync', ...passArgs(master, d)]);
+    assert.equal(ok.status, 0, show(ok));
+    const check = await runCli(['status', '--check', '--max-age', '5m', ...statusArgs(d)]);
+    assert.equal(check.status, 0, show(check));
+    const [, inText, inPerf] = /^XROAD-SYNC OK - last success (\d+) s ago \| age=(\d+)s;;300;0\n$/.exec(check.stdout) ?? [];
+    assert.ok(inText !== undefined, show(check));
+    assert.equal(inPerf, inText, 'the same age in the text and the performance data');
+  });
 });

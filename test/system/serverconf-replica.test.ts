@@ -190,7 +190,7 @@ test('resume --now: replay resumed, flag removed, a pass, then ready only once t
   const env = { SERVERCONF_REPLICA: 'yes', SERVERCONF_SOCKET_DIR: n.pair.socketDir, SERVERCONF_PORT: String(n.pair.standbyPort) };
   const ok = await runCliAs(OS_USER, ['status', '--check', '--state-dir', n.stateDir, '--flag-file', n.flagFile], { env });
   assert.equal(ok.status, 0, show(ok));
-  assert.match(ok.stdout, /^XROAD-SYNC OK - last success \d+ s ago; serverconf replay lag 0 s, 0 bytes, streaming$/m);
+  assert.match(ok.stdout, /^XROAD-SYNC OK - last success \d+ s ago; serverconf replay lag 0 s, 0 bytes, streaming \| age=\d+s;;300;0 replay_lag=0s;60;300;0 replay_lag_bytes=0B;;;0$/m);
 
   // The forgotten resume: both paused, then only the flag removed (as `rm` in the guide would).
   assert.equal((await pause(n)).status, 0);

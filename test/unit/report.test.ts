@@ -10,7 +10,7 @@ import { errorLines, itemize, itemizePlan, totalSizeLine } from '../../src/repor
 import { createLogger, passRecord } from '../../src/report/logger.js';
 import { countChanges } from '../../src/plan/plan.js';
 import { escapeControls, formatTimestamp, RsyncLogFile } from '../../src/report/rsync-log.js';
-import { checkLine, escapeCheckText } from '../../src/report/nagios.js';
+import { agePerfdata, checkLine, escapeCheckText, replicaPerfdata } from '../../src/report/nagios.js';
 import { onChangeInput } from '../../src/run/on-change.js';
 import type { Entry } from '../../src/tree.js';
 
@@ -142,6 +142,14 @@ describe('log line format', () => {
   it('the check line: one line, "|" escaped before the performance data', () => {
     assert.equal(checkLine('XROAD-SYNC CRITICAL - a\nb | c=1', ['age=3s;;;0']), 'XROAD-SYNC CRITICAL - a\\#012b \\#174 c=1 | age=3s;;;0');
     assert.equal(escapeCheckText('\\#174|'), '\\#134#174\\#174');
+  });
+  it('performance data: the age against --max-age, the replica lag against its limits, U when unknown', () => {
+    const now = new Date('2026-12-01T12:00:10Z');
+    assert.equal(agePerfdata('2026-12-01T12:00:00.400Z', 300, now), 'age=10s;;300;0');
+    assert.equal(agePerfdata(null, 300, now), 'age=U;;300;0');
+    assert.equal(agePerfdata('2026-12-01T12:05:00Z', 300, now), 'age=U;;300;0', 'a success in the future: the age is unknown');
+    assert.deepEqual(replicaPerfdata({ lagSeconds: 3, lagBytes: 1024 }, { warnLagS: 60, maxLagS: 300 }), ['replay_lag=3s;60;300;0', 'replay_lag_bytes=1024B;;;0']);
+    assert.deepEqual(replicaPerfdata(null, { warnLagS: 60, maxLagS: 300 }), ['replay_lag=U;60;300;0', 'replay_lag_bytes=U;;;0']);
   });
   it('--on-change input: each path NUL-terminated, the root as "."', () => {
     assert.equal(onChangeInput(['', 'a\nb', 'c']), '.\0a\nb\0c\0');
