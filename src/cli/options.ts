@@ -29,7 +29,8 @@ export function addPassOptions(cmd: Command): Command {
     .option('--max-files <n>', 'fail the pass if the master lists more files', '200000')
     .option('--concurrency <n>', 'files fetched at once', String(DEFAULTS.concurrency))
     .option('--on-change <cmd>', 'shell command run after a pass that changed files; the changed paths arrive on stdin, each followed by a NUL byte (xargs -0)')
-    .option('--dry-run', 'print what would change (rsync itemized format) and change nothing');
+    .option('--dry-run', 'print what would change (rsync itemized format) and change nothing')
+    .addOption(new Option('--metrics-file <file>', "Prometheus textfile (node_exporter's textfile directory, e.g. /var/lib/prometheus/node-exporter/xroad-sync.prom), rewritten after each pass").env('XROAD_SYNC_METRICS_FILE'));
 }
 
 /** How long a by-hand command waits for a pass in flight (another command's, or the daemon's). */

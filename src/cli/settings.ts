@@ -42,7 +42,7 @@ export function applySettings(cmd: Command, env: NodeJS.ProcessEnv = process.env
     const v = vars.get(name);
     if (v?.value) layers.push(optsLayer(v.value, `${name} in ${v.file}`, name === 'XROAD_SYNC_DAEMON_OPTS'));
   }
-  for (const [name, option] of [['MASTER', 'master'], ['XROAD_USER', 'user']] as const) {
+  for (const [name, option] of [['MASTER', 'master'], ['XROAD_USER', 'user'], ['XROAD_SYNC_METRICS_FILE', 'metricsFile']] as const) {
     const v = vars.get(name);
     if (v?.value) layers.push({ origin: () => `${name} in ${v.file}`, values: new Map([[option, v.value]]) });
   }

@@ -17,6 +17,7 @@ import { WarmSessionProvider } from '../remote/provider.js';
 import { createLogger, logLevelFromEnv, type Logger } from '../report/logger.js';
 import { readStatus, writeStatus } from '../state/status.js';
 import { acquireDaemonLock, ensureStateDir } from '../state/lock.js';
+import { PassMetrics } from '../state/metrics-file.js';
 import { PassScheduler } from './scheduler.js';
 
 /** The safety net under the watcher: the target is scanned in full at least this often. */
@@ -60,6 +61,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
   const knownTarget = new KnownTarget(KNOWN_TARGET_MAX_AGE_MS);
   // No-change passes: two log lines a minute, status.json every 30 s (run/quiet-passes.ts says why).
   const quiet = new QuietPasses();
+  // --metrics-file: counters kept across passes; written at start, stop, pause/resume and with status.json.
+  const metrics = settings.metricsFile ? await PassMetrics.load({ ...settings, metricsFile: settings.metricsFile }, { daemon: true }) : undefined;
+  const flushMetrics = (): Promise<void> | undefined =>
+    metrics?.flush().catch((err: unknown) => logger.warn({ msg: 'cannot write --metrics-file', file: settings.metricsFile, error: describeError(err) }));
 
   const scheduler = new PassScheduler({
     intervalMs: opts.intervalMs,
@@ -78,6 +83,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
           logger,
           knownTarget,
           quiet,
+          metrics,
           // A by-hand pass (sync, resume --now) holds the lock: wait for it, it does our work.
           lockWait: {
             waitMs: Math.max(opts.intervalMs, settings.lockWaitMs),
@@ -125,6 +131,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
   const watchers = await startWatchers(settings, {
     onFlag: (present) => {
       logger.info({ msg: present ? 'sync paused: flag file created' : 'sync resumed: flag file removed', flagFile: settings.flagFile });
+      void flushMetrics();
       if (!present) {
         quiet.reset(); // `resume` waits for this pass's record in status.json
         scheduler.requestNow();
@@ -142,6 +149,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
       logger.warn({ msg: 'file watcher error', error: describeError(err) });
     },
   });
+  await flushMetrics();
   logger.info({ msg: 'daemon started', pid: process.pid, intervalS: opts.intervalMs / 1000, master: settings.connection.host, target: settings.targetDir, inotifyWatches: inotifyWatches() });
   scheduler.start();
 
@@ -153,6 +161,8 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions): Pro
   await within(opts.stopDeadlineMs ?? 3000, scheduler.stop());
   await within(1000, Promise.all(watchers.map((w) => w.close())));
   await setDaemonPid(settings.stateDir, null);
+  metrics?.setDaemonUp(false);
+  await flushMetrics();
   // What still keeps the event loop alive (a watcher chokidar failed to close, a socket): logged, so a test can see it.
   const openHandles = await settledHandles(500);
   logger.info({ msg: 'daemon stopped', openHandles, inotifyWatches: inotifyWatches() });

@@ -16,6 +16,7 @@ import { operatorRestartRules, restartHintLines } from '../report/restart-hints.
 import type { KnownTarget } from '../local/known-target.js';
 import type { LockWait } from '../state/lock.js';
 import { recordPass } from '../state/status.js';
+import { PassMetrics } from '../state/metrics-file.js';
 import { runOnChange } from './on-change.js';
 import type { QuietPasses } from './quiet-passes.js';
 import { makeReporter } from './reporter.js';
@@ -32,6 +33,8 @@ export async function runReportedPass(
     knownTarget?: KnownTarget;
     /** The daemon's policy for no-change passes: what they leave out of slave-sync.log and status.json. */
     quiet?: QuietPasses;
+    /** The daemon's --metrics-file, kept across its passes; one-shot passes load their own. */
+    metrics?: PassMetrics;
   },
 ): Promise<PassResult> {
   // A malformed operator rule is a usage error before the pass changes anything.
@@ -63,12 +66,26 @@ export async function runReportedPass(
     for (const hint of await restartHintLines(filesOnly(settings.targetDir, result.changedPaths), restartRules)) logger.info({ msg: hint });
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
   }
-  if (!settings.dryRun && !opts.quiet?.omitStatus(result)) {
+  const record = !settings.dryRun && !opts.quiet?.omitStatus(result);
+  if (record) {
     await recordPass(settings.stateDir, result).catch((err) =>
       process.stderr.write(`xroad-sync: cannot record the pass in ${settings.stateDir}: ${describeError(err)}\n`),
     );
   }
+  if (!settings.dryRun && settings.metricsFile) await updateMetrics(settings, result, record, opts.metrics);
   return result;
+}
+
+/** Counts the pass; writes the file when status.json was written too (a daemon's quiet pass waits). */
+async function updateMetrics(settings: PassSettings, result: PassResult, record: boolean, kept: PassMetrics | undefined): Promise<void> {
+  const place = { metricsFile: settings.metricsFile!, stateDir: settings.stateDir, targetDir: settings.targetDir, flagFile: settings.flagFile };
+  try {
+    const metrics = kept ?? (await PassMetrics.load(place, { daemon: false }));
+    await metrics.countPass(result);
+    if (record) await metrics.flush();
+  } catch (err) {
+    process.stderr.write(`xroad-sync: cannot write --metrics-file ${settings.metricsFile}: ${describeError(err)}\n`);
+  }
 }
 
 /** Services read files: a directory's own change (new, mode, mtime) restarts nothing. Deleted paths count. */

@@ -7,13 +7,34 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { passArgs, runCli, type CliRun } from '../helpers/cli.js';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { passArgs, runCli, startCli, waitFor, type CliRun } from '../helpers/cli.js';
 import { suiteMaster, type TestMaster } from '../helpers/sshd.js';
 import { slaveDirs, type SlaveDirs } from '../helpers/slave.js';
 
 const T = { timeout: 60_000 };
 const show = (r: CliRun) => `exit ${r.status}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
 const statusArgs = (d: SlaveDirs) => ['--state-dir', d.stateDir, '--flag-file', d.flagFile];
+
+/** The samples of a Prometheus text file: `name{labels}` → value. */
+function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}
+
+/** promtool check metrics (Debian package prometheus): the exposition format and Prometheus naming. */
+function promtoolAccepts(text: string): void {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.error, undefined, `promtool: ${r.error?.message} (scripts/test-setup.sh installs the prometheus package)`);
+  assert.equal(r.status, 0, `promtool check metrics:\n${r.stdout}${r.stderr}\n--- file\n${text}`);
+  assert.equal((r.stdout + r.stderr).trim(), '', `promtool lint findings:\n${r.stdout}${r.stderr}`);
+}
 
 /** A master file name that, printed raw, forges an rsync error line and Nagios performance data. */
 const HOSTILE = 'sub/evil\nrsync error: forged (code 0) | forged=1';
@@ -76,5 +97,82 @@ describe('monitoring output (real sshd)', () => {
     const [, inText, inPerf] = /^XROAD-SYNC OK - last success (\d+) s ago \| age=(\d+)s;;300;0\n$/.exec(check.stdout) ?? [];
     assert.ok(inText !== undefined, show(check));
     assert.equal(inPerf, inText, 'the same age in the text and the performance data');
+  });
+
+  it('--metrics-file: a node_exporter textfile after every pass, skipped pass too; counters add up across runs; promtool accepts it', T, async () => {
+    const d = await dirs();
+    const metricsFile = path.join(d.base, 'textfile', 'xroad-sync.prom');
+    await fs.mkdir(path.dirname(metricsFile));
+    const args = [...passArgs(master, d), '--metrics-file', metricsFile];
+    const read = async () => {
+      const text = await fs.readFile(metricsFile, 'utf8');
+      promtoolAccepts(text);
+      return samples(text);
+    };
+    const before = Date.now() / 1000;
+    const first = await runCli(['sync', ...args]);
+    assert.equal(first.status, 0, show(first));
+    const m1 = await read();
+    assert.equal(m1.get('xroad_sync_last_pass_exit_code'), 0);
+    assert.equal(m1.get('xroad_sync_paused'), 0);
+    assert.equal(m1.get('xroad_sync_daemon_up'), 0);
+    assert.equal(m1.get('xroad_sync_crash_journal_pending'), 0);
+    assert.equal(m1.get('xroad_sync_passes_total{result="ok"}'), 1);
+    assert.ok(m1.get('xroad_sync_last_success_timestamp_seconds')! >= Math.floor(before), String(m1.get('xroad_sync_last_success_timestamp_seconds')));
+    assert.ok(m1.get('xroad_sync_changed_files_total')! >= 2, String(m1.get('xroad_sync_changed_files_total')));
+    assert.ok(m1.get('xroad_sync_received_bytes_total')! > 0);
+    assert.ok(m1.get('xroad_sync_last_pass_duration_seconds')! > 0);
+    assert.deepEqual((await fs.readdir(path.dirname(metricsFile))).sort(), ['xroad-sync.prom'], 'no temp file left beside it');
+
+    await fs.writeFile(path.join(d.source, 'serverconf.xml'), '<conf changed="1"/>\n');
+    const failed = await runCli(['sync', ...args, '--max-file-size', '5']);
+    assert.equal(failed.status, 25, show(failed));
+    const m2 = await read();
+    assert.equal(m2.get('xroad_sync_last_pass_exit_code'), 25);
+    assert.equal(m2.get('xroad_sync_last_success_timestamp_seconds'), m1.get('xroad_sync_last_success_timestamp_seconds'), 'set only by a success');
+    assert.equal(m2.get('xroad_sync_passes_total{result="failed"}'), 1);
+
+    // XROAD_SYNC_METRICS_FILE in the settings file names the same file.
+    const settings = path.join(d.base, 'xroad-sync.default');
+    await fs.writeFile(settings, `XROAD_SYNC_METRICS_FILE=${metricsFile}\n`);
+    const second = await runCli(['sync', ...passArgs(master, d)], { env: { XROAD_SYNC_SETTINGS: settings } });
+    assert.equal(second.status, 0, show(second));
+    const m3 = await read();
+    assert.equal(m3.get('xroad_sync_passes_total{result="ok"}'), 2, 'the counters went on from the file');
+    assert.equal(m3.get('xroad_sync_changed_files_total'), m1.get('xroad_sync_changed_files_total')! + 1);
+    assert.ok(m3.get('xroad_sync_received_bytes_total')! > m1.get('xroad_sync_received_bytes_total')!);
+
+    await runCli(['pause', '--flag-file', d.flagFile, '--state-dir', d.stateDir]);
+    const skipped = await runCli(['sync', ...args]);
+    assert.equal(skipped.status, 0, show(skipped));
+    const m4 = await read();
+    assert.equal(m4.get('xroad_sync_paused'), 1);
+    assert.equal(m4.get('xroad_sync_passes_total{result="skipped"}'), 1);
+  });
+
+  it('--metrics-file under the daemon: daemon_up while it runs, a pause shows at once, quiet passes do not rewrite it, 0 after SIGTERM', T, async () => {
+    const d = await dirs();
+    const metricsFile = path.join(d.base, 'textfile', 'xroad-sync.prom');
+    await fs.mkdir(path.dirname(metricsFile));
+    const daemon = startCli(['daemon', '--interval', '0.2', ...passArgs(master, d), '--metrics-file', metricsFile]);
+    try {
+      const current = async () => (existsSync(metricsFile) ? samples(await fs.readFile(metricsFile, 'utf8')) : new Map<string, number>());
+      const okPasses = () => daemon.records().filter((r) => r.msg === 'pass' && r.result === 'ok').length;
+      await waitFor(async () => (await current()).get('xroad_sync_daemon_up') === 1 && okPasses() >= 1, 30_000, 'daemon_up 1 after the first pass', () => daemon.stdout() + daemon.stderr());
+      await waitFor(() => okPasses() >= 3, 30_000, 'two quiet passes', () => daemon.stdout());
+      const quietFrom = (await fs.stat(metricsFile)).ino;
+      const passesBefore = okPasses();
+      await waitFor(() => okPasses() >= passesBefore + 3, 30_000, 'three more quiet passes', () => daemon.stdout());
+      assert.equal((await fs.stat(metricsFile)).ino, quietFrom, 'a quiet pass rewrote the metrics file');
+
+      await fs.writeFile(d.flagFile, '');
+      await waitFor(async () => (await current()).get('xroad_sync_paused') === 1, 15_000, 'paused 1 after the flag appeared', () => daemon.stdout());
+      promtoolAccepts(await fs.readFile(metricsFile, 'utf8'));
+    } finally {
+      const run = await daemon.stop();
+      assert.equal(run.status, 0, show(run));
+    }
+    const after = samples(await fs.readFile(metricsFile, 'utf8'));
+    assert.equal(after.get('xroad_sync_daemon_up'), 0);
   });
 });
