@@ -13,7 +13,8 @@ import { readFileSync } from 'node:fs';
 import { DEFAULTS } from '../settings/pass-settings.js';
 import { describeError, exitCodeHelp, exitCodeOf, ExitCode, SyncError } from '../errors.js';
 import { escapeControls } from '../report/rsync-log.js';
-import { addPassOptions, addSettingsOption, addWaitOption } from './options.js';
+import { addPassOptions, addSettingsOption, addWaitOption, collect } from './options.js';
+import { DEFAULT_EXCLUDES } from '../filter/types.js';
 import { addReplicaOptionsTo } from './replica-options.js';
 import { applySettings, type SettingOrigins } from './settings.js';
 
@@ -109,6 +110,17 @@ function buildProgram(): Command {
     .option('--state-dir <dir>', 'where passes record their status', DEFAULTS.stateDir)
     .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile))
     .action(act(async () => (await import('./replica-status.js')).statusWithReplica));
+
+  addSettingsOption(program
+    .command('digest')
+    .description("the digest of a local tree's synced state (run it on the master): equal to a slave's status digest when the slave mirrors it")
+    .argument('[dir]', 'the tree', '/etc/xroad')
+    .option('--exclude <pattern>', 'rsync exclude pattern, repeatable; added to the defaults (use the slave\'s)', collect)
+    .option('--no-default-excludes', `do not apply the default excludes (${DEFAULT_EXCLUDES.join(' ')})`))
+    .action(async (dir: string, _opts: unknown, cmd: Command) => {
+      applySettings(cmd); // XROAD_SYNC_OPTS's excludes, as a pass takes them
+      process.exitCode = await (await import('./digest-command.js')).digestCommand(dir, cmd.opts());
+    });
 
   program
     .command('serve')

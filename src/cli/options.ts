@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { DEFAULTS } from '../settings/pass-settings.js';
 import { DEFAULT_EXCLUDES } from '../filter/types.js';
 
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 export function addPassOptions(cmd: Command): Command {
   return cmd

@@ -91,6 +91,6 @@ function describe(r: StatusReport): string {
     `last pass:     ${r.lastPass ? `${r.lastPass.result} at ${r.lastPass.finishedAt}, ${r.lastPass.changed} changed, ${r.lastPass.bytesReceived} bytes received` : 'none recorded'}`,
   ];
   if (r.lastPass?.error) lines.push(`last error:    ${escapeCheckText(r.lastPass.error)}`);
-  lines.push(`last success:  ${r.lastSuccessAt ?? 'never'}`, `daemon:        ${r.daemonPid ? `running (pid ${r.daemonPid})` : 'not running'}`);
+  lines.push(`last success:  ${r.lastSuccessAt ?? 'never'}`, `master state:  ${r.digest ?? 'unknown'} (xroad-sync digest on the master gives the same when this slave mirrors it)`, `daemon:        ${r.daemonPid ? `running (pid ${r.daemonPid})` : 'not running'}`);
   return lines.join('\n') + '\n';
 }

@@ -12,6 +12,7 @@ import type { PassResult } from '../pass/types.js';
 import type { SourceProvider } from '../remote/types.js';
 import { createLogger, logPass, passRecord } from '../report/logger.js';
 import { RsyncLogFile } from '../report/rsync-log.js';
+import { treeDigest } from '../report/digest.js';
 import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
 import type { KnownTarget } from '../local/known-target.js';
 import type { LockWait } from '../state/lock.js';
@@ -67,21 +68,23 @@ export async function runReportedPass(
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
   }
   const record = !settings.dryRun && !opts.quiet?.omitStatus(result);
+  // Hashing the listing is for the record: a daemon's quiet pass that records nothing skips it.
+  const digest = record && result.mirrored ? treeDigest(result.mirrored) : undefined;
   if (record) {
-    await recordPass(settings.stateDir, result).catch((err) =>
+    await recordPass(settings.stateDir, { ...result, digest }).catch((err) =>
       process.stderr.write(`xroad-sync: cannot record the pass in ${settings.stateDir}: ${describeError(err)}\n`),
     );
   }
-  if (!settings.dryRun && settings.metricsFile) await updateMetrics(settings, result, record, opts.metrics);
+  if (!settings.dryRun && settings.metricsFile) await updateMetrics(settings, result, record, opts.metrics, digest);
   return result;
 }
 
 /** Counts the pass; writes the file when status.json was written too (a daemon's quiet pass waits). */
-async function updateMetrics(settings: PassSettings, result: PassResult, record: boolean, kept: PassMetrics | undefined): Promise<void> {
+async function updateMetrics(settings: PassSettings, result: PassResult, record: boolean, kept: PassMetrics | undefined, digest: string | undefined): Promise<void> {
   const place = { metricsFile: settings.metricsFile!, stateDir: settings.stateDir, targetDir: settings.targetDir, flagFile: settings.flagFile };
   try {
     const metrics = kept ?? (await PassMetrics.load(place, { daemon: false }));
-    await metrics.countPass(result);
+    await metrics.countPass(result, digest ?? (result.changedPaths.length === 0 ? undefined : null));
     if (record) await metrics.flush();
   } catch (err) {
     process.stderr.write(`xroad-sync: cannot write --metrics-file ${settings.metricsFile}: ${describeError(err)}\n`);

@@ -65,7 +65,7 @@ export class PassMetrics {
     return metrics;
   }
 
-  /** Counts a finished pass (every one, recorded or not). */
+  /** Counts a finished pass (every one, recorded or not); `digest` as status.json records it. */
   async countPass(result: CountedPass, digest?: string | null): Promise<void> {
     const t = this.totals;
     this.totals = {
@@ -77,7 +77,7 @@ export class PassMetrics {
     };
     this.lastPass = { exitCode: result.exitCode, durationS: (result.finishedAt.getTime() - result.startedAt.getTime()) / 1000 };
     if (result.result === 'ok') this.lastSuccessAt = result.finishedAt.getTime() / 1000;
-    if (digest !== undefined && result.result === 'ok') this.digest = digest;
+    if (digest !== undefined) this.digest = digest; // undefined: unchanged; null: a partial commit, unknown
     // An ok pass rolled any journal forward first; only a failed or skipped one can leave one behind.
     this.journalPending = result.result !== 'ok' && (await pendingJournal(this.place.stateDir, this.place.targetDir)) !== null;
   }

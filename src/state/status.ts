@@ -25,9 +25,11 @@ export interface StoredStatus {
   lastSuccessAt: string | null;
   /** Set by a running daemon, cleared when it stops. */
   daemonPid: number | null;
+  /** The digest of the master state the target mirrors (`xroad-sync digest` on the master gives the same); null: unknown. */
+  digest: string | null;
 }
 
-const EMPTY_STATUS: StoredStatus = { lastPass: null, lastSuccessAt: null, daemonPid: null };
+const EMPTY_STATUS: StoredStatus = { lastPass: null, lastSuccessAt: null, daemonPid: null, digest: null };
 
 function statusPath(stateDir: string): string {
   return join(stateDir, 'status.json');
@@ -74,6 +76,9 @@ export interface FinishedPass {
   readonly bytesReceived: number;
   readonly error?: unknown;
   readonly exitCode: number;
+  readonly changedPaths: readonly string[];
+  /** Of an ok pass: the digest of the listing the target now mirrors. */
+  readonly digest?: string;
 }
 
 export async function recordPass(stateDir: string, pass: FinishedPass): Promise<void> {
@@ -91,5 +96,7 @@ export async function recordPass(stateDir: string, pass: FinishedPass): Promise<
     ...previous,
     lastPass,
     lastSuccessAt: pass.result === 'ok' ? lastPass.finishedAt : previous.lastSuccessAt,
+    // A pass that changed nothing leaves the target mirroring what it did; a partial one, nothing known.
+    digest: pass.digest ?? (pass.changedPaths.length === 0 ? previous.digest : null),
   });
 }

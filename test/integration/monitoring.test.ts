@@ -123,6 +123,8 @@ describe('monitoring output (real sshd)', () => {
     assert.ok(m1.get('xroad_sync_received_bytes_total')! > 0);
     assert.ok(m1.get('xroad_sync_last_pass_duration_seconds')! > 0);
     assert.deepEqual((await fs.readdir(path.dirname(metricsFile))).sort(), ['xroad-sync.prom'], 'no temp file left beside it');
+    const digest = JSON.parse((await runCli(['status', '--json', ...statusArgs(d)])).stdout).digest;
+    assert.equal(m1.get(`xroad_sync_master_state_info{digest="${digest}"}`), 1, 'the digest as an info metric');
 
     await fs.writeFile(path.join(d.source, 'serverconf.xml'), '<conf changed="1"/>\n');
     const failed = await runCli(['sync', ...args, '--max-file-size', '5']);
@@ -174,5 +176,42 @@ describe('monitoring output (real sshd)', () => {
     }
     const after = samples(await fs.readFile(metricsFile, 'utf8'));
     assert.equal(after.get('xroad_sync_daemon_up'), 0);
+  });
+
+  it('digest: status --json shows the digest of the master state the slave mirrors; `digest DIR` on the master tree gives the same, with the same excludes; a change changes it', T, async () => {
+    const d = await dirs({ 'conf.d/local.ini': '[signer]\n', 'serverconf.xml': '<conf/>\n', 'db.properties': 'password=1\n', 'old.bak': 'x\n', 'link': '' });
+    await fs.rm(path.join(d.source, 'link'));
+    await fs.symlink('conf.d/local.ini', path.join(d.source, 'link'));
+    const exclude = ['--exclude', '*.bak'];
+    const digestOf = async (...extra: string[]) => {
+      const r = await runCli(['digest', d.source, ...exclude, ...extra]);
+      assert.equal(r.status, 0, show(r));
+      assert.match(r.stdout, /^[0-9a-f]{16}\n$/, show(r));
+      return r.stdout.trim();
+    };
+    const statusDigest = async () => {
+      const r = await runCli(['status', '--json', ...statusArgs(d)]);
+      assert.equal(r.status, 0, show(r));
+      return JSON.parse(r.stdout).digest as unknown;
+    };
+    assert.equal(await statusDigest(), null, 'no pass yet');
+    const sync = async () => {
+      const r = await runCli(['sync', ...passArgs(master, d), ...exclude]);
+      assert.equal(r.status, 0, show(r));
+    };
+    await sync();
+    const onMaster = await digestOf();
+    assert.equal(await statusDigest(), onMaster);
+    assert.notEqual(await digestOf('--no-default-excludes'), onMaster, 'db.properties counts without the default excludes');
+
+    await fs.writeFile(path.join(d.source, 'db.properties'), 'password=2\n');
+    await fs.writeFile(path.join(d.source, 'old.bak'), 'y\n');
+    assert.equal(await digestOf(), onMaster, 'excluded files do not count');
+
+    await fs.writeFile(path.join(d.source, 'serverconf.xml'), '<conf changed="yes"/>\n');
+    const changed = await digestOf();
+    assert.notEqual(changed, onMaster);
+    await sync();
+    assert.equal(await statusDigest(), changed);
   });
 });

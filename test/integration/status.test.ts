@@ -36,7 +36,8 @@ async function statusJson(d: Dirs): Promise<Record<string, unknown> & { lastPass
 }
 
 function assertShape(s: Record<string, unknown>): void {
-  assert.deepEqual(Object.keys(s).sort(), ['daemonPid', 'lastPass', 'lastSuccessAt', 'paused', 'pausedSince']);
+  assert.deepEqual(Object.keys(s).sort(), ['daemonPid', 'digest', 'lastPass', 'lastSuccessAt', 'paused', 'pausedSince']);
+  assert.ok(s.digest === null || (typeof s.digest === 'string' && /^[0-9a-f]{16}$/.test(s.digest)), `digest ${s.digest}`);
   assert.equal(typeof s.paused, 'boolean');
   assert.ok(s.pausedSince === null || (typeof s.pausedSince === 'string' && ISO.test(s.pausedSince)), `pausedSince ${s.pausedSince}`);
   assert.ok(s.lastSuccessAt === null || (typeof s.lastSuccessAt === 'string' && ISO.test(s.lastSuccessAt)), `lastSuccessAt ${s.lastSuccessAt}`);
@@ -73,7 +74,7 @@ test('status --json and --check after an ok pass, after a failed pass, and while
   const [m, d] = await Promise.all([master(t), dirs(t)]);
   const fresh = await statusJson(d);
   assertShape(fresh);
-  assert.deepEqual(fresh, { paused: false, pausedSince: null, lastPass: null, lastSuccessAt: null, daemonPid: null });
+  assert.deepEqual(fresh, { paused: false, pausedSince: null, lastPass: null, lastSuccessAt: null, daemonPid: null, digest: null });
 
   const ok = await runCli(['sync', ...passArgs(m, d)]);
   assert.equal(ok.status, 0, show(ok));

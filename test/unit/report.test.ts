@@ -10,6 +10,8 @@ import { errorLines, itemize, itemizePlan, totalSizeLine } from '../../src/repor
 import { createLogger, passRecord } from '../../src/report/logger.js';
 import { countChanges } from '../../src/plan/plan.js';
 import { escapeControls, formatTimestamp, RsyncLogFile } from '../../src/report/rsync-log.js';
+import { treeDigest } from '../../src/report/digest.js';
+import type { Tree } from '../../src/tree.js';
 import { agePerfdata, checkLine, escapeCheckText, replicaPerfdata } from '../../src/report/nagios.js';
 import { onChangeInput } from '../../src/run/on-change.js';
 import type { Entry } from '../../src/tree.js';
@@ -150,6 +152,17 @@ describe('log line format', () => {
     assert.equal(agePerfdata('2026-12-01T12:05:00Z', 300, now), 'age=U;;300;0', 'a success in the future: the age is unknown');
     assert.deepEqual(replicaPerfdata({ lagSeconds: 3, lagBytes: 1024 }, { warnLagS: 60, maxLagS: 300 }), ['replay_lag=3s;60;300;0', 'replay_lag_bytes=1024B;;;0']);
     assert.deepEqual(replicaPerfdata(null, { warnLagS: 60, maxLagS: 300 }), ['replay_lag=U;60;300;0', 'replay_lag_bytes=U;;;0']);
+  });
+  it('the digest: every field counts, the order of the listing does not, the root has no owner', () => {
+    const entry = (path: string, extra: Record<string, unknown> = {}) => [path, { path, type: 'file', mode: 0o644, size: 3, mtime: 100, uid: 0, gid: 0, owner: 'root', group: 'xroad', ...extra }] as const;
+    const base = new Map([entry('', { type: 'dir', owner: undefined, group: undefined }), entry('a'), entry('b')]) as unknown as Tree;
+    const d = treeDigest(base);
+    assert.match(d, /^[0-9a-f]{16}$/);
+    assert.equal(treeDigest(new Map([...base].reverse()) as Tree), d, 'the listing order does not matter');
+    assert.equal(treeDigest(new Map([...base, entry('', { type: 'dir', owner: 'x', group: 'y' })]) as unknown as Tree), d, "the root's owner does not count");
+    for (const change of [{ mode: 0o600 }, { size: 4 }, { mtime: 101 }, { owner: 'xroad' }, { group: 'root' }, { type: 'symlink', linkTarget: 'b' }]) {
+      assert.notEqual(treeDigest(new Map([...base, entry('a', change)]) as unknown as Tree), d, JSON.stringify(change));
+    }
   });
   it('--on-change input: each path NUL-terminated, the root as "."', () => {
     assert.equal(onChangeInput(['', 'a\nb', 'c']), '.\0a\nb\0c\0');
