@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -34,6 +35,37 @@ function promtoolAccepts(text: string): void {
   assert.equal(r.error, undefined, `promtool: ${r.error?.message} (scripts/test-setup.sh installs the prometheus package)`);
   assert.equal(r.status, 0, `promtool check metrics:\n${r.stdout}${r.stderr}\n--- file\n${text}`);
   assert.equal((r.stdout + r.stderr).trim(), '', `promtool lint findings:\n${r.stdout}${r.stderr}`);
+}
+
+/**
+ * The Zabbix items README's Monitoring section documents: key, JSONPath, JSON type, read from its table
+ * so the document and this test cannot drift apart.
+ */
+async function zabbixItems(): Promise<Array<{ key: string; jsonPath: string; type: string }>> {
+  const readme = await fs.readFile(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+  const section = readme.slice(readme.indexOf('### Zabbix'));
+  const rows = [...section.matchAll(/^\| `(xroad\.sync\.[a-z_]+)` \| `([^`]+)` \| ([^|]+) \|/gm)];
+  return rows.map(([, key, jsonPath, type]) => ({ key: key!, jsonPath: jsonPath!, type: type!.trim() }));
+}
+
+/** Zabbix's JSONPath for the dotted paths used here: `$.a.b`; undefined when a step is missing. */
+function jsonPath(doc: unknown, expr: string): unknown {
+  assert.match(expr, /^\$(\.[A-Za-z]+)+$/, `a JSONPath this test understands: ${expr}`);
+  let value: unknown = doc;
+  for (const step of expr.slice(2).split('.')) {
+    if (value === null || typeof value !== 'object' || !(step in value)) return undefined;
+    value = (value as Record<string, unknown>)[step];
+  }
+  return value;
+}
+
+/** The documented JSON type ("boolean", "number", "string (…) or null") admits `value`. */
+function hasDocumentedType(value: unknown, documented: string): boolean {
+  const nullable = /\bor null$/.test(documented);
+  if (value === null) return nullable;
+  const base = documented.split(' ')[0];
+  if (base === 'string' && /ISO 8601/.test(documented)) return typeof value === 'string' && Number.isFinite(Date.parse(value));
+  return typeof value === base;
 }
 
 /** A master file name that, printed raw, forges an rsync error line and Nagios performance data. */
@@ -213,5 +245,29 @@ describe('monitoring output (real sshd)', () => {
     assert.notEqual(changed, onMaster);
     await sync();
     assert.equal(await statusDigest(), changed);
+  });
+
+  it('Zabbix: every item README documents on status --json exists with its documented type, before and after passes', T, async () => {
+    const items = await zabbixItems();
+    assert.ok(items.length >= 6 && items.some((i) => i.jsonPath === '$.digest'), `README's Zabbix table: ${JSON.stringify(items)}`);
+    const d = await dirs();
+    const check = async (when: string, nullAllowed: boolean) => {
+      const r = await runCli(['status', '--json', ...statusArgs(d)]);
+      assert.equal(r.status, 0, show(r));
+      const doc = JSON.parse(r.stdout) as unknown;
+      for (const item of items) {
+        const value = jsonPath(doc, item.jsonPath);
+        if (value === undefined && nullAllowed && item.jsonPath.startsWith('$.lastPass.')) continue; // no pass yet: Zabbix marks it not supported
+        assert.notEqual(value, undefined, `${when}: ${item.key} ${item.jsonPath} missing in ${r.stdout}`);
+        assert.ok(hasDocumentedType(value, item.type), `${when}: ${item.key} ${item.jsonPath} = ${JSON.stringify(value)} is not ${item.type}`);
+      }
+    };
+    await check('before any pass', true);
+    const ok = await runCli(['sync', ...passArgs(master, d)]);
+    assert.equal(ok.status, 0, show(ok));
+    await check('after an ok pass', false);
+    const failed = await runCli(['sync', ...passArgs(master, d), '--max-files', '1']);
+    assert.notEqual(failed.status, 0, show(failed));
+    await check('after a failed pass', false);
   });
 });
