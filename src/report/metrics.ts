@@ -26,6 +26,18 @@ export interface MetricsSnapshot {
   readonly totals: MetricTotals;
   /** The master state the target mirrors after the last ok pass (see `xroad-sync digest`); null: unknown. */
   readonly digest: string | null;
+  /** With the serverconf replica (SERVERCONF_REPLICA=yes): its state when the file was written; null without one. */
+  readonly replica?: ReplicaMetrics | null;
+}
+
+/** What the file says of the serverconf standby; a field it could not read is left out. */
+export interface ReplicaMetrics {
+  /** Connected, and the database is a standby in recovery. */
+  readonly up: boolean;
+  readonly replayPaused: boolean | null;
+  readonly streaming: boolean | null;
+  readonly lagBytes: number | null;
+  readonly lagSeconds: number | null;
 }
 
 export const ZERO_TOTALS: MetricTotals = { passes: { ok: 0, failed: 0, skipped: 0 }, changedFiles: 0, deletedFiles: 0, receivedBytes: 0, sentBytes: 0 };
@@ -58,6 +70,14 @@ function families(s: MetricsSnapshot): Family[] {
   counter('xroad_sync_deleted_files_total', 'Entries deleted from the target.', [['', s.totals.deletedFiles]]);
   counter('xroad_sync_received_bytes_total', 'Bytes received from the master over SSH.', [['', s.totals.receivedBytes]]);
   counter('xroad_sync_sent_bytes_total', 'Bytes sent to the master over SSH.', [['', s.totals.sentBytes]]);
+  if (s.replica) {
+    const r = s.replica;
+    gauge('xroad_sync_serverconf_up', '1 when the serverconf replica could be read and is a standby in recovery.', bool(r.up));
+    gauge('xroad_sync_serverconf_replay_paused', '1 while WAL replay on the serverconf standby is paused (or a pause is requested).', r.replayPaused === null ? null : bool(r.replayPaused));
+    gauge('xroad_sync_serverconf_streaming', '1 while the standby WAL receiver streams from the primary.', r.streaming === null ? null : bool(r.streaming));
+    gauge('xroad_sync_serverconf_replay_lag_bytes', 'WAL received but not yet replayed.', r.lagBytes);
+    gauge('xroad_sync_serverconf_replay_lag_seconds', 'Age of the last replayed transaction while WAL waits to be replayed, else 0.', r.lagSeconds);
+  }
   if (s.digest !== null) {
     f.push({ name: 'xroad_sync_master_state_info', type: 'gauge', help: 'The master state the target mirrors, as xroad-sync digest computes it on the master.', samples: [[`digest="${s.digest}"`, 1]] });
   }

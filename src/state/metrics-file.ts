@@ -13,7 +13,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import writeFileAtomic from 'write-file-atomic';
 import { pendingJournal } from '../commit/journal.js';
-import { parseMetrics, renderMetrics, ZERO_TOTALS, type MetricTotals, type PassOutcomeName } from '../report/metrics.js';
+import { parseMetrics, renderMetrics, ZERO_TOTALS, type MetricTotals, type PassOutcomeName, type ReplicaMetrics } from '../report/metrics.js';
+import { Replica } from '../replica/replica.js';
+import { replicaEnabled, resolveReplicaSettings } from '../settings/replica-settings.js';
 import { daemonLockPath, liveHolder } from './lock.js';
 import { readStatus } from './status.js';
 
@@ -88,7 +90,9 @@ export class PassMetrics {
 
   /** Writes the file if its content changed since this process last wrote (or read) it. */
   async flush(): Promise<void> {
+    const replica = replicaEnabled({}) ? await readReplica() : null;
     const text = renderMetrics({
+      replica,
       lastSuccessAt: this.lastSuccessAt,
       lastPass: this.lastPass,
       paused: existsSync(this.place.flagFile),
@@ -101,6 +105,22 @@ export class PassMetrics {
     // 0644: node_exporter runs as its own user. No fsync: the next write repairs a file lost in a crash.
     await writeFileAtomic(this.place.metricsFile, text, { mode: 0o644, fsync: false });
     this.written = text;
+  }
+}
+
+/** The replica's state for the file, read when the file is written (never per quiet daemon pass). */
+async function readReplica(): Promise<ReplicaMetrics> {
+  const down: ReplicaMetrics = { up: false, replayPaused: null, streaming: null, lagBytes: null, lagSeconds: null };
+  let replica: Replica | undefined;
+  try {
+    replica = await Replica.connect(resolveReplicaSettings({}));
+    const s = await replica.status();
+    if (!s.inRecovery) return down;
+    return { up: true, replayPaused: s.replay !== 'running', streaming: s.streaming, lagBytes: s.lagBytes, lagSeconds: s.lagSeconds };
+  } catch {
+    return down; // unreachable or refused: status --check says why
+  } finally {
+    await replica?.close().catch(() => undefined);
   }
 }
 
