@@ -95,8 +95,13 @@ export function renderMetrics(snapshot: MetricsSnapshot): string {
   return lines.join('\n') + '\n';
 }
 
-/** The counters and last success of a file renderMetrics wrote (a missing or foreign line counts as 0 / unknown). */
-export function parseMetrics(text: string): { totals: MetricTotals; lastSuccessAt: number | null; digest: string | null } {
+/** What a file renderMetrics wrote holds that a later writer carries on (a missing or foreign line counts as 0 / unknown). */
+export function parseMetrics(text: string): {
+  totals: MetricTotals;
+  lastSuccessAt: number | null;
+  lastPass: MetricsSnapshot['lastPass'];
+  digest: string | null;
+} {
   const values = new Map<string, number>();
   let digest: string | null = null;
   for (const line of text.split('\n')) {
@@ -111,7 +116,10 @@ export function parseMetrics(text: string): { totals: MetricTotals; lastSuccessA
     return v !== undefined && Number.isFinite(v) && v >= 0 ? v : 0;
   };
   const last = values.get('xroad_sync_last_success_timestamp_seconds');
+  const exitCode = values.get('xroad_sync_last_pass_exit_code');
+  const durationS = values.get('xroad_sync_last_pass_duration_seconds');
   return {
+    lastPass: exitCode !== undefined && durationS !== undefined ? { exitCode, durationS } : null,
     totals: {
       passes: { ok: count('xroad_sync_passes_total{result="ok"}'), failed: count('xroad_sync_passes_total{result="failed"}'), skipped: count('xroad_sync_passes_total{result="skipped"}') },
       changedFiles: count('xroad_sync_changed_files_total'),

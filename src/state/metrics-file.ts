@@ -3,11 +3,13 @@
  * atomically (temp file in the same directory, then rename: the collector
  * reads only `*.prom`, so it never sees the temp file or half a file) after
  * every recorded pass, skipped pass and daemon state change, and only when
- * its content differs from what this process last wrote. The daemon's quiet
- * passes are counted in memory and reach the file when status.json is next
- * rewritten (at least every 30 s), so an idle daemon does not write it every
- * second. Counters survive the timer's one-shot passes by being read back
- * from the file; a lost file restarts them at 0, a reset rate() handles.
+ * its content changes. The daemon's quiet passes are counted in memory and
+ * reach the file when status.json is next rewritten (at least every 30 s),
+ * so an idle daemon does not write it every second. Each write adds what
+ * this process counted since its last write to the counters the file holds
+ * then: they survive the timer's one-shot passes, and a by-hand `sync` beside
+ * the daemon never makes one go down (which Prometheus would read as a reset
+ * and a rate spike). A lost file restarts them at 0, a reset rate() handles.
  * Writing it never fails a pass: the caller gets the error to warn with.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -39,44 +41,32 @@ export interface CountedPass {
 }
 
 export class PassMetrics {
-  private written: string | undefined;
+  /** Counted since the last write: added to what the file holds then, so another writer's counts are kept. */
+  private counted: MetricTotals = ZERO_TOTALS;
   private lastPass: { exitCode: number; durationS: number } | null = null;
   private journalPending = false;
+  private lastSuccessAt: number | null = null;
+  /** undefined: no pass of ours said; null: a partial commit, unknown. */
+  private digest: string | null | undefined;
 
   private constructor(
     private readonly place: MetricsPlace,
-    private totals: MetricTotals,
-    private lastSuccessAt: number | null,
-    private digest: string | null,
     private daemonUp: boolean,
   ) {}
 
-  /** Picks up the counters where the file left them; the last success from status.json when the file has none. */
   static async load(place: MetricsPlace, opts: { daemon: boolean }): Promise<PassMetrics> {
-    let text: string | null = null;
-    try {
-      text = readFileSync(place.metricsFile, 'utf8');
-    } catch {
-      // none yet, or unreadable: counters start at 0
-    }
-    const previous = text === null ? { totals: ZERO_TOTALS, lastSuccessAt: null, digest: null } : parseMetrics(text);
-    const lastSuccess = previous.lastSuccessAt ?? (await lastSuccessFromStatus(place.stateDir));
-    const daemonUp = opts.daemon || (await liveHolder(daemonLockPath(place.stateDir))) !== undefined;
-    const metrics = new PassMetrics(place, previous.totals, lastSuccess, previous.digest, daemonUp);
-    metrics.written = text ?? undefined;
-    return metrics;
+    return new PassMetrics(place, opts.daemon || (await liveHolder(daemonLockPath(place.stateDir))) !== undefined);
   }
 
   /** Counts a finished pass (every one, recorded or not); `digest` as status.json records it. */
   async countPass(result: CountedPass, digest?: string | null): Promise<void> {
-    const t = this.totals;
-    this.totals = {
-      passes: { ...t.passes, [result.result]: t.passes[result.result] + 1 },
-      changedFiles: t.changedFiles + result.changed,
-      deletedFiles: t.deletedFiles + result.deleted,
-      receivedBytes: t.receivedBytes + result.bytesReceived,
-      sentBytes: t.sentBytes + result.bytesSent,
-    };
+    this.counted = addTotals(this.counted, {
+      passes: { ...ZERO_TOTALS.passes, [result.result]: 1 },
+      changedFiles: result.changed,
+      deletedFiles: result.deleted,
+      receivedBytes: result.bytesReceived,
+      sentBytes: result.bytesSent,
+    });
     this.lastPass = { exitCode: result.exitCode, durationS: (result.finishedAt.getTime() - result.startedAt.getTime()) / 1000 };
     if (result.result === 'ok') this.lastSuccessAt = result.finishedAt.getTime() / 1000;
     if (digest !== undefined) this.digest = digest; // undefined: unchanged; null: a partial commit, unknown
@@ -88,23 +78,48 @@ export class PassMetrics {
     this.daemonUp = up;
   }
 
-  /** Writes the file if its content changed since this process last wrote (or read) it. */
+  /**
+   * Writes the file when its content changes: the counters the file holds now
+   * (a by-hand `sync` beside the daemon may have added to them) plus ours.
+   */
   async flush(): Promise<void> {
+    const current = readFileOrNull(this.place.metricsFile);
+    const previous = current === null ? null : parseMetrics(current);
+    const lastSuccessAt = Math.max(this.lastSuccessAt ?? -1, previous?.lastSuccessAt ?? -1);
     const replica = replicaEnabled({}) ? await readReplica() : null;
     const text = renderMetrics({
       replica,
-      lastSuccessAt: this.lastSuccessAt,
-      lastPass: this.lastPass,
+      lastSuccessAt: lastSuccessAt >= 0 ? lastSuccessAt : await lastSuccessFromStatus(this.place.stateDir),
+      lastPass: this.lastPass ?? previous?.lastPass ?? null,
       paused: existsSync(this.place.flagFile),
       daemonUp: this.daemonUp,
       journalPending: this.journalPending,
-      totals: this.totals,
-      digest: this.digest,
+      totals: addTotals(previous?.totals ?? ZERO_TOTALS, this.counted),
+      digest: this.digest !== undefined ? this.digest : (previous?.digest ?? null),
     });
-    if (text === this.written) return;
-    // 0644: node_exporter runs as its own user. No fsync: the next write repairs a file lost in a crash.
-    await writeFileAtomic(this.place.metricsFile, text, { mode: 0o644, fsync: false });
-    this.written = text;
+    if (text !== current) {
+      // 0644: node_exporter runs as its own user. No fsync: the next write repairs a file lost in a crash.
+      await writeFileAtomic(this.place.metricsFile, text, { mode: 0o644, fsync: false });
+    }
+    this.counted = ZERO_TOTALS;
+  }
+}
+
+function addTotals(a: MetricTotals, b: MetricTotals): MetricTotals {
+  return {
+    passes: { ok: a.passes.ok + b.passes.ok, failed: a.passes.failed + b.passes.failed, skipped: a.passes.skipped + b.passes.skipped },
+    changedFiles: a.changedFiles + b.changedFiles,
+    deletedFiles: a.deletedFiles + b.deletedFiles,
+    receivedBytes: a.receivedBytes + b.receivedBytes,
+    sentBytes: a.sentBytes + b.sentBytes,
+  };
+}
+
+function readFileOrNull(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return null; // none yet, or unreadable: counters start at 0
   }
 }
 

@@ -270,4 +270,26 @@ describe('monitoring output (real sshd)', () => {
     assert.notEqual(failed.status, 0, show(failed));
     await check('after a failed pass', false);
   });
+
+  it('--metrics-file shared by the daemon and a by-hand sync: counters never go down (a drop reads as a reset and a rate spike)', T, async () => {
+    const d = await dirs();
+    const metricsFile = path.join(d.base, 'textfile', 'xroad-sync.prom');
+    await fs.mkdir(path.dirname(metricsFile));
+    const daemon = startCli(['daemon', '--interval', '0.3', ...passArgs(master, d), '--metrics-file', metricsFile]);
+    try {
+      const current = async () => (existsSync(metricsFile) ? samples(await fs.readFile(metricsFile, 'utf8')) : new Map<string, number>());
+      await waitFor(async () => ((await current()).get('xroad_sync_passes_total{result="ok"}') ?? 0) >= 1, 30_000, 'the daemon\'s first pass in the file', () => daemon.stdout() + daemon.stderr());
+      // A by-hand pass the daemon does not make: it fails (a limit of one file).
+      const byHand = await runCli(['sync', ...passArgs(master, d), '--metrics-file', metricsFile, '--max-files', '1']);
+      assert.equal(byHand.status, 25, show(byHand));
+      const failedKey = 'xroad_sync_passes_total{result="failed"}';
+      assert.equal((await current()).get(failedKey), 1, 'the by-hand pass counted');
+      await fs.writeFile(d.flagFile, ''); // the daemon rewrites the file at once
+      await waitFor(async () => (await current()).get('xroad_sync_paused') === 1, 15_000, 'the daemon\'s write after the pause', () => daemon.stdout());
+      assert.equal((await current()).get(failedKey), 1, `${failedKey} went down after the daemon's write: a counter reset`);
+    } finally {
+      const run = await daemon.stop();
+      assert.equal(run.status, 0, show(run));
+    }
+  });
 });
