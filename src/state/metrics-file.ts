@@ -85,11 +85,12 @@ export class PassMetrics {
   async flush(): Promise<void> {
     const current = readFileOrNull(this.place.metricsFile);
     const previous = current === null ? null : parseMetrics(current);
-    const lastSuccessAt = Math.max(this.lastSuccessAt ?? -1, previous?.lastSuccessAt ?? -1);
+    // Our own success is the latest news (not the larger number: after a clock step back that would hold a future time).
+    const lastSuccessAt = this.lastSuccessAt ?? previous?.lastSuccessAt ?? (await lastSuccessFromStatus(this.place.stateDir));
     const replica = replicaEnabled({}) ? await readReplica() : null;
     const text = renderMetrics({
       replica,
-      lastSuccessAt: lastSuccessAt >= 0 ? lastSuccessAt : await lastSuccessFromStatus(this.place.stateDir),
+      lastSuccessAt,
       lastPass: this.lastPass ?? previous?.lastPass ?? null,
       paused: existsSync(this.place.flagFile),
       daemonUp: this.daemonUp,
