@@ -292,4 +292,13 @@ describe('monitoring output (real sshd)', () => {
       assert.equal(run.status, 0, show(run));
     }
   });
+
+  it('--metrics-file in a directory that cannot be written: the pass still succeeds and stderr names the file', T, async () => {
+    const d = await dirs();
+    const metricsFile = path.join(d.base, 'no-such-dir', 'xroad-sync.prom');
+    const run = await runCli(['sync', ...passArgs(master, d), '--metrics-file', metricsFile]);
+    assert.equal(run.status, 0, show(run));
+    assert.match(run.stderr, /cannot write --metrics-file .*no-such-dir\/xroad-sync\.prom: .*ENOENT/, show(run));
+    assert.equal(JSON.parse((await runCli(['status', '--json', ...statusArgs(d)])).stdout).lastPass.result, 'ok');
+  });
 });
