@@ -100,6 +100,10 @@ describe('monitoring output (real sshd)', () => {
     assert.equal(dry.status, 0, show(dry));
     assert.doesNotMatch(dry.stdout, /^rsync error:/m, show(dry));
     assert.match(dry.stdout, /^>f\+{9} sub\/evil\\#012rsync error: forged \(code 0\) \| forged=1$/m, show(dry));
+
+    const checked = await runCli(['check', ...passArgs(master, d)]);
+    assert.doesNotMatch(checked.stdout, /^rsync error:/m, show(checked));
+    assert.match(checked.stdout, /^>f\+{9} sub\/evil\\#012rsync error: forged/m, show(checked));
   });
 
   it('--on-change gets the changed paths NUL-terminated, a newline inside a name kept, the root as "."', T, async () => {
