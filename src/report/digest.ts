@@ -33,10 +33,11 @@ function fieldsOf(e: Entry): string[] {
 }
 
 export function treeDigest(tree: Tree): string {
-  const entries = [...tree.values()].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+  const keyed = [...tree.values()].map((e) => ({ key: Buffer.from(e.path), e }));
+  keyed.sort((a, b) => Buffer.compare(a.key, b.key));
   const hash = createHash('sha256');
   // NUL cannot occur in a path or a name: fields and entries stay apart whatever they hold.
-  for (const e of entries) hash.update(fieldsOf(e).join('\0') + '\0\0');
+  for (const { e } of keyed) hash.update(fieldsOf(e).join('\0') + '\0\0');
   return hash.digest('hex').slice(0, DIGEST_HEX_DIGITS);
 }
 
