@@ -13,10 +13,11 @@
 #   debootstrap systemd-container sudo   test/system/systemd.test.ts (a Debian 12 root under systemd-nspawn)
 #   strace                         test/system/commit-durability.test.ts (the commit's fsync and rename order), test/system/daemon-idle.test.ts
 #   faketime                       test/integration/daemon-clock.test.ts (libfaketime: the daemon's wall clock stepped back)
+#   prometheus                     promtool check metrics on the --metrics-file output (only /usr/bin/promtool is used; the server is not started)
 set -euo pipefail
 
 packages=(openssh-server openssh-client rsync systemd logrotate lintian rpm cpio dpkg-dev binutils time postgresql-15
-          debootstrap systemd-container sudo strace faketime)
+          debootstrap systemd-container sudo strace faketime prometheus)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "test-setup: not a Debian-based system (no dpkg-query): install the equivalents of: ${packages[*]}" >&2

@@ -22,6 +22,7 @@ import { openSession, type SftpSession } from '../remote/session.js';
 import { SftpSource } from '../remote/sftp-source.js';
 import { countChanges } from '../plan/plan.js';
 import { itemizePlan } from '../report/itemize.js';
+import { escapeControls } from '../report/rsync-log.js';
 import type { Tree } from '../tree.js';
 
 interface Outcome {
@@ -33,9 +34,10 @@ interface Outcome {
 const ok = (text: string): Outcome => ({ ok: true, text });
 const fail = (text: string, fix?: string): Outcome => ({ ok: false, text, fix });
 
+/** One line each, escaped as in slave-sync.log: a master file name can be in the text. */
 function print(o: Outcome): void {
-  process.stdout.write(`${o.ok ? 'ok  ' : 'FAIL'} ${o.text}\n`);
-  if (o.fix) process.stdout.write(`     fix: ${o.fix}\n`);
+  process.stdout.write(`${o.ok ? 'ok  ' : 'FAIL'} ${escapeControls(o.text)}\n`);
+  if (o.fix) process.stdout.write(`     fix: ${escapeControls(o.fix)}\n`);
 }
 
 const statOrNull = (path: string): Promise<Stats | null> => stat(path).catch(() => null);
@@ -218,7 +220,7 @@ async function checkMaster(settings: PassSettings, scanTargetToo: boolean): Prom
     const { changed, deleted } = countChanges(plan.changes);
     print(ok(`target ${settings.targetDir}: ${describeTree(targetTree)}; a pass would change ${changed} and delete ${deleted} (${plan.changes.length} changes pending)`));
     const lines = itemizePlan(plan.changes);
-    process.stdout.write(lines.length > 0 ? `dry run (what the next pass would do):\n${lines.map((l) => l + '\n').join('')}` : 'dry run: the target already mirrors the master\n');
+    process.stdout.write(lines.length > 0 ? `dry run (what the next pass would do):\n${lines.map((l) => escapeControls(l) + '\n').join('')}` : 'dry run: the target already mirrors the master\n');
     return ExitCode.OK;
   } catch (err) {
     const cause = err instanceof Error && err.cause instanceof Error && !err.message.includes(err.cause.message) ? `: ${err.cause.message}` : '';

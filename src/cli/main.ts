@@ -12,7 +12,9 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULTS } from '../settings/pass-settings.js';
 import { describeError, exitCodeHelp, exitCodeOf, ExitCode, SyncError } from '../errors.js';
-import { addIntervalOption, addPassOptions, addSettingsOption, addWaitOption } from './options.js';
+import { escapeControls } from '../report/rsync-log.js';
+import { DEFAULT_EXCLUDES } from '../filter/types.js';
+import { addIntervalOption, addPassOptions, addSettingsOption, addWaitOption, collect } from './options.js';
 import { addReplicaCheckOptions, addReplicaOptions, addReplicaWaitOption } from './replica-options.js';
 import { applySettings, SettingOrigins } from './settings.js';
 
@@ -108,6 +110,17 @@ function buildProgram(): Command {
     .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile))))
     .action(act(async () => (await import('./replica-status.js')).statusWithReplica));
 
+  addSettingsOption(program
+    .command('digest')
+    .description("the digest of a local tree's synced state (run it on the master): equal to a slave's status digest when the slave mirrors it")
+    .argument('[dir]', 'the tree', '/etc/xroad')
+    .option('--exclude <pattern>', 'rsync exclude pattern, repeatable; added to the defaults (use the slave\'s)', collect)
+    .option('--no-default-excludes', `do not apply the default excludes (${DEFAULT_EXCLUDES.join(' ')})`))
+    .action(async (dir: string, _opts: unknown, cmd: Command) => {
+      applySettings(cmd); // XROAD_SYNC_OPTS's excludes, as a pass takes them
+      process.exitCode = await (await import('./digest-command.js')).digestCommand(dir, cmd.opts());
+    });
+
   program
     .command('serve')
     .description('the embedded read-only SFTP master, for trying things out (a production master runs OpenSSH: see sshd_config.d-xroad-slave.conf)')
@@ -133,7 +146,8 @@ function buildProgram(): Command {
  * error that is not ours is a bug: its stack is printed, exit 70.
  */
 function fail(err: unknown): void {
-  process.stderr.write(`xroad-sync: ${describeError(err)}\n`);
+  // One line, escaped as in slave-sync.log: stderr is the journal, and an error can name a master file.
+  process.stderr.write(`xroad-sync: ${escapeControls(describeError(err))}\n`);
   const code = exitCodeOf(err);
   if (code === ExitCode.INTERNAL && !(err instanceof SyncError) && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   process.exitCode = code;

@@ -4,7 +4,7 @@ import { DEFAULTS } from '../settings/pass-settings.js';
 import { DEFAULT_EXCLUDES } from '../filter/types.js';
 
 /** A repeatable option's parser: each occurrence adds a value. */
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 /** Whether an option is repeatable; its values then add up across flags, environment and settings file. */
 export function isRepeatable(option: Option): boolean {
@@ -34,8 +34,9 @@ export function addPassOptions(cmd: Command): Command {
     .option('--max-total-bytes <size>', 'fail the pass if it would fetch more than this', DEFAULTS.maxTotalBytes)
     .option('--max-files <n>', 'fail the pass if the master lists more files', String(DEFAULTS.maxFiles))
     .option('--concurrency <n>', 'files fetched at once', String(DEFAULTS.concurrency))
-    .option('--on-change <cmd>', 'shell command run after a pass that changed files; the changed paths arrive on stdin, one per line')
-    .option('--dry-run', 'print what would change (rsync itemized format) and change nothing');
+    .option('--on-change <cmd>', 'shell command run after a pass that changed files; the changed paths arrive on stdin, each followed by a NUL byte (xargs -0)')
+    .option('--dry-run', 'print what would change (rsync itemized format) and change nothing')
+    .addOption(new Option('--metrics-file <file>', "Prometheus textfile (node_exporter's textfile directory, e.g. /var/lib/prometheus/node-exporter/xroad-sync.prom), rewritten after each pass").env('XROAD_SYNC_METRICS_FILE'));
 }
 
 /** How long a by-hand command waits for a pass in flight (another command's, or the daemon's). */

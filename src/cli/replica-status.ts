@@ -10,12 +10,13 @@
  * and (with --fail-if-paused) while replay is paused.
  */
 import { describeError, exitCodeOf } from '../errors.js';
+import { agePerfdata, replicaPerfdata } from '../report/nagios.js';
 import { durationOption } from '../util/duration.js';
 import { replayNotAsAsked } from '../replica/as-asked.js';
 import { replayPausedSince } from '../replica/paused-marker.js';
 import type { ReplicaStatus } from '../replica/replica.js';
 import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions } from '../settings/replica-settings.js';
-import { checkStatus, collectStatus, statusCommand, type StatusOptions } from './status-command.js';
+import { checkStatus, collectStatus, printCheck, statusCommand, unknownIfUnreadable, type StatusOptions } from './status-command.js';
 
 export interface ReplicaStatusOptions extends StatusOptions, RawReplicaOptions {
   maxReplayLag?: string;
@@ -111,14 +112,17 @@ export async function statusWithReplica(opts: ReplicaStatusOptions): Promise<num
   };
   if (enabled) resolveReplicaSettings(opts);
   if (!enabled) return statusCommand(opts);
-  const [config, replica] = await Promise.all([collectStatus(opts.stateDir, opts.flagFile), collectReplica(opts)]);
   if (opts.check) {
+    const [config, replica] = await Promise.all([collectStatus(opts.stateDir, opts.flagFile).catch(unknownIfUnreadable), collectReplica(opts)]);
+    // Without the flag's state the replica's verdict (paused with config sync or not) is unknown too.
+    if (!('paused' in config)) return printCheck(config);
     const maxAgeS = seconds(opts.maxAge, '--max-age', 300);
-    const configCheck = checkStatus(config, { maxAgeS, failIfPaused: opts.failIfPaused === true });
-    const { code, line } = combineChecks(configCheck, checkReplica(replica, config.paused, limits));
-    process.stdout.write(line + '\n');
-    return code;
+    const now = new Date();
+    const configCheck = checkStatus(config, { maxAgeS, failIfPaused: opts.failIfPaused === true, now });
+    const perfdata = [agePerfdata(config.lastSuccessAt, maxAgeS, now), ...replicaPerfdata(replica.error === null ? replica : null, limits)];
+    return printCheck(combineChecks(configCheck, checkReplica(replica, config.paused, limits, now)), perfdata);
   }
+  const [config, replica] = await Promise.all([collectStatus(opts.stateDir, opts.flagFile), collectReplica(opts)]);
   if (opts.json) {
     process.stdout.write(JSON.stringify({ ...config, serverconf: replica }) + '\n');
     return 0;

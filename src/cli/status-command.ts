@@ -7,11 +7,11 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { leftJournal, type LeftJournal } from '../commit/journal.js';
 import { daemonLockPath, liveHolder, passLockPath } from '../state/lock.js';
-import { readStatus, type StoredStatus } from '../state/status.js';
+import { StateUnreadableError, stateUnreadable } from '../state/readable.js';
+import { readStatusStrictly, type StoredStatus } from '../state/status.js';
+import { describeError, errnoOf } from '../errors.js';
+import { agePerfdata, checkLine, CLOCK_SLACK_MS, escapeCheckText } from '../report/nagios.js';
 import { durationOption } from '../util/duration.js';
-
-/** A last success this far ahead of the clock is the same second, not a clock stepped back. */
-const CLOCK_SLACK_MS = 2000;
 
 export interface StatusOptions {
   stateDir: string;
@@ -30,8 +30,11 @@ export interface StatusReport extends StoredStatus {
 }
 
 export async function collectStatus(stateDir: string, flagFile: string): Promise<StatusReport> {
-  const stored = await readStatus(resolve(stateDir));
-  const flag = await stat(resolve(flagFile)).catch(() => null);
+  const stored = await readStatusStrictly(resolve(stateDir));
+  const flag = await stat(resolve(flagFile)).catch(async (err: unknown) => {
+    if (errnoOf(err) === 'ENOENT') return null;
+    throw await stateUnreadable(resolve(flagFile), err); // paused or not: unknown
+  });
   // The daemon's lock, not status.json, says whether one runs: a lock cannot outlive its process.
   const daemonPid = (await liveHolder(daemonLockPath(resolve(stateDir))))?.pid ?? null;
   return { paused: flag !== null, pausedSince: flag ? flag.mtime.toISOString() : null, ...stored, daemonPid, interruptedCommit: await interruptedCommit(resolve(stateDir)) };
@@ -49,14 +52,27 @@ async function interruptedCommit(stateDir: string): Promise<StatusReport['interr
 
 export async function statusCommand(opts: StatusOptions): Promise<number> {
   const maxAgeMs = durationOption(opts.maxAge ?? '300', '--max-age', { minMs: 1000, maxMs: 365 * 86_400_000 });
-  const report = await collectStatus(opts.stateDir, opts.flagFile);
   if (opts.check) {
-    const { code, line } = checkStatus(report, { maxAgeS: maxAgeMs / 1000, failIfPaused: opts.failIfPaused === true });
-    process.stdout.write(line + '\n');
-    return code;
+    const report = await collectStatus(opts.stateDir, opts.flagFile).catch(unknownIfUnreadable);
+    if (!('paused' in report)) return printCheck(report);
+    const now = new Date();
+    const verdict = checkStatus(report, { maxAgeS: maxAgeMs / 1000, failIfPaused: opts.failIfPaused === true, now });
+    return printCheck(verdict, [agePerfdata(report.lastSuccessAt, maxAgeMs / 1000, now)]);
   }
+  const report = await collectStatus(opts.stateDir, opts.flagFile);
   process.stdout.write(opts.json ? JSON.stringify(report) + '\n' : describe(report));
   return 0;
+}
+
+/** --check's verdict when the agent may not read the state: UNKNOWN, not a claim about the sync. */
+export function unknownIfUnreadable(err: unknown): { code: number; line: string } {
+  if (!(err instanceof StateUnreadableError)) throw err;
+  return { code: 3, line: `XROAD-SYNC UNKNOWN - ${describeError(err)}` };
+}
+
+export function printCheck({ code, line }: { code: number; line: string }, perfdata: readonly string[] = []): number {
+  process.stdout.write(checkLine(line, perfdata) + '\n');
+  return code;
 }
 
 export function checkStatus(report: StatusReport, opts: { maxAgeS: number; failIfPaused: boolean; now?: Date }): { code: number; line: string } {
@@ -94,8 +110,8 @@ function describe(r: StatusReport): string {
     `paused:        ${r.paused ? `yes, since ${r.pausedSince}` : 'no'}`,
     `last pass:     ${r.lastPass ? `${r.lastPass.result} at ${r.lastPass.finishedAt}, ${r.lastPass.changed} changed, ${r.lastPass.bytesReceived} bytes received` : 'none recorded'}`,
   ];
-  if (r.lastPass?.error) lines.push(`last error:    ${r.lastPass.error}`);
-  if (r.interruptedCommit) lines.push(`interrupted:   a commit of ${r.interruptedCommit.createdAt} is half-applied (${r.interruptedCommit.path}); xroad-sync pause or sync completes it`);
-  lines.push(`last success:  ${r.lastSuccessAt ?? 'never'}`, `daemon:        ${r.daemonPid ? `running (pid ${r.daemonPid})` : 'not running'}`);
+  if (r.lastPass?.error) lines.push(`last error:    ${escapeCheckText(r.lastPass.error)}`);
+  if (r.interruptedCommit) lines.push(`interrupted:   a commit of ${r.interruptedCommit.createdAt} is half-applied (${escapeCheckText(r.interruptedCommit.path)}); xroad-sync pause or sync completes it`);
+  lines.push(`last success:  ${r.lastSuccessAt ?? 'never'}`, `master state:  ${r.digest ?? 'unknown'} (xroad-sync digest on the master gives the same when this slave mirrors it)`, `daemon:        ${r.daemonPid ? `running (pid ${r.daemonPid})` : 'not running'}`);
   return lines.join('\n') + '\n';
 }

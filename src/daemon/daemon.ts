@@ -23,6 +23,7 @@ import { fullScanPeriodFromEnv } from '../run/test-hooks.js';
 import type { PassResult } from '../pass/types.js';
 import { LocalEdits } from './local-edits.js';
 import { PauseFlag } from './pause-flag.js';
+import { PassMetrics } from '../state/metrics-file.js';
 import { PassScheduler } from './scheduler.js';
 import { WallClockSteps } from './wall-clock.js';
 
@@ -80,6 +81,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   const wallClock = new WallClockSteps();
   // No-change passes: two log lines a minute, status.json every 30 s (run/quiet-passes.ts says why).
   const quiet = new QuietPasses();
+  // --metrics-file: counters kept across passes; written at start, stop, pause/resume and with status.json.
+  const metrics = settings.metricsFile ? await PassMetrics.load({ ...settings, metricsFile: settings.metricsFile }, { daemon: true }) : undefined;
+  const flushMetrics = (): Promise<void> | undefined =>
+    metrics?.flush().catch((err: unknown) => logger.warn({ msg: 'cannot write --metrics-file', file: settings.metricsFile, error: describeError(err) }));
 
   const scheduler = new PassScheduler({
     intervalMs: opts.intervalMs,
@@ -111,6 +116,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
           knownTarget,
           quiet,
           verify,
+          metrics,
           // A by-hand pass (sync, resume --now) holds the lock: wait for it, it does our work.
           lockWait: {
             waitMs: Math.max(opts.intervalMs, settings.lockWaitMs),
@@ -162,6 +168,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   const pauseFlag = new PauseFlag(settings.flagFile, settings.stateDir, {
     change: (present) => {
       logger.info({ msg: present ? 'sync paused: flag file created' : 'sync resumed: flag file removed', flagFile: settings.flagFile });
+      void flushMetrics();
       if (!present) {
         quiet.reset(); // `resume` waits for this pass's record in status.json
         scheduler.requestNow();
@@ -188,6 +195,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
       logger.warn({ msg: 'file watcher error', error: describeError(err) });
     },
   });
+  await flushMetrics();
   logger.info({ msg: 'daemon started', pid: process.pid, intervalS: opts.intervalMs / 1000, master: settings.connection.host, target: settings.targetDir, inotifyWatches: inotifyWatches() });
   scheduler.start();
   // The full scan is due every fullScanMs even when --interval is longer (it runs at the start of a pass):
@@ -205,6 +213,8 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   await within(opts.stopDeadlineMs ?? 3000, scheduler.stop());
   await within(1000, Promise.all(watchers.map((w) => w.close())));
   await setDaemonPid(settings.stateDir, null);
+  metrics?.setDaemonUp(false);
+  await flushMetrics();
   // What still keeps the event loop alive (a watcher chokidar failed to close, a socket): logged, so a test can see it.
   const openHandles = await settledHandles(500);
   logger.info({ msg: 'daemon stopped', openHandles, inotifyWatches: inotifyWatches() });

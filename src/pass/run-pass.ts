@@ -21,6 +21,7 @@ import { stageChanges } from '../stage/stage.js';
 import { acquireLock } from '../state/lock.js';
 import { lockTargetForPass, type TargetLock } from '../state/target-lock.js';
 import { isRacy } from '../state/racy.js';
+import type { Tree } from '../tree.js';
 import { passContext, type PassContext } from './context.js';
 import { checkAborted, planPass, reportPendingJournal, type PlannedPass, type RacyState } from './plan-pass.js';
 import type { PassHooks, PassReporter, PassResult, PassStats } from './types.js';
@@ -34,8 +35,9 @@ export async function runPass(
   hooks: PassHooks = {},
 ): Promise<PassResult> {
   const startedAt = new Date();
-  const finish = (result: PassResult['result'], stats: PassStats, changedPaths: string[] = [], error?: unknown): PassResult => ({
+  const finish = (result: PassResult['result'], stats: PassStats, changedPaths: string[] = [], error?: unknown, mirrored?: Tree): PassResult => ({
     ...stats,
+    mirrored,
     result,
     exitCode: error === undefined ? 0 : exitCodeOf(error),
     startedAt,
@@ -75,7 +77,7 @@ export async function runPass(
     const outcome = await syncOnceMore(() => connectAndSync(settings, provider, reporter, hooks, live), reporter);
     const recovered = countChanges(live);
     const stats = { ...outcome.stats, changed: outcome.stats.changed + recovered.changed, deleted: outcome.stats.deleted + recovered.deleted };
-    return finish('ok', stats, [...live.map((c) => c.path), ...outcome.changedPaths]);
+    return finish('ok', stats, [...live.map((c) => c.path), ...outcome.changedPaths], undefined, outcome.mirrored);
   } catch (error) {
     if (error instanceof PassAbandonedError) {
       reporter.skipped(error.message);
@@ -127,16 +129,17 @@ async function syncFrom(ctx: PassContext) {
     ctx.reporter.items(plan.changes);
     const stats = ctx.statsOf(plan.changes, plan.totalSize);
     ctx.reporter.success(stats);
-    return { stats, changedPaths: [] };
+    return { stats, changedPaths: [], mirrored: planned.sourceTree };
   }
-  const applied = await stageAndCommit(ctx, planned, racy);
+  const { applied, leftForNextPass } = await stageAndCommit(ctx, planned, racy);
   const stats = ctx.statsOf(applied, plan.totalSize);
   ctx.reporter.success(stats);
-  return { stats, changedPaths: applied.map((c) => c.path) };
+  // A path edited locally mid-pass was left for the next pass: the target does not mirror this listing yet.
+  return { stats, changedPaths: applied.map((c) => c.path), mirrored: leftForNextPass === 0 ? planned.sourceTree : undefined };
 }
 
-/** Stage every change, then commit; returns the changes applied (a path edited locally mid-pass is left out). */
-async function stageAndCommit(ctx: PassContext, { plan, sourceTree, targetTree }: PlannedPass, racy: RacyState): Promise<Change[]> {
+/** Stage every change, then commit; returns the changes applied and how many were left (a path edited locally mid-pass). */
+async function stageAndCommit(ctx: PassContext, { plan, sourceTree, targetTree }: PlannedPass, racy: RacyState): Promise<{ applied: Change[]; leftForNextPass: number }> {
   const { settings, reporter, hooks } = ctx;
   const staging = await stageChanges(plan, ctx.source, {
     targetRoot: settings.targetDir,
@@ -156,7 +159,7 @@ async function stageAndCommit(ctx: PassContext, { plan, sourceTree, targetTree }
     await hooks.at?.('staged');
     if (changes.length === 0) {
       await racy.files.settle(racy.now);
-      return [];
+      return { applied: [], leftForNextPass: 0 };
     }
     // `xroad-sync pause` waits for this pass: paused now, it must not start committing.
     if (existsSync(settings.flagFile)) throw new PassAbandonedError(`${settings.flagFile} appeared during the pass: abandoned before its commit, nothing changed`);
@@ -184,7 +187,7 @@ async function stageAndCommit(ctx: PassContext, { plan, sourceTree, targetTree }
     reporter.items(applied);
     for (const s of result.skipped) reporter.notice(`${s.path} ${s.reason}: left for the next pass`);
     for (const dir of plan.keptNonEmpty) reporter.notice(`cannot delete non-empty directory: ${dir}`);
-    return applied;
+    return { applied, leftForNextPass: result.skipped.length };
   } finally {
     // After a commit only unused temps (skipped paths) remain; before it, all of them.
     if (!committed || staging.temps.size > 0) await staging.discard({ committed });

@@ -5,6 +5,7 @@ import type { Change } from '../plan/types.js';
 import type { PassOutcome } from '../report/logger.js';
 import type { KnownTarget } from '../local/known-target.js';
 import type { LockWait } from '../state/lock.js';
+import type { Tree } from '../tree.js';
 
 /** What a pass reports as it goes; the CLI binds it to slave-sync.log, stdout and pino. */
 export interface PassReporter {
@@ -34,6 +35,8 @@ export interface PassResult extends PassStats {
   readonly error?: unknown;
   /** Paths changed by this pass (for restart hints and --on-change). */
   readonly changedPaths: readonly string[];
+  /** An ok pass: the master listing (after excludes) the target now mirrors, for its digest. */
+  readonly mirrored?: Tree;
 }
 
 export interface PassHooks {

@@ -12,11 +12,13 @@ import type { PassResult } from '../pass/types.js';
 import type { SourceProvider } from '../remote/types.js';
 import { createLogger, logPass, passRecord } from '../report/logger.js';
 import { RsyncLogFile } from '../report/rsync-log.js';
+import { treeDigest } from '../report/digest.js';
 import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
 import type { KnownTarget } from '../local/known-target.js';
 import type { LockWait } from '../state/lock.js';
 import { recordWrittenContent } from '../state/content-record.js';
 import { recordPass } from '../state/status.js';
+import { PassMetrics } from '../state/metrics-file.js';
 import { runOnChange } from './on-change.js';
 import type { QuietPasses } from './quiet-passes.js';
 import { makeReporter } from './reporter.js';
@@ -35,6 +37,8 @@ export async function runReportedPass(
     quiet?: QuietPasses;
     /** Paths edited locally: compared with the master byte for byte, whatever their size and mtime. */
     verify?: ReadonlySet<string>;
+    /** The daemon's --metrics-file, kept across its passes; one-shot passes load their own. */
+    metrics?: PassMetrics;
   },
 ): Promise<PassResult> {
   // A malformed operator rule is a usage error before the pass changes anything.
@@ -72,12 +76,28 @@ export async function runReportedPass(
       process.stderr.write(`xroad-sync: cannot update the content record in ${settings.stateDir}: ${describeError(err)}\n`),
     );
   }
-  if (!settings.dryRun && !opts.quiet?.omitStatus(result)) {
-    await recordPass(settings.stateDir, result).catch((err) =>
+  const record = !settings.dryRun && !opts.quiet?.omitStatus(result);
+  // Hashing the listing is for the record: a daemon's quiet pass that records nothing skips it.
+  const digest = record && result.mirrored ? treeDigest(result.mirrored) : undefined;
+  if (record) {
+    await recordPass(settings.stateDir, { ...result, digest }).catch((err) =>
       process.stderr.write(`xroad-sync: cannot record the pass in ${settings.stateDir}: ${describeError(err)}\n`),
     );
   }
+  if (!settings.dryRun && settings.metricsFile) await updateMetrics(settings, result, record, opts.metrics, digest);
   return result;
+}
+
+/** Counts the pass; writes the file when status.json was written too (a daemon's quiet pass waits). */
+async function updateMetrics(settings: PassSettings, result: PassResult, record: boolean, kept: PassMetrics | undefined, digest: string | undefined): Promise<void> {
+  const place = { metricsFile: settings.metricsFile!, stateDir: settings.stateDir, targetDir: settings.targetDir, flagFile: settings.flagFile };
+  try {
+    const metrics = kept ?? (await PassMetrics.load(place, { daemon: false }));
+    await metrics.countPass(result, digest ?? (result.changedPaths.length === 0 ? undefined : null));
+    if (record) await metrics.flush();
+  } catch (err) {
+    process.stderr.write(`xroad-sync: cannot write --metrics-file ${settings.metricsFile}: ${describeError(err)}\n`);
+  }
 }
 
 /** Services read files: a directory's own change (new, mode, mtime) restarts nothing. Deleted paths count. */

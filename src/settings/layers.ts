@@ -107,7 +107,7 @@ export function settingLayers(command: string, env: NodeJS.ProcessEnv, vars: Rea
     const v = vars.get(name);
     if (v?.value) layers.push(wordsLayer(v.value, `${name} in ${v.file}`, name === 'XROAD_SYNC_DAEMON_OPTS', parse));
   }
-  for (const [name, option] of [['MASTER', 'master'], ['XROAD_USER', 'user']] as const) {
+  for (const [name, option] of [['MASTER', 'master'], ['XROAD_USER', 'user'], ['XROAD_SYNC_METRICS_FILE', 'metricsFile']] as const) {
     const v = vars.get(name);
     if (v?.value) layers.push({ origin: `${name} in ${v.file}`, values: new Map([[option, v.value]]) });
   }

@@ -43,6 +43,8 @@ export interface PassSettings {
   readonly onChange: string | null;
   /** How long a pass waits for another pass's lock before exit 75. */
   readonly lockWaitMs: number;
+  /** Prometheus textfile rewritten after each pass (--metrics-file); null: none. */
+  readonly metricsFile: string | null;
 }
 
 export interface TransferLimits {
@@ -97,6 +99,7 @@ export interface RawPassOptions {
   maxTotalBytes?: string | number;
   maxFiles?: string | number;
   wait?: string | number;
+  metricsFile?: string;
 }
 
 export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv = process.env): PassSettings {
@@ -126,6 +129,7 @@ export function resolvePassSettings(raw: RawPassOptions, env: NodeJS.ProcessEnv 
     concurrency: integer(raw.concurrency ?? DEFAULTS.concurrency, '--concurrency', 1, 256),
     onChange: raw.onChange ?? null,
     lockWaitMs: lockWait(raw.wait),
+    metricsFile: raw.metricsFile ? resolve(raw.metricsFile) : null,
     limits: {
       maxFileSize: byteSize(raw.maxFileSize ?? DEFAULTS.maxFileSize, '--max-file-size'),
       maxTotalBytes: byteSize(raw.maxTotalBytes ?? DEFAULTS.maxTotalBytes, '--max-total-bytes'),

@@ -6,8 +6,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
-import { describeError } from '../errors.js';
+import { describeError, errnoOf } from '../errors.js';
 import type { PassOutcome } from '../report/logger.js';
+import { stateUnreadable } from './readable.js';
 
 export interface LastPass {
   startedAt: string;
@@ -24,16 +25,32 @@ export interface StoredStatus {
   lastSuccessAt: string | null;
   /** Set by a running daemon, cleared when it stops. */
   daemonPid: number | null;
+  /** The digest of the master state the target mirrors (`xroad-sync digest` on the master gives the same); null: unknown. */
+  digest: string | null;
 }
 
-const EMPTY_STATUS: StoredStatus = { lastPass: null, lastSuccessAt: null, daemonPid: null };
+const EMPTY_STATUS: StoredStatus = { lastPass: null, lastSuccessAt: null, daemonPid: null, digest: null };
 
 function statusPath(stateDir: string): string {
   return join(stateDir, 'status.json');
 }
 
+/** The stored status; an unreadable status.json counts as none (see readStatusStrictly). */
 export async function readStatus(stateDir: string): Promise<StoredStatus> {
-  const text = await readFile(statusPath(stateDir), 'utf8').catch(() => null);
+  return readStatusStrictly(stateDir).catch(() => ({ ...EMPTY_STATUS }));
+}
+
+/**
+ * What monitoring reads: the stored status, empty when no pass has written
+ * one (ENOENT); StateUnreadableError when it may exist but this user cannot
+ * read it (no verdict can be drawn from that).
+ */
+export async function readStatusStrictly(stateDir: string): Promise<StoredStatus> {
+  const path = statusPath(stateDir);
+  const text = await readFile(path, 'utf8').catch(async (err: unknown) => {
+    if (errnoOf(err) === 'ENOENT') return null;
+    throw await stateUnreadable(path, err);
+  });
   if (text === null) return { ...EMPTY_STATUS };
   try {
     return { ...EMPTY_STATUS, ...(JSON.parse(text) as Partial<StoredStatus>) };
@@ -59,6 +76,9 @@ export interface FinishedPass {
   readonly bytesReceived: number;
   readonly error?: unknown;
   readonly exitCode: number;
+  readonly changedPaths: readonly string[];
+  /** Of an ok pass: the digest of the listing the target now mirrors. */
+  readonly digest?: string;
 }
 
 export async function recordPass(stateDir: string, pass: FinishedPass): Promise<void> {
@@ -76,5 +96,7 @@ export async function recordPass(stateDir: string, pass: FinishedPass): Promise<
     ...previous,
     lastPass,
     lastSuccessAt: pass.result === 'ok' ? lastPass.finishedAt : previous.lastSuccessAt,
+    // A pass that changed nothing leaves the target mirroring what it did; a partial one, nothing known.
+    digest: pass.digest ?? (pass.changedPaths.length === 0 ? previous.digest : null),
   });
 }

@@ -83,7 +83,7 @@ describe('after a commit (real sshd)', () => {
     assert.equal(first.status, 0, describeRun(first));
     const hints = parseRecords(first.stdout).map((r) => String(r.msg)).filter((m) => m.startsWith('restart '));
     assert.deepEqual(hints, ['restart xroad-proxy, xroad-signer, xroad-confclient, xroad-proxy-ui-api to apply conf.d/local.ini']);
-    const changed = (await readFile(hookOut, 'utf8')).trim().split('\n');
+    const changed = (await readFile(hookOut, 'utf8')).split('\0');
     assert.ok(changed.includes('conf.d/local.ini') && changed.includes('signer/keyconf.xml'), changed.join(' '));
 
     await writeFile(hookOut, 'untouched');

@@ -320,7 +320,7 @@ describe('issue 9: master truth (real sshd)', () => {
     assert.match(run.log, />f\.\.t\.\.\.\.\.\. conf\.d\/local\.ini/, describeRun(run));
     assert.ok(records(run.stdout).some((r) => String(r.msg).includes('to apply conf.d/local.ini')), `no restart hint:\n${describeRun(run)}`);
     assert.equal(passRecord(run.stdout)?.changed, 1, describeRun(run));
-    assert.equal(readFileSync(hookOut, 'utf8').trim(), 'conf.d/local.ini');
+    assert.equal(readFileSync(hookOut, 'utf8'), 'conf.d/local.ini\0');
 
     await writeFile(hookOut, '');
     const next = await sync(ws, { args: ['--on-change', `cat >> ${hookOut}`] });
@@ -353,7 +353,7 @@ describe('issue 9: master truth (real sshd)', () => {
     assert.match(next.log, />f\.\.t\.\.\.\.\.\. signer\/keyconf\.xml/, describeRun(next));
     assert.equal(passRecord(next.stdout)?.changed, 2, describeRun(next));
     assert.ok(records(next.stdout).some((r) => String(r.msg).includes('to apply conf.d/local.ini')), describeRun(next));
-    assert.deepEqual(readFileSync(hookOut, 'utf8').trim().split('\n').sort(), ['conf.d/local.ini', 'signer/keyconf.xml']);
+    assert.deepEqual(readFileSync(hookOut, 'utf8').split('\0').filter((p) => p !== '').sort(), ['conf.d/local.ini', 'signer/keyconf.xml']);
   });
 
   // ------------------------------------------------------------------ 5. dry run and check

@@ -36,8 +36,9 @@ async function statusJson(d: Dirs): Promise<Record<string, unknown> & { lastPass
 }
 
 function assertShape(s: Record<string, unknown>): void {
-  assert.deepEqual(Object.keys(s).sort(), ['daemonPid', 'interruptedCommit', 'lastPass', 'lastSuccessAt', 'paused', 'pausedSince']);
+  assert.deepEqual(Object.keys(s).sort(), ['daemonPid', 'digest', 'interruptedCommit', 'lastPass', 'lastSuccessAt', 'paused', 'pausedSince']);
   assert.equal(s.interruptedCommit, null, 'no interrupted commit in these cases');
+  assert.ok(s.digest === null || (typeof s.digest === 'string' && /^[0-9a-f]{16}$/.test(s.digest)), `digest ${s.digest}`);
   assert.equal(typeof s.paused, 'boolean');
   assert.ok(s.pausedSince === null || (typeof s.pausedSince === 'string' && ISO.test(s.pausedSince)), `pausedSince ${s.pausedSince}`);
   assert.ok(s.lastSuccessAt === null || (typeof s.lastSuccessAt === 'string' && ISO.test(s.lastSuccessAt)), `lastSuccessAt ${s.lastSuccessAt}`);
@@ -74,7 +75,7 @@ test('status --json and --check after an ok pass, after a failed pass, and while
   const [m, d] = await Promise.all([master(t), dirs(t)]);
   const fresh = await statusJson(d);
   assertShape(fresh);
-  assert.deepEqual(fresh, { paused: false, pausedSince: null, lastPass: null, lastSuccessAt: null, daemonPid: null, interruptedCommit: null });
+  assert.deepEqual(fresh, { paused: false, pausedSince: null, lastPass: null, lastSuccessAt: null, daemonPid: null, interruptedCommit: null, digest: null });
 
   const ok = await runCli(['sync', ...passArgs(m, d)]);
   assert.equal(ok.status, 0, show(ok));

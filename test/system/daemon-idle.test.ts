@@ -40,15 +40,16 @@ describe('an idle daemon, from its system calls', () => {
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it('no-change passes list the master but do not scan the target or write slave-sync.log or status.json', T, async () => {
+  it('no-change passes list the master but do not scan the target or write slave-sync.log, status.json or the metrics file', T, async () => {
     const source = path.join(work, 'master');
     const target = path.join(work, 'target');
     const stateDir = path.join(work, 'state');
     const logFile = path.join(work, 'slave-sync.log');
     const file = (content: string, dt: number) => ({ content, mode: 0o640, mtime: T0 + dt });
     await writeTree(source, { 'conf.d/local.ini': file('[proxy]\n', 1), 'signer/keyconf.xml': file('<keyConf/>\n', 2), 'ssl/internal.crt': file('crt', 3) });
-    await writeTree(work, { 'flag/.keep': file('', 0), 'target/.keep': file('', 0) });
-    daemon = startCli(['daemon', '--interval', '1', ...passArgs(master, { source, target, stateDir, logFile, flagFile: path.join(work, 'flag', 'sync-disabled') })]);
+    await writeTree(work, { 'flag/.keep': file('', 0), 'target/.keep': file('', 0), 'textfile/.keep': file('', 0) });
+    const metricsDir = path.join(work, 'textfile');
+    daemon = startCli(['daemon', '--interval', '1', ...passArgs(master, { source, target, stateDir, logFile, flagFile: path.join(work, 'flag', 'sync-disabled') }), '--metrics-file', path.join(metricsDir, 'xroad-sync.prom')]);
     const passes = (): number => daemon!.records().filter((r) => r.msg === 'pass' && r.result === 'ok').length;
     // The first pass copies the tree; the second scans the target once more (the first one wrote it); later ones are idle.
     await waitFor(() => passes() >= 3 || daemon!.child.exitCode !== null, 60_000, 'three daemon passes');
@@ -73,6 +74,7 @@ describe('an idle daemon, from its system calls', () => {
     const touching = (root: string) => calls.filter((c) => pathsOf(c).some((p) => p === root || p.startsWith(`${root}/`)));
     assert.deepEqual(touching(target).map((c) => `${c.name}(${c.args.slice(0, 120)})`), [], 'an idle pass scanned or touched the target');
     assert.deepEqual(touching(logFile).map((c) => c.name), [], 'an idle pass wrote slave-sync.log');
+    assert.deepEqual(touching(metricsDir).map((c) => c.name), [], 'an idle pass wrote the --metrics-file');
     const status = calls.filter((c) => pathsOf(c).some((p) => path.basename(p).startsWith('status.json')));
     assert.deepEqual(status.map((c) => c.name), [], 'an idle pass rewrote status.json');
   });

@@ -195,7 +195,7 @@ function replicaSuite(server: PgServer | null): void {
     const env = { SERVERCONF_REPLICA: 'yes', SERVERCONF_SOCKET_DIR: n.pair.socketDir, SERVERCONF_PORT: String(n.pair.standbyPort) };
     const ok = await runCliAs(OS_USER, ['status', '--check', '--state-dir', n.stateDir, '--flag-file', n.flagFile], { env });
     assert.equal(ok.status, 0, show(ok));
-    assert.match(ok.stdout, /^XROAD-SYNC OK - last success \d+ s ago; serverconf replay lag 0 s, 0 bytes, streaming$/m);
+    assert.match(ok.stdout, /^XROAD-SYNC OK - last success \d+ s ago; serverconf replay lag 0 s, 0 bytes, streaming \| age=\d+s;;300;0 replay_lag=0s;60;300;0 replay_lag_bytes=0B;;;0$/m);
 
     // The forgotten resume: both paused, then only the flag removed (as `rm` in the guide would).
     assert.equal((await pause(n)).status, 0);
@@ -310,7 +310,7 @@ function replicaSuite(server: PgServer | null): void {
     assert.equal(existsSync(n.flagFile), false);
     const after = await runCliAs(OS_USER, ['status', '--check', ...statusArgs(n)]);
     assert.equal(after.status, 0, show(after));
-    assert.match(after.stdout, /^XROAD-SYNC OK - last success \d+ s ago; serverconf replay lag \d+ s, \d+ bytes, streaming$/m);
+    assert.match(after.stdout, /^XROAD-SYNC OK - last success \d+ s ago; serverconf replay lag \d+ s, \d+ bytes, streaming \| age=\d+s;;300;0 replay_lag=\d+s;60;300;0 replay_lag_bytes=\d+B;;;0$/m);
   });
 
   test('resume --now while replay cannot catch up in time: "not ready", how far behind, non-zero exit', T, async (t) => {

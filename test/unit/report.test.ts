@@ -10,6 +10,10 @@ import { errorLines, itemize, itemizePlan, totalSizeLine } from '../../src/repor
 import { createLogger, passRecord } from '../../src/report/logger.js';
 import { countChanges } from '../../src/plan/plan.js';
 import { escapeControls, formatTimestamp, RsyncLogFile } from '../../src/report/rsync-log.js';
+import { treeDigest } from '../../src/report/digest.js';
+import type { Tree } from '../../src/tree.js';
+import { agePerfdata, checkLine, escapeCheckText, replicaPerfdata } from '../../src/report/nagios.js';
+import { onChangeInput } from '../../src/run/on-change.js';
 import type { Entry } from '../../src/tree.js';
 
 const T0 = 1_700_000_000;
@@ -136,6 +140,32 @@ describe('log line format', () => {
     assert.equal(escapeControls('evil\n2017/03/10 11:42:01 [1] >f+++++++++ x'), 'evil\\#0122017/03/10 11:42:01 [1] >f+++++++++ x');
     assert.equal(escapeControls('a\tb\rc\x7f\u0085é'), 'a\tb\\#015c\\#177\\#302\\#205é');
     assert.equal(escapeControls('lit\\#012'), 'lit\\#134#012');
+  });
+  it('the check line: one line, "|" escaped before the performance data', () => {
+    assert.equal(checkLine('XROAD-SYNC CRITICAL - a\nb | c=1', ['age=3s;;;0']), 'XROAD-SYNC CRITICAL - a\\#012b \\#174 c=1 | age=3s;;;0');
+    assert.equal(escapeCheckText('\\#174|'), '\\#134#174\\#174');
+  });
+  it('performance data: the age against --max-age, the replica lag against its limits, U when unknown', () => {
+    const now = new Date('2026-12-01T12:00:10Z');
+    assert.equal(agePerfdata('2026-12-01T12:00:00.400Z', 300, now), 'age=10s;;300;0');
+    assert.equal(agePerfdata(null, 300, now), 'age=U;;300;0');
+    assert.equal(agePerfdata('2026-12-01T12:05:00Z', 300, now), 'age=U;;300;0', 'a success in the future: the age is unknown');
+    assert.deepEqual(replicaPerfdata({ lagSeconds: 3, lagBytes: 1024 }, { warnLagS: 60, maxLagS: 300 }), ['replay_lag=3s;60;300;0', 'replay_lag_bytes=1024B;;;0']);
+    assert.deepEqual(replicaPerfdata(null, { warnLagS: 60, maxLagS: 300 }), ['replay_lag=U;60;300;0', 'replay_lag_bytes=U;;;0']);
+  });
+  it('the digest: every field counts, the order of the listing does not, the root has no owner', () => {
+    const entry = (path: string, extra: Record<string, unknown> = {}) => [path, { path, type: 'file', mode: 0o644, size: 3, mtime: 100, uid: 0, gid: 0, owner: 'root', group: 'xroad', ...extra }] as const;
+    const base = new Map([entry('', { type: 'dir', owner: undefined, group: undefined }), entry('a'), entry('b')]) as unknown as Tree;
+    const d = treeDigest(base);
+    assert.match(d, /^[0-9a-f]{16}$/);
+    assert.equal(treeDigest(new Map([...base].reverse()) as Tree), d, 'the listing order does not matter');
+    assert.equal(treeDigest(new Map([...base, entry('', { type: 'dir', owner: 'x', group: 'y' })]) as unknown as Tree), d, "the root's owner does not count");
+    for (const change of [{ mode: 0o600 }, { size: 4 }, { mtime: 101 }, { owner: 'xroad' }, { group: 'root' }, { type: 'symlink', linkTarget: 'b' }]) {
+      assert.notEqual(treeDigest(new Map([...base, entry('a', change)]) as unknown as Tree), d, JSON.stringify(change));
+    }
+  });
+  it('--on-change input: each path NUL-terminated, the root as "."', () => {
+    assert.equal(onChangeInput(['', 'a\nb', 'c']), '.\0a\nb\0c\0');
   });
 });
 
