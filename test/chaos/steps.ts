@@ -14,7 +14,7 @@ import path from 'node:path';
 import { CLI, parseRecords, passArgs, runCli, type CliRun } from '../helpers/cli.js';
 import { isAlive, type TestMaster } from '../helpers/sshd.js';
 import { until } from '../helpers/wait.js';
-import { COMMAND_LINE_EXCLUDE, journalExists, mayDiffer, rngFor, syncedView, type Model, type Rng, type Workspace } from './model.js';
+import { COMMAND_LINE_EXCLUDE, journalExists, mayDiffer, PROTECTED, rngFor, syncedView, type Model, type Rng, type Workspace } from './model.js';
 
 export interface Step {
   readonly kind: string;
@@ -285,7 +285,9 @@ async function localEdit(w: World, rng: Rng, how: (typeof LOCAL_EDITS)[number]):
     case 'replace-dir': {
       // The file's directory replaced by a plain file of the same name (or the file by a directory at the root).
       const dir = path.dirname(rel);
-      if (dir === '.') {
+      // A directory holding slave-local excluded files is left alone: losing them would be the harness's doing.
+      const holdsProtected = Object.keys(PROTECTED).some((p) => p.startsWith(`${dir}/`));
+      if (dir === '.' || holdsProtected) {
         await fs.rm(full, { force: true });
         await fs.mkdir(full);
         return rel;
@@ -447,6 +449,19 @@ export const STEP_KINDS: Record<string, StepKind> = {
       return found;
     },
   },
+  'status-check-as-monitoring': {
+    weight: 1,
+    describe: () => 'status --check run by a monitoring agent (uid nobody) that cannot read the state dir (root only)',
+    async run(w) {
+      if (process.getuid?.() !== 0 || !existsSync(w.ws.stateDir)) return [];
+      await fs.chmod(w.ws.base, 0o755); // the agent reaches the state dir, whose own 0750 keeps it out
+      const run = await runAs(65534, [CLI, 'status', '--check', '--max-age', '5m', '--state-dir', w.ws.stateDir, '--flag-file', w.ws.flagFile, '--settings', '']);
+      w.transcript.push(`    $ (as nobody) xroad-sync status --check: exit ${run.status} ${JSON.stringify(run.stdout.trim())}`);
+      const readable = await canRead(65534, w.ws.stateDir);
+      if (!readable && run.status !== 3) return [v('I5', 'I5.unreadable', `status --check could not read the state dir yet said exit ${run.status}: ${JSON.stringify(run.stdout.trim())} (a permission problem is UNKNOWN, not a fact about the sync)`)];
+      return [];
+    },
+  },
   status: {
     weight: 2,
     describe: () => 'status --json (daemon pid)',
@@ -578,6 +593,23 @@ export const STEP_KINDS: Record<string, StepKind> = {
 /** The step's own arg, for variants chosen by arg rather than by the step's PRNG. */
 let currentArg = 0;
 const rngArg = (_w: World): number => currentArg;
+
+function runAs(uid: number, argv: string[]): Promise<{ status: number | null; stdout: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, argv, { uid, gid: uid, stdio: ['ignore', 'pipe', 'ignore'], env: { PATH: process.env.PATH, XROAD_SYNC_SETTINGS: '' } });
+    let stdout = '';
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.once('error', () => (clearTimeout(timer), resolve({ status: null, stdout })));
+    child.once('close', (status) => (clearTimeout(timer), resolve({ status, stdout })));
+  });
+}
+
+/** Whether `uid` may list `dir`: asked of the kernel by a child running as that user. */
+async function canRead(uid: number, dir: string): Promise<boolean> {
+  const run = await runAs(uid, ['-e', `require('fs').readdirSync(${JSON.stringify(dir)})`]);
+  return run.status === 0;
+}
 
 export async function syncStep(w: World, extra: string[], what: string): Promise<Violation[]> {
   const before = await syncedView(w.ws.target);
