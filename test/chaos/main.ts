@@ -34,7 +34,7 @@ try {
   for (const job of jobs) {
     const result = await runSequence(master, job.steps, opts);
     if (result.failedAt === undefined) {
-      console.log(`seed ${job.seed ?? '(replay)'}: ${job.steps.length} steps ok in ${(result.elapsedMs / 1000).toFixed(1)} s${result.suppressed.length ? ` (stopped at a disabled check: ${result.suppressed[0]!.check})` : ''}`);
+      console.log(`seed ${job.seed ?? '(replay)'}: ${job.steps.length} steps ok in ${(result.elapsedMs / 1000).toFixed(1)} s${result.suppressed.length ? ` (disabled checks seen: ${[...new Set(result.suppressed.map((x) => x.check))].join(', ')})` : ''}`);
       continue;
     }
     failures++;

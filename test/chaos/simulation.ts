@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs/promises';
 import { passArgs, runCli } from '../helpers/cli.js';
-import { makeTempDir, type TestMaster } from '../helpers/sshd.js';
+import { makeTempDir, writeTree, type TestMaster } from '../helpers/sshd.js';
 import { until } from '../helpers/wait.js';
 import { Model, journalExists, makeWorkspace, PROTECTED, protectedView, rngFor, syncedView } from './model.js';
 import { daemonAlive, describeStep, enabledKinds, runStep, type SimOptions, type Step, type Violation, type World } from './steps.js';
@@ -93,14 +93,20 @@ export async function runSequence(master: TestMaster, steps: readonly Step[], op
         w.transcript.push(`    (disabled ${x.check}: ${opts.disabled.get(x.check) ?? opts.disabled.get(x.invariant)}) ${x.message}`);
       }
       if (kept.length > 0) return { steps, failedAt: i, violations: kept, suppressed, transcript: w.transcript, elapsedMs: Date.now() - started };
-      // After a violation set aside, the model no longer matches the world: stop judging this sequence.
-      if (seen.length > 0) break;
+      // After a violation set aside, bring the model and the world back together and go on.
+      if (seen.length > 0) await rebaseline(w);
     }
     return { steps, violations: [], suppressed, transcript: w.transcript, elapsedMs: Date.now() - started };
   } finally {
     await cleanup(w);
     await fs.rm(base, { recursive: true, force: true });
   }
+}
+
+/** The slave-local files put back, and the paused target taken as it is now. */
+async function rebaseline(w: World): Promise<void> {
+  await writeTree(w.ws.target, PROTECTED).catch((err: Error) => w.transcript.push(`    (could not put the slave-local files back: ${err.message})`));
+  if (w.model.paused) w.model.pausedTarget = await syncedView(w.ws.target);
 }
 
 async function cleanup(w: World): Promise<void> {
