@@ -21,6 +21,7 @@ const KNOWN_UNFIXED = [
   'daemon-start-opts-exclude=XROAD_SYNC_DAEMON_OPTS --exclude replaces the settings file excludes',
   'second-writer=the lock lives in the state dir, not on the target: two state dirs, two writers at once',
   'I6.claim=a local edit that keeps size and mtime is logged as "a corrective pass follows" and never corrected',
+  'I6.not-corrected=a local in-place edit that keeps size and mtime is never corrected by the daemon (no event, quick check blind)',
   'I3.quick-check-blind=a one-shot sync exits 0 leaving a local in-place edit that kept size and mtime (quick check)',
   'master-odd-name=a master name with a newline reaches status --check unescaped',
   'I5.daemon-pid=after the state dir is removed under a running daemon, status says no daemon runs',

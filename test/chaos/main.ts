@@ -17,6 +17,7 @@ const { values } = parseArgs({
     replay: { type: 'string' },
     'full-scan': { type: 'boolean', default: false },
     'no-shrink': { type: 'boolean', default: false },
+    verbose: { type: 'boolean', default: false },
   },
 });
 
@@ -32,8 +33,16 @@ try {
     ? [{ steps: JSON.parse(values.replay) as Step[] }]
     : Array.from({ length: Number(values.sequences) }, (_, i) => ({ seed: seed0 + i, steps: generateSequence(seed0 + i, Number(values.steps), disabled) }));
   for (const job of jobs) {
-    const result = await runSequence(master, job.steps, opts);
+    let result;
+    try {
+      result = await runSequence(master, job.steps, opts);
+    } catch (err) {
+      failures++;
+      console.log(`seed ${job.seed ?? '(replay)'}: the harness failed: ${(err as Error).stack}`);
+      continue;
+    }
     if (result.failedAt === undefined) {
+      if (values.verbose) console.log(result.transcript.join('\n'));
       console.log(`seed ${job.seed ?? '(replay)'}: ${job.steps.length} steps ok in ${(result.elapsedMs / 1000).toFixed(1)} s${result.suppressed.length ? ` (disabled checks seen: ${[...new Set(result.suppressed.map((x) => x.check))].join(', ')})` : ''}`);
       continue;
     }

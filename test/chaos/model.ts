@@ -88,13 +88,24 @@ export const INITIAL_MASTER: TreeSpec = {
 
 /** A canonical text of a tree without the paths that may differ; directory mtimes left out (excluded children touch them). */
 export async function syncedView(root: string): Promise<string> {
-  const tree = await readTree(root);
+  const tree = await readTreeSettled(root);
   const kept: Array<[string, unknown]> = [];
   for (const [rel, e] of tree) {
     if (mayDiffer(rel)) continue;
     kept.push([rel, e.type === 'dir' ? { type: 'dir', mode: e.mode } : e]);
   }
   return JSON.stringify(kept);
+}
+
+/** readTree, again when an entry vanished under the walk (a running daemon's temp file): bounded. */
+async function readTreeSettled(root: string): Promise<Awaited<ReturnType<typeof readTree>>> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await readTree(root);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 20) throw err;
+    }
+  }
 }
 
 /** The protected files as they are on the target (null: missing). */
@@ -161,7 +172,10 @@ export class Model {
   pausedTarget = '';
   /** A crash journal existed when the pause took hold: rolling it forward is allowed while paused. */
   journalAtPause = false;
-  /** A local edit not yet followed by a successful pass. */
+  /**
+   * The target may rightly be in no master state: a local edit not yet
+   * followed by a successful pass, or a crash journal lost with the state dir.
+   */
   localEditPending = false;
   /** A local in-place edit that kept size and mtime, not yet undone: no quick check can see it. */
   invisibleEdit = false;

@@ -55,6 +55,10 @@ async function generalChecks(w: World): Promise<Violation[]> {
   for (const [rel, want] of Object.entries(PROTECTED)) {
     if (prot[rel] !== want) found.push({ invariant: 'I2', check: 'I2.excluded', message: `excluded slave-local ${rel} changed: ${JSON.stringify(prot[rel])}` });
   }
+  const quiet = !w.daemons.some(daemonAlive);
+  if (quiet && !w.model.localEditPending && !journalExists(w.ws) && !w.model.masterHistory.has(await syncedView(w.ws.target))) {
+    found.push({ invariant: 'I4', check: 'I4.unreported-half', message: 'the target is in no state the master had, with no crash journal and no local edit to explain it' });
+  }
   if (w.model.paused) {
     const now = await syncedView(w.ws.target);
     if (now !== w.model.pausedTarget) {
@@ -99,7 +103,9 @@ export async function runSequence(master: TestMaster, steps: readonly Step[], op
     return { steps, violations: [], suppressed, transcript: w.transcript, elapsedMs: Date.now() - started };
   } finally {
     await cleanup(w);
-    await fs.rm(base, { recursive: true, force: true });
+    // CHAOS_KEEP=1 leaves the workspace for a look (its path is in the transcript's first line).
+    if (process.env.CHAOS_KEEP === '1') w.transcript.unshift(`workspace kept: ${base}`);
+    else await fs.rm(base, { recursive: true, force: true });
   }
 }
 

@@ -177,6 +177,7 @@ async function daemonConverges(w: World, sinceRecords: number, what: string, che
     w.model.invisibleEdit = false;
   }
   if (ok || !daemonAlive(d)) return [];
+  if (w.model.invisibleEdit) return [v('I6', 'I6.not-corrected', `a local in-place edit that kept size and mtime is still not corrected by the running daemon (seen ${w.opts.convergeMs} ms after ${what})`)];
   return [v(invariant, check, `the running daemon did not bring the target to the master's state within ${w.opts.convergeMs} ms after ${what}`)];
 }
 
@@ -359,7 +360,8 @@ export const STEP_KINDS: Record<string, StepKind> = {
     describe: () => 'create a master file whose name holds a newline and a "|"',
     async run(w, rng) {
       const since = recordCount(w);
-      await writeMaster(w, `conf.d/odd\nrsync error: forged ${rng.int(100)}|x=1`, 'odd\n');
+      // Large enough to trip sync-size-limit, whose error then names it.
+      await writeMaster(w, `conf.d/odd\nrsync error: forged ${rng.int(100)}|x=1`, 'odd\n'.repeat(2_000));
       return afterMasterEdit(w, 'an odd master file name', since);
     },
   },
@@ -400,6 +402,13 @@ export const STEP_KINDS: Record<string, StepKind> = {
     describe: () => `sync --exclude '${COMMAND_LINE_EXCLUDE}' (beside the settings file's --exclude)`,
     async run(w) {
       return syncStep(w, ['--exclude', COMMAND_LINE_EXCLUDE], `sync --exclude '${COMMAND_LINE_EXCLUDE}'`);
+    },
+  },
+  'sync-size-limit': {
+    weight: 1,
+    describe: () => 'sync --max-file-size 4k (an operator\'s limit that a large master file trips)',
+    async run(w) {
+      return syncStep(w, ['--max-file-size', '4096'], 'sync --max-file-size 4k');
     },
   },
   'sync-killed-mid-commit': {
@@ -564,6 +573,7 @@ export const STEP_KINDS: Record<string, StepKind> = {
     weight: 1,
     describe: () => 'rm -rf the state dir',
     async run(w) {
+      if (journalExists(w.ws)) w.model.localEditPending = true; // the half-applied target's only record goes
       await fs.rm(w.ws.stateDir, { recursive: true, force: true });
       return [];
     },
@@ -655,8 +665,8 @@ async function twoPasses(w: World, stateDirs: string[], what: string): Promise<V
   for (const run of runs) {
     if (run.status === 11 && /part-way/.test(run.stdout + run.stderr)) found.push(v('I4', 'I4.part-way', `${what}: one exited 11 and left the target half-applied: ${lastLine(run)}`));
     // Only one writer at a time can see another's staged file as "left by an interrupted pass" while that pass still runs.
-    const removed = /removed a temp file left by an interrupted pass[^\n]*/.exec(run.stdout + run.stderr);
-    if (removed) found.push(v('I4', 'I4.two-writers', `${what}: both wrote into the target at once; one deleted the other's staged file (${removed[0]})`));
+    const removed = /(removed a temp file left by an interrupted pass|changed on this slave during the pass)[^\n]*/.exec(run.stdout + run.stderr);
+    if (removed) found.push(v('I4', 'I4.two-writers', `${what}: both wrote into the target at once; one took the other's work for a crash or a local edit (${removed[0]})`));
   }
   const after = await syncedView(w.ws.target);
   const anyOk = runs.some((r) => r.status === 0 && !skippedByFlag(r));
@@ -688,6 +698,7 @@ async function judgeCorrection(w: World, rel: string | undefined, since: number,
     return [v('I6', 'I6.bound', `the local edit of ${rel ?? 'the tree'} was not corrected within the full-scan bound (${w.opts.fullScanMs} ms)`)];
   }
   w.transcript.push(`    (not corrected within ${w.opts.convergeMs} ms and nothing claimed; the full-scan bound is not waited for in this budget)`);
+  w.transcript.push(...d.stdout().slice(outFrom).trim().split('\n').slice(-5).map((l) => `    daemon: ${l.slice(0, 240)}`));
   return [];
 }
 
