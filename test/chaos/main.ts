@@ -7,6 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { startMaster } from '../helpers/sshd.js';
+import { killEveryDaemon } from './steps.js';
 import { formatFailure, generateSequence, parseDisabled, runSequence, shrink, type SimOptions, type Step } from './simulation.js';
 
 const { values } = parseArgs({
@@ -27,6 +28,13 @@ const opts: SimOptions = { convergeMs: 10_000, fullScanMs: values['full-scan'] ?
 for (const [name, why] of disabled) console.log(`disabled: ${name} (${why})`);
 
 const master = await startMaster();
+// Stopped by hand (Ctrl-C, timeout): no daemon or sshd of ours outlives the runner.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killEveryDaemon();
+    void master.stop().finally(() => process.exit(130));
+  });
+}
 let failures = 0;
 try {
   const jobs: Array<{ seed?: number; steps: Step[] }> = values.replay

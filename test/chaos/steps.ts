@@ -160,7 +160,15 @@ function startDaemon(w: World, namespaced: boolean, daemonOptsExclude: boolean):
   });
   const d: Daemon = { child, pid: child.pid ?? -1, namespaced, stdout: () => out, records: () => parseRecords(out), done };
   w.daemons.push(d);
+  everyDaemon.add(d);
+  void done.then(() => everyDaemon.delete(d));
   return d;
+}
+
+/** Every daemon of this process still running, for a runner stopped by a signal. */
+const everyDaemon = new Set<Daemon>();
+export function killEveryDaemon(): void {
+  for (const d of everyDaemon) d.child.kill('SIGKILL');
 }
 
 const daemonAlive = (d: Daemon | undefined): d is Daemon => d !== undefined && d.child.exitCode === null && d.child.signalCode === null && isAlive(d.pid);
