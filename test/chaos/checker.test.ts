@@ -19,8 +19,17 @@ const OPTS: SimOptions = { convergeMs: 8_000, fullScanMs: 0, disabled: new Map()
 // Broken steps, known only to this suite: each does behind the model's back what the program must never do.
 STEP_KINDS['broken-write-target'] = {
   weight: 0,
-  describe: () => 'BROKEN: write into the target behind the model',
-  run: async (w) => (await fs.writeFile(path.join(w.ws.target, 'serverconf.xml'), 'written behind the checker\n'), []),
+  describe: () => 'BROKEN: write into the target as a pass would, taken by the model for a local edit',
+  run: async (w) => {
+    await fs.writeFile(path.join(w.ws.target, 'serverconf.xml'), 'written behind the checker\n');
+    w.model.localEditPending = true;
+    return [];
+  },
+};
+STEP_KINDS['broken-unexplained-target'] = {
+  weight: 0,
+  describe: () => 'BROKEN: leave the target in a state no master had, with nothing to explain it',
+  run: async (w) => (await fs.writeFile(path.join(w.ws.target, 'serverconf.xml'), 'half-applied\n'), []),
 };
 STEP_KINDS['broken-overwrite-excluded'] = {
   weight: 0,
@@ -50,6 +59,12 @@ describe('chaos checker', () => {
 
     const unpaused = await runSequence(master, [step('broken-write-target')], OPTS);
     assert.equal(unpaused.failedAt, undefined, unpaused.transcript.join('\n'));
+  });
+
+  test('a target in no master state, without a journal or a local edit to explain it, is an I4 violation', T, async () => {
+    const r = await runSequence(master, [step('status'), step('broken-unexplained-target')], OPTS);
+    assert.equal(r.failedAt, 1, r.transcript.join('\n'));
+    assert.deepEqual(r.violations.map((x) => x.check), ['I4.unreported-half']);
   });
 
   test('an excluded slave-local file overwritten is an I2 violation', T, async () => {
