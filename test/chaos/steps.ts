@@ -586,6 +586,41 @@ export const STEP_KINDS: Record<string, StepKind> = {
       return [];
     },
   },
+  'stale-daemon-lock': {
+    weight: 1,
+    describe: () => 'a daemon.lock naming a dead pid, then two daemons started at once',
+    async run(w, rng) {
+      if (daemonAlive(w.daemon)) return [];
+      await fs.mkdir(w.ws.stateDir, { recursive: true });
+      await fs.writeFile(path.join(w.ws.stateDir, 'daemon.lock'), `${JSON.stringify({ pid: 4_000_000 + rng.int(100_000), start: '1', boot: 'gone', purpose: 'daemon', since: new Date(0).toISOString() })}\n`);
+      const pair = [startDaemon(w, false, false), startDaemon(w, false, false)];
+      // Both have either exited or logged a pass (or a pause): then at most one may still run.
+      await until(() => pair.every((d) => !daemonAlive(d) || passRecords(d).length > 0 || /sync paused|skipped/.test(d.stdout())), 20_000, 50);
+      const alive = pair.filter((d) => daemonAlive(d));
+      const running = (d: Daemon): boolean => daemonAlive(d);
+      w.transcript.push(`    daemons ${pair.map((d) => `${d.pid}: ${running(d) ? 'running' : `exit ${d.child.exitCode}`}`).join(', ')}`);
+      w.daemon = alive[0];
+      if (alive.length > 1) {
+        alive[1]!.child.kill('SIGKILL');
+        await alive[1]!.done;
+        return [v('I4', 'I4.one-daemon', `two daemons took over one stale daemon.lock and ran at once (pids ${pair.map((d) => d.pid).join(', ')})`)];
+      }
+      return [];
+    },
+  },
+  'flag-by-hand': {
+    weight: 1,
+    describe: (arg) => variant(arg, ['touch the flag file by hand (the guide\'s way)', 'rm the flag file by hand']),
+    async run(w) {
+      if (rngArg(w) % 2 === 0) {
+        await fs.writeFile(w.ws.flagFile, '');
+      } else {
+        await fs.rm(w.ws.flagFile, { force: true });
+        w.model.paused = false; // the operator resumed
+      }
+      return [];
+    },
+  },
   'second-writer': {
     weight: 2,
     describe: () => 'change 3 master files, then two syncs at once with different state dirs',
