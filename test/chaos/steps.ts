@@ -123,13 +123,14 @@ const lastLine = (run: CliRun): string => (run.stdout + run.stderr).trim().split
 // ---------------------------------------------------------------------------
 // The daemon
 
-function startDaemon(w: World, namespaced: boolean, daemonOptsExclude: boolean): Daemon {
+function startDaemon(w: World, namespaced: boolean, daemonOptsExclude: boolean, testHook?: string): Daemon {
   const ws = w.ws;
   const daemonArgs = [CLI, 'daemon', ...args(w), '--interval', '1'];
   let settings = ws.settingsFile;
   if (daemonOptsExclude) settings = `${ws.settingsFile}.daemon`;
   const childEnv: NodeJS.ProcessEnv = { ...process.env, XROAD_SYNC_SETTINGS: settings, XROAD_SYNC_LOG_LEVEL: 'debug' };
   for (const k of ['MASTER', 'XROAD_USER', 'XROAD_SYNC_OPTS', 'SERVERCONF_REPLICA', 'XROAD_SYNC_TEST_HOOK', 'NODE_OPTIONS']) delete childEnv[k];
+  if (testHook) childEnv.XROAD_SYNC_TEST_HOOK = testHook;
   let child: ChildProcess;
   if (namespaced) {
     // The unit's PrivateTmp=yes + BindPaths=/var/tmp/xroad: a private /var/tmp with the host's
@@ -173,6 +174,11 @@ export function killEveryDaemon(): void {
 
 const daemonAlive = (d: Daemon | undefined): d is Daemon => d !== undefined && d.child.exitCode === null && d.child.signalCode === null && isAlive(d.pid);
 const passRecords = (d: Daemon) => d.records().filter((r) => r.msg === 'pass');
+
+/** Exited, or past its first pass, or (paused) started: a paused daemon runs no pass to wait for. */
+function daemonSettled(w: World, d: Daemon): boolean {
+  return !daemonAlive(d) || passRecords(d).length > 0 || (existsSync(w.ws.flagFile) && d.records().some((r) => r.msg === 'daemon started'));
+}
 
 /** A live daemon, not paused: wait until the target mirrors the master again, or the daemon reports a failed pass. */
 async function daemonConverges(w: World, sinceRecords: number, what: string, check: string, invariant: string): Promise<Violation[]> {
@@ -595,7 +601,7 @@ export const STEP_KINDS: Record<string, StepKind> = {
       await fs.writeFile(path.join(w.ws.stateDir, 'daemon.lock'), `${JSON.stringify({ pid: 4_000_000 + rng.int(100_000), start: '1', boot: 'gone', purpose: 'daemon', since: new Date(0).toISOString() })}\n`);
       const pair = [startDaemon(w, false, false), startDaemon(w, false, false)];
       // Both have either exited or logged a pass (or a pause): then at most one may still run.
-      await until(() => pair.every((d) => !daemonAlive(d) || passRecords(d).length > 0 || /sync paused|skipped/.test(d.stdout())), 20_000, 50);
+      await until(() => pair.every((d) => daemonSettled(w, d)), 20_000, 50);
       const alive = pair.filter((d) => daemonAlive(d));
       const running = (d: Daemon): boolean => daemonAlive(d);
       w.transcript.push(`    daemons ${pair.map((d) => `${d.pid}: ${running(d) ? 'running' : `exit ${d.child.exitCode}`}`).join(', ')}`);
@@ -618,6 +624,22 @@ export const STEP_KINDS: Record<string, StepKind> = {
         await fs.rm(w.ws.flagFile, { force: true });
         w.model.paused = false; // the operator resumed
       }
+      return [];
+    },
+  },
+  'daemon-crash-mid-commit': {
+    weight: 1,
+    describe: () => 'a daemon SIGKILLed at the 2nd rename of a commit (OOM, power loss), after 3 master changes',
+    async run(w, rng) {
+      if (daemonAlive(w.daemon) || existsSync(w.ws.flagFile)) return [];
+      const d = startDaemon(w, false, false, 'kill@rename:2');
+      await until(() => !daemonAlive(d) || passRecords(d).length > 0, 20_000, 50);
+      for (const rel of ['conf.d/local.ini', 'serverconf.xml', 'signer/devices.ini']) await writeMaster(w, rel, content(rng, rel));
+      await w.model.recordMaster(w.ws.source);
+      const died = await until(() => !daemonAlive(d), 15_000, 50);
+      if (!died) d.child.kill('SIGKILL');
+      const end = await d.done;
+      w.transcript.push(`    daemon pid ${d.pid}: ${died ? `died (${end.signal ?? end.status})` : 'still running, stopped now'}; journal ${journalExists(w.ws) ? 'pending' : 'none'}`);
       return [];
     },
   },
@@ -688,7 +710,7 @@ async function daemonStart(w: World, namespaced: boolean, daemonOptsExclude: boo
   }
   w.daemon = d;
   const mark = w.model.mark();
-  const ready = await until(() => !daemonAlive(d) || passRecords(d).length > 0 || /sync paused|skipped/.test(d.stdout()), 20_000, 50);
+  const ready = await until(() => daemonSettled(w, d), 20_000, 50);
   w.transcript.push(`    daemon pid ${d.pid}${namespaced ? ' (namespaced)' : ''}: ${ready ? (passRecords(d).slice(-1)[0]?.result ?? 'paused') : 'no first pass in 20 s'}`);
   if (!daemonAlive(d)) return [];
   const last = passRecords(d).slice(-1)[0];
