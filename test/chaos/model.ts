@@ -177,6 +177,8 @@ export class Model {
    * followed by a successful pass, or a crash journal lost with the state dir.
    */
   localEditPending = false;
+  /** The state dir was removed while the current daemon ran. */
+  stateDirLostUnderDaemon = false;
   /** A local in-place edit that kept size and mtime, not yet undone: no quick check can see it. */
   invisibleEdit = false;
 

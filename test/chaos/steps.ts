@@ -22,7 +22,7 @@ export interface Step {
 }
 
 export interface Violation {
-  /** I1…I6, or LIVE (a master change never applied by a running daemon). */
+  /** I1…I6, LIVE (a master change never applied by a running daemon) or STOP (SIGTERM is not a clean exit 0). */
   readonly invariant: string;
   /** A stable name for the check, usable in CHAOS_DISABLE. */
   readonly check: string;
@@ -266,7 +266,7 @@ async function localEdit(w: World, rng: Rng, how: (typeof LOCAL_EDITS)[number]):
   const files = await syncedTargetFiles(w);
   if (how === 'restore-backup') {
     if (!existsSync(w.ws.backup)) return undefined;
-    await fs.rm(w.ws.target, { recursive: true, force: true });
+    await fs.rm(w.ws.target, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
     await fs.cp(w.ws.backup, w.ws.target, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
     return undefined;
   }
@@ -307,7 +307,7 @@ async function localEdit(w: World, rng: Rng, how: (typeof LOCAL_EDITS)[number]):
         await fs.mkdir(full);
         return rel;
       }
-      await fs.rm(path.join(w.ws.target, dir), { recursive: true, force: true });
+      await fs.rm(path.join(w.ws.target, dir), { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
       await fs.writeFile(path.join(w.ws.target, dir), 'a file where a directory was\n');
       return dir;
     }
@@ -533,11 +533,15 @@ export const STEP_KINDS: Record<string, StepKind> = {
       w.daemon = undefined;
       if (!ended) {
         d.child.kill('SIGKILL');
-        return [v('I4', 'daemon.sigterm', `the daemon did not exit within ${DAEMON_STOP_MS} ms of SIGTERM`)];
+        return [v('STOP', 'STOP.sigterm', `the daemon did not exit within ${DAEMON_STOP_MS} ms of SIGTERM`)];
       }
       const { status, signal } = await d.done;
       w.transcript.push(`    daemon exit ${status ?? signal}`);
-      return status === 0 ? [] : [v('I4', 'daemon.sigterm', `the daemon exited ${status ?? signal} after SIGTERM`)];
+      if (status !== 0) w.transcript.push(...d.stdout().trim().split('\n').slice(-3).map((l) => `    daemon: ${l.slice(0, 300)}`));
+      if (status === 0) return [];
+      // Told apart: a state dir removed under the daemon is a known way to get here.
+      const check = w.model.stateDirLostUnderDaemon ? 'STOP.after-state-dir-loss' : 'STOP.sigterm';
+      return [v('STOP', check, `the daemon exited ${status ?? signal} after SIGTERM${w.model.stateDirLostUnderDaemon ? ' (its state dir was removed while it ran)' : ''}`)];
     },
   },
   'daemon-kill9': {
@@ -576,7 +580,7 @@ export const STEP_KINDS: Record<string, StepKind> = {
     weight: 2,
     describe: () => 'rm -rf the flag directory and create it again (tmpfiles ageing /var/tmp)',
     async run(w) {
-      await fs.rm(w.ws.flagDir, { recursive: true, force: true });
+      await fs.rm(w.ws.flagDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
       await fs.mkdir(w.ws.flagDir, { recursive: true });
       // The flag went with its directory: as far as anyone can tell, sync is no longer paused.
       w.model.paused = false;
@@ -588,7 +592,8 @@ export const STEP_KINDS: Record<string, StepKind> = {
     describe: () => 'rm -rf the state dir',
     async run(w) {
       if (journalExists(w.ws)) w.model.localEditPending = true; // the half-applied target's only record goes
-      await fs.rm(w.ws.stateDir, { recursive: true, force: true });
+      if (daemonAlive(w.daemon)) w.model.stateDirLostUnderDaemon = true;
+      await fs.rm(w.ws.stateDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
       return [];
     },
   },
@@ -709,6 +714,7 @@ async function daemonStart(w: World, namespaced: boolean, daemonOptsExclude: boo
     return [];
   }
   w.daemon = d;
+  w.model.stateDirLostUnderDaemon = false;
   const mark = w.model.mark();
   const ready = await until(() => daemonSettled(w, d), 20_000, 50);
   w.transcript.push(`    daemon pid ${d.pid}${namespaced ? ' (namespaced)' : ''}: ${ready ? (passRecords(d).slice(-1)[0]?.result ?? 'paused') : 'no first pass in 20 s'}`);
