@@ -476,13 +476,18 @@ export const STEP_KINDS: Record<string, StepKind> = {
     weight: 1,
     describe: () => 'status --check run by a monitoring agent (uid nobody) that cannot read the state dir (root only)',
     async run(w) {
-      if (process.getuid?.() !== 0 || !existsSync(w.ws.stateDir)) return [];
+      if (process.getuid?.() !== 0 || !existsSync(path.join(w.ws.stateDir, 'status.json'))) return [];
       await fs.chmod(w.ws.base, 0o755); // the agent reaches the state dir, whose own 0750 keeps it out
       const run = await runAs(65534, [CLI, 'status', '--check', '--max-age', '5m', '--state-dir', w.ws.stateDir, '--flag-file', w.ws.flagFile, '--settings', '']);
       w.transcript.push(`    $ (as nobody) xroad-sync status --check: exit ${run.status} ${JSON.stringify(run.stdout.trim())}`);
-      const readable = await canRead(65534, w.ws.stateDir);
-      if (!readable && run.status !== 3) return [v('I5', 'I5.unreadable', `status --check could not read the state dir yet said exit ${run.status}: ${JSON.stringify(run.stdout.trim())} (a permission problem is UNKNOWN, not a fact about the sync)`)];
-      return [];
+      // Either fix is right: UNKNOWN when the agent cannot read status.json, or status.json made readable and the verdict root's.
+      if (!(await canRead(65534, path.join(w.ws.stateDir, 'status.json')))) {
+        if (run.status === 3) return [];
+        return [v('I5', 'I5.unreadable', `status --check could not read status.json yet said exit ${run.status}: ${JSON.stringify(run.stdout.trim())} (a permission problem is UNKNOWN, not a fact about the sync)`)];
+      }
+      const asRoot = await cli(w, ['status', '--check', '--max-age', '5m', '--state-dir', w.ws.stateDir, '--flag-file', w.ws.flagFile]);
+      if (asRoot.status === run.status) return [];
+      return [v('I5', 'I5.unreadable', `status --check said exit ${run.status} as nobody and ${asRoot.status} as root: ${JSON.stringify(run.stdout.trim())}`)];
     },
   },
   status: {
@@ -685,9 +690,9 @@ function runAs(uid: number, argv: string[]): Promise<{ status: number | null; st
   });
 }
 
-/** Whether `uid` may list `dir`: asked of the kernel by a child running as that user. */
-async function canRead(uid: number, dir: string): Promise<boolean> {
-  const run = await runAs(uid, ['-e', `require('fs').readdirSync(${JSON.stringify(dir)})`]);
+/** Whether `uid` may read `file`: asked of the kernel by a child running as that user. */
+async function canRead(uid: number, file: string): Promise<boolean> {
+  const run = await runAs(uid, ['-e', `require('fs').readFileSync(${JSON.stringify(file)})`]);
   return run.status === 0;
 }
 
