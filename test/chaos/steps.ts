@@ -581,6 +581,32 @@ export const STEP_KINDS: Record<string, StepKind> = {
       return judgeCorrection(w, rel, since, logBefore.length, outBefore);
     },
   },
+  'local-edit-mmap': {
+    weight: 1,
+    describe: () => 'local edit on the target through mmap (python3; inotify reports no event)',
+    async run(w, rng) {
+      const files = (await syncedTargetFiles(w)).filter((f) => !f.includes('\n'));
+      if (files.length === 0) return [];
+      const rel = rng.pick(files);
+      const since = recordCount(w);
+      const logBefore = await fs.readFile(w.ws.logFile, 'utf8').catch(() => '');
+      const outBefore = w.daemon?.stdout().length ?? 0;
+      const script = 'import mmap,sys\nf=open(sys.argv[1],"r+b")\nm=mmap.mmap(f.fileno(),0)\nm[0]=0x5a if m[0]!=0x5a else 0x59\nm.flush()\nm.close()\nf.close()';
+      const code = await new Promise<number | null>((resolve) => {
+        const child = spawn('python3', ['-c', script, path.join(w.ws.target, rel)], { stdio: 'ignore' });
+        child.once('error', () => resolve(null));
+        child.once('close', (c) => resolve(c));
+      });
+      w.transcript.push(`    mmap-edited ${JSON.stringify(rel)}: python3 exit ${code}`);
+      if (code !== 0) return [];
+      w.model.localEditPending = true;
+      if (w.model.paused) {
+        w.model.pausedTarget = await syncedView(w.ws.target);
+        return [];
+      }
+      return judgeCorrection(w, rel, since, logBefore.length, outBefore);
+    },
+  },
   'flagdir-recreate': {
     weight: 2,
     describe: () => 'rm -rf the flag directory and create it again (tmpfiles ageing /var/tmp)',
@@ -764,8 +790,9 @@ async function judgeCorrection(w: World, rel: string | undefined, since: number,
     if (failed() || rel === undefined) return [];
     w.model.localEditPending = false;
     w.model.invisibleEdit = false;
-    const log = (await fs.readFile(w.ws.logFile, 'utf8').catch(() => '')).slice(logFrom) + d.stdout().slice(outFrom);
-    return log.includes(rel) ? [] : [v('I6', 'I6.logged', `the local edit of ${rel} was corrected silently (no log line names it)`)];
+    // The log line follows the commit that corrected the target: wait for it, bounded.
+    const logged = async () => ((await fs.readFile(w.ws.logFile, 'utf8').catch(() => '')).slice(logFrom) + d.stdout().slice(outFrom)).includes(rel);
+    return (await until(logged, 5_000, 50)) ? [] : [v('I6', 'I6.logged', `the local edit of ${rel} was corrected silently (no log line names it within 5 s)`)];
   }
   if (!daemonAlive(d)) return [];
   if (claimed()) return [v('I6', 'I6.claim', `the daemon logged "a corrective pass follows" for ${rel}, but the target was not corrected within ${w.opts.convergeMs} ms`)];
