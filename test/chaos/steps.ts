@@ -185,14 +185,17 @@ async function daemonConverges(w: World, sinceRecords: number, what: string, che
   const d = w.daemon;
   if (!daemonAlive(d) || w.model.paused || existsSync(w.ws.flagFile)) return [];
   const failedSince = () => passRecords(d).slice(sinceRecords).some((r) => r.result === 'failed');
-  const ok = await until(async () => failedSince() || (await syncedView(w.ws.target)) === w.model.latestMaster, w.opts.convergeMs, 50);
+  // A daemon whose last pass failed is in its backoff (up to 30 s): that is the bound then.
+  const inBackoff = passRecords(d)[sinceRecords - 1]?.result === 'failed';
+  const bound = inBackoff ? Math.max(w.opts.convergeMs, 35_000) : w.opts.convergeMs;
+  const ok = await until(async () => failedSince() || (await syncedView(w.ws.target)) === w.model.latestMaster, bound, 50);
   if (ok && !failedSince()) {
     w.model.localEditPending = false;
     w.model.invisibleEdit = false;
   }
   if (ok || !daemonAlive(d)) return [];
   if (w.model.invisibleEdit) return [v('I6', 'I6.not-corrected', `a local in-place edit that kept size and mtime is still not corrected by the running daemon (seen ${w.opts.convergeMs} ms after ${what})`)];
-  return [v(invariant, check, `the running daemon did not bring the target to the master's state within ${w.opts.convergeMs} ms after ${what}`)];
+  return [v(invariant, check, `the running daemon did not bring the target to the master's state within ${bound} ms after ${what}`)];
 }
 
 /** While paused with a daemon running: give the daemon a window to misbehave (two of its intervals), ended early by any pass record. */
