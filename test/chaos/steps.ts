@@ -789,7 +789,9 @@ async function judgeCorrection(w: World, rel: string | undefined, since: number,
   const corrected = async () => (await syncedView(w.ws.target)) === w.model.latestMaster;
   const failed = () => passRecords(d).slice(since).some((r) => r.result === 'failed');
   const claimed = () => rel !== undefined && parseRecords(d.stdout().slice(outFrom)).some((r) => r.path === rel && /corrective pass follows/.test(String(r.msg)));
-  if (await until(async () => failed() || (await corrected()), w.opts.convergeMs, 50)) {
+  const inBackoff = passRecords(d)[since - 1]?.result === 'failed';
+  const bound = inBackoff ? Math.max(w.opts.convergeMs, 35_000) : w.opts.convergeMs;
+  if (await until(async () => failed() || (await corrected()), bound, 50)) {
     if (failed() || rel === undefined) return [];
     w.model.localEditPending = false;
     w.model.invisibleEdit = false;
@@ -798,7 +800,7 @@ async function judgeCorrection(w: World, rel: string | undefined, since: number,
     return (await until(logged, 5_000, 50)) ? [] : [v('I6', 'I6.logged', `the local edit of ${rel} was corrected silently (no log line names it within 5 s)`)];
   }
   if (!daemonAlive(d)) return [];
-  if (claimed()) return [v('I6', 'I6.claim', `the daemon logged "a corrective pass follows" for ${rel}, but the target was not corrected within ${w.opts.convergeMs} ms`)];
+  if (claimed()) return [v('I6', 'I6.claim', `the daemon logged "a corrective pass follows" for ${rel}, but the target was not corrected within ${bound} ms`)];
   if (w.opts.fullScanMs > 0) {
     if (await until(corrected, w.opts.fullScanMs, 200)) return [];
     return [v('I6', 'I6.bound', `the local edit of ${rel ?? 'the tree'} was not corrected within the full-scan bound (${w.opts.fullScanMs} ms)`)];
