@@ -775,7 +775,10 @@ async function twoPasses(w: World, stateDirs: string[], what: string): Promise<V
   }
   const after = await syncedView(w.ws.target);
   const anyOk = runs.some((r) => r.status === 0 && !skippedByFlag(r));
-  if (!w.model.paused && anyOk && !w.model.isStateSince(after, mark)) found.push(v('I3', 'I3.exit0-state', `${what}: one exited 0 but the target is no state the master had since they started`));
+  if (!w.model.paused && anyOk && !w.model.isStateSince(after, mark)) {
+    const check = w.model.invisibleEdit ? 'I3.quick-check-blind' : 'I3.exit0-state';
+    found.push(v('I3', check, `${what}: one exited 0 but the target is no state the master had since they started${w.model.invisibleEdit ? ' (a local in-place edit kept size and mtime)' : ''}`));
+  }
   if (!anyOk && after !== before && !w.model.masterHistory.has(after) && !journalExists(w.ws)) {
     found.push(v('I4', 'I4.unreported-half', `${what}: both failed (exit ${runs.map((r) => r.status).join(', ')}) and the target is half-applied with no journal`));
   }
