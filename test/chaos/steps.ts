@@ -470,7 +470,10 @@ export const STEP_KINDS: Record<string, StepKind> = {
       const lines = run.stdout.replace(/\n$/, '').split('\n');
       if (lines.length !== 1) found.push(v('I5', 'I5.one-line', `status --check printed ${lines.length} lines: ${JSON.stringify(run.stdout.slice(0, 200))}`));
       if (/rsync error:/.test(run.stderr)) found.push(v('I5', 'I5.one-line', `status --check wrote a forged "rsync error:" line on stderr: ${JSON.stringify(run.stderr.slice(0, 200))}`));
-      if ((lines[0]!.match(/\|/g) ?? []).length > 0) found.push(v('I5', 'I5.one-line', `status --check's line holds a "|" (Nagios reads performance data after it): ${JSON.stringify(lines[0])}`));
+      // Nagios reads what follows the first "|" as performance data: only the check's own may stand there.
+      const [text, perfdata] = splitCheckLine(lines[0]!);
+      if (text.includes('|')) found.push(v('I5', 'I5.one-line', `status --check's text holds a "|" (Nagios reads performance data after it): ${JSON.stringify(lines[0])}`));
+      if (perfdata !== undefined && !PERFDATA.test(perfdata)) found.push(v('I5', 'I5.one-line', `status --check's performance data is malformed: ${JSON.stringify(perfdata)}`));
       if (run.status === 0 && journalExists(w.ws)) found.push(v('I5', 'I5.journal', `status --check says OK while a crash journal is pending (the target is half-applied): ${JSON.stringify(lines[0])}`));
       return found;
     },
@@ -830,3 +833,12 @@ export function enabledKinds(disabled: ReadonlyMap<string, string>): Array<[stri
 }
 
 export { daemonAlive };
+
+/** `label=value[UOM];warn;crit;min[;max]`, space-separated (Monitoring Plugins guidelines). */
+const PERFDATA = /^[a-z_]+=(?:-?[\d.]+|U)[a-zA-Z%]*(?:;[\d.]*){0,4}(?: [a-z_]+=(?:-?[\d.]+|U)[a-zA-Z%]*(?:;[\d.]*){0,4})*$/;
+
+/** The check's text and its performance data, split at the first " | ". */
+function splitCheckLine(line: string): [string, string | undefined] {
+  const at = line.indexOf(' | ');
+  return at < 0 ? [line, undefined] : [line.slice(0, at), line.slice(at + 3)];
+}
