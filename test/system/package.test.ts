@@ -206,6 +206,11 @@ describe('packaging', () => {
     const names = depends.split(',').map((d) => d.trim().split(/[\s(]/)[0]);
     assert.ok(names.length > 0 && names.every((n) => ['libc6', 'libgcc-s1', 'libstdc++6'].includes(n!)), `Depends: ${depends}`);
     t.diagnostic(`Depends: ${depends}; ${Math.round((await fs.stat(DEB)).size / 1048576)} MB`);
+    // libc6's bound is what the executable needs (its highest GLIBC_ symbol version), not the
+    // build host's symbols-file estimate: a higher one keeps it off distributions it runs on.
+    const glibcNeeded = (await ok('objdump -T', run('objdump', ['-T', EXE]))).stdout.match(/\bGLIBC_\d+(\.\d+)+\b/g)!
+      .map((v) => v.slice('GLIBC_'.length)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true })).at(-1);
+    assert.match(depends, new RegExp(`(^|, )libc6 \\(>= ${glibcNeeded!.replace(/\./g, '\\.')}\\)(,|$)`), `Depends: ${depends}; the executable needs GLIBC_${glibcNeeded}`);
     const contents = (await ok('dpkg-deb -c', run('dpkg-deb', ['-c', DEB]))).stdout;
     for (const f of [
       './usr/bin/xroad-sync',

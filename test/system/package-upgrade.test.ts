@@ -1,0 +1,199 @@
+/**
+ * The .deb upgrades like a Debian daemon package, on stock Debian 12 and 13
+ * roots booted under systemd (systemd-nspawn), and installs on Debian 11.
+ *
+ * The previous release is built from a copy of this tree with a lower version
+ * (`<version>~previous`) and defaults that differ from this release's (as a
+ * real previous release's would); XROAD_SYNC_PREVIOUS_REF=<git ref> builds it
+ * from that commit instead (e.g. the last release). Installed with apt, the
+ * operator edits /etc/default/xroad-sync and enables the daemon; then this
+ * release is installed over it with `apt-get install ./….deb`,
+ * non-interactively with stdin closed (a dpkg conffile prompt fails it). The
+ * daemon must then run the new executable (its /proc/<pid>/exe not
+ * "(deleted)", the new --version), under its own name, with the edit kept.
+ *
+ * Needs root, systemd-nspawn, debootstrap, x86-64 (skipped without them, except
+ * under CI=true). Every wait is bounded.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SAMPLE_CHANGED_FILE, writeSampleTree } from '../../src/serve/sample-tree.js';
+import { skipUnlessCI } from '../helpers/components.js';
+import {
+  aptInstallInRoot, bootContainer, containerSkipReason, NONINTERACTIVE_ENV, ok, REPO, run, shown, unpackDebianRoot, waitFor,
+  type Container, type DebianSuite,
+} from '../helpers/debian-container.js';
+import { makeTempDir, startMaster, type TestMaster } from '../helpers/sshd.js';
+
+const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+const PREVIOUS_VERSION = `${VERSION}~previous`;
+const FAST_DEB = { LINTIAN: 'no', DEB_COMPRESSION: '-Zxz -z1' };
+const skip = skipUnlessCI(containerSkipReason());
+
+/** What the previous release is built from: the files a release build reads. */
+const TREE_FILES = ['src', 'scripts', 'service', 'packaging', 'README.md', 'package.json', 'tsconfig.json'];
+
+/** This release's .deb, built once for the file. */
+let newDeb: Promise<string> | undefined;
+function buildNewDeb(): Promise<string> {
+  newDeb ??= (async () => {
+    await ok('build-exe.sh', run('bash', [path.join(REPO, 'scripts/build-exe.sh')], { timeoutMs: 300_000, env: process.env, cwd: REPO }));
+    await ok('build-deb.sh', run('bash', [path.join(REPO, 'scripts/build-deb.sh')], {
+      timeoutMs: 300_000, cwd: REPO, env: { ...process.env, ...FAST_DEB, XROAD_SYNC_EXE: path.join(REPO, 'dist/exe/xroad-sync') },
+    }));
+    return path.join(REPO, 'dist', 'packages', `xroad-sync_${VERSION}_amd64.deb`);
+  })();
+  return newDeb;
+}
+
+/** The previous release's .deb: this tree (or XROAD_SYNC_PREVIOUS_REF's) with a lower version and older defaults. */
+let previousDeb: Promise<string> | undefined;
+function buildPreviousDeb(work: string): Promise<string> {
+  previousDeb ??= (async () => {
+    const tree = path.join(work, 'previous-tree');
+    await fs.mkdir(tree);
+    const ref = process.env.XROAD_SYNC_PREVIOUS_REF;
+    if (ref) {
+      await ok(`git archive ${ref}`, run('sh', ['-c', `git -C "${REPO}" archive "${ref}" ${TREE_FILES.join(' ')} | tar -x -C "${tree}"`], { timeoutMs: 60_000 }));
+    } else {
+      for (const f of TREE_FILES) await fs.cp(path.join(REPO, f), path.join(tree, f), { recursive: true });
+      // A release's defaults change between versions; the upgrade must not stop at a prompt for that.
+      await fs.appendFile(path.join(tree, 'service/xroad-sync.default'), '\n# The previous release\'s defaults ended here.\n');
+    }
+    await fs.symlink(path.join(REPO, 'node_modules'), path.join(tree, 'node_modules'));
+    const pkgFile = path.join(tree, 'package.json');
+    const pkg = JSON.parse(await fs.readFile(pkgFile, 'utf8')) as { version: string };
+    pkg.version = PREVIOUS_VERSION;
+    await fs.writeFile(pkgFile, `${JSON.stringify(pkg, null, 2)}\n`);
+    await ok('previous build-exe.sh', run('bash', [path.join(tree, 'scripts/build-exe.sh')], { timeoutMs: 300_000, env: process.env, cwd: tree }));
+    await ok('previous build-deb.sh', run('bash', [path.join(tree, 'scripts/build-deb.sh')], {
+      timeoutMs: 300_000, cwd: tree, env: { ...process.env, ...FAST_DEB, XROAD_SYNC_EXE: path.join(tree, 'dist/exe/xroad-sync') },
+    }));
+    return path.join(tree, 'dist', 'packages', `xroad-sync_${PREVIOUS_VERSION}_amd64.deb`);
+  })();
+  return previousDeb;
+}
+
+let work: string;
+let master: TestMaster;
+let source: string;
+
+before(async () => {
+  if (skip) return;
+  work = await makeTempDir('xroad-sync-upgrade-');
+  source = path.join(work, 'master', 'etc', 'xroad');
+  await writeSampleTree(source);
+  master = await startMaster();
+});
+after(async () => {
+  await master?.stop();
+  if (work) await fs.rm(work, { recursive: true, force: true });
+});
+
+/** The settings as an operator edits them: the master, its account, and a line of their own. */
+function operatorsSettings(shipped: string): string {
+  return `${shipped
+    .replace(/^MASTER=.*$/m, 'MASTER=127.0.0.1')
+    .replace(/^XROAD_USER=.*$/m, `XROAD_USER=${master.user}`)
+    .replace(/^XROAD_SYNC_OPTS=.*$/m, `XROAD_SYNC_OPTS="--port ${master.port} --source ${source}/"`)
+    .replace(/^XROAD_SYNC_DAEMON_OPTS=.*$/m, 'XROAD_SYNC_DAEMON_OPTS="--interval 2"')}# edited by the operator\n`;
+}
+
+for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']] as Array<[DebianSuite, string]>) {
+  describe(`upgrade over a running daemon on ${name} under systemd`, { timeout: 1_200_000, skip }, () => {
+    let root: string;
+    let box: Container | undefined;
+    let settings: string;
+    let changes = 0;
+    const inRoot = (p: string) => path.join(root, p);
+    /** A new size and mtime each time, so the quick check sees every change. */
+    const changeMaster = async (): Promise<string> => {
+      const text = `changed by the upgrade test, change ${++changes} ${'+'.repeat(changes)}\n`;
+      const file = path.join(source, SAMPLE_CHANGED_FILE);
+      await fs.writeFile(file, text);
+      await fs.utimes(file, 1_700_000_000 + changes * 60, 1_700_000_000 + changes * 60);
+      return text;
+    };
+    const targetText = () => fs.readFile(inRoot(path.join('/etc/xroad', SAMPLE_CHANGED_FILE)), 'utf8').catch(() => '');
+    const daemon = async () => box!.show('xroad-sync-daemon.service', ['ActiveState', 'MainPID', 'ExecMainStartTimestampMonotonic']);
+    /** The running daemon's executable, name and version, as `ps`/`systemctl status` and the kernel see them. */
+    const processOf = async (pid: string) => ({
+      exe: (await ok('readlink exe', box!.inside(['readlink', `/proc/${pid}/exe`]))).stdout.trim(),
+      comm: (await ok('comm', box!.inside(['cat', `/proc/${pid}/comm`]))).stdout.trim(),
+      version: (await ok('exe --version', box!.inside([`/proc/${pid}/exe`, '--version']))).stdout.trim(),
+    });
+
+    before(async () => {
+      const [previous] = await Promise.all([buildPreviousDeb(work), buildNewDeb()]);
+      root = path.join(work, `root-${suite}`);
+      const machine = `xs-upgrade-${suite}-${process.pid}`;
+      await unpackDebianRoot(suite, root, machine);
+      await fs.copyFile(master.identity, inRoot('/var/lib/xroad/.ssh/id_ed25519'));
+      await fs.copyFile(master.knownHosts, inRoot('/var/lib/xroad/.ssh/known_hosts'));
+      await ok('chown keys', run('chroot', [root, '/bin/sh', '-ec', 'chown xroad:xroad /var/lib/xroad/.ssh/* && chmod 0600 /var/lib/xroad/.ssh/id_ed25519']));
+      await ok('apt-get install the previous release', aptInstallInRoot(root, previous));
+      settings = operatorsSettings(await fs.readFile(inRoot('/etc/default/xroad-sync'), 'utf8'));
+      await fs.writeFile(inRoot('/etc/default/xroad-sync'), settings);
+      box = await bootContainer(root, machine, path.join(work, `nspawn-${suite}.log`));
+    }, { timeout: 1_200_000 });
+    after(async () => {
+      await box?.stop();
+    }, { timeout: 60_000 });
+
+    it('the previous release\'s daemon runs, named xroad-sync, and syncs', { timeout: 180_000 }, async () => {
+      await ok('enable --now the daemon', box!.inside(['systemctl', 'enable', '--now', 'xroad-sync-daemon.service'], 150_000));
+      const s = await waitFor('the daemon active', 60_000, async () => {
+        const d = await daemon();
+        return d.ActiveState === 'active' && d.MainPID !== '0' ? d : undefined;
+      }, () => box!.journal('xroad-sync-daemon.service'));
+      const text = await changeMaster();
+      await waitFor('the daemon to apply a master change', 60_000, async () => ((await targetText()) === text ? true : undefined), () => box!.journal('xroad-sync-daemon.service'));
+      const p = await processOf(s.MainPID!);
+      assert.equal(p.version, PREVIOUS_VERSION);
+      assert.equal(p.exe, '/usr/bin/xroad-sync');
+    });
+
+    it('apt-get install of this release over it: no prompt, the daemon restarted on the new executable, the edit kept', { timeout: 300_000 }, async () => {
+      const before = await daemon();
+      assert.equal(before.ActiveState, 'active', 'the previous test left the daemon running');
+      const deb = await buildNewDeb();
+      // Not /tmp: the booted container has its own tmpfs there.
+      await fs.copyFile(deb, inRoot(`/root/${path.basename(deb)}`));
+      // As unattended-upgrades or a configuration-management run would: no terminal, no --force-conf*.
+      const upgrade = await box!.inside(['apt-get', 'install', '-y', '--no-install-recommends', `/root/${path.basename(deb)}`], 240_000, NONINTERACTIVE_ENV);
+      assert.equal(upgrade.status, 0, shown('apt-get install (upgrade)', upgrade));
+      assert.match(upgrade.stdout, new RegExp(`Unpacking xroad-sync \\(${VERSION.replace(/\./g, '\\.')}\\) over \\(${PREVIOUS_VERSION.replace(/\./g, '\\.')}\\)`), upgrade.stdout);
+      assert.doesNotMatch(upgrade.stdout + upgrade.stderr, /Configuration file '\/etc\/default\/xroad-sync'/);
+
+      const after = await waitFor('the daemon restarted with a new main process', 60_000, async () => {
+        const d = await daemon();
+        return d.ActiveState === 'active' && d.MainPID !== '0' && d.MainPID !== before.MainPID ? d : undefined;
+      }, async () => `${JSON.stringify(await daemon())}\n${await box!.journal('xroad-sync-daemon.service')}`);
+      const p = await processOf(after.MainPID!);
+      assert.equal(p.exe, '/usr/bin/xroad-sync', 'the daemon runs the installed file, not a deleted one');
+      assert.equal(p.version, VERSION);
+      assert.equal(p.comm, 'xroad-sync', 'ps -C xroad-sync, pgrep -x xroad-sync and systemctl status show it by name');
+      assert.equal(await fs.readFile(inRoot('/etc/default/xroad-sync'), 'utf8'), settings, 'the operator\'s settings are kept as edited');
+      const conffiles = (await ok('dpkg-query Conffiles', box!.inside(['dpkg-query', '-W', '-f=${Conffiles}', 'xroad-sync']))).stdout;
+      assert.doesNotMatch(conffiles, /^ \/etc\/default\/xroad-sync [0-9a-f]{32}$/m, 'the settings file is not a conffile dpkg could prompt for');
+      // And it still syncs, with those settings.
+      const text = await changeMaster();
+      await waitFor('the upgraded daemon to apply a master change', 60_000, async () => ((await targetText()) === text ? true : undefined), () => box!.journal('xroad-sync-daemon.service'));
+    });
+  });
+}
+
+describe('the .deb installs on Debian 11 (apt resolves its Depends from bullseye)', { timeout: 1_200_000, skip }, () => {
+  it('apt-get install ./….deb in a bullseye root; the program runs there', { timeout: 1_200_000 }, async () => {
+    const deb = await buildNewDeb();
+    const root = path.join(work, 'root-bullseye');
+    await unpackDebianRoot('bullseye', root, `xs-bullseye-${process.pid}`);
+    const install = await aptInstallInRoot(root, deb);
+    assert.equal(install.status, 0, shown('apt-get install on Debian 11', install));
+    const v = await ok('xroad-sync --version on Debian 11', run('systemd-nspawn', ['-q', '-D', root, '--register=no', '--keep-unit', '/usr/bin/xroad-sync', '--version'], { timeoutMs: 60_000 }));
+    assert.equal(v.stdout.trim(), VERSION);
+  });
+});
