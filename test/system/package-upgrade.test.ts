@@ -126,10 +126,16 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
       version: (await ok('exe --version', box!.inside([`/proc/${pid}/exe`, '--version']))).stdout.trim(),
     });
 
+    const machine = `xs-upgrade-${suite}-${process.pid}`;
+    let boots = 0;
+    const reboot = async () => {
+      await box?.stop();
+      box = await bootContainer(root, machine, path.join(work, `nspawn-${suite}-${++boots}.log`));
+    };
+
     before(async () => {
       const [previous] = await Promise.all([buildPreviousDeb(work), buildNewDeb()]);
       root = path.join(work, `root-${suite}`);
-      const machine = `xs-upgrade-${suite}-${process.pid}`;
       await unpackDebianRoot(suite, root, machine);
       await fs.copyFile(master.identity, inRoot('/var/lib/xroad/.ssh/id_ed25519'));
       await fs.copyFile(master.knownHosts, inRoot('/var/lib/xroad/.ssh/known_hosts'));
@@ -137,7 +143,15 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
       await ok('apt-get install the previous release', aptInstallInRoot(root, previous));
       settings = operatorsSettings(await fs.readFile(inRoot('/etc/default/xroad-sync'), 'utf8'));
       await fs.writeFile(inRoot('/etc/default/xroad-sync'), settings);
-      box = await bootContainer(root, machine, path.join(work, `nspawn-${suite}.log`));
+      // X-Road's proxy, as far as ordering goes: it records the synced file it starts with.
+      await fs.writeFile(inRoot('/etc/systemd/system/xroad-proxy.service'), [
+        '[Unit]', 'Description=stands in for X-Road\'s proxy: records the configuration it starts with',
+        '[Service]', 'Type=oneshot', 'RemainAfterExit=yes',
+        `ExecStart=/bin/sh -c 'cat /etc/xroad/${SAMPLE_CHANGED_FILE} > /run/proxy-started-with 2>/dev/null || true'`,
+        '[Install]', 'WantedBy=multi-user.target', '',
+      ].join('\n'));
+      await ok('enable the stand-in proxy', run('chroot', [root, 'systemctl', 'enable', 'xroad-proxy.service']));
+      await reboot();
     }, { timeout: 1_200_000 });
     after(async () => {
       await box?.stop();
@@ -182,6 +196,42 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
       // And it still syncs, with those settings.
       const text = await changeMaster();
       await waitFor('the upgraded daemon to apply a master change', 60_000, async () => ((await targetText()) === text ? true : undefined), () => box!.journal('xroad-sync-daemon.service'));
+    });
+
+    it('the README\'s timer steps: at boot a pass completes before xroad-proxy.service starts', { timeout: 300_000 }, async () => {
+      await ok('disable --now the daemon', box!.inside(['systemctl', 'disable', '--now', 'xroad-sync-daemon.service'], 60_000));
+      await ok('the README: enable --now the timer', box!.inside(['systemctl', 'enable', '--now', 'xroad-sync.timer'], 150_000));
+      await box!.stop();
+      const text = await changeMaster(); // only a pass at boot can bring it
+      await reboot();
+      const proxy = await waitFor('the stand-in proxy started', 120_000, async () => {
+        const p = await box!.show('xroad-proxy.service', ['ActiveState', 'ExecMainStartTimestampMonotonic']);
+        return p.ActiveState === 'active' ? p : undefined;
+      }, () => box!.journal('xroad-proxy.service'));
+      const sync = await box!.show('xroad-sync.service', ['Result', 'ExecMainExitTimestampMonotonic', 'ExecMainStatus']);
+      const startedWith = (await box!.inside(['cat', '/run/proxy-started-with'])).stdout;
+      assert.equal(startedWith, text, `xroad-proxy started with the master's configuration\n${JSON.stringify(sync)}\n${await box!.journal('xroad-sync.service')}`);
+      assert.equal(sync.Result, 'success');
+      assert.ok(Number(sync.ExecMainExitTimestampMonotonic) > 0 && Number(sync.ExecMainExitTimestampMonotonic) <= Number(proxy.ExecMainStartTimestampMonotonic),
+        `the pass ended (${sync.ExecMainExitTimestampMonotonic}) before the proxy started (${proxy.ExecMainStartTimestampMonotonic})`);
+    });
+
+    it('timer and daemon both enabled: the package warns, and at boot the daemon runs, the timer does not', { timeout: 300_000 }, async () => {
+      await ok('enable the daemon too', box!.inside(['systemctl', 'enable', 'xroad-sync-daemon.service']));
+      const deb = await buildNewDeb();
+      const reinstall = await box!.inside(['apt-get', 'install', '--reinstall', '-y', `/root/${path.basename(deb)}`], 240_000, NONINTERACTIVE_ENV);
+      assert.equal(reinstall.status, 0, shown('apt-get install --reinstall', reinstall));
+      assert.match(reinstall.stdout + reinstall.stderr, /xroad-sync: warning: both xroad-sync\.timer and xroad-sync-daemon\.service are enabled/);
+      await box!.stop();
+      const text = await changeMaster();
+      await reboot();
+      const d = await waitFor('the daemon active after boot', 120_000, async () => {
+        const s = await daemon();
+        return s.ActiveState === 'active' && s.MainPID !== '0' ? s : undefined;
+      }, () => box!.journal('xroad-sync-daemon.service'));
+      assert.equal((await box!.show('xroad-sync.timer', ['ActiveState'])).ActiveState, 'inactive', 'the daemon wins: its Conflicts= keeps the timer stopped');
+      assert.equal((await box!.inside(['cat', '/run/proxy-started-with'])).stdout, text, 'the daemon\'s boot pass ran before the proxy');
+      assert.equal((await processOf(d.MainPID!)).comm, 'xroad-sync');
     });
   });
 }
