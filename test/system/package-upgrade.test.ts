@@ -198,6 +198,35 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
       await waitFor('the upgraded daemon to apply a master change', 60_000, async () => ((await targetText()) === text ? true : undefined), () => box!.journal('xroad-sync-daemon.service'));
     });
 
+    it('units in /usr/lib/systemd/system; the daemon\'s extra sandboxing; /var/tmp/xroad made by tmpfiles.d and exempt from ageing', { timeout: 120_000 }, async () => {
+      const files = (await ok('dpkg -L', box!.inside(['dpkg', '-L', 'xroad-sync']))).stdout.split('\n');
+      for (const f of ['/usr/lib/systemd/system/xroad-sync.service', '/usr/lib/systemd/system/xroad-sync.timer', '/usr/lib/systemd/system/xroad-sync-daemon.service', '/usr/lib/tmpfiles.d/xroad-sync.conf']) {
+        assert.ok(files.includes(f), `${f} in the package:\n${files.join('\n')}`);
+      }
+      assert.ok(!files.some((f) => f.startsWith('/lib/')), 'nothing under /lib (merged /usr)');
+      const sandbox = await box!.show('xroad-sync-daemon.service', ['ProtectProc', 'RemoveIPC']);
+      assert.deepEqual(sandbox, { ProtectProc: 'invisible', RemoveIPC: 'yes' });
+      // X-Road's owner and mode, restored at boot by systemd-tmpfiles-setup.
+      await ok('chmod', box!.inside(['chmod', '0700', '/var/tmp/xroad']));
+      await ok('systemd-tmpfiles --create', box!.inside(['systemd-tmpfiles', '--create', '/usr/lib/tmpfiles.d/xroad-sync.conf']));
+      assert.equal((await ok('stat', box!.inside(['stat', '-c', '%a %U:%G', '/var/tmp/xroad']))).stdout.trim(), '1750 xroad:xroad');
+      // RHEL ages /var/tmp (30 days); here a 1 s rule stands in for it. A pause flag left that long must not vanish.
+      await fs.mkdir(inRoot('/etc/tmpfiles.d'), { recursive: true });
+      await fs.writeFile(inRoot('/etc/tmpfiles.d/tmp.conf'), 'q /var/tmp 1777 root root 1s\n');
+      await ok('touch the flag', box!.inside(['runuser', '-u', 'xroad', '--', 'touch', '/var/tmp/xroad/sync-disabled']));
+      await ok('touch a control file', box!.inside(['touch', '/var/tmp/aged-control']));
+      try {
+        await waitFor('systemd-tmpfiles --clean to remove an aged file from /var/tmp', 30_000, async () => {
+          await box!.inside(['systemd-tmpfiles', '--clean']);
+          return (await box!.inside(['test', '-e', '/var/tmp/aged-control'])).status !== 0 ? true : undefined;
+        });
+        assert.equal((await box!.inside(['test', '-e', '/var/tmp/xroad/sync-disabled'])).status, 0, 'the pause flag outlives /var/tmp\'s ageing');
+      } finally {
+        await fs.rm(inRoot('/etc/tmpfiles.d/tmp.conf'), { force: true });
+        await box!.inside(['rm', '-f', '/var/tmp/xroad/sync-disabled']);
+      }
+    });
+
     it('the README\'s timer steps: at boot a pass completes before xroad-proxy.service starts', { timeout: 300_000 }, async () => {
       await ok('disable --now the daemon', box!.inside(['systemctl', 'disable', '--now', 'xroad-sync-daemon.service'], 60_000));
       await ok('the README: enable --now the timer', box!.inside(['systemctl', 'enable', '--now', 'xroad-sync.timer'], 150_000));
