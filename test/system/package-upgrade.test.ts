@@ -119,6 +119,20 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
     };
     const targetText = () => fs.readFile(inRoot(path.join('/etc/xroad', SAMPLE_CHANGED_FILE)), 'utf8').catch(() => '');
     const daemon = async () => box!.show('xroad-sync-daemon.service', ['ActiveState', 'MainPID', 'ExecMainStartTimestampMonotonic']);
+    /**
+     * The daemon's main process once it runs xroad-sync: with Type=simple the unit is active from the fork,
+     * and until the exec /proc/<pid>/exe is systemd's (or systemd-executor's, systemd >= 255).
+     */
+    const runningDaemon = (what: string, notPid?: string) => waitFor(what, 90_000, async () => {
+      const d = await daemon();
+      if (d.ActiveState !== 'active' || d.MainPID === '0' || d.MainPID === notPid) return undefined;
+      const exe = (await box!.inside(['readlink', `/proc/${d.MainPID}/exe`])).stdout.trim();
+      return exe.startsWith('/usr/bin/xroad-sync') ? d.MainPID! : undefined;
+    }, async () => {
+      const d = await daemon();
+      const exe = (await box!.inside(['readlink', `/proc/${d.MainPID}/exe`])).stdout.trim();
+      return `${JSON.stringify(d)}; /proc/${d.MainPID}/exe -> ${exe}\n${await box!.journal('xroad-sync-daemon.service')}`;
+    });
     /** The running daemon's executable, name and version, as `ps`/`systemctl status` and the kernel see them. */
     const processOf = async (pid: string) => ({
       exe: (await ok('readlink exe', box!.inside(['readlink', `/proc/${pid}/exe`]))).stdout.trim(),
@@ -159,20 +173,16 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
 
     it('the previous release\'s daemon runs, named xroad-sync, and syncs', { timeout: 180_000 }, async () => {
       await ok('enable --now the daemon', box!.inside(['systemctl', 'enable', '--now', 'xroad-sync-daemon.service'], 150_000));
-      const s = await waitFor('the daemon active', 60_000, async () => {
-        const d = await daemon();
-        return d.ActiveState === 'active' && d.MainPID !== '0' ? d : undefined;
-      }, () => box!.journal('xroad-sync-daemon.service'));
+      const pid = await runningDaemon('the daemon running');
       const text = await changeMaster();
       await waitFor('the daemon to apply a master change', 60_000, async () => ((await targetText()) === text ? true : undefined), () => box!.journal('xroad-sync-daemon.service'));
-      const p = await processOf(s.MainPID!);
+      const p = await processOf(pid);
       assert.equal(p.version, PREVIOUS_VERSION);
       assert.equal(p.exe, '/usr/bin/xroad-sync');
     });
 
     it('apt-get install of this release over it: no prompt, the daemon restarted on the new executable, the edit kept', { timeout: 300_000 }, async () => {
-      const before = await daemon();
-      assert.equal(before.ActiveState, 'active', 'the previous test left the daemon running');
+      const before = await runningDaemon('the previous release\'s daemon running');
       const deb = await buildNewDeb();
       // Not /tmp: the booted container has its own tmpfs there.
       await fs.copyFile(deb, inRoot(`/root/${path.basename(deb)}`));
@@ -182,11 +192,7 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
       assert.match(upgrade.stdout, new RegExp(`Unpacking xroad-sync \\(${VERSION.replace(/\./g, '\\.')}\\) over \\(${PREVIOUS_VERSION.replace(/\./g, '\\.')}\\)`), upgrade.stdout);
       assert.doesNotMatch(upgrade.stdout + upgrade.stderr, /Configuration file '\/etc\/default\/xroad-sync'/);
 
-      const after = await waitFor('the daemon restarted with a new main process', 60_000, async () => {
-        const d = await daemon();
-        return d.ActiveState === 'active' && d.MainPID !== '0' && d.MainPID !== before.MainPID ? d : undefined;
-      }, async () => `${JSON.stringify(await daemon())}\n${await box!.journal('xroad-sync-daemon.service')}`);
-      const p = await processOf(after.MainPID!);
+      const p = await processOf(await runningDaemon('the daemon restarted: a new main process', before));
       assert.equal(p.exe, '/usr/bin/xroad-sync', 'the daemon runs the installed file, not a deleted one');
       assert.equal(p.version, VERSION);
       assert.equal(p.comm, 'xroad-sync', 'ps -C xroad-sync, pgrep -x xroad-sync and systemctl status show it by name');
@@ -254,13 +260,10 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
       await box!.stop();
       const text = await changeMaster();
       await reboot();
-      const d = await waitFor('the daemon active after boot', 120_000, async () => {
-        const s = await daemon();
-        return s.ActiveState === 'active' && s.MainPID !== '0' ? s : undefined;
-      }, () => box!.journal('xroad-sync-daemon.service'));
+      const pid = await runningDaemon('the daemon running after boot');
       assert.equal((await box!.show('xroad-sync.timer', ['ActiveState'])).ActiveState, 'inactive', 'the daemon wins: its Conflicts= keeps the timer stopped');
       assert.equal((await box!.inside(['cat', '/run/proxy-started-with'])).stdout, text, 'the daemon\'s boot pass ran before the proxy');
-      assert.equal((await processOf(d.MainPID!)).comm, 'xroad-sync');
+      assert.equal((await processOf(pid)).comm, 'xroad-sync');
     });
   });
 }
