@@ -212,6 +212,29 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
       assert.ok(!files.some((f) => f.startsWith('/lib/')), 'nothing under /lib (merged /usr)');
       const sandbox = await box!.show('xroad-sync-daemon.service', ['ProtectProc', 'RemoveIPC']);
       assert.deepEqual(sandbox, { ProtectProc: 'invisible', RemoveIPC: 'yes' });
+      // ProtectProc=invisible hides a root process from the daemon: its pass lock must still count as held.
+      await ok('a root process', box!.inside(['systemd-run', '--unit=root-lock-holder', '--', 'sleep', '600']));
+      const holder = (await waitFor('the root process\'s pid', 30_000, async () => {
+        const pid = (await box!.show('root-lock-holder.service', ['MainPID'])).MainPID;
+        return pid && pid !== '0' ? pid : undefined;
+      }));
+      // The lock a pass of this root process would write (src/state/lock.ts: pid, start time, boot id).
+      await ok('write a root pass\'s lock', box!.sh([
+        `pid=${holder}`,
+        'start=$(cut -d" " -f22 /proc/$pid/stat); boot=$(cat /proc/sys/kernel/random/boot_id)',
+        'printf \'{"pid":%s,"start":"%s","boot":"%s","purpose":"sync"}\\n\' "$pid" "$start" "$boot" > /var/lib/xroad-sync/root-pass.tmp',
+        'for i in $(seq 100); do ln /var/lib/xroad-sync/root-pass.tmp /var/lib/xroad-sync/sync.lock 2>/dev/null && break; sleep 0.1; done',
+        'rm /var/lib/xroad-sync/root-pass.tmp; cat /var/lib/xroad-sync/sync.lock',
+      ].join('\n')));
+      const heldText = await changeMaster();
+      await waitFor('the daemon to wait for the root pass\'s lock', 60_000, async () =>
+        (new RegExp(`waiting for a pass run by hand","pid":${holder}\\b`).test(await box!.journal('xroad-sync-daemon.service')) ? true : undefined),
+        () => box!.journal('xroad-sync-daemon.service'));
+      assert.doesNotMatch(await box!.journal('xroad-sync-daemon.service'), new RegExp(`took over .* from pid ${holder}\\b`));
+      assert.notEqual(await targetText(), heldText, 'no pass while the lock is held');
+      await ok('the root pass ends', box!.inside(['systemctl', 'stop', 'root-lock-holder.service']));
+      await waitFor('the daemon to take over the dead holder\'s lock and sync', 90_000, async () => ((await targetText()) === heldText ? true : undefined), () => box!.journal('xroad-sync-daemon.service'));
+
       // X-Road's owner and mode, restored at boot by systemd-tmpfiles-setup.
       await ok('chmod', box!.inside(['chmod', '0700', '/var/tmp/xroad']));
       await ok('systemd-tmpfiles --create', box!.inside(['systemd-tmpfiles', '--create', '/usr/lib/tmpfiles.d/xroad-sync.conf']));

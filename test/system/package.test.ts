@@ -214,11 +214,12 @@ describe('packaging', () => {
     const contents = (await ok('dpkg-deb -c', run('dpkg-deb', ['-c', DEB]))).stdout;
     for (const f of [
       './usr/bin/xroad-sync',
-      './lib/systemd/system/xroad-sync.service',
-      './lib/systemd/system/xroad-sync.timer',
-      './lib/systemd/system/xroad-sync-daemon.service',
+      './usr/lib/systemd/system/xroad-sync.service',
+      './usr/lib/systemd/system/xroad-sync.timer',
+      './usr/lib/systemd/system/xroad-sync-daemon.service',
+      './usr/lib/tmpfiles.d/xroad-sync.conf',
       './etc/logrotate.d/xroad-slave-sync',
-      './etc/default/xroad-sync',
+      './usr/share/xroad-sync/xroad-sync.default',
       './usr/share/doc/xroad-sync/copyright',
       './usr/share/doc/xroad-sync/changelog.gz',
       './usr/share/doc/xroad-sync/examples/xroad-sync.cron',
@@ -228,6 +229,8 @@ describe('packaging', () => {
     }
     assert.match(contents, /^-rwxr-xr-x root\/root .* \.\/usr\/bin\/xroad-sync$/m);
     assert.doesNotMatch(contents, /\/etc\/cron\.d\//, 'the cron file is only an example');
+    assert.doesNotMatch(contents, / \.\/lib\//, 'nothing under /lib: units in /usr/lib/systemd/system');
+    assert.doesNotMatch(contents, / \.\/etc\/default\//, 'the settings file is made by postinst, not shipped: never a conffile to prompt for');
 
     const lintian = which('lintian');
     if (!lintian) {
@@ -261,8 +264,9 @@ describe('packaging', () => {
     });
     await ok('dpkg -i', run('dpkg', [...dpkgArgs, DEB], { timeoutMs: 60_000 }));
     const conffiles = (await ok('dpkg-query', run('dpkg-query', ['-W', '-f=${Conffiles}', 'xroad-sync']))).stdout;
-    assert.match(conffiles, /\/etc\/default\/xroad-sync [0-9a-f]{32}/);
+    assert.doesNotMatch(conffiles, /\/etc\/default\/xroad-sync/);
     assert.match(conffiles, /\/etc\/logrotate\.d\/xroad-slave-sync [0-9a-f]{32}/);
+    assert.equal(readFileSync('/etc/default/xroad-sync', 'utf8'), readFileSync(path.join(REPO, 'service/xroad-sync.default'), 'utf8'), 'postinst copies the template');
     // Run the installed program itself: its mode, no node_modules, no node on PATH.
     const v = await ok(`${INSTALLED} --version`, run(INSTALLED, ['--version'], { cwd: '/', env: { ...process.env, PATH: '/nonexistent' } }));
     assert.equal(v.stdout.trim(), VERSION);
@@ -270,10 +274,10 @@ describe('packaging', () => {
 
     await ok('dpkg -r', run('dpkg', ['-r', 'xroad-sync'], { timeoutMs: 60_000 }));
     assert.equal(existsSync(INSTALLED), false, 'dpkg -r removes the program');
-    assert.equal(existsSync('/lib/systemd/system/xroad-sync.service'), false, 'dpkg -r removes the units');
-    assert.equal(existsSync('/etc/default/xroad-sync'), true, 'dpkg -r keeps the conffile');
+    assert.equal(existsSync('/usr/lib/systemd/system/xroad-sync.service'), false, 'dpkg -r removes the units');
+    assert.equal(existsSync('/etc/default/xroad-sync'), true, 'dpkg -r keeps the settings');
     await ok('dpkg -P', run('dpkg', ['--purge', 'xroad-sync'], { timeoutMs: 60_000 }));
-    assert.equal(existsSync('/etc/default/xroad-sync'), false, 'dpkg -P removes the conffile');
+    assert.equal(existsSync('/etc/default/xroad-sync'), false, 'dpkg -P removes the settings');
   });
 
   it('RPM: rpmbuild from the same executable; files, %config(noreplace), no nodejs, the program runs', { ...T, skip: noRpm }, async (t) => {
@@ -286,6 +290,7 @@ describe('packaging', () => {
       '/usr/lib/systemd/system/xroad-sync.service',
       '/usr/lib/systemd/system/xroad-sync.timer',
       '/usr/lib/systemd/system/xroad-sync-daemon.service',
+      '/usr/lib/tmpfiles.d/xroad-sync.conf',
       '/etc/logrotate.d/xroad-slave-sync',
       '/etc/sysconfig/xroad-sync',
     ]) {
