@@ -136,9 +136,14 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
     /** The running daemon's executable, name and version, as `ps`/`systemctl status` and the kernel see them. */
     const processOf = async (pid: string) => ({
       exe: (await ok('readlink exe', box!.inside(['readlink', `/proc/${pid}/exe`]))).stdout.trim(),
-      comm: (await ok('comm', box!.inside(['cat', `/proc/${pid}/comm`]))).stdout.trim(),
+      comm: await nameOf(pid),
       version: (await ok('exe --version', box!.inside([`/proc/${pid}/exe`, '--version']))).stdout.trim(),
     });
+    /** The kernel's name for the process once the program has started (Node calls it MainThread until then). */
+    const nameOf = async (pid: string) => {
+      const comm = async () => (await ok('comm', box!.inside(['cat', `/proc/${pid}/comm`]))).stdout.trim();
+      return waitFor('the process to name itself', 20_000, async () => ((await comm()) === 'xroad-sync' ? 'xroad-sync' : undefined)).catch(comm);
+    };
 
     const machine = `xs-upgrade-${suite}-${process.pid}`;
     let boots = 0;
@@ -219,7 +224,7 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
         return pid && pid !== '0' ? pid : undefined;
       }));
       // The lock a pass of this root process would write (src/state/lock.ts: pid, start time, boot id).
-      await ok('write a root pass\'s lock', box!.sh([
+      const written = await ok('write a root pass\'s lock', box!.sh([
         `pid=${holder}`,
         'start=$(cut -d" " -f22 /proc/$pid/stat); boot=$(cat /proc/sys/kernel/random/boot_id)',
         'printf \'{"pid":%s,"start":"%s","boot":"%s","purpose":"sync"}\\n\' "$pid" "$start" "$boot" > /var/lib/xroad-sync/root-pass.tmp',
@@ -229,7 +234,7 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
       const heldText = await changeMaster();
       await waitFor('the daemon to wait for the root pass\'s lock', 60_000, async () =>
         (new RegExp(`waiting for a pass run by hand","pid":${holder}\\b`).test(await box!.journal('xroad-sync-daemon.service')) ? true : undefined),
-        () => box!.journal('xroad-sync-daemon.service'));
+        async () => `lock written: ${written.stdout}\n${(await box!.sh(`cat /proc/${holder}/stat; cat /proc/sys/kernel/random/boot_id; systemctl status --no-pager root-lock-holder xroad-sync-daemon`)).stdout}\n${await box!.journal('xroad-sync-daemon.service')}`);
       assert.doesNotMatch(await box!.journal('xroad-sync-daemon.service'), new RegExp(`took over .* from pid ${holder}\\b`));
       assert.notEqual(await targetText(), heldText, 'no pass while the lock is held');
       await ok('the root pass ends', box!.inside(['systemctl', 'stop', 'root-lock-holder.service']));
