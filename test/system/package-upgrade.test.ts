@@ -209,37 +209,16 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
       await waitFor('the upgraded daemon to apply a master change', 60_000, async () => ((await targetText()) === text ? true : undefined), () => box!.journal('xroad-sync-daemon.service'));
     });
 
-    it('units in /usr/lib/systemd/system; the daemon\'s extra sandboxing; /var/tmp/xroad made by tmpfiles.d and exempt from ageing', { timeout: 120_000 }, async () => {
+    it('units in /usr/lib/systemd/system; RemoveIPC; /var/tmp/xroad made by tmpfiles.d and exempt from ageing', { timeout: 120_000 }, async () => {
       const files = (await ok('dpkg -L', box!.inside(['dpkg', '-L', 'xroad-sync']))).stdout.split('\n');
       for (const f of ['/usr/lib/systemd/system/xroad-sync.service', '/usr/lib/systemd/system/xroad-sync.timer', '/usr/lib/systemd/system/xroad-sync-daemon.service', '/usr/lib/tmpfiles.d/xroad-sync.conf']) {
         assert.ok(files.includes(f), `${f} in the package:\n${files.join('\n')}`);
       }
       assert.ok(!files.some((f) => f.startsWith('/lib/')), 'nothing under /lib (merged /usr)');
       const sandbox = await box!.show('xroad-sync-daemon.service', ['ProtectProc', 'RemoveIPC']);
-      assert.deepEqual(sandbox, { ProtectProc: 'invisible', RemoveIPC: 'yes' });
-      // ProtectProc=invisible hides a root process from the daemon: its pass lock must still count as held.
-      await ok('a root process', box!.inside(['systemd-run', '--unit=root-lock-holder', '--', 'sleep', '600']));
-      const holder = (await waitFor('the root process\'s pid', 30_000, async () => {
-        const pid = (await box!.show('root-lock-holder.service', ['MainPID'])).MainPID;
-        return pid && pid !== '0' ? pid : undefined;
-      }));
-      // The lock a pass of this root process would write (src/state/lock.ts: pid, start time, boot id).
-      const written = await ok('write a root pass\'s lock', box!.sh([
-        `pid=${holder}`,
-        'start=$(cut -d" " -f22 /proc/$pid/stat); boot=$(cat /proc/sys/kernel/random/boot_id)',
-        'printf \'{"pid":%s,"start":"%s","boot":"%s","purpose":"sync"}\\n\' "$pid" "$start" "$boot" > /var/lib/xroad-sync/root-pass.tmp',
-        'for i in $(seq 100); do ln /var/lib/xroad-sync/root-pass.tmp /var/lib/xroad-sync/sync.lock 2>/dev/null && break; sleep 0.1; done',
-        'rm /var/lib/xroad-sync/root-pass.tmp; cat /var/lib/xroad-sync/sync.lock',
-      ].join('\n')));
-      const heldText = await changeMaster();
-      await waitFor('the daemon to wait for the root pass\'s lock', 60_000, async () =>
-        (new RegExp(`waiting for a pass run by hand","pid":${holder}\\b`).test(await box!.journal('xroad-sync-daemon.service')) ? true : undefined),
-        async () => `lock written: ${written.stdout}\n${(await box!.sh(`cat /proc/${holder}/stat; cat /proc/sys/kernel/random/boot_id; systemctl status --no-pager root-lock-holder xroad-sync-daemon`)).stdout}\n${await box!.journal('xroad-sync-daemon.service')}`);
-      assert.doesNotMatch(await box!.journal('xroad-sync-daemon.service'), new RegExp(`took over .* from pid ${holder}\\b`));
-      assert.notEqual(await targetText(), heldText, 'no pass while the lock is held');
-      await ok('the root pass ends', box!.inside(['systemctl', 'stop', 'root-lock-holder.service']));
-      await waitFor('the daemon to take over the dead holder\'s lock and sync', 90_000, async () => ((await targetText()) === heldText ? true : undefined), () => box!.journal('xroad-sync-daemon.service'));
-
+      // ProtectProc= would give the daemon a /proc of its own, with the kernel's boot id instead of the
+      // container's: the pass lock of a by-hand pass would look like one from before a reboot.
+      assert.deepEqual(sandbox, { ProtectProc: 'default', RemoveIPC: 'yes' });
       // X-Road's owner and mode, restored at boot by systemd-tmpfiles-setup.
       await ok('chmod', box!.inside(['chmod', '0700', '/var/tmp/xroad']));
       await ok('systemd-tmpfiles --create', box!.inside(['systemd-tmpfiles', '--create', '/usr/lib/tmpfiles.d/xroad-sync.conf']));
@@ -259,6 +238,42 @@ for (const [suite, name] of [['bookworm', 'Debian 12'], ['trixie', 'Debian 13']]
         await fs.rm(inRoot('/etc/tmpfiles.d/tmp.conf'), { force: true });
         await box!.inside(['rm', '-f', '/var/tmp/xroad/sync-disabled']);
       }
+    });
+
+    // Under systemd-nspawn with systemd 252 a unit with ProtectKernelTunables= (or ProtectControlGroups=, ProtectProc=)
+    // reads the kernel's boot id and everything else the container's (nspawn mounts its own over it): the daemon then
+    // takes a by-hand pass's lock for one left before a reboot. systemd 257 keeps the container's.
+    it('a pass run as root (by mistake) holds the lock: the daemon waits for it, then takes the dead holder\'s lock over', {
+      timeout: 180_000,
+      todo: suite === 'bookworm' ? 'Debian 12 under systemd-nspawn: the daemon sees the kernel\'s boot id, by-hand passes the container\'s' : false,
+    }, async () => {
+      await ok('a root process', box!.inside(['systemd-run', '--unit=root-lock-holder', '--', 'sleep', '600']));
+      const holder = (await waitFor('the root process\'s pid', 30_000, async () => {
+        const pid = (await box!.show('root-lock-holder.service', ['MainPID'])).MainPID;
+        return pid && pid !== '0' ? pid : undefined;
+      }));
+      // The lock a pass of this root process would write (src/state/lock.ts: pid, start time, boot id).
+      const written = await ok('write a root pass\'s lock', box!.sh([
+        `pid=${holder}`,
+        'start=$(cut -d" " -f22 /proc/$pid/stat); boot=$(cat /proc/sys/kernel/random/boot_id)',
+        'printf \'{"pid":%s,"start":"%s","boot":"%s","purpose":"sync"}\\n\' "$pid" "$start" "$boot" > /var/lib/xroad-sync/root-pass.tmp',
+        'for i in $(seq 100); do ln /var/lib/xroad-sync/root-pass.tmp /var/lib/xroad-sync/sync.lock 2>/dev/null && break; sleep 0.1; done',
+        'rm /var/lib/xroad-sync/root-pass.tmp; cat /var/lib/xroad-sync/sync.lock',
+      ].join('\n')));
+      const heldText = await changeMaster();
+      const waiting = new RegExp(`waiting for a pass run by hand","pid":${holder}\\b`);
+      const tookOver = new RegExp(`took over \\S+ from pid ${holder}\\b`);
+      try {
+        const log = await waitFor('the daemon to wait for the root pass\'s lock (or take it over)', 60_000, async () => {
+          const j = await box!.journal('xroad-sync-daemon.service');
+          return waiting.test(j) || tookOver.test(j) ? j : undefined;
+        }, async () => `lock written: ${written.stdout}\n${await box!.journal('xroad-sync-daemon.service')}`);
+        assert.doesNotMatch(log, tookOver, `the daemon took a live root pass's lock over\nlock written: ${written.stdout}\n${log}`);
+        assert.notEqual(await targetText(), heldText, 'no pass while the lock is held');
+      } finally {
+        await ok('the root pass ends', box!.inside(['systemctl', 'stop', 'root-lock-holder.service']));
+      }
+      await waitFor('the daemon to take over the dead holder\'s lock and sync', 90_000, async () => ((await targetText()) === heldText ? true : undefined), () => box!.journal('xroad-sync-daemon.service'));
     });
 
     it('the README\'s timer steps: at boot a pass completes before xroad-proxy.service starts', { timeout: 300_000 }, async () => {
