@@ -306,6 +306,9 @@ describe('packaging', () => {
     assert.doesNotMatch(requires, /nodejs/);
     assert.match(requires, /^libc\.so\.6\(GLIBC_2\.28\)\(64bit\)$/m, 'the ELF dependencies rpmbuild found');
     assert.equal((await ok('rpm ARCH', run('rpm', ['-qp', '--qf', '%{ARCH}', RPM]))).stdout, 'x86_64');
+    // dnf upgrade: the running daemon is restarted onto the new executable (what %systemd_postun_with_restart does).
+    const scripts = (await ok('rpm --scripts', run('rpm', ['-qp', '--scripts', RPM]))).stdout;
+    assert.match(scripts.slice(scripts.indexOf('postuninstall scriptlet')), /if \[ "\$1" -ge 1 \]; then\s+systemctl try-restart xroad-sync-daemon\.service/, scripts);
 
     // Unpack the payload and run the program from it.
     const rpm2cpio = which('rpm2cpio');
