@@ -3,7 +3,8 @@
 # single executable (scripts/build-exe.sh: Node.js and the bundle in one file),
 # service/ and packaging/deb/. The package needs no Node.js: Depends lists only
 # the shared libraries that executable links (dpkg-shlibdeps: libc6, libgcc-s1,
-# libstdc++6), and Architecture is that of the embedded Node binary.
+# libstdc++6; libc6's version is the highest GLIBC_ symbol version the executable
+# imports), and Architecture is that of the embedded Node binary.
 # No debhelper, no fakeroot: --root-owner-group makes every file root:root.
 #
 #   bash scripts/build-deb.sh            # executable, package, lintian (when installed)
@@ -46,12 +47,17 @@ put() { # put MODE SOURCE DEST (DEST relative to the package root)
     install -D -m "$1" "$2" "$stage/$3"
 }
 
+# Units under /usr (Debian's merged-/usr layout; dpkg keeps a unit that moved from
+# /lib/systemd/system in an upgrade, as it is the same file on a merged-/usr system).
+# The settings file is not shipped in /etc: postinst copies the template there once,
+# so it is never a conffile that changes, and an upgrade never stops at dpkg's prompt.
 put 0755 "$exe"                                  usr/bin/xroad-sync
-put 0644 service/xroad-sync.service              lib/systemd/system/xroad-sync.service
-put 0644 service/xroad-sync.timer                lib/systemd/system/xroad-sync.timer
-put 0644 service/xroad-sync-daemon.service       lib/systemd/system/xroad-sync-daemon.service
+put 0644 service/xroad-sync.service              usr/lib/systemd/system/xroad-sync.service
+put 0644 service/xroad-sync.timer                usr/lib/systemd/system/xroad-sync.timer
+put 0644 service/xroad-sync-daemon.service       usr/lib/systemd/system/xroad-sync-daemon.service
+put 0644 service/xroad-sync.tmpfiles.conf        usr/lib/tmpfiles.d/xroad-sync.conf
 put 0644 service/logrotate                       etc/logrotate.d/xroad-slave-sync
-put 0644 service/xroad-sync.default              etc/default/xroad-sync
+put 0644 service/xroad-sync.default              usr/share/xroad-sync/xroad-sync.default
 put 0644 service/xroad-sync.cron                 usr/share/doc/xroad-sync/examples/xroad-sync.cron
 put 0644 service/sshd_config.d-xroad-slave.conf  usr/share/doc/xroad-sync/examples/sshd_config.d-xroad-slave.conf
 put 0644 README.md                               usr/share/doc/xroad-sync/README.md
@@ -81,9 +87,9 @@ chmod 0644 "$doc/changelog.gz"
 for script in postinst prerm postrm; do
     install -m 0755 "packaging/deb/$script" "$stage/DEBIAN/$script"
 done
-printf '/etc/default/xroad-sync\n/etc/logrotate.d/xroad-slave-sync\n' > "$stage/DEBIAN/conffiles"
+printf '/etc/logrotate.d/xroad-slave-sync\n' > "$stage/DEBIAN/conffiles"
 ( cd "$stage" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort \
-    | grep -v -x -e 'etc/default/xroad-sync' -e 'etc/logrotate.d/xroad-slave-sync' \
+    | grep -v -x -e 'etc/logrotate.d/xroad-slave-sync' \
     | xargs md5sum > DEBIAN/md5sums )
 installed_size="$(du -sk --apparent-size --exclude=DEBIAN "$stage" | cut -f1)"
 # Depends: what the executable links, mapped by Debian's symbols files (debhelper's ${shlibs:Depends}).
@@ -93,6 +99,13 @@ printf 'Source: xroad-sync\n\nPackage: xroad-sync\nArchitecture: %s\n' "$arch" >
 depends="$(cd "$shlib_dir" && dpkg-shlibdeps -O "$stage/usr/bin/xroad-sync" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')"
 rm -rf "$shlib_dir"
 [ -n "$depends" ] || { echo "build-deb: dpkg-shlibdeps found no dependencies for $exe" >&2; exit 1; }
+# libc6's bound: the highest GLIBC_ symbol version the executable imports. dpkg-shlibdeps maps
+# symbols through the build host's symbols file, where one symbol (sysconf, Debian 12) is listed
+# at 2.34: that would keep the package off Debian 11 and Ubuntu 20.04, where the program runs.
+glibc_needed="$(objdump -T "$stage/usr/bin/xroad-sync" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n1)"
+[ -n "$glibc_needed" ] || { echo "build-deb: no GLIBC_ symbol versions in $exe (objdump -T)" >&2; exit 1; }
+depends="$(sed -E "s/(^|, )libc6( \([^)]*\))?(,|$)/\1libc6 (>= $glibc_needed)\3/" <<<"$depends")"
+grep -q "libc6 (>= $glibc_needed)" <<<"$depends" || { echo "build-deb: no libc6 in Depends: $depends" >&2; exit 1; }
 sed -e "s|@VERSION@|$version|" -e "s|@MAINTAINER@|$maintainer|" -e "s|@INSTALLED_SIZE@|$installed_size|" \
     -e "s|@ARCH@|$arch|" -e "s|@DEPENDS@|$depends|" \
     packaging/deb/control.in > "$stage/DEBIAN/control"

@@ -31,7 +31,7 @@ mkdir -p "$top"/{SOURCES,SPECS,BUILD,RPMS,SRPMS,BUILDROOT} "$repo/dist/packages"
 cp "$exe" "$licenses/THIRD-PARTY-LICENSES.txt" "$top/SOURCES/"
 cp "$node_license" "$top/SOURCES/node-license"
 cp service/xroad-sync.service service/xroad-sync.timer service/xroad-sync-daemon.service \
-   service/logrotate service/xroad-sync.default service/xroad-sync.cron \
+   service/xroad-sync.tmpfiles.conf service/logrotate service/xroad-sync.default service/xroad-sync.cron \
    service/sshd_config.d-xroad-slave.conf README.md "$top/SOURCES/"
 cp packaging/copyright "$top/SOURCES/COPYING"
 cp packaging/rpm/xroad-sync.spec "$top/SPECS/"

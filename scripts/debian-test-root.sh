@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Prints the path of a tar of a minimal Debian 12 root for test/system/systemd.test.ts,
-# building it once with debootstrap (about 70 s) and reusing it afterwards:
-#   debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,logrotate,sudo bookworm
+# Prints the path of a tar of a minimal Debian root for the system tests (systemd.test.ts,
+# package-upgrade.test.ts), building it once per suite with debootstrap (about 70 s) and
+# reusing it afterwards:
+#   debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,logrotate,sudo SUITE
 # A stock root: no Node.js, nothing of X-Road (the test adds what xroad-base would).
 #
-#   bash scripts/debian-test-root.sh                     # → /var/cache/xroad-sync-test/bookworm-<hash>.tar
+#   bash scripts/debian-test-root.sh [SUITE]             # → /var/cache/xroad-sync-test/SUITE-<hash>.tar
+#   SUITE: bookworm (Debian 12, the default), trixie (13) or bullseye (11)
 #   XROAD_SYNC_TEST_CACHE=DIR  where the tar is kept (default /var/cache/xroad-sync-test, outside the clone)
 #   DEBIAN_MIRROR=URL          default: the first URIs: of /etc/apt/sources.list.d/debian.sources, else deb.debian.org
 # Needs root, debootstrap, tar. Concurrent calls wait for one build (flock).
 set -euo pipefail
 
-suite=bookworm
+suite="${1:-bookworm}"
+case "$suite" in
+    bullseye|bookworm|trixie) ;;
+    *) echo "debian-test-root: unknown suite '$suite' (bullseye, bookworm or trixie)" >&2; exit 2 ;;
+esac
 include=systemd,systemd-sysv,dbus,logrotate,sudo
 cache="${XROAD_SYNC_TEST_CACHE:-/var/cache/xroad-sync-test}"
 key="$(printf '%s %s minbase' "$suite" "$include" | sha256sum | cut -c1-12)"

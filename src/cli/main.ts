@@ -17,6 +17,9 @@ import { DEFAULT_EXCLUDES } from '../filter/types.js';
 import { addIntervalOption, addPassOptions, addSettingsOption, addWaitOption, collect } from './options.js';
 import { addReplicaCheckOptions, addReplicaOptions, addReplicaWaitOption } from './replica-options.js';
 import { applySettings, SettingOrigins } from './settings.js';
+import { nameThisProcess } from '../util/process-name.js';
+
+nameThisProcess('xroad-sync');
 
 const EXIT_CODES = exitCodeHelp();
 

@@ -235,6 +235,7 @@ test('unit policy: pause via Condition, flag file seen by path in the host\'s /v
   assert.deepEqual(values(timer, 'OnUnitActiveSec'), ['60']);
   assert.deepEqual(values(timer, 'RandomizedDelaySec'), ['10'], 'slaves started together must not reach the master in one instant');
   assert.deepEqual(values(timer, 'WantedBy'), ['timers.target']);
+  assert.deepEqual(values(timer, 'Also'), ['xroad-sync.service'], 'enabling the timer enables the boot pass before xroad-proxy');
 
   assert.ok(values(daemon, 'ExecStart')[0]!.startsWith(`${PROGRAM} daemon $XROAD_SYNC_OPTS`));
   assert.deepEqual(values(daemon, 'ExecReload'), ['/bin/kill -HUP $MAINPID']);

@@ -206,14 +206,20 @@ describe('packaging', () => {
     const names = depends.split(',').map((d) => d.trim().split(/[\s(]/)[0]);
     assert.ok(names.length > 0 && names.every((n) => ['libc6', 'libgcc-s1', 'libstdc++6'].includes(n!)), `Depends: ${depends}`);
     t.diagnostic(`Depends: ${depends}; ${Math.round((await fs.stat(DEB)).size / 1048576)} MB`);
+    // libc6's bound is what the executable needs (its highest GLIBC_ symbol version), not the
+    // build host's symbols-file estimate: a higher one keeps it off distributions it runs on.
+    const glibcNeeded = (await ok('objdump -T', run('objdump', ['-T', EXE]))).stdout.match(/\bGLIBC_\d+(\.\d+)+\b/g)!
+      .map((v) => v.slice('GLIBC_'.length)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true })).at(-1);
+    assert.match(depends, new RegExp(`(^|, )libc6 \\(>= ${glibcNeeded!.replace(/\./g, '\\.')}\\)(,|$)`), `Depends: ${depends}; the executable needs GLIBC_${glibcNeeded}`);
     const contents = (await ok('dpkg-deb -c', run('dpkg-deb', ['-c', DEB]))).stdout;
     for (const f of [
       './usr/bin/xroad-sync',
-      './lib/systemd/system/xroad-sync.service',
-      './lib/systemd/system/xroad-sync.timer',
-      './lib/systemd/system/xroad-sync-daemon.service',
+      './usr/lib/systemd/system/xroad-sync.service',
+      './usr/lib/systemd/system/xroad-sync.timer',
+      './usr/lib/systemd/system/xroad-sync-daemon.service',
+      './usr/lib/tmpfiles.d/xroad-sync.conf',
       './etc/logrotate.d/xroad-slave-sync',
-      './etc/default/xroad-sync',
+      './usr/share/xroad-sync/xroad-sync.default',
       './usr/share/doc/xroad-sync/copyright',
       './usr/share/doc/xroad-sync/changelog.gz',
       './usr/share/doc/xroad-sync/examples/xroad-sync.cron',
@@ -223,6 +229,8 @@ describe('packaging', () => {
     }
     assert.match(contents, /^-rwxr-xr-x root\/root .* \.\/usr\/bin\/xroad-sync$/m);
     assert.doesNotMatch(contents, /\/etc\/cron\.d\//, 'the cron file is only an example');
+    assert.doesNotMatch(contents, / \.\/lib\//, 'nothing under /lib: units in /usr/lib/systemd/system');
+    assert.doesNotMatch(contents, / \.\/etc\/default\//, 'the settings file is made by postinst, not shipped: never a conffile to prompt for');
 
     const lintian = which('lintian');
     if (!lintian) {
@@ -256,8 +264,9 @@ describe('packaging', () => {
     });
     await ok('dpkg -i', run('dpkg', [...dpkgArgs, DEB], { timeoutMs: 60_000 }));
     const conffiles = (await ok('dpkg-query', run('dpkg-query', ['-W', '-f=${Conffiles}', 'xroad-sync']))).stdout;
-    assert.match(conffiles, /\/etc\/default\/xroad-sync [0-9a-f]{32}/);
+    assert.doesNotMatch(conffiles, /\/etc\/default\/xroad-sync/);
     assert.match(conffiles, /\/etc\/logrotate\.d\/xroad-slave-sync [0-9a-f]{32}/);
+    assert.equal(readFileSync('/etc/default/xroad-sync', 'utf8'), readFileSync(path.join(REPO, 'service/xroad-sync.default'), 'utf8'), 'postinst copies the template');
     // Run the installed program itself: its mode, no node_modules, no node on PATH.
     const v = await ok(`${INSTALLED} --version`, run(INSTALLED, ['--version'], { cwd: '/', env: { ...process.env, PATH: '/nonexistent' } }));
     assert.equal(v.stdout.trim(), VERSION);
@@ -265,10 +274,10 @@ describe('packaging', () => {
 
     await ok('dpkg -r', run('dpkg', ['-r', 'xroad-sync'], { timeoutMs: 60_000 }));
     assert.equal(existsSync(INSTALLED), false, 'dpkg -r removes the program');
-    assert.equal(existsSync('/lib/systemd/system/xroad-sync.service'), false, 'dpkg -r removes the units');
-    assert.equal(existsSync('/etc/default/xroad-sync'), true, 'dpkg -r keeps the conffile');
+    assert.equal(existsSync('/usr/lib/systemd/system/xroad-sync.service'), false, 'dpkg -r removes the units');
+    assert.equal(existsSync('/etc/default/xroad-sync'), true, 'dpkg -r keeps the settings');
     await ok('dpkg -P', run('dpkg', ['--purge', 'xroad-sync'], { timeoutMs: 60_000 }));
-    assert.equal(existsSync('/etc/default/xroad-sync'), false, 'dpkg -P removes the conffile');
+    assert.equal(existsSync('/etc/default/xroad-sync'), false, 'dpkg -P removes the settings');
   });
 
   it('RPM: rpmbuild from the same executable; files, %config(noreplace), no nodejs, the program runs', { ...T, skip: noRpm }, async (t) => {
@@ -281,6 +290,7 @@ describe('packaging', () => {
       '/usr/lib/systemd/system/xroad-sync.service',
       '/usr/lib/systemd/system/xroad-sync.timer',
       '/usr/lib/systemd/system/xroad-sync-daemon.service',
+      '/usr/lib/tmpfiles.d/xroad-sync.conf',
       '/etc/logrotate.d/xroad-slave-sync',
       '/etc/sysconfig/xroad-sync',
     ]) {
@@ -296,6 +306,9 @@ describe('packaging', () => {
     assert.doesNotMatch(requires, /nodejs/);
     assert.match(requires, /^libc\.so\.6\(GLIBC_2\.28\)\(64bit\)$/m, 'the ELF dependencies rpmbuild found');
     assert.equal((await ok('rpm ARCH', run('rpm', ['-qp', '--qf', '%{ARCH}', RPM]))).stdout, 'x86_64');
+    // dnf upgrade: the running daemon is restarted onto the new executable (what %systemd_postun_with_restart does).
+    const scripts = (await ok('rpm --scripts', run('rpm', ['-qp', '--scripts', RPM]))).stdout;
+    assert.match(scripts.slice(scripts.indexOf('postuninstall scriptlet')), /if \[ "\$1" -ge 1 \]; then\s+systemctl try-restart xroad-sync-daemon\.service/, scripts);
 
     // Unpack the payload and run the program from it.
     const rpm2cpio = which('rpm2cpio');

@@ -327,7 +327,7 @@ describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { timeo
     const before = await targetTree();
     assert.ok(Object.keys(before).length > 5);
     await ok('apt-get purge', inside(['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'purge', '-y', 'xroad-sync'], 120_000));
-    for (const f of ['/usr/bin/xroad-sync', '/lib/systemd/system/xroad-sync.service', '/lib/systemd/system/xroad-sync.timer', '/lib/systemd/system/xroad-sync-daemon.service', '/etc/default/xroad-sync', '/etc/logrotate.d/xroad-slave-sync', '/var/lib/xroad-sync']) {
+    for (const f of ['/usr/bin/xroad-sync', '/usr/lib/systemd/system/xroad-sync.service', '/usr/lib/systemd/system/xroad-sync.timer', '/usr/lib/systemd/system/xroad-sync-daemon.service', '/etc/default/xroad-sync', '/etc/logrotate.d/xroad-slave-sync', '/var/lib/xroad-sync']) {
       assert.equal(existsSync(inRoot(f)), false, `${f} removed`);
     }
     assert.deepEqual(await targetTree(), before, '/etc/xroad untouched');
