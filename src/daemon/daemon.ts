@@ -212,7 +212,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   provider.drop(); // in-flight fetches fail at once; staging then removes its temp files
   await within(opts.stopDeadlineMs ?? 3000, scheduler.stop());
   await within(1000, Promise.all(watchers.map((w) => w.close())));
-  await setDaemonPid(settings.stateDir, null);
+  await clearDaemonPid(settings.stateDir, logger);
   metrics?.setDaemonUp(false);
   await flushMetrics();
   // What still keeps the event loop alive (a watcher chokidar failed to close, a socket): logged, so a test can see it.
@@ -336,6 +336,16 @@ async function keepLocks({ daemonLock, targetLock }: DaemonLocks, logger: Logger
     logger.error({ msg: 'stopping: another writer took our lock', error: describeError(error) });
     process.exit(exitCodeOf(error));
   }
+}
+
+/**
+ * On the way out: a state dir removed under the daemon holds no record to
+ * clear (the daemon's lock, which says whether one runs, went with it), and
+ * a record that cannot be written must not turn a requested stop into a failure.
+ */
+async function clearDaemonPid(stateDir: string, logger: Logger): Promise<void> {
+  if (!existsSync(stateDir)) return;
+  await setDaemonPid(stateDir, null).catch((err: unknown) => logger.warn({ msg: 'cannot clear the daemon pid in status.json', stateDir, error: describeError(err) }));
 }
 
 async function setDaemonPid(stateDir: string, pid: number | null): Promise<void> {

@@ -8,8 +8,14 @@
  * daemon takes its lock once per lifetime, never per pass.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { LocalIoError } from '../errors.js';
+
+/**
+ * util-linux installs it here on every supported distribution (merged /usr);
+ * a PATH without /usr/bin (a cron job, a stripped environment) must not lose the lock.
+ */
+const FLOCK = ['/usr/bin/flock', '/bin/flock'].find((p) => existsSync(p)) ?? 'flock';
 
 /** flock's exit status when the lock is taken by someone else (-E): distinct from its own failures. */
 const BUSY = 99;
@@ -20,12 +26,12 @@ const BUSY = 99;
  */
 export function flockExclusive(fd: number, subject: string, waitSeconds = 0): boolean {
   const wait = waitSeconds > 0 ? ['-w', String(waitSeconds)] : ['-n'];
-  const run = spawnSync('flock', ['-x', ...wait, '-E', String(BUSY), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd], encoding: 'utf8' });
+  const run = spawnSync(FLOCK, ['-x', ...wait, '-E', String(BUSY), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd], encoding: 'utf8' });
   if (run.error !== undefined || (run.status !== 0 && run.status !== BUSY)) {
     throw new LocalIoError(`cannot lock ${subject} with flock: ${run.error?.message ?? (run.stderr.trim() || `exit ${run.status ?? run.signal}`)}`, {
       subject,
       cause: run.error,
-      hint: 'xroad-sync needs the flock utility (util-linux) in PATH',
+      hint: 'xroad-sync needs the flock utility (util-linux): /usr/bin/flock, or flock in PATH',
     });
   }
   return run.status === 0;

@@ -112,12 +112,11 @@ test('the target replaced under a running daemon (restored from a copy): the dae
   assert.ok(daemon.records().some((r) => /is another directory than at start .*locked it again/.test(String(r.msg))), `the daemon says so\n${output(daemon)()}`);
 });
 
-test('without the flock utility a pass stops before changing anything, naming what is missing (exit 11)', T, async (t) => {
+test('a PATH without /usr/bin (a cron job, a stripped environment) still takes the target lock: flock is found where util-linux installs it', T, async (t) => {
   const s = await setup(t);
   const run = await runCli(['sync', ...s.argsWithStateDir(s.stateDir)], { env: { PATH: path.join(s.base, 'no-such-bin') } });
-  assert.equal(run.status, 11, show(run));
-  assert.match(run.stderr, /flock/, show(run));
-  assert.deepEqual([...(await readTree(s.target)).keys()], [], 'nothing changed in the target');
+  assert.equal(run.status, 0, show(run));
+  assert.ok([...(await readTree(s.target)).keys()].length > 0, 'the pass synced the target');
 });
 
 test('the state dir restored from a copy made while the daemon ran (its own lock in it, another inode): the daemon keeps running and retakes its lock', T, async (t) => {

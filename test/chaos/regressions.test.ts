@@ -1,0 +1,35 @@
+/**
+ * Sequences the simulation found, replayed as they were printed: each one
+ * failed before the fix its name describes. A new finding joins this list
+ * with the fix, so the budget's random seeds need not meet it again.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { sshdAvailable, suiteMaster, type TestMaster } from '../helpers/sshd.js';
+import { formatFailure, runSequence, type SimOptions } from './simulation.js';
+import type { Step } from './steps.js';
+
+const FOUND: ReadonlyArray<{ readonly name: string; readonly steps: readonly Step[] }> = [
+  {
+    name: 'a daemon whose state dir was removed stops cleanly on SIGTERM (it exited 11 on a bare ENOENT writing status.json)',
+    steps: [
+      { kind: 'daemon-start', arg: 1 },
+      { kind: 'state-dir-loss', arg: 1 },
+      { kind: 'daemon-stop', arg: 1 },
+    ],
+  },
+];
+
+const OPTS: SimOptions = { convergeMs: 10_000, fullScanMs: 0, disabled: new Map() };
+const T = { timeout: 120_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
+
+describe('operator-chaos findings, replayed', () => {
+  let master: TestMaster;
+  suiteMaster((m) => (master = m));
+  for (const found of FOUND) {
+    test(found.name, T, async () => {
+      const result = await runSequence(master, found.steps, OPTS);
+      assert.equal(result.failedAt, undefined, result.failedAt === undefined ? '' : formatFailure(undefined, found.steps, result));
+    });
+  }
+});
