@@ -3,21 +3,20 @@
  * outside group xroad, beside the package's modes (state dir 0750, the flag's
  * directory 1750, both owned by another user). What it cannot read is
  * UNKNOWN naming the file and the fix, never a verdict about the sync. The
- * user runs the bundle (scripts/bundle.mjs) from a directory it can reach: a
- * checkout may sit under a 0700 home.
+ * user runs node and the bundle from a directory it can reach (other-user.ts):
+ * a checkout may sit under a 0700 home.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { CliRun } from '../helpers/cli.js';
+import { cliForOtherUsers } from '../helpers/other-user.js';
 import { ensureOsUser } from '../helpers/postgres.js';
 import { makeTempDir } from '../helpers/sshd.js';
 
 const AGENT = 'xroad-sync-nagios';
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const skip = process.getuid?.() !== 0 ? 'needs root (runuser to an unprivileged user)' : false;
 const T = { timeout: 60_000, skip };
 const show = (r: CliRun) => `exit ${r.status}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
@@ -27,10 +26,11 @@ function sh(cmd: string, args: string[]): void {
   assert.equal(r.status, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);
 }
 
-function runAs(user: string, script: string, args: readonly string[]): Promise<CliRun> {
+function runAs(user: string, args: readonly string[]): Promise<CliRun> {
+  const cli = cliForOtherUsers();
   const started = Date.now();
   const env = { PATH: process.env.PATH, LANG: 'C.UTF-8', XROAD_SYNC_SETTINGS: '' };
-  const child = spawn('runuser', ['-u', user, '--', process.execPath, script, ...args], { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('runuser', ['-u', user, '--', cli.node, cli.script, ...args], { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -44,13 +44,10 @@ function runAs(user: string, script: string, args: readonly string[]): Promise<C
 
 describe('status as an unprivileged monitoring agent', { skip }, () => {
   let base = '';
-  let script = '';
   before(async () => {
     ensureOsUser(AGENT);
     base = await makeTempDir('xs-monitoring-user-');
     await fs.chmod(base, 0o755);
-    script = path.join(base, 'xroad-sync.cjs');
-    sh(process.execPath, [path.join(REPO, 'scripts/bundle.mjs'), '--outfile', script]);
   });
   after(() => (base ? fs.rm(base, { recursive: true, force: true }) : undefined));
 
@@ -66,25 +63,25 @@ describe('status as an unprivileged monitoring agent', { skip }, () => {
     await fs.writeFile(path.join(stateDir, 'status.json'), JSON.stringify({ lastPass, lastSuccessAt: now, daemonPid: null }), { mode: 0o644 });
     const args = ['status', '--check', '--state-dir', stateDir, '--flag-file', flagFile];
 
-    const denied = await runAs(AGENT, script, args);
+    const denied = await runAs(AGENT, args);
     assert.equal(denied.status, 3, show(denied));
     assert.match(denied.stdout, /^XROAD-SYNC UNKNOWN - cannot read .*\/state\/status\.json as user xroad-sync-nagios: permission denied/, show(denied));
     assert.match(denied.stdout, /state is drwxr-x--- root:root/, show(denied));
     assert.match(denied.stdout, /usermod -aG root xroad-sync-nagios/, show(denied));
     assert.equal(denied.stdout.split('\n').length, 2, 'one line');
 
-    const plain = await runAs(AGENT, script, ['status', '--state-dir', stateDir, '--flag-file', flagFile]);
+    const plain = await runAs(AGENT, ['status', '--state-dir', stateDir, '--flag-file', flagFile]);
     assert.equal(plain.status, 11, show(plain));
     assert.match(plain.stderr, /cannot read .*status\.json as user xroad-sync-nagios: permission denied/, show(plain));
 
     // As if the agent were added to the group: the state dir is readable, the flag's directory is not.
     sh('chgrp', [AGENT, stateDir]);
-    const flagDenied = await runAs(AGENT, script, args);
+    const flagDenied = await runAs(AGENT, args);
     assert.equal(flagDenied.status, 3, show(flagDenied));
     assert.match(flagDenied.stdout, /^XROAD-SYNC UNKNOWN - cannot read .*\/flagdir\/sync-disabled as user xroad-sync-nagios: permission denied \(.*flagdir is drwxr-x--T root:root\)/, show(flagDenied));
 
     sh('chgrp', [AGENT, flagDir]);
-    const ok = await runAs(AGENT, script, args);
+    const ok = await runAs(AGENT, args);
     assert.equal(ok.status, 0, show(ok));
     assert.match(ok.stdout, /^XROAD-SYNC OK - last success \d+ s ago/);
   });
