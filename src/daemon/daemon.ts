@@ -25,7 +25,7 @@ import { LocalEdits } from './local-edits.js';
 import { PauseFlag } from './pause-flag.js';
 import { PassMetrics } from '../state/metrics-file.js';
 import { PassScheduler } from './scheduler.js';
-import { lastPassOf, SystemdNotifier } from './systemd-notify.js';
+import { lastPassOf, SystemdNotifier, takeNotifyEnv } from './systemd-notify.js';
 import { WallClockSteps } from './wall-clock.js';
 
 /** The safety net under the watcher: the target is scanned in full (listing and content) at least this often. */
@@ -87,7 +87,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   const flushMetrics = (): Promise<void> | undefined =>
     metrics?.flush().catch((err: unknown) => logger.warn({ msg: 'cannot write --metrics-file', file: settings.metricsFile, error: describeError(err) }));
   // Under systemd (Type=notify): READY=1 after the first pass, STATUS= naming the last one, watchdog pings.
-  const systemd = new SystemdNotifier(logger);
+  const systemd = new SystemdNotifier(logger, takeNotifyEnv());
   hangOnSignalFromEnv();
 
   const scheduler = new PassScheduler({

@@ -86,12 +86,26 @@ export function watchdogPingMs(env: NotifyEnv, pid = process.pid): number | unde
   return Math.max(1, Math.floor(usec / 2000));
 }
 
-type Send = (fields: readonly string[]) => Promise<void>;
+/**
+ * The notify variables, taken out of this process's environment (as
+ * sd_notify's unset_environment does): an --on-change command must not
+ * inherit them, or what it runs could set our unit's status or readiness.
+ */
+export function takeNotifyEnv(env: NodeJS.ProcessEnv = process.env): NotifyEnv {
+  const taken = { NOTIFY_SOCKET: env.NOTIFY_SOCKET, WATCHDOG_USEC: env.WATCHDOG_USEC, WATCHDOG_PID: env.WATCHDOG_PID };
+  delete env.NOTIFY_SOCKET;
+  delete env.WATCHDOG_USEC;
+  delete env.WATCHDOG_PID;
+  return taken;
+}
 
-/** Runs `systemd-notify FIELD=VALUE…`; its environment carries NOTIFY_SOCKET. */
-const sendWithSystemdNotify: Send = (fields) =>
+type Send = (fields: readonly string[], socket: string) => Promise<void>;
+
+/** Runs `systemd-notify FIELD=VALUE…` with NOTIFY_SOCKET in its environment only. */
+const sendWithSystemdNotify: Send = (fields, socket) =>
   new Promise((resolve, reject) => {
-    execFile('systemd-notify', [...fields], { timeout: SEND_TIMEOUT_MS, killSignal: 'SIGKILL' }, (error, _stdout, stderr) =>
+    const env = { ...process.env, NOTIFY_SOCKET: socket };
+    execFile('systemd-notify', [...fields], { env, timeout: SEND_TIMEOUT_MS, killSignal: 'SIGKILL' }, (error, _stdout, stderr) =>
       error ? reject(new Error(`systemd-notify ${fields.map((f) => f.split('=')[0]).join(' ')}: ${stderr.trim() || error.message}`)) : resolve());
   });
 
@@ -108,12 +122,14 @@ export class SystemdNotifier {
   private refreshTimer: NodeJS.Timeout | undefined;
   private warned = false;
   readonly enabled: boolean;
+  private readonly socket: string;
   readonly pingMs: number | undefined;
   /** Messages sent so far (runs of systemd-notify). */
   sent = 0;
 
   constructor(private readonly logger: Logger, env: NotifyEnv = process.env, private readonly send: Send = sendWithSystemdNotify) {
-    this.enabled = Boolean(env.NOTIFY_SOCKET);
+    this.socket = env.NOTIFY_SOCKET ?? '';
+    this.enabled = this.socket !== '';
     this.pingMs = this.enabled ? watchdogPingMs(env) : undefined;
   }
 
@@ -172,7 +188,7 @@ export class SystemdNotifier {
       this.pending.clear();
       if (status !== undefined) this.sentStatus = status;
       this.sent++;
-      await this.send(fields).catch((error: unknown) => this.warnOnce(error));
+      await this.send(fields, this.socket).catch((error: unknown) => this.warnOnce(error));
     }
     this.inFlight = undefined;
   }

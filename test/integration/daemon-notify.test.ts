@@ -46,14 +46,16 @@ describe('the daemon notifies systemd through systemd-notify', () => {
     await writeTree(source, { 'conf.d/local.ini': file('[proxy]\n', 1), 'signer/keyconf.xml': file('<keyConf/>\n', 2) });
     await writeTree(dir, { 'flag/.keep': file('', 0), 'target/.keep': file('', 0) });
     const paths = { source, target: path.join(dir, 'target'), stateDir: path.join(dir, 'state'), flagFile: path.join(dir, 'flag', 'sync-disabled') };
-    const daemon = startCli(['daemon', '--interval', '0.2', ...passArgs(master, paths)], { env: { ...env, PATH: `${path.join(work, 'bin')}:${process.env.PATH}` } });
+    // The hook records its environment: the notify variables are the daemon's alone.
+    const hookEnv = path.join(dir, 'hook-env');
+    const daemon = startCli(['daemon', '--interval', '0.2', ...passArgs(master, paths), '--on-change', `env > ${hookEnv}`], { env: { ...env, PATH: `${path.join(work, 'bin')}:${process.env.PATH}` } });
     const passes = (): number => daemon.records().filter((r) => r.msg === 'pass').length;
-    return { daemon, passes, source };
+    return { daemon, passes, source, hookEnv };
   };
 
   it('READY=1 after the first pass, then nothing for idle passes; a change at once; STOPPING=1 on SIGTERM', T, async () => {
     // A watchdog period far beyond the test: any message during the idle passes would be a per-pass one.
-    const { daemon, passes, source } = await startDaemon('notify', { NOTIFY_SOCKET: '/run/systemd/notify', WATCHDOG_USEC: '600000000' });
+    const { daemon, passes, source, hookEnv } = await startDaemon('notify', { NOTIFY_SOCKET: '/run/systemd/notify', WATCHDOG_USEC: '600000000' });
     try {
       await waitFor(async () => (await messages()).some((m) => m.includes('READY=1')) || daemon.child.exitCode !== null, 30_000, 'READY=1');
       const ready = await messages();
@@ -69,6 +71,9 @@ describe('the daemon notifies systemd through systemd-notify', () => {
 
       await writeFile(path.join(source, 'conf.d/local.ini'), '[proxy]\nchanged=1\n');
       await waitFor(async () => (await messages()).some((m) => m.some((f) => / 1 changed$/.test(f))), 30_000, 'the status naming the changed file');
+      const inherited = await readFile(hookEnv, 'utf8');
+      assert.match(inherited, /^PATH=/m, 'the --on-change command ran');
+      assert.doesNotMatch(inherited, /^(NOTIFY_SOCKET|WATCHDOG_USEC|WATCHDOG_PID)=/m, 'an --on-change command inherits no notify variable');
       const stopped = await daemon.stop();
       assert.equal(stopped.status, 0, stopped.stderr);
       assert.deepEqual((await messages()).at(-1)?.toSorted(), ['STATUS=stopping', 'STOPPING=1']);
