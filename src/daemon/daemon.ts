@@ -19,12 +19,13 @@ import { createLogger, logLevelFromEnv, type Logger } from '../report/logger.js'
 import { readStatus, writeStatus } from '../state/status.js';
 import { acquireDaemonLock, ensureStateDir, type DaemonLock } from '../state/lock.js';
 import { lockTargetForDaemon, type DaemonTargetLock } from '../state/target-lock.js';
-import { fullScanPeriodFromEnv } from '../run/test-hooks.js';
+import { fullScanPeriodFromEnv, hangOnSignalFromEnv } from '../run/test-hooks.js';
 import type { PassResult } from '../pass/types.js';
 import { LocalEdits } from './local-edits.js';
 import { PauseFlag } from './pause-flag.js';
 import { PassMetrics } from '../state/metrics-file.js';
 import { PassScheduler } from './scheduler.js';
+import { lastPassOf, SystemdNotifier, takeNotifyEnv } from './systemd-notify.js';
 import { WallClockSteps } from './wall-clock.js';
 
 /** The safety net under the watcher: the target is scanned in full (listing and content) at least this often. */
@@ -85,6 +86,9 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   const metrics = settings.metricsFile ? await PassMetrics.load({ ...settings, metricsFile: settings.metricsFile }, { daemon: true }) : undefined;
   const flushMetrics = (): Promise<void> | undefined =>
     metrics?.flush().catch((err: unknown) => logger.warn({ msg: 'cannot write --metrics-file', file: settings.metricsFile, error: describeError(err) }));
+  // Under systemd (Type=notify): READY=1 after the first pass, STATUS= naming the last one, watchdog pings.
+  const systemd = new SystemdNotifier(logger, takeNotifyEnv());
+  hangOnSignalFromEnv();
 
   const scheduler = new PassScheduler({
     intervalMs: opts.intervalMs,
@@ -96,6 +100,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
       // Logged once, when the flag appeared. An interrupted commit is still completed while paused (the pass does only that).
       if (existsSync(settings.flagFile) && !existsSync(journalPath(settings.stateDir))) {
         logger.debug({ msg: 'pass skipped: sync paused' });
+        systemd.passEnded({ kind: 'paused', at: new Date(), flagFile: settings.flagFile });
         return 'skipped';
       }
       noticeClockStep();
@@ -126,6 +131,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
           },
         });
         passResult = result;
+        systemd.passEnded(isLockWait(result.error) ? { kind: 'skipped', at: result.finishedAt, why: 'another pass kept the lock' } : lastPassOf(result));
         // Only a clean no-change pass leaves the target as scanned (a by-hand pass we waited for may have written it).
         if (result.result !== 'ok' || result.changedPaths.length > 0) knownTarget.forget();
         if (isLockWait(result.error)) {
@@ -138,6 +144,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
         return result.result;
       } catch (error) {
         knownTarget.forget();
+        systemd.passEnded(lastPassOf({ thrown: error }));
         throw error;
       } finally {
         firstPassDone = true;
@@ -197,6 +204,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   });
   await flushMetrics();
   logger.info({ msg: 'daemon started', pid: process.pid, intervalS: opts.intervalMs / 1000, master: settings.connection.host, target: settings.targetDir, inotifyWatches: inotifyWatches() });
+  systemd.start();
   scheduler.start();
   // The full scan is due every fullScanMs even when --interval is longer (it runs at the start of a pass):
   // looked at four times a period, it starts at most a quarter period late.
@@ -206,12 +214,13 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   if (typeof signal === 'string') logger.info({ msg: 'stopping', signal });
   else logger.error({ msg: `stopping: ${signal.why}; exiting so that systemd starts the daemon again with the current directory` });
   await pauseFlag.stop();
+  const systemdStopped = systemd.stop();
   clearTimeout(settling);
   clearInterval(fullScanTimer);
   abort.abort();
   provider.drop(); // in-flight fetches fail at once; staging then removes its temp files
   await within(opts.stopDeadlineMs ?? 3000, scheduler.stop());
-  await within(1000, Promise.all(watchers.map((w) => w.close())));
+  await within(1000, Promise.all([systemdStopped, ...watchers.map((w) => w.close())]));
   await clearDaemonPid(settings.stateDir, logger);
   metrics?.setDaemonUp(false);
   await flushMetrics();

@@ -31,3 +31,21 @@ export function fullScanPeriodFromEnv(env = process.env): number | undefined {
   const ms = Number(env.XROAD_SYNC_TEST_FULL_SCAN_MS);
   return Number.isInteger(ms) && ms > 0 ? ms : undefined;
 }
+
+/**
+ * XROAD_SYNC_TEST_HANG_SIGNAL (e.g. SIGUSR2): on that signal the process
+ * busy-loops, its event loop blocked, for XROAD_SYNC_TEST_HANG_MS (default
+ * 120 s), so a test can see systemd's watchdog restart a hung daemon.
+ */
+export function hangOnSignalFromEnv(env = process.env): void {
+  const signal = env.XROAD_SYNC_TEST_HANG_SIGNAL;
+  if (!signal) return;
+  const hangMs = Number(env.XROAD_SYNC_TEST_HANG_MS ?? 120_000);
+  process.on(signal as NodeJS.Signals, () => {
+    process.stderr.write(`xroad-sync: test hook: event loop blocked for ${hangMs} ms\n`);
+    const until = performance.now() + hangMs;
+    while (performance.now() < until) {
+      // blocked on purpose: no timer, no I/O, no watchdog ping
+    }
+  });
+}

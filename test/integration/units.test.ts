@@ -238,6 +238,13 @@ test('unit policy: pause via Condition, flag file seen by path in the host\'s /v
   assert.deepEqual(values(timer, 'Also'), ['xroad-sync.service'], 'enabling the timer enables the boot pass before xroad-proxy');
 
   assert.ok(values(daemon, 'ExecStart')[0]!.startsWith(`${PROGRAM} daemon $XROAD_SYNC_OPTS`));
+  // Started means the first pass ended (READY=1), so Before= orders a finished pass without an ExecStartPre pass;
+  // the messages come from systemd-notify, a child (NotifyAccess=all); a hung event loop is restarted.
+  assert.deepEqual(values(daemon, 'Type'), ['notify']);
+  assert.deepEqual(values(daemon, 'NotifyAccess'), ['all']);
+  assert.equal(values(daemon, 'WatchdogSec').length, 1, 'WatchdogSec=');
+  assert.deepEqual(values(daemon, 'ExecStartPre'), [], 'no second pass before the daemon\'s first');
+  assert.ok(values(daemon, 'Restart').includes('on-failure'), 'a watchdog kill is restarted');
   assert.deepEqual(values(daemon, 'ExecReload'), ['/bin/kill -HUP $MAINPID']);
   assert.deepEqual(values(daemon, 'Conflicts').join(' ').split(/\s+/).sort(), ['xroad-sync.service', 'xroad-sync.timer']);
   assert.equal(values(daemon, 'ConditionPathExists').length, 0, 'the daemon must keep running while paused');

@@ -260,6 +260,65 @@ describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { timeo
     assert.match(status.stdout, /last pass: .*ok/);
   });
 
+  it('the daemon unit is Type=notify: started means the first pass ended; StatusText names the last pass; a hung event loop is restarted by the watchdog', T, async () => {
+    const unit = 'xroad-sync-daemon.service';
+    // A master change made while the daemon is stopped is on the slave once `systemctl start` returns:
+    // the unit is started only after the daemon's first pass (READY=1), so Before=xroad-proxy.service orders a finished pass.
+    const text = await changeMaster();
+    await ok('start the daemon', inside(['systemctl', 'start', unit], 120_000));
+    assert.equal(await targetText(), text, `the first pass ended before the start job did\n${await journal(unit)}`);
+    const s = await show(unit, ['Type', 'NotifyAccess', 'WatchdogUSec', 'ActiveState', 'StatusText', 'MainPID', 'NRestarts']);
+    assert.equal(s.Type, 'notify');
+    assert.equal(s.NotifyAccess, 'all');
+    assert.equal(s.ActiveState, 'active');
+    assert.notEqual(s.WatchdogUSec, '0');
+    assert.match(s.StatusText ?? '', /^last pass ok at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(\d+\.\d s\), \d+ changed$/, `StatusText=${s.StatusText}`);
+    const status = await inside(['systemctl', 'status', '--no-pager', unit]);
+    assert.match(status.stdout, /Status: "last pass ok at /, status.stdout);
+    // A failing pass shows at once, naming why (the master's directory gone).
+    await fs.rename(source, `${source}.away`);
+    try {
+      const failed = await waitFor('StatusText to name the failed pass', 30_000, async () => {
+        const t = (await show(unit, ['StatusText'])).StatusText ?? '';
+        return t.startsWith('last pass failed') ? t : undefined;
+      }, () => journal(unit));
+      assert.match(failed, /\(exit \d+\): .+; last ok pass at /);
+    } finally {
+      await fs.rename(`${source}.away`, source);
+    }
+    await waitFor('StatusText ok again', 60_000, async () => ((await show(unit, ['StatusText'])).StatusText?.startsWith('last pass ok') ? true : undefined), () => journal(unit));
+
+    // The watchdog: a short WatchdogSec= and the test hook that blocks the event loop on SIGUSR2.
+    const dropIn = inRoot(`/etc/systemd/system/${unit}.d`);
+    await fs.mkdir(dropIn, { recursive: true });
+    await fs.writeFile(path.join(dropIn, 'watchdog-test.conf'), '[Service]\nWatchdogSec=4s\nEnvironment=XROAD_SYNC_TEST_HANG_SIGNAL=SIGUSR2\n');
+    try {
+      await ok('daemon-reload', inside(['systemctl', 'daemon-reload']));
+      await ok('restart with the test hook', inside(['systemctl', 'restart', unit], 120_000));
+      const hooked = await show(unit, ['ActiveState', 'MainPID', 'NRestarts', 'WatchdogUSec']);
+      assert.equal(hooked.WatchdogUSec, '4s');
+      assert.equal(hooked.ActiveState, 'active');
+      // The pings arrive: systemd records each in WatchdogTimestamp; two new ones, and the same daemon.
+      const pings = new Set<string>();
+      await waitFor('two watchdog pings', 30_000, async () => {
+        pings.add((await show(unit, ['WatchdogTimestampMonotonic'])).WatchdogTimestampMonotonic!);
+        return pings.size >= 3 ? true : undefined;
+      }, () => journal(unit));
+      assert.equal((await show(unit, ['MainPID'])).MainPID, hooked.MainPID, `the pinging daemon is not restarted\n${await journal(unit)}`);
+      await ok('block the event loop', sh(`kill -USR2 ${hooked.MainPID}`));
+      const restarted = await waitFor('the watchdog to restart the hung daemon', 60_000, async () => {
+        const r = await show(unit, ['ActiveState', 'MainPID', 'NRestarts']);
+        return r.ActiveState === 'active' && r.MainPID !== '0' && r.MainPID !== hooked.MainPID ? r : undefined;
+      }, () => journal(unit));
+      assert.ok(Number(restarted.NRestarts) > Number(hooked.NRestarts), `NRestarts ${hooked.NRestarts} -> ${restarted.NRestarts}`);
+      assert.match(await journal(unit), /[Ww]atchdog timeout/);
+    } finally {
+      await fs.rm(dropIn, { recursive: true, force: true });
+      await ok('daemon-reload', inside(['systemctl', 'daemon-reload']));
+    }
+    await ok('stop the daemon', inside(['systemctl', 'stop', unit]));
+  });
+
   it('the daemon unit: active, a master change applied, pause/resume live, also after /var/tmp/xroad was replaced or missing, logrotate, kill -9 restarts it', T, async () => {
     await ok('start the daemon', inside(['systemctl', 'start', 'xroad-sync-daemon.service'], 120_000));
     const first = await waitFor('the daemon active', 30_000, async () => {
