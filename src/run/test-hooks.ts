@@ -2,7 +2,9 @@
  * Fault injection for the test suites, off unless XROAD_SYNC_TEST_HOOK is
  * set: `kill@<point>[:<n>]` SIGKILLs this process the n-th time (default 1st)
  * the pass reaches <point> (see PassPoint); `pause@<point>[:<n>]` stops there
- * for XROAD_SYNC_TEST_PAUSE_MS (default 60000) so a test can act mid-pass.
+ * for XROAD_SYNC_TEST_PAUSE_MS (default 60000) so a test can act mid-pass,
+ * or until the process gets SIGUSR2: a test releases it when what it waited
+ * for has happened, rather than guessing a pause long enough on a loaded machine.
  */
 import type { PassPoint } from '../pass/types.js';
 
@@ -19,7 +21,15 @@ export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: 
     if (point !== wanted || ++seen !== target) return;
     if (action === 'kill') process.kill(process.pid, 'SIGKILL');
     process.stderr.write(`xroad-sync: test hook paused at ${point}\n`);
-    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    await new Promise<void>((resolve) => {
+      const release = (): void => {
+        clearTimeout(timer);
+        process.removeListener('SIGUSR2', release);
+        resolve();
+      };
+      const timer = setTimeout(release, pauseMs);
+      process.on('SIGUSR2', release);
+    });
   };
 }
 

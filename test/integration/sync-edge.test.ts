@@ -421,15 +421,19 @@ describe('xroad-sync sync: guards and failures', () => {
       source: ws.source,
       target: ws.target,
       stateDir: ws.state,
-      env: { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '3000' },
+      // Paused until released (SIGUSR2) once the second pass says it waits: no guessed pause length.
+      env: { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
     });
     await waitFor(() => first.stderrSoFar().includes('paused at staged') || first.child.exitCode !== null, 30_000, 'first pass to pause');
     const impatient = await sync(ws, { logFile: path.join(ws.state, 'impatient.log'), args: ['--wait', '0.5'] });
     exits(impatient, 75);
     assert.match(impatient.stderr, /lock/);
     assert.doesNotMatch(impatient.log, /rsync error/, 'a lock wait is not a failed pass in slave-sync.log');
-    const second = await sync(ws, { logFile: path.join(ws.state, 'second.log') });
+    const waiting = startSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, logFile: path.join(ws.state, 'second.log') });
+    await waitFor(() => /waiting for the running pass \(pid \d+\)/.test(waiting.stderrSoFar()) || waiting.child.exitCode !== null, 30_000, 'the second pass to say it waits');
+    first.child.kill('SIGUSR2');
     const firstRun = await first.done;
+    const second = await waiting.done;
     ok(firstRun);
     ok(second);
     assert.match(second.stderr, /waiting for the running pass \(pid \d+\)/);

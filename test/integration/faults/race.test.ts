@@ -62,13 +62,15 @@ describe('races between processes', () => {
 
   it('a pass started with --wait 1 while another holds the lock (paused after its scan) exits 75 after the wait; the holder then commits whole', T, async () => {
     const ws = await withTree(1);
-    const holder = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@scanned', XROAD_SYNC_TEST_PAUSE_MS: '3000' });
+    // Paused until released (SIGUSR2) once the loser is done: however slow the machine, the loser meets a held lock.
+    const holder = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@scanned', XROAD_SYNC_TEST_PAUSE_MS: '60000' });
     assert.ok(await until(() => holder.stderrSoFar().includes('test hook paused at scanned'), 20_000), `the holder never paused:\n${holder.stderrSoFar()}`);
     const before = await snapshot(ws.target);
     const loser = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, timeoutMs: 20_000, args: ['--wait', '1'] });
     assertLoser(loser, holder.child.pid);
     assert.ok(loser.elapsedMs < 10_000, `the loser waited ${loser.elapsedMs} ms`);
     assert.deepEqual(differences(before, await snapshot(ws.target)), [], 'the loser touched the target');
+    holder.child.kill('SIGUSR2');
     const won = await holder.done;
     assert.equal(won.status, 0, describeRun(won));
     await assertConverged(ws, 'after the holder');
