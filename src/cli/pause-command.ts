@@ -177,6 +177,8 @@ async function asOwnerOf<T>(path: string, work: () => Promise<T>): Promise<T> {
 
 async function resumeFileSync(ctx: PauseContext): Promise<{ lines: string[]; exitCode: number }> {
   const was = existsSync(ctx.flagFile);
+  // The daemon's pass after resume is the first record that is not this one (clocks need not agree to the second).
+  const recordBefore = (await readStatus(ctx.stateDir)).lastPass;
   try {
     await unlink(ctx.flagFile);
   } catch (cause) {
@@ -187,16 +189,16 @@ async function resumeFileSync(ctx: PauseContext): Promise<{ lines: string[]; exi
   const lines = [`Sync paused: ${was} => false (${ctx.flagFile})`];
   const daemon = await liveHolder(daemonLockPath(ctx.stateDir));
   if (!was || !daemon) return { lines, exitCode: 0 };
-  const after = await daemonPassAfter(ctx, daemon.pid, Date.now());
+  const after = await daemonPassAfter(ctx, daemon.pid, Date.now(), recordBefore?.startedAt);
   return { lines: [...lines, after.line], exitCode: after.exitCode };
 }
 
 /** The daemon runs a pass when the flag goes: wait (bounded) for its record and say how it went; its failure is resume's. */
-async function daemonPassAfter(ctx: PauseContext, pid: number, since: number): Promise<{ line: string; exitCode: number }> {
+async function daemonPassAfter(ctx: PauseContext, pid: number, since: number, startedBefore: string | undefined): Promise<{ line: string; exitCode: number }> {
   const deadline = since + Math.min(ctx.waitMs, 30_000);
   while (Date.now() < deadline) {
     const last = (await readStatus(ctx.stateDir)).lastPass;
-    if (last && Date.parse(last.startedAt) >= since - 1000 && last.result !== 'skipped') {
+    if (last && last.startedAt !== startedBefore && last.result !== 'skipped') {
       const line = `the daemon (pid ${pid}) ran a pass ${formatDuration(Date.parse(last.finishedAt) - since)} after resume: ${describeLast(last)}`;
       if (last.result !== 'failed') return { line, exitCode: 0 };
       process.stderr.write(`xroad-sync: the daemon's pass after resume failed: ${last.error ?? 'no error recorded'} (exit ${last.exitCode})\n`);
