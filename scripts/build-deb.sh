@@ -61,6 +61,10 @@ put 0644 service/xroad-sync.default              usr/share/xroad-sync/xroad-sync
 put 0644 service/xroad-sync.cron                 usr/share/doc/xroad-sync/examples/xroad-sync.cron
 put 0644 service/sshd_config.d-xroad-slave.conf  usr/share/doc/xroad-sync/examples/sshd_config.d-xroad-slave.conf
 put 0644 README.md                               usr/share/doc/xroad-sync/README.md
+for page in docs/*.md; do                        # the operator's guide links into docs/
+    [ -e "$page" ] || continue
+    put 0644 "$page"                             "usr/share/doc/xroad-sync/$page"
+done
 put 0644 packaging/deb/lintian-overrides         usr/share/lintian/overrides/xroad-sync
 
 doc="$stage/usr/share/doc/xroad-sync"
@@ -73,13 +77,14 @@ node_version="$(sed -n 's/^v\{0,1\}\([0-9][0-9.]*\).*/\1/p' <<<"$("$exe" -p proc
 } > "$doc/copyright"
 chmod 0644 "$doc/copyright"
 gzip -9n "$doc/README.md"
+if [ -d "$doc/docs" ]; then gzip -9n "$doc"/docs/*.md; fi
 gzip -9n < "$node_license" > "$doc/node-license.gz"
 chmod 0644 "$doc/node-license.gz"
 # A native package's changelog, in Debian's format, for this version.
 {
     printf 'xroad-sync (%s) unstable; urgency=medium\n\n' "$version"
     printf '  * Release %s, packaged from the single executable by scripts/build-deb.sh.\n' "$version"
-    printf '    See /usr/share/doc/xroad-sync/README.md.gz.\n\n'
+    printf '    See /usr/share/doc/xroad-sync/README.md.gz and docs/.\n\n'
     printf ' -- %s  %s\n' "$maintainer" "$(LC_ALL=C date -u -R -d "@$epoch")"
 } | gzip -9n > "$doc/changelog.gz"
 chmod 0644 "$doc/changelog.gz"

@@ -16,7 +16,7 @@
 #
 # Start-up snapshot (useSnapshot): not used. ssh2 instantiates WebAssembly
 # (poly1305) when it loads, which a snapshot cannot hold, and every sync pass
-# needs ssh2; the code cache already removes the compile time (README, Performance).
+# needs ssh2; the code cache already removes the compile time (docs/performance.md).
 set -euo pipefail
 umask 022
 cd "$(dirname "$0")/.."

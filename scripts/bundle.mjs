@@ -17,7 +17,7 @@
 //   both inside try/catch and falls back to its pure-JS crypto without ever
 //   calling require() for them: in the single executable (scripts/build-exe.sh)
 //   such a require() would print Node's "only supports loading built-in
-//   modules" warning at every start. Why not ship them: README "Install".
+//   modules" warning at every start. Why not ship them: CONTRIBUTING.md "Packaging".
 // - The version: main.ts and report/itemize.ts read ../../../package.json
 //   relative to their module, which does not exist beside a bundle. The
 //   plugin below replaces that read with the version as a string literal at
@@ -67,8 +67,8 @@ const nativeAddons = {
 
 /**
  * ssh2's index.js loads its HTTP(S)-over-SSH agents (ssh2.HTTPAgent, HTTPSAgent) at start, and with them
- * node:http, node:https and node:tls: ~4 ms of CPU on every start of the executable (measured, README
- * "Performance"). xroad-sync never uses them; the stub keeps the names and fails loudly if one is ever used.
+ * node:http, node:https and node:tls: ~4 ms of CPU on every start of the executable (measured, docs/performance.md).
+ * xroad-sync never uses them; the stub keeps the names and fails loudly if one is ever used.
  */
 /** @type {import('esbuild').Plugin} */
 const unusedHttpAgents = {
@@ -89,7 +89,7 @@ const unusedHttpAgents = {
 
 /**
  * ssh2 fills every packet's padding with its own randomFillSync() call: an OpenSSL RAND_bytes (and a
- * getpid) per packet, ~0.35 ms of a daemon's ~5 ms no-change pass (~50 packets; README "Performance").
+ * getpid) per packet, ~0.35 ms of a daemon's ~5 ms no-change pass (~50 packets; docs/performance.md).
  * Here the padding comes from a pool of CSPRNG bytes filled 4 KiB at a time, each byte used once: the
  * same kind of bytes, fetched in bulk (Node's randomUUID() pools the same way). The build fails if
  * ssh2's padding calls change shape, rather than shipping an unpatched or half-patched crypto.js.
@@ -139,7 +139,7 @@ const result = await build({
   logLevel: 'warning',
   // Keep names readable in stack traces. Minifying (whitespace and syntax, names kept) shrinks the
   // bundle by a third but saves no measurable start-up time with the executable's code cache, and
-  // target node24 emits the same code as node20 (README, Performance).
+  // target node24 emits the same code as node20 (docs/performance.md).
   minify: false,
 });
 

@@ -38,12 +38,13 @@ function promtoolAccepts(text: string): void {
 }
 
 /**
- * The Zabbix items README's Monitoring section documents: key, JSONPath, JSON type, read from its table
+ * The Zabbix items docs/monitoring.md documents: key, JSONPath, JSON type, read from its table
  * so the document and this test cannot drift apart.
  */
 async function zabbixItems(): Promise<Array<{ key: string; jsonPath: string; type: string }>> {
-  const readme = await fs.readFile(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
-  const section = readme.slice(readme.indexOf('### Zabbix'));
+  const monitoring = await fs.readFile(fileURLToPath(new URL('../../../docs/monitoring.md', import.meta.url)), 'utf8');
+  assert.ok(monitoring.includes('## Zabbix'), 'docs/monitoring.md has a Zabbix section');
+  const section = monitoring.slice(monitoring.indexOf('## Zabbix'));
   const rows = [...section.matchAll(/^\| `(xroad\.sync\.[a-z_]+)` \| `([^`]+)` \| ([^|]+) \|/gm)];
   return rows.map(([, key, jsonPath, type]) => ({ key: key!, jsonPath: jsonPath!, type: type!.trim() }));
 }
@@ -251,9 +252,9 @@ describe('monitoring output (real sshd)', () => {
     assert.equal(await statusDigest(), changed);
   });
 
-  it('Zabbix: every item README documents on status --json exists with its documented type, before and after passes', T, async () => {
+  it('Zabbix: every item docs/monitoring.md documents on status --json exists with its documented type, before and after passes', T, async () => {
     const items = await zabbixItems();
-    assert.ok(items.length >= 6 && items.some((i) => i.jsonPath === '$.digest'), `README's Zabbix table: ${JSON.stringify(items)}`);
+    assert.ok(items.length >= 6 && items.some((i) => i.jsonPath === '$.digest'), `docs/monitoring.md's Zabbix table: ${JSON.stringify(items)}`);
     const d = await dirs();
     const check = async (when: string, nullAllowed: boolean) => {
       const r = await runCli(['status', '--json', ...statusArgs(d)]);

@@ -1,5 +1,5 @@
 /**
- * The master side of README "Master side: SFTP only, no shell": a real
+ * The master side of docs/design.md "Master side: SFTP only, no shell": a real
  * OpenSSH sshd started with exactly service/sshd_config.d-xroad-slave.conf
  * (its Match user set to the user the tests log in as: root in CI, since a
  * non-root sshd can only log in its own user). Checks that a pass works, that

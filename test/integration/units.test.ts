@@ -248,7 +248,7 @@ test('unit policy: pause via Condition, flag file seen by path in the host\'s /v
   assert.deepEqual(values(daemon, 'ExecReload'), ['/bin/kill -HUP $MAINPID']);
   assert.deepEqual(values(daemon, 'Conflicts').join(' ').split(/\s+/).sort(), ['xroad-sync.service', 'xroad-sync.timer']);
   assert.equal(values(daemon, 'ConditionPathExists').length, 0, 'the daemon must keep running while paused');
-  assert.deepEqual(values(daemon, 'Environment'), ['MALLOC_ARENA_MAX=2'], 'the daemon caps glibc malloc arenas (README, Performance)');
+  assert.deepEqual(values(daemon, 'Environment'), ['MALLOC_ARENA_MAX=2'], 'the daemon caps glibc malloc arenas (docs/performance.md, Daemon memory)');
 
   for (const [name, text] of [['xroad-sync.service', oneshot], ['xroad-sync-daemon.service', daemon]] as const) {
     for (const f of ['/etc/default/xroad-sync', '/etc/sysconfig/xroad-sync']) {

@@ -34,7 +34,7 @@ const FAST_DEB = { LINTIAN: 'no', DEB_COMPRESSION: '-Zxz -z1' };
 const skip = skipUnlessCI(containerSkipReason());
 
 /** What the previous release is built from: the files a release build reads. */
-const TREE_FILES = ['src', 'scripts', 'service', 'packaging', 'README.md', 'package.json', 'tsconfig.json'];
+const TREE_FILES = ['src', 'scripts', 'service', 'packaging', 'README.md', 'docs', 'package.json', 'tsconfig.json'];
 
 /** This release's .deb, built once for the file. */
 let newDeb: Promise<string> | undefined;

@@ -222,6 +222,8 @@ describe('packaging', () => {
       './usr/share/xroad-sync/xroad-sync.default',
       './usr/share/doc/xroad-sync/copyright',
       './usr/share/doc/xroad-sync/changelog.gz',
+      './usr/share/doc/xroad-sync/README.md.gz',
+      './usr/share/doc/xroad-sync/docs/operations.md.gz',
       './usr/share/doc/xroad-sync/examples/xroad-sync.cron',
       './usr/share/doc/xroad-sync/examples/sshd_config.d-xroad-slave.conf',
     ]) {

@@ -1,7 +1,7 @@
 /**
  * The pure pieces behind issue 10: systemd EnvironmentFile= parsing and
  * $VAR word splitting, the one duration parser, lock holder identity, and
- * the one exit-code table (errors.ts) that --help and README.md show.
+ * the one exit-code table (errors.ts) that --help and docs/operations.md show.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -74,9 +74,9 @@ test('lock holders: this process is live; a wrong start time, another boot or a 
   assert.deepEqual(parseHolder(JSON.stringify({ pid: 42, start: '7', boot: 'b', purpose: 'daemon' })), { pid: 42, start: '7', boot: 'b', purpose: 'daemon', since: undefined });
 });
 
-test('one exit-code table: --help and README.md show exactly the rows of errors.ts; unknown errors are not 11', async () => {
-  const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
-  assert.ok(readme.includes(exitCodeMarkdown()), `README.md "Exit codes" must hold exactly:\n${exitCodeMarkdown()}`);
+test('one exit-code table: --help and docs/operations.md show exactly the rows of errors.ts; unknown errors are not 11', async () => {
+  const operations = readFileSync(fileURLToPath(new URL('../../../docs/operations.md', import.meta.url)), 'utf8');
+  assert.ok(operations.includes(exitCodeMarkdown()), `docs/operations.md "Exit codes" must hold exactly:\n${exitCodeMarkdown()}`);
   const help = await runCli(['--help']);
   for (const row of EXIT_CODE_TABLE) assert.match(help.stdout, new RegExp(`^ +${row.code}  ${row.meaning.replace(/[()]/g, '\\$&')}$`, 'm'));
   assert.equal(exitCodeOf(new TypeError('x is undefined')), ExitCode.INTERNAL);
