@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { recoverInterruptedCommit } from '../commit/commit.js';
 import { leftJournal } from '../commit/journal.js';
 import { DEFAULTS, lockWait } from '../settings/pass-settings.js';
-import { LocalIoError, PauseUnconfirmedError } from '../errors.js';
+import { describeError, LocalIoError, PauseUnconfirmedError } from '../errors.js';
 import { loadLocalIds } from '../local/ids.js';
 import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
 import { readFlagSeen } from '../state/flag-seen.js';
@@ -144,7 +144,8 @@ async function daemonSeesFlag(ctx: PauseContext): Promise<number | undefined> {
  */
 async function completeInterruptedCommit(ctx: PauseContext): Promise<string[]> {
   const left = leftJournal(ctx.stateDir);
-  if (left === null || left.target === null) return []; // an unreadable one is discarded by the next pass (status reports it)
+  if (left?.unreadable !== undefined) return [`WARNING: cannot read ${left.path} (${describeError(left.unreadable)}): a commit interrupted there may have left the target half-applied; make it readable by this user (chown it to the owner of ${ctx.stateDir}), then run pause again`];
+  if (left === null || left.target === null) return []; // an unparsable one is discarded by the next pass (status reports it)
   const lock = await acquireLock(ctx.stateDir, 'pause', { waitMs: ctx.waitMs, onWait: (h) => ctx.notice(waitingLine(h, ctx.waitMs)) });
   try {
     const target = left.target;

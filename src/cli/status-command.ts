@@ -44,9 +44,10 @@ export async function collectStatus(stateDir: string, flagFile: string): Promise
 async function interruptedCommit(stateDir: string): Promise<StatusReport['interruptedCommit']> {
   const left = leftJournal(stateDir);
   if (left === null) return null;
+  if (left.unreadable !== undefined) throw await stateUnreadable(left.path, left.unreadable); // half-applied or not: unknown
   const holder = await liveHolder(passLockPath(stateDir));
   if (holder !== undefined && holder.pid === left.pid) return null; // committing right now
-  const { pid: _pid, ...journal } = left;
+  const { pid: _pid, unreadable: _unreadable, ...journal } = left;
   return journal;
 }
 

@@ -7,7 +7,8 @@
  * from any point yields the complete new state.
  */
 import { unlink } from 'node:fs/promises';
-import { readSmallFile } from '../util/small-file.js';
+import { readSmallFile, readSmallFileStrictly } from '../util/small-file.js';
+import { stateFileOwner } from '../util/state-owner.js';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
@@ -42,11 +43,11 @@ export interface OpenJournal {
 export async function beginJournal(stateDir: string, target: string, ops: readonly CommitOp[], changes: readonly Change[] = []): Promise<OpenJournal> {
   const path = journalPath(stateDir);
   const doc: JournalDoc = { version: JOURNAL_VERSION, target, pid: process.pid, createdAt: new Date().toISOString(), ops, changes };
-  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600 });
+  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
   await fsyncDir(stateDir);
   return {
     async markReported(paths) {
-      await writeFileAtomic(path, JSON.stringify({ ...doc, reported: paths }), { fsync: true, mode: 0o600 });
+      await writeFileAtomic(path, JSON.stringify({ ...doc, reported: paths }), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
     },
     async finish() {
       await unlink(path).catch(() => undefined);
@@ -78,7 +79,13 @@ export async function recoverJournal(
   replay: (ops: readonly CommitOp[]) => Promise<unknown>,
 ): Promise<Recovery> {
   const path = journalPath(stateDir);
-  const text = readSmallFile(path);
+  let text: string | null;
+  try {
+    text = readSmallFileStrictly(path);
+  } catch (err) {
+    // Not "no journal": the target may be half-applied. Left for whoever may read it (status says UNKNOWN meanwhile).
+    return { kind: 'discarded', reason: `cannot read the interrupted commit's journal ${path}: ${describeError(err)}; left in place: make it readable by the sync user (chown it to the owner of ${stateDir})` };
+  }
   if (text === null) return { kind: 'none' };
   let doc: JournalDoc;
   try {
@@ -123,11 +130,18 @@ export interface LeftJournal {
   readonly operations: number;
   /** The pass that wrote it: while it holds the lock, the commit is in progress, not interrupted. */
   readonly pid: number | null;
+  /** Why it exists but cannot be read by this user (nothing else is known then). */
+  readonly unreadable?: unknown;
 }
 
 export function leftJournal(stateDir: string): LeftJournal | null {
   const path = journalPath(stateDir);
-  const text = readSmallFile(path);
+  let text: string | null;
+  try {
+    text = readSmallFileStrictly(path);
+  } catch (unreadable) {
+    return { path, target: null, createdAt: 'unknown', operations: 0, pid: null, unreadable };
+  }
   if (text === null) return null;
   try {
     const doc = JSON.parse(text) as Partial<JournalDoc>;

@@ -1,0 +1,158 @@
+/**
+ * What an operator does by hand over months, against a daemon that runs as
+ * the service user: commands run as root instead of `sudo -u xroad` (files
+ * they create in the state dir are root's), a restore of the state dir or
+ * the target from a backup. The compiled CLI against a real OpenSSH master
+ * on 127.0.0.1; the daemon runs as an unprivileged OS user (runuser).
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { passArgs, runCli, startCli, waitFor, type CliRun, type RunningCli } from '../helpers/cli.js';
+import { ensureOsUser } from '../helpers/postgres.js';
+import { sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
+import { deferrer, slaveDirs, type SlaveDirs } from '../helpers/slave.js';
+
+const SERVICE_USER = 'xroad-sync-svc';
+const asRoot = process.getuid?.() === 0;
+const T = { timeout: 150_000, skip: (!sshdAvailable() && 'needs /usr/sbin/sshd') || (!asRoot && 'needs root (runuser to the service user)') };
+const show = (r: CliRun) => `exit ${r.status ?? r.signal}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
+const output = (d: RunningCli) => () => `--- daemon stdout\n${d.stdout()}--- daemon stderr\n${d.stderr()}`;
+
+interface Setup extends SlaveDirs {
+  master: TestMaster;
+  args: string[];
+  uid: number;
+  gid: number;
+  defer(step: () => Promise<unknown>): void;
+}
+
+/** A slave whose target, state dir, flag dir, log and ssh credentials belong to the service user, as the packages install them. */
+async function setup(t: TestContext): Promise<Setup> {
+  ensureOsUser(SERVICE_USER);
+  const { uid, gid } = await idsOf(SERVICE_USER);
+  const defer = deferrer(t);
+  const dirs = await slaveDirs(defer, 'xroad-sync-operator-');
+  await fs.chmod(dirs.base, 0o755);
+  const master = await startMaster();
+  defer(() => master.stop());
+  const creds = path.join(dirs.base, 'ssh');
+  await fs.mkdir(creds);
+  const identity = path.join(creds, 'id');
+  const knownHosts = path.join(creds, 'known_hosts');
+  await fs.copyFile(master.identity, identity);
+  await fs.copyFile(master.knownHosts, knownHosts);
+  await fs.mkdir(dirs.stateDir);
+  // The master's /etc/xroad belongs to xroad: a pass run as root gives the slave's copy to the same user (by name).
+  await chownTree(dirs.source, uid, gid);
+  for (const p of [dirs.target, dirs.stateDir, path.dirname(dirs.flagFile), creds, identity, knownHosts]) await fs.chown(p, uid, gid);
+  await fs.chmod(dirs.stateDir, 0o750);
+  const logDir = path.join(dirs.base, 'log');
+  await fs.mkdir(logDir);
+  await fs.chown(logDir, uid, gid);
+  const s = { ...dirs, logFile: path.join(logDir, 'slave-sync.log'), master, uid, gid, defer };
+  return { ...s, args: passArgs(master, { ...s, identity, knownHosts }) };
+}
+
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await fs.chown(dir, uid, gid);
+  for (const e of await fs.readdir(dir, { withFileTypes: true, recursive: true })) await fs.lchown(path.join(e.parentPath, e.name), uid, gid);
+}
+
+async function idsOf(user: string): Promise<{ uid: number; gid: number }> {
+  const line = (await fs.readFile('/etc/passwd', 'utf8')).split('\n').find((l) => l.startsWith(`${user}:`));
+  assert.ok(line, `${user} in /etc/passwd`);
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+function startServiceDaemon(s: Setup): RunningCli {
+  const d = startCli(['daemon', ...s.args, '--interval', '1'], { under: ['runuser', '-u', SERVICE_USER, '--'] });
+  s.defer(() => d.stop(3_000));
+  return d;
+}
+
+async function writeOnMaster(s: Setup, rel: string, text: string): Promise<void> {
+  await fs.writeFile(path.join(s.source, rel), text);
+  await fs.chown(path.join(s.source, rel), s.uid, s.gid);
+}
+
+const okPasses = (d: RunningCli) => d.records().filter((r) => r.msg === 'pass' && r.result === 'ok');
+const failedPasses = (d: RunningCli) => d.records().filter((r) => r.msg === 'pass' && r.result === 'failed');
+const stateArgs = (s: Setup) => ['--flag-file', s.flagFile, '--state-dir', s.stateDir];
+
+async function rootOwned(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of await fs.readdir(dir)) if ((await fs.lstat(path.join(dir, name))).uid === 0) out.push(name);
+  return out;
+}
+
+test('sudo xroad-sync pause / resume --now / sync as root beside a daemon run as the service user: the daemon goes on syncing and monitoring stays true', T, async (t) => {
+  const s = await setup(t);
+  const d = startServiceDaemon(s);
+  await waitFor(() => okPasses(d).length >= 1, 30_000, 'the daemon\'s first pass', output(d));
+
+  const p = await runCli(['pause', ...stateArgs(s)]);
+  assert.equal(p.status, 0, show(p));
+  assert.match(p.stdout, /the daemon \(pid \d+\) sees the flag/, show(p));
+  const r = await runCli(['resume', '--now', ...s.args]);
+  assert.equal(r.status, 0, show(r));
+  await writeOnMaster(s, 'after-root-sync.ini', 'x=1\n');
+  const sync = await runCli(['sync', ...s.args]);
+  assert.equal(sync.status, 0, show(sync));
+  t.diagnostic(`root-owned in the state dir: ${(await rootOwned(s.stateDir)).join(', ')}`);
+
+  await writeOnMaster(s, 'after-root.ini', 'y=1\n');
+  await waitFor(() => existsSync(path.join(s.target, 'after-root.ini')), 30_000, 'the service user\'s daemon to sync after root\'s commands', output(d));
+  const before = okPasses(d).length;
+  await waitFor(() => okPasses(d).length >= before + 2, 30_000, 'two more passes', output(d));
+  assert.deepEqual(failedPasses(d).map((r) => r.error), [], 'no failed pass of the daemon');
+  const check = await runCli(['status', '--check', '--max-age', '30s', ...stateArgs(s)]);
+  assert.equal(check.status, 0, show(check));
+});
+
+test('a pass run as root and killed mid-commit: the service user\'s daemon, started while paused, rolls its journal forward, and monitoring does not say OK before', T, async (t) => {
+  const s = await setup(t);
+  const first = await runCli(['sync', ...s.args]);
+  assert.equal(first.status, 0, show(first));
+  for (const rel of ['a.ini', 'b.ini', 'c.ini']) await writeOnMaster(s, rel, `${rel}=1\n`);
+  const killed = await runCli(['sync', ...s.args], { env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' } });
+  assert.equal(killed.signal, 'SIGKILL', show(killed));
+  const journal = path.join(s.stateDir, 'commit-journal.json');
+  assert.ok(existsSync(journal), 'a journal after a kill mid-commit');
+  await fs.writeFile(s.flagFile, 'paused by hand\n');
+
+  const check = await runCli(['status', '--check', ...stateArgs(s)], { under: ['runuser', '-u', SERVICE_USER, '--'] });
+  t.diagnostic(check.stdout.trim());
+  assert.notEqual(check.status, 0, `status --check as the service user must not say OK with a half-applied target\n${show(check)}`);
+
+  const d = startServiceDaemon(s);
+  await waitFor(() => !existsSync(journal), 30_000, 'the paused daemon to roll root\'s journal forward', output(d));
+  for (const rel of ['a.ini', 'b.ini', 'c.ini']) assert.ok(existsSync(path.join(s.target, rel)), `${rel} live after the roll-forward`);
+});
+
+test('a crash journal the service user cannot read (restored from a backup as root, 0600) is UNKNOWN to status --check and named by pause, never taken for none', T, async (t) => {
+  const s = await setup(t);
+  const first = await runCli(['sync', ...s.args]);
+  assert.equal(first.status, 0, show(first));
+  for (const rel of ['a.ini', 'b.ini', 'c.ini']) await writeOnMaster(s, rel, `${rel}=1\n`);
+  const killed = await runCli(['sync', ...s.args], { env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' } });
+  assert.equal(killed.signal, 'SIGKILL', show(killed));
+  const journal = path.join(s.stateDir, 'commit-journal.json');
+  await fs.chown(journal, 0, 0);
+  await fs.chmod(journal, 0o600);
+  await fs.writeFile(s.flagFile, 'paused by hand\n');
+  await fs.chown(s.flagFile, s.uid, s.gid);
+
+  const asService = { under: ['runuser', '-u', SERVICE_USER, '--'] };
+  const check = await runCli(['status', '--check', ...stateArgs(s)], asService);
+  t.diagnostic(check.stdout.trim());
+  assert.equal(check.status, 3, `UNKNOWN, naming the journal\n${show(check)}`);
+  assert.match(check.stdout, /commit-journal\.json/, show(check));
+  const p = await runCli(['pause', ...stateArgs(s)], asService);
+  assert.equal(p.status, 0, show(p));
+  assert.match(p.stdout, /cannot read .*commit-journal\.json/, show(p));
+  assert.ok(existsSync(journal), 'the unreadable journal is left for someone who can read it');
+});
