@@ -156,3 +156,32 @@ test('a crash journal the service user cannot read (restored from a backup as ro
   assert.match(p.stdout, /cannot read .*commit-journal\.json/, show(p));
   assert.ok(existsSync(journal), 'the unreadable journal is left for someone who can read it');
 });
+
+test('a crash journal restored from a backup after its commit completed deletes nothing the master has since brought back (paused: nothing changes)', T, async (t) => {
+  const s = await setup(t);
+  await writeOnMaster(s, 'comeback.ini', 'old=1\n');
+  const first = await runCli(['sync', ...s.args]);
+  assert.equal(first.status, 0, show(first));
+  // A commit that deletes comeback.ini and adds three files, killed part-way: its journal is backed up.
+  await fs.rm(path.join(s.source, 'comeback.ini'));
+  for (const rel of ['a.ini', 'b.ini', 'c.ini']) await writeOnMaster(s, rel, `${rel}=1\n`);
+  const killed = await runCli(['sync', ...s.args], { env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' } });
+  assert.equal(killed.signal, 'SIGKILL', show(killed));
+  const journal = path.join(s.stateDir, 'commit-journal.json');
+  const backup = await fs.readFile(journal);
+  const completing = await runCli(['sync', ...s.args]);
+  assert.equal(completing.status, 0, show(completing));
+  // Weeks later the master has comeback.ini again; the slave mirrors it.
+  await writeOnMaster(s, 'comeback.ini', 'new=2\n');
+  const later = await runCli(['sync', ...s.args]);
+  assert.equal(later.status, 0, show(later));
+  assert.equal(await fs.readFile(path.join(s.target, 'comeback.ini'), 'utf8'), 'new=2\n');
+
+  // Paused for an upgrade, the state dir is restored from that backup.
+  const p = await runCli(['pause', ...stateArgs(s)]);
+  assert.equal(p.status, 0, show(p));
+  await fs.writeFile(journal, backup);
+  const paused = await runCli(['sync', ...s.args]);
+  t.diagnostic(show(paused).replaceAll('\n', ' | '));
+  assert.equal(await fs.readFile(path.join(s.target, 'comeback.ini'), 'utf8').catch(() => 'deleted'), 'new=2\n', `the stale journal's delete must not run on today's file\n${show(paused)}`);
+});
