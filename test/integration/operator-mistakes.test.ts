@@ -185,3 +185,34 @@ test('a crash journal restored from a backup after its commit completed deletes 
   t.diagnostic(show(paused).replaceAll('\n', ' | '));
   assert.equal(await fs.readFile(path.join(s.target, 'comeback.ini'), 'utf8').catch(() => 'deleted'), 'new=2\n', `the stale journal's delete must not run on today's file\n${show(paused)}`);
 });
+
+test('the service user\'s daemon killed -9 mid-commit, then sudo xroad-sync pause as root while the restarted daemon starts: the journal is rolled forward once, pause is confirmed, nothing else lands, the daemon keeps working', T, async (t) => {
+  const s = await setup(t);
+  const first = await runCli(['sync', ...s.args], { under: ['runuser', '-u', SERVICE_USER, '--'] });
+  assert.equal(first.status, 0, show(first));
+  for (const rel of ['a.ini', 'b.ini', 'c.ini']) await writeOnMaster(s, rel, `${rel}=1\n`);
+  const killed = startCli(['daemon', ...s.args, '--interval', '1'], { under: ['runuser', '-u', SERVICE_USER, '--'], env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' } });
+  const end = await killed.done;
+  assert.ok(end.signal === 'SIGKILL' || end.status === 128 + 9, `the daemon killed itself mid-commit (runuser reports it as 137)\n${end.stderr}`);
+  const journal = path.join(s.stateDir, 'commit-journal.json');
+  assert.ok(existsSync(journal), 'a journal after the daemon\'s kill mid-commit');
+
+  const d = startServiceDaemon(s); // systemd's restart
+  const p = await runCli(['pause', ...stateArgs(s)]);
+  assert.equal(p.status, 0, show(p));
+  await waitFor(() => !existsSync(journal), 30_000, 'the journal rolled forward (by pause or the daemon)', output(d));
+  for (const rel of ['a.ini', 'b.ini', 'c.ini']) assert.ok(existsSync(path.join(s.target, rel)), `${rel} live`);
+  const p2 = await runCli(['pause', ...stateArgs(s)]);
+  assert.equal(p2.status, 0, show(p2));
+  assert.match(p2.stdout, /the daemon \(pid \d+\) sees the flag/, show(p2));
+  await writeOnMaster(s, 'while-paused.ini', 'no=1\n');
+  const skipsBefore = d.records().filter((r) => r.msg === 'pass skipped: sync paused').length;
+  await waitFor(() => d.records().filter((r) => r.msg === 'pass skipped: sync paused').length >= skipsBefore + 2, 30_000, 'two paused passes', output(d));
+  assert.equal(existsSync(path.join(s.target, 'while-paused.ini')), false, 'nothing lands while paused');
+  t.diagnostic(`root-owned in the state dir: ${(await rootOwned(s.stateDir)).join(', ') || 'none'}; in the target: ${(await rootOwned(s.target)).join(', ') || 'none'}`);
+
+  const r = await runCli(['resume', ...stateArgs(s)]);
+  assert.equal(r.status, 0, show(r));
+  await waitFor(() => existsSync(path.join(s.target, 'while-paused.ini')), 30_000, 'the daemon to sync after resume', output(d));
+  assert.deepEqual(failedPasses(d).map((x) => x.error), [], 'no failed pass of the daemon');
+});
