@@ -216,3 +216,23 @@ test('the service user\'s daemon killed -9 mid-commit, then sudo xroad-sync paus
   await waitFor(() => existsSync(path.join(s.target, 'while-paused.ini')), 30_000, 'the daemon to sync after resume', output(d));
   assert.deepEqual(failedPasses(d).map((x) => x.error), [], 'no failed pass of the daemon');
 });
+
+const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib64/faketime/libfaketime.so.1'].find((p) => existsSync(p));
+
+test('paused for an upgrade, the wall clock steps back: status --check stays OK (the age of the last sync does not matter while paused), as it does for a step forward', { ...T, skip: T.skip || (!LIBFAKETIME && 'needs libfaketime') }, async (t) => {
+  const s = await setup(t);
+  const first = await runCli(['sync', ...s.args]);
+  assert.equal(first.status, 0, show(first));
+  const p = await runCli(['pause', ...stateArgs(s)]);
+  assert.equal(p.status, 0, show(p));
+  for (const offset of ['-600', '+7200']) {
+    const check = await runCli(['status', '--check', '--max-age', '5m', ...stateArgs(s)], { env: { LD_PRELOAD: LIBFAKETIME, FAKETIME: `${offset}s`, FAKETIME_DONT_FAKE_MONOTONIC: '1' } });
+    t.diagnostic(`${offset}: ${check.stdout.trim()}`);
+    assert.equal(check.status, 0, `clock stepped ${offset} s while paused\n${show(check)}`);
+    assert.match(check.stdout, /paused since/, show(check));
+  }
+  const r = await runCli(['resume', ...stateArgs(s)]);
+  assert.equal(r.status, 0, show(r));
+  const stepped = await runCli(['status', '--check', '--max-age', '5m', ...stateArgs(s)], { env: { LD_PRELOAD: LIBFAKETIME, FAKETIME: '-600s', FAKETIME_DONT_FAKE_MONOTONIC: '1' } });
+  assert.equal(stepped.status, 2, `not paused, a last success in the future is still CRITICAL\n${show(stepped)}`);
+});
