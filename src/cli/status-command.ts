@@ -3,7 +3,7 @@
  * whether a daemon runs. `--check` turns it into a monitoring probe with
  * Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) and one line.
  */
-import { stat } from 'node:fs/promises';
+import { stat, statfs } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { leftJournal, type LeftJournal } from '../commit/journal.js';
 import { daemonLockPath, liveHolder, passLockPath } from '../state/lock.js';
@@ -24,6 +24,8 @@ export interface StatusOptions {
 
 export interface StatusReport extends StoredStatus {
   paused: boolean;
+  /** --check only: bytes free to this user on the state dir's filesystem (null: unknown). A full one records no failure: status.json stays on the last success. */
+  stateDirFreeBytes?: number | null;
   pausedSince: string | null;
   /** A commit interrupted by a kill or power loss: the target is half-applied until a pass (or pause) completes it. */
   interruptedCommit: Omit<LeftJournal, 'pid'> | null;
@@ -39,6 +41,14 @@ export async function collectStatus(stateDir: string, flagFile: string): Promise
   const daemonPid = (await liveHolder(daemonLockPath(resolve(stateDir))))?.pid ?? null;
   return { paused: flag !== null, pausedSince: flag ? flag.mtime.toISOString() : null, ...stored, daemonPid, interruptedCommit: await interruptedCommit(resolve(stateDir)) };
 }
+
+async function freeBytes(dir: string): Promise<number | null> {
+  const fs = await statfs(dir).catch(() => null);
+  return fs === null ? null : fs.bavail * fs.bsize;
+}
+
+/** Below this a pass cannot write its lock, journal or status.json (a journal of a large commit takes more). */
+const STATE_DIR_FULL_BYTES = 64 * 1024;
 
 /** The journal left by a commit that is not running now (its pass no longer holds the lock). */
 async function interruptedCommit(stateDir: string): Promise<StatusReport['interruptedCommit']> {
@@ -56,6 +66,7 @@ export async function statusCommand(opts: StatusOptions): Promise<number> {
   if (opts.check) {
     const report = await collectStatus(opts.stateDir, opts.flagFile).catch(unknownIfUnreadable);
     if (!('paused' in report)) return printCheck(report);
+    report.stateDirFreeBytes = await freeBytes(resolve(opts.stateDir));
     const now = new Date();
     const verdict = checkStatus(report, { maxAgeS: maxAgeMs / 1000, failIfPaused: opts.failIfPaused === true, now });
     return printCheck(verdict, [agePerfdata(report.lastSuccessAt, maxAgeMs / 1000, now)]);
@@ -85,6 +96,10 @@ export function checkStatus(report: StatusReport, opts: { maxAgeS: number; failI
       code: 2,
       line: `XROAD-SYNC CRITICAL - an interrupted commit of ${interrupted.createdAt} left ${interrupted.target ?? 'the target'} half-applied (${interrupted.path}); xroad-sync pause or sync completes it, also while paused${paused}`,
     };
+  }
+  const free = report.stateDirFreeBytes;
+  if (free !== undefined && free !== null && free < STATE_DIR_FULL_BYTES) {
+    return { code: 2, line: `XROAD-SYNC CRITICAL - the state directory's filesystem is full (${free} bytes free): passes cannot take their lock or record a failure, so the last success shown may be stale${paused}` };
   }
   if (report.paused && opts.failIfPaused) return { code: 1, line: `XROAD-SYNC WARNING - sync paused since ${report.pausedSince}` };
   if (report.lastPass?.result === 'failed') {

@@ -6,6 +6,7 @@
  * on 127.0.0.1; the daemon runs as an unprivileged OS user (runuser).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -235,4 +236,28 @@ test('paused for an upgrade, the wall clock steps back: status --check stays OK 
   assert.equal(r.status, 0, show(r));
   const stepped = await runCli(['status', '--check', '--max-age', '5m', ...stateArgs(s)], { env: { LD_PRELOAD: LIBFAKETIME, FAKETIME: '-600s', FAKETIME_DONT_FAKE_MONOTONIC: '1' } });
   assert.equal(stepped.status, 2, `not paused, a last success in the future is still CRITICAL\n${show(stepped)}`);
+});
+
+test('the state dir\'s filesystem full: a master change is not committed half (no journal, nothing changed), the daemon says why and keeps running, and catches up once space is freed', { ...T, skip: T.skip || (spawnSync('mount', ['--version']).status !== 0 && 'needs mount') }, async (t) => {
+  const s = await setup(t);
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=256k,mode=0750,uid=${s.uid},gid=${s.gid}`, 'xroad-sync-full', s.stateDir], { encoding: 'utf8' });
+  if (mounted.status !== 0) return t.skip(`cannot mount a tmpfs: ${mounted.stderr}`);
+  s.defer(async () => spawnSync('umount', ['-l', s.stateDir]));
+  const d = startServiceDaemon(s);
+  await waitFor(() => okPasses(d).length >= 1, 30_000, 'the daemon\'s first pass', output(d));
+  const filler = path.join(s.stateDir, 'filler');
+  spawnSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=4k', 'count=1000'], { encoding: 'utf8' });
+  for (const rel of ['a.ini', 'b.ini']) await writeOnMaster(s, rel, `${rel}=${'x'.repeat(2000)}\n`);
+  await waitFor(() => failedPasses(d).length >= 1 || d.child.exitCode !== null, 30_000, 'a pass to fail on the full state dir', output(d));
+  t.diagnostic(`failed: ${String(failedPasses(d)[0]?.error)}`);
+  assert.equal(d.child.exitCode, null, `the daemon keeps running\n${output(d)()}`);
+  assert.match(String(failedPasses(d)[0]?.error), /ENOSPC/, output(d)());
+  assert.equal(existsSync(path.join(s.target, 'a.ini')) && !existsSync(path.join(s.target, 'b.ini')), false, 'not half-committed');
+  const check = await runCli(['status', '--check', ...stateArgs(s)]);
+  t.diagnostic(check.stdout.trim());
+  assert.notEqual(check.status, 0, `status --check must not say OK while every pass fails\n${show(check)}`);
+  await fs.rm(filler);
+  await waitFor(() => existsSync(path.join(s.target, 'b.ini')) && existsSync(path.join(s.target, 'a.ini')), 60_000, 'the daemon to catch up after space is freed', output(d));
+  const after = await runCli(['status', '--check', ...stateArgs(s)]);
+  assert.equal(after.status, 0, show(after));
 });
