@@ -261,3 +261,19 @@ test('the state dir\'s filesystem full: a master change is not committed half (n
   const after = await runCli(['status', '--check', ...stateArgs(s)]);
   assert.equal(after.status, 0, show(after));
 });
+
+test('after a log rotation (nocreate), a sync run as root re-creates slave-sync.log: the service user\'s daemon still writes its lines there', T, async (t) => {
+  const s = await setup(t);
+  const d = startServiceDaemon(s);
+  await writeOnMaster(s, 'before-rotation.ini', 'x=1\n');
+  await waitFor(() => existsSync(path.join(s.target, 'before-rotation.ini')), 30_000, 'the daemon\'s pass', output(d));
+  await waitFor(async () => (await fs.readFile(s.logFile, 'utf8').catch(() => '')).includes('before-rotation.ini'), 10_000, 'its log line', output(d));
+  await fs.rename(s.logFile, `${s.logFile}.1`); // logrotate, su xroad xroad, nocreate
+  await writeOnMaster(s, 'by-root.ini', 'y=1\n');
+  const sync = await runCli(['sync', ...s.args]);
+  assert.equal(sync.status, 0, show(sync));
+  await writeOnMaster(s, 'after-root.ini', 'z=1\n');
+  await waitFor(() => existsSync(path.join(s.target, 'after-root.ini')), 30_000, 'the daemon\'s pass after root\'s', output(d));
+  const owner = (await fs.stat(s.logFile)).uid;
+  await waitFor(async () => (await fs.readFile(s.logFile, 'utf8')).includes('after-root.ini'), 10_000, `the daemon's line for after-root.ini in ${s.logFile} (owned by uid ${owner})`, output(d));
+});
