@@ -277,3 +277,32 @@ test('after a log rotation (nocreate), a sync run as root re-creates slave-sync.
   const owner = (await fs.stat(s.logFile)).uid;
   await waitFor(async () => (await fs.readFile(s.logFile, 'utf8')).includes('after-root.ini'), 10_000, `the daemon's line for after-root.ini in ${s.logFile} (owned by uid ${owner})`, output(d));
 });
+
+test('the daemon\'s own --state-dir and --flag-file in XROAD_SYNC_DAEMON_OPTS: a plain `pause` (settings file only) pauses that daemon and is confirmed by it', { ...T, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' }, async (t) => {
+  const defer = deferrer(t);
+  const dirs = await slaveDirs(defer, 'xroad-sync-daemon-opts-');
+  const master = await startMaster();
+  defer(() => master.stop());
+  const daemonState = path.join(dirs.base, 'daemon-state');
+  const daemonFlag = path.join(dirs.base, 'daemon-flag', 'sync-disabled');
+  await fs.mkdir(path.dirname(daemonFlag));
+  const settings = path.join(dirs.base, 'xroad-sync.default');
+  // XROAD_SYNC_OPTS as the timer's: another state dir and flag than the daemon's own.
+  const common = passArgs(master, dirs).join(' ');
+  await fs.writeFile(settings, [`XROAD_SYNC_OPTS="${common}"`, `XROAD_SYNC_DAEMON_OPTS="--state-dir ${daemonState} --flag-file ${daemonFlag}"`, ''].join('\n'));
+  const env = { XROAD_SYNC_SETTINGS: settings };
+  const d = startCli(['daemon', '--interval', '1'], { env });
+  defer(() => d.stop(3_000));
+  await waitFor(() => okPasses(d).length >= 1, 30_000, 'the daemon\'s first pass', output(d));
+  const p = await runCli(['pause'], { env });
+  t.diagnostic(p.stdout.trim().replaceAll('\n', ' | '));
+  assert.equal(p.status, 0, show(p));
+  assert.match(p.stdout, /the daemon \(pid \d+\) sees the flag/, `pause must reach the running daemon\n${show(p)}`);
+  await fs.writeFile(path.join(dirs.source, 'while-paused.ini'), 'no=1\n');
+  const skips = () => d.records().filter((r) => r.msg === 'pass skipped: sync paused').length;
+  await waitFor(() => skips() >= 2, 30_000, 'two paused passes', output(d));
+  assert.equal(existsSync(path.join(dirs.target, 'while-paused.ini')), false, 'nothing lands after pause returned 0');
+  const r = await runCli(['resume'], { env });
+  assert.equal(r.status, 0, show(r));
+  await waitFor(() => existsSync(path.join(dirs.target, 'while-paused.ini')), 30_000, 'the daemon to sync after resume', output(d));
+});
