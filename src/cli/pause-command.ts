@@ -149,7 +149,7 @@ async function completeInterruptedCommit(ctx: PauseContext): Promise<string[]> {
   const lock = await acquireLock(ctx.stateDir, 'pause', { waitMs: ctx.waitMs, onWait: (h) => ctx.notice(waitingLine(h, ctx.waitMs)) });
   try {
     const target = left.target;
-    const recovery = await asOwnerOf(left.path, () => recoverInterruptedCommit(ctx.stateDir, target));
+    const recovery = await asWriterOf(left, () => recoverInterruptedCommit(ctx.stateDir, target));
     if (recovery.kind === 'none') return [];
     if (recovery.kind === 'discarded') return [recovery.reason];
     const paths = recovery.changes.map((c) => c.path);
@@ -162,12 +162,17 @@ async function completeInterruptedCommit(ctx: PauseContext): Promise<string[]> {
   }
 }
 
-/** Run as root, replay as the journal's owner (the service user): directories the commit creates must be theirs. */
-async function asOwnerOf<T>(path: string, work: () => Promise<T>): Promise<T> {
-  const owner = await stat(path);
-  if (process.getuid?.() !== 0 || owner.uid === 0 || !process.seteuid || !process.setegid) return work();
-  process.setegid(owner.gid);
-  process.seteuid(owner.uid);
+/**
+ * Run as root, replay as the user whose pass wrote the journal (the service user): directories the commit creates
+ * must be theirs, and a root pass's ownership changes need root. Journals of older versions name no writer: their
+ * file's owner wrote them.
+ */
+async function asWriterOf<T>(left: { path: string; uid?: number }, work: () => Promise<T>): Promise<T> {
+  const owner = await stat(left.path);
+  const uid = left.uid ?? owner.uid;
+  if (process.getuid?.() !== 0 || uid === 0 || !process.seteuid || !process.setegid) return work();
+  process.setegid(owner.gid); // the state dir's group: the writer is root (handled above) or, in practice, the service user
+  process.seteuid(uid);
   try {
     return await work();
   } finally {

@@ -57,7 +57,7 @@ async function interruptedCommit(stateDir: string): Promise<StatusReport['interr
   if (left.unreadable !== undefined) throw await stateUnreadable(left.path, left.unreadable); // half-applied or not: unknown
   const holder = await liveHolder(passLockPath(stateDir));
   if (holder !== undefined && holder.pid === left.pid) return null; // committing right now
-  const { pid: _pid, unreadable: _unreadable, ...journal } = left;
+  const { pid: _pid, unreadable: _unreadable, uid: _uid, ...journal } = left;
   return journal;
 }
 

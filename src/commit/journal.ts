@@ -28,6 +28,8 @@ interface JournalDoc {
   readonly changes?: readonly Change[];
   /** Paths a failed pass already reported as live. */
   readonly reported?: readonly string[];
+  /** The effective uid of the pass that planned it (the file itself goes to the state dir's owner): whom a replay runs as. */
+  readonly uid?: number;
 }
 
 export function journalPath(stateDir: string): string {
@@ -42,7 +44,7 @@ export interface OpenJournal {
 
 export async function beginJournal(stateDir: string, target: string, ops: readonly CommitOp[], changes: readonly Change[] = []): Promise<OpenJournal> {
   const path = journalPath(stateDir);
-  const doc: JournalDoc = { version: JOURNAL_VERSION, target, pid: process.pid, createdAt: new Date().toISOString(), ops, changes };
+  const doc: JournalDoc = { version: JOURNAL_VERSION, target, pid: process.pid, createdAt: new Date().toISOString(), ops, changes, uid: process.geteuid?.() };
   await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
   await fsyncDir(stateDir);
   return {
@@ -132,6 +134,8 @@ export interface LeftJournal {
   readonly pid: number | null;
   /** Why it exists but cannot be read by this user (nothing else is known then). */
   readonly unreadable?: unknown;
+  /** The effective uid of the pass that wrote it, when recorded. */
+  readonly uid?: number;
 }
 
 export function leftJournal(stateDir: string): LeftJournal | null {
@@ -151,6 +155,7 @@ export function leftJournal(stateDir: string): LeftJournal | null {
       createdAt: String(doc.createdAt ?? 'unknown'),
       operations: Array.isArray(doc.ops) ? doc.ops.length : 0,
       pid: typeof doc.pid === 'number' ? doc.pid : null,
+      uid: typeof doc.uid === 'number' ? doc.uid : undefined,
     };
   } catch {
     return { path, target: null, createdAt: 'unknown', operations: 0, pid: null };

@@ -306,3 +306,22 @@ test('the daemon\'s own --state-dir and --flag-file in XROAD_SYNC_DAEMON_OPTS: a
   assert.equal(r.status, 0, show(r));
   await waitFor(() => existsSync(path.join(dirs.target, 'while-paused.ini')), 30_000, 'the daemon to sync after resume', output(d));
 });
+
+test('a pass run as root that gives files to root, killed mid-commit: sudo xroad-sync pause rolls it forward as root (its journal belongs to the service user now)', T, async (t) => {
+  const s = await setup(t);
+  const first = await runCli(['sync', ...s.args]);
+  assert.equal(first.status, 0, show(first));
+  // Root's on the master: a new directory and files.
+  await fs.mkdir(path.join(s.source, 'rootdir'));
+  for (const rel of ['a.ini', 'b.ini', 'rootdir/c.ini']) await fs.writeFile(path.join(s.source, rel), `${rel}=1\n`);
+  const killed = await runCli(['sync', ...s.args], { env: { XROAD_SYNC_TEST_HOOK: 'kill@mkdir' } });
+  assert.equal(killed.signal, 'SIGKILL', show(killed));
+  const journal = path.join(s.stateDir, 'commit-journal.json');
+  assert.equal((await fs.stat(journal)).uid, s.uid, 'the journal of a root pass belongs to the state dir\'s owner');
+  const p = await runCli(['pause', ...stateArgs(s)]);
+  t.diagnostic(p.stdout.trim().replaceAll('\n', ' | '));
+  assert.equal(p.status, 0, show(p));
+  assert.match(p.stdout, /completed the commit interrupted/, show(p));
+  for (const rel of ['a.ini', 'b.ini', 'rootdir', 'rootdir/c.ini']) assert.equal((await fs.stat(path.join(s.target, rel))).uid, 0, `${rel} live and root's, as on the master`);
+  assert.equal(existsSync(journal), false, 'no journal left');
+});
