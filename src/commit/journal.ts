@@ -101,6 +101,10 @@ export async function recoverJournal(
   try {
     await replay(doc.ops);
   } catch (err) {
+    // Another user's pass (root's) may have planned what this one may not do (chown): kept for a replay as that user.
+    if (doc.uid !== undefined && doc.uid !== process.geteuid?.()) {
+      return { kind: 'discarded', reason: `could not roll forward the interrupted commit of ${doc.createdAt} of a pass run as uid ${doc.uid}: ${describeError(err)}; left in place for a pass or pause run as that user (sudo xroad-sync pause)` };
+    }
     await unlink(path).catch(() => undefined);
     return { kind: 'discarded', reason: `could not roll forward the interrupted commit of ${doc.createdAt}: ${describeError(err)}` };
   }

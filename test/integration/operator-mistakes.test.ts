@@ -325,3 +325,25 @@ test('a pass run as root that gives files to root, killed mid-commit: sudo xroad
   for (const rel of ['a.ini', 'b.ini', 'rootdir', 'rootdir/c.ini']) assert.equal((await fs.stat(path.join(s.target, rel))).uid, 0, `${rel} live and root's, as on the master`);
   assert.equal(existsSync(journal), false, 'no journal left');
 });
+
+test('a root pass\'s journal the service user\'s paused daemon cannot replay (chown to root) is left in place, reported by status --check, and rolled forward by sudo xroad-sync pause', T, async (t) => {
+  const s = await setup(t);
+  const first = await runCli(['sync', ...s.args]);
+  assert.equal(first.status, 0, show(first));
+  await fs.mkdir(path.join(s.source, 'rootdir'));
+  for (const rel of ['a.ini', 'rootdir/c.ini']) await fs.writeFile(path.join(s.source, rel), `${rel}=1\n`);
+  const killed = await runCli(['sync', ...s.args], { env: { XROAD_SYNC_TEST_HOOK: 'kill@mkdir' } });
+  assert.equal(killed.signal, 'SIGKILL', show(killed));
+  const journal = path.join(s.stateDir, 'commit-journal.json');
+  await fs.writeFile(s.flagFile, 'paused by hand\n');
+  await fs.chown(s.flagFile, s.uid, s.gid);
+  const d = startServiceDaemon(s);
+  await waitFor(() => d.stderr().includes('could not roll forward'), 30_000, 'the paused daemon to try the journal', output(d));
+  assert.ok(existsSync(journal), `the journal is left for root\n${output(d)()}`);
+  const check = await runCli(['status', '--check', ...stateArgs(s)]);
+  assert.equal(check.status, 2, `still reported as an interrupted commit\n${show(check)}`);
+  const p = await runCli(['pause', ...stateArgs(s)]);
+  assert.equal(p.status, 0, show(p));
+  assert.match(p.stdout, /completed the commit interrupted/, show(p));
+  assert.equal((await fs.stat(path.join(s.target, 'rootdir'))).uid, 0, 'rootdir live and root\'s');
+});
