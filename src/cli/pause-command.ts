@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { recoverInterruptedCommit } from '../commit/commit.js';
 import { leftJournal } from '../commit/journal.js';
 import { DEFAULTS, lockWait } from '../settings/pass-settings.js';
-import { LocalIoError, PauseUnconfirmedError } from '../errors.js';
+import { describeError, LocalIoError, PauseUnconfirmedError } from '../errors.js';
 import { loadLocalIds } from '../local/ids.js';
 import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
 import { readFlagSeen } from '../state/flag-seen.js';
@@ -144,11 +144,12 @@ async function daemonSeesFlag(ctx: PauseContext): Promise<number | undefined> {
  */
 async function completeInterruptedCommit(ctx: PauseContext): Promise<string[]> {
   const left = leftJournal(ctx.stateDir);
-  if (left === null || left.target === null) return []; // an unreadable one is discarded by the next pass (status reports it)
+  if (left?.unreadable !== undefined) return [`WARNING: cannot read ${left.path} (${describeError(left.unreadable)}): a commit interrupted there may have left the target half-applied; make it readable by this user (chown it to the owner of ${ctx.stateDir}), then run pause again`];
+  if (left === null || left.target === null) return []; // an unparsable one is discarded by the next pass (status reports it)
   const lock = await acquireLock(ctx.stateDir, 'pause', { waitMs: ctx.waitMs, onWait: (h) => ctx.notice(waitingLine(h, ctx.waitMs)) });
   try {
     const target = left.target;
-    const recovery = await asOwnerOf(left.path, () => recoverInterruptedCommit(ctx.stateDir, target));
+    const recovery = await asWriterOf(left, () => recoverInterruptedCommit(ctx.stateDir, target));
     if (recovery.kind === 'none') return [];
     if (recovery.kind === 'discarded') return [recovery.reason];
     const paths = recovery.changes.map((c) => c.path);
@@ -161,12 +162,17 @@ async function completeInterruptedCommit(ctx: PauseContext): Promise<string[]> {
   }
 }
 
-/** Run as root, replay as the journal's owner (the service user): directories the commit creates must be theirs. */
-async function asOwnerOf<T>(path: string, work: () => Promise<T>): Promise<T> {
-  const owner = await stat(path);
-  if (process.getuid?.() !== 0 || owner.uid === 0 || !process.seteuid || !process.setegid) return work();
-  process.setegid(owner.gid);
-  process.seteuid(owner.uid);
+/**
+ * Run as root, replay as the user whose pass wrote the journal (the service user): directories the commit creates
+ * must be theirs, and a root pass's ownership changes need root. Journals of older versions name no writer: their
+ * file's owner wrote them.
+ */
+async function asWriterOf<T>(left: { path: string; uid?: number }, work: () => Promise<T>): Promise<T> {
+  const owner = await stat(left.path);
+  const uid = left.uid ?? owner.uid;
+  if (process.getuid?.() !== 0 || uid === 0 || !process.seteuid || !process.setegid) return work();
+  process.setegid(owner.gid); // the state dir's group: the writer is root (handled above) or, in practice, the service user
+  process.seteuid(uid);
   try {
     return await work();
   } finally {

@@ -3,7 +3,7 @@
  * whether a daemon runs. `--check` turns it into a monitoring probe with
  * Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) and one line.
  */
-import { stat } from 'node:fs/promises';
+import { stat, statfs } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { leftJournal, type LeftJournal } from '../commit/journal.js';
 import { daemonLockPath, liveHolder, passLockPath } from '../state/lock.js';
@@ -24,6 +24,8 @@ export interface StatusOptions {
 
 export interface StatusReport extends StoredStatus {
   paused: boolean;
+  /** --check only: bytes free to this user on the state dir's filesystem (null: unknown). A full one records no failure: status.json stays on the last success. */
+  stateDirFreeBytes?: number | null;
   pausedSince: string | null;
   /** A commit interrupted by a kill or power loss: the target is half-applied until a pass (or pause) completes it. */
   interruptedCommit: Omit<LeftJournal, 'pid'> | null;
@@ -40,13 +42,22 @@ export async function collectStatus(stateDir: string, flagFile: string): Promise
   return { paused: flag !== null, pausedSince: flag ? flag.mtime.toISOString() : null, ...stored, daemonPid, interruptedCommit: await interruptedCommit(resolve(stateDir)) };
 }
 
+async function freeBytes(dir: string): Promise<number | null> {
+  const fs = await statfs(dir).catch(() => null);
+  return fs === null ? null : fs.bavail * fs.bsize;
+}
+
+/** Below this a pass cannot write its lock, journal or status.json (a journal of a large commit takes more). */
+const STATE_DIR_FULL_BYTES = 64 * 1024;
+
 /** The journal left by a commit that is not running now (its pass no longer holds the lock). */
 async function interruptedCommit(stateDir: string): Promise<StatusReport['interruptedCommit']> {
   const left = leftJournal(stateDir);
   if (left === null) return null;
+  if (left.unreadable !== undefined) throw await stateUnreadable(left.path, left.unreadable); // half-applied or not: unknown
   const holder = await liveHolder(passLockPath(stateDir));
   if (holder !== undefined && holder.pid === left.pid) return null; // committing right now
-  const { pid: _pid, ...journal } = left;
+  const { pid: _pid, unreadable: _unreadable, uid: _uid, ...journal } = left;
   return journal;
 }
 
@@ -55,6 +66,7 @@ export async function statusCommand(opts: StatusOptions): Promise<number> {
   if (opts.check) {
     const report = await collectStatus(opts.stateDir, opts.flagFile).catch(unknownIfUnreadable);
     if (!('paused' in report)) return printCheck(report);
+    report.stateDirFreeBytes = await freeBytes(resolve(opts.stateDir));
     const now = new Date();
     const verdict = checkStatus(report, { maxAgeS: maxAgeMs / 1000, failIfPaused: opts.failIfPaused === true, now });
     return printCheck(verdict, [agePerfdata(report.lastSuccessAt, maxAgeMs / 1000, now)]);
@@ -85,6 +97,10 @@ export function checkStatus(report: StatusReport, opts: { maxAgeS: number; failI
       line: `XROAD-SYNC CRITICAL - an interrupted commit of ${interrupted.createdAt} left ${interrupted.target ?? 'the target'} half-applied (${interrupted.path}); xroad-sync pause or sync completes it, also while paused${paused}`,
     };
   }
+  const free = report.stateDirFreeBytes;
+  if (free !== undefined && free !== null && free < STATE_DIR_FULL_BYTES) {
+    return { code: 2, line: `XROAD-SYNC CRITICAL - the state directory's filesystem is full (${free} bytes free): passes cannot take their lock or record a failure, so the last success shown may be stale${paused}` };
+  }
   if (report.paused && opts.failIfPaused) return { code: 1, line: `XROAD-SYNC WARNING - sync paused since ${report.pausedSince}` };
   if (report.lastPass?.result === 'failed') {
     return { code: 2, line: `XROAD-SYNC CRITICAL - last pass failed at ${report.lastPass.finishedAt}: ${report.lastPass.error}${paused}` };
@@ -92,6 +108,10 @@ export function checkStatus(report: StatusReport, opts: { maxAgeS: number; failI
   if (report.lastSuccessAt === null) return { code: 2, line: `XROAD-SYNC CRITICAL - no successful pass recorded${paused}` };
   const ageMs = now - Date.parse(report.lastSuccessAt);
   if (!Number.isFinite(ageMs)) return { code: 2, line: `XROAD-SYNC CRITICAL - unreadable last success time "${report.lastSuccessAt}" in status.json` };
+  // Paused (an upgrade may last hours), the age does not count: a clock stepped back meanwhile is no alarm either.
+  if (ageMs < -CLOCK_SLACK_MS && report.paused) {
+    return { code: 0, line: `XROAD-SYNC OK - last success ${report.lastSuccessAt} is ${Math.round(-ageMs / 1000)} s in the future (the clock was stepped back)${paused}` };
+  }
   if (ageMs < -CLOCK_SLACK_MS) {
     return {
       code: 2,

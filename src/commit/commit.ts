@@ -164,8 +164,11 @@ export interface ExecuteOptions {
 export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions): Promise<CommitResult> {
   const skipped: { path: string; reason: string }[] = [];
   const abs = (path: string): string => join(opts.root, path);
-  const unchanged = async (path: string, seen: Seen | null | undefined): Promise<boolean> => {
-    if (!opts.recheck || seen === undefined) return true;
+  // `inReplayToo`: a removal replayed from a journal removes only the entry the plan saw. A journal restored from a
+  // backup after its commit completed (or one whose rename already put the new entry in place) must not delete
+  // what is there now.
+  const unchanged = async (path: string, seen: Seen | null | undefined, inReplayToo = false): Promise<boolean> => {
+    if ((!opts.recheck && !inReplayToo) || seen === undefined) return true;
     const ok = await stillAsSeen(abs(path), seen);
     if (!ok) skipped.push({ path, reason: 'changed on this slave during the pass' });
     return ok;
@@ -175,7 +178,7 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
     switch (op.op) {
       case 'remove':
         await opts.beforeStep?.(op.step, op.path);
-        if (!(await unchanged(op.path, op.seen))) break;
+        if (!(await unchanged(op.path, op.seen, true))) break;
         await guard('delete', abs(op.path), () => removeEntry(abs(op.path), op.recursive, skipped, op.path, !opts.recheck));
         opts.done?.add(op.path);
         break;

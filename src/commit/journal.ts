@@ -7,7 +7,8 @@
  * from any point yields the complete new state.
  */
 import { unlink } from 'node:fs/promises';
-import { readSmallFile } from '../util/small-file.js';
+import { readSmallFile, readSmallFileStrictly } from '../util/small-file.js';
+import { stateFileOwner } from '../util/state-owner.js';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
@@ -27,6 +28,8 @@ interface JournalDoc {
   readonly changes?: readonly Change[];
   /** Paths a failed pass already reported as live. */
   readonly reported?: readonly string[];
+  /** The effective uid of the pass that planned it (the file itself goes to the state dir's owner): whom a replay runs as. */
+  readonly uid?: number;
 }
 
 export function journalPath(stateDir: string): string {
@@ -41,12 +44,12 @@ export interface OpenJournal {
 
 export async function beginJournal(stateDir: string, target: string, ops: readonly CommitOp[], changes: readonly Change[] = []): Promise<OpenJournal> {
   const path = journalPath(stateDir);
-  const doc: JournalDoc = { version: JOURNAL_VERSION, target, pid: process.pid, createdAt: new Date().toISOString(), ops, changes };
-  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600 });
+  const doc: JournalDoc = { version: JOURNAL_VERSION, target, pid: process.pid, createdAt: new Date().toISOString(), ops, changes, uid: process.geteuid?.() };
+  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
   await fsyncDir(stateDir);
   return {
     async markReported(paths) {
-      await writeFileAtomic(path, JSON.stringify({ ...doc, reported: paths }), { fsync: true, mode: 0o600 });
+      await writeFileAtomic(path, JSON.stringify({ ...doc, reported: paths }), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
     },
     async finish() {
       await unlink(path).catch(() => undefined);
@@ -78,7 +81,13 @@ export async function recoverJournal(
   replay: (ops: readonly CommitOp[]) => Promise<unknown>,
 ): Promise<Recovery> {
   const path = journalPath(stateDir);
-  const text = readSmallFile(path);
+  let text: string | null;
+  try {
+    text = readSmallFileStrictly(path);
+  } catch (err) {
+    // Not "no journal": the target may be half-applied. Left for whoever may read it (status says UNKNOWN meanwhile).
+    return { kind: 'discarded', reason: `cannot read the interrupted commit's journal ${path}: ${describeError(err)}; left in place: make it readable by the sync user (chown it to the owner of ${stateDir})` };
+  }
   if (text === null) return { kind: 'none' };
   let doc: JournalDoc;
   try {
@@ -92,6 +101,10 @@ export async function recoverJournal(
   try {
     await replay(doc.ops);
   } catch (err) {
+    // Another user's pass (root's) may have planned what this one may not do (chown): kept for a replay as that user.
+    if (doc.uid !== undefined && doc.uid !== process.geteuid?.()) {
+      return { kind: 'discarded', reason: `could not roll forward the interrupted commit of ${doc.createdAt} of a pass run as uid ${doc.uid}: ${describeError(err)}; left in place for a pass or pause run as that user (sudo xroad-sync pause)` };
+    }
     await unlink(path).catch(() => undefined);
     return { kind: 'discarded', reason: `could not roll forward the interrupted commit of ${doc.createdAt}: ${describeError(err)}` };
   }
@@ -123,11 +136,20 @@ export interface LeftJournal {
   readonly operations: number;
   /** The pass that wrote it: while it holds the lock, the commit is in progress, not interrupted. */
   readonly pid: number | null;
+  /** Why it exists but cannot be read by this user (nothing else is known then). */
+  readonly unreadable?: unknown;
+  /** The effective uid of the pass that wrote it, when recorded. */
+  readonly uid?: number;
 }
 
 export function leftJournal(stateDir: string): LeftJournal | null {
   const path = journalPath(stateDir);
-  const text = readSmallFile(path);
+  let text: string | null;
+  try {
+    text = readSmallFileStrictly(path);
+  } catch (unreadable) {
+    return { path, target: null, createdAt: 'unknown', operations: 0, pid: null, unreadable };
+  }
   if (text === null) return null;
   try {
     const doc = JSON.parse(text) as Partial<JournalDoc>;
@@ -137,6 +159,7 @@ export function leftJournal(stateDir: string): LeftJournal | null {
       createdAt: String(doc.createdAt ?? 'unknown'),
       operations: Array.isArray(doc.ops) ? doc.ops.length : 0,
       pid: typeof doc.pid === 'number' ? doc.pid : null,
+      uid: typeof doc.uid === 'number' ? doc.uid : undefined,
     };
   } catch {
     return { path, target: null, createdAt: 'unknown', operations: 0, pid: null };

@@ -13,7 +13,8 @@
  * rsync, which writes item lines from its receiver process (main PID + 2),
  * all lines carry our one PID.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { ExitCodeValue } from '../errors.js';
 import type { Change } from '../plan/types.js';
 import { errorLines, itemizePlan, totalSizeLine } from './itemize.js';
@@ -129,6 +130,7 @@ export class RsyncLogFile {
     try {
       this.handle = await open(this.path, 'a', 0o644);
       this.lastWarning = undefined;
+      await handNewLogToDirOwner(this.handle, this.path);
     } catch (err) {
       this.warn(`failed to open log-file ${this.path}: ${(err as Error).message}; not logging to it this pass`);
     }
@@ -175,4 +177,17 @@ export class RsyncLogFile {
     this.lastWarning = message;
     this.onWarning?.(message);
   }
+}
+
+/**
+ * After a rotation with `nocreate` the first writer creates the log. When that
+ * is a command run as root (`sudo xroad-sync sync`), the service user's
+ * daemon could not append to it until the next rotation: a new, empty,
+ * root-owned log goes to the owner of its directory (/var/log/xroad: xroad).
+ */
+async function handNewLogToDirOwner(handle: FileHandle, path: string): Promise<void> {
+  if (process.geteuid?.() !== 0) return;
+  const [file, dir] = await Promise.all([handle.stat(), stat(dirname(path))]).catch(() => [null, null]);
+  if (!file || !dir || file.uid !== 0 || file.size !== 0 || dir.uid === 0) return;
+  await handle.chown(dir.uid, file.gid === 0 ? dir.gid : file.gid).catch(() => undefined); // best effort: the log is never fatal
 }

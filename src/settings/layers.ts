@@ -98,11 +98,15 @@ export function exportVariablesReadByName(vars: ReadonlyMap<string, { value: str
 }
 
 /** The layers below the command line, highest first. */
+const REACH_THE_DAEMON = new Set(['pause', 'resume', 'status']);
+
 export function settingLayers(command: string, env: NodeJS.ProcessEnv, vars: ReadonlyMap<string, FileVariable>, parse: OptionWordsParser): SettingLayer[] {
   const layers: SettingLayer[] = [];
   if (env.XROAD_SYNC_OPTS) layers.push(wordsLayer(env.XROAD_SYNC_OPTS, 'XROAD_SYNC_OPTS in the environment', false, parse));
-  // The daemon unit's ExecStart= puts $XROAD_SYNC_DAEMON_OPTS last: its flags win over XROAD_SYNC_OPTS's.
-  const wordVars = command === 'daemon' ? ['XROAD_SYNC_DAEMON_OPTS', 'XROAD_SYNC_OPTS'] : ['XROAD_SYNC_OPTS'];
+  // The daemon unit's ExecStart= puts $XROAD_SYNC_DAEMON_OPTS last: its flags win over XROAD_SYNC_OPTS's. The commands
+  // that must reach a running daemon (its lock, its flag) see it as the daemon does: a `pause` looking at the timer's
+  // --state-dir and --flag-file would return "paused" while the daemon goes on syncing.
+  const wordVars = command === 'daemon' || REACH_THE_DAEMON.has(command) ? ['XROAD_SYNC_DAEMON_OPTS', 'XROAD_SYNC_OPTS'] : ['XROAD_SYNC_OPTS'];
   for (const name of wordVars) {
     const v = vars.get(name);
     if (v?.value) layers.push(wordsLayer(v.value, `${name} in ${v.file}`, name === 'XROAD_SYNC_DAEMON_OPTS', parse));

@@ -11,6 +11,7 @@
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
+import { stateFileOwner } from '../util/state-owner.js';
 import { hashFile } from '../local/content-hashes.js';
 import { readSmallFile } from '../util/small-file.js';
 
@@ -40,7 +41,7 @@ export function loadContentRecord(stateDir: string, target: string): Map<string,
 
 export async function saveContentRecord(stateDir: string, target: string, files: ReadonlyMap<string, string>): Promise<void> {
   const doc: ContentDoc = { version: VERSION, target, files: Object.fromEntries(files) };
-  await writeFileAtomic(contentRecordPath(stateDir), JSON.stringify(doc), { mode: 0o600, fsync: false });
+  await writeFileAtomic(contentRecordPath(stateDir), JSON.stringify(doc), { mode: 0o600, fsync: false, chown: stateFileOwner(stateDir) });
 }
 
 /**

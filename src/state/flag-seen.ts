@@ -9,6 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
+import { stateFileOwner } from '../util/state-owner.js';
 
 export interface FlagSeen {
   /** The daemon that wrote it. */
@@ -23,7 +24,7 @@ const flagSeenPath = (stateDir: string): string => join(stateDir, 'flag-seen.jso
 
 export async function writeFlagSeen(stateDir: string, seen: FlagSeen): Promise<void> {
   // Readable by `pause` run as another user (root); an old copy after a crash is harmless: the pid no longer matches.
-  await writeFileAtomic(flagSeenPath(stateDir), JSON.stringify(seen) + '\n', { mode: 0o644, fsync: false });
+  await writeFileAtomic(flagSeenPath(stateDir), JSON.stringify(seen) + '\n', { mode: 0o644, fsync: false, chown: stateFileOwner(stateDir) });
 }
 
 export async function readFlagSeen(stateDir: string): Promise<FlagSeen | null> {

@@ -11,6 +11,7 @@
  */
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
+import { stateFileOwner } from '../util/state-owner.js';
 import { LocalIoError } from '../errors.js';
 import type { Entry, Tree } from '../tree.js';
 import { readSmallFile } from '../util/small-file.js';
@@ -80,7 +81,7 @@ export class RacyFiles {
   private async write(files: ReadonlyMap<string, Listed>, fsync: boolean): Promise<void> {
     const doc: RacyDoc = { version: VERSION, target: this.target, files: Object.fromEntries(files) };
     const path = racyFilesPath(this.stateDir);
-    await writeFileAtomic(path, JSON.stringify(doc), { fsync, mode: 0o600 }).catch((cause: unknown) => {
+    await writeFileAtomic(path, JSON.stringify(doc), { fsync, mode: 0o600, chown: stateFileOwner(this.stateDir) }).catch((cause: unknown) => {
       throw new LocalIoError(`cannot write ${path}`, { subject: path, cause, hint: 'the state directory must be writable by the sync user' });
     });
   }

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
+import { stateFileOwner } from '../util/state-owner.js';
 import { describeError, errnoOf } from '../errors.js';
 import type { PassOutcome } from '../report/logger.js';
 import { stateUnreadable } from './readable.js';
@@ -63,7 +64,7 @@ export async function writeStatus(stateDir: string, status: StoredStatus): Promi
   // Rename keeps readers from ever seeing half a document; no fsync: after a
   // crash an older status is harmless (the next pass rewrites it), and the
   // every-minute pass should not pay a disk flush for it.
-  await writeFileAtomic(statusPath(stateDir), JSON.stringify(status, null, 2) + '\n', { mode: 0o644, fsync: false });
+  await writeFileAtomic(statusPath(stateDir), JSON.stringify(status, null, 2) + '\n', { mode: 0o644, fsync: false, chown: stateFileOwner(stateDir) });
 }
 
 /** Fold a finished pass into the stored status. */

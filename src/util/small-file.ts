@@ -15,3 +15,13 @@ export function readSmallFile(path: string): string | null {
     return null;
   }
 }
+
+/** The file's text, or null when it is missing; any other failure (permission denied) is thrown: absent and unreadable differ. */
+export function readSmallFileStrictly(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
