@@ -22,7 +22,7 @@ import { openSession, type SftpSession } from '../remote/session.js';
 import { SftpSource } from '../remote/sftp-source.js';
 import { countChanges } from '../plan/plan.js';
 import { itemizePlan } from '../report/itemize.js';
-import { escapeControls } from '../report/rsync-log.js';
+import { escapeControls, printLine, printReport } from '../util/output.js';
 import type { Tree } from '../tree.js';
 
 interface Outcome {
@@ -36,8 +36,8 @@ const fail = (text: string, fix?: string): Outcome => ({ ok: false, text, fix })
 
 /** One line each, escaped as in slave-sync.log: a master file name can be in the text. */
 function print(o: Outcome): void {
-  process.stdout.write(`${o.ok ? 'ok  ' : 'FAIL'} ${escapeControls(o.text)}\n`);
-  if (o.fix) process.stdout.write(`     fix: ${escapeControls(o.fix)}\n`);
+  printLine(`${o.ok ? 'ok  ' : 'FAIL'} ${escapeControls(o.text)}`);
+  if (o.fix) printLine(`     fix: ${escapeControls(o.fix)}`);
 }
 
 const statOrNull = (path: string): Promise<Stats | null> => stat(path).catch(() => null);
@@ -80,11 +80,11 @@ function printOrigins(s: PassSettings, origins: SettingOrigins): void {
     ['connectTimeout', '--connect-timeout', `${c.connectTimeoutMs / 1000} s`],
     ['timeout', '--timeout', `${c.idleTimeoutMs / 1000} s`],
   ];
-  process.stdout.write('settings (highest first: flag, environment, settings file, default):\n');
-  for (const [key, flag, value] of rows) process.stdout.write(`     ${flag.padEnd(18)} ${value}  (${origins.get(key) ?? 'default'})\n`);
-  for (const [pattern, from] of excludeOrigins(s, origins)) process.stdout.write(`     ${'--exclude'.padEnd(18)} ${pattern}  (${from.join(', ')})\n`);
+  printLine('settings (highest first: flag, environment, settings file, default):');
+  for (const [key, flag, value] of rows) printLine(`     ${flag.padEnd(18)} ${value}  (${origins.get(key) ?? 'default'})`);
+  for (const [pattern, from] of excludeOrigins(s, origins)) printLine(`     ${'--exclude'.padEnd(18)} ${pattern}  (${from.join(', ')})`);
   if (!defaultExcludesOn(origins)) {
-    process.stdout.write(`     ${'--no-default-excludes'.padEnd(18)} the default excludes are off  (${origins.get('defaultExcludes')})\n`);
+    printLine(`     ${'--no-default-excludes'.padEnd(18)} the default excludes are off  (${origins.get('defaultExcludes')})`);
   }
 }
 
@@ -220,7 +220,7 @@ async function checkMaster(settings: PassSettings, scanTargetToo: boolean): Prom
     const { changed, deleted } = countChanges(plan.changes);
     print(ok(`target ${settings.targetDir}: ${describeTree(targetTree)}; a pass would change ${changed} and delete ${deleted} (${plan.changes.length} changes pending)`));
     const lines = itemizePlan(plan.changes);
-    process.stdout.write(lines.length > 0 ? `dry run (what the next pass would do):\n${lines.map((l) => escapeControls(l) + '\n').join('')}` : 'dry run: the target already mirrors the master\n');
+    printReport(lines.length > 0 ? `dry run (what the next pass would do):\n${lines.map((l) => escapeControls(l) + '\n').join('')}` : 'dry run: the target already mirrors the master\n');
     return ExitCode.OK;
   } catch (err) {
     const cause = err instanceof Error && err.cause instanceof Error && !err.message.includes(err.cause.message) ? `: ${err.cause.message}` : '';

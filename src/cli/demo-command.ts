@@ -16,6 +16,7 @@ import { SAMPLE_CHANGED_FILE, SAMPLE_EXCLUDED, sampleTree, writeSampleTree } fro
 import { fingerprint as sha256Fingerprint, hostLookupName as knownHostsHost } from '../remote/known-hosts.js';
 import { parseRecords } from '../report/logger.js';
 import { generateEd25519, publicKeyOf } from '../serve/keys.js';
+import { notice, printLine, reportBlock } from '../util/output.js';
 
 /** One bounded wait per step; the whole tour normally takes 5-8 s. */
 const CHILD_TIMEOUT_MS = 30_000;
@@ -57,7 +58,7 @@ export async function demoCommand(): Promise<number> {
   // The single executable (scripts/build-exe.sh) is the program itself: argv[1] repeats its path.
   const self = isSea() ? undefined : process.argv[1];
   if (!self && !isSea()) {
-    process.stderr.write('xroad-sync demo: cannot tell which script is running (process.argv[1] is empty)\n');
+    notice('cannot tell which script is running (process.argv[1] is empty)', 'demo');
     return 1;
   }
   let dir: string | undefined;
@@ -69,7 +70,7 @@ export async function demoCommand(): Promise<number> {
   const onSignal = (signal: NodeJS.Signals): void => interrupted.abort(new StepFailure(`interrupted by ${signal}`));
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
 
-  const out = (line = ''): void => void process.stdout.write(`${line}\n`);
+  const out = printLine;
   const show = (p: string): string => (dir ? p.split(dir).join('$DEMO') : p);
   const heading = (title: string): void => {
     step = title;
@@ -286,7 +287,7 @@ export async function demoCommand(): Promise<number> {
     return 0;
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`\nxroad-sync demo: FAILED at step "${step}":\n${dir ? message.split(dir).join('$DEMO') : message}\n`);
+    reportBlock(`FAILED at step "${step}":\n${dir ? message.split(dir).join('$DEMO') : message}`, 'demo', { blankBefore: true });
     return 1;
   } finally {
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);

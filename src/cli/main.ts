@@ -11,8 +11,8 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULTS } from '../settings/pass-settings.js';
-import { describeError, exitCodeHelp, exitCodeOf, ExitCode, SyncError } from '../errors.js';
-import { escapeControls } from '../report/rsync-log.js';
+import { exitCodeHelp } from '../errors.js';
+import { reportError } from '../util/output.js';
 import { DEFAULT_EXCLUDES } from '../filter/types.js';
 import { addIntervalOption, addPassOptions, addSettingsOption, addWaitOption, collect } from './options.js';
 import { addReplicaCheckOptions, addReplicaOptions, addReplicaWaitOption } from './replica-options.js';
@@ -146,11 +146,7 @@ function buildProgram(): Command {
  * error that is not ours is a bug: its stack is printed, exit 70.
  */
 function fail(err: unknown): void {
-  // One line, escaped as in slave-sync.log: stderr is the journal, and an error can name a master file.
-  process.stderr.write(`xroad-sync: ${escapeControls(describeError(err))}\n`);
-  const code = exitCodeOf(err);
-  if (code === ExitCode.INTERNAL && !(err instanceof SyncError) && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-  process.exitCode = code;
+  process.exitCode = reportError(err);
 }
 
 buildProgram()

@@ -26,6 +26,7 @@ import { acquireLock, daemonLockPath, liveHolder, passLockPath, waitUntilFree } 
 import { readStatus, type LastPass } from '../state/status.js';
 import { formatDuration } from '../util/duration.js';
 import { waitingLine } from './sync-command.js';
+import { notice, printLine } from '../util/output.js';
 
 export interface PauseOptions {
   flagFile?: string;
@@ -58,7 +59,7 @@ function contextOf(opts: PauseOptions): PauseContext {
     flagFile: resolve(opts.flagFile ?? DEFAULTS.flagFile),
     stateDir: resolve(opts.stateDir ?? DEFAULTS.stateDir),
     waitMs: lockWait(opts.wait),
-    notice: (line) => process.stderr.write(`xroad-sync: ${line}\n`),
+    notice,
   };
 }
 
@@ -83,7 +84,7 @@ export async function resumeCommand(opts: PauseOptions & { now?: boolean } & Rec
 }
 
 function print(lines: readonly string[]): void {
-  for (const line of lines) process.stdout.write(line + '\n');
+  for (const line of lines) printLine(line);
 }
 
 async function pauseFileSync(ctx: PauseContext): Promise<string[]> {
@@ -199,7 +200,7 @@ async function daemonPassAfter(ctx: PauseContext, pid: number, since: number): P
     if (last && Date.parse(last.startedAt) >= since - 1000 && last.result !== 'skipped') {
       const line = `the daemon (pid ${pid}) ran a pass ${formatDuration(Date.parse(last.finishedAt) - since)} after resume: ${describeLast(last)}`;
       if (last.result !== 'failed') return { line, exitCode: 0 };
-      process.stderr.write(`xroad-sync: the daemon's pass after resume failed: ${last.error ?? 'no error recorded'} (exit ${last.exitCode})\n`);
+      notice(`the daemon's pass after resume failed: ${last.error ?? 'no error recorded'} (exit ${last.exitCode})`);
       return { line, exitCode: last.exitCode || 1 };
     }
     await sleep(100);

@@ -16,6 +16,7 @@ import { pauseReplayAsAsked, resumeReplayAsAsked } from '../replica/as-asked.js'
 import type { Replica, ReplicaStatus } from '../replica/replica.js';
 import { describeEndpoint, REPLICA_DEFAULTS, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../settings/replica-settings.js';
 import { grantExecute } from '../replica/setup.js';
+import { notice, printLine, warn } from '../util/output.js';
 
 type Opts = RawReplicaOptions & { stateDir?: string; flagFile?: string; now?: boolean; readyTimeout?: string; serverconfOnly?: boolean };
 
@@ -24,7 +25,7 @@ function replicaSettingsFor(opts: Opts): ReplicaSettings | null | number {
   try {
     return replicaEnabled(opts) ? resolveReplicaSettings(opts) : null;
   } catch (err) {
-    process.stderr.write(`xroad-sync: ${describeError(err)}\n`);
+    notice(describeError(err));
     return exitCodeOf(err);
   }
 }
@@ -35,7 +36,7 @@ async function openReplica(settings: ReplicaSettings): Promise<Replica> {
 }
 
 function reportFailure(err: unknown): number {
-  process.stderr.write(`xroad-sync: ${describeError(err)}\n`);
+  notice(describeError(err));
   return exitCodeOf(err);
 }
 
@@ -44,7 +45,7 @@ export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<num
   if (settings === null) return configHalf();
   // The replica half is tried and reported whatever happened to the flag.
   const configCode = await configHalf().catch((err: unknown) => {
-    process.stdout.write(`Sync paused: failed, not paused (${resolve(opts.flagFile ?? DEFAULTS.flagFile)})\n`);
+    printLine(`Sync paused: failed, not paused (${resolve(opts.flagFile ?? DEFAULTS.flagFile)})`);
     return reportFailure(err);
   });
   if (typeof settings === 'number') return configCode || settings;
@@ -53,11 +54,11 @@ export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<num
   try {
     replica = await openReplica(settings);
     const { before, after, unrecorded } = await pauseReplayAsAsked(replica, stateDir);
-    process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
+    printLine(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})`);
     const recordCode = unrecorded ? reportFailure(unrecorded) : ExitCode.OK;
     return configCode || recordCode;
   } catch (err) {
-    process.stdout.write(`serverconf replay: not paused (${describeEndpoint(settings)})\n`);
+    printLine(`serverconf replay: not paused (${describeEndpoint(settings)})`);
     const replicaCode = reportFailure(err);
     return configCode || replicaCode;
   } finally {
@@ -82,11 +83,11 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
   try {
     replica = await openReplica(settings);
     const { before, after, unforgotten } = await resumeReplayAsAsked(replica, stateDir);
-    if (unforgotten) process.stderr.write(`xroad-sync: warning: cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(unforgotten)}\n`);
+    if (unforgotten) warn(`cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(unforgotten)}`);
     if (before === 'running') ready = 'node ready';
-    process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
+    printLine(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})`);
   } catch (err) {
-    process.stdout.write(`serverconf replay: not resumed (${describeEndpoint(settings)})\n`);
+    printLine(`serverconf replay: not resumed (${describeEndpoint(settings)})`);
     replicaCode = reportFailure(err);
     notReady.push(`serverconf replay not resumed: ${err instanceof Error ? err.message : String(err)}`);
     await replica?.close();
@@ -104,10 +105,10 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
       else notReady.push(waited.reason);
     }
     if (notReady.length === 0) {
-      process.stdout.write(`${ready}: config synced, ${caughtUp}\n`);
+      printLine(`${ready}: config synced, ${caughtUp}`);
       return ExitCode.OK;
     }
-    process.stdout.write(`${ready.replace('ready', 'NOT ready')}: ${notReady.join('; ')}\n`);
+    printLine(`${ready.replace('ready', 'NOT ready')}: ${notReady.join('; ')}`);
     return configCode || replicaCode || ExitCode.REPLICA_UNAVAILABLE;
   } finally {
     await replica?.close();
@@ -135,22 +136,22 @@ async function resumeReplicaOnly(opts: Opts): Promise<number> {
   try {
     replica = await openReplica(settings);
     const { before, after, unforgotten } = await resumeReplayAsAsked(replica, stateDir);
-    if (unforgotten) process.stderr.write(`xroad-sync: warning: cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(unforgotten)}\n`);
-    process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
+    if (unforgotten) warn(`cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(unforgotten)}`);
+    printLine(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})`);
     resumed = true;
     const configPaused = existsSync(flagFile);
-    process.stdout.write(`Sync paused: ${configPaused} (${flagFile}, left as it is)\n`);
+    printLine(`Sync paused: ${configPaused} (${flagFile}, left as it is)`);
     const waited = await waitWithProgress(replica, timeoutMs);
     if (!waited.ready) {
-      process.stdout.write(`serverconf replica NOT ready to upgrade: ${waited.reason}\n`);
+      printLine(`serverconf replica NOT ready to upgrade: ${waited.reason}`);
       return ExitCode.REPLICA_UNAVAILABLE;
     }
     const next = configPaused ? 'config sync paused until xroad-sync resume --now after the upgrade' : `config sync NOT paused (no ${flagFile})`;
-    process.stdout.write(`serverconf replica ready to upgrade: ${waited.reason.replace(/^serverconf replica /, '')}; ${next}\n`);
+    printLine(`serverconf replica ready to upgrade: ${waited.reason.replace(/^serverconf replica /, '')}; ${next}`);
     return ExitCode.OK;
   } catch (err) {
-    if (!resumed) process.stdout.write(`serverconf replay: not resumed (${describeEndpoint(settings)})\n`);
-    process.stdout.write(`serverconf replica NOT ready to upgrade: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (!resumed) printLine(`serverconf replay: not resumed (${describeEndpoint(settings)})`);
+    printLine(`serverconf replica NOT ready to upgrade: ${err instanceof Error ? err.message : String(err)}`);
     return reportFailure(err);
   } finally {
     await replica?.close();
@@ -171,7 +172,7 @@ async function waitWithProgress(replica: Replica, timeoutMs: number) {
       if (why.reason === last && now - lastAt < 5_000) return;
       (last = why.reason), (lastAt = now);
       const left = Math.max(0, Math.round((timeoutMs - (now - started)) / 1000));
-      process.stderr.write(`xroad-sync: waiting for the serverconf replica (${left} s left): ${why.reason}\n`);
+      notice(`waiting for the serverconf replica (${left} s left): ${why.reason}`);
     },
   });
 }
@@ -185,8 +186,8 @@ interface Outcome {
 }
 
 function print(o: Outcome): void {
-  process.stdout.write(`${o.ok ? 'ok  ' : 'FAIL'} ${o.text}\n`);
-  if (o.fix) process.stdout.write(`     fix: ${o.fix}\n`);
+  printLine(`${o.ok ? 'ok  ' : 'FAIL'} ${o.text}`);
+  if (o.fix) printLine(`     fix: ${o.fix}`);
 }
 
 /** `check`'s replica lines: can we log in, is it a standby, may we pause, resume and see the receiver. */

@@ -17,6 +17,7 @@ import { replayPausedSince } from '../replica/paused-marker.js';
 import type { ReplicaStatus } from '../replica/replica.js';
 import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions } from '../settings/replica-settings.js';
 import { checkStatus, collectStatus, printCheck, statusCommand, unknownIfUnreadable, type StatusOptions } from './status-command.js';
+import { printLine, printReport } from '../util/output.js';
 
 export interface ReplicaStatusOptions extends StatusOptions, RawReplicaOptions {
   maxReplayLag?: string;
@@ -124,10 +125,10 @@ export async function statusWithReplica(opts: ReplicaStatusOptions): Promise<num
   }
   const [config, replica] = await Promise.all([collectStatus(opts.stateDir, opts.flagFile), collectReplica(opts)]);
   if (opts.json) {
-    process.stdout.write(JSON.stringify({ ...config, serverconf: replica }) + '\n');
+    printLine(JSON.stringify({ ...config, serverconf: replica }));
     return 0;
   }
   const code = await statusCommand(opts);
-  process.stdout.write(describeReplica(replica));
+  printReport(describeReplica(replica));
   return code;
 }

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { generateEd25519, publicKeyOf } from '../serve/keys.js';
 import { startEmbeddedMaster } from '../serve/sftp-server.js';
 import { fingerprint as sha256Fingerprint, hostLookupName as knownHostsHost } from '../remote/known-hosts.js';
+import { notice, printLine } from '../util/output.js';
 
 
 export interface ServeOptions {
@@ -44,7 +45,7 @@ function parsePort(raw: string | undefined): number {
 }
 
 export async function serveCommand(opts: ServeOptions): Promise<number> {
-  const out = (line = ''): void => void process.stdout.write(`${line}\n`);
+  const out = printLine;
   let scratch: string | undefined;
   try {
     const port = parsePort(opts.port);
@@ -85,7 +86,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
       hostKey,
       authorizedKeys: authorized,
       user: opts.user,
-      log: (msg) => process.stderr.write(`xroad-sync serve: ${msg}\n`),
+      log: (msg) => notice(msg, 'serve'),
     });
     const hostField = knownHostsHost(host, server.port);
     const knownHostsLine = `${hostField} ${hostPub.type} ${hostPub.blob.toString('base64')}`;
@@ -116,11 +117,11 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     out('Stop with Ctrl-C (SIGINT) or SIGTERM. Generated keys are removed then.');
 
     const signal = await waitForStopSignal();
-    process.stderr.write(`xroad-sync serve: ${signal}, stopping\n`);
+    notice(`${signal}, stopping`, 'serve');
     await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 3_000).unref())]);
     return 0;
   } catch (err) {
-    process.stderr.write(`xroad-sync serve: ${err instanceof Error ? err.message : String(err)}\n`);
+    notice(err instanceof Error ? err.message : String(err), 'serve');
     return 1;
   } finally {
     if (scratch) await rm(scratch, { recursive: true, force: true });

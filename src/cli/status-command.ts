@@ -12,6 +12,7 @@ import { readStatusStrictly, type StoredStatus } from '../state/status.js';
 import { describeError, errnoOf } from '../errors.js';
 import { agePerfdata, checkLine, CLOCK_SLACK_MS, escapeCheckText } from '../report/nagios.js';
 import { durationOption } from '../util/duration.js';
+import { printLine, printReport } from '../util/output.js';
 
 export interface StatusOptions {
   stateDir: string;
@@ -60,7 +61,7 @@ export async function statusCommand(opts: StatusOptions): Promise<number> {
     return printCheck(verdict, [agePerfdata(report.lastSuccessAt, maxAgeMs / 1000, now)]);
   }
   const report = await collectStatus(opts.stateDir, opts.flagFile);
-  process.stdout.write(opts.json ? JSON.stringify(report) + '\n' : describe(report));
+  printReport(opts.json ? JSON.stringify(report) + '\n' : describe(report));
   return 0;
 }
 
@@ -71,7 +72,7 @@ export function unknownIfUnreadable(err: unknown): { code: number; line: string 
 }
 
 export function printCheck({ code, line }: { code: number; line: string }, perfdata: readonly string[] = []): number {
-  process.stdout.write(checkLine(line, perfdata) + '\n');
+  printLine(checkLine(line, perfdata));
   return code;
 }
 

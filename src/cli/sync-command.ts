@@ -3,6 +3,7 @@ import { resolvePassSettings, type RawPassOptions } from '../settings/pass-setti
 import { connectPerPass } from '../remote/provider.js';
 import { runReportedPass } from '../run/reported-pass.js';
 import type { LockHolder, LockWait } from '../state/lock.js';
+import { notice } from '../util/output.js';
 
 export interface SyncCommandOptions extends RawPassOptions {
   verbose?: boolean;
@@ -31,8 +32,8 @@ function operatorLockWait(waitMs: number, signal?: AbortSignal): LockWait {
   return {
     waitMs,
     signal,
-    onWait: (holder) => process.stderr.write(`xroad-sync: ${waitingLine(holder, waitMs)}\n`),
-    onTakeover: (notice) => process.stderr.write(`xroad-sync: ${notice}\n`),
+    onWait: (holder) => notice(waitingLine(holder, waitMs)),
+    onTakeover: notice,
   };
 }
 

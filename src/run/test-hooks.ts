@@ -5,6 +5,7 @@
  * for XROAD_SYNC_TEST_PAUSE_MS (default 60000) so a test can act mid-pass.
  */
 import type { PassPoint } from '../pass/types.js';
+import { notice } from '../util/output.js';
 
 export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: string) => Promise<void>) | undefined {
   const spec = env.XROAD_SYNC_TEST_HOOK;
@@ -18,7 +19,7 @@ export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: 
   return async (point) => {
     if (point !== wanted || ++seen !== target) return;
     if (action === 'kill') process.kill(process.pid, 'SIGKILL');
-    process.stderr.write(`xroad-sync: test hook paused at ${point}\n`);
+    notice(`test hook paused at ${point}`);
     await new Promise((resolve) => setTimeout(resolve, pauseMs));
   };
 }
