@@ -14,6 +14,7 @@ import { DEFAULTS } from '../settings/pass-settings.js';
 import { exitCodeHelp } from '../errors.js';
 import { reportError } from '../util/output.js';
 import { DEFAULT_EXCLUDES } from '../filter/types.js';
+import { CHECK_DEFAULTS } from '../health/limits.js';
 import { addIntervalOption, addPassOptions, addSettingsOption, addWaitOption, collect } from './options.js';
 import { addReplicaCheckOptions, addReplicaOptions, addReplicaWaitOption } from './replica-options.js';
 import { applySettings, SettingOrigins } from './settings.js';
@@ -91,10 +92,10 @@ function buildProgram(): Command {
       .command('check')
       .description('show where each setting came from; check identity, known_hosts, target, log, state dir and flag file, each problem with its fix; then connect and show what a pass would change'),
   ))).action(act(async () => {
-    const [{ checkCommand }, { checkReplicaAccess }] = await Promise.all([import('./check-command.js'), import('./replica-commands.js')]);
+    const { checkCommand, checkReplicaCommand } = await import('./check-command.js');
     return async (opts, ctx) => {
       const config = await checkCommand(opts, ctx);
-      const replica = await checkReplicaAccess(opts); // reported even when the config half failed
+      const replica = await checkReplicaCommand(opts); // reported even when the config half failed
       return config || replica;
     };
   }));
@@ -104,11 +105,11 @@ function buildProgram(): Command {
     .description('paused or not, the last pass, the last success, whether a daemon runs')
     .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid, interruptedCommit}')
     .option('--check', 'monitoring probe: one line, exit 0 OK / 1 WARNING / 2 CRITICAL (Nagios, Zabbix)')
-    .option('--max-age <duration>', 'with --check: critical when the last success is older than this: seconds, or 30s/5m/1h', '300')
+    .option('--max-age <duration>', 'with --check: critical when the last success is older than this: seconds, or 30s/5m/1h', String(CHECK_DEFAULTS.maxAgeS))
     .option('--fail-if-paused', 'with --check: a pause is a warning (otherwise only reported)')
     .option('--state-dir <dir>', 'where passes record their status', DEFAULTS.stateDir)
     .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile))))
-    .action(act(async () => (await import('./replica-status.js')).statusWithReplica));
+    .action(act(async () => (await import('./status-command.js')).statusCommand));
 
   addSettingsOption(program
     .command('digest')

@@ -5,23 +5,22 @@
  * says whether the node is ready (to upgrade, when it resumed both halves:
  * IG-XLB 1.3's order) or why not; `resume --serverconf-only` resumes and
  * checks the replica alone, the current guide's step before the upgrade.
+ * check's replica half is in check-command.ts.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { durationOption } from '../util/duration.js';
 import { DEFAULTS } from '../settings/pass-settings.js';
-import { ConfigError, describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
-import { monitorHint, onPrimary } from '../replica/errors.js';
+import { ConfigError, describeError, ExitCode, exitCodeOf } from '../errors.js';
 import { pauseReplayAsAsked, resumeReplayAsAsked } from '../replica/as-asked.js';
-import type { Replica, ReplicaStatus } from '../replica/replica.js';
+import type { Replica } from '../replica/replica.js';
 import { describeEndpoint, REPLICA_DEFAULTS, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../settings/replica-settings.js';
-import { grantExecute } from '../replica/setup.js';
 import { notice, printLine, warn } from '../util/output.js';
 
-type Opts = RawReplicaOptions & { stateDir?: string; flagFile?: string; now?: boolean; readyTimeout?: string; serverconfOnly?: boolean };
+export type Opts = RawReplicaOptions & { stateDir?: string; flagFile?: string; now?: boolean; readyTimeout?: string; serverconfOnly?: boolean };
 
 /** null = the replica is not managed by this command; a ConfigError is printed and returned as a code. */
-function replicaSettingsFor(opts: Opts): ReplicaSettings | null | number {
+export function replicaSettingsFor(opts: Opts): ReplicaSettings | null | number {
   try {
     return replicaEnabled(opts) ? resolveReplicaSettings(opts) : null;
   } catch (err) {
@@ -128,7 +127,7 @@ async function resumeReplicaOnly(opts: Opts): Promise<number> {
   }
   if (opts.serverconf === false) throw new ConfigError('--serverconf-only and --no-serverconf contradict each other');
   const settings = resolveReplicaSettings({ ...opts, serverconf: true });
-  const timeoutMs = durationOption(opts.readyTimeout ?? '120', '--ready-timeout', { minMs: 0, maxMs: 86_400_000 });
+  const timeoutMs = durationOption(opts.readyTimeout ?? String(REPLICA_DEFAULTS.readyTimeoutS), '--ready-timeout', { minMs: 0, maxMs: 86_400_000 });
   const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
   const flagFile = resolve(opts.flagFile ?? DEFAULTS.flagFile);
   let replica: Replica | undefined;
@@ -176,70 +175,3 @@ async function waitWithProgress(replica: Replica, timeoutMs: number) {
     },
   });
 }
-
-// --- check -----------------------------------------------------------------
-
-interface Outcome {
-  readonly ok: boolean;
-  readonly text: string;
-  readonly fix?: string;
-}
-
-function print(o: Outcome): void {
-  printLine(`${o.ok ? 'ok  ' : 'FAIL'} ${o.text}`);
-  if (o.fix) printLine(`     fix: ${o.fix}`);
-}
-
-/** `check`'s replica lines: can we log in, is it a standby, may we pause, resume and see the receiver. */
-export async function checkReplicaAccess(opts: Opts): Promise<number> {
-  const settings = replicaSettingsFor(opts);
-  if (settings === null) return ExitCode.OK;
-  if (typeof settings === 'number') return settings;
-  const where = describeEndpoint(settings);
-  let replica: Replica;
-  try {
-    replica = await openReplica(settings);
-  } catch (err) {
-    const e = err instanceof SyncError ? err : null;
-    print({ ok: false, text: `serverconf replica ${where}: ${e?.message ?? describeError(err)}`, fix: e?.hint });
-    return exitCodeOf(err);
-  }
-  try {
-    print({ ok: true, text: `serverconf replica ${where}: logged in (PostgreSQL ${replica.server})` });
-    const status = await replica.status();
-    if (!status.inRecovery) {
-      print({ ok: false, text: `serverconf database on port ${settings.port} is not a standby (not in recovery)`, fix: 'point --serverconf-port at the replica, or rebuild a promoted one (pg_basebackup -R)' });
-      return ExitCode.REPLICA_UNAVAILABLE;
-    }
-    const p = await replica.privileges();
-    const missing: Outcome[] = [];
-    const fns = replica.fns;
-    for (const [fn, ok] of [[fns.pause, p.pause], [fns.resume, p.resume]] as const) {
-      if (!ok) missing.push({ ok: false, text: `role ${settings.role} may not run ${fn}()`, fix: onPrimary(settings, grantExecute(fn, settings.role)) });
-    }
-    if (!p.superuser && p.monitor !== true) {
-      missing.push({ ok: false, text: `role ${settings.role} cannot see pg_stat_wal_receiver (whether the replica streams)`, fix: monitorHint(fns, settings) });
-    }
-    if (missing.length > 0) {
-      missing.forEach(print);
-      return ExitCode.REPLICA_PERMISSION;
-    }
-    print({ ok: true, text: `role ${settings.role} may run ${fns.pause}(), ${fns.resume}() and read pg_stat_wal_receiver${p.superuser ? ' (superuser: the one-time setup in the README needs less)' : ''}` });
-    print({ ok: true, text: `serverconf replica: ${summarize(status)}` });
-    return ExitCode.OK;
-  } catch (err) {
-    const e = err instanceof SyncError ? err : null;
-    print({ ok: false, text: `serverconf replica ${where}: ${e?.message ?? describeError(err)}`, fix: e?.hint });
-    return exitCodeOf(err);
-  } finally {
-    await replica.close();
-  }
-}
-
-function summarize(s: ReplicaStatus): string {
-  if (!s.inRecovery) return 'not in recovery (not a standby)';
-  const receiver = s.streaming === null ? 'receiver unknown (needs pg_monitor)' : `receiver ${s.receiver}`;
-  const lag = s.lagBytes === null ? 'lag unknown' : `lag ${s.lagBytes} bytes${s.lagSeconds === null ? '' : `, ${s.lagSeconds} s`}`;
-  return `replay ${s.replay}, ${receiver}, received ${s.receiveLsn ?? '-'}, replayed ${s.replayLsn ?? '-'}, ${lag}`;
-}
-

@@ -2,7 +2,7 @@
 import { resolvePassSettings, type RawPassOptions } from '../settings/pass-settings.js';
 import { connectPerPass } from '../remote/provider.js';
 import { runReportedPass } from '../run/reported-pass.js';
-import type { LockHolder, LockWait } from '../state/lock.js';
+import { waitingLine, type LockWait } from '../state/lock.js';
 import { notice } from '../util/output.js';
 
 export interface SyncCommandOptions extends RawPassOptions {
@@ -35,8 +35,4 @@ function operatorLockWait(waitMs: number, signal?: AbortSignal): LockWait {
     onWait: (holder) => notice(waitingLine(holder, waitMs)),
     onTakeover: notice,
   };
-}
-
-export function waitingLine(holder: LockHolder, waitMs: number): string {
-  return `waiting for the running pass (pid ${holder.pid}${holder.purpose === 'sync' ? '' : `, ${holder.purpose}`}) to finish, up to ${Number((waitMs / 1000).toFixed(1))} s …`;
 }

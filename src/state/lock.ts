@@ -376,3 +376,8 @@ function pauseForTest(point: string): void {
   if (process.env.XROAD_SYNC_TEST_HOOK !== `pause@${point}`) return;
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.env.XROAD_SYNC_TEST_PAUSE_MS ?? 50));
 }
+
+/** The operator's line while a by-hand command waits for the pass in flight. */
+export function waitingLine(holder: LockHolder, waitMs: number): string {
+  return `waiting for the running pass (pid ${holder.pid}${holder.purpose === 'sync' ? '' : `, ${holder.purpose}`}) to finish, up to ${Number((waitMs / 1000).toFixed(1))} s …`;
+}

@@ -23,9 +23,9 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['local/', 'remote/', 'replica/'],
   ['stage/', 'serve/'],
   ['commit/'],
-  ['report/', 'state/'],
+  ['report/', 'state/', 'health/'],
   ['pass/'],
-  ['run/'],
+  ['run/', 'pause/', 'check/', 'demo/'],
   ['daemon/'],
   ['cli/'],
 ];
