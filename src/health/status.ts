@@ -12,6 +12,7 @@ import { readStatusStrictly, type StoredStatus } from '../state/status.js';
 import { describeError, errnoOf } from '../errors.js';
 import { CLOCK_SLACK_MS, escapeCheckText } from '../report/nagios.js';
 import { durationOption } from '../util/duration.js';
+import { STATE_FILES } from '../util/state-files.js';
 import { CHECK_DEFAULTS } from './limits.js';
 
 export interface StatusReport extends StoredStatus {
@@ -69,7 +70,7 @@ export function checkStatus(report: StatusReport, opts: { maxAgeS: number; failI
   }
   if (report.lastSuccessAt === null) return { code: 2, line: `XROAD-SYNC CRITICAL - no successful pass recorded${paused}` };
   const ageMs = now - Date.parse(report.lastSuccessAt);
-  if (!Number.isFinite(ageMs)) return { code: 2, line: `XROAD-SYNC CRITICAL - unreadable last success time "${report.lastSuccessAt}" in status.json` };
+  if (!Number.isFinite(ageMs)) return { code: 2, line: `XROAD-SYNC CRITICAL - unreadable last success time "${report.lastSuccessAt}" in ${STATE_FILES.status.name}` };
   if (ageMs < -CLOCK_SLACK_MS) {
     return {
       code: 2,

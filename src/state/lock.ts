@@ -15,10 +15,11 @@
  */
 import { closeSync, constants, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { LocalIoError, LockHeldError, LockWaitInterruptedError, errnoOf } from '../errors.js';
 import { readSmallFile } from '../util/small-file.js';
 import { flockExclusive } from './flock.js';
+import { stateFilePath } from '../util/state-files.js';
 
 export interface Lock {
   readonly path: string;
@@ -61,8 +62,8 @@ export async function ensureStateDir(stateDir: string): Promise<void> {
   }
 }
 
-export const passLockPath = (stateDir: string): string => join(stateDir, 'sync.lock');
-export const daemonLockPath = (stateDir: string): string => join(stateDir, 'daemon.lock');
+export const passLockPath = (stateDir: string): string => stateFilePath(stateDir, 'passLock');
+export const daemonLockPath = (stateDir: string): string => stateFilePath(stateDir, 'daemonLock');
 
 /** The pass lock, waiting up to `wait.waitMs` for a running pass; LockHeldError after that. */
 export async function acquireLock(stateDir: string, purpose: string, wait: LockWait = { waitMs: 0 }): Promise<Lock> {
