@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError, errnoOf } from '../errors.js';
-import type { PassOutcome } from '../report/logger.js';
+import type { PassOutcome } from '../pass/outcome.js';
 import { stateUnreadable } from './readable.js';
 import { stateFilePath } from '../util/state-files.js';
 

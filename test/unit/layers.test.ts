@@ -17,7 +17,7 @@ const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..
 
 /** Lowest first. A module's layer is the first entry whose prefix matches its path relative to src/. */
 export const LAYERS: readonly (readonly string[])[] = [
-  ['errors.ts', 'tree.ts', 'util/', 'filter/types.ts'],
+  ['errors.ts', 'tree.ts', 'util/', 'filter/types.ts', 'pass/outcome.ts'],
   ['filter/', 'settings/'],
   ['plan/'],
   ['local/', 'remote/', 'replica/'],
