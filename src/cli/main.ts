@@ -18,6 +18,7 @@ import { CHECK_DEFAULTS } from '../health/limits.js';
 import { addIntervalOption, addPassOptions, addSettingsOption, addWaitOption, collect } from './options.js';
 import { addReplicaCheckOptions, addReplicaOptions, addReplicaWaitOption } from './replica-options.js';
 import { applySettings, SettingOrigins } from './settings.js';
+import { SERVE_DEFAULTS } from '../serve/defaults.js';
 
 const EXIT_CODES = exitCodeHelp();
 
@@ -126,8 +127,8 @@ function buildProgram(): Command {
     .command('serve')
     .description('the embedded read-only SFTP master, for trying things out (a production master runs OpenSSH: see sshd_config.d-xroad-slave.conf)')
     .requiredOption('--root <dir>', 'directory to serve; clients use the same absolute paths below it')
-    .option('--port <n>', 'TCP port, 0 = any free port', '0')
-    .option('--host <addr>', 'listen address', '127.0.0.1')
+    .option('--port <n>', 'TCP port, 0 = any free port', String(SERVE_DEFAULTS.port))
+    .option('--host <addr>', 'listen address', SERVE_DEFAULTS.host)
     .option('--host-key <file>', 'host private key (OpenSSH or PEM, unencrypted); default: an ed25519 key generated for this run')
     .option('--authorized-keys <file>', 'public keys allowed in, one per line; default: a client key generated for this run (its path is printed)')
     .option('--user <name>', 'only this user name may log in (default: any)')

@@ -12,6 +12,7 @@ import { generateEd25519, publicKeyOf } from '../serve/keys.js';
 import { startEmbeddedMaster } from '../serve/sftp-server.js';
 import { fingerprint as sha256Fingerprint, hostLookupName as knownHostsHost } from '../remote/known-hosts.js';
 import { notice, printLine } from '../util/output.js';
+import { SERVE_DEFAULTS } from '../serve/defaults.js';
 
 
 export interface ServeOptions {
@@ -39,7 +40,7 @@ async function isDirectory(p: string): Promise<boolean> {
 }
 
 function parsePort(raw: string | undefined): number {
-  const port = Number(raw ?? 0);
+  const port = Number(raw ?? SERVE_DEFAULTS.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0 (any free port) to 65535, got "${raw}"`);
   return port;
 }
@@ -49,7 +50,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
   let scratch: string | undefined;
   try {
     const port = parsePort(opts.port);
-    const host = opts.host ?? '127.0.0.1';
+    const host = opts.host ?? SERVE_DEFAULTS.host;
     const root = await realpath(path.resolve(opts.root)).catch((err: NodeJS.ErrnoException) => {
       throw new Error(`--root ${opts.root}: ${err.code ?? err.message}`);
     });
