@@ -11,7 +11,7 @@ import path from 'node:path';
 import { generateEd25519, publicKeyOf } from '../serve/keys.js';
 import { startEmbeddedMaster } from '../serve/sftp-server.js';
 import { fingerprint as sha256Fingerprint, hostLookupName as knownHostsHost } from '../remote/known-hosts.js';
-import { notice, printLine } from '../util/output.js';
+import { noticeFrom, printLine } from '../util/output.js';
 import { SERVE_DEFAULTS } from '../serve/defaults.js';
 
 
@@ -87,7 +87,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
       hostKey,
       authorizedKeys: authorized,
       user: opts.user,
-      log: (msg) => notice(msg, 'serve'),
+      log: (msg) => noticeFrom('serve', msg),
     });
     const hostField = knownHostsHost(host, server.port);
     const knownHostsLine = `${hostField} ${hostPub.type} ${hostPub.blob.toString('base64')}`;
@@ -118,11 +118,11 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     out('Stop with Ctrl-C (SIGINT) or SIGTERM. Generated keys are removed then.');
 
     const signal = await waitForStopSignal();
-    notice(`${signal}, stopping`, 'serve');
+    noticeFrom('serve', `${signal}, stopping`);
     await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 3_000).unref())]);
     return 0;
   } catch (err) {
-    notice(err instanceof Error ? err.message : String(err), 'serve');
+    noticeFrom('serve', err instanceof Error ? err.message : String(err));
     return 1;
   } finally {
     if (scratch) await rm(scratch, { recursive: true, force: true });

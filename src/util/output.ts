@@ -26,8 +26,13 @@ function prefix(tool?: string): string {
   return tool ? `xroad-sync ${tool}: ` : 'xroad-sync: ';
 }
 
-/** A notice or warning on stderr: one escaped, prefixed line. */
-export function notice(text: string, tool?: string): void {
+/** A notice or warning on stderr: one escaped, prefixed line. One argument, so it can be handed on as a callback. */
+export function notice(text: string): void {
+  noticeFrom(undefined, text);
+}
+
+/** A notice of a sub-tool (serve, demo): `xroad-sync serve: …`. */
+export function noticeFrom(tool: string | undefined, text: string): void {
   process.stderr.write(`${prefix(tool)}${escapeControls(text)}\n`);
 }
 
