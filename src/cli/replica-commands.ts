@@ -11,21 +11,25 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { durationOption } from '../util/duration.js';
 import { DEFAULTS } from '../settings/pass-settings.js';
-import { ConfigError, describeError, ExitCode, exitCodeOf } from '../errors.js';
+import { ConfigError, describeError, ExitCode } from '../errors.js';
 import { pauseReplayAsAsked, resumeReplayAsAsked } from '../replica/as-asked.js';
 import type { Replica } from '../replica/replica.js';
 import { describeEndpoint, REPLICA_DEFAULTS, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../settings/replica-settings.js';
-import { notice, printLine, warn } from '../util/output.js';
+import { notice, printLine, reportError, warn } from '../util/output.js';
 
 export type Opts = RawReplicaOptions & { stateDir?: string; flagFile?: string; now?: boolean; readyTimeout?: string; serverconfOnly?: boolean };
 
 /** null = the replica is not managed by this command; a ConfigError is printed and returned as a code. */
+/** The replay resumed, but its pause ask is still noted: status --check will alert on it. */
+function warnUnforgotten(stateDir: string, err: unknown): void {
+  warn(`cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(err)}`);
+}
+
 export function replicaSettingsFor(opts: Opts): ReplicaSettings | null | number {
   try {
     return replicaEnabled(opts) ? resolveReplicaSettings(opts) : null;
   } catch (err) {
-    notice(describeError(err));
-    return exitCodeOf(err);
+    return reportError(err);
   }
 }
 
@@ -34,18 +38,13 @@ async function openReplica(settings: ReplicaSettings): Promise<Replica> {
   return Replica.connect(settings);
 }
 
-function reportFailure(err: unknown): number {
-  notice(describeError(err));
-  return exitCodeOf(err);
-}
-
 export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<number>): Promise<number> {
   const settings = replicaSettingsFor(opts);
   if (settings === null) return configHalf();
   // The replica half is tried and reported whatever happened to the flag.
   const configCode = await configHalf().catch((err: unknown) => {
     printLine(`Sync paused: failed, not paused (${resolve(opts.flagFile ?? DEFAULTS.flagFile)})`);
-    return reportFailure(err);
+    return reportError(err);
   });
   if (typeof settings === 'number') return configCode || settings;
   const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
@@ -54,11 +53,11 @@ export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<num
     replica = await openReplica(settings);
     const { before, after, unrecorded } = await pauseReplayAsAsked(replica, stateDir);
     printLine(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})`);
-    const recordCode = unrecorded ? reportFailure(unrecorded) : ExitCode.OK;
+    const recordCode = unrecorded ? reportError(unrecorded) : ExitCode.OK;
     return configCode || recordCode;
   } catch (err) {
     printLine(`serverconf replay: not paused (${describeEndpoint(settings)})`);
-    const replicaCode = reportFailure(err);
+    const replicaCode = reportError(err);
     return configCode || replicaCode;
   } finally {
     await replica?.close();
@@ -82,12 +81,12 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
   try {
     replica = await openReplica(settings);
     const { before, after, unforgotten } = await resumeReplayAsAsked(replica, stateDir);
-    if (unforgotten) warn(`cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(unforgotten)}`);
+    if (unforgotten) warnUnforgotten(stateDir, unforgotten);
     if (before === 'running') ready = 'node ready';
     printLine(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})`);
   } catch (err) {
     printLine(`serverconf replay: not resumed (${describeEndpoint(settings)})`);
-    replicaCode = reportFailure(err);
+    replicaCode = reportError(err);
     notReady.push(`serverconf replay not resumed: ${err instanceof Error ? err.message : String(err)}`);
     await replica?.close();
     replica = undefined;
@@ -135,7 +134,7 @@ async function resumeReplicaOnly(opts: Opts): Promise<number> {
   try {
     replica = await openReplica(settings);
     const { before, after, unforgotten } = await resumeReplayAsAsked(replica, stateDir);
-    if (unforgotten) warn(`cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(unforgotten)}`);
+    if (unforgotten) warnUnforgotten(stateDir, unforgotten);
     printLine(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})`);
     resumed = true;
     const configPaused = existsSync(flagFile);
@@ -151,7 +150,7 @@ async function resumeReplicaOnly(opts: Opts): Promise<number> {
   } catch (err) {
     if (!resumed) printLine(`serverconf replay: not resumed (${describeEndpoint(settings)})`);
     printLine(`serverconf replica NOT ready to upgrade: ${err instanceof Error ? err.message : String(err)}`);
-    return reportFailure(err);
+    return reportError(err);
   } finally {
     await replica?.close();
   }
