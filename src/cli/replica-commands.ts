@@ -19,12 +19,12 @@ import { notice, printLine, reportError, warn } from '../util/output.js';
 
 export type Opts = RawReplicaOptions & { stateDir?: string; flagFile?: string; now?: boolean; readyTimeout?: string; serverconfOnly?: boolean };
 
-/** null = the replica is not managed by this command; a ConfigError is printed and returned as a code. */
 /** The replay resumed, but its pause ask is still noted: status --check will alert on it. */
 function warnUnforgotten(stateDir: string, err: unknown): void {
   warn(`cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(err)}`);
 }
 
+/** null = the replica is not managed by this command; a ConfigError is printed and returned as a code. */
 export function replicaSettingsFor(opts: Opts): ReplicaSettings | null | number {
   try {
     return replicaEnabled(opts) ? resolveReplicaSettings(opts) : null;
