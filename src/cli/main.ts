@@ -11,12 +11,14 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULTS } from '../settings/pass-settings.js';
-import { describeError, exitCodeHelp, exitCodeOf, ExitCode, SyncError } from '../errors.js';
-import { escapeControls } from '../report/rsync-log.js';
+import { exitCodeHelp } from '../errors.js';
+import { reportError } from '../util/output.js';
 import { DEFAULT_EXCLUDES } from '../filter/types.js';
+import { CHECK_DEFAULTS } from '../health/limits.js';
 import { addIntervalOption, addPassOptions, addSettingsOption, addWaitOption, collect } from './options.js';
 import { addReplicaCheckOptions, addReplicaOptions, addReplicaWaitOption } from './replica-options.js';
 import { applySettings, SettingOrigins } from './settings.js';
+import { SERVE_DEFAULTS } from '../serve/defaults.js';
 import { nameThisProcess } from '../util/process-name.js';
 
 nameThisProcess('xroad-sync');
@@ -94,10 +96,10 @@ function buildProgram(): Command {
       .command('check')
       .description('show where each setting came from; check identity, known_hosts, target, log, state dir and flag file, each problem with its fix; then connect and show what a pass would change'),
   ))).action(act(async () => {
-    const [{ checkCommand }, { checkReplicaAccess }] = await Promise.all([import('./check-command.js'), import('./replica-commands.js')]);
+    const { checkCommand, checkReplicaCommand } = await import('./check-command.js');
     return async (opts, ctx) => {
       const config = await checkCommand(opts, ctx);
-      const replica = await checkReplicaAccess(opts); // reported even when the config half failed
+      const replica = await checkReplicaCommand(opts); // reported even when the config half failed
       return config || replica;
     };
   }));
@@ -107,11 +109,11 @@ function buildProgram(): Command {
     .description('paused or not, the last pass, the last success, whether a daemon runs')
     .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid, interruptedCommit}')
     .option('--check', 'monitoring probe: one line, exit 0 OK / 1 WARNING / 2 CRITICAL (Nagios, Zabbix)')
-    .option('--max-age <duration>', 'with --check: critical when the last success is older than this: seconds, or 30s/5m/1h', '300')
+    .option('--max-age <duration>', 'with --check: critical when the last success is older than this: seconds, or 30s/5m/1h', String(CHECK_DEFAULTS.maxAgeS))
     .option('--fail-if-paused', 'with --check: a pause is a warning (otherwise only reported)')
     .option('--state-dir <dir>', 'where passes record their status', DEFAULTS.stateDir)
     .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile))))
-    .action(act(async () => (await import('./replica-status.js')).statusWithReplica));
+    .action(act(async () => (await import('./status-command.js')).statusCommand));
 
   addSettingsOption(program
     .command('digest')
@@ -128,8 +130,8 @@ function buildProgram(): Command {
     .command('serve')
     .description('the embedded read-only SFTP master, for trying things out (a production master runs OpenSSH: see sshd_config.d-xroad-slave.conf)')
     .requiredOption('--root <dir>', 'directory to serve; clients use the same absolute paths below it')
-    .option('--port <n>', 'TCP port, 0 = any free port', '0')
-    .option('--host <addr>', 'listen address', '127.0.0.1')
+    .option('--port <n>', 'TCP port, 0 = any free port', String(SERVE_DEFAULTS.port))
+    .option('--host <addr>', 'listen address', SERVE_DEFAULTS.host)
     .option('--host-key <file>', 'host private key (OpenSSH or PEM, unencrypted); default: an ed25519 key generated for this run')
     .option('--authorized-keys <file>', 'public keys allowed in, one per line; default: a client key generated for this run (its path is printed)')
     .option('--user <name>', 'only this user name may log in (default: any)')
@@ -149,11 +151,7 @@ function buildProgram(): Command {
  * error that is not ours is a bug: its stack is printed, exit 70.
  */
 function fail(err: unknown): void {
-  // One line, escaped as in slave-sync.log: stderr is the journal, and an error can name a master file.
-  process.stderr.write(`xroad-sync: ${escapeControls(describeError(err))}\n`);
-  const code = exitCodeOf(err);
-  if (code === ExitCode.INTERNAL && !(err instanceof SyncError) && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-  process.exitCode = code;
+  process.exitCode = reportError(err);
 }
 
 buildProgram()

@@ -5,27 +5,31 @@
  * says whether the node is ready (to upgrade, when it resumed both halves:
  * IG-XLB 1.3's order) or why not; `resume --serverconf-only` resumes and
  * checks the replica alone, the current guide's step before the upgrade.
+ * check's replica half is in check-command.ts.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { durationOption } from '../util/duration.js';
 import { DEFAULTS } from '../settings/pass-settings.js';
-import { ConfigError, describeError, ExitCode, exitCodeOf, SyncError } from '../errors.js';
-import { monitorHint, onPrimary } from '../replica/errors.js';
+import { ConfigError, describeError, ExitCode } from '../errors.js';
 import { pauseReplayAsAsked, resumeReplayAsAsked } from '../replica/as-asked.js';
-import type { Replica, ReplicaStatus } from '../replica/replica.js';
+import type { Replica } from '../replica/replica.js';
 import { describeEndpoint, REPLICA_DEFAULTS, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../settings/replica-settings.js';
-import { grantExecute } from '../replica/setup.js';
+import { notice, printLine, reportError, warn } from '../util/output.js';
 
-type Opts = RawReplicaOptions & { stateDir?: string; flagFile?: string; now?: boolean; readyTimeout?: string; serverconfOnly?: boolean };
+export type Opts = RawReplicaOptions & { stateDir?: string; flagFile?: string; now?: boolean; readyTimeout?: string; serverconfOnly?: boolean };
+
+/** The replay resumed, but its pause ask is still noted: status --check will alert on it. */
+function warnUnforgotten(stateDir: string, err: unknown): void {
+  warn(`cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(err)}`);
+}
 
 /** null = the replica is not managed by this command; a ConfigError is printed and returned as a code. */
-function replicaSettingsFor(opts: Opts): ReplicaSettings | null | number {
+export function replicaSettingsFor(opts: Opts): ReplicaSettings | null | number {
   try {
     return replicaEnabled(opts) ? resolveReplicaSettings(opts) : null;
   } catch (err) {
-    process.stderr.write(`xroad-sync: ${describeError(err)}\n`);
-    return exitCodeOf(err);
+    return reportError(err);
   }
 }
 
@@ -34,18 +38,13 @@ async function openReplica(settings: ReplicaSettings): Promise<Replica> {
   return Replica.connect(settings);
 }
 
-function reportFailure(err: unknown): number {
-  process.stderr.write(`xroad-sync: ${describeError(err)}\n`);
-  return exitCodeOf(err);
-}
-
 export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<number>): Promise<number> {
   const settings = replicaSettingsFor(opts);
   if (settings === null) return configHalf();
   // The replica half is tried and reported whatever happened to the flag.
   const configCode = await configHalf().catch((err: unknown) => {
-    process.stdout.write(`Sync paused: failed, not paused (${resolve(opts.flagFile ?? DEFAULTS.flagFile)})\n`);
-    return reportFailure(err);
+    printLine(`Sync paused: failed, not paused (${resolve(opts.flagFile ?? DEFAULTS.flagFile)})`);
+    return reportError(err);
   });
   if (typeof settings === 'number') return configCode || settings;
   const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
@@ -53,12 +52,12 @@ export async function pauseWithReplica(opts: Opts, configHalf: () => Promise<num
   try {
     replica = await openReplica(settings);
     const { before, after, unrecorded } = await pauseReplayAsAsked(replica, stateDir);
-    process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
-    const recordCode = unrecorded ? reportFailure(unrecorded) : ExitCode.OK;
+    printLine(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})`);
+    const recordCode = unrecorded ? reportError(unrecorded) : ExitCode.OK;
     return configCode || recordCode;
   } catch (err) {
-    process.stdout.write(`serverconf replay: not paused (${describeEndpoint(settings)})\n`);
-    const replicaCode = reportFailure(err);
+    printLine(`serverconf replay: not paused (${describeEndpoint(settings)})`);
+    const replicaCode = reportError(err);
     return configCode || replicaCode;
   } finally {
     await replica?.close();
@@ -82,12 +81,12 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
   try {
     replica = await openReplica(settings);
     const { before, after, unforgotten } = await resumeReplayAsAsked(replica, stateDir);
-    if (unforgotten) process.stderr.write(`xroad-sync: warning: cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(unforgotten)}\n`);
+    if (unforgotten) warnUnforgotten(stateDir, unforgotten);
     if (before === 'running') ready = 'node ready';
-    process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
+    printLine(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})`);
   } catch (err) {
-    process.stdout.write(`serverconf replay: not resumed (${describeEndpoint(settings)})\n`);
-    replicaCode = reportFailure(err);
+    printLine(`serverconf replay: not resumed (${describeEndpoint(settings)})`);
+    replicaCode = reportError(err);
     notReady.push(`serverconf replay not resumed: ${err instanceof Error ? err.message : String(err)}`);
     await replica?.close();
     replica = undefined;
@@ -104,10 +103,10 @@ export async function resumeWithReplica(opts: Opts, configHalf: () => Promise<nu
       else notReady.push(waited.reason);
     }
     if (notReady.length === 0) {
-      process.stdout.write(`${ready}: config synced, ${caughtUp}\n`);
+      printLine(`${ready}: config synced, ${caughtUp}`);
       return ExitCode.OK;
     }
-    process.stdout.write(`${ready.replace('ready', 'NOT ready')}: ${notReady.join('; ')}\n`);
+    printLine(`${ready.replace('ready', 'NOT ready')}: ${notReady.join('; ')}`);
     return configCode || replicaCode || ExitCode.REPLICA_UNAVAILABLE;
   } finally {
     await replica?.close();
@@ -127,7 +126,7 @@ async function resumeReplicaOnly(opts: Opts): Promise<number> {
   }
   if (opts.serverconf === false) throw new ConfigError('--serverconf-only and --no-serverconf contradict each other');
   const settings = resolveReplicaSettings({ ...opts, serverconf: true });
-  const timeoutMs = durationOption(opts.readyTimeout ?? '120', '--ready-timeout', { minMs: 0, maxMs: 86_400_000 });
+  const timeoutMs = durationOption(opts.readyTimeout ?? String(REPLICA_DEFAULTS.readyTimeoutS), '--ready-timeout', { minMs: 0, maxMs: 86_400_000 });
   const stateDir = opts.stateDir ?? DEFAULTS.stateDir;
   const flagFile = resolve(opts.flagFile ?? DEFAULTS.flagFile);
   let replica: Replica | undefined;
@@ -135,23 +134,23 @@ async function resumeReplicaOnly(opts: Opts): Promise<number> {
   try {
     replica = await openReplica(settings);
     const { before, after, unforgotten } = await resumeReplayAsAsked(replica, stateDir);
-    if (unforgotten) process.stderr.write(`xroad-sync: warning: cannot forget the serverconf pause in ${stateDir} (status --check will say replay runs against the ask): ${describeError(unforgotten)}\n`);
-    process.stdout.write(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})\n`);
+    if (unforgotten) warnUnforgotten(stateDir, unforgotten);
+    printLine(`serverconf replay: ${before} => ${after} (${describeEndpoint(settings)}, PostgreSQL ${replica.server})`);
     resumed = true;
     const configPaused = existsSync(flagFile);
-    process.stdout.write(`Sync paused: ${configPaused} (${flagFile}, left as it is)\n`);
+    printLine(`Sync paused: ${configPaused} (${flagFile}, left as it is)`);
     const waited = await waitWithProgress(replica, timeoutMs);
     if (!waited.ready) {
-      process.stdout.write(`serverconf replica NOT ready to upgrade: ${waited.reason}\n`);
+      printLine(`serverconf replica NOT ready to upgrade: ${waited.reason}`);
       return ExitCode.REPLICA_UNAVAILABLE;
     }
     const next = configPaused ? 'config sync paused until xroad-sync resume --now after the upgrade' : `config sync NOT paused (no ${flagFile})`;
-    process.stdout.write(`serverconf replica ready to upgrade: ${waited.reason.replace(/^serverconf replica /, '')}; ${next}\n`);
+    printLine(`serverconf replica ready to upgrade: ${waited.reason.replace(/^serverconf replica /, '')}; ${next}`);
     return ExitCode.OK;
   } catch (err) {
-    if (!resumed) process.stdout.write(`serverconf replay: not resumed (${describeEndpoint(settings)})\n`);
-    process.stdout.write(`serverconf replica NOT ready to upgrade: ${err instanceof Error ? err.message : String(err)}\n`);
-    return reportFailure(err);
+    if (!resumed) printLine(`serverconf replay: not resumed (${describeEndpoint(settings)})`);
+    printLine(`serverconf replica NOT ready to upgrade: ${err instanceof Error ? err.message : String(err)}`);
+    return reportError(err);
   } finally {
     await replica?.close();
   }
@@ -171,74 +170,7 @@ async function waitWithProgress(replica: Replica, timeoutMs: number) {
       if (why.reason === last && now - lastAt < 5_000) return;
       (last = why.reason), (lastAt = now);
       const left = Math.max(0, Math.round((timeoutMs - (now - started)) / 1000));
-      process.stderr.write(`xroad-sync: waiting for the serverconf replica (${left} s left): ${why.reason}\n`);
+      notice(`waiting for the serverconf replica (${left} s left): ${why.reason}`);
     },
   });
 }
-
-// --- check -----------------------------------------------------------------
-
-interface Outcome {
-  readonly ok: boolean;
-  readonly text: string;
-  readonly fix?: string;
-}
-
-function print(o: Outcome): void {
-  process.stdout.write(`${o.ok ? 'ok  ' : 'FAIL'} ${o.text}\n`);
-  if (o.fix) process.stdout.write(`     fix: ${o.fix}\n`);
-}
-
-/** `check`'s replica lines: can we log in, is it a standby, may we pause, resume and see the receiver. */
-export async function checkReplicaAccess(opts: Opts): Promise<number> {
-  const settings = replicaSettingsFor(opts);
-  if (settings === null) return ExitCode.OK;
-  if (typeof settings === 'number') return settings;
-  const where = describeEndpoint(settings);
-  let replica: Replica;
-  try {
-    replica = await openReplica(settings);
-  } catch (err) {
-    const e = err instanceof SyncError ? err : null;
-    print({ ok: false, text: `serverconf replica ${where}: ${e?.message ?? describeError(err)}`, fix: e?.hint });
-    return exitCodeOf(err);
-  }
-  try {
-    print({ ok: true, text: `serverconf replica ${where}: logged in (PostgreSQL ${replica.server})` });
-    const status = await replica.status();
-    if (!status.inRecovery) {
-      print({ ok: false, text: `serverconf database on port ${settings.port} is not a standby (not in recovery)`, fix: 'point --serverconf-port at the replica, or rebuild a promoted one (pg_basebackup -R)' });
-      return ExitCode.REPLICA_UNAVAILABLE;
-    }
-    const p = await replica.privileges();
-    const missing: Outcome[] = [];
-    const fns = replica.fns;
-    for (const [fn, ok] of [[fns.pause, p.pause], [fns.resume, p.resume]] as const) {
-      if (!ok) missing.push({ ok: false, text: `role ${settings.role} may not run ${fn}()`, fix: onPrimary(settings, grantExecute(fn, settings.role)) });
-    }
-    if (!p.superuser && p.monitor !== true) {
-      missing.push({ ok: false, text: `role ${settings.role} cannot see pg_stat_wal_receiver (whether the replica streams)`, fix: monitorHint(fns, settings) });
-    }
-    if (missing.length > 0) {
-      missing.forEach(print);
-      return ExitCode.REPLICA_PERMISSION;
-    }
-    print({ ok: true, text: `role ${settings.role} may run ${fns.pause}(), ${fns.resume}() and read pg_stat_wal_receiver${p.superuser ? ' (superuser: the one-time setup in the README needs less)' : ''}` });
-    print({ ok: true, text: `serverconf replica: ${summarize(status)}` });
-    return ExitCode.OK;
-  } catch (err) {
-    const e = err instanceof SyncError ? err : null;
-    print({ ok: false, text: `serverconf replica ${where}: ${e?.message ?? describeError(err)}`, fix: e?.hint });
-    return exitCodeOf(err);
-  } finally {
-    await replica.close();
-  }
-}
-
-function summarize(s: ReplicaStatus): string {
-  if (!s.inRecovery) return 'not in recovery (not a standby)';
-  const receiver = s.streaming === null ? 'receiver unknown (needs pg_monitor)' : `receiver ${s.receiver}`;
-  const lag = s.lagBytes === null ? 'lag unknown' : `lag ${s.lagBytes} bytes${s.lagSeconds === null ? '' : `, ${s.lagSeconds} s`}`;
-  return `replay ${s.replay}, ${receiver}, received ${s.receiveLsn ?? '-'}, replayed ${s.replayLsn ?? '-'}, ${lag}`;
-}
-

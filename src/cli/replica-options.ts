@@ -4,6 +4,7 @@
  * meaning; SERVERCONF_REPLICA=yes makes --serverconf the default on a slave.
  */
 import { Command, Option } from 'commander';
+import { CHECK_DEFAULTS } from '../health/limits.js';
 import { REPLICA_DEFAULTS, REPLICA_ENV } from '../settings/replica-settings.js';
 
 /** The replica's flags, for every command that can manage it (pause, resume, status, check). */
@@ -31,7 +32,7 @@ export function addReplicaWaitOption(cmd: Command): Command {
 /** status --check: the replica's thresholds. */
 export function addReplicaCheckOptions(cmd: Command): Command {
   return cmd
-    .option('--max-replay-lag <s>', 'with --check and the replica: critical when replay lags more than this', '300')
-    .option('--warn-replay-lag <s>', 'with --check and the replica: warning when replay lags more than this', '60')
-    .option('--max-replay-pause <s>', 'with --check and the replica: critical when replay was paused (by xroad-sync) longer than this', '7200');
+    .option('--max-replay-lag <s>', 'with --check and the replica: critical when replay lags more than this', String(CHECK_DEFAULTS.maxReplayLagS))
+    .option('--warn-replay-lag <s>', 'with --check and the replica: warning when replay lags more than this', String(CHECK_DEFAULTS.warnReplayLagS))
+    .option('--max-replay-pause <s>', 'with --check and the replica: critical when replay was paused (by xroad-sync) longer than this', String(CHECK_DEFAULTS.maxReplayPauseS));
 }

@@ -11,6 +11,8 @@ import path from 'node:path';
 import { generateEd25519, publicKeyOf } from '../serve/keys.js';
 import { startEmbeddedMaster } from '../serve/sftp-server.js';
 import { fingerprint as sha256Fingerprint, hostLookupName as knownHostsHost } from '../remote/known-hosts.js';
+import { noticeFrom, printLine } from '../util/output.js';
+import { SERVE_DEFAULTS } from '../serve/defaults.js';
 
 
 export interface ServeOptions {
@@ -38,17 +40,17 @@ async function isDirectory(p: string): Promise<boolean> {
 }
 
 function parsePort(raw: string | undefined): number {
-  const port = Number(raw ?? 0);
+  const port = Number(raw ?? SERVE_DEFAULTS.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0 (any free port) to 65535, got "${raw}"`);
   return port;
 }
 
 export async function serveCommand(opts: ServeOptions): Promise<number> {
-  const out = (line = ''): void => void process.stdout.write(`${line}\n`);
+  const out = printLine;
   let scratch: string | undefined;
   try {
     const port = parsePort(opts.port);
-    const host = opts.host ?? '127.0.0.1';
+    const host = opts.host ?? SERVE_DEFAULTS.host;
     const root = await realpath(path.resolve(opts.root)).catch((err: NodeJS.ErrnoException) => {
       throw new Error(`--root ${opts.root}: ${err.code ?? err.message}`);
     });
@@ -85,7 +87,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
       hostKey,
       authorizedKeys: authorized,
       user: opts.user,
-      log: (msg) => process.stderr.write(`xroad-sync serve: ${msg}\n`),
+      log: (msg) => noticeFrom('serve', msg),
     });
     const hostField = knownHostsHost(host, server.port);
     const knownHostsLine = `${hostField} ${hostPub.type} ${hostPub.blob.toString('base64')}`;
@@ -116,11 +118,11 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     out('Stop with Ctrl-C (SIGINT) or SIGTERM. Generated keys are removed then.');
 
     const signal = await waitForStopSignal();
-    process.stderr.write(`xroad-sync serve: ${signal}, stopping\n`);
+    noticeFrom('serve', `${signal}, stopping`);
     await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 3_000).unref())]);
     return 0;
   } catch (err) {
-    process.stderr.write(`xroad-sync serve: ${err instanceof Error ? err.message : String(err)}\n`);
+    noticeFrom('serve', err instanceof Error ? err.message : String(err));
     return 1;
   } finally {
     if (scratch) await rm(scratch, { recursive: true, force: true });

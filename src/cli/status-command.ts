@@ -1,137 +1,69 @@
 /**
  * `xroad-sync status`: what the last pass did, whether sync is paused and
- * whether a daemon runs. `--check` turns it into a monitoring probe with
- * Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) and one line.
+ * whether a daemon runs; with the serverconf replica, its state joins the
+ * text, the JSON (key "serverconf") and the --check line. `--check` is a
+ * monitoring probe: Nagios exit codes and one line. The verdicts are health/'s.
  */
-import { stat, statfs } from 'node:fs/promises';
-import { resolve } from 'node:path';
-import { leftJournal, type LeftJournal } from '../commit/journal.js';
-import { daemonLockPath, liveHolder, passLockPath } from '../state/lock.js';
-import { StateUnreadableError, stateUnreadable } from '../state/readable.js';
-import { readStatusStrictly, type StoredStatus } from '../state/status.js';
-import { describeError, errnoOf } from '../errors.js';
-import { agePerfdata, checkLine, CLOCK_SLACK_MS, escapeCheckText } from '../report/nagios.js';
-import { durationOption } from '../util/duration.js';
+import { checkReplica, collectReplica, combineChecks, describeReplica, replicaLimits } from '../health/replica.js';
+import { checkStatus, collectStatus, describeStatus, freeBytes, maxAgeSeconds, unknownIfUnreadable } from '../health/status.js';
+import { agePerfdata, checkLine, replicaPerfdata } from '../report/nagios.js';
+import { replicaEnabled, resolveReplicaSettings, type RawReplicaOptions } from '../settings/replica-settings.js';
+import { printLine, printReport } from '../util/output.js';
 
-export interface StatusOptions {
+export interface StatusOptions extends RawReplicaOptions {
   stateDir: string;
   flagFile: string;
   json?: boolean;
   check?: boolean;
   maxAge?: string;
   failIfPaused?: boolean;
+  maxReplayLag?: string;
+  warnReplayLag?: string;
+  maxReplayPause?: string;
 }
 
-export interface StatusReport extends StoredStatus {
-  paused: boolean;
-  /** --check only: bytes free to this user on the state dir's filesystem (null: unknown). A full one records no failure: status.json stays on the last success. */
-  stateDirFreeBytes?: number | null;
-  pausedSince: string | null;
-  /** A commit interrupted by a kill or power loss: the target is half-applied until a pass (or pause) completes it. */
-  interruptedCommit: Omit<LeftJournal, 'pid'> | null;
-}
-
-export async function collectStatus(stateDir: string, flagFile: string): Promise<StatusReport> {
-  const stored = await readStatusStrictly(resolve(stateDir));
-  const flag = await stat(resolve(flagFile)).catch(async (err: unknown) => {
-    if (errnoOf(err) === 'ENOENT') return null;
-    throw await stateUnreadable(resolve(flagFile), err); // paused or not: unknown
-  });
-  // The daemon's lock, not status.json, says whether one runs: a lock cannot outlive its process.
-  const daemonPid = (await liveHolder(daemonLockPath(resolve(stateDir))))?.pid ?? null;
-  return { paused: flag !== null, pausedSince: flag ? flag.mtime.toISOString() : null, ...stored, daemonPid, interruptedCommit: await interruptedCommit(resolve(stateDir)) };
-}
-
-async function freeBytes(dir: string): Promise<number | null> {
-  const fs = await statfs(dir).catch(() => null);
-  return fs === null ? null : fs.bavail * fs.bsize;
-}
-
-/** Below this a pass cannot write its lock, journal or status.json (a journal of a large commit takes more). */
-const STATE_DIR_FULL_BYTES = 64 * 1024;
-
-/** The journal left by a commit that is not running now (its pass no longer holds the lock). */
-async function interruptedCommit(stateDir: string): Promise<StatusReport['interruptedCommit']> {
-  const left = leftJournal(stateDir);
-  if (left === null) return null;
-  if (left.unreadable !== undefined) throw await stateUnreadable(left.path, left.unreadable); // half-applied or not: unknown
-  const holder = await liveHolder(passLockPath(stateDir));
-  if (holder !== undefined && holder.pid === left.pid) return null; // committing right now
-  const { pid: _pid, unreadable: _unreadable, uid: _uid, ...journal } = left;
-  return journal;
-}
-
-export async function statusCommand(opts: StatusOptions): Promise<number> {
-  const maxAgeMs = durationOption(opts.maxAge ?? '300', '--max-age', { minMs: 1000, maxMs: 365 * 86_400_000 });
-  if (opts.check) {
-    const report = await collectStatus(opts.stateDir, opts.flagFile).catch(unknownIfUnreadable);
-    if (!('paused' in report)) return printCheck(report);
-    report.stateDirFreeBytes = await freeBytes(resolve(opts.stateDir));
-    const now = new Date();
-    const verdict = checkStatus(report, { maxAgeS: maxAgeMs / 1000, failIfPaused: opts.failIfPaused === true, now });
-    return printCheck(verdict, [agePerfdata(report.lastSuccessAt, maxAgeMs / 1000, now)]);
-  }
-  const report = await collectStatus(opts.stateDir, opts.flagFile);
-  process.stdout.write(opts.json ? JSON.stringify(report) + '\n' : describe(report));
-  return 0;
-}
-
-/** --check's verdict when the agent may not read the state: UNKNOWN, not a claim about the sync. */
-export function unknownIfUnreadable(err: unknown): { code: number; line: string } {
-  if (!(err instanceof StateUnreadableError)) throw err;
-  return { code: 3, line: `XROAD-SYNC UNKNOWN - ${describeError(err)}` };
-}
-
-export function printCheck({ code, line }: { code: number; line: string }, perfdata: readonly string[] = []): number {
-  process.stdout.write(checkLine(line, perfdata) + '\n');
+function printCheck({ code, line }: { code: number; line: string }, perfdata: readonly string[] = []): number {
+  printLine(checkLine(line, perfdata));
   return code;
 }
 
-export function checkStatus(report: StatusReport, opts: { maxAgeS: number; failIfPaused: boolean; now?: Date }): { code: number; line: string } {
-  const now = (opts.now ?? new Date()).getTime();
-  const paused = report.paused ? `; paused since ${report.pausedSince}` : '';
-  const interrupted = report.interruptedCommit;
-  if (interrupted) {
-    return {
-      code: 2,
-      line: `XROAD-SYNC CRITICAL - an interrupted commit of ${interrupted.createdAt} left ${interrupted.target ?? 'the target'} half-applied (${interrupted.path}); xroad-sync pause or sync completes it, also while paused${paused}`,
-    };
+async function configStatus(opts: StatusOptions): Promise<number> {
+  const maxAgeS = maxAgeSeconds(opts.maxAge);
+  if (opts.check) {
+    const report = await collectStatus(opts.stateDir, opts.flagFile).catch(unknownIfUnreadable);
+    if (!('paused' in report)) return printCheck(report);
+    report.stateDirFreeBytes = await freeBytes(opts.stateDir);
+    const now = new Date();
+    const verdict = checkStatus(report, { maxAgeS, failIfPaused: opts.failIfPaused === true, now });
+    return printCheck(verdict, [agePerfdata(report.lastSuccessAt, maxAgeS, now)]);
   }
-  const free = report.stateDirFreeBytes;
-  if (free !== undefined && free !== null && free < STATE_DIR_FULL_BYTES) {
-    return { code: 2, line: `XROAD-SYNC CRITICAL - the state directory's filesystem is full (${free} bytes free): passes cannot take their lock or record a failure, so the last success shown may be stale${paused}` };
-  }
-  if (report.paused && opts.failIfPaused) return { code: 1, line: `XROAD-SYNC WARNING - sync paused since ${report.pausedSince}` };
-  if (report.lastPass?.result === 'failed') {
-    return { code: 2, line: `XROAD-SYNC CRITICAL - last pass failed at ${report.lastPass.finishedAt}: ${report.lastPass.error}${paused}` };
-  }
-  if (report.lastSuccessAt === null) return { code: 2, line: `XROAD-SYNC CRITICAL - no successful pass recorded${paused}` };
-  const ageMs = now - Date.parse(report.lastSuccessAt);
-  if (!Number.isFinite(ageMs)) return { code: 2, line: `XROAD-SYNC CRITICAL - unreadable last success time "${report.lastSuccessAt}" in status.json` };
-  // Paused (an upgrade may last hours), the age does not count: a clock stepped back meanwhile is no alarm either.
-  if (ageMs < -CLOCK_SLACK_MS && report.paused) {
-    return { code: 0, line: `XROAD-SYNC OK - last success ${report.lastSuccessAt} is ${Math.round(-ageMs / 1000)} s in the future (the clock was stepped back)${paused}` };
-  }
-  if (ageMs < -CLOCK_SLACK_MS) {
-    return {
-      code: 2,
-      line: `XROAD-SYNC CRITICAL - last success ${report.lastSuccessAt} is ${Math.round(-ageMs / 1000)} s in the future: the clock was stepped back, the age of the last sync is unknown${paused}`,
-    };
-  }
-  const ageS = Math.max(0, Math.round(ageMs / 1000));
-  if (ageS > opts.maxAgeS && !report.paused) {
-    return { code: 2, line: `XROAD-SYNC CRITICAL - last success ${ageS} s ago (limit ${opts.maxAgeS} s)` };
-  }
-  return { code: 0, line: `XROAD-SYNC OK - last success ${ageS} s ago${paused}` };
+  const report = await collectStatus(opts.stateDir, opts.flagFile);
+  printReport(opts.json ? JSON.stringify(report) + '\n' : describeStatus(report));
+  return 0;
 }
 
-function describe(r: StatusReport): string {
-  const lines = [
-    `paused:        ${r.paused ? `yes, since ${r.pausedSince}` : 'no'}`,
-    `last pass:     ${r.lastPass ? `${r.lastPass.result} at ${r.lastPass.finishedAt}, ${r.lastPass.changed} changed, ${r.lastPass.bytesReceived} bytes received` : 'none recorded'}`,
-  ];
-  if (r.lastPass?.error) lines.push(`last error:    ${escapeCheckText(r.lastPass.error)}`);
-  if (r.interruptedCommit) lines.push(`interrupted:   a commit of ${r.interruptedCommit.createdAt} is half-applied (${escapeCheckText(r.interruptedCommit.path)}); xroad-sync pause or sync completes it`);
-  lines.push(`last success:  ${r.lastSuccessAt ?? 'never'}`, `master state:  ${r.digest ?? 'unknown'} (xroad-sync digest on the master gives the same when this slave mirrors it)`, `daemon:        ${r.daemonPid ? `running (pid ${r.daemonPid})` : 'not running'}`);
-  return lines.join('\n') + '\n';
+export async function statusCommand(opts: StatusOptions): Promise<number> {
+  // Usage errors throw to main, the one exit path.
+  const enabled = replicaEnabled(opts);
+  const limits = replicaLimits(opts);
+  if (!enabled) return configStatus(opts);
+  resolveReplicaSettings(opts);
+  if (opts.check) {
+    const maxAgeS = maxAgeSeconds(opts.maxAge);
+    const [config, replica] = await Promise.all([collectStatus(opts.stateDir, opts.flagFile).catch(unknownIfUnreadable), collectReplica(opts)]);
+    // Without the flag's state the replica's verdict (paused with config sync or not) is unknown too.
+    if (!('paused' in config)) return printCheck(config);
+    const now = new Date();
+    const configCheck = checkStatus(config, { maxAgeS, failIfPaused: opts.failIfPaused === true, now });
+    const perfdata = [agePerfdata(config.lastSuccessAt, maxAgeS, now), ...replicaPerfdata(replica.error === null ? replica : null, limits)];
+    return printCheck(combineChecks(configCheck, checkReplica(replica, config.paused, limits, now)), perfdata);
+  }
+  const [config, replica] = await Promise.all([collectStatus(opts.stateDir, opts.flagFile), collectReplica(opts)]);
+  if (opts.json) {
+    printLine(JSON.stringify({ ...config, serverconf: replica }));
+    return 0;
+  }
+  const code = await configStatus(opts);
+  printReport(describeReplica(replica));
+  return code;
 }

@@ -2,7 +2,8 @@
 import { resolvePassSettings, type RawPassOptions } from '../settings/pass-settings.js';
 import { connectPerPass } from '../remote/provider.js';
 import { runReportedPass } from '../run/reported-pass.js';
-import type { LockHolder, LockWait } from '../state/lock.js';
+import { waitingLine, type LockWait } from '../state/lock.js';
+import { notice } from '../util/output.js';
 
 export interface SyncCommandOptions extends RawPassOptions {
   verbose?: boolean;
@@ -31,11 +32,7 @@ function operatorLockWait(waitMs: number, signal?: AbortSignal): LockWait {
   return {
     waitMs,
     signal,
-    onWait: (holder) => process.stderr.write(`xroad-sync: ${waitingLine(holder, waitMs)}\n`),
-    onTakeover: (notice) => process.stderr.write(`xroad-sync: ${notice}\n`),
+    onWait: (holder) => notice(waitingLine(holder, waitMs)),
+    onTakeover: notice,
   };
-}
-
-export function waitingLine(holder: LockHolder, waitMs: number): string {
-  return `waiting for the running pass (pid ${holder.pid}${holder.purpose === 'sync' ? '' : `, ${holder.purpose}`}) to finish, up to ${Number((waitMs / 1000).toFixed(1))} s …`;
 }

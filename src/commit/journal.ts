@@ -9,12 +9,12 @@
 import { unlink } from 'node:fs/promises';
 import { readSmallFile, readSmallFileStrictly } from '../util/small-file.js';
 import { stateFileOwner } from '../util/state-owner.js';
-import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
 import type { Change } from '../plan/types.js';
 import { fsyncDir } from './fsync-dir.js';
 import type { CommitOp } from './ops.js';
+import { stateFilePath } from '../util/state-files.js';
 
 const JOURNAL_VERSION = 1;
 
@@ -33,7 +33,7 @@ interface JournalDoc {
 }
 
 export function journalPath(stateDir: string): string {
-  return join(stateDir, 'commit-journal.json');
+  return stateFilePath(stateDir, 'commitJournal');
 }
 
 export interface OpenJournal {

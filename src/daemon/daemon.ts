@@ -27,6 +27,7 @@ import { PassMetrics } from '../state/metrics-file.js';
 import { PassScheduler } from './scheduler.js';
 import { lastPassOf, SystemdNotifier, takeNotifyEnv } from './systemd-notify.js';
 import { WallClockSteps } from './wall-clock.js';
+import { notice } from '../util/output.js';
 
 /** The safety net under the watcher: the target is scanned in full (listing and content) at least this often. */
 const FULL_SCAN_MS = 60_000;
@@ -49,7 +50,7 @@ export async function runDaemon(settings: PassSettings, opts: DaemonOptions): Pr
   let logger: Logger | undefined;
   process.on('SIGHUP', () => logger?.info({ msg: 'SIGHUP: the log file is reopened at the next pass' }));
   // One daemon per state dir: a second one stops here, naming the first one's pid.
-  const daemonLock = await acquireDaemonLock(settings.stateDir, (notice) => process.stderr.write(`xroad-sync: ${notice}\n`));
+  const daemonLock = await acquireDaemonLock(settings.stateDir, notice);
   try {
     // One writer per target, for the daemon's lifetime: a pass or daemon with another state dir is refused.
     const targetLock = await lockTargetForDaemon(settings.targetDir, { stateDir: settings.stateDir, lockFile: daemonLock.path }, settings.lockWaitMs);
@@ -228,7 +229,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   const openHandles = await settledHandles(500);
   logger.info({ msg: 'daemon stopped', openHandles, inotifyWatches: inotifyWatches() });
   if (typeof signal === 'string') return 0;
-  process.stderr.write(`xroad-sync: ${signal.why} (restart the daemon: systemctl restart xroad-sync-daemon)\n`);
+  notice(`${signal.why} (restart the daemon: systemctl restart xroad-sync-daemon)`);
   return ExitCode.LOCAL_IO;
 }
 

@@ -5,7 +5,7 @@
  * exponential backoff). Never two passes at once: a request during a pass
  * is remembered and served right after it.
  */
-import type { PassOutcome } from '../report/logger.js';
+import type { PassOutcome } from '../pass/outcome.js';
 
 export interface SchedulerOptions {
   readonly intervalMs: number;

@@ -2,7 +2,7 @@
 import type { ExitCodeValue } from '../errors.js';
 import type { CommitStep } from '../commit/commit.js';
 import type { Change } from '../plan/types.js';
-import type { PassOutcome } from '../report/logger.js';
+import type { PassOutcome } from './outcome.js';
 import type { KnownTarget } from '../local/known-target.js';
 import type { LockWait } from '../state/lock.js';
 import type { Tree } from '../tree.js';

@@ -9,11 +9,9 @@
  * marker: its start is reported as unknown.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stateFilePath } from '../util/state-files.js';
 
-const NAME = 'serverconf-replay-paused';
-
-export const pausedMarkerPath = (stateDir: string): string => join(stateDir, NAME);
+export const pausedMarkerPath = (stateDir: string): string => stateFilePath(stateDir, 'replayPaused');
 
 /** Keeps an existing marker: a second pause does not restart the clock. true when this call created it. */
 export async function markReplayPaused(stateDir: string, at = new Date()): Promise<boolean> {

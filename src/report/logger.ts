@@ -5,6 +5,7 @@
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { ConfigError, describeError, exitCodeOf } from '../errors.js';
+import type { PassOutcome } from '../pass/outcome.js';
 
 export type { Logger } from 'pino';
 
@@ -40,9 +41,6 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     stream,
   );
 }
-
-/** How a pass ended (a PassResult, in pass/types.ts, is the whole of what it returns). */
-export type PassOutcome = 'ok' | 'failed' | 'skipped';
 
 export interface PassRecord {
   readonly msg: 'pass';

@@ -4,12 +4,11 @@
  * `_total`, no timestamps on samples (the collector stamps them when it
  * reads). `promtool check metrics` accepts it (a test runs it).
  */
-
-export type PassOutcomeName = 'ok' | 'failed' | 'skipped';
+import type { PassOutcome } from '../pass/outcome.js';
 
 /** Counters: they only grow, kept across processes (the timer's one-shot passes) by reading the last file back. */
 export interface MetricTotals {
-  readonly passes: Readonly<Record<PassOutcomeName, number>>;
+  readonly passes: Readonly<Record<PassOutcome, number>>;
   readonly changedFiles: number;
   readonly deletedFiles: number;
   readonly receivedBytes: number;

@@ -5,7 +5,7 @@
  * error); escaped, it can neither start a second line nor a forged
  * performance-data section.
  */
-import { escapeControls } from './rsync-log.js';
+import { escapeControls } from '../util/output.js';
 
 /**
  * slave-sync.log's `\#ooo` escaping of control characters (rsync 3.5), and

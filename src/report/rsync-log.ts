@@ -16,6 +16,7 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { ExitCodeValue } from '../errors.js';
+import { escapeControls } from '../util/output.js';
 import type { Change } from '../plan/types.js';
 import { errorLines, itemizePlan, totalSizeLine } from './itemize.js';
 
@@ -38,20 +39,6 @@ const pad2 = (n: number): string => String(n).padStart(2, '0');
 export function formatTimestamp(date: Date): string {
   const day = `${date.getFullYear()}/${pad2(date.getMonth() + 1)}/${pad2(date.getDate())}`;
   return `${day} ${pad2(date.getHours())}:${pad2(date.getMinutes())}:${pad2(date.getSeconds())}`;
-}
-
-/** Control characters (C0 but tab, DEL, C1) and a backslash that would read as an escape. */
-const NEEDS_ESCAPE = /[\x00-\x08\x0a-\x1f\x7f-\x9f]|\\(?=#[0-9]{3})/gu;
-
-/**
- * rsync 3.5's `\#ooo` escaping (octal of each UTF-8 byte), so a hostile file
- * name cannot start a forged log line. A literal `\#ddd` already in the
- * text gets its backslash escaped too, so the escaping stays unambiguous.
- */
-export function escapeControls(text: string): string {
-  return text.replace(NEEDS_ESCAPE, (ch) =>
-    Array.from(Buffer.from(ch, 'utf8'), (byte) => `\\#${byte.toString(8).padStart(3, '0')}`).join(''),
-  );
 }
 
 export class RsyncLogFile {

@@ -23,6 +23,7 @@ import { runOnChange } from './on-change.js';
 import type { QuietPasses } from './quiet-passes.js';
 import { makeReporter } from './reporter.js';
 import { testHooksFromEnv } from './test-hooks.js';
+import { notice } from '../util/output.js';
 
 export async function runReportedPass(
   settings: PassSettings,
@@ -45,7 +46,7 @@ export async function runReportedPass(
   const restartRules = operatorRestartRules();
   const log =
     settings.logFile && !settings.dryRun
-      ? await RsyncLogFile.open(settings.logFile, { onWarning: (w) => process.stderr.write(`xroad-sync: ${w}\n`), lazy: opts.quiet !== undefined })
+      ? await RsyncLogFile.open(settings.logFile, { onWarning: (w) => notice(w), lazy: opts.quiet !== undefined })
       : null;
   const reporter = makeReporter(log, { printItems: opts.printItems, printErrors: true, holdPlain: opts.quiet !== undefined });
   let result: PassResult | undefined;
@@ -73,7 +74,7 @@ export async function runReportedPass(
   // The daemon keeps its own content record; a pass run by hand updates the stored one.
   if (!settings.dryRun && opts.verify === undefined && result.changedPaths.length > 0) {
     await recordWrittenContent(settings.stateDir, settings.targetDir, result.changedPaths).catch((err) =>
-      process.stderr.write(`xroad-sync: cannot update the content record in ${settings.stateDir}: ${describeError(err)}\n`),
+      notice(`cannot update the content record in ${settings.stateDir}: ${describeError(err)}`),
     );
   }
   const record = !settings.dryRun && !opts.quiet?.omitStatus(result);
@@ -81,7 +82,7 @@ export async function runReportedPass(
   const digest = record && result.mirrored ? treeDigest(result.mirrored) : undefined;
   if (record) {
     await recordPass(settings.stateDir, { ...result, digest }).catch((err) =>
-      process.stderr.write(`xroad-sync: cannot record the pass in ${settings.stateDir}: ${describeError(err)}\n`),
+      notice(`cannot record the pass in ${settings.stateDir}: ${describeError(err)}`),
     );
   }
   if (!settings.dryRun && settings.metricsFile) await updateMetrics(settings, result, record, opts.metrics, digest);
@@ -96,7 +97,7 @@ async function updateMetrics(settings: PassSettings, result: PassResult, record:
     await metrics.countPass(result, digest ?? (result.changedPaths.length === 0 ? undefined : null));
     if (record) await metrics.flush();
   } catch (err) {
-    process.stderr.write(`xroad-sync: cannot write --metrics-file ${settings.metricsFile}: ${describeError(err)}\n`);
+    notice(`cannot write --metrics-file ${settings.metricsFile}: ${describeError(err)}`);
   }
 }
 

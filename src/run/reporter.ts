@@ -7,7 +7,8 @@ import { describeError, isLockWait, type ExitCodeValue } from '../errors.js';
 import type { PassReporter, PassStats } from '../pass/types.js';
 import type { Change } from '../plan/types.js';
 import { itemizePlan } from '../report/itemize.js';
-import { escapeControls, type RsyncLogFile } from '../report/rsync-log.js';
+import type { RsyncLogFile } from '../report/rsync-log.js';
+import { escapeControls, notice, printLine } from '../util/output.js';
 
 export interface ReporterOptions {
   /** Print itemized changes on stdout (dry run, or --verbose). */
@@ -31,8 +32,7 @@ export interface EndingReporter extends PassReporter {
 
 export function makeReporter(log: RsyncLogFile | null, opts: ReporterOptions): EndingReporter {
   const stderr = (line: string): void => {
-    // Escaped as in slave-sync.log: a master file name must not start a line of its own in the journal.
-    if (opts.printErrors) process.stderr.write(`xroad-sync: ${escapeControls(line)}\n`);
+    if (opts.printErrors) notice(line);
   };
   const held: Array<() => void> = [];
   let plain = true;
@@ -60,7 +60,7 @@ export function makeReporter(log: RsyncLogFile | null, opts: ReporterOptions): E
     items(changes: readonly Change[]) {
       if (changes.length > 0) unhold();
       log?.items(changes);
-      if (opts.printItems) for (const line of itemizePlan(changes)) process.stdout.write(escapeControls(line) + '\n');
+      if (opts.printItems) for (const line of itemizePlan(changes)) printLine(escapeControls(line));
     },
     notice(message: string) {
       unhold();

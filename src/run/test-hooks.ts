@@ -7,6 +7,7 @@
  * for has happened, rather than guessing a pause long enough on a loaded machine.
  */
 import type { PassPoint } from '../pass/types.js';
+import { notice } from '../util/output.js';
 
 export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: string) => Promise<void>) | undefined {
   const spec = env.XROAD_SYNC_TEST_HOOK;
@@ -20,7 +21,7 @@ export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: 
   return async (point) => {
     if (point !== wanted || ++seen !== target) return;
     if (action === 'kill') process.kill(process.pid, 'SIGKILL');
-    process.stderr.write(`xroad-sync: test hook paused at ${point}\n`);
+    notice(`test hook paused at ${point}`);
     await new Promise<void>((resolve) => {
       const release = (): void => {
         clearTimeout(timer);
@@ -52,7 +53,7 @@ export function hangOnSignalFromEnv(env = process.env): void {
   if (!signal) return;
   const hangMs = Number(env.XROAD_SYNC_TEST_HANG_MS ?? 120_000);
   process.on(signal as NodeJS.Signals, () => {
-    process.stderr.write(`xroad-sync: test hook: event loop blocked for ${hangMs} ms\n`);
+    notice(`test hook: event loop blocked for ${hangMs} ms`);
     const until = performance.now() + hangMs;
     while (performance.now() < until) {
       // blocked on purpose: no timer, no I/O, no watchdog ping

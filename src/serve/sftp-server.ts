@@ -12,6 +12,7 @@ import type { AuthContext, Connection, ParsedKey } from 'ssh2';
 import { loadIdNames, type IdNames } from '../local/ids.js';
 import { RootedPaths } from './rooted-paths.js';
 import { SftpServerSession, type ServerHooks } from './sftp-session.js';
+import { SERVE_DEFAULTS } from './defaults.js';
 
 export type { Fault, ServerHooks, SftpOp } from './sftp-session.js';
 
@@ -69,8 +70,9 @@ export async function startEmbeddedMaster(opts: EmbeddedMasterOptions): Promise<
     socket.once('close', () => shared.sockets.delete(key));
     ssh.injectSocket(socket);
   });
-  const port = await listen(listener, opts.port ?? 0, opts.host ?? '127.0.0.1');
-  shared.log(`embedded master serving ${paths.root} on ${opts.host ?? '127.0.0.1'}:${port}`);
+  const host = opts.host ?? SERVE_DEFAULTS.host;
+  const port = await listen(listener, opts.port ?? SERVE_DEFAULTS.port, host);
+  shared.log(`embedded master serving ${paths.root} on ${host}:${port}`);
   return {
     port,
     connections: () => shared.authenticated,

@@ -14,6 +14,7 @@ import writeFileAtomic from 'write-file-atomic';
 import { stateFileOwner } from '../util/state-owner.js';
 import { hashFile } from '../local/content-hashes.js';
 import { readSmallFile } from '../util/small-file.js';
+import { stateFilePath } from '../util/state-files.js';
 
 const VERSION = 1;
 
@@ -24,7 +25,7 @@ interface ContentDoc {
 }
 
 function contentRecordPath(stateDir: string): string {
-  return join(stateDir, 'content-hashes.json');
+  return stateFilePath(stateDir, 'contentHashes');
 }
 
 export function loadContentRecord(stateDir: string, target: string): Map<string, string> | null {

@@ -7,9 +7,9 @@
  * and `pause` says so instead of "paused".
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { stateFileOwner } from '../util/state-owner.js';
+import { stateFilePath } from '../util/state-files.js';
 
 export interface FlagSeen {
   /** The daemon that wrote it. */
@@ -20,7 +20,7 @@ export interface FlagSeen {
   readonly seenAt: string;
 }
 
-const flagSeenPath = (stateDir: string): string => join(stateDir, 'flag-seen.json');
+const flagSeenPath = (stateDir: string): string => stateFilePath(stateDir, 'flagSeen');
 
 export async function writeFlagSeen(stateDir: string, seen: FlagSeen): Promise<void> {
   // Readable by `pause` run as another user (root); an old copy after a crash is harmless: the pid no longer matches.

@@ -15,10 +15,11 @@
  */
 import { closeSync, constants, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { LocalIoError, LockHeldError, LockWaitInterruptedError, errnoOf } from '../errors.js';
 import { readSmallFile } from '../util/small-file.js';
 import { flockExclusive } from './flock.js';
+import { stateFilePath } from '../util/state-files.js';
 
 export interface Lock {
   readonly path: string;
@@ -61,8 +62,8 @@ export async function ensureStateDir(stateDir: string): Promise<void> {
   }
 }
 
-export const passLockPath = (stateDir: string): string => join(stateDir, 'sync.lock');
-export const daemonLockPath = (stateDir: string): string => join(stateDir, 'daemon.lock');
+export const passLockPath = (stateDir: string): string => stateFilePath(stateDir, 'passLock');
+export const daemonLockPath = (stateDir: string): string => stateFilePath(stateDir, 'daemonLock');
 
 /** The pass lock, waiting up to `wait.waitMs` for a running pass; LockHeldError after that. */
 export async function acquireLock(stateDir: string, purpose: string, wait: LockWait = { waitMs: 0 }): Promise<Lock> {
@@ -375,4 +376,9 @@ function sleep(ms: number): Promise<void> {
 function pauseForTest(point: string): void {
   if (process.env.XROAD_SYNC_TEST_HOOK !== `pause@${point}`) return;
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.env.XROAD_SYNC_TEST_PAUSE_MS ?? 50));
+}
+
+/** The operator's line while a by-hand command waits for the pass in flight. */
+export function waitingLine(holder: LockHolder, waitMs: number): string {
+  return `waiting for the running pass (pid ${holder.pid}${holder.purpose === 'sync' ? '' : `, ${holder.purpose}`}) to finish, up to ${Number((waitMs / 1000).toFixed(1))} s …`;
 }

@@ -15,7 +15,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import writeFileAtomic from 'write-file-atomic';
 import { pendingJournal } from '../commit/journal.js';
-import { parseMetrics, renderMetrics, ZERO_TOTALS, type MetricTotals, type PassOutcomeName, type ReplicaMetrics } from '../report/metrics.js';
+import { parseMetrics, renderMetrics, ZERO_TOTALS, type MetricTotals, type ReplicaMetrics } from '../report/metrics.js';
+import type { PassOutcome } from '../pass/outcome.js';
 import { Replica } from '../replica/replica.js';
 import { replicaEnabled, resolveReplicaSettings } from '../settings/replica-settings.js';
 import { daemonLockPath, liveHolder } from './lock.js';
@@ -30,7 +31,7 @@ export interface MetricsPlace {
 
 /** What the metrics count of a finished pass (a pass's result has more). */
 export interface CountedPass {
-  readonly result: PassOutcomeName;
+  readonly result: PassOutcome;
   readonly exitCode: number;
   readonly startedAt: Date;
   readonly finishedAt: Date;

@@ -9,12 +9,12 @@
  * means "unknown": every file whose quick check matches is fetched again
  * once and compared, a refetch, never a wrong result.
  */
-import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { stateFileOwner } from '../util/state-owner.js';
 import { LocalIoError } from '../errors.js';
 import type { Entry, Tree } from '../tree.js';
 import { readSmallFile } from '../util/small-file.js';
+import { stateFilePath } from '../util/state-files.js';
 
 const VERSION = 1;
 type Listed = readonly [size: number, mtime: number];
@@ -26,7 +26,7 @@ interface RacyDoc {
 }
 
 function racyFilesPath(stateDir: string): string {
-  return join(stateDir, 'racy-files.json');
+  return stateFilePath(stateDir, 'racyFiles');
 }
 
 export class RacyFiles {

@@ -4,12 +4,12 @@
  * every pass, so a reader never sees half a document.
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { stateFileOwner } from '../util/state-owner.js';
 import { describeError, errnoOf } from '../errors.js';
-import type { PassOutcome } from '../report/logger.js';
+import type { PassOutcome } from '../pass/outcome.js';
 import { stateUnreadable } from './readable.js';
+import { stateFilePath } from '../util/state-files.js';
 
 export interface LastPass {
   startedAt: string;
@@ -33,7 +33,7 @@ export interface StoredStatus {
 const EMPTY_STATUS: StoredStatus = { lastPass: null, lastSuccessAt: null, daemonPid: null, digest: null };
 
 function statusPath(stateDir: string): string {
-  return join(stateDir, 'status.json');
+  return stateFilePath(stateDir, 'status');
 }
 
 /** The stored status; an unreadable status.json counts as none (see readStatusStrictly). */

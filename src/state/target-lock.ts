@@ -17,6 +17,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { LocalIoError, LockWaitInterruptedError, TargetInUseError, errnoOf } from '../errors.js';
 import { flockExclusive, flockHolderOf, type FlockHolder } from './flock.js';
 import { daemonLockPath, liveHolder, passLockPath } from './lock.js';
+import { STATE_FILES } from '../util/state-files.js';
 
 export interface TargetLock {
   release(): void;
@@ -153,7 +154,7 @@ function targetInUse(targetDir: string, holder: FlockHolder | undefined): Target
     });
   }
   const held = holderLockFile(holder);
-  const what = held === undefined ? 'process' : basename(held) === 'daemon.lock' ? 'xroad-sync daemon' : 'xroad-sync pass';
+  const what = held === undefined ? 'process' : basename(held) === STATE_FILES.daemonLock.name ? 'xroad-sync daemon' : 'xroad-sync pass';
   const stateDir = held === undefined ? 'state dir unknown' : `state dir ${dirname(held)}`;
   return new TargetInUseError(`another ${what} (pid ${holder.pid}, ${stateDir}) writes into the target ${targetDir}: one writer per target`, {
     subject: targetDir,

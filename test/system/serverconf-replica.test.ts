@@ -232,7 +232,7 @@ function replicaSuite(server: PgServer | null): void {
     assert.equal((await n.pair.standby('SELECT pg_is_wal_replay_paused() AS p'))[0]!.p, true);
     const ok = await runCliAs(OS_USER, ['status', '--check', ...statusArgs(n)]);
     assert.equal(ok.status, 0, show(ok));
-    assert.match(ok.stdout, new RegExp(`serverconf replay paused since ${askedAt.replace(/\./g, '\\.')}( \\| |$)`, 'm'), 'the first pause\'s time is kept');
+    assert.match(ok.stdout, new RegExp(`serverconf replay paused since ${askedAt.replace(/\./g, '\\.')} \\| `, 'm'), 'the first pause\'s time is kept (the performance data follows)');
   });
 
   test('pause --serverconf when the flag cannot be created: the replica half is still tried and reported; the exit code is the flag\'s failure; an unrecordable pause fails too', T, async (t) => {

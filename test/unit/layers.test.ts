@@ -3,8 +3,10 @@
  * folder, or its own name for top-level files); it may import from its own
  * layer and from lower ones, never from a higher one. The order follows a
  * pass's data flow: vocabulary → filter and settings → the pure planner →
- * the two endpoints (master and target) → stage → commit → report and state
- * → the pass → the runner shared by daemon and CLI → daemon → CLI.
+ * the two endpoints (master and target) → stage → commit → report, state and
+ * health (the verdicts on it) → the pass → the runner shared by daemon and
+ * CLI, with the operator's procedures beside it (pause, check, demo) →
+ * daemon → CLI. A pass's outcome is vocabulary: pass/outcome.ts is lowest.
  * The check reads the TypeScript sources, so type-only imports count too.
  */
 import assert from 'node:assert/strict';
@@ -17,15 +19,15 @@ const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..
 
 /** Lowest first. A module's layer is the first entry whose prefix matches its path relative to src/. */
 export const LAYERS: readonly (readonly string[])[] = [
-  ['errors.ts', 'tree.ts', 'util/', 'filter/types.ts'],
+  ['errors.ts', 'tree.ts', 'util/', 'filter/types.ts', 'pass/outcome.ts'],
   ['filter/', 'settings/'],
   ['plan/'],
   ['local/', 'remote/', 'replica/'],
   ['stage/', 'serve/'],
   ['commit/'],
-  ['report/', 'state/'],
+  ['report/', 'state/', 'health/'],
   ['pass/'],
-  ['run/'],
+  ['run/', 'pause/', 'check/', 'demo/'],
   ['daemon/'],
   ['cli/'],
 ];

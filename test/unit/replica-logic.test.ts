@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checkReplica, combineChecks, type ReplicaReport } from '../../src/cli/replica-status.js';
+import { checkReplica, combineChecks, type ReplicaReport } from '../../src/health/replica.js';
 import { toReplicaError } from '../../src/replica/errors.js';
 import { compareLsn, replayFunctions, versionText } from '../../src/replica/functions.js';
 import { readiness, type ReplicaStatus } from '../../src/replica/replica.js';

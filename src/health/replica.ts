@@ -1,6 +1,6 @@
 /**
- * `status` with the serverconf replica: its state joins the text, the JSON
- * (key "serverconf") and the --check line. The check's bands: CRITICAL when
+ * The serverconf replica's health: its state for status's text and JSON
+ * (key "serverconf"), and its --check verdict. The check's bands: CRITICAL when
  * replay runs although pause --serverconf asked for it paused (the standby
  * restarted: PostgreSQL forgets a pause), when replay is paused while config
  * sync is not (a forgotten resume), when a
@@ -10,25 +10,19 @@
  * and (with --fail-if-paused) while replay is paused.
  */
 import { describeError, exitCodeOf } from '../errors.js';
-import { agePerfdata, replicaPerfdata } from '../report/nagios.js';
 import { durationOption } from '../util/duration.js';
 import { replayNotAsAsked } from '../replica/as-asked.js';
 import { replayPausedSince } from '../replica/paused-marker.js';
 import type { ReplicaStatus } from '../replica/replica.js';
-import { describeEndpoint, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions } from '../settings/replica-settings.js';
-import { checkStatus, collectStatus, printCheck, statusCommand, unknownIfUnreadable, type StatusOptions } from './status-command.js';
-
-export interface ReplicaStatusOptions extends StatusOptions, RawReplicaOptions {
-  maxReplayLag?: string;
-  warnReplayLag?: string;
-  maxReplayPause?: string;
-}
+import { describeEndpoint, resolveReplicaSettings, type RawReplicaOptions } from '../settings/replica-settings.js';
+import { CHECK_DEFAULTS } from './limits.js';
 
 export type ReplicaReport =
   | ({ endpoint: string; error: null; pausedSince: string | null; pauseAskedAt?: string | null } & ReplicaStatus)
   | { endpoint: string; error: string; exitCode: number };
 
-async function collectReplica(opts: ReplicaStatusOptions): Promise<ReplicaReport> {
+/** The replica's state, or why it cannot be read (never throws: the config half is still reported). */
+export async function collectReplica(opts: RawReplicaOptions & { stateDir: string }): Promise<ReplicaReport> {
   const settings = resolveReplicaSettings(opts);
   const endpoint = describeEndpoint(settings);
   const { Replica } = await import('../replica/replica.js');
@@ -46,15 +40,26 @@ async function collectReplica(opts: ReplicaStatusOptions): Promise<ReplicaReport
   }
 }
 
-/** A --check limit in seconds, through the one duration parser (plain seconds or s/m/h). */
-const seconds = (value: string | undefined, flag: string, fallback: number): number =>
-  durationOption(value ?? String(fallback), flag, { minMs: 0, maxMs: 365 * 86_400_000 }) / 1000;
-
 export interface ReplicaLimits {
   maxLagS: number;
   warnLagS: number;
   maxPauseS: number;
   failIfPaused: boolean;
+}
+
+/** --check's replica limits from the flags, each through the one duration parser (plain seconds or s/m/h). */
+export function replicaLimits(opts: { maxReplayLag?: string; warnReplayLag?: string; maxReplayPause?: string; failIfPaused?: boolean }): ReplicaLimits {
+  return {
+    maxLagS: limitSeconds(opts.maxReplayLag, '--max-replay-lag', CHECK_DEFAULTS.maxReplayLagS),
+    warnLagS: limitSeconds(opts.warnReplayLag, '--warn-replay-lag', CHECK_DEFAULTS.warnReplayLagS),
+    maxPauseS: limitSeconds(opts.maxReplayPause, '--max-replay-pause', CHECK_DEFAULTS.maxReplayPauseS),
+    failIfPaused: opts.failIfPaused === true,
+  };
+}
+
+/** A --check limit in seconds, through the one duration parser (plain seconds or s/m/h). */
+function limitSeconds(value: string | undefined, flag: string, fallback: number): number {
+  return durationOption(value ?? String(fallback), flag, { minMs: 0, maxMs: 365 * 86_400_000 }) / 1000;
 }
 
 const CODE_NAME = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
@@ -88,7 +93,8 @@ export function combineChecks(config: { code: number; line: string }, replica: {
   return { code, line: `XROAD-SYNC ${CODE_NAME[code]} - ${parts.join('; ')}` };
 }
 
-function describeReplica(r: ReplicaReport): string {
+/** The replica's lines for status's text. */
+export function describeReplica(r: ReplicaReport): string {
   if (r.error !== null) return `serverconf:    ${r.endpoint}: ${r.error}\n`;
   const lines = [
     `serverconf:    ${r.endpoint}, PostgreSQL ${r.server}, ${r.inRecovery ? 'in recovery (standby)' : 'NOT in recovery'}`,
@@ -99,35 +105,4 @@ function describeReplica(r: ReplicaReport): string {
     `  lag:         ${r.lagBytes ?? '?'} bytes, ${r.lagSeconds ?? '?'} s`,
   ];
   return lines.join('\n') + '\n';
-}
-
-export async function statusWithReplica(opts: ReplicaStatusOptions): Promise<number> {
-  // Usage errors throw to main, the one exit path.
-  const enabled = replicaEnabled(opts);
-  const limits: ReplicaLimits = {
-    maxLagS: seconds(opts.maxReplayLag, '--max-replay-lag', 300),
-    warnLagS: seconds(opts.warnReplayLag, '--warn-replay-lag', 60),
-    maxPauseS: seconds(opts.maxReplayPause, '--max-replay-pause', 7200),
-    failIfPaused: opts.failIfPaused === true,
-  };
-  if (enabled) resolveReplicaSettings(opts);
-  if (!enabled) return statusCommand(opts);
-  if (opts.check) {
-    const [config, replica] = await Promise.all([collectStatus(opts.stateDir, opts.flagFile).catch(unknownIfUnreadable), collectReplica(opts)]);
-    // Without the flag's state the replica's verdict (paused with config sync or not) is unknown too.
-    if (!('paused' in config)) return printCheck(config);
-    const maxAgeS = seconds(opts.maxAge, '--max-age', 300);
-    const now = new Date();
-    const configCheck = checkStatus(config, { maxAgeS, failIfPaused: opts.failIfPaused === true, now });
-    const perfdata = [agePerfdata(config.lastSuccessAt, maxAgeS, now), ...replicaPerfdata(replica.error === null ? replica : null, limits)];
-    return printCheck(combineChecks(configCheck, checkReplica(replica, config.paused, limits, now)), perfdata);
-  }
-  const [config, replica] = await Promise.all([collectStatus(opts.stateDir, opts.flagFile), collectReplica(opts)]);
-  if (opts.json) {
-    process.stdout.write(JSON.stringify({ ...config, serverconf: replica }) + '\n');
-    return 0;
-  }
-  const code = await statusCommand(opts);
-  process.stdout.write(describeReplica(replica));
-  return code;
 }
