@@ -14,7 +14,8 @@
  *  - idle: the realistic tree (BENCH_IDLE_WARMUP_S 60, BENCH_IDLE_MEASURE_S 120);
  *  - large-daemon: the realistic tree plus one 50,000-entry directory
  *    (BENCH_LARGE_WARMUP_S 120, BENCH_LARGE_MEASURE_S 120).
- * BENCH_IDLE_WINDOW_S (30) is the window. The guide's rsync runs a no-change
+ * BENCH_IDLE_WINDOW_S (30) is the window; BENCH_IDLE_INTERVAL / BENCH_LARGE_INTERVAL
+ * give the daemon an --interval (default: none, the daemon's own). The guide's rsync runs a no-change
  * pass against the same tree in the same run (5 times, median) as the yardstick.
  */
 import { spawn } from 'node:child_process';
@@ -30,6 +31,8 @@ const CLK_TCK = 100; // USER_HZ on Linux
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export interface IdleOptions {
+  /** --interval for the daemon; null: its default, as shipped. */
+  readonly intervalS: number | null;
   readonly warmupS: number;
   readonly measureS: number;
   readonly windowS: number;
@@ -134,7 +137,8 @@ export async function runIdleDaemon(
   const watcher = watch(dirs.state, (_event, name) => void (name === 'sync.lock' && lockEvents++));
   const passes = (): number => Math.floor(lockEvents / 2);
 
-  const [command, argv] = daemonCommand(['daemon', ...passArgs(master, source, dirs, path.join(root, 'flag', 'sync-disabled'))]);
+  const interval = opts.intervalS === null ? [] : ['--interval', String(opts.intervalS)];
+  const [command, argv] = daemonCommand(['daemon', ...passArgs(master, source, dirs, path.join(root, 'flag', 'sync-disabled')), ...interval]);
   const out = openSync(path.join(root, 'daemon.out'), 'a');
   const child = spawn(command, argv, { env: unitEnv(), stdio: ['ignore', out, out] });
   closeSync(out);
@@ -189,7 +193,7 @@ export async function runIdleDaemon(
     return {
       scenario,
       tree: { files: tree.files, entries: tree.entries.length },
-      command: [command, 'daemon', '(bench paths)'].join(' '),
+      command: [command, 'daemon', '(bench paths)', ...interval].join(' '),
       options: opts,
       firstPassMs,
       windows,
@@ -214,7 +218,7 @@ export function idleTable(results: readonly IdleResult[]): string {
     const rss = r.windows.map((w) => w.rssMb).filter((x): x is number => x !== null);
     const perPassMedian = perPass.length ? median(perPass) : null;
     lines.push(
-      `${r.scenario}: one daemon as shipped, defaults, ${r.tree.entries} entries; /proc/PID/stat utime+stime (all threads) in ${r.options.windowS} s windows after ${r.options.warmupS} s of warm-up`,
+      `${r.scenario}: one daemon as shipped, ${r.options.intervalS === null ? 'defaults' : `--interval ${r.options.intervalS}`}, ${r.tree.entries} entries; /proc/PID/stat utime+stime (all threads) in ${r.options.windowS} s windows after ${r.options.warmupS} s of warm-up`,
       `  window   % of a core   passes   CPU/pass   bytes/pass   RSS     load`,
       ...r.windows.map((w, i) =>
         `  ${String(i + 1).padStart(6)}   ${w.cpuPct.toFixed(2).padStart(10)}%   ${String(w.passes).padStart(6)}   ${(w.cpuPerPassMs?.toFixed(1) ?? 'n/a').padStart(6)} ms   ${(w.bytesPerPass === null ? 'n/a' : Math.round(w.bytesPerPass).toString()).padStart(10)}   ${(w.rssMb?.toFixed(0) ?? 'n/a').padStart(3)} MB   ${w.loadavg.toFixed(2)}`),

@@ -10,6 +10,7 @@
  *   BENCH_SCENARIOS=initial,no-change,one-file,100-files,herd,propagation,idle,large-daemon
  *   BENCH_IDLE_WARMUP_S / BENCH_IDLE_MEASURE_S / BENCH_IDLE_WINDOW_S   idle: one daemon as shipped, read like top (default 60 / 120 / 30)
  *   BENCH_LARGE_WARMUP_S / BENCH_LARGE_MEASURE_S   large-daemon: the same on a 50,000-entry directory (default 120 / 120)
+ *   BENCH_IDLE_INTERVAL / BENCH_LARGE_INTERVAL   their daemon's --interval (default: none, the daemon's own)
  *   BENCH_HERD=N        herd: one-shot passes started at once, each tool (default 20)
  *   BENCH_SLAVES=N      propagation: daemons against the one master (default 5)
  *   BENCH_CHANGES=N     propagation: master changes timed (default 50; quick 10)
@@ -51,6 +52,15 @@ function count(name: string, fallback: number, min: number): number {
   if (v === undefined || v === '') return fallback;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be a whole number ≥ ${min}, got "${v}"`);
+  return n;
+}
+
+/** An optional --interval in seconds; null when unset. */
+function seconds(name: string): number | null {
+  const v = process.env[name];
+  if (v === undefined || v === '') return null;
+  const n = Number(v);
+  if (!(n > 0)) throw new Error(`${name} must be seconds > 0, got "${v}"`);
   return n;
 }
 
@@ -141,10 +151,10 @@ async function main(): Promise<void> {
     const idle: IdleResult[] = [];
     const windowS = count('BENCH_IDLE_WINDOW_S', 30, 1);
     if (allScenarios.includes('idle')) {
-      idle.push(await runIdleDaemon('idle', work, master, meter, { warmupS: count('BENCH_IDLE_WARMUP_S', 60, 0), measureS: count('BENCH_IDLE_MEASURE_S', 120, 1), windowS }, log));
+      idle.push(await runIdleDaemon('idle', work, master, meter, { intervalS: seconds('BENCH_IDLE_INTERVAL'), warmupS: count('BENCH_IDLE_WARMUP_S', 60, 0), measureS: count('BENCH_IDLE_MEASURE_S', 120, 1), windowS }, log));
     }
     if (allScenarios.includes('large-daemon')) {
-      idle.push(await runIdleDaemon('large-daemon', work, master, meter, { warmupS: count('BENCH_LARGE_WARMUP_S', 120, 0), measureS: count('BENCH_LARGE_MEASURE_S', 120, 1), windowS }, log));
+      idle.push(await runIdleDaemon('large-daemon', work, master, meter, { intervalS: seconds('BENCH_LARGE_INTERVAL'), warmupS: count('BENCH_LARGE_WARMUP_S', 120, 0), measureS: count('BENCH_LARGE_MEASURE_S', 120, 1), windowS }, log));
     }
 
     const rows = summarize(cells);
