@@ -10,7 +10,6 @@ import type { FileEntry, SFTPWrapper } from 'ssh2';
 import { ContentUnlikeListingError, MasterChangedError, ProtocolError, SyncError, TransferError } from '../errors.js';
 import type { Filter } from '../filter/types.js';
 import { joinRel, type Entry, type EntryType, type Tree } from '../tree.js';
-import { ListingMemo, type DirReading } from './listing-memo.js';
 import type { SftpSession } from './session.js';
 import { forEachLimited } from '../util/pool.js';
 import type { FileSink, GoneCheck, ScanNotes, MasterSource } from './types.js';
@@ -150,8 +149,6 @@ class TaskPool {
 export class SftpSource implements MasterSource {
   private readonly root: string;
   private readonly opts: Required<SftpSourceOptions>;
-  /** Each directory as the last scan read it: a daemon's unchanged directories are not parsed again. */
-  private readonly listings = new ListingMemo();
 
   constructor(
     private readonly session: SftpSession,
@@ -189,10 +186,8 @@ export class SftpSource implements MasterSource {
     const pool = new TaskPool(this.opts.dirConcurrency);
     const owners = new OwnerNameCache();
     const visit = (dir: string): void => pool.add(() => this.scanDir(dir, filter, tree, visit, pool, owners, notes));
-    this.listings.begin(filter);
     visit('');
     await pool.done;
-    this.listings.end();
     return tree;
   }
 
@@ -206,11 +201,6 @@ export class SftpSource implements MasterSource {
     notes: ScanNotes | undefined,
   ): Promise<void> {
     const names = await this.listDir(dir);
-    const digest = ListingMemo.digestOf(names);
-    const known = this.listings.unchanged(dir, digest);
-    if (known) return this.addKnown(dir, known, tree, visit, pool, notes);
-    const kept: Entry[] = [];
-    const skipped: string[] = [];
     let listedDot = false;
     for (const item of names) {
       // OpenSSH lists them (they are not entries); `.` missing means its lstat failed, see checkEnterable.
@@ -225,35 +215,21 @@ export class SftpSource implements MasterSource {
       }
       if (mangled(item.filename)) {
         notes?.skipped(entry.path, 'its name is not valid UTF-8');
-        skipped.push(entry.path);
         continue;
       }
-      this.addEntry(entry, tree, visit, pool);
-      kept.push(entry);
+      if (tree.has(entry.path)) throw new ProtocolError(`the master listed ${quote(entry.path)} twice`, { subject: entry.path });
+      if (tree.size >= this.opts.maxEntries) {
+        throw new ProtocolError(`more than ${this.opts.maxEntries} entries under ${this.root} on the master`, {
+          subject: this.root,
+          hint: 'exclude large subtrees or raise the entry limit',
+        });
+      }
+      tree.set(entry.path, entry);
+      if (entry.type === 'dir') visit(entry.path);
+      // Link targets are read through the same pool so they pipeline with the listing.
+      else if (entry.type === 'symlink') pool.add(() => this.readLink(entry, tree));
     }
     if (!listedDot) await this.checkEnterable(dir);
-    this.listings.remember(dir, { digest, entries: kept, skipped, listedDot });
-  }
-
-  /** A directory listed exactly as last pass: its entries as they were read then, with the same checks on the whole tree. */
-  private async addKnown(dir: string, known: DirReading, tree: Map<string, Entry>, visit: (dir: string) => void, pool: TaskPool, notes: ScanNotes | undefined): Promise<void> {
-    for (const path of known.skipped) notes?.skipped(path, 'its name is not valid UTF-8');
-    for (const entry of known.entries) this.addEntry(entry, tree, visit, pool);
-    if (!known.listedDot) await this.checkEnterable(dir);
-  }
-
-  private addEntry(entry: Entry, tree: Map<string, Entry>, visit: (dir: string) => void, pool: TaskPool): void {
-    if (tree.has(entry.path)) throw new ProtocolError(`the master listed ${quote(entry.path)} twice`, { subject: entry.path });
-    if (tree.size >= this.opts.maxEntries) {
-      throw new ProtocolError(`more than ${this.opts.maxEntries} entries under ${this.root} on the master`, {
-        subject: this.root,
-        hint: 'exclude large subtrees or raise the entry limit',
-      });
-    }
-    tree.set(entry.path, entry);
-    if (entry.type === 'dir') visit(entry.path);
-    // Link targets are read through the same pool so they pipeline with the listing.
-    else if (entry.type === 'symlink') pool.add(() => this.readLink(entry, tree));
   }
 
   /**

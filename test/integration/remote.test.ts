@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -454,39 +454,6 @@ for (const kind of ['openssh', 'embedded'] as const) describe(`SftpSource agains
       const nobody = execFileSync('id', ['-un', '65534']).toString().trim();
       assert.deepEqual([get('conf.d/local.ini').uid, get('conf.d/local.ini').owner], [65534, nobody]);
     }
-  });
-
-  it('a second scan takes the entries of a directory listed exactly as before from the first, and still sees every change', T, async () => {
-    const memo = path.join(master.dir, 'memo');
-    await mkdir(path.join(memo, 'a'), { recursive: true });
-    await mkdir(path.join(memo, 'b'));
-    await mkdir(path.join(memo, 'keep/deep'), { recursive: true });
-    await writeFile(path.join(memo, 'a/x'), 'x1');
-    await writeFile(path.join(memo, 'a/y'), 'y');
-    await writeFile(path.join(memo, 'b/z'), 'z');
-    await writeFile(path.join(memo, 'keep/deep/k'), 'k');
-    await symlink('a/x', path.join(memo, 'link'));
-    const source = new SftpSource(session, memo + '/');
-    const first = await source.scan(noFilter);
-    const second = await source.scan(noFilter);
-    assert.deepEqual(second, first);
-    assert.equal(second.get('a/x'), first.get('a/x'), 'an unchanged directory was parsed again');
-
-    await writeFile(path.join(memo, 'a/x'), 'x2 longer');
-    await utimes(path.join(memo, 'a/x'), MTIME + 7, MTIME + 7);
-    await rm(path.join(memo, 'b'), { recursive: true });
-    await rm(path.join(memo, 'link'));
-    await symlink('a/y', path.join(memo, 'link'));
-    const third = await source.scan(noFilter);
-    assert.deepEqual([third.get('a/x')?.size, third.get('a/x')?.mtime], [9, MTIME + 7]);
-    assert.ok(!third.has('b') && !third.has('b/z'), 'a removed directory is still listed');
-    assert.equal(third.get('link')?.linkTarget, 'a/y');
-    assert.equal(third.get('keep/deep/k'), first.get('keep/deep/k'), 'an untouched directory deeper down was parsed again');
-
-    const excluding = await source.scan(recordingFilter(['a']));
-    assert.ok(!excluding.has('a') && !excluding.has('a/x'), 'another filter must not reuse readings made with the first');
-    const again = await source.scan(noFilter);
-    assert.ok(again.has('a/x') && again.has('a/y'));
   });
 
   it('fetches content, pipelined and in order', T, async () => {
