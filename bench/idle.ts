@@ -132,16 +132,15 @@ export async function runIdleDaemon(
   const rsyncDirs: ToolDirs = { target: path.join(root, 'rsync-target'), state: path.join(root, 'rsync-state'), log: path.join(root, 'rsync.log') };
   await fs.mkdir(rsyncDirs.target, { mode: 0o751 });
 
-  // Passes, counted as the pass lock appearing (it is created and removed once per pass).
-  let lockEvents = 0;
-  const watcher = watch(dirs.state, (_event, name) => void (name === 'sync.lock' && lockEvents++));
-  const passes = (): number => Math.floor(lockEvents / 2);
-
   // As the unit does (ExecStartPre=xroad-sync sync): the initial sync is a one-shot pass, the daemon starts on a synced target.
   const initial = performance.now();
   const synced = await spawnCollect(...daemonCommand(['sync', ...passArgs(master, source, dirs, path.join(root, 'flag', 'sync-disabled'))]), { env: unitEnv(), timeoutMs: 1_800_000 });
   if (synced.status !== 0) throw new Error(`${scenario}: the initial sync exited ${synced.status}: ${synced.stderr.trim()}`);
   log(`${scenario}: initial sync (one-shot, as the unit's ExecStartPre) ${((performance.now() - initial) / 1000).toFixed(1)} s`);
+  // The daemon's passes, counted as the pass lock appearing (created and removed once per pass).
+  let lockEvents = 0;
+  const watcher = watch(dirs.state, (_event, name) => void (name === 'sync.lock' && lockEvents++));
+  const passes = (): number => Math.floor(lockEvents / 2);
   const interval = opts.intervalS === null ? [] : ['--interval', String(opts.intervalS)];
   const [command, argv] = daemonCommand(['daemon', ...passArgs(master, source, dirs, path.join(root, 'flag', 'sync-disabled')), ...interval]);
   const out = openSync(path.join(root, 'daemon.out'), 'a');
