@@ -69,7 +69,7 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
   const identical = new Set<string>();
   const identicalDirs = new Set<string>();
   const fetches = work.filter((c) => c.kind === 'fetch');
-  // Many files: no fsync each, one flush of the filesystem after the last is written (flush.ts says when and why).
+  // Many files (1,000+): no fsync each, one flush of the filesystem after the last is written (flush.ts says when and why).
   const flushOnce = flushOnceFor(fetches.length, fetches.reduce((sum, c) => sum + c.source.size, 0));
 
   try {
