@@ -40,13 +40,6 @@ const BREAKAGES = [
     tests: ['dist/test/system/commit-durability.test.js'],
   },
   {
-    name: 'the commit starts before the filesystem flush has completed',
-    file: 'src/stage/flush.ts',
-    find: '  if (await syncFilesystem(targetRoot)) return;\n',
-    replace: '  void syncFilesystem(targetRoot);\n  return;\n',
-    tests: ['dist/test/system/commit-durability.test.js'],
-  },
-  {
     name: 'journal directory not fsynced before the first rename',
     file: 'src/commit/journal.ts',
     find: "  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600 });\n  await fsyncDir(stateDir);\n",
