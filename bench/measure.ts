@@ -56,7 +56,10 @@ sys.exit(os.waitstatus_to_exitcode(status) & 255)
  */
 export function serviceEnv(): NodeJS.ProcessEnv {
   // XROAD_SYNC_LOG_LEVEL=debug: a JSON record for every daemon pass, quiet ones too (the bench counts passes by them).
-  return { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', XROAD_SYNC_LOG_LEVEL: 'debug' };
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', XROAD_SYNC_LOG_LEVEL: 'debug' };
+  // Passed through so a run can compare staging's flush policies (per-file is the behaviour before the single flush).
+  if (process.env.XROAD_SYNC_FLUSH) env.XROAD_SYNC_FLUSH = process.env.XROAD_SYNC_FLUSH;
+  return env;
 }
 
 export interface Meter {

@@ -7,7 +7,10 @@
  *   BENCH_WARMUPS=N     untimed rounds before them (default 1)
  *   BENCH_QUICK=1       smoke run: 2 runs, 1 warm-up
  *   BENCH_TREES=realistic,large        which trees
- *   BENCH_SCENARIOS=initial,no-change,one-file,100-files,herd,propagation
+ *   BENCH_SCENARIOS=initial,no-change,one-file,100-files,herd,propagation,idle,large-daemon
+ *   BENCH_IDLE_WARMUP_S / BENCH_IDLE_MEASURE_S / BENCH_IDLE_WINDOW_S   idle: one daemon as shipped, read like top (default 60 / 120 / 30)
+ *   BENCH_LARGE_WARMUP_S / BENCH_LARGE_MEASURE_S   large-daemon: the same on a 50,000-entry directory (default 120 / 120)
+ *   BENCH_IDLE_INTERVAL / BENCH_LARGE_INTERVAL   their daemon's --interval (default: none, the daemon's own)
  *   BENCH_HERD=N        herd: one-shot passes started at once, each tool (default 20)
  *   BENCH_SLAVES=N      propagation: daemons against the one master (default 5)
  *   BENCH_CHANGES=N     propagation: master changes timed (default 50; quick 10)
@@ -33,6 +36,7 @@ import { herdTable, propagationTable, runHerd, runPropagation, type HerdRound, t
 import { runTree, SCENARIOS, type Cell, type ScenarioId } from './scenarios.js';
 import { BUNDLE, bundleExists, daemonTool, EXE, exeExists, PACKAGE_ROOT, processTool, rsyncTool, type Tool } from './tools.js';
 import { buildTree, writeBenchTree, type BenchTree } from './tree.js';
+import { idleTable, runIdleDaemon, type IdleResult } from './idle.js';
 
 function list(name: string, all: readonly string[]): string[] {
   const v = process.env[name];
@@ -48,6 +52,15 @@ function count(name: string, fallback: number, min: number): number {
   if (v === undefined || v === '') return fallback;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be a whole number ≥ ${min}, got "${v}"`);
+  return n;
+}
+
+/** An optional --interval in seconds; null when unset. */
+function seconds(name: string): number | null {
+  const v = process.env[name];
+  if (v === undefined || v === '') return null;
+  const n = Number(v);
+  if (!(n > 0)) throw new Error(`${name} must be seconds > 0, got "${v}"`);
   return n;
 }
 
@@ -80,7 +93,7 @@ async function main(): Promise<void> {
   const runs = count('BENCH_RUNS', quick ? 2 : 10, 1);
   const warmups = count('BENCH_WARMUPS', 1, 0);
   const trees = list('BENCH_TREES', ['realistic', 'large']) as Array<BenchTree['name']>;
-  const allScenarios = list('BENCH_SCENARIOS', [...SCENARIOS.map((s) => s.id), 'herd', 'propagation']);
+  const allScenarios = list('BENCH_SCENARIOS', [...SCENARIOS.map((s) => s.id), 'herd', 'propagation', 'idle', 'large-daemon']);
   const scenarios = allScenarios.filter((s): s is ScenarioId => SCENARIOS.some((x) => x.id === s));
   const herdSize = allScenarios.includes('herd') ? count('BENCH_HERD', 20, 1) : 0;
   const propagation = allScenarios.includes('propagation') ? propagationOptions(quick) : null;
@@ -135,6 +148,14 @@ async function main(): Promise<void> {
     }
     let spread: PropagationResult | undefined;
     if (propagation) spread = await runPropagation(work, master, cpu, propagation);
+    const idle: IdleResult[] = [];
+    const windowS = count('BENCH_IDLE_WINDOW_S', 30, 1);
+    if (allScenarios.includes('idle')) {
+      idle.push(await runIdleDaemon('idle', work, master, meter, { intervalS: seconds('BENCH_IDLE_INTERVAL'), warmupS: count('BENCH_IDLE_WARMUP_S', 60, 0), measureS: count('BENCH_IDLE_MEASURE_S', 120, 1), windowS }, log));
+    }
+    if (allScenarios.includes('large-daemon')) {
+      idle.push(await runIdleDaemon('large-daemon', work, master, meter, { intervalS: seconds('BENCH_LARGE_INTERVAL'), warmupS: count('BENCH_LARGE_WARMUP_S', 120, 0), measureS: count('BENCH_LARGE_MEASURE_S', 120, 1), windowS }, log));
+    }
 
     const rows = summarize(cells);
     const checks = checkTargets(rows);
@@ -144,6 +165,7 @@ async function main(): Promise<void> {
       ...(rows.length > 0 ? [table(rows), '', targetLines(checks), ''] : []),
       ...(herd ? [herdTable(herd), ''] : []),
       ...(spread ? [propagationTable(spread), ''] : []),
+      ...(idle.length > 0 ? [idleTable(idle)] : []),
       `load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at end`,
       '',
     ].join('\n');
@@ -171,6 +193,7 @@ async function main(): Promise<void> {
       samples: cells,
       herd,
       propagation: spread,
+      idle,
     });
     log(`results saved to ${path.relative(process.cwd(), file)}`);
   } finally {

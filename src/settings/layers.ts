@@ -84,12 +84,12 @@ function readSettingsFile(file: string): ReturnType<typeof parseEnvironmentFile>
 /**
  * Settings that modules read by name rather than as flags (the serverconf
  * replica's SERVERCONF_*, the operator's XROAD_SYNC_RESTART_RULES and
- * XROAD_SYNC_LOG_LEVEL): the file's value reaches them through the
+ * XROAD_SYNC_LOG_LEVEL, XROAD_SYNC_FLUSH): the file's value reaches them through the
  * environment, as the units' EnvironmentFile= exports it, unless the
  * environment already sets that name (it wins). The cron job relies on this:
  * it no longer sources the file with /bin/sh.
  */
-const VARIABLES_READ_BY_NAME = /^(SERVERCONF_[A-Z_]+|XROAD_SYNC_RESTART_RULES|XROAD_SYNC_LOG_LEVEL)$/;
+const VARIABLES_READ_BY_NAME = /^(SERVERCONF_[A-Z_]+|XROAD_SYNC_RESTART_RULES|XROAD_SYNC_LOG_LEVEL|XROAD_SYNC_FLUSH)$/;
 
 export function exportVariablesReadByName(vars: ReadonlyMap<string, { value: string }>, env: NodeJS.ProcessEnv): void {
   for (const [name, { value }] of vars) {

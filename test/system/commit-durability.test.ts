@@ -3,7 +3,9 @@
  * pass against OpenSSH (strace -f -y), not from our own hooks: a test that
  * trusts the code's notion of "fsynced" would pass with the fsync removed.
  *
- *   - every staged temp file is fsynced before it is renamed into place;
+ *   - every staged temp file is on disk before it is renamed into place:
+ *     fsynced itself, or (a pass staging many files) written and closed
+ *     before one completed syncfs(2) of the target's filesystem;
  *   - the journal is fsynced, renamed, and its directory fsynced before the
  *     first rename into the target;
  *   - signer/keyconf.xml is the last file renamed into the target;
@@ -15,6 +17,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { isTempName } from '../../src/local/temp-names.js';
 import { skipUnlessCI } from '../helpers/components.js';
 import { CLI, syncArgs } from '../helpers/run-sync.js';
 import { makeTempDir, startMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
@@ -27,6 +30,17 @@ const T = { timeout: 90_000, skip: skipUnlessCI(!straceAvailable && 'strace is n
 const isRename = (c: Call): boolean => c.ok && /^rename(at2?)?$/.test(c.name);
 const isUnlink = (c: Call): boolean => c.ok && /^(unlink(at)?|rmdir)$/.test(c.name);
 const isFsync = (c: Call): boolean => c.ok && (c.name === 'fsync' || c.name === 'fdatasync');
+const isSyncfs = (c: Call): boolean => c.ok && c.name === 'syncfs';
+const TRACED = 'trace=fsync,fdatasync,syncfs,close,rename,renameat,renameat2,unlink,unlinkat,rmdir';
+
+/** Whether `temp`'s data was on disk before the call at `renameIndex`: its own fsync, or a syncfs of the target's filesystem after its last close. */
+function durableBefore(calls: readonly Call[], temp: string, renameIndex: number, target: string): boolean {
+  if (calls.some((c) => isFsync(c) && c.index < renameIndex && fdPath(c.args) === temp)) return true;
+  const lastClose = calls.filter((c) => c.index < renameIndex && c.name === 'close' && fdPath(c.args) === temp).at(-1);
+  if (!lastClose) return false;
+  const onTarget = (p: string | undefined): boolean => p !== undefined && (p === target || p.startsWith(`${target}/`));
+  return calls.some((c) => isSyncfs(c) && c.index > lastClose.index && c.index < renameIndex && onTarget(fdPath(c.args)));
+}
 
 describe('commit durability, from the system calls of a real pass', { concurrency: false }, () => {
   let master: TestMaster;
@@ -42,11 +56,26 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
   });
 
   it('fsyncs each temp before its rename, the journal before the first rename, every touched directory before the journal goes; keyconf.xml last', T, async () => {
-    const source = path.join(work, 'master');
-    const target = path.join(work, 'target');
-    const stateDir = path.join(work, 'state');
+    const { calls } = await traceCheckedPass('few', 0, {});
+    assert.ok(!calls.some(isSyncfs), 'a pass staging a handful of files must not flush the whole filesystem');
+  });
+
+  it('a pass staging many files flushes the filesystem once after the last is written instead of fsyncing each, in the same order', T, async () => {
+    const { calls, target } = await traceCheckedPass('many', 80, { XROAD_SYNC_FLUSH: 'filesystem' });
+    const tempFsyncs = calls.filter((c) => isFsync(c) && (fdPath(c.args) ?? '').startsWith(`${target}/`) && isTempName(path.basename(fdPath(c.args)!)));
+    assert.equal(tempFsyncs.length, 0, `expected no fsync per staged file, saw ${tempFsyncs.length}: ${tempFsyncs.slice(0, 3).map((c) => c.args).join('; ')}`);
+    assert.equal(calls.filter(isSyncfs).length, 1, 'expected exactly one syncfs of the target filesystem');
+  });
+
+  /** A real pass under strace (`many` extra files staged), checked for the four promises above; its calls. */
+  async function traceCheckedPass(sub: string, many: number, extraEnv: Record<string, string>): Promise<{ calls: Call[]; target: string }> {
+    const source = path.join(work, sub, 'master');
+    const target = path.join(work, sub, 'target');
+    const stateDir = path.join(work, sub, 'state');
     const file = (content: string, dt: number) => ({ content, mode: 0o640, mtime: T0 + dt });
+    const bulk = Object.fromEntries(Array.from({ length: many }, (_, i) => [`bulk/client-${i}.conf`, file(`client ${i}\n`, 10 + i)]));
     await writeTree(source, {
+      ...bulk,
       'conf.d/local.ini': file('[proxy]\n', 1),
       'conf.d/addons/message-log.ini': file('m\n', 2),
       // Sorted after keyconf.xml by name: only a deliberate order puts keyconf.xml last.
@@ -58,14 +87,14 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
     await writeTree(target, { 'old/stale.ini': file('stale', 7), 'ssl/old.key': file('old', 8) });
     await writeTree(stateDir, {});
 
-    const traceFile = path.join(work, 'trace');
+    const traceFile = path.join(work, sub, 'trace');
     const args = syncArgs({ master, source, target, stateDir, args: ['--max-delete', '10'] });
-    const env = { ...process.env };
+    const env = { ...process.env, ...extraEnv };
     delete env.MASTER;
     delete env.XROAD_USER;
     const child = spawn(
       'strace',
-      ['-f', '-y', '-qq', '-s', '4096', '-o', traceFile, '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat,rmdir', process.execPath, CLI, ...args],
+      ['-f', '-y', '-qq', '-s', '4096', '-o', traceFile, '-e', TRACED, process.execPath, CLI, ...args],
       { env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stderr = '';
@@ -81,11 +110,10 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
     const renamesIn = calls.filter((c) => isRename(c) && inTarget(quoted(c.args)[1] ?? ''));
     assert.ok(renamesIn.length >= 6, `expected renames into the target, saw ${renamesIn.length}`);
 
-    // 1. Each temp fsynced (completed) before its rename.
+    // 1. Each temp on disk (its fsync, or a syncfs after its close, completed) before its rename.
     for (const r of renamesIn) {
       const [temp] = quoted(r.args);
-      const synced = calls.some((c) => isFsync(c) && c.index < r.index && fdPath(c.args) === temp);
-      assert.ok(synced, `${temp} renamed to ${quoted(r.args)[1]} without a completed fsync before`);
+      assert.ok(durableBefore(calls, temp!, r.index, target), `${temp} renamed to ${quoted(r.args)[1]} without a completed fsync or syncfs before`);
     }
 
     // 2. The journal: renamed into place after its own fsync; the state dir fsynced before the first target rename.
@@ -120,5 +148,6 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
       const synced = calls.some((c) => isFsync(c) && c.index > at && c.index < journalRemoved.index && fdPath(c.args) === dir);
       assert.ok(synced, `${dir} was changed but not fsynced before the journal was removed`);
     }
-  });
+    return { calls, target };
+  }
 });
