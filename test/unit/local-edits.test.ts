@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, rm, utimes, writeFile, unlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { LOCAL_EDIT_MESSAGES, LocalEdits } from '../../src/daemon/local-edits.js';
+import { LOCAL_EDIT_MESSAGES, LocalEdits } from '../../src/run/local-edits.js';
 import { WallClockSteps } from '../../src/daemon/wall-clock.js';
 import { compileFilter } from '../../src/filter/rsync-filter.js';
 import type { PassResult } from '../../src/pass/types.js';
