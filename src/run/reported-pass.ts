@@ -3,7 +3,7 @@
  * restart hints, --on-change and status.json. Shared by `sync`, `resume
  * --now` and the daemon, so it lives beneath both.
  */
-import { lstatSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PassSettings } from '../settings/pass-settings.js';
 import { describeError, isLockWait } from '../errors.js';
@@ -52,7 +52,9 @@ export async function runReportedPass(
       ? await RsyncLogFile.open(settings.logFile, { onWarning: (w) => process.stderr.write(`xroad-sync: ${w}\n`), lazy: opts.quiet !== undefined })
       : null;
   const logger = opts.logger ?? createLogger({ destination: 1 });
-  const localEdits = opts.verify === undefined && !settings.dryRun ? await checkLocalEdits(settings, logger) : undefined;
+  // Paused, a pass compares nothing (at most it completes an interrupted commit): it must not promise a correction.
+  const oneShotCheck = opts.verify === undefined && !settings.dryRun && !existsSync(settings.flagFile);
+  const localEdits = oneShotCheck ? await checkLocalEdits(settings, logger) : undefined;
   const verify = opts.verify ?? localEdits?.startPass();
   const reporter = makeReporter(log, { printItems: opts.printItems, printErrors: true, holdPlain: opts.quiet !== undefined });
   let result: PassResult | undefined;

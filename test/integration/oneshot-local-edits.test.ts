@@ -25,7 +25,7 @@ const shown = (run: CliRun): string => `exit ${run.status}\n--- stdout\n${run.st
 const recordsFor = (run: CliRun, msg: string) => parseRecords(run.stdout).filter((r) => r.msg === msg && r.path === EDITED);
 
 /** A slave synced once by a one-shot pass, its master files an hour old (not racy: no pass re-fetches them on its own). */
-async function syncedSlave(t: TestContext): Promise<{ sync: () => Promise<CliRun>; file: string }> {
+async function syncedSlave(t: TestContext): Promise<{ sync: () => Promise<CliRun>; file: string; flagFile: string }> {
   const defer = deferrer(t);
   const dirs: SlaveDirs = await slaveDirs(defer, 'xroad-sync-oneshot-edits-', { [EDITED]: ORIGINAL, 'serverconf.xml': '<conf/>\n' });
   const anHourAgo = Date.now() / 1000 - 3600;
@@ -35,7 +35,7 @@ async function syncedSlave(t: TestContext): Promise<{ sync: () => Promise<CliRun
   const sync = () => runCli(['sync', ...passArgs(master, dirs)]);
   const first = await sync();
   assert.equal(first.status, 0, shown(first));
-  return { sync, file: path.join(dirs.target, EDITED) };
+  return { sync, file: path.join(dirs.target, EDITED), flagFile: dirs.flagFile };
 }
 
 test('a one-shot sync corrects an in-place edit that kept size and mtime, and says so', T, async (t) => {
@@ -58,4 +58,19 @@ test('a one-shot sync does not claim to correct a rewrite with the same bytes', 
   assert.equal(second.status, 0, shown(second));
   assert.equal(await fs.readFile(file, 'utf8'), ORIGINAL);
   assert.equal(recordsFor(second, CORRECTED).length, 0, shown(second));
+});
+
+test('a paused one-shot sync claims nothing about a local edit; the first pass after resume corrects it', T, async (t) => {
+  const { sync, file, flagFile } = await syncedSlave(t);
+  await writeKeepingSizeAndMtime(file, SAME_SIZE_EDIT);
+  await fs.writeFile(flagFile, '');
+  const paused = await sync();
+  assert.equal(await fs.readFile(file, 'utf8'), SAME_SIZE_EDIT, `paused: the target is left alone\n${shown(paused)}`);
+  const claims = parseRecords(paused.stdout).filter((r) => r.path === EDITED);
+  assert.deepEqual(claims, [], `a paused pass compares nothing, so it says nothing about the file\n${shown(paused)}`);
+  await fs.rm(flagFile);
+  const resumed = await sync();
+  assert.equal(resumed.status, 0, shown(resumed));
+  assert.equal(await fs.readFile(file, 'utf8'), ORIGINAL, shown(resumed));
+  assert.equal(recordsFor(resumed, CORRECTED).length, 1, shown(resumed));
 });
