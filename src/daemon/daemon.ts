@@ -21,7 +21,7 @@ import { acquireDaemonLock, ensureStateDir, type DaemonLock } from '../state/loc
 import { lockTargetForDaemon, type DaemonTargetLock } from '../state/target-lock.js';
 import { fullScanPeriodFromEnv, hangOnSignalFromEnv } from '../run/test-hooks.js';
 import type { PassResult } from '../pass/types.js';
-import { LocalEdits } from './local-edits.js';
+import { LocalEdits } from '../run/local-edits.js';
 import { PauseFlag } from './pause-flag.js';
 import { PassMetrics } from '../state/metrics-file.js';
 import { PassScheduler } from './scheduler.js';

@@ -3,22 +3,23 @@
  * restart hints, --on-change and status.json. Shared by `sync`, `resume
  * --now` and the daemon, so it lives beneath both.
  */
-import { lstatSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PassSettings } from '../settings/pass-settings.js';
 import { describeError, isLockWait } from '../errors.js';
 import { runPass } from '../pass/run-pass.js';
 import type { PassResult } from '../pass/types.js';
 import type { SourceProvider } from '../remote/types.js';
-import { createLogger, logPass, passRecord } from '../report/logger.js';
+import { createLogger, logPass, passRecord, type Logger } from '../report/logger.js';
 import { RsyncLogFile } from '../report/rsync-log.js';
 import { treeDigest } from '../report/digest.js';
 import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
 import type { KnownTarget } from '../local/known-target.js';
 import type { LockWait } from '../state/lock.js';
-import { recordWrittenContent } from '../state/content-record.js';
 import { recordPass } from '../state/status.js';
 import { PassMetrics } from '../state/metrics-file.js';
+import { compileFilter } from '../filter/rsync-filter.js';
+import { LocalEdits } from './local-edits.js';
 import { runOnChange } from './on-change.js';
 import type { QuietPasses } from './quiet-passes.js';
 import { makeReporter } from './reporter.js';
@@ -36,7 +37,10 @@ export async function runReportedPass(
     knownTarget?: KnownTarget;
     /** The daemon's policy for no-change passes: what they leave out of slave-sync.log and status.json. */
     quiet?: QuietPasses;
-    /** Paths edited locally: compared with the master byte for byte, whatever their size and mtime. */
+    /**
+     * The daemon's local edits: paths compared with the master byte for byte, whatever their size and mtime.
+     * Without it (a one-shot pass) the pass runs the content check itself and compares what that notes.
+     */
     verify?: ReadonlySet<string>;
     /** The daemon's --metrics-file, kept across its passes; one-shot passes load their own. */
     metrics?: PassMetrics;
@@ -48,11 +52,16 @@ export async function runReportedPass(
     settings.logFile && !settings.dryRun
       ? await RsyncLogFile.open(settings.logFile, { onWarning: (w) => notice(w), lazy: opts.quiet !== undefined })
       : null;
+  const logger = opts.logger ?? createLogger({ destination: 1 });
+  // Paused, a pass compares nothing (at most it completes an interrupted commit): it must not promise a correction.
+  const oneShotCheck = opts.verify === undefined && !settings.dryRun && !existsSync(settings.flagFile);
+  const localEdits = oneShotCheck ? await checkLocalEdits(settings, logger) : undefined;
+  const verify = opts.verify ?? localEdits?.startPass();
   const reporter = makeReporter(log, { printItems: opts.printItems, printErrors: true, holdPlain: opts.quiet !== undefined });
   let result: PassResult | undefined;
   let quietPass = false;
   try {
-    result = await runPass(settings, provider, reporter, { signal: opts.signal, at: testHooksFromEnv(), lockWait: opts.lockWait, knownTarget: opts.knownTarget, verify: opts.verify });
+    result = await runPass(settings, provider, reporter, { signal: opts.signal, at: testHooksFromEnv(), lockWait: opts.lockWait, knownTarget: opts.knownTarget, verify });
   } finally {
     const plain = result?.result === 'ok' && result.changedPaths.length === 0 && reporter.plain;
     quietPass = opts.quiet?.omitLog(plain) ?? false;
@@ -62,7 +71,6 @@ export async function runReportedPass(
   // A pass that never got the lock did nothing: the pass that holds it reports and records its own result.
   if (isLockWait(result.error)) return result;
   const durationMs = result.finishedAt.getTime() - result.startedAt.getTime();
-  const logger = opts.logger ?? createLogger({ destination: 1 });
   // A quiet pass's record is debug: at a 1 s interval one per pass would be 86,400 journal lines a day.
   if (!quietPass) logPass(logger, passRecord({ ...result, durationMs }));
   else if (logger.isLevelEnabled('debug')) logger.debug(passRecord({ ...result, durationMs }));
@@ -71,12 +79,8 @@ export async function runReportedPass(
     for (const hint of await restartHintLines(filesOnly(settings.targetDir, result.changedPaths), restartRules)) logger.info({ msg: hint });
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
   }
-  // The daemon keeps its own content record; a pass run by hand updates the stored one.
-  if (!settings.dryRun && opts.verify === undefined && result.changedPaths.length > 0) {
-    await recordWrittenContent(settings.stateDir, settings.targetDir, result.changedPaths).catch((err) =>
-      notice(`cannot update the content record in ${settings.stateDir}: ${describeError(err)}`),
-    );
-  }
+  // What became of each local edit, and the content this pass wrote or confirmed (the daemon settles its own).
+  await localEdits?.endPass(result);
   const record = !settings.dryRun && !opts.quiet?.omitStatus(result);
   // Hashing the listing is for the record: a daemon's quiet pass that records nothing skips it.
   const digest = record && result.mirrored ? treeDigest(result.mirrored) : undefined;
@@ -87,6 +91,31 @@ export async function runReportedPass(
   }
   if (!settings.dryRun && settings.metricsFile) await updateMetrics(settings, result, record, opts.metrics, digest);
   return result;
+}
+
+/**
+ * A one-shot pass's content check: every synced file hashed and compared
+ * with the stored record (a few ms for a security server's /etc/xroad).
+ * The quick check (size + mtime) cannot see an in-place edit whose mtime was
+ * put back; what this notes, the pass compares with the master byte for byte.
+ */
+async function checkLocalEdits(settings: PassSettings, logger: Logger): Promise<LocalEdits | undefined> {
+  const edits = new LocalEdits({
+    targetDir: settings.targetDir,
+    stateDir: settings.stateDir,
+    filter: compileFilter(settings.excludes),
+    logger,
+    contentCheckEveryMs: 0,
+    oneShot: true,
+  });
+  try {
+    await edits.checkContent();
+    return edits;
+  } catch (err) {
+    // A target that cannot be read is the pass's to report, with its typed error.
+    logger.warn({ msg: 'content check failed', error: describeError(err) });
+    return undefined;
+  }
 }
 
 /** Counts the pass; writes the file when status.json was written too (a daemon's quiet pass waits). */

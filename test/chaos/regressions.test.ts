@@ -18,6 +18,14 @@ const FOUND: ReadonlyArray<{ readonly name: string; readonly steps: readonly Ste
       { kind: 'daemon-stop', arg: 1 },
     ],
   },
+  {
+    name: 'a one-shot sync corrects a local edit that kept size and mtime (it exited 0 and left the edit in place)',
+    steps: [
+      { kind: 'status-check', arg: 1979160405 },
+      { kind: 'local-edit', arg: 1740707929 },
+      { kind: 'sync', arg: 1277063237 },
+    ],
+  },
 ];
 
 const OPTS: SimOptions = { convergeMs: 10_000, fullScanMs: 0, disabled: new Map() };

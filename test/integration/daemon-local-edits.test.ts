@@ -14,6 +14,7 @@ import { passArgs, runCli, sleep, startCli, waitFor, type RunningCli } from '../
 import { until } from '../helpers/wait.js';
 import { sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
 import { deferrer, slaveDirs, type SlaveDirs } from '../helpers/slave.js';
+import { writeKeepingSizeAndMtime } from '../helpers/local-edit.js';
 
 const T = { timeout: 60_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
 const ORIGINAL = '[signer]\nport=5558\n';
@@ -48,20 +49,6 @@ async function daemonToEditUnder(t: TestContext, interval = '30'): Promise<Runni
   await waitFor(() => d.records().some((r) => r.msg === 'pass' && r.result === 'ok'), 30_000, 'the first pass', output(d));
   await sleep(2_300); // the watcher ignores the first pass's own writes for 2 s
   return { s, d, file: path.join(s.target, 'conf.d', 'local.ini') };
-}
-
-/** Rewrites `file` in place (same inode, same size) and puts its mtime back. */
-async function writeKeepingSizeAndMtime(file: string, content: string): Promise<void> {
-  const before = await fs.stat(file);
-  const handle = await fs.open(file, 'r+');
-  try {
-    await handle.write(content, 0);
-  } finally {
-    await handle.close();
-  }
-  execFileSync('touch', ['-m', '-d', `@${before.mtimeMs / 1000}`, file]);
-  const after = await fs.stat(file);
-  assert.deepEqual([after.size, after.mtimeMs, after.ino], [before.size, before.mtimeMs, before.ino], 'the edit kept size, mtime and inode');
 }
 
 test('an in-place edit that keeps size and mtime is corrected, and logged as corrected', T, async (t) => {

@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, rm, utimes, writeFile, unlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { LOCAL_EDIT_MESSAGES, LocalEdits } from '../../src/daemon/local-edits.js';
+import { LOCAL_EDIT_MESSAGES, LocalEdits } from '../../src/run/local-edits.js';
 import { WallClockSteps } from '../../src/daemon/wall-clock.js';
 import { compileFilter } from '../../src/filter/rsync-filter.js';
 import type { PassResult } from '../../src/pass/types.js';
@@ -83,6 +83,29 @@ describe('LocalEdits', () => {
     await utimes(join(dir, 'a.ini'), 1_000_000, 1_000_000);
     assert.equal(await start().checkContent(), 1);
     assert.deepEqual(records.map((r) => [r.msg, r.path]), [[LOCAL_EDIT_MESSAGES.noted, 'a.ini']]);
+  });
+
+  it('a path noted by a pass that failed or was killed is noted again by the next process; once settled, it is not', async () => {
+    const { dir, records, edits, start } = await setup();
+    assert.equal(await edits.checkContent(), 0);
+    await writeFile(join(dir, 'a.ini'), 'a=4\n');
+    await utimes(join(dir, 'a.ini'), 1_000_000, 1_000_000);
+    assert.equal(await edits.checkContent(), 1);
+    edits.startPass();
+    await edits.endPass(passResult('failed'));
+    const next = start(); // the next one-shot pass, or the daemon after a restart
+    assert.equal(await next.checkContent(), 1, 'still in question');
+    next.startPass();
+    await next.endPass(passResult('ok'));
+    assert.equal(await start().checkContent(), 0, 'matched the master: settled in the saved record');
+    assert.deepEqual(
+      records.map((r) => [r.msg, r.path]),
+      [
+        [LOCAL_EDIT_MESSAGES.noted, 'a.ini'],
+        [LOCAL_EDIT_MESSAGES.noted, 'a.ini'],
+        [LOCAL_EDIT_MESSAGES.matched, 'a.ini'],
+      ],
+    );
   });
 
   it('after an ok pass: "corrected" only for what it wrote, "matches" for the rest; a failed or skipped pass claims nothing and keeps them', async () => {

@@ -20,6 +20,14 @@
  * pass replaced it, "matches the master" when its bytes were already the
  * master's. A failed or skipped (paused) pass claims nothing: the paths stay
  * noted for the next one.
+ *
+ * One-shot passes (`sync`, the timer's pass every minute, `resume --now`)
+ * run the same content check at their start and compare what it notes in
+ * that very pass. The saved record leaves out every path still in question,
+ * so a path noted by a pass that then failed, was skipped or was killed is
+ * noted again by the next check, whichever process runs it.
+ *
+ * Shared by the daemon and one-shot passes, so it lives beneath both.
  */
 import { basename, join } from 'node:path';
 import { lstat } from 'node:fs/promises';
@@ -36,6 +44,7 @@ export type DetectedBy = 'watcher' | 'content check';
 
 export const LOCAL_EDIT_MESSAGES = {
   noted: 'synced file changed locally; slaves are read-only: the next pass compares it with the master and corrects it',
+  notedForThisPass: 'synced file changed locally; slaves are read-only: this pass compares it with the master and corrects it',
   corrected: 'local change corrected',
   matched: 'local change checked: the file matches the master, nothing to correct',
 } as const;
@@ -56,6 +65,8 @@ export interface LocalEditsOptions {
   readonly contentCheckEveryMs: number;
   /** Monotonic milliseconds. */
   readonly now?: () => number;
+  /** A one-shot pass: what the content check notes is compared by the pass that follows at once. */
+  readonly oneShot?: boolean;
 }
 
 export class LocalEdits {
@@ -160,6 +171,7 @@ export class LocalEdits {
       for (const path of during) if (!changed.has(path)) this.note(path, 'watcher');
       return false;
     }
+    if (checked.size > 0) this.unsaved = true; // settled paths go back into the saved record
     for (const [path, by] of checked) {
       // Edited again while the pass ran and left alone by its commit: still in question.
       if (during.has(path) && !changed.has(path)) this.note(path, by);
@@ -174,8 +186,9 @@ export class LocalEdits {
 
   private note(path: string, by: DetectedBy): void {
     if (this.pending.has(path)) return;
-    this.logPath('warn', LOCAL_EDIT_MESSAGES.noted, path, by);
+    this.logPath('warn', this.opts.oneShot ? LOCAL_EDIT_MESSAGES.notedForThisPass : LOCAL_EDIT_MESSAGES.noted, path, by);
     this.pending.set(path, by);
+    this.unsaved = true; // the saved record leaves it out from now on
   }
 
   /** A restore of the whole target must not become thousands of lines: a batch lists 20 paths, then counts. */
@@ -230,7 +243,9 @@ export class LocalEdits {
   private async save(): Promise<void> {
     if (!this.unsaved) return;
     this.unsaved = false;
-    await saveContentRecord(this.opts.stateDir, this.opts.targetDir, this.hashes).catch((err: unknown) => {
+    // A path still in question is left out: whoever checks next, after a restart or in the next one-shot pass, notes it again.
+    const settled = new Map([...this.hashes].filter(([path]) => !this.pending.has(path) && !this.checking.has(path)));
+    await saveContentRecord(this.opts.stateDir, this.opts.targetDir, settled).catch((err: unknown) => {
       // Kept in memory all the same: only a restart would lose it.
       this.opts.logger.warn({ msg: 'cannot save the content record; it is kept in memory', error: describeError(err) });
     });
