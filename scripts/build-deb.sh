@@ -120,7 +120,10 @@ find "$stage" -exec touch -h -d "@$epoch" {} +
 
 deb="$out/xroad-sync_${version}_${arch}.deb"
 # shellcheck disable=SC2086 # DEB_COMPRESSION is dpkg-deb options, split on purpose
-dpkg-deb --root-owner-group ${DEB_COMPRESSION:--Zxz} --build "$stage" "$deb" >/dev/null
+# Built beside it, then renamed: a reader (an install test running meanwhile) sees the old
+# package or the new one, never a half-written archive.
+dpkg-deb --root-owner-group ${DEB_COMPRESSION:--Zxz} --build "$stage" "$deb.partial" >/dev/null
+mv -f "$deb.partial" "$deb"
 echo "build-deb: $deb ($(du -m --apparent-size "$deb" | cut -f1) MB)"
 dpkg-deb --info "$deb" | sed -n 's/^ *\(Package\|Version\|Architecture\|Depends\|Installed-Size\):/  &/p'
 

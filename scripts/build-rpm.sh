@@ -50,5 +50,7 @@ rpmbuild -bb --nodeps --target "$arch" \
 
 rpm_file="$(find "$top/RPMS" -name "xroad-sync-${version}-1*.${arch}.rpm" | head -n1)"
 [ -n "$rpm_file" ] || { cat "$top/rpmbuild.log" >&2; echo "build-rpm: no RPM produced" >&2; exit 1; }
-cp "$rpm_file" "$repo/dist/packages/"
+# Copied beside it, then renamed: a reader never sees a half-copied package.
+cp "$rpm_file" "$repo/dist/packages/$(basename "$rpm_file").partial"
+mv -f "$repo/dist/packages/$(basename "$rpm_file").partial" "$repo/dist/packages/$(basename "$rpm_file")"
 echo "build-rpm: $repo/dist/packages/$(basename "$rpm_file") ($(du -m --apparent-size "$rpm_file" | cut -f1) MB)"
