@@ -63,7 +63,9 @@ export async function summarizeProfile(file: string, top = 15, skipMs = 0): Prom
   return {
     totalMs: (profile.endTime - profile.startTime) / 1000 - skipMs,
     buckets: sorted(buckets).map(([bucket, ms]) => ({ bucket, ms })),
-    functions: sorted(fns).slice(0, top).map(([fn, ms]) => ({ fn, ms })),
+    functions: sorted(fns)
+      .slice(0, top)
+      .map(([fn, ms]) => ({ fn, ms })),
   };
 }
 
@@ -126,5 +128,8 @@ export async function timeByOwnCaller(file: string, skipMs = 0, top = 25): Promi
     const key = owner ?? `outside our code: ${bucketOf(leafFrame.url, leafFrame.functionName)}`;
     out.set(key, (out.get(key) ?? 0) + ms);
   }
-  return [...out].sort((a, b) => b[1] - a[1]).slice(0, top).map(([caller, ms]) => ({ caller, ms }));
+  return [...out]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([caller, ms]) => ({ caller, ms }));
 }

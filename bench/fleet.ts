@@ -12,7 +12,7 @@
  *    delete, keyconf.xml + new .p12), randomly spaced, each timed until it
  *    is applied on all N targets (polled, bounded).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -130,9 +130,7 @@ export async function runHerd(work: string, master: TestMaster, cpu: MasterCpu |
       const t0 = performance.now();
       const exits = await Promise.all(
         dirs.map((d) =>
-          tool === 'rsync'
-            ? launch('rsync', rsyncArgs(master, source, d), 120_000)
-            : launch(...xroadSync(['sync', ...passArgs(master, source, d)]), 120_000),
+          tool === 'rsync' ? launch('rsync', rsyncArgs(master, source, d), 120_000) : launch(...xroadSync(['sync', ...passArgs(master, source, d)]), 120_000),
         ),
       );
       const herdWallMs = performance.now() - t0;
@@ -143,8 +141,17 @@ export async function runHerd(work: string, master: TestMaster, cpu: MasterCpu |
       const failures = [...new Set(exits.filter((e) => e.status !== 0).map((e) => `${e.status}: ${e.stderr.trim().split('\n')[0] ?? ''}`))];
       const walls = exits.map((e) => e.wallMs);
       const r: HerdRound = {
-        tool, round, started: size, succeeded: exits.filter((e) => e.status === 0).length, herdWallMs,
-        medianWallMs: median(walls), maxWallMs: Math.max(...walls), cpuMs, masterCpuMs, exitCodes, failures,
+        tool,
+        round,
+        started: size,
+        succeeded: exits.filter((e) => e.status === 0).length,
+        herdWallMs,
+        medianWallMs: median(walls),
+        maxWallMs: Math.max(...walls),
+        cpuMs,
+        masterCpuMs,
+        exitCodes,
+        failures,
       };
       log(`herd ${tool} ${round}: ${r.succeeded}/${size} ok in ${herdWallMs.toFixed(0)} ms${failures.length ? `; ${failures.slice(0, 3).join(' | ')}` : ''}`);
       rounds.push(r);
@@ -163,7 +170,9 @@ export function herdTable(rounds: readonly HerdRound[]): string {
     `${r.maxWallMs.toFixed(0)} ms`,
     `${r.cpuMs.toFixed(0)} ms`,
     r.masterCpuMs === null ? 'n/a' : `${r.masterCpuMs.toFixed(0)} ms`,
-    Object.entries(r.exitCodes).map(([c, n]) => `${c}×${n}`).join(' '),
+    Object.entries(r.exitCodes)
+      .map(([c, n]) => `${c}×${n}`)
+      .join(' '),
   ]);
   return columns(head, body);
 }
@@ -225,7 +234,11 @@ interface Daemon {
 }
 
 function startDaemon(master: TestMaster, source: string, dirs: ToolDirs, intervalS: number | null): Daemon {
-  const [command, argv] = xroadSync(['daemon', ...passArgs(master, source, dirs, flagFileOf(dirs)), ...(intervalS === null ? [] : ['--interval', String(intervalS)])]);
+  const [command, argv] = xroadSync([
+    'daemon',
+    ...passArgs(master, source, dirs, flagFileOf(dirs)),
+    ...(intervalS === null ? [] : ['--interval', String(intervalS)]),
+  ]);
   const child = spawn(command, argv, { env: serviceEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   const d: Daemon = { child, dirs, ok: 0, failed: 0, stderr: '', timing: false, durations: [] };
   let partial = '';
@@ -340,7 +353,9 @@ export async function runPropagation(work: string, master: TestMaster, cpu: Mast
     }
     const firstPass = await until(() => daemons.every((d) => d.ok > 0), 120_000, 50);
     if (firstPass === null) {
-      throw new Error(`not every daemon finished its first pass within 120 s:\n${daemons.map((d, i) => `daemon ${i}: ${d.ok} ok, ${d.failed} failed; ${d.stderr.trim()}`).join('\n')}`);
+      throw new Error(
+        `not every daemon finished its first pass within 120 s:\n${daemons.map((d, i) => `daemon ${i}: ${d.ok} ok, ${d.failed} failed; ${d.stderr.trim()}`).join('\n')}`,
+      );
     }
     log(`propagation: ${opts.slaves} daemons synced the realistic tree (${(firstPass / 1000).toFixed(1)} s); idle ${opts.idleS} s`);
 
@@ -359,7 +374,12 @@ export async function runPropagation(work: string, master: TestMaster, cpu: Mast
     const idleDaemons = daemons.map((d, i) => {
       const used = (cpuMsOf(pids[i]!) ?? NaN) - cpu0[i]!;
       const passes = d.ok + d.failed - passes0[i]!;
-      return { cpuPct: (100 * used) / idleMs, passes, cpuPerPassMs: passes > 0 ? used / passes : null, passWallMs: d.durations.length ? median(d.durations) : null };
+      return {
+        cpuPct: (100 * used) / idleMs,
+        passes,
+        cpuPerPassMs: passes > 0 ? used / passes : null,
+        passWallMs: d.durations.length ? median(d.durations) : null,
+      };
     });
     const masterCpuPct = masterMs === null ? null : (100 * masterMs) / idleMs;
     const idlePasses = idleDaemons.reduce((n, d) => n + d.passes, 0);
@@ -381,7 +401,8 @@ export async function runPropagation(work: string, master: TestMaster, cpu: Mast
         return true;
       }, opts.changeTimeoutMs);
       samples.push({ kind, paths: [...expect.keys()], ms });
-      if ((k + 1) % 10 === 0 || ms === null) log(`propagation: change ${k + 1}/${opts.changes} (${kind}) ${ms === null ? 'NOT applied in time' : `${ms.toFixed(0)} ms`}`);
+      if ((k + 1) % 10 === 0 || ms === null)
+        log(`propagation: change ${k + 1}/${opts.changes} (${kind}) ${ms === null ? 'NOT applied in time' : `${ms.toFixed(0)} ms`}`);
     }
     const busyMs = performance.now() - busyT0;
     const busyMasterMs = busyMaster0 ? ((cpu!.snapshot().ticks - busyMaster0.ticks) * 1000) / CLK_TCK : null;
@@ -421,14 +442,20 @@ export function propagationTable(r: PropagationResult): string {
   }).join(', ');
   const rows: string[][] = [
     ['slaves / interval', `${o.slaves} daemons, --interval ${o.intervalS ?? 'default'}`],
-    ['changes applied on all', `${r.changes.length - r.notApplied}/${r.changes.length} (spacing ${o.spacingMs[0]}-${o.spacingMs[1]} ms, bound ${o.changeTimeoutMs / 1000} s each)`],
+    [
+      'changes applied on all',
+      `${r.changes.length - r.notApplied}/${r.changes.length} (spacing ${o.spacingMs[0]}-${o.spacingMs[1]} ms, bound ${o.changeTimeoutMs / 1000} s each)`,
+    ],
     ['propagation p50 / p95 / max', `${f(r.p50Ms)} / ${f(r.p95Ms)} / ${f(r.maxMs)}`],
     ['median by kind', byKind],
     [`idle ${r.idle.seconds.toFixed(0)} s: daemon CPU`, `median ${f(median(pcts), ' %', 2)}, max ${f(Math.max(...pcts), ' %', 2)} of one core`],
     ['idle: CPU per pass', `median ${f(perPass.length ? median(perPass) : null, ' ms', 1)} (${r.idle.daemons.map((d) => d.passes).join('/')} passes)`],
     ['idle: pass wall time', `median ${f(walls.length ? median(walls) : null, ' ms', 1)}`],
     ['idle: master sshd sessions, all', `${f(r.idle.masterCpuPct, ' % of one core', 2)}, ${f(r.idle.masterCpuPerPassMs, ' ms', 2)} per pass`],
-    [`changing ${r.changing.seconds.toFixed(0)} s: CPU`, `daemons median ${f(median(r.changing.daemonCpuPct), ' %', 2)}, master ${f(r.changing.masterCpuPct, ' %', 2)} of one core`],
+    [
+      `changing ${r.changing.seconds.toFixed(0)} s: CPU`,
+      `daemons median ${f(median(r.changing.daemonCpuPct), ' %', 2)}, master ${f(r.changing.masterCpuPct, ' %', 2)} of one core`,
+    ],
     ['daemon RSS at end (peak)', `median ${f(rss.length ? median(rss) : null, ' MB', 1)} (peak max ${f(peak.length ? Math.max(...peak) : null, ' MB', 1)})`],
     ['passes per daemon (failed)', r.daemons.map((d) => `${d.passes}(${d.failedPasses})`).join(' ')],
   ];
@@ -437,6 +464,10 @@ export function propagationTable(r: PropagationResult): string {
 
 function columns(head: string[], body: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }

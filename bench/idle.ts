@@ -19,13 +19,13 @@
  * pass against the same tree in the same run (5 times, median) as the yardstick.
  */
 import { spawn } from 'node:child_process';
-import { openSync, readFileSync, watch, closeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, watch } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { TestMaster } from '../test/helpers/sshd.js';
-import { median, spawnCollect, type Meter } from './measure.js';
+import { type Meter, median, spawnCollect } from './measure.js';
 import { CLI, EXE, exeExists, interpreterFlags, passArgs, rsyncArgs, type ToolDirs } from './tools.js';
-import { buildTree, writeBenchTree, type BenchTree } from './tree.js';
+import { type BenchTree, buildTree, writeBenchTree } from './tree.js';
 
 const CLK_TCK = 100; // USER_HZ on Linux
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -100,7 +100,13 @@ export function hugeTree(): BenchTree {
     entries.push({ kind: 'file', path: `services-huge/client-${String(i).padStart(5, '0')}.conf`, data: Buffer.from(`client = ${i}\n`), mode: 0o640 });
   }
   const files = entries.filter((e) => e.kind === 'file');
-  return { name: base.name, entries, editable: base.editable, files: files.length, bytes: files.reduce((s, e) => s + (e.kind === 'file' ? e.data.length : 0), 0) };
+  return {
+    name: base.name,
+    entries,
+    editable: base.editable,
+    files: files.length,
+    bytes: files.reduce((s, e) => s + (e.kind === 'file' ? e.data.length : 0), 0),
+  };
 }
 
 /** How the shipped daemon starts: the executable (else node + dist with its interpreter flags), the unit's environment. */
@@ -134,7 +140,10 @@ export async function runIdleDaemon(
 
   // As the unit does (ExecStartPre=xroad-sync sync): the initial sync is a one-shot pass, the daemon starts on a synced target.
   const initial = performance.now();
-  const synced = await spawnCollect(...daemonCommand(['sync', ...passArgs(master, source, dirs, path.join(root, 'flag', 'sync-disabled'))]), { env: unitEnv(), timeoutMs: 1_800_000 });
+  const synced = await spawnCollect(...daemonCommand(['sync', ...passArgs(master, source, dirs, path.join(root, 'flag', 'sync-disabled'))]), {
+    env: unitEnv(),
+    timeoutMs: 1_800_000,
+  });
   if (synced.status !== 0) throw new Error(`${scenario}: the initial sync exited ${synced.status}: ${synced.stderr.trim()}`);
   log(`${scenario}: initial sync (one-shot, as the unit's ExecStartPre) ${((performance.now() - initial) / 1000).toFixed(1)} s`);
   // The daemon's passes, counted as the pass lock appearing (created and removed once per pass).
@@ -151,12 +160,15 @@ export async function runIdleDaemon(
     const t0 = performance.now();
     for (;;) {
       if (passes() >= 1) break;
-      if (child.exitCode !== null) throw new Error(`${scenario}: the daemon exited ${child.exitCode}: ${await fs.readFile(path.join(root, 'daemon.out'), 'utf8')}`);
+      if (child.exitCode !== null)
+        throw new Error(`${scenario}: the daemon exited ${child.exitCode}: ${await fs.readFile(path.join(root, 'daemon.out'), 'utf8')}`);
       if (performance.now() - t0 > 600_000) throw new Error(`${scenario}: no first pass within 600 s`);
       await sleep(50);
     }
     const firstPassMs = performance.now() - t0;
-    log(`${scenario}: first pass ${(firstPassMs / 1000).toFixed(1)} s (${tree.entries.length} entries); warm-up ${opts.warmupS} s, then ${opts.measureS} s in ${opts.windowS} s windows`);
+    log(
+      `${scenario}: first pass ${(firstPassMs / 1000).toFixed(1)} s (${tree.entries.length} entries); warm-up ${opts.warmupS} s, then ${opts.measureS} s in ${opts.windowS} s windows`,
+    );
     await sleep(opts.warmupS * 1000);
 
     const windows: IdleWindow[] = [];
@@ -182,7 +194,9 @@ export async function runIdleDaemon(
         rssMb: memoryMb(pid)?.rss ?? null,
         loadavg: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]),
       };
-      log(`${scenario}: window ${windows.length + 1}: ${w.cpuPct.toFixed(2)} % of a core, ${n} passes, ${w.cpuPerPassMs?.toFixed(1) ?? 'n/a'} ms/pass, RSS ${w.rssMb?.toFixed(0)} MB, load ${w.loadavg}`);
+      log(
+        `${scenario}: window ${windows.length + 1}: ${w.cpuPct.toFixed(2)} % of a core, ${n} passes, ${w.cpuPerPassMs?.toFixed(1) ?? 'n/a'} ms/pass, RSS ${w.rssMb?.toFixed(0)} MB, load ${w.loadavg}`,
+      );
       windows.push(w);
     }
     const peakRssMb = memoryMb(pid)?.peak ?? null;
@@ -224,8 +238,10 @@ export function idleTable(results: readonly IdleResult[]): string {
     lines.push(
       `${r.scenario}: one daemon as shipped, ${r.options.intervalS === null ? 'defaults' : `--interval ${r.options.intervalS}`}, ${r.tree.entries} entries; /proc/PID/stat utime+stime (all threads) in ${r.options.windowS} s windows after ${r.options.warmupS} s of warm-up`,
       `  window   % of a core   passes   CPU/pass   bytes/pass   RSS     load`,
-      ...r.windows.map((w, i) =>
-        `  ${String(i + 1).padStart(6)}   ${w.cpuPct.toFixed(2).padStart(10)}%   ${String(w.passes).padStart(6)}   ${(w.cpuPerPassMs?.toFixed(1) ?? 'n/a').padStart(6)} ms   ${(w.bytesPerPass === null ? 'n/a' : Math.round(w.bytesPerPass).toString()).padStart(10)}   ${(w.rssMb?.toFixed(0) ?? 'n/a').padStart(3)} MB   ${w.loadavg.toFixed(2)}`),
+      ...r.windows.map(
+        (w, i) =>
+          `  ${String(i + 1).padStart(6)}   ${w.cpuPct.toFixed(2).padStart(10)}%   ${String(w.passes).padStart(6)}   ${(w.cpuPerPassMs?.toFixed(1) ?? 'n/a').padStart(6)} ms   ${(w.bytesPerPass === null ? 'n/a' : Math.round(w.bytesPerPass).toString()).padStart(10)}   ${(w.rssMb?.toFixed(0) ?? 'n/a').padStart(3)} MB   ${w.loadavg.toFixed(2)}`,
+      ),
       `  median ${median(pct).toFixed(2)} % of a core, ${perPassMedian?.toFixed(1) ?? 'n/a'} ms CPU per pass, ${bytes.length ? Math.round(median(bytes)) : 'n/a'} bytes per pass, RSS ${rss.length ? median(rss).toFixed(0) : 'n/a'} MB (peak ${r.peakRssMb?.toFixed(0) ?? 'n/a'} MB)`,
       `  rsync no-change pass of the same tree (this run, median of 5): ${r.rsyncNoChangeCpuMs?.toFixed(0) ?? 'n/a'} ms CPU; a daemon pass is ${perPassMedian !== null && r.rsyncNoChangeCpuMs ? (perPassMedian / r.rsyncNoChangeCpuMs).toFixed(3) : 'n/a'}× of it`,
       '',

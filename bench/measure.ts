@@ -56,7 +56,12 @@ sys.exit(os.waitstatus_to_exitcode(status) & 255)
  */
 export function serviceEnv(): NodeJS.ProcessEnv {
   // XROAD_SYNC_LOG_LEVEL=debug: a JSON record for every daemon pass, quiet ones too (the bench counts passes by them).
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', XROAD_SYNC_LOG_LEVEL: 'debug' };
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/root',
+    LANG: 'C.UTF-8',
+    XROAD_SYNC_LOG_LEVEL: 'debug',
+  };
   // Passed through so a run can compare staging's flush policies (per-file is the behaviour before the single flush).
   if (process.env.XROAD_SYNC_FLUSH) env.XROAD_SYNC_FLUSH = process.env.XROAD_SYNC_FLUSH;
   return env;
@@ -85,7 +90,7 @@ export async function createMeter(): Promise<Meter> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'xroad-sync-bench-meter-'));
   let n = 0;
   const method = python
-    ? `python3 wait4 (wall/CPU, µs)${gnuTime ? ' + /usr/bin/time %M (peak RSS)' : ' (peak RSS includes python\'s)'}`
+    ? `python3 wait4 (wall/CPU, µs)${gnuTime ? ' + /usr/bin/time %M (peak RSS)' : " (peak RSS includes python's)"}`
     : '/usr/bin/time -f "%e %U %S %M" (CPU to 10 ms)';
   return {
     method,
@@ -95,9 +100,7 @@ export async function createMeter(): Promise<Meter> {
       const pyOut = path.join(dir, `py-${id}`);
       const timeOut = path.join(dir, `time-${id}`);
       const resolved = cmd.includes('/') ? cmd : which(cmd);
-      const timed = gnuTime
-        ? [gnuTime, '-f', python ? '%M' : '%e %U %S %M', '-o', timeOut, resolved, ...args]
-        : [resolved, ...args];
+      const timed = gnuTime ? [gnuTime, '-f', python ? '%M' : '%e %U %S %M', '-o', timeOut, resolved, ...args] : [resolved, ...args];
       const argv = python ? [python, '-c', PY_WRAPPER, pyOut, ...timed] : timed;
       const started = process.hrtime.bigint();
       const { status, stdout, stderr } = await spawnCollect(argv[0]!, argv.slice(1), opts);

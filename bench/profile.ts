@@ -26,16 +26,16 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { resolvePassSettings } from '../src/settings/pass-settings.js';
-import { makeReporter } from '../src/run/reporter.js';
 import { runPass } from '../src/pass/run-pass.js';
-import type { SourceProvider } from '../src/remote/types.js';
 import { connectPerPass } from '../src/remote/provider.js';
 import { openSession } from '../src/remote/session.js';
+import type { SourceProvider } from '../src/remote/types.js';
+import { makeReporter } from '../src/run/reporter.js';
+import { resolvePassSettings } from '../src/settings/pass-settings.js';
 import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
 import { loadTimeByPackage, summarizeProfile, timeByOwnCaller } from './cpuprofile.js';
 import { startBenchMaster } from './master.js';
-import { createMeter, median, serviceEnv, spawnCollect, type Meter } from './measure.js';
+import { createMeter, type Meter, median, serviceEnv, spawnCollect } from './measure.js';
 import { CLI, EXE, interpreterFlags, PACKAGE_ROOT } from './tools.js';
 import { buildTree, writeBenchTree } from './tree.js';
 
@@ -55,19 +55,36 @@ async function startup(meter: Meter): Promise<void> {
   const cases: Array<[string, string[]]> = [
     ['node -e 0', ['-e', '0']],
     ['xroad-sync --version (commander + main.js)', [CLI, '--version']],
-    ['import the sync command graph', ['--input-type=module', '-e', `await import(${JSON.stringify(path.join(PACKAGE_ROOT, 'dist/src/cli/sync-command.js'))})`]],
+    [
+      'import the sync command graph',
+      ['--input-type=module', '-e', `await import(${JSON.stringify(path.join(PACKAGE_ROOT, 'dist/src/cli/sync-command.js'))})`],
+    ],
   ];
   for (const [label, args] of cases) {
     const s = await repeat(RUNS, () => meter.run(process.execPath, args, { cwd: PACKAGE_ROOT }));
-    out(`${label.padEnd(48)} wall ${ms(median(s.map((x) => x.wallMs)))}  CPU ${ms(median(s.map((x) => x.cpuMs)))}  RSS ${(median(s.map((x) => x.maxRssKb ?? 0)) / 1024).toFixed(1)} MB`);
+    out(
+      `${label.padEnd(48)} wall ${ms(median(s.map((x) => x.wallMs)))}  CPU ${ms(median(s.map((x) => x.cpuMs)))}  RSS ${(median(s.map((x) => x.maxRssKb ?? 0)) / 1024).toFixed(1)} MB`,
+    );
   }
   out();
   out('Import time of each dependency alone (in-process, performance.now() around import(); fresh process each):');
-  const mods = ['commander', 'pino', 'ssh2', 'ssh2-sftp-client', 'write-file-atomic', 'micromatch', 'chokidar',
-    path.join(PACKAGE_ROOT, 'dist/src/remote/session.js'), path.join(PACKAGE_ROOT, 'dist/src/pass.js'), path.join(PACKAGE_ROOT, 'dist/src/cli/sync-command.js')];
+  const mods = [
+    'commander',
+    'pino',
+    'ssh2',
+    'ssh2-sftp-client',
+    'write-file-atomic',
+    'micromatch',
+    'chokidar',
+    path.join(PACKAGE_ROOT, 'dist/src/remote/session.js'),
+    path.join(PACKAGE_ROOT, 'dist/src/pass.js'),
+    path.join(PACKAGE_ROOT, 'dist/src/cli/sync-command.js'),
+  ];
   for (const mod of mods) {
     const code = `const t = performance.now(); await import(${JSON.stringify(mod)}); process.stdout.write(String(performance.now() - t));`;
-    const times = await repeat(RUNS, async () => Number((await spawnCollect(process.execPath, ['--input-type=module', '-e', code], { cwd: PACKAGE_ROOT })).stdout));
+    const times = await repeat(RUNS, async () =>
+      Number((await spawnCollect(process.execPath, ['--input-type=module', '-e', code], { cwd: PACKAGE_ROOT })).stdout),
+    );
     out(`  ${path.relative(PACKAGE_ROOT, mod).startsWith('dist') ? path.relative(PACKAGE_ROOT, mod) : mod}`.padEnd(50) + ms(median(times)));
   }
   out();
@@ -75,7 +92,15 @@ async function startup(meter: Meter): Promise<void> {
 
 async function ssh(master: TestMaster, meter: Meter): Promise<void> {
   out('## 2. SSH handshake (TCP + kex + auth + channel)');
-  const opts = { host: '127.0.0.1', port: master.port, user: master.user, identityFile: master.identity, knownHostsFile: master.knownHosts, connectTimeoutMs: 10_000, idleTimeoutMs: 10_000 };
+  const opts = {
+    host: '127.0.0.1',
+    port: master.port,
+    user: master.user,
+    identityFile: master.identity,
+    knownHostsFile: master.knownHosts,
+    connectTimeoutMs: 10_000,
+    idleTimeoutMs: 10_000,
+  };
   const open = await repeat(RUNS, async () => {
     const t = performance.now();
     const s = await openSession(opts);
@@ -85,12 +110,24 @@ async function ssh(master: TestMaster, meter: Meter): Promise<void> {
     return { opened, closed: performance.now() - c };
   });
   out(`xroad-sync openSession (in-process, ssh2 + sftp)       ${ms(median(open.map((o) => o.opened)))}; close() ${ms(median(open.map((o) => o.closed)))}`);
-  const args = ['-o', 'ConnectTimeout=5', '-p', String(master.port), '-i', master.identity, '-o', `UserKnownHostsFile=${master.knownHosts}`, '-o', 'StrictHostKeyChecking=yes', `${master.user}@127.0.0.1`, 'true'];
+  const args = [
+    '-o',
+    'ConnectTimeout=5',
+    '-p',
+    String(master.port),
+    '-i',
+    master.identity,
+    '-o',
+    `UserKnownHostsFile=${master.knownHosts}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    `${master.user}@127.0.0.1`,
+    'true',
+  ];
   const s = await repeat(RUNS, () => meter.run('ssh', args));
   out(`ssh ... true (process: start-up, kex, auth, exec)      ${ms(median(s.map((x) => x.wallMs)))}; CPU ${ms(median(s.map((x) => x.cpuMs)))}`);
   out();
 }
-
 
 async function phases(master: TestMaster, work: string): Promise<void> {
   out('## 3. Pass phases, in-process, fresh connection per pass (median ms)');
@@ -106,7 +143,7 @@ async function phases(master: TestMaster, work: string): Promise<void> {
   const realFsync = fs.fsync;
   const setFsync = (on: boolean): void => {
     proto.sync = on ? realSync : async () => undefined;
-    (fs as { fsync: typeof fs.fsync }).fsync = on ? realFsync : ((_fd: number, cb: (err: null) => void) => cb(null)) as typeof fs.fsync;
+    (fs as { fsync: typeof fs.fsync }).fsync = on ? realFsync : (((_fd: number, cb: (err: null) => void) => cb(null)) as typeof fs.fsync);
   };
   for (const treeName of ['realistic', 'large'] as const) {
     const tree = buildTree(treeName);
@@ -123,8 +160,21 @@ async function phases(master: TestMaster, work: string): Promise<void> {
             await fsp.rm(target, { recursive: true, force: true });
             await fsp.mkdir(target);
           }
-          const settings = resolvePassSettings({ master: '127.0.0.1', port: master.port, user: master.user, identity: master.identity, knownHosts: master.knownHosts,
-            source: `${source}/`, target, stateDir: path.join(work, 'state'), logFile: false, flagFile: path.join(work, 'no-flag') }, {});
+          const settings = resolvePassSettings(
+            {
+              master: '127.0.0.1',
+              port: master.port,
+              user: master.user,
+              identity: master.identity,
+              knownHosts: master.knownHosts,
+              source: `${source}/`,
+              target,
+              stateDir: path.join(work, 'state'),
+              logFile: false,
+              flagFile: path.join(work, 'no-flag'),
+            },
+            {},
+          );
           const inner = connectPerPass(settings.connection, settings.sourceDir);
           const marks = new Map<string, number>();
           const provider: SourceProvider = {
@@ -153,7 +203,17 @@ async function phases(master: TestMaster, work: string): Promise<void> {
           const committed = at('committed', staged);
           const release = at('release', committed);
           const released = at('released', release);
-          rows.push([connected - t0, scanned - connected, planned - scanned, staged - planned, committed - staged, released - release, end - released + (release - committed), end - t0, (cpu.user + cpu.system) / 1000]);
+          rows.push([
+            connected - t0,
+            scanned - connected,
+            planned - scanned,
+            staged - planned,
+            committed - staged,
+            released - release,
+            end - released + (release - committed),
+            end - t0,
+            (cpu.user + cpu.system) / 1000,
+          ]);
         }
         const med = rows[0]!.map((_, col) => median(rows.map((r) => r[col]!)));
         out([`${treeName}/${scenario}`.padEnd(22), (fsyncOn ? 'on' : 'OFF').padEnd(6), ...med.map((v) => v.toFixed(1).padStart(8))].join(' '));
@@ -184,8 +244,21 @@ async function daemonPass(master: TestMaster, work: string): Promise<void> {
     const target = path.join(work, `daemon-target-${treeName}`);
     await fsp.mkdir(target);
     const stateDir = path.join(work, `daemon-state-${treeName}`);
-    const settings = resolvePassSettings({ master: '127.0.0.1', port: master.port, user: master.user, identity: master.identity, knownHosts: master.knownHosts,
-      source: `${source}/`, target, stateDir, logFile: path.join(work, 'daemon.log'), flagFile: path.join(work, 'no-flag') }, {});
+    const settings = resolvePassSettings(
+      {
+        master: '127.0.0.1',
+        port: master.port,
+        user: master.user,
+        identity: master.identity,
+        knownHosts: master.knownHosts,
+        source: `${source}/`,
+        target,
+        stateDir,
+        logFile: path.join(work, 'daemon.log'),
+        flagFile: path.join(work, 'no-flag'),
+      },
+      {},
+    );
     const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);
     await provider.acquire();
     const rows: number[][] = [];
@@ -211,7 +284,18 @@ async function daemonPass(master: TestMaster, work: string): Promise<void> {
       const scanned = marks.get('scanned') ?? connected;
       const planned = marks.get('planned') ?? scanned;
       const committed = marks.get('committed') ?? planned;
-      rows.push([tLog - t0, connected - tLog, scanned - connected, planned - scanned, committed - planned, tPass - committed, tClose - tPass, tEnd - tClose, tEnd - t0, (cpu.user + cpu.system) / 1000]);
+      rows.push([
+        tLog - t0,
+        connected - tLog,
+        scanned - connected,
+        planned - scanned,
+        committed - planned,
+        tPass - committed,
+        tClose - tPass,
+        tEnd - tClose,
+        tEnd - t0,
+        (cpu.user + cpu.system) / 1000,
+      ]);
     }
     await provider.close();
     const med = rows[0]!.map((_, col) => median(rows.map((r) => r[col]!)));
@@ -231,10 +315,38 @@ async function cpuProfiles(master: TestMaster, work: string): Promise<void> {
     await fsp.mkdir(source);
     await writeBenchTree(source, tree);
     const target = path.join(work, `cpu-target-${treeName}`);
-    const args = [CLI, 'sync', '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user,
-      '--identity', master.identity, '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target,
-      '--state-dir', path.join(work, `cpu-state-${treeName}`), '--log-file', path.join(work, 'cpu.log'), '--flag-file', path.join(work, 'no-flag')];
-    cases.push([`${treeName} initial`, async () => { await fsp.rm(target, { recursive: true, force: true }); await fsp.mkdir(target); }, args]);
+    const args = [
+      CLI,
+      'sync',
+      '--master',
+      '127.0.0.1',
+      '--port',
+      String(master.port),
+      '--user',
+      master.user,
+      '--identity',
+      master.identity,
+      '--known-hosts',
+      master.knownHosts,
+      '--source',
+      `${source}/`,
+      '--target',
+      target,
+      '--state-dir',
+      path.join(work, `cpu-state-${treeName}`),
+      '--log-file',
+      path.join(work, 'cpu.log'),
+      '--flag-file',
+      path.join(work, 'no-flag'),
+    ];
+    cases.push([
+      `${treeName} initial`,
+      async () => {
+        await fsp.rm(target, { recursive: true, force: true });
+        await fsp.mkdir(target);
+      },
+      args,
+    ]);
     cases.push([`${treeName} no-change`, async () => {}, args]);
   }
   for (const [label, prepare, args] of cases) {
@@ -270,8 +382,11 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   // PROFILE_SAMPLE_EVERY (500) passes: does RSS grow with passes?
   const passGoal = Number(process.env.PROFILE_DAEMON_PASSES ?? 0);
   const sampleEvery = Number(process.env.PROFILE_SAMPLE_EVERY ?? 500);
-  out(`## 6. xroad-sync daemon process (${exe ? path.relative(PACKAGE_ROOT, exe) : 'node ' + path.relative(PACKAGE_ROOT, CLI)}), realistic tree, no changes, --interval ${interval}, ` +
-    (passGoal > 0 ? `${passGoal} passes` : `${seconds} s`) + ' after its first pass');
+  out(
+    `## 6. xroad-sync daemon process (${exe ? path.relative(PACKAGE_ROOT, exe) : 'node ' + path.relative(PACKAGE_ROOT, CLI)}), realistic tree, no changes, --interval ${interval}, ` +
+      (passGoal > 0 ? `${passGoal} passes` : `${seconds} s`) +
+      ' after its first pass',
+  );
   const source = path.join(work, 'daemon-proc-master');
   await fsp.mkdir(source);
   await writeBenchTree(source, buildTree('realistic'));
@@ -281,18 +396,47 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const profDir = path.join(work, 'daemon-proc-prof');
   // PROFILE_DAEMON_PROF=0: no sampler, so /proc's CPU per pass is the daemon's own.
   const profiled = process.env.PROFILE_DAEMON_PROF !== '0' && passGoal === 0;
-  const nodeFlags = [...(process.env.PROFILE_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', process.env.PROFILE_SAMPLE_US ?? '1000'] : [])];
-  const daemonArgs = ['daemon', '--interval', interval,
-    '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user, '--identity', master.identity,
-    '--known-hosts', master.knownHosts, '--source', `${source}/`, '--target', target, '--state-dir', state,
-    '--log-file', path.join(work, 'daemon-proc.log'), '--flag-file', path.join(work, 'daemon-proc-flag', 'sync-disabled')];
+  const nodeFlags = [
+    ...(process.env.PROFILE_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+    ...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', process.env.PROFILE_SAMPLE_US ?? '1000'] : []),
+  ];
+  const daemonArgs = [
+    'daemon',
+    '--interval',
+    interval,
+    '--master',
+    '127.0.0.1',
+    '--port',
+    String(master.port),
+    '--user',
+    master.user,
+    '--identity',
+    master.identity,
+    '--known-hosts',
+    master.knownHosts,
+    '--source',
+    `${source}/`,
+    '--target',
+    target,
+    '--state-dir',
+    state,
+    '--log-file',
+    path.join(work, 'daemon-proc.log'),
+    '--flag-file',
+    path.join(work, 'daemon-proc-flag', 'sync-disabled'),
+  ];
   // As /usr/bin/xroad-sync runs it: with the node flags of main.ts's interpreter line (the executable's execArgv).
   const [command, args] = exe ? [exe, daemonArgs] : [process.execPath, [...interpreterFlags(CLI), ...nodeFlags, CLI, ...daemonArgs]];
   // The daemon watches the flag's directory: give it one of its own, as /var/tmp/xroad is on a slave.
   await fsp.mkdir(path.join(work, 'daemon-proc-flag'));
   const started = performance.now();
   // PROFILE_DAEMON_ENV="K=V …": extra environment for the daemon (e.g. MALLOC_ARENA_MAX=2).
-  const extraEnv = Object.fromEntries((process.env.PROFILE_DAEMON_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.split('=')[0]!, kv.slice(kv.indexOf('=') + 1)]));
+  const extraEnv = Object.fromEntries(
+    (process.env.PROFILE_DAEMON_ENV ?? '')
+      .split(' ')
+      .filter(Boolean)
+      .map((kv) => [kv.split('=')[0]!, kv.slice(kv.indexOf('=') + 1)]),
+  );
   if (exe && nodeFlags.length > 0) extraEnv.NODE_OPTIONS = nodeFlags.join(' ');
   const child = spawn(command, args, { env: { ...serviceEnv(), ...extraEnv }, stdio: ['ignore', 'pipe', 'inherit'] });
   let passes = 0;
@@ -302,7 +446,12 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
     if (keepStdout) fs.appendFileSync(keepStdout, c);
   });
   let exited = false;
-  const closed = new Promise<void>((resolve) => child.once('close', () => { exited = true; resolve(); }));
+  const closed = new Promise<void>((resolve) =>
+    child.once('close', () => {
+      exited = true;
+      resolve();
+    }),
+  );
   const deadline = Date.now() + 60_000;
   while (passes < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   if (passes < 2) throw new Error('the daemon did not finish two passes within 60 s');
@@ -343,23 +492,29 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const procStatus = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8');
   const rss = /^VmRSS:\s+(\d+)/m.exec(procStatus)?.[1];
   // RssFile is node's own binary and libraries (shared, clean page cache); RssAnon is this process's memory.
-  const rssParts = ['RssAnon', 'RssFile'].map((k) => `${k} ${(Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(procStatus)?.[1]) / 1024).toFixed(1)} MB`).join(', ');
+  const rssParts = ['RssAnon', 'RssFile']
+    .map((k) => `${k} ${(Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(procStatus)?.[1]) / 1024).toFixed(1)} MB`)
+    .join(', ');
   const mappings = smapsByMapping(child.pid!, exe ?? process.execPath);
   child.kill('SIGTERM');
   await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);
-  out(`${n} passes in ${elapsedS.toFixed(0)} s: ${(used / n).toFixed(1)} ms CPU per pass (/proc, 10 ms ticks${profiled ? ', sampler included' : ''}), ${((100 * used) / (elapsedS * 1000)).toFixed(2)} % of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MB`);
+  out(
+    `${n} passes in ${elapsedS.toFixed(0)} s: ${(used / n).toFixed(1)} ms CPU per pass (/proc, 10 ms ticks${profiled ? ', sampler included' : ''}), ${((100 * used) / (elapsedS * 1000)).toFixed(2)} % of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MB`,
+  );
   const byThread = [...threads].map(([name, t]) => `${name} ${((t - (threads0.get(name) ?? 0)) / n).toFixed(1)}`).join(', ');
   out(`  per thread, ms CPU per pass: ${byThread}`);
   out(`  memory: ${rssParts}`);
   out('  RSS by mapping (/proc/PID/smaps, MB): Rss = Private_Dirty + Private_Clean + Shared_Clean (+ Shared_Dirty)');
-  for (const m of mappings) out(`    ${m.name.padEnd(40)} Rss ${mb(m.rss)}  dirty ${mb(m.privateDirty)}  clean private ${mb(m.privateClean)}  clean shared ${mb(m.sharedClean)}`);
+  for (const m of mappings)
+    out(`    ${m.name.padEnd(40)} Rss ${mb(m.rss)}  dirty ${mb(m.privateDirty)}  clean private ${mb(m.privateClean)}  clean shared ${mb(m.sharedClean)}`);
   if (!profiled) return out();
   const file = path.join(profDir, (await fsp.readdir(profDir))[0]!);
   const p = await summarizeProfile(file, 20, skipMs);
   const busy = p.buckets.filter((b) => !b.bucket.startsWith('idle')).reduce((a, b) => a + b.ms, 0);
   out(`profiled ${busy.toFixed(0)} ms busy in ${p.totalMs.toFixed(0)} ms (${(busy / n).toFixed(1)} ms per pass; sampling overhead included)`);
   out('  self time by bucket:');
-  for (const b of p.buckets.filter((x) => !x.bucket.startsWith('idle')).slice(0, 14)) out(`    ${b.bucket.padEnd(46)} ${ms(b.ms)}  ${(b.ms / n).toFixed(2)} ms/pass`);
+  for (const b of p.buckets.filter((x) => !x.bucket.startsWith('idle')).slice(0, 14))
+    out(`    ${b.bucket.padEnd(46)} ${ms(b.ms)}  ${(b.ms / n).toFixed(2)} ms/pass`);
   out('  by our innermost calling function (includes what it spends in npm packages and node):');
   for (const c of await timeByOwnCaller(file, skipMs, 22)) out(`    ${c.caller.slice(0, 70).padEnd(70)} ${ms(c.ms)}  ${(c.ms / n).toFixed(2)} ms/pass`);
   out('  heaviest functions (self):');
@@ -380,7 +535,13 @@ function memoryRow(pid: number): string {
   return ['VmRSS', 'RssAnon', 'RssFile', 'VmHWM'].map((k) => mb(Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0))).join(' | ');
 }
 
-interface MappingRss { name: string; rss: number; privateDirty: number; privateClean: number; sharedClean: number }
+interface MappingRss {
+  name: string;
+  rss: number;
+  privateDirty: number;
+  privateClean: number;
+  sharedClean: number;
+}
 
 /**
  * Resident memory by mapping kind (kB): the executable's text (r-x), read-only data (r--) and data (rw-),
@@ -393,8 +554,16 @@ function smapsByMapping(pid: number, executable: string): MappingRss[] {
     const header = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (header) {
       const [, perms, file] = header as unknown as [string, string, string];
-      const name = file === path.resolve(executable) || file === fs.realpathSync(executable) ? `executable ${perms.slice(0, 3)}`
-        : file === '' ? 'anonymous' : file.startsWith('[') ? file : file.includes('.so') ? 'shared libraries' : 'other files';
+      const name =
+        file === path.resolve(executable) || file === fs.realpathSync(executable)
+          ? `executable ${perms.slice(0, 3)}`
+          : file === ''
+            ? 'anonymous'
+            : file.startsWith('[')
+              ? file
+              : file.includes('.so')
+                ? 'shared libraries'
+                : 'other files';
       current = groups.get(name) ?? { name, rss: 0, privateDirty: 0, privateClean: 0, sharedClean: 0 };
       groups.set(name, current);
       continue;

@@ -49,7 +49,10 @@ export function summarize(cells: readonly Cell[]): Summary[] {
       tool: c.tool,
       runs: c.samples.length,
       wallMs: wall,
-      wallP90Ms: percentile(c.samples.map((s) => s.wallMs), 90),
+      wallP90Ms: percentile(
+        c.samples.map((s) => s.wallMs),
+        90,
+      ),
       cpuMs: cpu,
       maxRssMb: rss === null ? null : Math.max(...nums(c.samples.map((s) => s.maxRssKb))) / 1024,
       wireBytes: medianOrNull(c.samples.map((s) => s.wireBytes)) ?? medianOrNull(c.probes.map((s) => s.wireBytes)),
@@ -79,19 +82,21 @@ function fmtBytes(n: number | null): string {
 
 export function table(rows: readonly Summary[]): string {
   const head = ['tree/scenario', 'tool', 'wall med', 'p90', 'CPU med', 'peak RSS', 'master CPU', 'wire bytes', 'tool-reported', 'wall ×rsync', 'CPU ×rsync'];
-  const body = rows.map((r) => [
-    `${r.tree}/${r.scenario}`,
-    TOOL_NAMES[r.tool] ?? r.tool,
-    `${r.wallMs.toFixed(0)} ms`,
-    `${r.wallP90Ms.toFixed(0)} ms`,
-    `${r.cpuMs.toFixed(0)} ms`,
-    r.maxRssMb === null ? 'n/a' : `${r.maxRssMb.toFixed(1)} MB`,
-    r.masterCpuMs === null ? 'n/a' : `${r.masterCpuMs.toFixed(0)} ms`,
-    fmtBytes(r.wireBytes),
-    fmtBytes(r.selfBytes),
-    r.tool === 'rsync' || r.wallRatio === null ? '' : r.wallRatio.toFixed(2),
-    r.tool === 'rsync' || r.cpuRatio === null ? '' : r.cpuRatio.toFixed(2),
-  ].concat(r.mismatches ? [`(${r.mismatches} diffs!)`] : []));
+  const body = rows.map((r) =>
+    [
+      `${r.tree}/${r.scenario}`,
+      TOOL_NAMES[r.tool] ?? r.tool,
+      `${r.wallMs.toFixed(0)} ms`,
+      `${r.wallP90Ms.toFixed(0)} ms`,
+      `${r.cpuMs.toFixed(0)} ms`,
+      r.maxRssMb === null ? 'n/a' : `${r.maxRssMb.toFixed(1)} MB`,
+      r.masterCpuMs === null ? 'n/a' : `${r.masterCpuMs.toFixed(0)} ms`,
+      fmtBytes(r.wireBytes),
+      fmtBytes(r.selfBytes),
+      r.tool === 'rsync' || r.wallRatio === null ? '' : r.wallRatio.toFixed(2),
+      r.tool === 'rsync' || r.cpuRatio === null ? '' : r.cpuRatio.toFixed(2),
+    ].concat(r.mismatches ? [`(${r.mismatches} diffs!)`] : []),
+  );
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line), '', ...NOTES].join('\n');
@@ -101,7 +106,7 @@ const NOTES = [
   'wall/CPU: medians; CPU = user + sys of the process and the children it waited for (rsync: its ssh too); daemon pass: this process.',
   'peak RSS: largest single process (rsync: rsync or ssh, whichever is larger). master CPU: the sshd session(s) on the master.',
   'wire bytes: SSH-level both ways (xroad-sync: its socket; rsync: ssh -o LogLevel=VERBOSE "Transferred:" in the warm-up run).',
-  'tool-reported: rsync\'s log line (protocol payload after -z); xroad-sync\'s pass record (daemon: cumulative over the session).',
+  "tool-reported: rsync's log line (protocol payload after -z); xroad-sync's pass record (daemon: cumulative over the session).",
 ];
 
 /** Issue 5's targets, for the process tools present (CLI, bundle) and the daemon pass. */
@@ -121,7 +126,15 @@ export function checkTargets(rows: readonly Summary[]): TargetCheck[] {
     ratio('large no-change, per process ≤ 0.6 × rsync', 'large', 'no-change', tool, 0.6);
     ratio('large initial (all fsynced) ≤ 1.0 × rsync', 'large', 'initial', tool, 1.0);
     const big = find('large', 'initial', tool);
-    if (big) checks.push({ target: 'large initial peak RSS ≤ 120 MB', tool, value: big.maxRssMb, limit: 120, unit: 'MB', pass: big.maxRssMb !== null && big.maxRssMb <= 120 });
+    if (big)
+      checks.push({
+        target: 'large initial peak RSS ≤ 120 MB',
+        tool,
+        value: big.maxRssMb,
+        limit: 120,
+        unit: 'MB',
+        pass: big.maxRssMb !== null && big.maxRssMb <= 120,
+      });
   }
   ratio('realistic no-change, daemon pass ≤ 0.05 × rsync', 'realistic', 'no-change', 'xroad-sync-daemon', 0.05);
   return checks;

@@ -29,19 +29,22 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
+import { type HerdRound, herdTable, type PropagationOptions, type PropagationResult, propagationTable, runHerd, runPropagation } from './fleet.js';
+import { type IdleResult, idleTable, runIdleDaemon } from './idle.js';
 import { MasterCpu, startBenchMaster } from './master.js';
 import { createMeter } from './measure.js';
 import { checkTargets, saveResults, summarize, table, targetLines } from './report.js';
-import { herdTable, propagationTable, runHerd, runPropagation, type HerdRound, type PropagationOptions, type PropagationResult } from './fleet.js';
-import { runTree, SCENARIOS, type Cell, type ScenarioId } from './scenarios.js';
+import { type Cell, runTree, SCENARIOS, type ScenarioId } from './scenarios.js';
 import { BUNDLE, bundleExists, daemonTool, EXE, exeExists, PACKAGE_ROOT, processTool, rsyncTool, type Tool } from './tools.js';
-import { buildTree, writeBenchTree, type BenchTree } from './tree.js';
-import { idleTable, runIdleDaemon, type IdleResult } from './idle.js';
+import { type BenchTree, buildTree, writeBenchTree } from './tree.js';
 
 function list(name: string, all: readonly string[]): string[] {
   const v = process.env[name];
   if (!v) return [...all];
-  const wanted = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const wanted = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = wanted.filter((w) => !all.includes(w));
   if (unknown.length) throw new Error(`${name}: unknown ${unknown.join(', ')} (known: ${all.join(', ')})`);
   return wanted;
@@ -74,7 +77,8 @@ function propagationOptions(quick: boolean): PropagationOptions {
   const intervalS = interval === 'default' ? null : Number(interval);
   if (intervalS !== null && !(intervalS > 0)) throw new Error(`BENCH_INTERVAL must be seconds or "default", got "${interval}"`);
   const spacing = /^(\d+)-(\d+)$/.exec(process.env.BENCH_SPACING_MS ?? '200-1500');
-  if (!spacing || Number(spacing[1]) > Number(spacing[2])) throw new Error(`BENCH_SPACING_MS must be MIN-MAX milliseconds, got "${process.env.BENCH_SPACING_MS}"`);
+  if (!spacing || Number(spacing[1]) > Number(spacing[2]))
+    throw new Error(`BENCH_SPACING_MS must be MIN-MAX milliseconds, got "${process.env.BENCH_SPACING_MS}"`);
   return {
     slaves: count('BENCH_SLAVES', 5, 1),
     changes: count('BENCH_CHANGES', quick ? 10 : 50, 1),
@@ -151,10 +155,33 @@ async function main(): Promise<void> {
     const idle: IdleResult[] = [];
     const windowS = count('BENCH_IDLE_WINDOW_S', 30, 1);
     if (allScenarios.includes('idle')) {
-      idle.push(await runIdleDaemon('idle', work, master, meter, { intervalS: seconds('BENCH_IDLE_INTERVAL'), warmupS: count('BENCH_IDLE_WARMUP_S', 60, 0), measureS: count('BENCH_IDLE_MEASURE_S', 120, 1), windowS }, log));
+      idle.push(
+        await runIdleDaemon(
+          'idle',
+          work,
+          master,
+          meter,
+          { intervalS: seconds('BENCH_IDLE_INTERVAL'), warmupS: count('BENCH_IDLE_WARMUP_S', 60, 0), measureS: count('BENCH_IDLE_MEASURE_S', 120, 1), windowS },
+          log,
+        ),
+      );
     }
     if (allScenarios.includes('large-daemon')) {
-      idle.push(await runIdleDaemon('large-daemon', work, master, meter, { intervalS: seconds('BENCH_LARGE_INTERVAL'), warmupS: count('BENCH_LARGE_WARMUP_S', 120, 0), measureS: count('BENCH_LARGE_MEASURE_S', 120, 1), windowS }, log));
+      idle.push(
+        await runIdleDaemon(
+          'large-daemon',
+          work,
+          master,
+          meter,
+          {
+            intervalS: seconds('BENCH_LARGE_INTERVAL'),
+            warmupS: count('BENCH_LARGE_WARMUP_S', 120, 0),
+            measureS: count('BENCH_LARGE_MEASURE_S', 120, 1),
+            windowS,
+          },
+          log,
+        ),
+      );
     }
 
     const rows = summarize(cells);
@@ -166,7 +193,10 @@ async function main(): Promise<void> {
       ...(herd ? [herdTable(herd), ''] : []),
       ...(spread ? [propagationTable(spread), ''] : []),
       ...(idle.length > 0 ? [idleTable(idle)] : []),
-      `load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at end`,
+      `load ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')} at end`,
       '',
     ].join('\n');
     process.stdout.write(out);

@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { editFiles, type BenchTree } from './tree.js';
 import type { Sample, Tool } from './tools.js';
+import { type BenchTree, editFiles } from './tree.js';
 
 export type ScenarioId = 'initial' | 'no-change' | 'one-file' | '100-files';
 
@@ -56,7 +56,12 @@ export async function runTree(tree: BenchTree, source: string, tools: readonly T
     await fs.mkdir(d.state, { recursive: true });
   }
   for (const scenario of SCENARIOS) {
-    const byTool = new Map(tools.map((t) => [t.id, { tree: tree.name, scenario: scenario.id, tool: t.id, samples: [] as Sample[], probes: [] as Sample[], mismatches: [] as string[] }]));
+    const byTool = new Map(
+      tools.map((t) => [
+        t.id,
+        { tree: tree.name, scenario: scenario.id, tool: t.id, samples: [] as Sample[], probes: [] as Sample[], mismatches: [] as string[] },
+      ]),
+    );
     const wanted = opts.scenarios.includes(scenario.id);
     // A skipped scenario still leaves every target synced for the next one: one untimed round.
     const rounds = wanted ? opts.warmups + opts.runs : scenario.fresh ? 1 : 0;
@@ -77,7 +82,8 @@ export async function runTree(tree: BenchTree, source: string, tools: readonly T
     for (const tool of tools) {
       const cell = byTool.get(tool.id)!;
       cell.mismatches = compare(expected, await snapshot(tool.dirs(tree.name).target, false));
-      if (cell.mismatches.length > 0) opts.progress(`WARNING ${tree.name}/${scenario.id}/${tool.id}: target differs from master: ${cell.mismatches.slice(0, 5).join('; ')}`);
+      if (cell.mismatches.length > 0)
+        opts.progress(`WARNING ${tree.name}/${scenario.id}/${tool.id}: target differs from master: ${cell.mismatches.slice(0, 5).join('; ')}`);
       cells.push(cell);
     }
   }
@@ -126,7 +132,14 @@ async function snapshot(root: string, filter: boolean): Promise<Map<string, Snap
         } else if (st.isSymbolicLink()) {
           out.set(r, { type: 'symlink', ...base, size: 0, link: await fs.readlink(p) });
         } else {
-          out.set(r, { type: 'file', ...base, size: st.size, hash: createHash('sha1').update(await fs.readFile(p)).digest('hex') });
+          out.set(r, {
+            type: 'file',
+            ...base,
+            size: st.size,
+            hash: createHash('sha1')
+              .update(await fs.readFile(p))
+              .digest('hex'),
+          });
         }
       }),
     );

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 /**
  * The contenders, each syncing the same master tree into its own target:
  *  - rsync: the guide's command, over the same sshd;
@@ -8,17 +7,17 @@ import { readFileSync } from 'node:fs';
  * "Transferred: sent N, received M bytes" with -o LogLevel=VERBOSE, which is
  * added only in warm-up (probe) runs so timed runs use the guide's command.
  */
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../src/settings/pass-settings.js';
-import { runReportedPass } from '../src/run/reported-pass.js';
 import { WarmSessionProvider } from '../src/remote/provider.js';
 import { createLogger } from '../src/report/logger.js';
+import { runReportedPass } from '../src/run/reported-pass.js';
+import { type PassSettings, type RawPassOptions, resolvePassSettings } from '../src/settings/pass-settings.js';
 import type { TestMaster } from '../test/helpers/sshd.js';
 import type { MasterCpu } from './master.js';
-import { measureInProcess, type Meter } from './measure.js';
+import { type Meter, measureInProcess } from './measure.js';
 
 /** dist/bench/tools.js → the package root. */
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -26,7 +25,8 @@ export const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
 /** The single-file bundle (`npm run bundle`: dist/bundle/xroad-sync.cjs); BENCH_BUNDLE overrides. */
 export const BUNDLE = process.env.BENCH_BUNDLE
   ? path.resolve(process.env.BENCH_BUNDLE)
-  : (['xroad-sync.cjs', 'xroad-sync.mjs'].map((f) => path.join(PACKAGE_ROOT, 'dist/bundle', f)).find((f) => existsSync(f)) ?? path.join(PACKAGE_ROOT, 'dist/bundle/xroad-sync.cjs'));
+  : (['xroad-sync.cjs', 'xroad-sync.mjs'].map((f) => path.join(PACKAGE_ROOT, 'dist/bundle', f)).find((f) => existsSync(f)) ??
+    path.join(PACKAGE_ROOT, 'dist/bundle/xroad-sync.cjs'));
 
 /** The single executable as shipped in the packages (`npm run exe`: dist/exe/xroad-sync); BENCH_EXE overrides. */
 export const EXE = process.env.BENCH_EXE ? path.resolve(process.env.BENCH_EXE) : path.join(PACKAGE_ROOT, 'dist/exe/xroad-sync');
@@ -73,10 +73,16 @@ function baseDirs(base: string, id: string, tree: string): ToolDirs {
 export function rsyncArgs(master: TestMaster, source: string, d: ToolDirs, probe = false): string[] {
   const ssh = `ssh -o ConnectTimeout=5 -p ${master.port} -i ${master.identity} -o UserKnownHostsFile=${master.knownHosts} -o StrictHostKeyChecking=yes`;
   return [
-    '-e', probe ? `${ssh} -o LogLevel=VERBOSE` : ssh, '-aqz', '--timeout=10', '--delete-delay',
+    '-e',
+    probe ? `${ssh} -o LogLevel=VERBOSE` : ssh,
+    '-aqz',
+    '--timeout=10',
+    '--delete-delay',
     ...GUIDE_EXCLUDES.flatMap((p) => ['--exclude', p]),
-    '--delay-updates', `--log-file=${d.log}`,
-    `${master.user}@127.0.0.1:${source.replace(/\/?$/, '/')}`, `${d.target}/`,
+    '--delay-updates',
+    `--log-file=${d.log}`,
+    `${master.user}@127.0.0.1:${source.replace(/\/?$/, '/')}`,
+    `${d.target}/`,
   ];
 }
 
@@ -109,10 +115,26 @@ export function rsyncTool(base: string, master: TestMaster, meter: Meter, cpu: M
 /** `flagFile`: the daemon watches its directory, so give a daemon one of its own (a state dir there would wake it every pass). */
 export function passArgs(master: TestMaster, source: string, d: ToolDirs, flagFile = path.join(d.state, 'sync-disabled')): string[] {
   return [
-    '--master', '127.0.0.1', '--port', String(master.port), '--user', master.user,
-    '--identity', master.identity, '--known-hosts', master.knownHosts,
-    '--source', source.replace(/\/?$/, '/'), '--target', d.target,
-    '--state-dir', d.state, '--log-file', d.log, '--flag-file', flagFile,
+    '--master',
+    '127.0.0.1',
+    '--port',
+    String(master.port),
+    '--user',
+    master.user,
+    '--identity',
+    master.identity,
+    '--known-hosts',
+    master.knownHosts,
+    '--source',
+    source.replace(/\/?$/, '/'),
+    '--target',
+    d.target,
+    '--state-dir',
+    d.state,
+    '--log-file',
+    d.log,
+    '--flag-file',
+    flagFile,
   ];
 }
 
@@ -170,8 +192,16 @@ export function daemonTool(base: string, master: TestMaster, cpu: MasterCpu | nu
     if (!w) {
       const d = baseDirs(base, id, tree);
       const raw: RawPassOptions = {
-        master: '127.0.0.1', port: master.port, user: master.user, identity: master.identity, knownHosts: master.knownHosts,
-        source: source.replace(/\/?$/, '/'), target: d.target, stateDir: d.state, logFile: d.log, flagFile: path.join(d.state, 'sync-disabled'),
+        master: '127.0.0.1',
+        port: master.port,
+        user: master.user,
+        identity: master.identity,
+        knownHosts: master.knownHosts,
+        source: source.replace(/\/?$/, '/'),
+        target: d.target,
+        stateDir: d.state,
+        logFile: d.log,
+        flagFile: path.join(d.state, 'sync-disabled'),
       };
       const settings = resolvePassSettings(raw, {});
       const provider = new WarmSessionProvider(settings.connection, settings.sourceDir);

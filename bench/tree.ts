@@ -34,7 +34,11 @@ export function pseudoRandom(seed: string, size: number): Buffer {
 }
 
 function hex(seed: string, len: number): string {
-  return createHash('sha256').update(seed).digest('hex').repeat(Math.ceil(len / 64)).slice(0, len);
+  return createHash('sha256')
+    .update(seed)
+    .digest('hex')
+    .repeat(Math.ceil(len / 64))
+    .slice(0, len);
 }
 
 /** Config-looking text of exactly `size` bytes: `[section]` headers and `key = value` lines. */
@@ -64,7 +68,9 @@ export function xmlText(seed: string, size: number, root = 'configuration'): Buf
 
 /** PEM-looking text (certificates, keys) of exactly `size` bytes. */
 function pemText(seed: string, size: number, label: string): Buffer {
-  const body = pseudoRandom(seed, size).toString('base64').replace(/(.{64})/g, '$1\n');
+  const body = pseudoRandom(seed, size)
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n');
   return fit(`-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`, size);
 }
 
@@ -94,21 +100,50 @@ class Builder {
 }
 
 const CONF_D: Array<[string, number]> = [
-  ['common.ini', 121], ['proxy.ini', 5143], ['proxy-logback.xml', 2381], ['signer.ini', 828], ['signer-logback.xml', 1712],
-  ['signer-console-logback.xml', 1616], ['confclient-logback.xml', 1238], ['confclient-logback-service.xml', 998],
-  ['proxy-ui-api.ini', 363], ['proxy-ui-api-logback.xml', 1794], ['proxy-ui-api-logback-access.xml', 884],
-  ['acme.example.yml', 1818], ['mail.example.yml', 812], ['op-monitor.ini', 947], ['op-monitor-logback.xml', 937],
-  ['override-securityserver-ee.ini', 446], ['local.ini', 1230],
+  ['common.ini', 121],
+  ['proxy.ini', 5143],
+  ['proxy-logback.xml', 2381],
+  ['signer.ini', 828],
+  ['signer-logback.xml', 1712],
+  ['signer-console-logback.xml', 1616],
+  ['confclient-logback.xml', 1238],
+  ['confclient-logback-service.xml', 998],
+  ['proxy-ui-api.ini', 363],
+  ['proxy-ui-api-logback.xml', 1794],
+  ['proxy-ui-api-logback-access.xml', 884],
+  ['acme.example.yml', 1818],
+  ['mail.example.yml', 812],
+  ['op-monitor.ini', 947],
+  ['op-monitor-logback.xml', 937],
+  ['override-securityserver-ee.ini', 446],
+  ['local.ini', 1230],
 ];
 const ADDONS: Array<[string, number]> = [
-  ['message-log.ini', 2486], ['messagelog-archiver-logback.xml', 902], ['monitor.ini', 56], ['monitor-logback.xml', 881],
+  ['message-log.ini', 2486],
+  ['messagelog-archiver-logback.xml', 902],
+  ['monitor.ini', 56],
+  ['monitor-logback.xml', 881],
   // Padding: further add-on configs a production server carries (sizes in the same range).
-  ['metaservices.ini', 310], ['wsdlvalidator.ini', 240], ['hwtoken.ini', 420], ['opmonitoring.ini', 512], ['proxymonitor.ini', 198],
-  ['proxymonitor-logback.xml', 874], ['opmonitor-logback-service.xml', 962], ['messagelog-logback.xml', 905],
+  ['metaservices.ini', 310],
+  ['wsdlvalidator.ini', 240],
+  ['hwtoken.ini', 420],
+  ['opmonitoring.ini', 512],
+  ['proxymonitor.ini', 198],
+  ['proxymonitor-logback.xml', 874],
+  ['opmonitor-logback-service.xml', 962],
+  ['messagelog-logback.xml', 905],
 ];
 const SERVICES: Array<[string, number]> = [
-  ['global.conf', 2121], ['proxy.conf', 859], ['signer.conf', 537], ['signer-console.conf', 432], ['confclient.conf', 590],
-  ['proxy-ui-api.conf', 464], ['monitor.conf', 609], ['opmonitor.conf', 486], ['messagelog-archiver.conf', 512], ['local.properties', 0],
+  ['global.conf', 2121],
+  ['proxy.conf', 859],
+  ['signer.conf', 537],
+  ['signer-console.conf', 432],
+  ['confclient.conf', 590],
+  ['proxy-ui-api.conf', 464],
+  ['monitor.conf', 609],
+  ['opmonitor.conf', 486],
+  ['messagelog-archiver.conf', 512],
+  ['local.properties', 0],
 ];
 
 /** How many soft-token keys: 40 members × (auth + sign), a busy provider's server. */
@@ -123,7 +158,10 @@ export function realisticEntries(): { builder: Builder; editable: string[] } {
   b.dir('conf.d/extra'); // an empty directory
   for (const [name, size] of SERVICES) b.file(`services/${name}`, iniText(name, size));
   b.file('ssl/openssl.cnf', iniText('openssl.cnf', 983));
-  for (const [stem, crt, key, p12] of [['internal', 1261, 1704, 2541], ['proxy-ui-api', 1996, 3272, 4437]] as const) {
+  for (const [stem, crt, key, p12] of [
+    ['internal', 1261, 1704, 2541],
+    ['proxy-ui-api', 1996, 3272, 4437],
+  ] as const) {
     b.file(`ssl/${stem}.crt`, pemText(`${stem}.crt`, crt, 'CERTIFICATE'), 0o660);
     b.file(`ssl/${stem}.key`, pemText(`${stem}.key`, key, 'PRIVATE KEY'), 0o660);
     b.file(`ssl/${stem}.p12`, pseudoRandom(`${stem}.p12`, p12), 0o660);
@@ -148,7 +186,8 @@ export function realisticEntries(): { builder: Builder; editable: string[] } {
   for (const name of ['00_xroad-confclient', '10_xroad-signer', '20_xroad-monitor', '30_xroad-proxy', '40_xroad-opmonitor']) {
     b.file(`backup.d/${name}`, Buffer.alloc(0), 0o440);
   }
-  for (let i = 0; i < 12; i++) b.file(`backupkeys/backup-${2023 + (i >> 2)}-${String(1 + (i % 4) * 3).padStart(2, '0')}.asc`, pemText(`asc-${i}`, 1310, 'PGP PUBLIC KEY BLOCK'));
+  for (let i = 0; i < 12; i++)
+    b.file(`backupkeys/backup-${2023 + (i >> 2)}-${String(1 + (i % 4) * 3).padStart(2, '0')}.asc`, pemText(`asc-${i}`, 1310, 'PGP PUBLIC KEY BLOCK'));
   b.file('messagelog/messagelog.p12', pseudoRandom('messagelog.p12', 412));
   for (const name of ['clientproxy.xml', 'serverproxy.xml', 'ocsp-responder.xml']) b.file(`jetty/${name}`, xmlText(name, 445, 'Configure')); // excluded
   b.dir('globalconf'); // excluded, as is everything below
@@ -187,7 +226,7 @@ export function buildTree(name: 'realistic' | 'large'): BenchTree {
       b.dir(dir);
       for (let f = 0; f < 50; f++) {
         const p = `${dir}/client-${String(f).padStart(2, '0')}.conf`;
-        b.file(p, iniText(p, 200 + ((d * 50 + f) * 37) % 3800));
+        b.file(p, iniText(p, 200 + (((d * 50 + f) * 37) % 3800)));
         small.push(p);
       }
     }

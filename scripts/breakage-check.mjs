@@ -42,8 +42,8 @@ const BREAKAGES = [
   {
     name: 'journal directory not fsynced before the first rename',
     file: 'src/commit/journal.ts',
-    find: "  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600 });\n  await fsyncDir(stateDir);\n",
-    replace: "  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600 });\n",
+    find: '  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600 });\n  await fsyncDir(stateDir);\n',
+    replace: '  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600 });\n',
     tests: ['dist/test/system/commit-durability.test.js'],
   },
   {
@@ -86,7 +86,8 @@ let stale = 0;
 for (const b of BREAKAGES.filter((x) => !only || x.name.includes(only))) {
   const scratch = mkdtempSync(path.join(tmpdir(), 'xroad-sync-breakage-'));
   try {
-    for (const entry of ['src', 'test', 'bench', 'package.json', 'tsconfig.json']) cpSync(path.join(ROOT, entry), path.join(scratch, entry), { recursive: true });
+    for (const entry of ['src', 'test', 'bench', 'package.json', 'tsconfig.json'])
+      cpSync(path.join(ROOT, entry), path.join(scratch, entry), { recursive: true });
     symlinkSync(path.join(ROOT, 'node_modules'), path.join(scratch, 'node_modules'));
     const file = path.join(scratch, b.file);
     const text = readFileSync(file, 'utf8');

@@ -1,4 +1,7 @@
 #!/usr/bin/env node
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 // Bundles src/cli/main.ts and every dependency into one file for the .deb and
 // the .rpm: dist/bundle/xroad-sync.cjs (run it with node >= 20, any name, no
 // node_modules needed), plus dist/bundle/THIRD-PARTY-LICENSES.txt listing the
@@ -25,9 +28,6 @@
 //   VERSION]" stay right. The build fails if main.ts no longer has the
 //   expression, instead of producing a binary that crashes on start.
 import { build } from 'esbuild';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
@@ -144,11 +144,15 @@ const result = await build({
 });
 
 if (!readFileSync(outfile, 'utf8').includes('function fillPadding(packet, offset, len)')) {
-  console.error(`bundle: ssh2's lib/protocol/crypto.js no longer pads with "${PADDING_CALL}" only (${paddingCalls} such calls found);\nupdate the pooledPadding plugin in scripts/bundle.mjs.`);
+  console.error(
+    `bundle: ssh2's lib/protocol/crypto.js no longer pads with "${PADDING_CALL}" only (${paddingCalls} such calls found);\nupdate the pooledPadding plugin in scripts/bundle.mjs.`,
+  );
   process.exit(1);
 }
 if (!patched.has(path.join('src', 'cli', 'main.ts'))) {
-  console.error(`bundle: src/cli/main.ts no longer contains ${VERSION_READ};\nupdate VERSION_READ in scripts/bundle.mjs, or the bundle cannot tell its version.`);
+  console.error(
+    `bundle: src/cli/main.ts no longer contains ${VERSION_READ};\nupdate VERSION_READ in scripts/bundle.mjs, or the bundle cannot tell its version.`,
+  );
   process.exit(1);
 }
 const first = readFileSync(outfile, 'utf8').split('\n', 1)[0];
@@ -206,4 +210,6 @@ function licenseName(field) {
 }
 
 const size = readFileSync(outfile).length;
-console.log(`bundle: ${path.relative(process.cwd(), outfile)} (${Math.round(size / 1024)} KiB, ${list.length} packages, version ${pkg.version}${existsSync(outfile) ? '' : ' MISSING'})`);
+console.log(
+  `bundle: ${path.relative(process.cwd(), outfile)} (${Math.round(size / 1024)} KiB, ${list.length} packages, version ${pkg.version}${existsSync(outfile) ? '' : ' MISSING'})`,
+);

@@ -8,22 +8,22 @@ import { constants, type Stats } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { journalPath, pendingJournal } from '../commit/journal.js';
-import { holderIsLive, parseHolder, passLockPath } from '../state/lock.js';
-import type { PassSettings } from '../settings/pass-settings.js';
-import type { SettingOrigins } from '../settings/layers.js';
-import { DEFAULT_EXCLUDES } from '../filter/types.js';
 import { ConnectionError, describeError, ExitCode, exitCodeOf, SafetyValveError, SyncError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
+import { DEFAULT_EXCLUDES } from '../filter/types.js';
 import { passContext } from '../pass/context.js';
 import { planPass } from '../pass/plan-pass.js';
 import type { PassReporter } from '../pass/types.js';
+import { countChanges } from '../plan/plan.js';
 import { fingerprint, hostLookupName, loadKnownHosts, verifyHostKey } from '../remote/known-hosts.js';
 import { openSession, type SftpSession } from '../remote/session.js';
 import { SftpSource } from '../remote/sftp-source.js';
-import { countChanges } from '../plan/plan.js';
 import { itemizePlan } from '../report/itemize.js';
-import { escapeControls } from '../util/output.js';
+import type { SettingOrigins } from '../settings/layers.js';
+import type { PassSettings } from '../settings/pass-settings.js';
+import { holderIsLive, parseHolder, passLockPath } from '../state/lock.js';
 import type { Tree } from '../tree.js';
+import { escapeControls } from '../util/output.js';
 
 export interface Outcome {
   readonly ok: boolean;
@@ -42,7 +42,11 @@ export interface CheckOutput {
 }
 
 const statOrNull = (path: string): Promise<Stats | null> => stat(path).catch(() => null);
-const writable = (path: string): Promise<boolean> => access(path, constants.W_OK).then(() => true, () => false);
+const writable = (path: string): Promise<boolean> =>
+  access(path, constants.W_OK).then(
+    () => true,
+    () => false,
+  );
 const mode = (st: Stats): string => '0' + (st.mode & 0o7777).toString(8).padStart(3, '0');
 const me = (): string => process.env.USER ?? `uid ${process.getuid?.()}`;
 
@@ -52,12 +56,24 @@ export async function runChecks(settings: PassSettings, out: CheckOutput): Promi
   const identity = await checkIdentity(settings.connection.identityFile);
   const knownHosts = await checkKnownHosts(settings);
   const target = await checkTarget(settings.targetDir);
-  const local = [identity, knownHosts, target, await checkLogFile(settings.logFile), await checkStateDir(settings.stateDir), await checkFlag(settings.flagFile)];
+  const local = [
+    identity,
+    knownHosts,
+    target,
+    await checkLogFile(settings.logFile),
+    await checkStateDir(settings.stateDir),
+    await checkFlag(settings.flagFile),
+  ];
   local.forEach(print);
   (await stateNotes(settings)).forEach(print);
   const localFailed = local.some((o) => !o.ok);
   if (!identity.ok || !knownHosts.ok) {
-    print(fail(`connect to ${settings.connection.user}@${settings.connection.host}:${settings.connection.port}: not tried`, 'fix the identity and known_hosts problems above first'));
+    print(
+      fail(
+        `connect to ${settings.connection.user}@${settings.connection.host}:${settings.connection.port}: not tried`,
+        'fix the identity and known_hosts problems above first',
+      ),
+    );
     return ExitCode.USAGE;
   }
   const remote = await checkMaster(settings, target.ok, out);
@@ -102,12 +118,23 @@ const defaultExcludesOn = (origins: SettingOrigins): boolean => (origins.get('de
 
 async function checkIdentity(file: string): Promise<Outcome> {
   const st = await statOrNull(file);
-  if (!st) return fail(`identity ${file} does not exist`, `ssh-keygen -t ed25519 -N '' -f ${file}, then add ${file}.pub to the sync user's ~/.ssh/authorized_keys on the master`);
+  if (!st)
+    return fail(
+      `identity ${file} does not exist`,
+      `ssh-keygen -t ed25519 -N '' -f ${file}, then add ${file}.pub to the sync user's ~/.ssh/authorized_keys on the master`,
+    );
   if (!st.isFile()) return fail(`identity ${file} is not a regular file`, 'pass --identity with the private key file');
   const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) return fail(`identity ${file} is owned by uid ${st.uid}, not by the running user (uid ${uid})`, `chown ${me()} ${file}`);
+  if (uid !== undefined && st.uid !== uid)
+    return fail(`identity ${file} is owned by uid ${st.uid}, not by the running user (uid ${uid})`, `chown ${me()} ${file}`);
   if ((st.mode & 0o077) !== 0) return fail(`identity ${file} has mode ${mode(st)}`, `run chmod 600 ${file}`);
-  if (!(await access(file, constants.R_OK).then(() => true, () => false))) return fail(`identity ${file} is not readable`, `run chmod 600 ${file}`);
+  if (
+    !(await access(file, constants.R_OK).then(
+      () => true,
+      () => false,
+    ))
+  )
+    return fail(`identity ${file} is not readable`, `run chmod 600 ${file}`);
   return ok(`identity ${file} (mode ${mode(st)}, owned by the running user)`);
 }
 
@@ -131,7 +158,8 @@ async function checkTarget(dir: string): Promise<Outcome> {
   const st = await statOrNull(dir);
   if (!st) return fail(`target ${dir} does not exist`, `mkdir -p ${dir} (on a security server: install the X-Road packages first)`);
   if (!st.isDirectory()) return fail(`target ${dir} is not a directory`, 'pass --target with the directory to mirror into');
-  if (!(await writable(dir))) return fail(`target ${dir} is not writable by ${me()}`, `run the sync as the owner of ${dir} (uid ${st.uid}), or chown -R ${me()} ${dir}`);
+  if (!(await writable(dir)))
+    return fail(`target ${dir} is not writable by ${me()}`, `run the sync as the owner of ${dir} (uid ${st.uid}), or chown -R ${me()} ${dir}`);
   return ok(`target ${dir} exists and is writable`);
 }
 
@@ -159,7 +187,11 @@ async function stateNotes(settings: PassSettings): Promise<Outcome[]> {
   const notes: Outcome[] = [];
   const pending = await pendingJournal(settings.stateDir, settings.targetDir);
   if (pending) {
-    notes.push(ok(`the interrupted commit of ${pending.createdAt} is pending in ${journalPath(settings.stateDir)} (${pending.operations} operations): the next pass completes it`));
+    notes.push(
+      ok(
+        `the interrupted commit of ${pending.createdAt} is pending in ${journalPath(settings.stateDir)} (${pending.operations} operations): the next pass completes it`,
+      ),
+    );
   }
   const lockFile = passLockPath(settings.stateDir);
   const text = await readFile(lockFile, 'utf8').catch(() => null);
@@ -172,7 +204,8 @@ async function stateNotes(settings: PassSettings): Promise<Outcome[]> {
 async function checkFlag(file: string): Promise<Outcome> {
   const dir = dirname(file);
   const st = await statOrNull(dir);
-  if (!st?.isDirectory()) return fail(`flag file directory ${dir} does not exist`, `mkdir -p ${dir} (xroad-base creates /var/tmp/xroad; xroad-sync pause also creates it)`);
+  if (!st?.isDirectory())
+    return fail(`flag file directory ${dir} does not exist`, `mkdir -p ${dir} (xroad-base creates /var/tmp/xroad; xroad-sync pause also creates it)`);
   const flag = await statOrNull(file);
   if (flag) return ok(`flag file ${file} exists: sync is PAUSED since ${flag.mtime.toISOString()} (xroad-sync resume to end it)`);
   return ok(`flag file ${file} absent: sync is not paused`);
@@ -185,10 +218,13 @@ function notesReporter(out: CheckOutput): PassReporter {
 }
 
 function describeTree(tree: Tree): string {
-  let files = 0, dirs = 0, links = 0, bytes = 0;
+  let files = 0,
+    dirs = 0,
+    links = 0,
+    bytes = 0;
   for (const e of tree.values()) {
     if (e.path === '') continue;
-    if (e.type === 'file') (files++, (bytes += e.size));
+    if (e.type === 'file') files++, (bytes += e.size);
     else if (e.type === 'dir') dirs++;
     else if (e.type === 'symlink') links++;
   }
@@ -221,15 +257,28 @@ async function checkMaster(settings: PassSettings, scanTargetToo: boolean, out: 
     const { plan, sourceTree, targetTree } = planned;
     print(ok(`master ${settings.sourceDir.replace(/\/?$/, '/')} (after excludes): ${describeTree(sourceTree)}`));
     const { changed, deleted } = countChanges(plan.changes);
-    print(ok(`target ${settings.targetDir}: ${describeTree(targetTree)}; a pass would change ${changed} and delete ${deleted} (${plan.changes.length} changes pending)`));
+    print(
+      ok(
+        `target ${settings.targetDir}: ${describeTree(targetTree)}; a pass would change ${changed} and delete ${deleted} (${plan.changes.length} changes pending)`,
+      ),
+    );
     const lines = itemizePlan(plan.changes);
-    out.report(lines.length > 0 ? `dry run (what the next pass would do):\n${lines.map((l) => escapeControls(l) + '\n').join('')}` : 'dry run: the target already mirrors the master\n');
+    out.report(
+      lines.length > 0
+        ? `dry run (what the next pass would do):\n${lines.map((l) => escapeControls(l) + '\n').join('')}`
+        : 'dry run: the target already mirrors the master\n',
+    );
     return ExitCode.OK;
   } catch (err) {
     const cause = err instanceof Error && err.cause instanceof Error && !err.message.includes(err.cause.message) ? `: ${err.cause.message}` : '';
     const message = err instanceof SyncError ? err.message + cause : describeError(err);
     const reach = `check that sshd runs on ${c.host}:${c.port} and is reachable from here: ssh -p ${c.port} -i ${c.identityFile} ${c.user}@${c.host}`;
-    print(fail(`connect and list ${where}:${settings.sourceDir}: ${message}`, (err instanceof SyncError ? err.hint : undefined) ?? (err instanceof ConnectionError ? reach : undefined)));
+    print(
+      fail(
+        `connect and list ${where}:${settings.sourceDir}: ${message}`,
+        (err instanceof SyncError ? err.hint : undefined) ?? (err instanceof ConnectionError ? reach : undefined),
+      ),
+    );
     return exitCodeOf(err);
   } finally {
     await session?.close();

@@ -9,7 +9,6 @@ import { grantExecute } from '../replica/setup.js';
 import { describeEndpoint, type ReplicaSettings } from '../settings/replica-settings.js';
 import type { CheckOutput, Outcome } from './checks.js';
 
-
 /** `check`'s replica lines: can we log in, is it a standby, may we pause, resume and see the receiver. */
 export async function checkReplicaAccess(settings: ReplicaSettings, out: CheckOutput): Promise<number> {
   const print = (o: Outcome): void => out.outcome(o);
@@ -27,13 +26,20 @@ export async function checkReplicaAccess(settings: ReplicaSettings, out: CheckOu
     print({ ok: true, text: `serverconf replica ${where}: logged in (PostgreSQL ${replica.server})` });
     const status = await replica.status();
     if (!status.inRecovery) {
-      print({ ok: false, text: `serverconf database on port ${settings.port} is not a standby (not in recovery)`, fix: 'point --serverconf-port at the replica, or rebuild a promoted one (pg_basebackup -R)' });
+      print({
+        ok: false,
+        text: `serverconf database on port ${settings.port} is not a standby (not in recovery)`,
+        fix: 'point --serverconf-port at the replica, or rebuild a promoted one (pg_basebackup -R)',
+      });
       return ExitCode.REPLICA_UNAVAILABLE;
     }
     const p = await replica.privileges();
     const missing: Outcome[] = [];
     const fns = replica.fns;
-    for (const [fn, ok] of [[fns.pause, p.pause], [fns.resume, p.resume]] as const) {
+    for (const [fn, ok] of [
+      [fns.pause, p.pause],
+      [fns.resume, p.resume],
+    ] as const) {
       if (!ok) missing.push({ ok: false, text: `role ${settings.role} may not run ${fn}()`, fix: onPrimary(settings, grantExecute(fn, settings.role)) });
     }
     if (!p.superuser && p.monitor !== true) {
@@ -43,7 +49,10 @@ export async function checkReplicaAccess(settings: ReplicaSettings, out: CheckOu
       missing.forEach(print);
       return ExitCode.REPLICA_PERMISSION;
     }
-    print({ ok: true, text: `role ${settings.role} may run ${fns.pause}(), ${fns.resume}() and read pg_stat_wal_receiver${p.superuser ? ' (superuser: the one-time setup in the README needs less)' : ''}` });
+    print({
+      ok: true,
+      text: `role ${settings.role} may run ${fns.pause}(), ${fns.resume}() and read pg_stat_wal_receiver${p.superuser ? ' (superuser: the one-time setup in the README needs less)' : ''}`,
+    });
     print({ ok: true, text: `serverconf replica: ${summarize(status)}` });
     return ExitCode.OK;
   } catch (err) {
@@ -61,4 +70,3 @@ function summarize(s: ReplicaStatus): string {
   const lag = s.lagBytes === null ? 'lag unknown' : `lag ${s.lagBytes} bytes${s.lagSeconds === null ? '' : `, ${s.lagSeconds} s`}`;
   return `replay ${s.replay}, ${receiver}, received ${s.receiveLsn ?? '-'}, replayed ${s.replayLsn ?? '-'}, ${lag}`;
 }
-

@@ -1,11 +1,11 @@
 /** `xroad-sync check`: the diagnostics are check/'s; here each outcome is printed as it is known. */
-import { originLines, runChecks, type CheckOutput } from '../check/checks.js';
+import { type CheckOutput, originLines, runChecks } from '../check/checks.js';
 import { checkReplicaAccess } from '../check/replica-access.js';
 import { ExitCode } from '../errors.js';
 import type { SettingOrigins } from '../settings/layers.js';
-import { resolvePassSettings, type RawPassOptions } from '../settings/pass-settings.js';
+import { type RawPassOptions, resolvePassSettings } from '../settings/pass-settings.js';
 import { escapeControls, printLine, printReport } from '../util/output.js';
-import { replicaSettingsFor, type Opts } from './replica-commands.js';
+import { type Opts, replicaSettingsFor } from './replica-commands.js';
 
 /** One line each, escaped as in slave-sync.log: a master file name can be in the text. */
 const checkOutput: CheckOutput = {

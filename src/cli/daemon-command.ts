@@ -1,8 +1,8 @@
 /** `xroad-sync daemon`: resolve settings, then hand over to the daemon loop. */
 import v8 from 'node:v8';
-import { DEFAULTS, resolvePassSettings, type RawPassOptions } from '../settings/pass-settings.js';
 import { runDaemon } from '../daemon/daemon.js';
 import { operatorRestartRules } from '../report/restart-hints.js';
+import { DEFAULTS, type RawPassOptions, resolvePassSettings } from '../settings/pass-settings.js';
 import { durationOption } from '../util/duration.js';
 
 export async function daemonCommand(raw: RawPassOptions & { interval?: string }): Promise<number> {

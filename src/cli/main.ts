@@ -1,4 +1,5 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
+import { readFileSync } from 'node:fs';
 /**
  * xroad-sync command line. The interpreter line caps V8's young generation:
  * a large initial sync streams tens of MB through short-lived Buffers, and
@@ -9,17 +10,16 @@
  * the every-minute `sync` does not pay for the daemon, server or demo code.
  */
 import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
-import { DEFAULTS } from '../settings/pass-settings.js';
 import { exitCodeHelp } from '../errors.js';
-import { reportError } from '../util/output.js';
 import { DEFAULT_EXCLUDES } from '../filter/types.js';
 import { CHECK_DEFAULTS } from '../health/limits.js';
+import { SERVE_DEFAULTS } from '../serve/defaults.js';
+import { DEFAULTS } from '../settings/pass-settings.js';
+import { reportError } from '../util/output.js';
+import { nameThisProcess } from '../util/process-name.js';
 import { addIntervalOption, addPassOptions, addSettingsOption, addWaitOption, collect } from './options.js';
 import { addReplicaCheckOptions, addReplicaOptions, addReplicaWaitOption } from './replica-options.js';
 import { applySettings, SettingOrigins } from './settings.js';
-import { SERVE_DEFAULTS } from '../serve/defaults.js';
-import { nameThisProcess } from '../util/process-name.js';
 
 nameThisProcess('xroad-sync');
 
@@ -50,81 +50,125 @@ function version(): string {
 
 function buildProgram(): Command {
   const program = new Command('xroad-sync')
-    .description('Mirror an X-Road master\'s /etc/xroad to this slave over SFTP: all-or-nothing, rsync\'s excludes and log format.')
+    .description("Mirror an X-Road master's /etc/xroad to this slave over SFTP: all-or-nothing, rsync's excludes and log format.")
     .version(version(), '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', EXIT_CODES);
 
-  addSettingsOption(addWaitOption(addPassOptions(
-    program
-      .command('sync')
-      .description('run one pass now (what the systemd timer runs every minute); waits for a pass in flight (--wait)')
-      .option('--now', 'accepted for the manual pass before an upgrade (a pass always runs at once)'),
-  )))
+  addSettingsOption(
+    addWaitOption(
+      addPassOptions(
+        program
+          .command('sync')
+          .description('run one pass now (what the systemd timer runs every minute); waits for a pass in flight (--wait)')
+          .option('--now', 'accepted for the manual pass before an upgrade (a pass always runs at once)'),
+      ),
+    ),
+  )
     .addHelpText('after', EXIT_CODES)
     .action(act(async () => (await import('./sync-command.js')).syncCommand));
 
-  addReplicaOptions(addSettingsOption(addWaitOption(
+  addReplicaOptions(
+    addSettingsOption(
+      addWaitOption(
+        program
+          .command('pause')
+          .description(
+            'create the flag file, then wait for a pass in flight to finish or be abandoned before its commit: paused when it returns (rolling upgrades, IG-XLB 7.2)',
+          )
+          .option('--flag-file <file>', 'the flag file', DEFAULTS.flagFile)
+          .option('--state-dir <dir>', 'where a running pass holds its lock (and the serverconf pause time is noted)', DEFAULTS.stateDir),
+      ),
+    ),
+  ).action(
+    act(async () => {
+      const [{ pauseCommand }, { pauseWithReplica }] = await Promise.all([import('./pause-command.js'), import('./replica-commands.js')]);
+      return (opts) => pauseWithReplica(opts, () => pauseCommand(opts));
+    }),
+  );
+
+  addReplicaWaitOption(
+    addReplicaOptions(
+      addSettingsOption(
+        addWaitOption(
+          addPassOptions(
+            program
+              .command('resume')
+              .description('remove the flag file; with --now also run a pass at once, waiting for one in flight (upgrade steps 4-5)')
+              .option('--now', 'run a pass right after resuming'),
+          ),
+        ),
+      ),
+    ),
+  ).action(
+    act(async () => {
+      const [{ resumeCommand }, { resumeWithReplica }] = await Promise.all([import('./pause-command.js'), import('./replica-commands.js')]);
+      return (opts) => resumeWithReplica(opts, () => resumeCommand(opts));
+    }),
+  );
+
+  addSettingsOption(
+    addPassOptions(
+      addIntervalOption(
+        program
+          .command('daemon')
+          .description('keep running: a pass at start, then every --interval over one kept-open SSH session; pauses live on the flag file; one per state dir'),
+      ),
+    ),
+  ).action(act(async () => (await import('./daemon-command.js')).daemonCommand));
+
+  addReplicaOptions(
+    addSettingsOption(
+      addPassOptions(
+        program
+          .command('check')
+          .description(
+            'show where each setting came from; check identity, known_hosts, target, log, state dir and flag file, each problem with its fix; then connect and show what a pass would change',
+          ),
+      ),
+    ),
+  ).action(
+    act(async () => {
+      const { checkCommand, checkReplicaCommand } = await import('./check-command.js');
+      return async (opts, ctx) => {
+        const config = await checkCommand(opts, ctx);
+        const replica = await checkReplicaCommand(opts); // reported even when the config half failed
+        return config || replica;
+      };
+    }),
+  );
+
+  addReplicaCheckOptions(
+    addReplicaOptions(
+      addSettingsOption(
+        program
+          .command('status')
+          .description('paused or not, the last pass, the last success, whether a daemon runs')
+          .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid, interruptedCommit}')
+          .option('--check', 'monitoring probe: one line, exit 0 OK / 1 WARNING / 2 CRITICAL (Nagios, Zabbix)')
+          .option(
+            '--max-age <duration>',
+            'with --check: critical when the last success is older than this: seconds, or 30s/5m/1h',
+            String(CHECK_DEFAULTS.maxAgeS),
+          )
+          .option('--fail-if-paused', 'with --check: a pause is a warning (otherwise only reported)')
+          .option('--state-dir <dir>', 'where passes record their status', DEFAULTS.stateDir)
+          .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile),
+      ),
+    ),
+  ).action(act(async () => (await import('./status-command.js')).statusCommand));
+
+  addSettingsOption(
     program
-      .command('pause')
-      .description('create the flag file, then wait for a pass in flight to finish or be abandoned before its commit: paused when it returns (rolling upgrades, IG-XLB 7.2)')
-      .option('--flag-file <file>', 'the flag file', DEFAULTS.flagFile)
-      .option('--state-dir <dir>', 'where a running pass holds its lock (and the serverconf pause time is noted)', DEFAULTS.stateDir),
-  ))).action(act(async () => {
-    const [{ pauseCommand }, { pauseWithReplica }] = await Promise.all([import('./pause-command.js'), import('./replica-commands.js')]);
-    return (opts) => pauseWithReplica(opts, () => pauseCommand(opts));
-  }));
-
-  addReplicaWaitOption(addReplicaOptions(addSettingsOption(addWaitOption(addPassOptions(
-    program
-      .command('resume')
-      .description('remove the flag file; with --now also run a pass at once, waiting for one in flight (upgrade steps 4-5)')
-      .option('--now', 'run a pass right after resuming'),
-  ))))).action(act(async () => {
-    const [{ resumeCommand }, { resumeWithReplica }] = await Promise.all([import('./pause-command.js'), import('./replica-commands.js')]);
-    return (opts) => resumeWithReplica(opts, () => resumeCommand(opts));
-  }));
-
-  addSettingsOption(addPassOptions(addIntervalOption(
-    program
-      .command('daemon')
-      .description('keep running: a pass at start, then every --interval over one kept-open SSH session; pauses live on the flag file; one per state dir'),
-  ))).action(act(async () => (await import('./daemon-command.js')).daemonCommand));
-
-  addReplicaOptions(addSettingsOption(addPassOptions(
-    program
-      .command('check')
-      .description('show where each setting came from; check identity, known_hosts, target, log, state dir and flag file, each problem with its fix; then connect and show what a pass would change'),
-  ))).action(act(async () => {
-    const { checkCommand, checkReplicaCommand } = await import('./check-command.js');
-    return async (opts, ctx) => {
-      const config = await checkCommand(opts, ctx);
-      const replica = await checkReplicaCommand(opts); // reported even when the config half failed
-      return config || replica;
-    };
-  }));
-
-  addReplicaCheckOptions(addReplicaOptions(addSettingsOption(program
-    .command('status')
-    .description('paused or not, the last pass, the last success, whether a daemon runs')
-    .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid, interruptedCommit}')
-    .option('--check', 'monitoring probe: one line, exit 0 OK / 1 WARNING / 2 CRITICAL (Nagios, Zabbix)')
-    .option('--max-age <duration>', 'with --check: critical when the last success is older than this: seconds, or 30s/5m/1h', String(CHECK_DEFAULTS.maxAgeS))
-    .option('--fail-if-paused', 'with --check: a pause is a warning (otherwise only reported)')
-    .option('--state-dir <dir>', 'where passes record their status', DEFAULTS.stateDir)
-    .option('--flag-file <file>', 'the pause flag file', DEFAULTS.flagFile))))
-    .action(act(async () => (await import('./status-command.js')).statusCommand));
-
-  addSettingsOption(program
-    .command('digest')
-    .description("the digest of a local tree's synced state (run it on the master): equal to a slave's status digest when the slave mirrors it")
-    .argument('[dir]', 'the tree', '/etc/xroad')
-    .option('--exclude <pattern>', 'rsync exclude pattern, repeatable; added to the defaults (use the slave\'s)', collect)
-    .option('--no-default-excludes', `do not apply the default excludes (${DEFAULT_EXCLUDES.join(' ')})`))
-    .action(async (dir: string, _opts: unknown, cmd: Command) => {
-      applySettings(cmd); // XROAD_SYNC_OPTS's excludes, as a pass takes them
-      process.exitCode = await (await import('./digest-command.js')).digestCommand(dir, cmd.opts());
-    });
+      .command('digest')
+      .description("the digest of a local tree's synced state (run it on the master): equal to a slave's status digest when the slave mirrors it")
+      .argument('[dir]', 'the tree', '/etc/xroad')
+      .option('--exclude <pattern>', "rsync exclude pattern, repeatable; added to the defaults (use the slave's)", collect)
+      .option('--no-default-excludes', `do not apply the default excludes (${DEFAULT_EXCLUDES.join(' ')})`),
+  ).action(async (dir: string, _opts: unknown, cmd: Command) => {
+    applySettings(cmd); // XROAD_SYNC_OPTS's excludes, as a pass takes them
+    process.exitCode = await (await import('./digest-command.js')).digestCommand(dir, cmd.opts());
+  });
 
   program
     .command('serve')

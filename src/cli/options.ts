@@ -1,7 +1,7 @@
 /** The sync options shared by `sync`, `daemon` and `check`, with help that answers the usual questions. */
-import { Command, Option } from 'commander';
-import { DEFAULTS } from '../settings/pass-settings.js';
+import { type Command, Option } from 'commander';
 import { DEFAULT_EXCLUDES } from '../filter/types.js';
+import { DEFAULTS } from '../settings/pass-settings.js';
 
 /** A repeatable option's parser: each occurrence adds a value. */
 export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -21,13 +21,24 @@ export function addPassOptions(cmd: Command): Command {
     .option('--source <dir>', 'directory on the master (rsync: :/etc/xroad/)', DEFAULTS.sourceDir)
     .option('--target <dir>', 'local directory to mirror into', DEFAULTS.targetDir)
     .option('--exclude <pattern>', 'rsync exclude pattern, repeatable; added to the defaults and to the excludes in XROAD_SYNC_OPTS', collect)
-    .option('--no-default-excludes', `do not apply the default excludes (${DEFAULT_EXCLUDES.join(' ')}): IG-XLB 1.29's six, plus 1.3's /nginx and /jetty, which X-Road 7 no longer has (excluding an absent path changes nothing)`)
+    .option(
+      '--no-default-excludes',
+      `do not apply the default excludes (${DEFAULT_EXCLUDES.join(' ')}): IG-XLB 1.29's six, plus 1.3's /nginx and /jetty, which X-Road 7 no longer has (excluding an absent path changes nothing)`,
+    )
     .option('--flag-file <file>', 'while this file exists every pass is skipped (exit 0)', DEFAULTS.flagFile)
     .option('--log-file <file>', 'rsync-format log, appended per pass (rsync: --log-file)', DEFAULTS.logFile)
     .option('--no-log-file', 'do not write the rsync-format log')
     .option('--state-dir <dir>', 'lock, status and crash journal', DEFAULTS.stateDir)
-    .option('--connect-timeout <duration>', 'handshake must finish within this: seconds, or 30s/5m/1h (rsync: ssh -o ConnectTimeout=5)', String(DEFAULTS.connectTimeoutS))
-    .option('--timeout <duration>', 'abort when the master makes no progress for this long: seconds, or 30s/5m/1h (rsync: --timeout=10)', String(DEFAULTS.timeoutS))
+    .option(
+      '--connect-timeout <duration>',
+      'handshake must finish within this: seconds, or 30s/5m/1h (rsync: ssh -o ConnectTimeout=5)',
+      String(DEFAULTS.connectTimeoutS),
+    )
+    .option(
+      '--timeout <duration>',
+      'abort when the master makes no progress for this long: seconds, or 30s/5m/1h (rsync: --timeout=10)',
+      String(DEFAULTS.timeoutS),
+    )
     .option('--max-delete <n>', 'refuse a pass that deletes more files (default: half of the synced files)')
     .option('--force', 'override the safety valve (empty master, too many deletions)')
     .option('--max-file-size <size>', 'fail the pass (before any change) if a master file is larger', DEFAULTS.maxFileSize)
@@ -36,7 +47,12 @@ export function addPassOptions(cmd: Command): Command {
     .option('--concurrency <n>', 'files fetched at once', String(DEFAULTS.concurrency))
     .option('--on-change <cmd>', 'shell command run after a pass that changed files; the changed paths arrive on stdin, each followed by a NUL byte (xargs -0)')
     .option('--dry-run', 'print what would change (rsync itemized format) and change nothing')
-    .addOption(new Option('--metrics-file <file>', "Prometheus textfile (node_exporter's textfile directory, e.g. /var/lib/prometheus/node-exporter/xroad-sync.prom), rewritten after each pass").env('XROAD_SYNC_METRICS_FILE'));
+    .addOption(
+      new Option(
+        '--metrics-file <file>',
+        "Prometheus textfile (node_exporter's textfile directory, e.g. /var/lib/prometheus/node-exporter/xroad-sync.prom), rewritten after each pass",
+      ).env('XROAD_SYNC_METRICS_FILE'),
+    );
 }
 
 /** How long a by-hand command waits for a pass in flight (another command's, or the daemon's). */
@@ -51,5 +67,8 @@ export function addIntervalOption(cmd: Command): Command {
 
 /** Where the units' settings come from; every command reads them. */
 export function addSettingsOption(cmd: Command): Command {
-  return cmd.option('--settings <file>', 'read MASTER, XROAD_USER and XROAD_SYNC_OPTS from this file (default: /etc/default/xroad-sync, /etc/sysconfig/xroad-sync; env XROAD_SYNC_SETTINGS)');
+  return cmd.option(
+    '--settings <file>',
+    'read MASTER, XROAD_USER and XROAD_SYNC_OPTS from this file (default: /etc/default/xroad-sync, /etc/sysconfig/xroad-sync; env XROAD_SYNC_SETTINGS)',
+  );
 }

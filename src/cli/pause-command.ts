@@ -1,5 +1,5 @@
 /** pause / resume: the protocol is src/pause/pause.ts; here options in, lines out. */
-import { pauseAll, pauseContext, resumeAll, type PauseOptions } from '../pause/pause.js';
+import { type PauseOptions, pauseAll, pauseContext, resumeAll } from '../pause/pause.js';
 import { notice, printLine } from '../util/output.js';
 
 export async function pauseCommand(opts: PauseOptions): Promise<number> {

@@ -9,12 +9,19 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { durationOption } from '../util/duration.js';
-import { DEFAULTS } from '../settings/pass-settings.js';
 import { ConfigError, describeError, ExitCode } from '../errors.js';
 import { pauseReplayAsAsked, resumeReplayAsAsked } from '../replica/as-asked.js';
 import type { Replica } from '../replica/replica.js';
-import { describeEndpoint, REPLICA_DEFAULTS, replicaEnabled, resolveReplicaSettings, type RawReplicaOptions, type ReplicaSettings } from '../settings/replica-settings.js';
+import { DEFAULTS } from '../settings/pass-settings.js';
+import {
+  describeEndpoint,
+  type RawReplicaOptions,
+  REPLICA_DEFAULTS,
+  type ReplicaSettings,
+  replicaEnabled,
+  resolveReplicaSettings,
+} from '../settings/replica-settings.js';
+import { durationOption } from '../util/duration.js';
 import { notice, printLine, reportError, warn } from '../util/output.js';
 
 export type Opts = RawReplicaOptions & { stateDir?: string; flagFile?: string; now?: boolean; readyTimeout?: string; serverconfOnly?: boolean };

@@ -3,7 +3,7 @@
  * Each has a setting (environment / /etc/default/xroad-sync) of the same
  * meaning; SERVERCONF_REPLICA=yes makes --serverconf the default on a slave.
  */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { CHECK_DEFAULTS } from '../health/limits.js';
 import { REPLICA_DEFAULTS, REPLICA_ENV } from '../settings/replica-settings.js';
 
@@ -26,7 +26,11 @@ export function addReplicaWaitOption(cmd: Command): Command {
       'only the serverconf replica: resume replay, then wait until it caught up; the config sync stays paused. IG-XLB 1.29 §7.2.3 on each slave: ' +
         'resume --serverconf-only ("serverconf replica ready to upgrade"), upgrade the packages, then resume --now (flag removed, a pass, "node ready"), restart the services',
     )
-    .option('--ready-timeout <s>', 'with --now or --serverconf-only and the replica: wait at most this long for it to catch up', String(REPLICA_DEFAULTS.readyTimeoutS));
+    .option(
+      '--ready-timeout <s>',
+      'with --now or --serverconf-only and the replica: wait at most this long for it to catch up',
+      String(REPLICA_DEFAULTS.readyTimeoutS),
+    );
 }
 
 /** status --check: the replica's thresholds. */
@@ -34,5 +38,9 @@ export function addReplicaCheckOptions(cmd: Command): Command {
   return cmd
     .option('--max-replay-lag <s>', 'with --check and the replica: critical when replay lags more than this', String(CHECK_DEFAULTS.maxReplayLagS))
     .option('--warn-replay-lag <s>', 'with --check and the replica: warning when replay lags more than this', String(CHECK_DEFAULTS.warnReplayLagS))
-    .option('--max-replay-pause <s>', 'with --check and the replica: critical when replay was paused (by xroad-sync) longer than this', String(CHECK_DEFAULTS.maxReplayPauseS));
+    .option(
+      '--max-replay-pause <s>',
+      'with --check and the replica: critical when replay was paused (by xroad-sync) longer than this',
+      String(CHECK_DEFAULTS.maxReplayPauseS),
+    );
 }

@@ -8,12 +8,11 @@
 import { mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { hostLookupName as knownHostsHost, fingerprint as sha256Fingerprint } from '../remote/known-hosts.js';
+import { SERVE_DEFAULTS } from '../serve/defaults.js';
 import { generateEd25519, publicKeyOf } from '../serve/keys.js';
 import { startEmbeddedMaster } from '../serve/sftp-server.js';
-import { fingerprint as sha256Fingerprint, hostLookupName as knownHostsHost } from '../remote/known-hosts.js';
 import { noticeFrom, printLine } from '../util/output.js';
-import { SERVE_DEFAULTS } from '../serve/defaults.js';
-
 
 export interface ServeOptions {
   root: string;
@@ -36,7 +35,10 @@ function waitForStopSignal(): Promise<NodeJS.Signals> {
 }
 
 async function isDirectory(p: string): Promise<boolean> {
-  return stat(p).then((st) => st.isDirectory(), () => false);
+  return stat(p).then(
+    (st) => st.isDirectory(),
+    () => false,
+  );
 }
 
 function parsePort(raw: string | undefined): number {

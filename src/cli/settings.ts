@@ -8,12 +8,12 @@ import { ConfigError } from '../errors.js';
 import { splitWords } from '../settings/env-file.js';
 import {
   exportVariablesReadByName,
+  type GivenValue,
   layeredValue,
   readSettingsVariables,
   SettingOrigins,
   settingLayers,
   settingsFiles,
-  type GivenValue,
 } from '../settings/layers.js';
 import { addIntervalOption, addPassOptions, addWaitOption, isRepeatable } from './options.js';
 
@@ -56,9 +56,7 @@ function parseOptionWords(text: string, where: string, daemonOnly: boolean): Map
   // What `sync $XROAD_SYNC_OPTS` accepts (the units pass it to sync too); --interval only in the daemon's variable.
   const parser = addWaitOption(addPassOptions(new Command('settings'))).option('--now');
   if (daemonOnly) addIntervalOption(parser);
-  parser
-    .exitOverride()
-    .configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
+  parser.exitOverride().configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
   try {
     parser.parse(splitWords(text), { from: 'user' });
   } catch (cause) {

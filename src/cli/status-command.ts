@@ -7,7 +7,7 @@
 import { checkReplica, collectReplica, combineChecks, describeReplica, replicaLimits } from '../health/replica.js';
 import { checkStatus, collectStatus, describeStatus, freeBytes, maxAgeSeconds, unknownIfUnreadable } from '../health/status.js';
 import { agePerfdata, checkLine, replicaPerfdata } from '../report/nagios.js';
-import { replicaEnabled, resolveReplicaSettings, type RawReplicaOptions } from '../settings/replica-settings.js';
+import { type RawReplicaOptions, replicaEnabled, resolveReplicaSettings } from '../settings/replica-settings.js';
 import { printLine, printReport } from '../util/output.js';
 
 export interface StatusOptions extends RawReplicaOptions {

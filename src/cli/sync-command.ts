@@ -1,8 +1,9 @@
 /** `xroad-sync sync`: one pass, reported to slave-sync.log, stderr, the JSON record and status.json. */
-import { resolvePassSettings, type RawPassOptions } from '../settings/pass-settings.js';
+
 import { connectPerPass } from '../remote/provider.js';
 import { runReportedPass } from '../run/reported-pass.js';
-import { waitingLine, type LockWait } from '../state/lock.js';
+import { type RawPassOptions, resolvePassSettings } from '../settings/pass-settings.js';
+import { type LockWait, waitingLine } from '../state/lock.js';
 import { notice } from '../util/output.js';
 
 export interface SyncCommandOptions extends RawPassOptions {

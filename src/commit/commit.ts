@@ -17,12 +17,12 @@
 import { constants, lstatSync, renameSync } from 'node:fs';
 import { access, chmod, chown, lchown, lstat, lutimes, mkdir, readFile, rm, rmdir, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { LocalIoError, describeError, errnoOf } from '../errors.js';
+import { describeError, errnoOf, LocalIoError } from '../errors.js';
 import type { Change } from '../plan/types.js';
 import type { Staging } from '../stage/stage.js';
 import type { Tree } from '../tree.js';
 import { fsyncDir } from './fsync-dir.js';
-import { beginJournal, journalPath, recoverJournal, type Recovery } from './journal.js';
+import { beginJournal, journalPath, type Recovery, recoverJournal } from './journal.js';
 import { buildCommitOps, type CommitOp, type Seen } from './ops.js';
 
 export type CommitStep = 'replace-remove' | 'mkdir' | 'rename' | 'attrs' | 'delete' | 'dir-attrs' | 'fsync';
@@ -112,8 +112,17 @@ async function precheckCommit(ops: readonly CommitOp[], root: string): Promise<v
   }
   for (const dir of [...dirs].sort()) {
     // Not a directory yet: the commit creates it (after removing what is there), in a parent checked here too.
-    if (!(await lstat(dir).then((st) => st.isDirectory(), () => false))) continue;
-    const err = await access(dir, constants.W_OK | constants.X_OK).then(() => undefined, (e: unknown) => e);
+    if (
+      !(await lstat(dir).then(
+        (st) => st.isDirectory(),
+        () => false,
+      ))
+    )
+      continue;
+    const err = await access(dir, constants.W_OK | constants.X_OK).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     if (err === undefined) continue;
     throw new LocalIoError(`cannot commit: ${dir} is not writable (${errnoOf(err) ?? describeError(err)}); nothing was changed`, {
       subject: dir,
@@ -208,10 +217,12 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
         opts.done?.add(op.path);
         break;
       case 'fsync':
-        await Promise.all(op.dirs.map(async (dir) => {
-          await opts.beforeStep?.('fsync', dir);
-          await fsyncDir(abs(dir));
-        }));
+        await Promise.all(
+          op.dirs.map(async (dir) => {
+            await opts.beforeStep?.('fsync', dir);
+            await fsyncDir(abs(dir));
+          }),
+        );
         break;
     }
   }

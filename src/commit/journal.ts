@@ -7,14 +7,14 @@
  * from any point yields the complete new state.
  */
 import { unlink } from 'node:fs/promises';
-import { readSmallFile, readSmallFileStrictly } from '../util/small-file.js';
-import { stateFileOwner } from '../util/state-owner.js';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
 import type { Change } from '../plan/types.js';
+import { readSmallFile, readSmallFileStrictly } from '../util/small-file.js';
+import { stateFilePath } from '../util/state-files.js';
+import { stateFileOwner } from '../util/state-owner.js';
 import { fsyncDir } from './fsync-dir.js';
 import type { CommitOp } from './ops.js';
-import { stateFilePath } from '../util/state-files.js';
 
 const JOURNAL_VERSION = 1;
 
@@ -75,18 +75,17 @@ export type Recovery =
  * is left alone; one that cannot be read or replayed is discarded with the
  * reason: the pass that follows converges the target anyway.
  */
-export async function recoverJournal(
-  stateDir: string,
-  target: string,
-  replay: (ops: readonly CommitOp[]) => Promise<unknown>,
-): Promise<Recovery> {
+export async function recoverJournal(stateDir: string, target: string, replay: (ops: readonly CommitOp[]) => Promise<unknown>): Promise<Recovery> {
   const path = journalPath(stateDir);
   let text: string | null;
   try {
     text = readSmallFileStrictly(path);
   } catch (err) {
     // Not "no journal": the target may be half-applied. Left for whoever may read it (status says UNKNOWN meanwhile).
-    return { kind: 'discarded', reason: `cannot read the interrupted commit's journal ${path}: ${describeError(err)}; left in place: make it readable by the sync user (chown it to the owner of ${stateDir})` };
+    return {
+      kind: 'discarded',
+      reason: `cannot read the interrupted commit's journal ${path}: ${describeError(err)}; left in place: make it readable by the sync user (chown it to the owner of ${stateDir})`,
+    };
   }
   if (text === null) return { kind: 'none' };
   let doc: JournalDoc;
@@ -103,7 +102,10 @@ export async function recoverJournal(
   } catch (err) {
     // Another user's pass (root's) may have planned what this one may not do (chown): kept for a replay as that user.
     if (doc.uid !== undefined && doc.uid !== process.geteuid?.()) {
-      return { kind: 'discarded', reason: `could not roll forward the interrupted commit of ${doc.createdAt} of a pass run as uid ${doc.uid}: ${describeError(err)}; left in place for a pass or pause run as that user (sudo xroad-sync pause)` };
+      return {
+        kind: 'discarded',
+        reason: `could not roll forward the interrupted commit of ${doc.createdAt} of a pass run as uid ${doc.uid}: ${describeError(err)}; left in place for a pass or pause run as that user (sudo xroad-sync pause)`,
+      };
     }
     await unlink(path).catch(() => undefined);
     return { kind: 'discarded', reason: `could not roll forward the interrupted commit of ${doc.createdAt}: ${describeError(err)}` };

@@ -4,9 +4,10 @@
  * written to the crash journal before the first operation runs, so a killed
  * pass can be rolled forward by replaying it (every operation is idempotent).
  */
-import { COMMIT_LAST } from './order.js';
+
 import type { Change } from '../plan/types.js';
-import { depthOf, parentOf, type Entry, type Tree } from '../tree.js';
+import { depthOf, type Entry, parentOf, type Tree } from '../tree.js';
+import { COMMIT_LAST } from './order.js';
 
 /** What the scan saw at a path, so a live commit can notice a local edit made during the pass. */
 export interface Seen {

@@ -3,31 +3,32 @@
  * live by the flag file, corrective passes when someone edits a synced file
  * on this (read-only) slave, clean stop on SIGTERM/SIGINT within 5 s.
  */
-import { watch, type FSWatcher } from 'chokidar';
+
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, relative } from 'node:path';
-import type { PassSettings } from '../settings/pass-settings.js';
-import { QuietPasses } from '../run/quiet-passes.js';
-import { runReportedPass } from '../run/reported-pass.js';
+import { type FSWatcher, watch } from 'chokidar';
 import { journalPath } from '../commit/journal.js';
 import { describeError, ExitCode, exitCodeOf, isLockWait } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import { KnownTarget } from '../local/known-target.js';
 import { isTempName } from '../local/temp-names.js';
-import { WarmSessionProvider } from '../remote/provider.js';
-import { createLogger, logLevelFromEnv, type Logger } from '../report/logger.js';
-import { readStatus, writeStatus } from '../state/status.js';
-import { acquireDaemonLock, ensureStateDir, type DaemonLock } from '../state/lock.js';
-import { lockTargetForDaemon, type DaemonTargetLock } from '../state/target-lock.js';
-import { fullScanPeriodFromEnv, hangOnSignalFromEnv } from '../run/test-hooks.js';
 import type { PassResult } from '../pass/types.js';
+import { WarmSessionProvider } from '../remote/provider.js';
+import { createLogger, type Logger, logLevelFromEnv } from '../report/logger.js';
 import { LocalEdits } from '../run/local-edits.js';
-import { PauseFlag } from './pause-flag.js';
+import { QuietPasses } from '../run/quiet-passes.js';
+import { runReportedPass } from '../run/reported-pass.js';
+import { fullScanPeriodFromEnv, hangOnSignalFromEnv } from '../run/test-hooks.js';
+import type { PassSettings } from '../settings/pass-settings.js';
+import { acquireDaemonLock, type DaemonLock, ensureStateDir } from '../state/lock.js';
 import { PassMetrics } from '../state/metrics-file.js';
+import { readStatus, writeStatus } from '../state/status.js';
+import { type DaemonTargetLock, lockTargetForDaemon } from '../state/target-lock.js';
+import { notice } from '../util/output.js';
+import { PauseFlag } from './pause-flag.js';
 import { PassScheduler } from './scheduler.js';
 import { lastPassOf, SystemdNotifier, takeNotifyEnv } from './systemd-notify.js';
 import { WallClockSteps } from './wall-clock.js';
-import { notice } from '../util/output.js';
 
 /** The safety net under the watcher: the target is scanned in full (listing and content) at least this often. */
 const FULL_SCAN_MS = 60_000;
@@ -204,7 +205,14 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
     },
   });
   await flushMetrics();
-  logger.info({ msg: 'daemon started', pid: process.pid, intervalS: opts.intervalMs / 1000, master: settings.connection.host, target: settings.targetDir, inotifyWatches: inotifyWatches() });
+  logger.info({
+    msg: 'daemon started',
+    pid: process.pid,
+    intervalS: opts.intervalMs / 1000,
+    master: settings.connection.host,
+    target: settings.targetDir,
+    inotifyWatches: inotifyWatches(),
+  });
   systemd.start();
   scheduler.start();
   // The full scan is due every fullScanMs even when --interval is longer (it runs at the start of a pass):
@@ -238,7 +246,13 @@ async function within(ms: number, promise: Promise<unknown>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
   try {
-    await Promise.race([promise.then(() => undefined, () => undefined), deadline]);
+    await Promise.race([
+      promise.then(
+        () => undefined,
+        () => undefined,
+      ),
+      deadline,
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -355,7 +369,9 @@ async function keepLocks({ daemonLock, targetLock }: DaemonLocks, logger: Logger
  */
 async function clearDaemonPid(stateDir: string, logger: Logger): Promise<void> {
   if (!existsSync(stateDir)) return;
-  await setDaemonPid(stateDir, null).catch((err: unknown) => logger.warn({ msg: 'cannot clear the daemon pid in status.json', stateDir, error: describeError(err) }));
+  await setDaemonPid(stateDir, null).catch((err: unknown) =>
+    logger.warn({ msg: 'cannot clear the daemon pid in status.json', stateDir, error: describeError(err) }),
+  );
 }
 
 async function setDaemonPid(stateDir: string, pid: number | null): Promise<void> {

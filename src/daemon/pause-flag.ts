@@ -62,7 +62,9 @@ export class PauseFlag {
     const deleted = dir?.isDirectory() && dir.nlink === 0 ? dir.ino : undefined;
     if (deleted !== undefined && deleted === this.deletedDir) {
       this.staleReported = true;
-      this.on.stale(`the flag directory ${dirname(this.flagFile)} this daemon sees was deleted (a bind mount of the unit's sandbox keeps the old one): a pause made in the new directory would never reach it`);
+      this.on.stale(
+        `the flag directory ${dirname(this.flagFile)} this daemon sees was deleted (a bind mount of the unit's sandbox keeps the old one): a pause made in the new directory would never reach it`,
+      );
       return;
     }
     this.deletedDir = deleted;

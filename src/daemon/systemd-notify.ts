@@ -106,7 +106,8 @@ const sendWithSystemdNotify: Send = (fields, socket) =>
   new Promise((resolve, reject) => {
     const env = { ...process.env, NOTIFY_SOCKET: socket };
     execFile('systemd-notify', [...fields], { env, timeout: SEND_TIMEOUT_MS, killSignal: 'SIGKILL' }, (error, _stdout, stderr) =>
-      error ? reject(new Error(`systemd-notify ${fields.map((f) => f.split('=')[0]).join(' ')}: ${stderr.trim() || error.message}`)) : resolve());
+      error ? reject(new Error(`systemd-notify ${fields.map((f) => f.split('=')[0]).join(' ')}: ${stderr.trim() || error.message}`)) : resolve(),
+    );
   });
 
 export class SystemdNotifier {
@@ -127,7 +128,11 @@ export class SystemdNotifier {
   /** Messages sent so far (runs of systemd-notify). */
   sent = 0;
 
-  constructor(private readonly logger: Logger, env: NotifyEnv = process.env, private readonly send: Send = sendWithSystemdNotify) {
+  constructor(
+    private readonly logger: Logger,
+    env: NotifyEnv = process.env,
+    private readonly send: Send = sendWithSystemdNotify,
+  ) {
     this.socket = env.NOTIFY_SOCKET ?? '';
     this.enabled = this.socket !== '';
     this.pingMs = this.enabled ? watchdogPingMs(env) : undefined;
@@ -197,6 +202,9 @@ export class SystemdNotifier {
     if (this.warned) return;
     this.warned = true;
     // With WatchdogSec= set, systemd restarts the daemon when pings cannot be sent: say why, once.
-    this.logger.warn({ msg: 'cannot notify systemd (NOTIFY_SOCKET is set); status and watchdog pings are lost', error: error instanceof Error ? error.message : String(error) });
+    this.logger.warn({
+      msg: 'cannot notify systemd (NOTIFY_SOCKET is set); status and watchdog pings are lost',
+      error: error instanceof Error ? error.message : String(error),
+    });
   }
 }

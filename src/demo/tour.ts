@@ -6,15 +6,15 @@
  * intervals, pause/resume, status again. Removes everything at the end.
  * Exit 0 when every step worked, 1 with the failed step named otherwise.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { startEmbeddedMaster, type EmbeddedMaster } from '../serve/sftp-server.js';
-import { SAMPLE_CHANGED_FILE, SAMPLE_EXCLUDED, sampleTree, writeSampleTree } from '../serve/sample-tree.js';
-import { fingerprint as sha256Fingerprint, hostLookupName as knownHostsHost } from '../remote/known-hosts.js';
+import { hostLookupName as knownHostsHost, fingerprint as sha256Fingerprint } from '../remote/known-hosts.js';
 import { parseRecords } from '../report/logger.js';
 import { generateEd25519, publicKeyOf } from '../serve/keys.js';
+import { SAMPLE_CHANGED_FILE, SAMPLE_EXCLUDED, sampleTree, writeSampleTree } from '../serve/sample-tree.js';
+import { type EmbeddedMaster, startEmbeddedMaster } from '../serve/sftp-server.js';
 
 /** One bounded wait per step; the whole tour normally takes 5-8 s. */
 const CHILD_TIMEOUT_MS = 30_000;
@@ -153,8 +153,7 @@ export async function runTour(self: string | undefined, io: TourOutput): Promise
     out(`master tree ${show(p.source)}:`);
     for (const key of Object.keys(spec).sort()) {
       const v = spec[key]!;
-      const what =
-        'symlink' in v ? `-> ${v.symlink}` : key.endsWith('/') ? 'dir' : `${byteLength(v.content)} bytes`;
+      const what = 'symlink' in v ? `-> ${v.symlink}` : key.endsWith('/') ? 'dir' : `${byteLength(v.content)} bytes`;
       const mode = 'mode' in v && v.mode !== undefined ? v.mode.toString(8).padStart(4, '0') : '    ';
       const excluded = SAMPLE_EXCLUDED.some((x) => key === x || key.startsWith(`${x}/`)) ? '  (excluded by default)' : '';
       out(`  ${mode}  ${key.padEnd(62)} ${what}${excluded}`);
@@ -175,16 +174,26 @@ export async function runTour(self: string | undefined, io: TourOutput): Promise
     await mkdir(path.dirname(p.flagFile), { recursive: true });
 
     const passFlags = [
-      '--master', '127.0.0.1',
-      '--port', String(master.port),
-      '--user', user,
-      '--identity', p.identity,
-      '--known-hosts', p.knownHosts,
-      '--source', `${p.source}/`,
-      '--target', `${p.target}/`,
-      '--state-dir', p.stateDir,
-      '--log-file', p.logFile,
-      '--flag-file', p.flagFile,
+      '--master',
+      '127.0.0.1',
+      '--port',
+      String(master.port),
+      '--user',
+      user,
+      '--identity',
+      p.identity,
+      '--known-hosts',
+      p.knownHosts,
+      '--source',
+      `${p.source}/`,
+      '--target',
+      `${p.target}/`,
+      '--state-dir',
+      p.stateDir,
+      '--log-file',
+      p.logFile,
+      '--flag-file',
+      p.flagFile,
     ];
     const statusFlags = ['--state-dir', p.stateDir, '--flag-file', p.flagFile];
 
@@ -232,7 +241,9 @@ export async function runTour(self: string | undefined, io: TourOutput): Promise
         const hits = records.slice(from).filter(pred).length;
         if (hits >= count) return records.length;
         if (d.child.exitCode !== null || d.child.signalCode !== null) {
-          throw new StepFailure(`the daemon exited (${d.child.signalCode ?? `code ${d.child.exitCode}`}) while waiting for ${what}\n--- stdout\n${d.stdout()}--- stderr\n${d.stderr()}`);
+          throw new StepFailure(
+            `the daemon exited (${d.child.signalCode ?? `code ${d.child.exitCode}`}) while waiting for ${what}\n--- stdout\n${d.stdout()}--- stderr\n${d.stderr()}`,
+          );
         }
         if (Date.now() > deadline) {
           throw new StepFailure(`no ${what} from the daemon within ${DAEMON_EVENT_TIMEOUT_MS} ms\n--- stdout\n${d.stdout()}--- stderr\n${d.stderr()}`);
@@ -277,7 +288,8 @@ export async function runTour(self: string | undefined, io: TourOutput): Promise
     const stopped = await d.done.finally(() => clearTimeout(killer));
     daemon = undefined;
     showDaemon();
-    if (stopped.status !== 0) throw new StepFailure(`the daemon exited with ${stopped.signal ?? `code ${stopped.status}`} on SIGTERM\n--- stderr\n${stopped.stderr}`);
+    if (stopped.status !== 0)
+      throw new StepFailure(`the daemon exited with ${stopped.signal ?? `code ${stopped.status}`} on SIGTERM\n--- stderr\n${stopped.stderr}`);
     out(`daemon stopped on SIGTERM (exit 0, ${stopped.ms} ms after start)`);
     await master.close();
     master = undefined;
@@ -333,11 +345,15 @@ async function expectSame(p: DemoPaths, rel: string): Promise<void> {
 }
 
 async function expectAbsent(p: DemoPaths, rel: string): Promise<void> {
-  if (await stat(path.join(p.target, rel)).then(() => true, () => false)) {
+  if (
+    await stat(path.join(p.target, rel)).then(
+      () => true,
+      () => false,
+    )
+  ) {
     throw new StepFailure(`${rel} is excluded by default but was copied to the slave`);
   }
 }
-
 
 function byteLength(content: string | Buffer | undefined): number {
   return content === undefined ? 0 : typeof content === 'string' ? Buffer.byteLength(content) : content.length;

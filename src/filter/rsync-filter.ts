@@ -184,20 +184,22 @@ function wildmatchSource(p: string): string | undefined {
 }
 
 // A Map, not an object literal: "[[:constructor:]]" must not find Object's.
-const POSIX_CLASSES = new Map<string, string>(Object.entries({
-  alnum: '0-9A-Za-z',
-  alpha: 'A-Za-z',
-  blank: ' \\t',
-  cntrl: '\\x00-\\x1f\\x7f',
-  digit: '0-9',
-  graph: '\\x21-\\x7e',
-  lower: 'a-z',
-  print: '\\x20-\\x7e',
-  punct: '\\x21-\\x2f\\x3a-\\x40\\x5b-\\x60\\x7b-\\x7e',
-  space: '\\t\\n\\x0b\\x0c\\r ',
-  upper: 'A-Z',
-  xdigit: '0-9A-Fa-f',
-}));
+const POSIX_CLASSES = new Map<string, string>(
+  Object.entries({
+    alnum: '0-9A-Za-z',
+    alpha: 'A-Za-z',
+    blank: ' \\t',
+    cntrl: '\\x00-\\x1f\\x7f',
+    digit: '0-9',
+    graph: '\\x21-\\x7e',
+    lower: 'a-z',
+    print: '\\x20-\\x7e',
+    punct: '\\x21-\\x2f\\x3a-\\x40\\x5b-\\x60\\x7b-\\x7e',
+    space: '\\t\\n\\x0b\\x0c\\r ',
+    upper: 'A-Z',
+    xdigit: '0-9A-Fa-f',
+  }),
+);
 
 /**
  * dowild()'s `[` case, starting at p[open] === '['. Returns the RegExp for the

@@ -17,13 +17,4 @@ export interface Filter {
  * sync fail) and 1.3's /nginx and /jetty, kept: X-Road 7 has neither (excluding an absent path
  * changes nothing), a node upgraded from 6.x keeps its own leftovers, and X-Road's Ansible role still excludes both.
  */
-export const DEFAULT_EXCLUDES: readonly string[] = [
-  'db.properties',
-  '/conf.d/node.ini',
-  '*.tmp',
-  '/postgresql',
-  '/nginx',
-  '/globalconf',
-  '/jetty',
-  '/gpghome',
-];
+export const DEFAULT_EXCLUDES: readonly string[] = ['db.properties', '/conf.d/node.ini', '*.tmp', '/postgresql', '/nginx', '/globalconf', '/jetty', '/gpghome'];

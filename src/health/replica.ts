@@ -10,11 +10,11 @@
  * and (with --fail-if-paused) while replay is paused.
  */
 import { describeError, exitCodeOf } from '../errors.js';
-import { durationOption } from '../util/duration.js';
 import { replayNotAsAsked } from '../replica/as-asked.js';
 import { replayPausedSince } from '../replica/paused-marker.js';
 import type { ReplicaStatus } from '../replica/replica.js';
-import { describeEndpoint, resolveReplicaSettings, type RawReplicaOptions } from '../settings/replica-settings.js';
+import { describeEndpoint, type RawReplicaOptions, resolveReplicaSettings } from '../settings/replica-settings.js';
+import { durationOption } from '../util/duration.js';
 import { CHECK_DEFAULTS } from './limits.js';
 
 export type ReplicaReport =
@@ -73,7 +73,8 @@ export function checkReplica(r: ReplicaReport, configPaused: boolean, limits: Re
   if (r.replay !== 'running') {
     const ageS = r.pausedSince ? Math.round((now.getTime() - Date.parse(r.pausedSince)) / 1000) : null;
     const since = r.pausedSince ? `since ${r.pausedSince}` : 'since an unknown time (paused outside xroad-sync; PostgreSQL does not record when)';
-    if (!configPaused) return { code: 2, text: `serverconf replay ${r.replay} ${since} while config sync is not paused: forgotten resume? run xroad-sync resume --serverconf` };
+    if (!configPaused)
+      return { code: 2, text: `serverconf replay ${r.replay} ${since} while config sync is not paused: forgotten resume? run xroad-sync resume --serverconf` };
     if (ageS !== null && ageS > limits.maxPauseS) return { code: 2, text: `serverconf replay paused for ${ageS} s (limit ${limits.maxPauseS} s)` };
     return { code: limits.failIfPaused ? 1 : 0, text: `serverconf replay ${r.replay} ${since}` };
   }

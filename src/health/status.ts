@@ -5,12 +5,12 @@
  */
 import { stat, statfs } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { leftJournal, type LeftJournal } from '../commit/journal.js';
+import { type LeftJournal, leftJournal } from '../commit/journal.js';
+import { describeError, errnoOf } from '../errors.js';
+import { CLOCK_SLACK_MS, escapeCheckText } from '../report/nagios.js';
 import { daemonLockPath, liveHolder, passLockPath } from '../state/lock.js';
 import { StateUnreadableError, stateUnreadable } from '../state/readable.js';
 import { readStatusStrictly, type StoredStatus } from '../state/status.js';
-import { describeError, errnoOf } from '../errors.js';
-import { CLOCK_SLACK_MS, escapeCheckText } from '../report/nagios.js';
 import { durationOption } from '../util/duration.js';
 import { STATE_FILES } from '../util/state-files.js';
 import { CHECK_DEFAULTS } from './limits.js';
@@ -32,7 +32,13 @@ export async function collectStatus(stateDir: string, flagFile: string): Promise
   });
   // The daemon's lock, not status.json, says whether one runs: a lock cannot outlive its process.
   const daemonPid = (await liveHolder(daemonLockPath(resolve(stateDir))))?.pid ?? null;
-  return { paused: flag !== null, pausedSince: flag ? flag.mtime.toISOString() : null, ...stored, daemonPid, interruptedCommit: await interruptedCommit(resolve(stateDir)) };
+  return {
+    paused: flag !== null,
+    pausedSince: flag ? flag.mtime.toISOString() : null,
+    ...stored,
+    daemonPid,
+    interruptedCommit: await interruptedCommit(resolve(stateDir)),
+  };
 }
 
 /** Bytes free to this user on the filesystem of `dir`; null when it cannot be told. */
@@ -78,7 +84,10 @@ export function checkStatus(report: StatusReport, opts: { maxAgeS: number; failI
   }
   const free = report.stateDirFreeBytes;
   if (free !== undefined && free !== null && free < STATE_DIR_FULL_BYTES) {
-    return { code: 2, line: `XROAD-SYNC CRITICAL - the state directory's filesystem is full (${free} bytes free): passes cannot take their lock or record a failure, so the last success shown may be stale${paused}` };
+    return {
+      code: 2,
+      line: `XROAD-SYNC CRITICAL - the state directory's filesystem is full (${free} bytes free): passes cannot take their lock or record a failure, so the last success shown may be stale${paused}`,
+    };
   }
   if (report.paused && opts.failIfPaused) return { code: 1, line: `XROAD-SYNC WARNING - sync paused since ${report.pausedSince}` };
   if (report.lastPass?.result === 'failed') {
@@ -86,10 +95,14 @@ export function checkStatus(report: StatusReport, opts: { maxAgeS: number; failI
   }
   if (report.lastSuccessAt === null) return { code: 2, line: `XROAD-SYNC CRITICAL - no successful pass recorded${paused}` };
   const ageMs = now - Date.parse(report.lastSuccessAt);
-  if (!Number.isFinite(ageMs)) return { code: 2, line: `XROAD-SYNC CRITICAL - unreadable last success time "${report.lastSuccessAt}" in ${STATE_FILES.status.name}` };
+  if (!Number.isFinite(ageMs))
+    return { code: 2, line: `XROAD-SYNC CRITICAL - unreadable last success time "${report.lastSuccessAt}" in ${STATE_FILES.status.name}` };
   // Paused (an upgrade may last hours), the age does not count: a clock stepped back meanwhile is no alarm either.
   if (ageMs < -CLOCK_SLACK_MS && report.paused) {
-    return { code: 0, line: `XROAD-SYNC OK - last success ${report.lastSuccessAt} is ${Math.round(-ageMs / 1000)} s in the future (the clock was stepped back)${paused}` };
+    return {
+      code: 0,
+      line: `XROAD-SYNC OK - last success ${report.lastSuccessAt} is ${Math.round(-ageMs / 1000)} s in the future (the clock was stepped back)${paused}`,
+    };
   }
   if (ageMs < -CLOCK_SLACK_MS) {
     return {
@@ -111,7 +124,14 @@ export function describeStatus(r: StatusReport): string {
     `last pass:     ${r.lastPass ? `${r.lastPass.result} at ${r.lastPass.finishedAt}, ${r.lastPass.changed} changed, ${r.lastPass.bytesReceived} bytes received` : 'none recorded'}`,
   ];
   if (r.lastPass?.error) lines.push(`last error:    ${escapeCheckText(r.lastPass.error)}`);
-  if (r.interruptedCommit) lines.push(`interrupted:   a commit of ${r.interruptedCommit.createdAt} is half-applied (${escapeCheckText(r.interruptedCommit.path)}); xroad-sync pause or sync completes it`);
-  lines.push(`last success:  ${r.lastSuccessAt ?? 'never'}`, `master state:  ${r.digest ?? 'unknown'} (xroad-sync digest on the master gives the same when this slave mirrors it)`, `daemon:        ${r.daemonPid ? `running (pid ${r.daemonPid})` : 'not running'}`);
+  if (r.interruptedCommit)
+    lines.push(
+      `interrupted:   a commit of ${r.interruptedCommit.createdAt} is half-applied (${escapeCheckText(r.interruptedCommit.path)}); xroad-sync pause or sync completes it`,
+    );
+  lines.push(
+    `last success:  ${r.lastSuccessAt ?? 'never'}`,
+    `master state:  ${r.digest ?? 'unknown'} (xroad-sync digest on the master gives the same when this slave mirrors it)`,
+    `daemon:        ${r.daemonPid ? `running (pid ${r.daemonPid})` : 'not running'}`,
+  );
   return lines.join('\n') + '\n';
 }

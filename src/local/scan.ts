@@ -11,8 +11,8 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoOf, LocalIoError } from '../errors.js';
 import type { Filter } from '../filter/types.js';
-import { joinRel, type Entry, type EntryType, type Tree } from '../tree.js';
-import { loadIdNames, type IdNames } from './ids.js';
+import { type Entry, type EntryType, joinRel, type Tree } from '../tree.js';
+import { type IdNames, loadIdNames } from './ids.js';
 import { isTempName } from './temp-names.js';
 
 export interface ScanOptions {

@@ -3,11 +3,12 @@
  * plays this part): what to sync, from where, who hears about it, and what
  * the pass has made live so far. Stages take it instead of long argument lists.
  */
-import type { PassSettings } from '../settings/pass-settings.js';
+
+import { countChanges } from '../plan/plan.js';
 import type { Change } from '../plan/types.js';
 import type { MasterSource } from '../remote/types.js';
+import type { PassSettings } from '../settings/pass-settings.js';
 import type { PassHooks, PassReporter, PassStats } from './types.js';
-import { countChanges } from '../plan/plan.js';
 
 export interface PassContext {
   readonly settings: PassSettings;

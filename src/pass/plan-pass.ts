@@ -6,7 +6,6 @@
  */
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PassSettings, TransferLimits } from '../settings/pass-settings.js';
 import { pendingJournal } from '../commit/journal.js';
 import { InterruptedError, MasterChangedError, SafetyValveError, TransferError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
@@ -16,6 +15,7 @@ import { scanTarget } from '../local/scan.js';
 import { planChanges } from '../plan/plan.js';
 import type { Plan } from '../plan/types.js';
 import type { MasterSource } from '../remote/types.js';
+import type { PassSettings, TransferLimits } from '../settings/pass-settings.js';
 import { RacyFiles, type RacyWindow } from '../state/racy.js';
 import { parentOf, type Tree } from '../tree.js';
 import type { PassContext } from './context.js';
@@ -102,7 +102,10 @@ function filterFor(excludes: readonly string[]): Filter {
 
 /** One warning per pass, naming a few of the entries. */
 function nonUtf8Warning(paths: readonly string[]): string {
-  const shown = paths.slice(0, 3).map((p) => JSON.stringify(p).slice(1, -1)).join(', ');
+  const shown = paths
+    .slice(0, 3)
+    .map((p) => JSON.stringify(p).slice(1, -1))
+    .join(', ');
   const more = paths.length > 3 ? ` and ${paths.length - 3} more` : '';
   return `skipped ${paths.length} entries whose names are not valid UTF-8 (${shown}${more}): they are neither synced nor deleted; rename them on the master or exclude them with a wildcard pattern`;
 }
@@ -129,7 +132,10 @@ async function proveDeletions(plan: Plan, source: MasterSource, sourceDir: strin
   throw new TransferError(
     `cannot confirm that ${root + first.path} is gone on the master (${first.reason}${unproven.length > 1 ? `; ${unproven.length - 1} more like it` : ''}): ` +
       `the listing of ${dir} may be incomplete, so nothing was deleted or changed`,
-    { subject: dir, hint: `check that the sync user can enter ${dir} and every directory below it on the master, and that no path there exceeds PATH_MAX; or exclude it` },
+    {
+      subject: dir,
+      hint: `check that the sync user can enter ${dir} and every directory below it on the master, and that no path there exceeds PATH_MAX; or exclude it`,
+    },
   );
 }
 

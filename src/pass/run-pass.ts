@@ -10,30 +10,25 @@
  * changes before `commit`, and commit runs only when every fetch succeeded.
  */
 import { existsSync } from 'node:fs';
-import type { PassSettings } from '../settings/pass-settings.js';
 import { commitChanges, PartialCommitError, recoverInterruptedCommit } from '../commit/commit.js';
 import { journalPath } from '../commit/journal.js';
-import { ConfigError, LocalIoError, MasterChangedError, PassAbandonedError, SafetyValveError, describeError, exitCodeOf } from '../errors.js';
+import { ConfigError, describeError, exitCodeOf, LocalIoError, MasterChangedError, PassAbandonedError, SafetyValveError } from '../errors.js';
 import { countChanges } from '../plan/plan.js';
 import type { Change } from '../plan/types.js';
 import type { SourceProvider } from '../remote/types.js';
+import type { PassSettings } from '../settings/pass-settings.js';
 import { stageChanges } from '../stage/stage.js';
 import { acquireLock } from '../state/lock.js';
-import { lockTargetForPass, type TargetLock } from '../state/target-lock.js';
 import { isRacy } from '../state/racy.js';
+import { lockTargetForPass, type TargetLock } from '../state/target-lock.js';
 import type { Tree } from '../tree.js';
-import { passContext, type PassContext } from './context.js';
-import { checkAborted, planPass, reportPendingJournal, type PlannedPass, type RacyState } from './plan-pass.js';
+import { type PassContext, passContext } from './context.js';
+import { checkAborted, type PlannedPass, planPass, type RacyState, reportPendingJournal } from './plan-pass.js';
 import type { PassHooks, PassReporter, PassResult, PassStats } from './types.js';
 
 const NO_STATS: PassStats = { changed: 0, deleted: 0, bytesReceived: 0, bytesSent: 0, totalSize: 0 };
 
-export async function runPass(
-  settings: PassSettings,
-  provider: SourceProvider,
-  reporter: PassReporter,
-  hooks: PassHooks = {},
-): Promise<PassResult> {
+export async function runPass(settings: PassSettings, provider: SourceProvider, reporter: PassReporter, hooks: PassHooks = {}): Promise<PassResult> {
   const startedAt = new Date();
   const finish = (result: PassResult['result'], stats: PassStats, changedPaths: string[] = [], error?: unknown, mirrored?: Tree): PassResult => ({
     ...stats,
@@ -72,7 +67,11 @@ export async function runPass(
     else live.push(...(await completeInterruptedCommit(settings, reporter)));
     if (paused) {
       reporter.skipped(pausedLine);
-      return finish('skipped', liveStats(), live.map((c) => c.path));
+      return finish(
+        'skipped',
+        liveStats(),
+        live.map((c) => c.path),
+      );
     }
     const outcome = await syncOnceMore(() => connectAndSync(settings, provider, reporter, hooks, live), reporter);
     const recovered = countChanges(live);
@@ -84,7 +83,12 @@ export async function runPass(
       return finish('skipped', NO_STATS);
     }
     reporter.failure(error, exitCodeOf(error));
-    return finish('failed', liveStats(), live.map((c) => c.path), error);
+    return finish(
+      'failed',
+      liveStats(),
+      live.map((c) => c.path),
+      error,
+    );
   } finally {
     targetLock?.release();
     await lock.release();
@@ -139,7 +143,11 @@ async function syncFrom(ctx: PassContext) {
 }
 
 /** Stage every change, then commit; returns the changes applied and how many were left (a path edited locally mid-pass). */
-async function stageAndCommit(ctx: PassContext, { plan, sourceTree, targetTree }: PlannedPass, racy: RacyState): Promise<{ applied: Change[]; leftForNextPass: number }> {
+async function stageAndCommit(
+  ctx: PassContext,
+  { plan, sourceTree, targetTree }: PlannedPass,
+  racy: RacyState,
+): Promise<{ applied: Change[]; leftForNextPass: number }> {
   const { settings, reporter, hooks } = ctx;
   const staging = await stageChanges(plan, ctx.source, {
     targetRoot: settings.targetDir,
@@ -150,9 +158,7 @@ async function stageAndCommit(ctx: PassContext, { plan, sourceTree, targetTree }
     isRacy: (entry) => isRacy(entry, racy.window),
   });
   // Files fetched again only to compare, found identical: not a content change (their attributes may still be).
-  const changes = plan.changes.flatMap((c): Change[] =>
-    c.kind === 'fetch' && staging.identical.has(c.path) ? (c.ifIdentical ? [c.ifIdentical] : []) : [c],
-  );
+  const changes = plan.changes.flatMap((c): Change[] => (c.kind === 'fetch' && staging.identical.has(c.path) ? (c.ifIdentical ? [c.ifIdentical] : []) : [c]));
   let committed = false;
   try {
     checkAborted(hooks);
@@ -162,7 +168,8 @@ async function stageAndCommit(ctx: PassContext, { plan, sourceTree, targetTree }
       return { applied: [], leftForNextPass: 0 };
     }
     // `xroad-sync pause` waits for this pass: paused now, it must not start committing.
-    if (existsSync(settings.flagFile)) throw new PassAbandonedError(`${settings.flagFile} appeared during the pass: abandoned before its commit, nothing changed`);
+    if (existsSync(settings.flagFile))
+      throw new PassAbandonedError(`${settings.flagFile} appeared during the pass: abandoned before its commit, nothing changed`);
     await racy.files.beforeCommit(racy.now);
     const result = await commitChanges(changes, staging, {
       targetRoot: settings.targetDir,
@@ -205,4 +212,3 @@ async function completeInterruptedCommit(settings: PassSettings, reporter: PassR
   if (recovery.kind === 'discarded') reporter.notice(recovery.reason);
   return [];
 }
-

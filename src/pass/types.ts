@@ -1,11 +1,12 @@
 /** The vocabulary of a pass, shared by its stages and by the runner above it. */
-import type { ExitCodeValue } from '../errors.js';
+
 import type { CommitStep } from '../commit/commit.js';
-import type { Change } from '../plan/types.js';
-import type { PassOutcome } from './outcome.js';
+import type { ExitCodeValue } from '../errors.js';
 import type { KnownTarget } from '../local/known-target.js';
+import type { Change } from '../plan/types.js';
 import type { LockWait } from '../state/lock.js';
 import type { Tree } from '../tree.js';
+import type { PassOutcome } from './outcome.js';
 
 /** What a pass reports as it goes; the CLI binds it to slave-sync.log, stdout and pino. */
 export interface PassReporter {

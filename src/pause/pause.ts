@@ -17,13 +17,13 @@ import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { recoverInterruptedCommit } from '../commit/commit.js';
 import { leftJournal } from '../commit/journal.js';
-import { DEFAULTS, lockWait } from '../settings/pass-settings.js';
 import { describeError, LocalIoError, PauseUnconfirmedError } from '../errors.js';
 import { loadLocalIds } from '../local/ids.js';
 import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
+import { DEFAULTS, lockWait } from '../settings/pass-settings.js';
 import { readFlagSeen } from '../state/flag-seen.js';
 import { acquireLock, daemonLockPath, liveHolder, passLockPath, waitingLine, waitUntilFree } from '../state/lock.js';
-import { readStatus, type LastPass } from '../state/status.js';
+import { type LastPass, readStatus } from '../state/status.js';
 import { formatDuration } from '../util/duration.js';
 
 export interface PauseOptions {
@@ -139,7 +139,10 @@ async function daemonSeesFlag(ctx: PauseContext): Promise<number | undefined> {
  */
 async function completeInterruptedCommit(ctx: PauseContext): Promise<string[]> {
   const left = leftJournal(ctx.stateDir);
-  if (left?.unreadable !== undefined) return [`WARNING: cannot read ${left.path} (${describeError(left.unreadable)}): a commit interrupted there may have left the target half-applied; make it readable by this user (chown it to the owner of ${ctx.stateDir}), then run pause again`];
+  if (left?.unreadable !== undefined)
+    return [
+      `WARNING: cannot read ${left.path} (${describeError(left.unreadable)}): a commit interrupted there may have left the target half-applied; make it readable by this user (chown it to the owner of ${ctx.stateDir}), then run pause again`,
+    ];
   if (left === null || left.target === null) return []; // an unparsable one is discarded by the next pass (status reports it)
   const lock = await acquireLock(ctx.stateDir, 'pause', { waitMs: ctx.waitMs, onWait: (h) => ctx.notice(waitingLine(h, ctx.waitMs)) });
   try {
@@ -184,7 +187,11 @@ async function resumeFileSync(ctx: PauseContext): Promise<{ lines: string[]; exi
     await unlink(ctx.flagFile);
   } catch (cause) {
     if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new LocalIoError(`cannot remove the flag file ${ctx.flagFile}`, { subject: ctx.flagFile, cause, hint: 'run as the user that owns it (xroad), or with sudo' });
+      throw new LocalIoError(`cannot remove the flag file ${ctx.flagFile}`, {
+        subject: ctx.flagFile,
+        cause,
+        hint: 'run as the user that owns it (xroad), or with sudo',
+      });
     }
   }
   const lines = [`Sync paused: ${was} => false (${ctx.flagFile})`];
@@ -245,7 +252,11 @@ async function createFlag(flag: string): Promise<void> {
     );
     await handToXroad(flag);
   } catch (cause) {
-    throw new LocalIoError(`cannot create the flag file ${flag}`, { subject: flag, cause, hint: `run as the xroad user (sudo -u xroad), or create ${dirname(flag)} for it` });
+    throw new LocalIoError(`cannot create the flag file ${flag}`, {
+      subject: flag,
+      cause,
+      hint: `run as the xroad user (sudo -u xroad), or create ${dirname(flag)} for it`,
+    });
   }
 }
 

@@ -5,7 +5,7 @@
  * data; stage/ and commit/ decide *how*.
  */
 import { TransferError } from '../errors.js';
-import { baseName, compareNames, isWithin, parentOf, rsyncOrder, type Entry, type Tree } from '../tree.js';
+import { baseName, compareNames, type Entry, isWithin, parentOf, rsyncOrder, type Tree } from '../tree.js';
 import { desiredOwnership } from './ownership.js';
 import type { Change, IdMapping, Ownership, Plan } from './types.js';
 

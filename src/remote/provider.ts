@@ -6,7 +6,7 @@
 import type { ConnectionSettings } from '../settings/pass-settings.js';
 import { openSession, type SftpSession } from './session.js';
 import { SftpSource } from './sftp-source.js';
-import type { SourceProvider, MasterSource } from './types.js';
+import type { MasterSource, SourceProvider } from './types.js';
 
 export function connectPerPass(connection: ConnectionSettings, sourceDir: string): SourceProvider {
   const sessions = new WeakMap<MasterSource, SftpSession>();

@@ -6,14 +6,13 @@
  * SFTP callbacks pending forever.
  */
 import { readFile } from 'node:fs/promises';
-import { connect as tcpConnect, type Socket } from 'node:net';
-
+import { type Socket, connect as tcpConnect } from 'node:net';
+import type { Algorithms, ConnectConfig, ServerHostKeyAlgorithm, SFTPWrapper } from 'ssh2';
 import ssh2 from 'ssh2';
-import type { Algorithms, ConnectConfig, SFTPWrapper, ServerHostKeyAlgorithm } from 'ssh2';
 import SftpClient from 'ssh2-sftp-client';
 
-import { ConfigError, ConnectionError, HostKeyError, SyncError, TimeoutError, errnoOf } from '../errors.js';
-import { fingerprint, keyTypeOf, knownKeyTypes, loadKnownHosts, verifyHostKey, type KnownHosts } from './known-hosts.js';
+import { ConfigError, ConnectionError, errnoOf, HostKeyError, type SyncError, TimeoutError } from '../errors.js';
+import { fingerprint, type KnownHosts, keyTypeOf, knownKeyTypes, loadKnownHosts, verifyHostKey } from './known-hosts.js';
 
 export interface SessionOptions {
   host: string;
@@ -101,10 +100,10 @@ async function loadIdentity(file: string): Promise<Buffer> {
   const parsed = ssh2.utils.parseKey(data);
   if (parsed instanceof Error) {
     const encrypted = /passphrase|encrypted/i.test(parsed.message);
-    throw new ConfigError(
-      encrypted ? `identity file ${file} is encrypted` : `identity file ${file} is not a usable private key: ${parsed.message}`,
-      { subject: file, hint: encrypted ? `an unattended sync needs a key without passphrase (ssh-keygen -p -N '' -f ${file})` : undefined },
-    );
+    throw new ConfigError(encrypted ? `identity file ${file} is encrypted` : `identity file ${file} is not a usable private key: ${parsed.message}`, {
+      subject: file,
+      hint: encrypted ? `an unattended sync needs a key without passphrase (ssh-keygen -p -N '' -f ${file})` : undefined,
+    });
   }
   if (!parsed.isPrivateKey()) throw new ConfigError(`identity file ${file} holds a public key, not a private key`, { subject: file });
   return data;

@@ -9,10 +9,10 @@ import type { FileEntry, SFTPWrapper } from 'ssh2';
 
 import { ContentUnlikeListingError, MasterChangedError, ProtocolError, SyncError, TransferError } from '../errors.js';
 import type { Filter } from '../filter/types.js';
-import { joinRel, type Entry, type EntryType, type Tree } from '../tree.js';
-import type { SftpSession } from './session.js';
+import { type Entry, type EntryType, joinRel, type Tree } from '../tree.js';
 import { forEachLimited } from '../util/pool.js';
-import type { FileSink, GoneCheck, ScanNotes, MasterSource } from './types.js';
+import type { SftpSession } from './session.js';
+import type { FileSink, GoneCheck, MasterSource, ScanNotes } from './types.js';
 
 export interface SftpSourceOptions {
   /** Directories listed at once (each with its own READDIRs pipelined). */
@@ -47,8 +47,7 @@ function quote(name: string): string {
 
 /** Anything that could map outside the target, or that no real directory contains, is a hostile or broken master. */
 function checkName(name: string, dir: string): void {
-  const bad =
-    name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || Buffer.byteLength(name) > MAX_NAME_BYTES;
+  const bad = name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || Buffer.byteLength(name) > MAX_NAME_BYTES;
   if (bad) {
     throw new ProtocolError(`the master listed an invalid name ${quote(name)} in directory ${quote(dir)}`, { subject: dir });
   }
@@ -130,7 +129,7 @@ class TaskPool {
       task().then(
         () => this.finish(),
         (err) => {
-          if (!this.failed) ((this.failed = true), (this.failure = err));
+          if (!this.failed) (this.failed = true), (this.failure = err);
           this.finish();
         },
       );
@@ -247,7 +246,11 @@ export class SftpSource implements MasterSource {
       const where = this.remotePath(dir);
       throw new TransferError(
         `directory ${where} on ${this.session.address} can be listed but not entered (${sftpMessage(err)}): its entries cannot be seen, so nothing was changed or deleted`,
-        { subject: where, cause: err, hint: `give the sync user search permission on it on the master (e.g. chmod g+x ${where}), or exclude it with --exclude /${dir}` },
+        {
+          subject: where,
+          cause: err,
+          hint: `give the sync user search permission on it on the master (e.g. chmod g+x ${where}), or exclude it with --exclude /${dir}`,
+        },
       );
     });
   }

@@ -7,7 +7,7 @@
  */
 import { LocalIoError } from '../errors.js';
 import { clearReplayPaused, markReplayPaused, pausedMarkerPath } from './paused-marker.js';
-import type { Replica, ReplayState, StateChange } from './replica.js';
+import type { ReplayState, Replica, StateChange } from './replica.js';
 
 export interface AskedChange extends StateChange {
   /** The ask could not be recorded: the pause holds, but monitoring cannot see a restart undo it. */

@@ -6,8 +6,8 @@
  */
 import { userInfo } from 'node:os';
 import { ExitCode, SyncError } from '../errors.js';
-import { replayFunctions, type ReplayFunctions } from './functions.js';
 import { describeEndpoint, type ReplicaSettings } from '../settings/replica-settings.js';
+import { type ReplayFunctions, replayFunctions } from './functions.js';
 import { grantExecute, grantMonitor, leastPrivilegeSetup } from './setup.js';
 
 /** The replica cannot be reached, is not a standby, or has not caught up. */
@@ -61,7 +61,11 @@ export function toReplicaError(err: unknown, ctx: ErrorContext): SyncError {
         `is the serverconf cluster running (pg_lsclusters; systemctl status postgresql@<version>-serverconf)? Otherwise set --serverconf-port / --serverconf-socket-dir (SERVERCONF_PORT, SERVERCONF_SOCKET_DIR)`,
       );
     case 'EACCES':
-      return fail(`permission denied on the socket directory ${s.socketDir}`, `let ${osUser()} search ${s.socketDir} (its mode), or set SERVERCONF_SOCKET_DIR`, ReplicaPermissionError);
+      return fail(
+        `permission denied on the socket directory ${s.socketDir}`,
+        `let ${osUser()} search ${s.socketDir} (its mode), or set SERVERCONF_SOCKET_DIR`,
+        ReplicaPermissionError,
+      );
     case '42501': {
       const fn = /function (\w+)/.exec(message)?.[1];
       if (fn) return fail(message, onPrimary(s, grantExecute(fn, s.role)), ReplicaPermissionError);
@@ -83,7 +87,8 @@ export function toReplicaError(err: unknown, ctx: ErrorContext): SyncError {
     default:
       // The server asked for a password (md5/scram line in pg_hba.conf): the peer line is missing or below it.
       if (/password/i.test(message)) return fail(message, authHint(message, ctx), ReplicaPermissionError);
-      if (/timeout/i.test(message)) return fail(message, `the server on ${s.socketDir}/.s.PGSQL.${s.port} did not answer within ${s.connectTimeoutMs / 1000} s`);
+      if (/timeout/i.test(message))
+        return fail(message, `the server on ${s.socketDir}/.s.PGSQL.${s.port} did not answer within ${s.connectTimeoutMs / 1000} s`);
       return fail(message, 'see the serverconf cluster log (/var/log/postgresql/)');
   }
 }
@@ -104,7 +109,5 @@ function authHint(message: string, ctx: ErrorContext): string {
 
 /** The grant `fns` needs for pg_stat_wal_receiver, as a hint. */
 export function monitorHint(fns: ReplayFunctions, s: ReplicaSettings): string {
-  return fns.monitorRole
-    ? onPrimary(s, grantMonitor(fns.monitorRole, s.role))
-    : 'before PostgreSQL 10 only a superuser sees pg_stat_wal_receiver';
+  return fns.monitorRole ? onPrimary(s, grantMonitor(fns.monitorRole, s.role)) : 'before PostgreSQL 10 only a superuser sees pg_stat_wal_receiver';
 }

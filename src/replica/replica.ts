@@ -5,9 +5,9 @@
  * not pay for loading it.
  */
 import type { Client } from 'pg';
-import { toReplicaError } from './errors.js';
-import { compareLsn, replayFunctions, versionText, type ReplayFunctions } from './functions.js';
 import type { ReplicaSettings } from '../settings/replica-settings.js';
+import { toReplicaError } from './errors.js';
+import { compareLsn, type ReplayFunctions, replayFunctions, versionText } from './functions.js';
 
 /** 'pause requested': asked (14+), the startup process has not stopped yet. */
 export type ReplayState = 'running' | 'pause requested' | 'paused';
@@ -87,10 +87,28 @@ export class Replica {
   async status(): Promise<ReplicaStatus> {
     return this.run('read the serverconf replica status', async () => {
       const { in_recovery } = await this.one<{ in_recovery: boolean }>('SELECT pg_is_in_recovery() AS in_recovery');
-      const none = { replay: null, receiver: null, streaming: null, receiveLsn: null, replayLsn: null, senderEndLsn: null, lagBytes: null, lagSeconds: null, lastReplayAt: null };
+      const none = {
+        replay: null,
+        receiver: null,
+        streaming: null,
+        receiveLsn: null,
+        replayLsn: null,
+        senderEndLsn: null,
+        lagBytes: null,
+        lagSeconds: null,
+        lastReplayAt: null,
+      };
       if (!in_recovery) return { server: this.server, inRecovery: false, ...none };
       const f = this.fns;
-      const row = await this.one<{ paused: boolean; pause_state: string | null; receive_lsn: string | null; replay_lsn: string | null; lag_bytes: number | null; last_replay_at: Date | null; since_last_replay: number | null }>(
+      const row = await this.one<{
+        paused: boolean;
+        pause_state: string | null;
+        receive_lsn: string | null;
+        replay_lsn: string | null;
+        lag_bytes: number | null;
+        last_replay_at: Date | null;
+        since_last_replay: number | null;
+      }>(
         `SELECT ${f.isPaused}() AS paused, ${f.pauseState ? `${f.pauseState}()` : 'NULL::text'} AS pause_state,
                 ${f.receiveLsn}()::text AS receive_lsn, ${f.replayLsn}()::text AS replay_lsn,
                 ${f.lsnDiff}(${f.receiveLsn}(), ${f.replayLsn}())::float8 AS lag_bytes,
@@ -158,7 +176,7 @@ export class Replica {
 
   /** Privileges the one-time setup grants, as the server sees them for this role. */
   async privileges(): Promise<{ pause: boolean; resume: boolean; monitor: boolean | null; superuser: boolean }> {
-    return this.run('read the role\'s privileges', async () => {
+    return this.run("read the role's privileges", async () => {
       const f = this.fns;
       const row = await this.one<{ pause: boolean; resume: boolean; monitor: boolean | null; superuser: boolean }>(
         `SELECT has_function_privilege('${f.pause}()', 'EXECUTE') AS pause,
@@ -202,7 +220,8 @@ export function readiness(s: ReplicaStatus): Readiness {
   if (!s.inRecovery) return { ready: false, reason: 'the serverconf database is not a standby (not in recovery): was it promoted?' };
   if (s.replay !== 'running') return { ready: false, reason: `serverconf replay is ${s.replay}` };
   if (s.streaming === null) return { ready: false, reason: 'cannot see the WAL receiver (the role needs pg_monitor)' };
-  if (!s.streaming) return { ready: false, reason: `the serverconf WAL receiver is not streaming (${s.receiver}): is the master's PostgreSQL up and reachable?` };
+  if (!s.streaming)
+    return { ready: false, reason: `the serverconf WAL receiver is not streaming (${s.receiver}): is the master's PostgreSQL up and reachable?` };
   if (s.receiveLsn === null || s.replayLsn === null) return { ready: false, reason: 'the serverconf replica has received nothing yet' };
   if (compareLsn(s.replayLsn, s.receiveLsn) < 0) {
     return { ready: false, reason: `serverconf replay at ${s.replayLsn} is ${s.lagBytes ?? '?'} bytes behind what it received (${s.receiveLsn})` };

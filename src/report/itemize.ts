@@ -16,7 +16,7 @@
  *   a replaced directory are, which needs the whole plan: see itemizePlan().
  */
 import { readFileSync } from 'node:fs';
-import { describeError, exitCodeText, type ExitCodeValue, SyncError } from '../errors.js';
+import { describeError, type ExitCodeValue, exitCodeText, SyncError } from '../errors.js';
 import type { Change } from '../plan/types.js';
 import type { Entry } from '../tree.js';
 
@@ -212,8 +212,5 @@ function causeText(err: unknown): string {
  */
 export function errorLines(err: unknown, exitCode: ExitCodeValue, version: string = packageVersion()): string[] {
   const text = exitCodeText[exitCode] ?? 'unexplained error';
-  return [
-    `xroad-sync: [receiver] ${causeText(err)}`,
-    `rsync error: ${text} (code ${exitCode}) at xroad-sync [receiver=xroad-sync ${version}]`,
-  ];
+  return [`xroad-sync: [receiver] ${causeText(err)}`, `rsync error: ${text} (code ${exitCode}) at xroad-sync [receiver=xroad-sync ${version}]`];
 }

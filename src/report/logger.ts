@@ -3,7 +3,7 @@
  * `pass` record per pass. Deliberately bare (no transports, no pretty
  * printing, no worker threads) because the CLI starts once a minute.
  */
-import { pino, type DestinationStream, type Logger } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
 import { ConfigError, describeError, exitCodeOf } from '../errors.js';
 import type { PassOutcome } from '../pass/outcome.js';
 

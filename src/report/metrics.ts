@@ -58,13 +58,21 @@ function families(s: MetricsSnapshot): Family[] {
     if (value !== null && value !== undefined) f.push({ name, type: 'gauge', help, samples: [['', value]] });
   };
   const counter = (name: string, help: string, samples: readonly Sample[]): void => void f.push({ name, type: 'counter', help, samples });
-  gauge('xroad_sync_last_success_timestamp_seconds', 'Unix time of the last pass that ended ok: the slave mirrored the master then (alert on time() minus this).', s.lastSuccessAt);
+  gauge(
+    'xroad_sync_last_success_timestamp_seconds',
+    'Unix time of the last pass that ended ok: the slave mirrored the master then (alert on time() minus this).',
+    s.lastSuccessAt,
+  );
   gauge('xroad_sync_last_pass_exit_code', 'Exit code of the last pass (0 ok or skipped; README "Exit codes").', s.lastPass?.exitCode);
   gauge('xroad_sync_last_pass_duration_seconds', 'How long the last pass took.', s.lastPass?.durationS);
   gauge('xroad_sync_paused', '1 while the flag file pauses sync (xroad-sync pause).', bool(s.paused));
   gauge('xroad_sync_crash_journal_pending', '1 while an interrupted commit waits to be rolled forward by the next pass.', bool(s.journalPending));
   gauge('xroad_sync_daemon_up', '1 while xroad-sync daemon runs for this state dir.', bool(s.daemonUp));
-  counter('xroad_sync_passes_total', 'Passes by result.', (['ok', 'failed', 'skipped'] as const).map((r) => [`result="${r}"`, s.totals.passes[r]]));
+  counter(
+    'xroad_sync_passes_total',
+    'Passes by result.',
+    (['ok', 'failed', 'skipped'] as const).map((r) => [`result="${r}"`, s.totals.passes[r]]),
+  );
   counter('xroad_sync_changed_files_total', 'Entries created or updated on the target.', [['', s.totals.changedFiles]]);
   counter('xroad_sync_deleted_files_total', 'Entries deleted from the target.', [['', s.totals.deletedFiles]]);
   counter('xroad_sync_received_bytes_total', 'Bytes received from the master over SSH.', [['', s.totals.receivedBytes]]);
@@ -72,13 +80,22 @@ function families(s: MetricsSnapshot): Family[] {
   if (s.replica) {
     const r = s.replica;
     gauge('xroad_sync_serverconf_up', '1 when the serverconf replica could be read and is a standby in recovery.', bool(r.up));
-    gauge('xroad_sync_serverconf_replay_paused', '1 while WAL replay on the serverconf standby is paused (or a pause is requested).', r.replayPaused === null ? null : bool(r.replayPaused));
+    gauge(
+      'xroad_sync_serverconf_replay_paused',
+      '1 while WAL replay on the serverconf standby is paused (or a pause is requested).',
+      r.replayPaused === null ? null : bool(r.replayPaused),
+    );
     gauge('xroad_sync_serverconf_streaming', '1 while the standby WAL receiver streams from the primary.', r.streaming === null ? null : bool(r.streaming));
     gauge('xroad_sync_serverconf_replay_lag_bytes', 'WAL received but not yet replayed.', r.lagBytes);
     gauge('xroad_sync_serverconf_replay_lag_seconds', 'Age of the last replayed transaction while WAL waits to be replayed, else 0.', r.lagSeconds);
   }
   if (s.digest !== null) {
-    f.push({ name: 'xroad_sync_master_state_info', type: 'gauge', help: 'The master state the target mirrors, as xroad-sync digest computes it on the master.', samples: [[`digest="${s.digest}"`, 1]] });
+    f.push({
+      name: 'xroad_sync_master_state_info',
+      type: 'gauge',
+      help: 'The master state the target mirrors, as xroad-sync digest computes it on the master.',
+      samples: [[`digest="${s.digest}"`, 1]],
+    });
   }
   return f;
 }
@@ -120,7 +137,11 @@ export function parseMetrics(text: string): {
   return {
     lastPass: exitCode !== undefined && durationS !== undefined ? { exitCode, durationS } : null,
     totals: {
-      passes: { ok: count('xroad_sync_passes_total{result="ok"}'), failed: count('xroad_sync_passes_total{result="failed"}'), skipped: count('xroad_sync_passes_total{result="skipped"}') },
+      passes: {
+        ok: count('xroad_sync_passes_total{result="ok"}'),
+        failed: count('xroad_sync_passes_total{result="failed"}'),
+        skipped: count('xroad_sync_passes_total{result="skipped"}'),
+      },
       changedFiles: count('xroad_sync_changed_files_total'),
       deletedFiles: count('xroad_sync_deleted_files_total'),
       receivedBytes: count('xroad_sync_received_bytes_total'),

@@ -27,12 +27,7 @@ const RESTART_RULES: readonly RestartRule[] = [
   { globs: ['backup.d/**/*', 'autologin', 'backupkeys/**/*'], services: [] },
   { globs: ['conf.d/{local,common}.ini', 'services/{global.conf,local.properties}'], services: ALL },
   {
-    globs: [
-      'conf.d/{proxy.ini,proxy-logback.xml}',
-      'conf.d/addons/{message-log.ini,messagelog-archiver-logback.xml}',
-      'services/proxy.conf',
-      'ssl/internal.*',
-    ],
+    globs: ['conf.d/{proxy.ini,proxy-logback.xml}', 'conf.d/addons/{message-log.ini,messagelog-archiver-logback.xml}', 'services/proxy.conf', 'ssl/internal.*'],
     services: ['xroad-proxy'],
   },
   {
@@ -61,8 +56,15 @@ export function parseRestartRules(text: string): RestartRule[] {
     if (entry === '') continue;
     const eq = entry.indexOf('=');
     if (eq <= 0) throw new Error(`restart rule "${entry}" is not GLOB=SERVICE…; e.g. conf.d/custom/*.ini=xroad-proxy`);
-    const globs = entry.slice(0, eq).split(',').map((g) => g.trim()).filter((g) => g !== '');
-    const services = entry.slice(eq + 1).split(/[\s,]+/).filter((s) => s !== '');
+    const globs = entry
+      .slice(0, eq)
+      .split(',')
+      .map((g) => g.trim())
+      .filter((g) => g !== '');
+    const services = entry
+      .slice(eq + 1)
+      .split(/[\s,]+/)
+      .filter((s) => s !== '');
     const bad = services.find((s) => !/^[A-Za-z0-9@._-]+$/.test(s));
     if (bad !== undefined) throw new Error(`restart rule "${entry}": "${bad}" is not a unit name`);
     rules.push({ globs, services });

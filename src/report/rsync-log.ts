@@ -13,11 +13,11 @@
  * rsync, which writes item lines from its receiver process (main PID + 2),
  * all lines carry our one PID.
  */
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { ExitCodeValue } from '../errors.js';
-import { escapeControls } from '../util/output.js';
 import type { Change } from '../plan/types.js';
+import { escapeControls } from '../util/output.js';
 import { errorLines, itemizePlan, totalSizeLine } from './itemize.js';
 
 export interface RsyncLogOptions {

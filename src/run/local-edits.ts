@@ -29,10 +29,11 @@
  *
  * Shared by the daemon and one-shot passes, so it lives beneath both.
  */
-import { basename, join } from 'node:path';
+
 import { lstat } from 'node:fs/promises';
-import type { Filter } from '../filter/types.js';
+import { basename, join } from 'node:path';
 import { describeError } from '../errors.js';
+import type { Filter } from '../filter/types.js';
 import { hashFile } from '../local/content-hashes.js';
 import { scanTarget } from '../local/scan.js';
 import { isTempName } from '../local/temp-names.js';
@@ -229,7 +230,10 @@ export class LocalEdits {
 
   private async recordFile(path: string, { onlyIfGone = false } = {}): Promise<void> {
     const abs = join(this.opts.targetDir, path);
-    const isFile = await lstat(abs).then((st) => st.isFile(), () => false);
+    const isFile = await lstat(abs).then(
+      (st) => st.isFile(),
+      () => false,
+    );
     if (!isFile) this.setHash(path, null);
     else if (!onlyIfGone) this.setHash(path, hashFile(abs));
   }

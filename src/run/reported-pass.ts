@@ -5,26 +5,26 @@
  */
 import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PassSettings } from '../settings/pass-settings.js';
 import { describeError, isLockWait } from '../errors.js';
+import { compileFilter } from '../filter/rsync-filter.js';
+import type { KnownTarget } from '../local/known-target.js';
 import { runPass } from '../pass/run-pass.js';
 import type { PassResult } from '../pass/types.js';
 import type { SourceProvider } from '../remote/types.js';
-import { createLogger, logPass, passRecord, type Logger } from '../report/logger.js';
-import { RsyncLogFile } from '../report/rsync-log.js';
 import { treeDigest } from '../report/digest.js';
+import { createLogger, type Logger, logPass, passRecord } from '../report/logger.js';
 import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
-import type { KnownTarget } from '../local/known-target.js';
+import { RsyncLogFile } from '../report/rsync-log.js';
+import type { PassSettings } from '../settings/pass-settings.js';
 import type { LockWait } from '../state/lock.js';
-import { recordPass } from '../state/status.js';
 import { PassMetrics } from '../state/metrics-file.js';
-import { compileFilter } from '../filter/rsync-filter.js';
+import { recordPass } from '../state/status.js';
+import { notice } from '../util/output.js';
 import { LocalEdits } from './local-edits.js';
 import { runOnChange } from './on-change.js';
 import type { QuietPasses } from './quiet-passes.js';
 import { makeReporter } from './reporter.js';
 import { testHooksFromEnv } from './test-hooks.js';
-import { notice } from '../util/output.js';
 
 export async function runReportedPass(
   settings: PassSettings,
@@ -49,9 +49,7 @@ export async function runReportedPass(
   // A malformed operator rule is a usage error before the pass changes anything.
   const restartRules = operatorRestartRules();
   const log =
-    settings.logFile && !settings.dryRun
-      ? await RsyncLogFile.open(settings.logFile, { onWarning: (w) => notice(w), lazy: opts.quiet !== undefined })
-      : null;
+    settings.logFile && !settings.dryRun ? await RsyncLogFile.open(settings.logFile, { onWarning: (w) => notice(w), lazy: opts.quiet !== undefined }) : null;
   const logger = opts.logger ?? createLogger({ destination: 1 });
   // Paused, a pass compares nothing (at most it completes an interrupted commit): it must not promise a correction.
   const oneShotCheck = opts.verify === undefined && !settings.dryRun && !existsSync(settings.flagFile);
@@ -61,7 +59,13 @@ export async function runReportedPass(
   let result: PassResult | undefined;
   let quietPass = false;
   try {
-    result = await runPass(settings, provider, reporter, { signal: opts.signal, at: testHooksFromEnv(), lockWait: opts.lockWait, knownTarget: opts.knownTarget, verify });
+    result = await runPass(settings, provider, reporter, {
+      signal: opts.signal,
+      at: testHooksFromEnv(),
+      lockWait: opts.lockWait,
+      knownTarget: opts.knownTarget,
+      verify,
+    });
   } finally {
     const plain = result?.result === 'ok' && result.changedPaths.length === 0 && reporter.plain;
     quietPass = opts.quiet?.omitLog(plain) ?? false;
@@ -85,9 +89,7 @@ export async function runReportedPass(
   // Hashing the listing is for the record: a daemon's quiet pass that records nothing skips it.
   const digest = record && result.mirrored ? treeDigest(result.mirrored) : undefined;
   if (record) {
-    await recordPass(settings.stateDir, { ...result, digest }).catch((err) =>
-      notice(`cannot record the pass in ${settings.stateDir}: ${describeError(err)}`),
-    );
+    await recordPass(settings.stateDir, { ...result, digest }).catch((err) => notice(`cannot record the pass in ${settings.stateDir}: ${describeError(err)}`));
   }
   if (!settings.dryRun && settings.metricsFile) await updateMetrics(settings, result, record, opts.metrics, digest);
   return result;
@@ -119,7 +121,13 @@ async function checkLocalEdits(settings: PassSettings, logger: Logger): Promise<
 }
 
 /** Counts the pass; writes the file when status.json was written too (a daemon's quiet pass waits). */
-async function updateMetrics(settings: PassSettings, result: PassResult, record: boolean, kept: PassMetrics | undefined, digest: string | undefined): Promise<void> {
+async function updateMetrics(
+  settings: PassSettings,
+  result: PassResult,
+  record: boolean,
+  kept: PassMetrics | undefined,
+  digest: string | undefined,
+): Promise<void> {
   const place = { metricsFile: settings.metricsFile!, stateDir: settings.stateDir, targetDir: settings.targetDir, flagFile: settings.flagFile };
   try {
     const metrics = kept ?? (await PassMetrics.load(place, { daemon: false }));

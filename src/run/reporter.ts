@@ -3,7 +3,7 @@
  * format, for existing monitoring), stdout/stderr (the operator at a
  * terminal, or the itemized dry run), and the structured JSON record.
  */
-import { describeError, isLockWait, type ExitCodeValue } from '../errors.js';
+import { describeError, type ExitCodeValue, isLockWait } from '../errors.js';
 import type { PassReporter, PassStats } from '../pass/types.js';
 import type { Change } from '../plan/types.js';
 import { itemizePlan } from '../report/itemize.js';

@@ -78,13 +78,13 @@ export function attrsOf(st: Stats): Attributes {
 
 const S_IFMT = 0o170000;
 const TYPE_CHARS: Record<number, string> = {
-  0o040000: 'd',
-  0o020000: 'c',
-  0o060000: 'b',
-  0o100000: '-',
-  0o120000: 'l',
-  0o140000: 's',
-  0o010000: 'p',
+  9604: 'd',
+  4802: 'c',
+  14406: 'b',
+  16807: '-',
+  21609: 'l',
+  26411: 's',
+  2401: 'p',
 };
 
 /** BSD strmode(): 10 characters plus the trailing space OpenSSH keeps in its longnames. */
@@ -96,9 +96,15 @@ function strmode(mode: number): string {
   };
   return (
     (TYPE_CHARS[mode & S_IFMT] ?? '?') +
-    bit(0o400, 'r') + bit(0o200, 'w') + exec(0o100, 0o4000, 's', 'S') +
-    bit(0o040, 'r') + bit(0o020, 'w') + exec(0o010, 0o2000, 's', 'S') +
-    bit(0o004, 'r') + bit(0o002, 'w') + exec(0o001, 0o1000, 't', 'T') +
+    bit(0o400, 'r') +
+    bit(0o200, 'w') +
+    exec(0o100, 0o4000, 's', 'S') +
+    bit(0o040, 'r') +
+    bit(0o020, 'w') +
+    exec(0o010, 0o2000, 's', 'S') +
+    bit(0o004, 'r') +
+    bit(0o002, 'w') +
+    exec(0o001, 0o1000, 't', 'T') +
     ' '
   );
 }

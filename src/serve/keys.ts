@@ -1,6 +1,7 @@
 /** Key pairs for the embedded master, the demo and the tests. */
-import ssh2 from 'ssh2';
+
 import type { ParsedKey } from 'ssh2';
+import ssh2 from 'ssh2';
 
 const { utils } = ssh2;
 
@@ -34,4 +35,3 @@ export function publicKeyOf(privateKey: string | Buffer, what: string): { type: 
   }
   return { type: key.type, blob: key.getPublicSSH() };
 }
-

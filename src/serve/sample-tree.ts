@@ -13,9 +13,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
-export type SampleTreeValue =
-  | { symlink: string; mtime?: number }
-  | { content?: string | Buffer; mode?: number; mtime?: number };
+export type SampleTreeValue = { symlink: string; mtime?: number } | { content?: string | Buffer; mode?: number; mtime?: number };
 export type SampleTreeSpec = Record<string, SampleTreeValue>;
 
 /** Every entry's mtime (seconds): 2026-01-15 12:00:00 UTC. */
@@ -98,11 +96,16 @@ export function sampleTree(): SampleTreeSpec {
     'conf.d/override-securityserver-ee.ini': file('[proxy]\nserver-conf-cache-period=60\n\n[signer]\nocsp-cache-path=/var/cache/xroad\n'),
     'conf.d/signer-console.ini': file('[signer-console]\nhelp-on-startup=false\n'),
     'devices.ini': file('; hardware security modules, none on this server\n', 0o640),
-    'db.properties': file('serverconf.hibernate.connection.url=jdbc:postgresql://127.0.0.1:5432/serverconf\nserverconf.hibernate.connection.username=serverconf\nserverconf.hibernate.connection.password=not-a-real-password\n', 0o640),
+    'db.properties': file(
+      'serverconf.hibernate.connection.url=jdbc:postgresql://127.0.0.1:5432/serverconf\nserverconf.hibernate.connection.username=serverconf\nserverconf.hibernate.connection.password=not-a-real-password\n',
+      0o640,
+    ),
     'globalconf/': dir(),
     'globalconf/instance-identifier': file('EE\n'),
     'globalconf/EE/': dir(),
-    'globalconf/EE/shared-params.xml': file(`<?xml version="1.0" encoding="UTF-8"?>\n<conf:conf xmlns:conf="http://x-road.eu/xsd/xroad.xsd"><instanceIdentifier>EE</instanceIdentifier></conf:conf>\n`),
+    'globalconf/EE/shared-params.xml': file(
+      `<?xml version="1.0" encoding="UTF-8"?>\n<conf:conf xmlns:conf="http://x-road.eu/xsd/xroad.xsd"><instanceIdentifier>EE</instanceIdentifier></conf:conf>\n`,
+    ),
     'services/': dir(),
     'services/local.properties': file('XROAD_PROXY_PARAMS=-Xms100m -Xmx512m\n'),
     'signer/': dir(0o750),

@@ -7,12 +7,12 @@
  * lives in sftp-session.ts.
  */
 import net from 'node:net';
-import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ParsedKey } from 'ssh2';
-import { loadIdNames, type IdNames } from '../local/ids.js';
-import { RootedPaths } from './rooted-paths.js';
-import { SftpServerSession, type ServerHooks } from './sftp-session.js';
+import ssh2 from 'ssh2';
+import { type IdNames, loadIdNames } from '../local/ids.js';
 import { SERVE_DEFAULTS } from './defaults.js';
+import { RootedPaths } from './rooted-paths.js';
+import { type ServerHooks, SftpServerSession } from './sftp-session.js';
 
 export type { Fault, ServerHooks, SftpOp } from './sftp-session.js';
 

@@ -9,8 +9,8 @@ import { promises as fsp, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Attributes, FileEntry, SFTPWrapper } from 'ssh2';
-import { attrsOf, longnameOf, STATUS, statusOfErrno, statusText, WRITE_OPEN_FLAGS } from './attrs.js';
 import type { IdNames } from '../local/ids.js';
+import { attrsOf, longnameOf, STATUS, statusOfErrno, statusText, WRITE_OPEN_FLAGS } from './attrs.js';
 import { OutsideRootError, type RootedPaths } from './rooted-paths.js';
 
 /** Never answer the request ('stall') or destroy the TCP connection under it ('cut'). */
@@ -70,7 +70,10 @@ const NAMES_PER_READDIR = 100;
 const MAX_READ = 256 * 1024;
 
 class SftpRequestError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -150,8 +153,7 @@ export class SftpServerSession {
   private async stat(id: number, path: string, op: 'stat' | 'lstat'): Promise<void> {
     const rel = this.ctx.paths.relative(this.ctx.paths.lexical(path));
     if (await this.intercepted(id, op, rel)) return;
-    const st =
-      op === 'stat' ? await fsp.stat(await this.ctx.paths.follow(path)) : await fsp.lstat(await this.ctx.paths.noFollow(path));
+    const st = op === 'stat' ? await fsp.stat(await this.ctx.paths.follow(path)) : await fsp.lstat(await this.ctx.paths.noFollow(path));
     this.sendAttrs(id, rel, st, op);
   }
 

@@ -77,7 +77,11 @@ function readSettingsFile(file: string): ReturnType<typeof parseEnvironmentFile>
   try {
     return parseEnvironmentFile(readFileSync(file, 'utf8'));
   } catch (cause) {
-    throw new ConfigError(`cannot read the settings file ${file}`, { subject: file, cause, hint: 'it must be readable by the user running xroad-sync (mode 0644)' });
+    throw new ConfigError(`cannot read the settings file ${file}`, {
+      subject: file,
+      cause,
+      hint: 'it must be readable by the user running xroad-sync (mode 0644)',
+    });
   }
 }
 
@@ -111,7 +115,11 @@ export function settingLayers(command: string, env: NodeJS.ProcessEnv, vars: Rea
     const v = vars.get(name);
     if (v?.value) layers.push(wordsLayer(v.value, `${name} in ${v.file}`, name === 'XROAD_SYNC_DAEMON_OPTS', parse));
   }
-  for (const [name, option] of [['MASTER', 'master'], ['XROAD_USER', 'user'], ['XROAD_SYNC_METRICS_FILE', 'metricsFile']] as const) {
+  for (const [name, option] of [
+    ['MASTER', 'master'],
+    ['XROAD_USER', 'user'],
+    ['XROAD_SYNC_METRICS_FILE', 'metricsFile'],
+  ] as const) {
     const v = vars.get(name);
     if (v?.value) layers.push({ origin: `${name} in ${v.file}`, values: new Map([[option, v.value]]) });
   }

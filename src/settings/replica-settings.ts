@@ -64,11 +64,17 @@ export function resolveReplicaSettings(raw: RawReplicaOptions, env: NodeJS.Proce
   const portText = pick(raw.serverconfPort, REPLICA_ENV.port);
   const port = portText === undefined ? REPLICA_DEFAULTS.port : Number(portText);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new ConfigError(`serverconf port ${portText} is not a port number`, { subject: '--serverconf-port', hint: `the guide's replica listens on ${REPLICA_DEFAULTS.port}` });
+    throw new ConfigError(`serverconf port ${portText} is not a port number`, {
+      subject: '--serverconf-port',
+      hint: `the guide's replica listens on ${REPLICA_DEFAULTS.port}`,
+    });
   }
   const socketDir = pick(raw.serverconfSocketDir, REPLICA_ENV.socketDir) ?? REPLICA_DEFAULTS.socketDir;
   if (!socketDir.startsWith('/')) {
-    throw new ConfigError(`serverconf socket dir ${socketDir} is not an absolute path`, { subject: '--serverconf-socket-dir', hint: `e.g. ${REPLICA_DEFAULTS.socketDir}` });
+    throw new ConfigError(`serverconf socket dir ${socketDir} is not an absolute path`, {
+      subject: '--serverconf-socket-dir',
+      hint: `e.g. ${REPLICA_DEFAULTS.socketDir}`,
+    });
   }
   return {
     socketDir,

@@ -9,13 +9,13 @@
  */
 import { closeSync, fchmodSync, fchownSync, fsync, futimesSync, openSync, readSync, write, writeSync } from 'node:fs';
 import { lchown, lutimes, open, symlink, unlink, utimes } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { ContentUnlikeListingError, LocalIoError, MasterChangedError, ProtocolError, SyncError, errnoOf } from '../errors.js';
+import { promisify } from 'node:util';
+import { ContentUnlikeListingError, errnoOf, LocalIoError, MasterChangedError, ProtocolError, SyncError } from '../errors.js';
 import { tempName } from '../local/temp-names.js';
 import type { Change, Plan } from '../plan/types.js';
 import type { MasterSource } from '../remote/types.js';
-import { parentOf, type Entry, type Tree } from '../tree.js';
+import { type Entry, parentOf, type Tree } from '../tree.js';
 import { forEachLimited } from '../util/pool.js';
 import { flushOnceFor, flushStaged } from './flush.js';
 
@@ -70,7 +70,10 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
   const identicalDirs = new Set<string>();
   const fetches = work.filter((c) => c.kind === 'fetch');
   // Many files (1,000+): no fsync each, one flush of the filesystem after the last is written (flush.ts says when and why).
-  const flushOnce = flushOnceFor(fetches.length, fetches.reduce((sum, c) => sum + c.source.size, 0));
+  const flushOnce = flushOnceFor(
+    fetches.length,
+    fetches.reduce((sum, c) => sum + c.source.size, 0),
+  );
 
   try {
     await forEachLimited(work, opts.concurrency, async (change) => {
@@ -90,7 +93,11 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
       } else await stageSymlink(change, tempAbs, opts.targetRoot);
       opts.onStaged?.(change.path);
     });
-    if (flushOnce) await flushStaged(opts.targetRoot, fetches.map((c) => temps.get(c.path)).filter((t): t is string => t !== undefined));
+    if (flushOnce)
+      await flushStaged(
+        opts.targetRoot,
+        fetches.map((c) => temps.get(c.path)).filter((t): t is string => t !== undefined),
+      );
   } catch (err) {
     await discard();
     throw err;
@@ -229,7 +236,8 @@ async function verifyByRereading(change: StagedChange, source: MasterSource, sta
     write: async (chunk, position) => {
       const have = Buffer.allocUnsafe(chunk.length);
       let bytesRead = 0;
-      for (let n = -1; n !== 0 && bytesRead < chunk.length; bytesRead += n) n = readSync(staged, have, bytesRead, chunk.length - bytesRead, position + bytesRead);
+      for (let n = -1; n !== 0 && bytesRead < chunk.length; bytesRead += n)
+        n = readSync(staged, have, bytesRead, chunk.length - bytesRead, position + bytesRead);
       if (bytesRead !== chunk.length || !have.equals(chunk)) {
         throw new MasterChangedError(`${change.path} changed on the master while it was read (two reads differ)`, { subject: change.path });
       }
@@ -253,8 +261,10 @@ async function stageSymlink(change: StagedChange, tempAbs: string, targetRoot: s
 function localError(what: string, path: string, cause: unknown): LocalIoError {
   const errno = errnoOf(cause);
   const hint =
-    errno === 'ENOSPC' ? 'free space on the target filesystem; nothing was changed'
-    : errno === 'EACCES' || errno === 'EPERM' ? 'the sync user needs write access to the target directory'
-    : undefined;
+    errno === 'ENOSPC'
+      ? 'free space on the target filesystem; nothing was changed'
+      : errno === 'EACCES' || errno === 'EPERM'
+        ? 'the sync user needs write access to the target directory'
+        : undefined;
   return new LocalIoError(what, { subject: path, cause, hint });
 }

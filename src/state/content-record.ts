@@ -10,9 +10,9 @@
  * the master. A missing, unreadable or other target's record means "none".
  */
 import writeFileAtomic from 'write-file-atomic';
-import { stateFileOwner } from '../util/state-owner.js';
 import { readSmallFile } from '../util/small-file.js';
 import { stateFilePath } from '../util/state-files.js';
+import { stateFileOwner } from '../util/state-owner.js';
 
 const VERSION = 1;
 

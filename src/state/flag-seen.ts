@@ -8,8 +8,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import writeFileAtomic from 'write-file-atomic';
-import { stateFileOwner } from '../util/state-owner.js';
 import { stateFilePath } from '../util/state-files.js';
+import { stateFileOwner } from '../util/state-owner.js';
 
 export interface FlagSeen {
   /** The daemon that wrote it. */

@@ -52,7 +52,12 @@ export interface FlockHolder {
  * daemon pass.
  */
 export function flockHolderOf(path: string, likely: readonly number[] = []): FlockHolder | undefined {
-  const pids = [...likely, ...safeReaddir('/proc').map(Number).filter((pid) => Number.isInteger(pid) && !likely.includes(pid))];
+  const pids = [
+    ...likely,
+    ...safeReaddir('/proc')
+      .map(Number)
+      .filter((pid) => Number.isInteger(pid) && !likely.includes(pid)),
+  ];
   for (const pid of pids) {
     if (pid === process.pid) continue;
     const fds = safeReaddir(`/proc/${pid}/fd`);

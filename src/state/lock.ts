@@ -13,13 +13,14 @@
  * pass, where the async versions would each be a trip through libuv's pool
  * (a daemon takes the pass lock every second).
  */
-import { closeSync, constants, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+
 import { randomBytes } from 'node:crypto';
+import { closeSync, constants, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { LocalIoError, LockHeldError, LockWaitInterruptedError, errnoOf } from '../errors.js';
+import { errnoOf, LocalIoError, LockHeldError, LockWaitInterruptedError } from '../errors.js';
 import { readSmallFile } from '../util/small-file.js';
-import { flockExclusive } from './flock.js';
 import { stateFilePath } from '../util/state-files.js';
+import { flockExclusive } from './flock.js';
 
 export interface Lock {
   readonly path: string;
@@ -69,11 +70,15 @@ export const daemonLockPath = (stateDir: string): string => stateFilePath(stateD
 export async function acquireLock(stateDir: string, purpose: string, wait: LockWait = { waitMs: 0 }): Promise<Lock> {
   await ensureStateDir(stateDir);
   const path = passLockPath(stateDir);
-  return takeLock(path, purpose, wait, (holder) =>
-    new LockHeldError(`another xroad-sync pass (pid ${holder.pid}) holds ${path}: still running (${holder.purpose}) after waiting ${seconds(wait.waitMs)}`, {
-      subject: path,
-      hint: 'a pass normally takes seconds: check that process (ps -p PID -f); raise --wait to wait longer',
-    }),
+  return takeLock(
+    path,
+    purpose,
+    wait,
+    (holder) =>
+      new LockHeldError(`another xroad-sync pass (pid ${holder.pid}) holds ${path}: still running (${holder.purpose}) after waiting ${seconds(wait.waitMs)}`, {
+        subject: path,
+        hint: 'a pass normally takes seconds: check that process (ps -p PID -f); raise --wait to wait longer',
+      }),
   );
 }
 
@@ -111,11 +116,15 @@ const RECLAIM_WAIT_MS = 2000;
 async function takeDaemonLock(stateDir: string, onTakeover?: (notice: string) => void, waitMs = 0): Promise<Lock> {
   await ensureStateDir(stateDir);
   const path = daemonLockPath(stateDir);
-  return takeLock(path, 'daemon', { waitMs, onTakeover }, (holder) =>
-    new LockHeldError(`another xroad-sync daemon (pid ${holder.pid}) already runs on the state directory ${stateDir}`, {
-      subject: path,
-      hint: `one daemon per state dir: stop it first (systemctl stop xroad-sync-daemon, or kill ${holder.pid})`,
-    }),
+  return takeLock(
+    path,
+    'daemon',
+    { waitMs, onTakeover },
+    (holder) =>
+      new LockHeldError(`another xroad-sync daemon (pid ${holder.pid}) already runs on the state directory ${stateDir}`, {
+        subject: path,
+        hint: `one daemon per state dir: stop it first (systemctl stop xroad-sync-daemon, or kill ${holder.pid})`,
+      }),
   );
 }
 
@@ -228,7 +237,11 @@ function underDirectoryFlock<T>(dir: string, critical: () => T): T {
   try {
     fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   } catch (cause) {
-    throw new LocalIoError(`cannot open ${dir} to take over a stale lock in it`, { subject: dir, cause, hint: 'the state directory must be readable by the sync user' });
+    throw new LocalIoError(`cannot open ${dir} to take over a stale lock in it`, {
+      subject: dir,
+      cause,
+      hint: 'the state directory must be readable by the sync user',
+    });
   }
   try {
     if (!flockExclusive(fd, dir, TAKEOVER_WAIT_S)) {

@@ -15,9 +15,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import writeFileAtomic from 'write-file-atomic';
 import { pendingJournal } from '../commit/journal.js';
-import { parseMetrics, renderMetrics, ZERO_TOTALS, type MetricTotals, type ReplicaMetrics } from '../report/metrics.js';
 import type { PassOutcome } from '../pass/outcome.js';
 import { Replica } from '../replica/replica.js';
+import { type MetricTotals, parseMetrics, type ReplicaMetrics, renderMetrics, ZERO_TOTALS } from '../report/metrics.js';
 import { replicaEnabled, resolveReplicaSettings } from '../settings/replica-settings.js';
 import { daemonLockPath, liveHolder } from './lock.js';
 import { readStatus } from './status.js';

@@ -10,11 +10,11 @@
  * once and compared, a refetch, never a wrong result.
  */
 import writeFileAtomic from 'write-file-atomic';
-import { stateFileOwner } from '../util/state-owner.js';
 import { LocalIoError } from '../errors.js';
 import type { Entry, Tree } from '../tree.js';
 import { readSmallFile } from '../util/small-file.js';
 import { stateFilePath } from '../util/state-files.js';
+import { stateFileOwner } from '../util/state-owner.js';
 
 const VERSION = 1;
 type Listed = readonly [size: number, mtime: number];

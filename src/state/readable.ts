@@ -6,10 +6,10 @@
  * file, the directory that refuses, and the fix.
  */
 import { accessSync, constants, lstatSync, type Stats } from 'node:fs';
-import { dirname } from 'node:path';
 import { userInfo } from 'node:os';
+import { dirname } from 'node:path';
 import { errnoOf, LocalIoError } from '../errors.js';
-import { loadIdNames, type IdNames } from '../local/ids.js';
+import { type IdNames, loadIdNames } from '../local/ids.js';
 
 /** A file status reads exists (or may) but this user may not read it. */
 export class StateUnreadableError extends LocalIoError {}
@@ -79,9 +79,15 @@ function modeString(st: Stats): string {
   const type = st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : '-';
   return (
     type +
-    bit(0o400, 'r') + bit(0o200, 'w') + exec(0o100, 0o4000, 's') +
-    bit(0o040, 'r') + bit(0o020, 'w') + exec(0o010, 0o2000, 's') +
-    bit(0o004, 'r') + bit(0o002, 'w') + exec(0o001, 0o1000, 't')
+    bit(0o400, 'r') +
+    bit(0o200, 'w') +
+    exec(0o100, 0o4000, 's') +
+    bit(0o040, 'r') +
+    bit(0o020, 'w') +
+    exec(0o010, 0o2000, 's') +
+    bit(0o004, 'r') +
+    bit(0o002, 'w') +
+    exec(0o001, 0o1000, 't')
   );
 }
 

@@ -5,11 +5,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import writeFileAtomic from 'write-file-atomic';
-import { stateFileOwner } from '../util/state-owner.js';
 import { describeError, errnoOf } from '../errors.js';
 import type { PassOutcome } from '../pass/outcome.js';
-import { stateUnreadable } from './readable.js';
 import { stateFilePath } from '../util/state-files.js';
+import { stateFileOwner } from '../util/state-owner.js';
+import { stateUnreadable } from './readable.js';
 
 export interface LastPass {
   startedAt: string;

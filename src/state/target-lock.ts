@@ -14,10 +14,10 @@
  */
 import { closeSync, constants, openSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { LocalIoError, LockWaitInterruptedError, TargetInUseError, errnoOf } from '../errors.js';
-import { flockExclusive, flockHolderOf, type FlockHolder } from './flock.js';
-import { daemonLockPath, liveHolder, passLockPath } from './lock.js';
+import { errnoOf, LocalIoError, LockWaitInterruptedError, TargetInUseError } from '../errors.js';
 import { STATE_FILES } from '../util/state-files.js';
+import { type FlockHolder, flockExclusive, flockHolderOf } from './flock.js';
+import { daemonLockPath, liveHolder, passLockPath } from './lock.js';
 
 export interface TargetLock {
   release(): void;
@@ -134,7 +134,11 @@ function openDirectory(dir: string): number | undefined {
     return openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   } catch (err) {
     if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return undefined;
-    throw new LocalIoError(`cannot open the target ${dir} to lock it`, { subject: dir, cause: err, hint: 'the target must be readable and writable by the sync user' });
+    throw new LocalIoError(`cannot open the target ${dir} to lock it`, {
+      subject: dir,
+      cause: err,
+      hint: 'the target must be readable and writable by the sync user',
+    });
   }
 }
 

@@ -30,9 +30,12 @@ export function parseDurationMs(text: string): number | undefined {
 export function durationOption(value: string | number, flag: string, bounds: DurationBounds): number {
   const ms = typeof value === 'number' ? Math.round(value * 1000) : parseDurationMs(value);
   if (ms === undefined || !Number.isFinite(ms) || ms < bounds.minMs || ms > bounds.maxMs) {
-    throw new ConfigError(`${flag} must be a duration from ${formatDuration(bounds.minMs)} to ${formatDuration(bounds.maxMs)} (seconds, or with s/m/h: 30s, 5m, 1h), got "${value}"`, {
-      subject: flag,
-    });
+    throw new ConfigError(
+      `${flag} must be a duration from ${formatDuration(bounds.minMs)} to ${formatDuration(bounds.maxMs)} (seconds, or with s/m/h: 30s, 5m, 1h), got "${value}"`,
+      {
+        subject: flag,
+      },
+    );
   }
   return ms;
 }

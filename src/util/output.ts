@@ -5,7 +5,7 @@
  * file whose name must not start a line of its own. Results (reports,
  * verdicts, itemized changes) go to stdout.
  */
-import { describeError, exitCodeOf, ExitCode, SyncError, type ExitCodeValue } from '../errors.js';
+import { describeError, ExitCode, type ExitCodeValue, exitCodeOf, SyncError } from '../errors.js';
 
 /** Control characters (C0 but tab, DEL, C1) and a backslash that would read as an escape. */
 const NEEDS_ESCAPE = /[\x00-\x08\x0a-\x1f\x7f-\x9f]|\\(?=#[0-9]{3})/gu;
@@ -16,9 +16,7 @@ const NEEDS_ESCAPE = /[\x00-\x08\x0a-\x1f\x7f-\x9f]|\\(?=#[0-9]{3})/gu;
  * text gets its backslash escaped too, so the escaping stays unambiguous.
  */
 export function escapeControls(text: string): string {
-  return text.replace(NEEDS_ESCAPE, (ch) =>
-    Array.from(Buffer.from(ch, 'utf8'), (byte) => `\\#${byte.toString(8).padStart(3, '0')}`).join(''),
-  );
+  return text.replace(NEEDS_ESCAPE, (ch) => Array.from(Buffer.from(ch, 'utf8'), (byte) => `\\#${byte.toString(8).padStart(3, '0')}`).join(''));
 }
 
 /** The program's name on stderr; a sub-tool (serve, demo) adds its own after it. */

@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { sshdAvailable, type TestMaster, suiteMaster } from '../helpers/sshd.js';
-import { generateSequence, parseDisabled, runSequence, shrink, type SimOptions, type Step } from './simulation.js';
+import { sshdAvailable, suiteMaster, type TestMaster } from '../helpers/sshd.js';
+import { generateSequence, parseDisabled, runSequence, type SimOptions, type Step, shrink } from './simulation.js';
 import { STEP_KINDS, syncStep } from './steps.js';
 
 const T = { timeout: 120_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
@@ -55,7 +55,10 @@ describe('chaos checker', () => {
   test('a target changed after pause returned 0 is an I1 violation; the same write unpaused is not', T, async () => {
     const paused = await runSequence(master, [step('pause'), step('broken-write-target')], OPTS);
     assert.equal(paused.failedAt, 1, paused.transcript.join('\n'));
-    assert.deepEqual(paused.violations.map((x) => x.check), ['I1.paused-changed']);
+    assert.deepEqual(
+      paused.violations.map((x) => x.check),
+      ['I1.paused-changed'],
+    );
 
     const unpaused = await runSequence(master, [step('broken-write-target')], OPTS);
     assert.equal(unpaused.failedAt, undefined, unpaused.transcript.join('\n'));
@@ -64,7 +67,10 @@ describe('chaos checker', () => {
   test('a target in no master state, without a journal or a local edit to explain it, is an I4 violation', T, async () => {
     const r = await runSequence(master, [step('status'), step('broken-unexplained-target')], OPTS);
     assert.equal(r.failedAt, 1, r.transcript.join('\n'));
-    assert.deepEqual(r.violations.map((x) => x.check), ['I4.unreported-half']);
+    assert.deepEqual(
+      r.violations.map((x) => x.check),
+      ['I4.unreported-half'],
+    );
   });
 
   test('an excluded slave-local file overwritten is an I2 violation', T, async () => {
@@ -80,7 +86,10 @@ describe('chaos checker', () => {
   });
 
   test('a disabled check is set aside with its reason, never silently', T, async () => {
-    const r = await runSequence(master, [step('pause'), step('broken-write-target')], { ...OPTS, disabled: parseDisabled('I1.paused-changed=known in this test') });
+    const r = await runSequence(master, [step('pause'), step('broken-write-target')], {
+      ...OPTS,
+      disabled: parseDisabled('I1.paused-changed=known in this test'),
+    });
     assert.equal(r.failedAt, undefined);
     assert.equal(r.suppressed[0]?.check, 'I1.paused-changed');
     assert.match(r.transcript.join('\n'), /disabled I1\.paused-changed: known in this test/);
@@ -91,7 +100,10 @@ describe('chaos checker', () => {
     const first = await runSequence(master, steps, OPTS);
     assert.equal(first.failedAt, 3);
     const shrunk = await shrink(master, first, OPTS);
-    assert.deepEqual(shrunk.steps.map((s) => s.kind), ['pause', 'broken-write-target']);
+    assert.deepEqual(
+      shrunk.steps.map((s) => s.kind),
+      ['pause', 'broken-write-target'],
+    );
   });
 });
 
@@ -100,6 +112,15 @@ test('a seed generates the same sequence every time, without the disabled kinds'
   assert.notDeepEqual(generateSequence(7, 30, new Map()), generateSequence(8, 30, new Map()));
   const without = generateSequence(7, 200, parseDisabled('pause=x;sync=y'));
   assert.ok(without.every((s) => s.kind !== 'pause' && s.kind !== 'sync'));
-  assert.ok(without.every((s) => !s.kind.startsWith('broken-')), 'weight-0 kinds are never drawn');
-  assert.deepEqual([...parseDisabled(' a = why ; b=because=so ;')], [['a', 'why'], ['b', 'because=so']]);
+  assert.ok(
+    without.every((s) => !s.kind.startsWith('broken-')),
+    'weight-0 kinds are never drawn',
+  );
+  assert.deepEqual(
+    [...parseDisabled(' a = why ; b=because=so ;')],
+    [
+      ['a', 'why'],
+      ['b', 'because=so'],
+    ],
+  );
 });

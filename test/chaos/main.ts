@@ -7,8 +7,8 @@
  */
 import { parseArgs } from 'node:util';
 import { startMaster } from '../helpers/sshd.js';
+import { formatFailure, generateSequence, parseDisabled, runSequence, type SimOptions, type Step, shrink } from './simulation.js';
 import { killEveryDaemon } from './steps.js';
-import { formatFailure, generateSequence, parseDisabled, runSequence, shrink, type SimOptions, type Step } from './simulation.js';
 
 const { values } = parseArgs({
   options: {
@@ -51,7 +51,9 @@ try {
     }
     if (result.failedAt === undefined) {
       if (values.verbose) console.log(result.transcript.join('\n'));
-      console.log(`seed ${job.seed ?? '(replay)'}: ${job.steps.length} steps ok in ${(result.elapsedMs / 1000).toFixed(1)} s${result.suppressed.length ? ` (disabled checks seen: ${[...new Set(result.suppressed.map((x) => x.check))].join(', ')})` : ''}`);
+      console.log(
+        `seed ${job.seed ?? '(replay)'}: ${job.steps.length} steps ok in ${(result.elapsedMs / 1000).toFixed(1)} s${result.suppressed.length ? ` (disabled checks seen: ${[...new Set(result.suppressed.map((x) => x.check))].join(', ')})` : ''}`,
+      );
       continue;
     }
     failures++;

@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { readTree, writeTree, type TreeSpec } from '../helpers/sshd.js';
+import { readTree, type TreeSpec, writeTree } from '../helpers/sshd.js';
 
 /** mulberry32: small, fast, and the same sequence on every machine for a seed. */
 export function prng(seed: number): () => number {
@@ -44,7 +44,10 @@ export const COMMAND_LINE_EXCLUDE = '*.old';
 const EVERY_EXCLUDE = [...DEFAULT_EXCLUDES, SETTINGS_EXCLUDE, COMMAND_LINE_EXCLUDE];
 
 function globRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]');
+  const body = glob
+    .replace(/[.+^${}()|\\]/g, '\\$&')
+    .replace(/\*/g, '[^/]*')
+    .replace(/\?/g, '[^/]');
   return new RegExp(`^${body}$`);
 }
 

@@ -7,9 +7,9 @@
  */
 import fs from 'node:fs/promises';
 import { passArgs, runCli } from '../helpers/cli.js';
-import { makeTempDir, writeTree, type TestMaster } from '../helpers/sshd.js';
+import { makeTempDir, type TestMaster, writeTree } from '../helpers/sshd.js';
 import { until } from '../helpers/wait.js';
-import { Model, journalExists, makeWorkspace, PROTECTED, protectedView, rngFor, syncedView } from './model.js';
+import { journalExists, Model, makeWorkspace, PROTECTED, protectedView, rngFor, syncedView } from './model.js';
 import { daemonAlive, describeStep, enabledKinds, runStep, type SimOptions, type Step, type Violation, type World } from './steps.js';
 
 export type { SimOptions, Step, Violation };
@@ -57,7 +57,11 @@ async function generalChecks(w: World): Promise<Violation[]> {
   }
   const quiet = !w.daemons.some(daemonAlive);
   if (quiet && !w.model.localEditPending && !journalExists(w.ws) && !w.model.masterHistory.has(await syncedView(w.ws.target))) {
-    found.push({ invariant: 'I4', check: 'I4.unreported-half', message: 'the target is in no state the master had, with no crash journal and no local edit to explain it' });
+    found.push({
+      invariant: 'I4',
+      check: 'I4.unreported-half',
+      message: 'the target is in no state the master had, with no crash journal and no local edit to explain it',
+    });
   }
   if (w.model.paused) {
     const now = await syncedView(w.ws.target);
@@ -82,10 +86,13 @@ export async function runSequence(master: TestMaster, steps: readonly Step[], op
   const suppressed: Violation[] = [];
   try {
     await w.model.recordMaster(ws.source);
-    const first = await runCli(['sync', ...passArgs(master, { source: ws.source, target: ws.target, stateDir: ws.stateDir, flagFile: ws.flagFile, logFile: ws.logFile })], {
-      env: { XROAD_SYNC_SETTINGS: ws.settingsFile },
-      timeoutMs: 60_000,
-    });
+    const first = await runCli(
+      ['sync', ...passArgs(master, { source: ws.source, target: ws.target, stateDir: ws.stateDir, flagFile: ws.flagFile, logFile: ws.logFile })],
+      {
+        env: { XROAD_SYNC_SETTINGS: ws.settingsFile },
+        timeoutMs: 60_000,
+      },
+    );
     if (first.status !== 0) throw new Error(`the set-up sync failed (exit ${first.status}): ${first.stderr}`);
     await fs.cp(ws.target, ws.backup, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
     for (let i = 0; i < steps.length; i++) {
@@ -133,7 +140,13 @@ export interface ShrinkResult {
  * end: a shorter sequence is kept when the same check still fails. Real
  * processes race, so a sequence that does not fail again is left as it was.
  */
-export async function shrink(master: TestMaster, failing: SequenceResult, opts: SimOptions, maxRuns = 30, log: (line: string) => void = () => {}): Promise<ShrinkResult> {
+export async function shrink(
+  master: TestMaster,
+  failing: SequenceResult,
+  opts: SimOptions,
+  maxRuns = 30,
+  log: (line: string) => void = () => {},
+): Promise<ShrinkResult> {
   const check = failing.violations[0]!.check;
   let best = failing.steps.slice(0, failing.failedAt! + 1);
   let bestResult = failing;

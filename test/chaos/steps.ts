@@ -7,14 +7,14 @@
  * invariants it can judge at once; the simulation checks I1 and I2 after
  * every step as well.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { CLI, parseRecords, passArgs, runCli, type CliRun } from '../helpers/cli.js';
+import { CLI, type CliRun, parseRecords, passArgs, runCli } from '../helpers/cli.js';
 import { isAlive, type TestMaster } from '../helpers/sshd.js';
 import { until } from '../helpers/wait.js';
-import { COMMAND_LINE_EXCLUDE, journalExists, mayDiffer, PROTECTED, rngFor, syncedView, type Model, type Rng, type Workspace } from './model.js';
+import { COMMAND_LINE_EXCLUDE, journalExists, type Model, mayDiffer, PROTECTED, type Rng, rngFor, syncedView, type Workspace } from './model.js';
 
 export interface Step {
   readonly kind: string;
@@ -83,7 +83,9 @@ const args = (w: World, stateDir = w.ws.stateDir): string[] =>
 async function cli(w: World, argv: string[], extraEnv?: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<CliRun> {
   const run = await runCli(argv, { env: env(w, extraEnv), timeoutMs });
   const last = (run.stdout + run.stderr).trim().split('\n').slice(-1)[0] ?? '';
-  w.transcript.push(`    $ xroad-sync ${argv[0]}${argv.includes(`--exclude`) ? ` --exclude ${COMMAND_LINE_EXCLUDE}` : ''}: exit ${run.status ?? run.signal} ${JSON.stringify(last.slice(0, 160))}`);
+  w.transcript.push(
+    `    $ xroad-sync ${argv[0]}${argv.includes(`--exclude`) ? ` --exclude ${COMMAND_LINE_EXCLUDE}` : ''}: exit ${run.status ?? run.signal} ${JSON.stringify(last.slice(0, 160))}`,
+  );
   return run;
 }
 
@@ -184,7 +186,10 @@ function daemonSettled(w: World, d: Daemon): boolean {
 async function daemonConverges(w: World, sinceRecords: number, what: string, check: string, invariant: string): Promise<Violation[]> {
   const d = w.daemon;
   if (!daemonAlive(d) || w.model.paused || existsSync(w.ws.flagFile)) return [];
-  const failedSince = () => passRecords(d).slice(sinceRecords).some((r) => r.result === 'failed');
+  const failedSince = () =>
+    passRecords(d)
+      .slice(sinceRecords)
+      .some((r) => r.result === 'failed');
   // A daemon whose last pass failed is in its backoff (up to 30 s): that is the bound then.
   const inBackoff = passRecords(d)[sinceRecords - 1]?.result === 'failed';
   const bound = inBackoff ? Math.max(w.opts.convergeMs, 35_000) : w.opts.convergeMs;
@@ -194,7 +199,14 @@ async function daemonConverges(w: World, sinceRecords: number, what: string, che
     w.model.invisibleEdit = false;
   }
   if (ok || !daemonAlive(d)) return [];
-  if (w.model.invisibleEdit) return [v('I6', 'I6.not-corrected', `a local in-place edit that kept size and mtime is still not corrected by the running daemon (seen ${w.opts.convergeMs} ms after ${what})`)];
+  if (w.model.invisibleEdit)
+    return [
+      v(
+        'I6',
+        'I6.not-corrected',
+        `a local in-place edit that kept size and mtime is still not corrected by the running daemon (seen ${w.opts.convergeMs} ms after ${what})`,
+      ),
+    ];
   return [v(invariant, check, `the running daemon did not bring the target to the master's state within ${bound} ms after ${what}`)];
 }
 
@@ -208,7 +220,18 @@ async function pausedWindow(w: World, sinceRecords: number): Promise<void> {
 // ---------------------------------------------------------------------------
 // Master edits
 
-const MASTER_FILES = ['conf.d/local.ini', 'conf.d/extra.ini', 'serverconf.xml', 'signer/devices.ini', 'new/deep/file.xml', 'notes.old', 'local.bak', 'conf.d/node.ini', 'db.properties', 'backup.tmp'];
+const MASTER_FILES = [
+  'conf.d/local.ini',
+  'conf.d/extra.ini',
+  'serverconf.xml',
+  'signer/devices.ini',
+  'new/deep/file.xml',
+  'notes.old',
+  'local.bak',
+  'conf.d/node.ini',
+  'db.properties',
+  'backup.tmp',
+];
 
 async function listMasterFiles(w: World): Promise<string[]> {
   const out: string[] = [];
@@ -423,7 +446,7 @@ export const STEP_KINDS: Record<string, StepKind> = {
   },
   'sync-size-limit': {
     weight: 1,
-    describe: () => 'sync --max-file-size 4k (an operator\'s limit that a large master file trips)',
+    describe: () => "sync --max-file-size 4k (an operator's limit that a large master file trips)",
     async run(w) {
       return syncStep(w, ['--max-file-size', '4096'], 'sync --max-file-size 4k');
     },
@@ -469,12 +492,16 @@ export const STEP_KINDS: Record<string, StepKind> = {
       const found: Violation[] = [];
       const lines = run.stdout.replace(/\n$/, '').split('\n');
       if (lines.length !== 1) found.push(v('I5', 'I5.one-line', `status --check printed ${lines.length} lines: ${JSON.stringify(run.stdout.slice(0, 200))}`));
-      if (/rsync error:/.test(run.stderr)) found.push(v('I5', 'I5.one-line', `status --check wrote a forged "rsync error:" line on stderr: ${JSON.stringify(run.stderr.slice(0, 200))}`));
+      if (/rsync error:/.test(run.stderr))
+        found.push(v('I5', 'I5.one-line', `status --check wrote a forged "rsync error:" line on stderr: ${JSON.stringify(run.stderr.slice(0, 200))}`));
       // Nagios reads what follows the first "|" as performance data: only the check's own may stand there.
       const [text, perfdata] = splitCheckLine(lines[0]!);
-      if (text.includes('|')) found.push(v('I5', 'I5.one-line', `status --check's text holds a "|" (Nagios reads performance data after it): ${JSON.stringify(lines[0])}`));
-      if (perfdata !== undefined && !PERFDATA.test(perfdata)) found.push(v('I5', 'I5.one-line', `status --check's performance data is malformed: ${JSON.stringify(perfdata)}`));
-      if (run.status === 0 && journalExists(w.ws)) found.push(v('I5', 'I5.journal', `status --check says OK while a crash journal is pending (the target is half-applied): ${JSON.stringify(lines[0])}`));
+      if (text.includes('|'))
+        found.push(v('I5', 'I5.one-line', `status --check's text holds a "|" (Nagios reads performance data after it): ${JSON.stringify(lines[0])}`));
+      if (perfdata !== undefined && !PERFDATA.test(perfdata))
+        found.push(v('I5', 'I5.one-line', `status --check's performance data is malformed: ${JSON.stringify(perfdata)}`));
+      if (run.status === 0 && journalExists(w.ws))
+        found.push(v('I5', 'I5.journal', `status --check says OK while a crash journal is pending (the target is half-applied): ${JSON.stringify(lines[0])}`));
       return found;
     },
   },
@@ -484,12 +511,30 @@ export const STEP_KINDS: Record<string, StepKind> = {
     async run(w) {
       if (process.getuid?.() !== 0 || !existsSync(path.join(w.ws.stateDir, 'status.json'))) return [];
       await fs.chmod(w.ws.base, 0o755); // the agent reaches the state dir, whose own 0750 keeps it out
-      const run = await runAs(65534, [CLI, 'status', '--check', '--max-age', '5m', '--state-dir', w.ws.stateDir, '--flag-file', w.ws.flagFile, '--settings', '']);
+      const run = await runAs(65534, [
+        CLI,
+        'status',
+        '--check',
+        '--max-age',
+        '5m',
+        '--state-dir',
+        w.ws.stateDir,
+        '--flag-file',
+        w.ws.flagFile,
+        '--settings',
+        '',
+      ]);
       w.transcript.push(`    $ (as nobody) xroad-sync status --check: exit ${run.status} ${JSON.stringify(run.stdout.trim())}`);
       // Either fix is right: UNKNOWN when the agent cannot read status.json, or status.json made readable and the verdict root's.
       if (!(await canRead(65534, path.join(w.ws.stateDir, 'status.json')))) {
         if (run.status === 3) return [];
-        return [v('I5', 'I5.unreadable', `status --check could not read status.json yet said exit ${run.status}: ${JSON.stringify(run.stdout.trim())} (a permission problem is UNKNOWN, not a fact about the sync)`)];
+        return [
+          v(
+            'I5',
+            'I5.unreadable',
+            `status --check could not read status.json yet said exit ${run.status}: ${JSON.stringify(run.stdout.trim())} (a permission problem is UNKNOWN, not a fact about the sync)`,
+          ),
+        ];
       }
       const asRoot = await cli(w, ['status', '--check', '--max-age', '5m', '--state-dir', w.ws.stateDir, '--flag-file', w.ws.flagFile]);
       if (asRoot.status === run.status) return [];
@@ -503,7 +548,8 @@ export const STEP_KINDS: Record<string, StepKind> = {
       const run = await cli(w, ['status', '--json', '--state-dir', w.ws.stateDir, '--flag-file', w.ws.flagFile]);
       if (run.status !== 0) return [];
       const pid = (JSON.parse(run.stdout) as { daemonPid: number | null }).daemonPid;
-      if (daemonAlive(w.daemon) && pid !== w.daemon.pid) return [v('I5', 'I5.daemon-pid', `status says daemonPid ${pid} while the daemon (pid ${w.daemon.pid}) runs`)];
+      if (daemonAlive(w.daemon) && pid !== w.daemon.pid)
+        return [v('I5', 'I5.daemon-pid', `status says daemonPid ${pid} while the daemon (pid ${w.daemon.pid}) runs`)];
       return [];
     },
   },
@@ -548,11 +594,25 @@ export const STEP_KINDS: Record<string, StepKind> = {
       }
       const { status, signal } = await d.done;
       w.transcript.push(`    daemon exit ${status ?? signal}`);
-      if (status !== 0) w.transcript.push(...d.stdout().trim().split('\n').slice(-3).map((l) => `    daemon: ${l.slice(0, 300)}`));
+      if (status !== 0)
+        w.transcript.push(
+          ...d
+            .stdout()
+            .trim()
+            .split('\n')
+            .slice(-3)
+            .map((l) => `    daemon: ${l.slice(0, 300)}`),
+        );
       if (status === 0) return [];
       // Told apart: a state dir removed under the daemon is a known way to get here.
       const check = w.model.stateDirLostUnderDaemon ? 'STOP.after-state-dir-loss' : 'STOP.sigterm';
-      return [v('STOP', check, `the daemon exited ${status ?? signal} after SIGTERM${w.model.stateDirLostUnderDaemon ? ' (its state dir was removed while it ran)' : ''}`)];
+      return [
+        v(
+          'STOP',
+          check,
+          `the daemon exited ${status ?? signal} after SIGTERM${w.model.stateDirLostUnderDaemon ? ' (its state dir was removed while it ran)' : ''}`,
+        ),
+      ];
     },
   },
   'daemon-kill9': {
@@ -597,7 +657,8 @@ export const STEP_KINDS: Record<string, StepKind> = {
       const since = recordCount(w);
       const logBefore = await fs.readFile(w.ws.logFile, 'utf8').catch(() => '');
       const outBefore = w.daemon?.stdout().length ?? 0;
-      const script = 'import mmap,sys\nf=open(sys.argv[1],"r+b")\nm=mmap.mmap(f.fileno(),0)\nm[0]=0x5a if m[0]!=0x5a else 0x59\nm.flush()\nm.close()\nf.close()';
+      const script =
+        'import mmap,sys\nf=open(sys.argv[1],"r+b")\nm=mmap.mmap(f.fileno(),0)\nm[0]=0x5a if m[0]!=0x5a else 0x59\nm.flush()\nm.close()\nf.close()';
       const code = await new Promise<number | null>((resolve) => {
         const child = spawn('python3', ['-c', script, path.join(w.ws.target, rel)], { stdio: 'ignore' });
         child.once('error', () => resolve(null));
@@ -640,7 +701,10 @@ export const STEP_KINDS: Record<string, StepKind> = {
     async run(w, rng) {
       if (daemonAlive(w.daemon)) return [];
       await fs.mkdir(w.ws.stateDir, { recursive: true });
-      await fs.writeFile(path.join(w.ws.stateDir, 'daemon.lock'), `${JSON.stringify({ pid: 4_000_000 + rng.int(100_000), start: '1', boot: 'gone', purpose: 'daemon', since: new Date(0).toISOString() })}\n`);
+      await fs.writeFile(
+        path.join(w.ws.stateDir, 'daemon.lock'),
+        `${JSON.stringify({ pid: 4_000_000 + rng.int(100_000), start: '1', boot: 'gone', purpose: 'daemon', since: new Date(0).toISOString() })}\n`,
+      );
       const pair = [startDaemon(w, false, false), startDaemon(w, false, false)];
       // Both have either exited or logged a pass (or a pause): then at most one may still run.
       await until(() => pair.every((d) => daemonSettled(w, d)), 20_000, 50);
@@ -658,7 +722,7 @@ export const STEP_KINDS: Record<string, StepKind> = {
   },
   'flag-by-hand': {
     weight: 1,
-    describe: (arg) => variant(arg, ['touch the flag file by hand (the guide\'s way)', 'rm the flag file by hand']),
+    describe: (arg) => variant(arg, ["touch the flag file by hand (the guide's way)", 'rm the flag file by hand']),
     async run(w) {
       if (rngArg(w) % 2 === 0) {
         await fs.writeFile(w.ws.flagFile, '');
@@ -681,7 +745,9 @@ export const STEP_KINDS: Record<string, StepKind> = {
       const died = await until(() => !daemonAlive(d), 15_000, 50);
       if (!died) d.child.kill('SIGKILL');
       const end = await d.done;
-      w.transcript.push(`    daemon pid ${d.pid}: ${died ? `died (${end.signal ?? end.status})` : 'still running, stopped now'}; journal ${journalExists(w.ws) ? 'pending' : 'none'}`);
+      w.transcript.push(
+        `    daemon pid ${d.pid}: ${died ? `died (${end.signal ?? end.status})` : 'still running, stopped now'}; journal ${journalExists(w.ws) ? 'pending' : 'none'}`,
+      );
       return [];
     },
   },
@@ -699,7 +765,10 @@ export const STEP_KINDS: Record<string, StepKind> = {
     describe: () => 'a sync.lock naming a dead pid, then two syncs at once',
     async run(w, rng) {
       await fs.mkdir(w.ws.stateDir, { recursive: true });
-      await fs.writeFile(path.join(w.ws.stateDir, 'sync.lock'), `${JSON.stringify({ pid: 4_000_000 + rng.int(100_000), start: '1', boot: 'gone', purpose: 'sync', since: new Date(0).toISOString() })}\n`);
+      await fs.writeFile(
+        path.join(w.ws.stateDir, 'sync.lock'),
+        `${JSON.stringify({ pid: 4_000_000 + rng.int(100_000), start: '1', boot: 'gone', purpose: 'sync', since: new Date(0).toISOString() })}\n`,
+      );
       for (const rel of ['conf.d/local.ini', 'serverconf.xml']) await writeMaster(w, rel, content(rng, rel));
       await w.model.recordMaster(w.ws.source);
       return twoPasses(w, [w.ws.stateDir, w.ws.stateDir], 'two syncs meeting a stale lock');
@@ -713,7 +782,12 @@ const rngArg = (_w: World): number => currentArg;
 
 function runAs(uid: number, argv: string[]): Promise<{ status: number | null; stdout: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, argv, { uid, gid: uid, stdio: ['ignore', 'pipe', 'ignore'], env: { PATH: process.env.PATH, XROAD_SYNC_SETTINGS: '' } });
+    const child = spawn(process.execPath, argv, {
+      uid,
+      gid: uid,
+      stdio: ['ignore', 'pipe', 'ignore'],
+      env: { PATH: process.env.PATH, XROAD_SYNC_SETTINGS: '' },
+    });
     let stdout = '';
     child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
     const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
@@ -736,7 +810,11 @@ export async function syncStep(w: World, extra: string[], what: string): Promise
 }
 
 async function daemonStart(w: World, namespaced: boolean, daemonOptsExclude: boolean): Promise<Violation[]> {
-  if (daemonOptsExclude) await fs.writeFile(`${w.ws.settingsFile}.daemon`, `${await fs.readFile(w.ws.settingsFile, 'utf8')}XROAD_SYNC_DAEMON_OPTS="--exclude ${COMMAND_LINE_EXCLUDE}"\n`);
+  if (daemonOptsExclude)
+    await fs.writeFile(
+      `${w.ws.settingsFile}.daemon`,
+      `${await fs.readFile(w.ws.settingsFile, 'utf8')}XROAD_SYNC_DAEMON_OPTS="--exclude ${COMMAND_LINE_EXCLUDE}"\n`,
+    );
   const first = daemonAlive(w.daemon) ? w.daemon : undefined;
   const d = startDaemon(w, namespaced, daemonOptsExclude);
   if (first) {
@@ -754,7 +832,9 @@ async function daemonStart(w: World, namespaced: boolean, daemonOptsExclude: boo
   w.model.stateDirLostUnderDaemon = false;
   const mark = w.model.mark();
   const ready = await until(() => daemonSettled(w, d), 20_000, 50);
-  w.transcript.push(`    daemon pid ${d.pid}${namespaced ? ' (namespaced)' : ''}: ${ready ? (passRecords(d).slice(-1)[0]?.result ?? 'paused') : 'no first pass in 20 s'}`);
+  w.transcript.push(
+    `    daemon pid ${d.pid}${namespaced ? ' (namespaced)' : ''}: ${ready ? (passRecords(d).slice(-1)[0]?.result ?? 'paused') : 'no first pass in 20 s'}`,
+  );
   if (!daemonAlive(d)) return [];
   const last = passRecords(d).slice(-1)[0];
   const found: Violation[] = [];
@@ -771,19 +851,31 @@ async function twoPasses(w: World, stateDirs: string[], what: string): Promise<V
   const runs = await Promise.all(stateDirs.map((s) => cli(w, ['sync', ...args(w, s), LOCK_WAIT])));
   const found: Violation[] = [];
   for (const run of runs) {
-    if (run.status === 11 && /part-way/.test(run.stdout + run.stderr)) found.push(v('I4', 'I4.part-way', `${what}: one exited 11 and left the target half-applied: ${lastLine(run)}`));
+    if (run.status === 11 && /part-way/.test(run.stdout + run.stderr))
+      found.push(v('I4', 'I4.part-way', `${what}: one exited 11 and left the target half-applied: ${lastLine(run)}`));
     // Only one writer at a time can see another's staged file as "left by an interrupted pass" while that pass still runs.
     const removed = /(removed a temp file left by an interrupted pass|changed on this slave during the pass)[^\n]*/.exec(run.stdout + run.stderr);
-    if (removed) found.push(v('I4', 'I4.two-writers', `${what}: both wrote into the target at once; one took the other's work for a crash or a local edit (${removed[0]})`));
+    if (removed)
+      found.push(
+        v('I4', 'I4.two-writers', `${what}: both wrote into the target at once; one took the other's work for a crash or a local edit (${removed[0]})`),
+      );
   }
   const after = await syncedView(w.ws.target);
   const anyOk = runs.some((r) => r.status === 0 && !skippedByFlag(r));
   if (!w.model.paused && anyOk && !w.model.isStateSince(after, mark)) {
     const check = w.model.invisibleEdit ? 'I3.quick-check-blind' : 'I3.exit0-state';
-    found.push(v('I3', check, `${what}: one exited 0 but the target is no state the master had since they started${w.model.invisibleEdit ? ' (a local in-place edit kept size and mtime)' : ''}`));
+    found.push(
+      v(
+        'I3',
+        check,
+        `${what}: one exited 0 but the target is no state the master had since they started${w.model.invisibleEdit ? ' (a local in-place edit kept size and mtime)' : ''}`,
+      ),
+    );
   }
   if (!anyOk && after !== before && !w.model.masterHistory.has(after) && !journalExists(w.ws)) {
-    found.push(v('I4', 'I4.unreported-half', `${what}: both failed (exit ${runs.map((r) => r.status).join(', ')}) and the target is half-applied with no journal`));
+    found.push(
+      v('I4', 'I4.unreported-half', `${what}: both failed (exit ${runs.map((r) => r.status).join(', ')}) and the target is half-applied with no journal`),
+    );
   }
   return found;
 }
@@ -793,8 +885,12 @@ async function judgeCorrection(w: World, rel: string | undefined, since: number,
   const d = w.daemon;
   if (!daemonAlive(d) || existsSync(w.ws.flagFile)) return [];
   const corrected = async () => (await syncedView(w.ws.target)) === w.model.latestMaster;
-  const failed = () => passRecords(d).slice(since).some((r) => r.result === 'failed');
-  const claimed = () => rel !== undefined && parseRecords(d.stdout().slice(outFrom)).some((r) => r.path === rel && /corrective pass follows/.test(String(r.msg)));
+  const failed = () =>
+    passRecords(d)
+      .slice(since)
+      .some((r) => r.result === 'failed');
+  const claimed = () =>
+    rel !== undefined && parseRecords(d.stdout().slice(outFrom)).some((r) => r.path === rel && /corrective pass follows/.test(String(r.msg)));
   const inBackoff = passRecords(d)[since - 1]?.result === 'failed';
   const bound = inBackoff ? Math.max(w.opts.convergeMs, 35_000) : w.opts.convergeMs;
   if (await until(async () => failed() || (await corrected()), bound, 50)) {
@@ -812,7 +908,15 @@ async function judgeCorrection(w: World, rel: string | undefined, since: number,
     return [v('I6', 'I6.bound', `the local edit of ${rel ?? 'the tree'} was not corrected within the full-scan bound (${w.opts.fullScanMs} ms)`)];
   }
   w.transcript.push(`    (not corrected within ${w.opts.convergeMs} ms and nothing claimed; the full-scan bound is not waited for in this budget)`);
-  w.transcript.push(...d.stdout().slice(outFrom).trim().split('\n').slice(-5).map((l) => `    daemon: ${l.slice(0, 240)}`));
+  w.transcript.push(
+    ...d
+      .stdout()
+      .slice(outFrom)
+      .trim()
+      .split('\n')
+      .slice(-5)
+      .map((l) => `    daemon: ${l.slice(0, 240)}`),
+  );
   return [];
 }
 
@@ -829,7 +933,9 @@ export async function runStep(w: World, step: Step): Promise<Violation[]> {
 
 /** Step kinds with their weights, without the disabled ones. */
 export function enabledKinds(disabled: ReadonlyMap<string, string>): Array<[string, number]> {
-  return Object.entries(STEP_KINDS).filter(([k]) => !disabled.has(k)).map(([k, s]) => [k, s.weight]);
+  return Object.entries(STEP_KINDS)
+    .filter(([k]) => !disabled.has(k))
+    .map(([k, s]) => [k, s.weight]);
 }
 
 export { daemonAlive };

@@ -4,11 +4,12 @@
  * parsed as pino JSON records, and a bounded poll helper. Every wait here
  * has a deadline; children are SIGKILLed when they outlive it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { TestMaster } from './sshd.js';
 import { parseRecords } from '../../src/report/logger.js';
+import type { TestMaster } from './sshd.js';
+
 export { parseRecords };
 
 /** dist/test/helpers/cli.js → dist/src/cli/main.js */
@@ -96,7 +97,6 @@ export function runCli(args: readonly string[], opts: CliOptions = {}): Promise<
   return startCli(args, { ...opts, timeoutMs: opts.timeoutMs ?? 30_000 }).done;
 }
 
-
 /** The per-pass flags a test passes to sync/daemon/check, every path explicit. */
 export interface PassPaths {
   readonly source: string;
@@ -111,18 +111,30 @@ export interface PassPaths {
 
 export function passArgs(master: TestMaster, p: PassPaths): string[] {
   return [
-    '--master', master.host,
-    '--port', String(p.port ?? master.port),
-    '--user', master.user,
-    '--identity', p.identity ?? master.identity,
-    '--known-hosts', p.knownHosts ?? master.knownHosts,
-    '--source', p.source.endsWith('/') ? p.source : `${p.source}/`,
-    '--target', p.target,
-    '--state-dir', p.stateDir,
-    '--log-file', p.logFile ?? path.join(p.stateDir, 'sync.log'),
-    '--flag-file', p.flagFile,
-    '--connect-timeout', '3',
-    '--timeout', '5',
+    '--master',
+    master.host,
+    '--port',
+    String(p.port ?? master.port),
+    '--user',
+    master.user,
+    '--identity',
+    p.identity ?? master.identity,
+    '--known-hosts',
+    p.knownHosts ?? master.knownHosts,
+    '--source',
+    p.source.endsWith('/') ? p.source : `${p.source}/`,
+    '--target',
+    p.target,
+    '--state-dir',
+    p.stateDir,
+    '--log-file',
+    p.logFile ?? path.join(p.stateDir, 'sync.log'),
+    '--flag-file',
+    p.flagFile,
+    '--connect-timeout',
+    '3',
+    '--timeout',
+    '5',
   ];
 }
 

@@ -13,11 +13,7 @@ export interface CommandRun {
   readonly ms: number;
 }
 
-export function runCommand(
-  cmd: string,
-  args: readonly string[],
-  opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs?: number },
-): Promise<CommandRun> {
+export function runCommand(cmd: string, args: readonly string[], opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<CommandRun> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });

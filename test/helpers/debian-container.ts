@@ -8,12 +8,12 @@
  * is bounded.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runCommand, type CommandRun } from './command.js';
+import { type CommandRun, runCommand } from './command.js';
 
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -43,7 +43,12 @@ function onPath(cmd: string): boolean {
 export function containerSkipReason(): string | false {
   if (process.platform !== 'linux' || process.arch !== 'x64') return `the package is built for linux-x64 (this is ${process.platform}-${process.arch})`;
   if (process.getuid?.() !== 0) return 'not root: debootstrap, chroot and systemd-nspawn need root (sudo npm test)';
-  for (const [cmd, pkg] of [['systemd-nspawn', 'systemd-container'], ['debootstrap', 'debootstrap'], ['nsenter', 'util-linux'], ['dpkg-deb', 'dpkg']]) {
+  for (const [cmd, pkg] of [
+    ['systemd-nspawn', 'systemd-container'],
+    ['debootstrap', 'debootstrap'],
+    ['nsenter', 'util-linux'],
+    ['dpkg-deb', 'dpkg'],
+  ]) {
     if (!onPath(cmd!)) return `${cmd} not found (Debian package ${pkg})`;
   }
   return false;
@@ -68,26 +73,39 @@ export async function waitFor<T>(what: string, ms: number, check: () => Promise<
  * /var/tmp/xroad), a host name and /etc/resolv.conf for apt.
  */
 export async function unpackDebianRoot(suite: DebianSuite, dir: string, hostname: string): Promise<void> {
-  const tar = (await ok(`debian-test-root.sh ${suite}`, run('bash', [path.join(REPO, 'scripts/debian-test-root.sh'), suite], { timeoutMs: 900_000 }))).stdout.trim();
+  const tar = (
+    await ok(`debian-test-root.sh ${suite}`, run('bash', [path.join(REPO, 'scripts/debian-test-root.sh'), suite], { timeoutMs: 900_000 }))
+  ).stdout.trim();
   await fs.mkdir(dir, { recursive: true });
   await ok('tar -x', run('tar', ['-C', dir, '--numeric-owner', '-xf', tar], { timeoutMs: 120_000 }));
   await fs.copyFile('/etc/resolv.conf', path.join(dir, 'etc/resolv.conf')).catch(() => undefined);
-  await ok('xroad-base look-alike', run('chroot', [dir, '/bin/sh', '-ec', [
-    'groupadd --system xroad',
-    'useradd --system --gid xroad --home-dir /var/lib/xroad --shell /bin/bash xroad',
-    'install -d -m 0700 -o xroad -g xroad /var/lib/xroad /var/lib/xroad/.ssh',
-    'install -d -m 0751 -o xroad -g xroad /etc/xroad',
-    'install -d -m 1770 -o xroad -g adm /var/log/xroad',
-    'install -d -m 0750 -o xroad -g xroad /var/tmp/xroad',
-    `echo ${hostname} > /etc/hostname`,
-    `printf '127.0.0.1 localhost\\n127.0.1.1 ${hostname}\\n' > /etc/hosts`,
-  ].join('\n')]));
+  await ok(
+    'xroad-base look-alike',
+    run('chroot', [
+      dir,
+      '/bin/sh',
+      '-ec',
+      [
+        'groupadd --system xroad',
+        'useradd --system --gid xroad --home-dir /var/lib/xroad --shell /bin/bash xroad',
+        'install -d -m 0700 -o xroad -g xroad /var/lib/xroad /var/lib/xroad/.ssh',
+        'install -d -m 0751 -o xroad -g xroad /etc/xroad',
+        'install -d -m 1770 -o xroad -g adm /var/log/xroad',
+        'install -d -m 0750 -o xroad -g xroad /var/tmp/xroad',
+        `echo ${hostname} > /etc/hostname`,
+        `printf '127.0.0.1 localhost\\n127.0.1.1 ${hostname}\\n' > /etc/hosts`,
+      ].join('\n'),
+    ]),
+  );
 }
 
 /** `apt-get install -y ./DEB` in the (not booted) root, non-interactive, stdin closed: a prompt fails it. */
 export async function aptInstallInRoot(dir: string, deb: string): Promise<CommandRun> {
   await fs.copyFile(deb, path.join(dir, 'tmp', path.basename(deb)));
-  return run('chroot', [dir, 'apt-get', 'install', '-y', '--no-install-recommends', `/tmp/${path.basename(deb)}`], { timeoutMs: 180_000, env: NONINTERACTIVE_ENV });
+  return run('chroot', [dir, 'apt-get', 'install', '-y', '--no-install-recommends', `/tmp/${path.basename(deb)}`], {
+    timeoutMs: 180_000,
+    env: NONINTERACTIVE_ENV,
+  });
 }
 
 export interface Container {
@@ -104,7 +122,8 @@ export interface Container {
 export async function bootContainer(dir: string, machine: string, consoleLogPath: string): Promise<Container> {
   const consoleLog = await fs.open(consoleLogPath, 'w');
   const nspawn: ChildProcess = spawn('systemd-nspawn', ['-q', '-D', dir, '--boot', '--register=no', '--keep-unit', '-M', machine, '--console=passive'], {
-    stdio: ['ignore', consoleLog.fd, consoleLog.fd], env: { PATH: SYSTEM_PATH },
+    stdio: ['ignore', consoleLog.fd, consoleLog.fd],
+    env: { PATH: SYSTEM_PATH },
   });
   const exited = new Promise<void>((resolve) => nspawn.once('exit', () => resolve()));
   void consoleLog.close();
@@ -113,12 +132,19 @@ export async function bootContainer(dir: string, machine: string, consoleLogPath
   const inside = (args: readonly string[], timeoutMs = 60_000, env: Record<string, string> = {}) =>
     run('nsenter', ['-t', String(pid1), '-a', 'env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...args], { timeoutMs });
   const container: Container = {
-    get pid1() { return pid1; },
+    get pid1() {
+      return pid1;
+    },
     inside,
     sh: (script, timeoutMs = 60_000) => inside(['/bin/sh', '-c', script], timeoutMs),
     async show(unit, props) {
       const r = await ok(`systemctl show ${unit}`, inside(['systemctl', 'show', unit, ...props.map((p) => `--property=${p}`)]));
-      return Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+      return Object.fromEntries(
+        r.stdout
+          .trim()
+          .split('\n')
+          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+      );
     },
     journal: async (unit) => (await inside(['journalctl', '--no-pager', '-n', '80', '-u', unit])).stdout,
     async stop() {
@@ -132,19 +158,29 @@ export async function bootContainer(dir: string, machine: string, consoleLogPath
     },
   };
   try {
-    pid1 = await waitFor('the container\'s systemd to start', 30_000, async () => {
-      if (nspawn.exitCode !== null) assert.fail(`systemd-nspawn exited ${nspawn.exitCode}:\n${readFileSync(consoleLogPath, 'utf8')}`);
-      for (const task of readdirSync(`/proc/${nspawnPid}/task`)) {
-        for (const child of readFileSync(`/proc/${nspawnPid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) {
-          if (readFileSync(`/proc/${child}/comm`, 'utf8').trim() === 'systemd') return Number(child);
+    pid1 = await waitFor(
+      "the container's systemd to start",
+      30_000,
+      async () => {
+        if (nspawn.exitCode !== null) assert.fail(`systemd-nspawn exited ${nspawn.exitCode}:\n${readFileSync(consoleLogPath, 'utf8')}`);
+        for (const task of readdirSync(`/proc/${nspawnPid}/task`)) {
+          for (const child of readFileSync(`/proc/${nspawnPid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) {
+            if (readFileSync(`/proc/${child}/comm`, 'utf8').trim() === 'systemd') return Number(child);
+          }
         }
-      }
-      return undefined;
-    }, async () => readFileSync(consoleLogPath, 'utf8'));
-    const state = await waitFor('systemctl is-system-running: running or degraded', 90_000, async () => {
-      const s = (await inside(['systemctl', 'is-system-running']).catch(() => undefined))?.stdout.trim();
-      return s === 'running' || s === 'degraded' ? s : undefined;
-    }, async () => (await inside(['systemctl', '--failed', '--no-pager'])).stdout);
+        return undefined;
+      },
+      async () => readFileSync(consoleLogPath, 'utf8'),
+    );
+    const state = await waitFor(
+      'systemctl is-system-running: running or degraded',
+      90_000,
+      async () => {
+        const s = (await inside(['systemctl', 'is-system-running']).catch(() => undefined))?.stdout.trim();
+        return s === 'running' || s === 'degraded' ? s : undefined;
+      },
+      async () => (await inside(['systemctl', '--failed', '--no-pager'])).stdout,
+    );
     if (state === 'degraded') console.log(`systemd in ${machine}: degraded:\n${(await inside(['systemctl', '--failed', '--no-pager'])).stdout}`);
   } catch (err) {
     await container.stop();

@@ -4,7 +4,7 @@
  * exclusively while it holds the lock (a second holder finds the marker
  * there), holds for `holdMs`, then releases and answers.
  */
-import { openSync, closeSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { acquireLock } from '../../src/state/lock.js';
 

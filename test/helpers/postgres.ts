@@ -9,7 +9,7 @@
  * from a process 'exit' hook, so no server outlives a failed test.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,7 +41,9 @@ export interface PgServer {
 /** The newest installed server's bin dir (postgresql-15 on Debian 12), or null. */
 export function pgBinDir(): string | null {
   if (!existsSync(PG_LIB)) return null;
-  const versions = readdirSync(PG_LIB).filter((v) => existsSync(path.join(PG_LIB, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a));
+  const versions = readdirSync(PG_LIB)
+    .filter((v) => existsSync(path.join(PG_LIB, v, 'bin', 'initdb')))
+    .sort((a, b) => Number(b) - Number(a));
   return versions[0] ? path.join(PG_LIB, versions[0], 'bin') : null;
 }
 
@@ -92,7 +94,8 @@ export function replicaTestServers(): ReplicaTestServer[] {
   for (const { suite, major } of DEBIAN_PG_SUITES) {
     if (!want(major) || host?.major === major) continue;
     const label = `PostgreSQL ${major} (Debian ${suite} root)`;
-    let skip: string | false = process.getuid?.() !== 0 ? 'needs root (debootstrap, chroot)' : spawnSync('sh', ['-c', 'command -v debootstrap']).status !== 0 ? 'no debootstrap' : false;
+    let skip: string | false =
+      process.getuid?.() !== 0 ? 'needs root (debootstrap, chroot)' : spawnSync('sh', ['-c', 'command -v debootstrap']).status !== 0 ? 'no debootstrap' : false;
     let server: PgServer | null = null;
     if (!skip) {
       try {
@@ -140,7 +143,9 @@ export interface PgPair {
 /** How to run the server's programs as its postgres user: runuser on the host, chroot --userspec into a root. */
 function postgresRunner(server: PgServer): { argv: (bin: string, args: readonly string[]) => string[]; owner: string } {
   if (server.root === null) return { argv: (bin, args) => ['runuser', '-u', 'postgres', '--', bin, ...args], owner: 'postgres:' };
-  const line = readFileSync(path.join(server.root, 'etc/passwd'), 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+  const line = readFileSync(path.join(server.root, 'etc/passwd'), 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('postgres:'));
   if (!line) throw new Error(`no user postgres in ${server.root}/etc/passwd`);
   const [, , uid, gid] = line.split(':');
   return { argv: (bin, args) => ['chroot', `--userspec=${uid}:${gid}`, server.root!, bin, ...args], owner: `${uid}:${gid}` };
@@ -237,16 +242,40 @@ export async function startPgPair(server: PgServer | null = hostPgServer()): Pro
     await run('initdb', ['-D', inServer(primaryData), '-U', 'postgres', '--auth-local=peer', '--auth-host=trust', '-N', '-E', 'UTF8', '--locale=C']);
     await fs.appendFile(
       path.join(primaryData, 'postgresql.conf'),
-      [`listen_addresses = '127.0.0.1'`, `port = ${primaryPort}`, `unix_socket_directories = '${inServer(socketDir)}'`, 'fsync = off', 'wal_sender_timeout = 5s', ''].join('\n'),
+      [
+        `listen_addresses = '127.0.0.1'`,
+        `port = ${primaryPort}`,
+        `unix_socket_directories = '${inServer(socketDir)}'`,
+        'fsync = off',
+        'wal_sender_timeout = 5s',
+        '',
+      ].join('\n'),
     );
     const start = async (data: string): Promise<void> => {
       await run('pg_ctl', ['-D', inServer(data), '-l', `${inServer(data)}.log`, '-w', '-t', '30', 'start']);
       running.add(data);
     };
     await start(primaryData);
-    await run('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primaryPort), '-U', 'postgres', '-D', inServer(standbyData), '-R', '-X', 'stream', '-c', 'fast']);
+    await run('pg_basebackup', [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(primaryPort),
+      '-U',
+      'postgres',
+      '-D',
+      inServer(standbyData),
+      '-R',
+      '-X',
+      'stream',
+      '-c',
+      'fast',
+    ]);
     // A short retry so a stopped primary shows as "not streaming" promptly, and reconnection is quick.
-    await fs.appendFile(path.join(standbyData, 'postgresql.conf'), [`port = ${standbyPort}`, 'wal_retrieve_retry_interval = 1s', 'wal_receiver_timeout = 5s', ''].join('\n'));
+    await fs.appendFile(
+      path.join(standbyData, 'postgresql.conf'),
+      [`port = ${standbyPort}`, 'wal_retrieve_retry_interval = 1s', 'wal_receiver_timeout = 5s', ''].join('\n'),
+    );
     await start(standbyData);
     const primary = reconnectingClient(primaryPort);
     const standby = reconnectingClient(standbyPort);
@@ -298,7 +327,10 @@ export async function startPgPair(server: PgServer | null = hostPgServer()): Pro
 /** An unprivileged OS user for peer authentication (created once, kept: useradd is not undone between runs). */
 export function ensureOsUser(name: string): void {
   if (spawnSync('getent', ['passwd', name]).status === 0) return;
-  const r = spawnSync('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', name], { encoding: 'utf8', timeout: 15_000 });
+  const r = spawnSync('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', name], {
+    encoding: 'utf8',
+    timeout: 15_000,
+  });
   if (r.status !== 0 && spawnSync('getent', ['passwd', name]).status !== 0) throw new Error(`useradd ${name} failed: ${r.stderr}`);
 }
 

@@ -4,12 +4,12 @@
  * given as a flag. Bounded: the child is SIGKILLed after `timeoutMs`.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { CLI } from './cli.js';
 import type { TestMaster, TreeEntrySnapshot } from './sshd.js';
 
-import { CLI } from './cli.js';
 export { CLI };
 
 export interface RunSyncOptions {
@@ -56,16 +56,26 @@ export function syncArgs(opts: RunSyncOptions): string[] {
   const source = opts.source.endsWith('/') ? opts.source : `${opts.source}/`;
   return [
     'sync',
-    '--master', opts.master.host,
-    '--port', String(opts.port ?? opts.master.port),
-    '--user', opts.user ?? opts.master.user,
-    '--identity', opts.master.identity,
-    '--known-hosts', opts.knownHosts ?? opts.master.knownHosts,
-    '--source', source,
-    '--target', opts.target,
-    '--state-dir', opts.stateDir,
-    '--log-file', logFileOf(opts),
-    '--flag-file', opts.flagFile ?? path.join(opts.stateDir, 'flag'),
+    '--master',
+    opts.master.host,
+    '--port',
+    String(opts.port ?? opts.master.port),
+    '--user',
+    opts.user ?? opts.master.user,
+    '--identity',
+    opts.master.identity,
+    '--known-hosts',
+    opts.knownHosts ?? opts.master.knownHosts,
+    '--source',
+    source,
+    '--target',
+    opts.target,
+    '--state-dir',
+    opts.stateDir,
+    '--log-file',
+    logFileOf(opts),
+    '--flag-file',
+    opts.flagFile ?? path.join(opts.stateDir, 'flag'),
     ...(opts.args ?? []),
   ];
 }
@@ -125,8 +135,10 @@ export function logMessages(log: string): string[] {
 
 /** Everything worth printing when an assertion about a run fails. */
 export function describeRun(run: SyncRun): string {
-  return `exit ${run.status}${run.signal ? ` (signal ${run.signal})` : ''}${run.timedOut ? ' TIMED OUT' : ''} after ${run.elapsedMs} ms\n` +
-    `--- stderr\n${run.stderr}--- stdout\n${run.stdout}--- log\n${run.log}`;
+  return (
+    `exit ${run.status}${run.signal ? ` (signal ${run.signal})` : ''}${run.timedOut ? ' TIMED OUT' : ''} after ${run.elapsedMs} ms\n` +
+    `--- stderr\n${run.stderr}--- stdout\n${run.stdout}--- log\n${run.log}`
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -134,7 +146,6 @@ export function describeRun(run: SyncRun): string {
 
 /** A port on 127.0.0.1 that nobody listens on (bound, read, closed). */
 export { freePort as closedPort } from './sshd.js';
-
 
 /** `tree` without the given paths and everything below them. */
 export function withoutPaths<T>(tree: Map<string, T>, drop: readonly string[]): Map<string, T> {
@@ -233,5 +244,5 @@ export function assertLogFormat(log: string, expect: { code: number; connected?:
 
 /** The item lines (`%i %n%L` and `*deleting`) of a log, without prefix. */
 export function itemLines(log: string): string[] {
-  return logMessages(log).filter((l) => /^([<>ch.][fdLDS][c.+ ][s.+ ][tT.+ ][p.+ ][o.+ ][g.+ ][u.+ ][a.+ ][x.+ ]|\*deleting  ) /.test(l));
+  return logMessages(log).filter((l) => /^([<>ch.][fdLDS][c.+ ][s.+ ][tT.+ ][p.+ ][o.+ ][g.+ ][u.+ ][a.+ ][x.+ ]|\*deleting {2}) /.test(l));
 }

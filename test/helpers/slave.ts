@@ -9,7 +9,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { makeTempDir, writeTree, type TreeSpec } from './sshd.js';
+import { makeTempDir, type TreeSpec, writeTree } from './sshd.js';
 
 export interface SlaveDirs {
   readonly base: string;

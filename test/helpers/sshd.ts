@@ -4,16 +4,16 @@
  * with the same key files. Plus small tree helpers to build a master's
  * /etc/xroad look-alike and compare a target with it.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants as fsConstants, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { accessSync, existsSync, constants as fsConstants, readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { generateEd25519 } from '../../src/serve/keys.js';
 import { startEmbeddedMaster } from '../../src/serve/sftp-server.js';
-import { after, before } from 'node:test';
 import { sleep, until } from './wait.js';
 
 export interface TestMaster {
@@ -155,8 +155,10 @@ async function startOpenSsh(dir: string, keys: KeyFiles, extraConfig: string[]):
     } catch (err) {
       await stopProcessTree(child);
       const log = await fs.readFile(logPath, 'utf8').catch(() => '');
-      lastError = new Error(`sshd did not start on 127.0.0.1:${port}: ${(err as Error).message}\n` +
-        `sshd stderr: ${stderr().trim() || '(empty)'}\nsshd log: ${log.trim() || '(empty)'}`);
+      lastError = new Error(
+        `sshd did not start on 127.0.0.1:${port}: ${(err as Error).message}\n` +
+          `sshd stderr: ${stderr().trim() || '(empty)'}\nsshd log: ${log.trim() || '(empty)'}`,
+      );
       if (/Address already in use|Cannot bind any address/.test(log + stderr())) continue; // lost the port race: retry
       throw lastError;
     }
@@ -320,9 +322,7 @@ function readBanner(port: number, timeoutMs: number): Promise<string> {
 async function stopProcessTree(child: ChildProcess): Promise<void> {
   if (child.pid === undefined) return;
   const pids = [child.pid, ...descendantsOf(child.pid)];
-  const exited = child.exitCode !== null || child.signalCode !== null
-    ? Promise.resolve()
-    : new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => child.once('exit', () => resolve()));
   signalAll(pids, 'SIGTERM');
   if (!(await until(() => pids.every((p) => !isAlive(p)), STOP_GRACE_MS))) signalAll(pids, 'SIGKILL');
   await Promise.race([exited, sleep(STOP_GRACE_MS)]);
@@ -439,12 +439,7 @@ async function startEmbedded(dir: string, keys: KeyFiles, root: string): Promise
  * `{ content, mode, mtime }` a file (or a directory when the key ends in '/').
  * Parent directories are created as needed.
  */
-export type TreeSpecValue =
-  | string
-  | Buffer
-  | null
-  | { symlink: string; mtime?: number }
-  | { content?: string | Buffer; mode?: number; mtime?: number };
+export type TreeSpecValue = string | Buffer | null | { symlink: string; mtime?: number } | { content?: string | Buffer; mode?: number; mtime?: number };
 export type TreeSpec = Record<string, TreeSpecValue>;
 
 export async function writeTree(root: string, spec: TreeSpec): Promise<void> {

@@ -50,4 +50,3 @@ export function fdPath(args: string): string | undefined {
 export function quoted(args: string): string[] {
   return [...args.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
 }
-

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { parseRecords } from '../../src/report/logger.js';
 import { parseRestartRules, restartHintLines, restartsNeeded } from '../../src/report/restart-hints.js';
 import { describeRun, runSync } from '../helpers/run-sync.js';
-import { makeTempDir, suiteMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
+import { makeTempDir, suiteMaster, type TestMaster, writeTree } from '../helpers/sshd.js';
 
 describe('restart hints', () => {
   it('maps each X-Road path to the services that read it (globs, dotfiles included)', async () => {
@@ -47,7 +47,9 @@ describe('restart hints', () => {
       { globs: ['conf.d/custom/*.ini', 'ssl/extra.*'], services: ['xroad-proxy', 'xroad-signer'] },
       { globs: ['conf.d/local.ini'], services: [] },
     ]);
-    assert.deepEqual(await restartHintLines(['conf.d/custom/a.ini', 'conf.d/local.ini'], rules), ['restart xroad-proxy, xroad-signer to apply conf.d/custom/a.ini']);
+    assert.deepEqual(await restartHintLines(['conf.d/custom/a.ini', 'conf.d/local.ini'], rules), [
+      'restart xroad-proxy, xroad-signer to apply conf.d/custom/a.ini',
+    ]);
     assert.throws(() => parseRestartRules('conf.d/*.ini'), /restart rule "conf.d\/\*.ini" is not GLOB=SERVICE/);
     assert.throws(() => parseRestartRules('a=xroad-proxy;rm -rf'), /"rm -rf" is not GLOB=SERVICE/);
     assert.throws(() => parseRestartRules('a=$(reboot)'), /"\$\(reboot\)" is not a unit name/);
@@ -81,7 +83,9 @@ describe('after a commit (real sshd)', () => {
 
     const first = await runSync({ master, source, target, stateDir, args });
     assert.equal(first.status, 0, describeRun(first));
-    const hints = parseRecords(first.stdout).map((r) => String(r.msg)).filter((m) => m.startsWith('restart '));
+    const hints = parseRecords(first.stdout)
+      .map((r) => String(r.msg))
+      .filter((m) => m.startsWith('restart '));
     assert.deepEqual(hints, ['restart xroad-proxy, xroad-signer, xroad-confclient, xroad-proxy-ui-api to apply conf.d/local.ini']);
     const changed = (await readFile(hookOut, 'utf8')).split('\0');
     assert.ok(changed.includes('conf.d/local.ini') && changed.includes('signer/keyconf.xml'), changed.join(' '));
@@ -92,7 +96,9 @@ describe('after a commit (real sshd)', () => {
     assert.equal(await readFile(hookOut, 'utf8'), 'untouched', 'the hook ran on a pass that changed nothing');
   });
 
-  it('takes restart rules from XROAD_SYNC_RESTART_RULES in the settings file; a malformed rule stops the pass before it changes anything', { timeout: 60_000 }, async () => {
+  it('takes restart rules from XROAD_SYNC_RESTART_RULES in the settings file; a malformed rule stops the pass before it changes anything', {
+    timeout: 60_000,
+  }, async () => {
     const base = await makeTempDir('xs-restart-rules-');
     scratch.push(base);
     const [source, target, stateDir] = ['src', 'dst', 'state'].map((d) => path.join(base, d)) as [string, string, string];
@@ -103,7 +109,9 @@ describe('after a commit (real sshd)', () => {
     await writeFile(settings, 'XROAD_SYNC_RESTART_RULES="conf.d/custom/*.ini=xroad-custom; conf.d/local.ini="\n');
     const run = await runSync({ master, source, target, stateDir, env: { XROAD_SYNC_SETTINGS: settings } });
     assert.equal(run.status, 0, describeRun(run));
-    const hints = parseRecords(run.stdout).map((r) => String(r.msg)).filter((m) => m.startsWith('restart '));
+    const hints = parseRecords(run.stdout)
+      .map((r) => String(r.msg))
+      .filter((m) => m.startsWith('restart '));
     assert.deepEqual(hints, ['restart xroad-custom to apply conf.d/custom/extra.ini'], 'the operator rules win over the built-in ones');
 
     await writeFile(path.join(source, 'conf.d/local.ini'), '[proxy]\nchanged=1\n');

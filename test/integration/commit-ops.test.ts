@@ -6,7 +6,7 @@
  * master's tree: that is the journal's promise.
  */
 import assert from 'node:assert/strict';
-import { copyFile, chmod, lutimes, readlink, rm, symlink, utimes } from 'node:fs/promises';
+import { chmod, copyFile, lutimes, readlink, rm, symlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { executeOps } from '../../src/commit/commit.js';
@@ -17,7 +17,7 @@ import { scanTarget } from '../../src/local/scan.js';
 import { planChanges } from '../../src/plan/plan.js';
 import type { Change, IdMapping } from '../../src/plan/types.js';
 import { depthOf, type Tree } from '../../src/tree.js';
-import { makeTempDir, readTree, writeTree, type TreeSpec } from '../helpers/sshd.js';
+import { makeTempDir, readTree, type TreeSpec, writeTree } from '../helpers/sshd.js';
 
 const T0 = 1_700_000_000;
 const IDS: IdMapping = { asRoot: false, uidByName: new Map(), gidByName: new Map(), memberGids: new Set([process.getgid!()]) };
@@ -41,7 +41,7 @@ const MASTER: TreeSpec = {
   'new/a/b/deep.ini': file('deep', 7),
   'new/': dir(105),
   'new/a/': dir(106),
-  'link': { symlink: 'conf.d/local.ini', mtime: T0 + 8 },
+  link: { symlink: 'conf.d/local.ini', mtime: T0 + 8 },
 };
 
 /** The slave before the pass. */
@@ -121,7 +121,11 @@ describe('commit operations', () => {
     const step = (op: CommitOp): number =>
       op.op === 'remove' ? (op.step === 'replace-remove' ? 0 : 4) : op.op === 'mkdir' ? 1 : op.op === 'rename' ? 2 : op.op === 'attrs' ? (op.dir ? 5 : 3) : 6;
     const steps = ops.map(step);
-    assert.deepEqual(steps, [...steps].sort((a, b) => a - b), `steps out of order:\n${ops.map(describeOp).join('\n')}`);
+    assert.deepEqual(
+      steps,
+      [...steps].sort((a, b) => a - b),
+      `steps out of order:\n${ops.map(describeOp).join('\n')}`,
+    );
 
     const renames = ops.filter((o) => o.op === 'rename').map((o) => o.path);
     assert.equal(renames.at(-1), 'signer/keyconf.xml', 'keyconf.xml must be renamed after every file it may name');
@@ -132,13 +136,26 @@ describe('commit operations', () => {
 
     const deletions = ops.filter((o): o is Extract<CommitOp, { op: 'remove' }> => o.op === 'remove' && o.step === 'delete').map((o) => o.path);
     assert.deepEqual(new Set(deletions), new Set(['conf.d/gone.ini', 'old/sub/stale.ini', 'old/sub', 'old']));
-    assert.ok(deletions.indexOf('old/sub/stale.ini') < deletions.indexOf('old/sub') && deletions.indexOf('old/sub') < deletions.indexOf('old'), 'deletions deepest first');
+    assert.ok(
+      deletions.indexOf('old/sub/stale.ini') < deletions.indexOf('old/sub') && deletions.indexOf('old/sub') < deletions.indexOf('old'),
+      'deletions deepest first',
+    );
 
     const dirAttrs = ops.filter((o): o is Extract<CommitOp, { op: 'attrs' }> => o.op === 'attrs' && o.dir);
     const depths = dirAttrs.map((o) => depthOf(o.path));
-    assert.deepEqual(depths, [...depths].sort((a, b) => b - a), 'directory attributes deepest first');
-    assert.ok(dirAttrs.some((o) => o.path === 'new/a/b' && o.mode === 0o700), 'a new directory gets its real mode at the end');
-    assert.ok(dirAttrs.some((o) => o.path === '' && o.mtime === T0 + 900), 'the root gets the master mtime back');
+    assert.deepEqual(
+      depths,
+      [...depths].sort((a, b) => b - a),
+      'directory attributes deepest first',
+    );
+    assert.ok(
+      dirAttrs.some((o) => o.path === 'new/a/b' && o.mode === 0o700),
+      'a new directory gets its real mode at the end',
+    );
+    assert.ok(
+      dirAttrs.some((o) => o.path === '' && o.mtime === T0 + 900),
+      'the root gets the master mtime back',
+    );
 
     const fsync = ops.at(-1);
     assert.equal(fsync?.op, 'fsync');
@@ -161,7 +178,11 @@ describe('commit operations', () => {
       const { root, ops: same } = await stagedSlave(`prefix-${done}`);
       await executeOps(same.slice(0, done), { root, recheck: false });
       await executeOps(same, { root, recheck: false });
-      assert.deepEqual(Object.fromEntries(await readTree(root, { includeRoot: true })), expected, `crash after ${done} ops (${done ? describeOp(same[done - 1]!) : 'none'})`);
+      assert.deepEqual(
+        Object.fromEntries(await readTree(root, { includeRoot: true })),
+        expected,
+        `crash after ${done} ops (${done ? describeOp(same[done - 1]!) : 'none'})`,
+      );
       await executeOps(same, { root, recheck: false });
       assert.deepEqual(Object.fromEntries(await readTree(root, { includeRoot: true })), expected, `second replay after ${done} ops`);
       await rm(root, { recursive: true, force: true });

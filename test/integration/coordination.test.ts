@@ -9,10 +9,10 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { passArgs, runCli, sleep, startCli, waitFor, type CliRun, type RunningCli } from '../helpers/cli.js';
-import { makeTempDir, readTree, sshdAvailable, startMaster, writeTree, type TestMaster, type TreeSpec } from '../helpers/sshd.js';
-import { deferrer, slaveDirs, type SlaveDirs, SMALL_TREE } from '../helpers/slave.js';
+import { type TestContext, test } from 'node:test';
+import { type CliRun, passArgs, type RunningCli, runCli, sleep, startCli, waitFor } from '../helpers/cli.js';
+import { deferrer, type SlaveDirs, SMALL_TREE, slaveDirs } from '../helpers/slave.js';
+import { makeTempDir, readTree, sshdAvailable, startMaster, type TestMaster, type TreeSpec, writeTree } from '../helpers/sshd.js';
 
 const T = { timeout: 120_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
 const show = (r: CliRun) => `exit ${r.status ?? r.signal}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
@@ -65,20 +65,24 @@ test('1. pause / resume --now beside a running daemon: 20 of 20 exit 0 with the 
   assert.notEqual((await statusJson(s)).lastPass?.result, 'failed');
 });
 
-test('1b. sync beside a daemon mid-pass waits for it (message after a second) and succeeds; with a short --wait it exits 75 without logging a failed pass', T, async (t) => {
-  const s = await setup(t);
-  const d = startDaemon(s, [], { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '4000' });
-  await waitFor(() => d.stderr().includes('test hook paused at staged'), 15_000, 'the pass to reach the hook', output(d));
-  const short = await runCli(['sync', ...s.args, '--wait', '1']);
-  assert.equal(short.status, 75, show(short));
-  assert.match(short.stderr, new RegExp(`pid ${d.child.pid}`), show(short));
-  const sync = await runCli(['sync', '--now', ...s.args, '--wait', '30s']);
-  assert.equal(sync.status, 0, show(sync));
-  assert.match(sync.stderr, new RegExp(`waiting for the running pass \\(pid ${d.child.pid}\\)`), show(sync));
-  assert.ok(existsSync(path.join(s.target, 'serverconf.xml')));
-  assert.doesNotMatch(await logText(s), /rsync error|code 75/, 'the lock wait is not logged as a failed pass');
-  assert.equal((await statusJson(s)).lastPass?.result, 'ok', 'no failed status record');
-});
+test(
+  '1b. sync beside a daemon mid-pass waits for it (message after a second) and succeeds; with a short --wait it exits 75 without logging a failed pass',
+  T,
+  async (t) => {
+    const s = await setup(t);
+    const d = startDaemon(s, [], { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '4000' });
+    await waitFor(() => d.stderr().includes('test hook paused at staged'), 15_000, 'the pass to reach the hook', output(d));
+    const short = await runCli(['sync', ...s.args, '--wait', '1']);
+    assert.equal(short.status, 75, show(short));
+    assert.match(short.stderr, new RegExp(`pid ${d.child.pid}`), show(short));
+    const sync = await runCli(['sync', '--now', ...s.args, '--wait', '30s']);
+    assert.equal(sync.status, 0, show(sync));
+    assert.match(sync.stderr, new RegExp(`waiting for the running pass \\(pid ${d.child.pid}\\)`), show(sync));
+    assert.ok(existsSync(path.join(s.target, 'serverconf.xml')));
+    assert.doesNotMatch(await logText(s), /rsync error|code 75/, 'the lock wait is not logged as a failed pass');
+    assert.equal((await statusJson(s)).lastPass?.result, 'ok', 'no failed status record');
+  },
+);
 
 test('2. pause during a pass in flight waits for it; the pass is abandoned before its commit and nothing changes for 10 s', T, async (t) => {
   const s = await setup(t);
@@ -97,7 +101,7 @@ test('2. pause during a pass in flight waits for it; the pass is abandoned befor
   assert.doesNotMatch(await logText(s), /rsync error/, 'an abandoned pass is not a failure');
 });
 
-test('3. a second daemon on the same state dir is refused, naming the first one\'s pid', T, async (t) => {
+test("3. a second daemon on the same state dir is refused, naming the first one's pid", T, async (t) => {
   const s = await setup(t);
   const d = startDaemon(s);
   await firstPass(d);
@@ -132,8 +136,11 @@ test('5. SIGTERM right after a busy pass (thousands of stray temp files removed)
   await writeTree(s.source, fresh);
   // 4000 temp files of a crashed pass, spread over the subdirectories.
   for (let dir = 0; dir < 40; dir++) {
-    await Promise.all(Array.from({ length: 100 }, (_, i) =>
-      fs.writeFile(path.join(s.target, `d${dir}`, `.xroad-sync.${(dir * 1000 + i).toString(16).padStart(12, '0')}.tmp`), 'x')));
+    await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        fs.writeFile(path.join(s.target, `d${dir}`, `.xroad-sync.${(dir * 1000 + i).toString(16).padStart(12, '0')}.tmp`), 'x'),
+      ),
+    );
   }
   const d = startDaemon(s, ['--interval', '60']);
   await waitFor(() => okPasses(d).length >= 1, 60_000, 'the first pass', output(d));
@@ -170,11 +177,14 @@ test('6. durations: --max-age with suffixes, garbage is a usage error, a last su
   await fs.mkdir(stateDir);
   const at = (msAgo: number) => new Date(Date.now() - msAgo).toISOString();
   const writeStatus = (lastSuccessAt: string) =>
-    fs.writeFile(path.join(stateDir, 'status.json'), JSON.stringify({
-      lastPass: { startedAt: lastSuccessAt, finishedAt: lastSuccessAt, result: 'ok', changed: 0, bytesReceived: 0, error: null, exitCode: 0 },
-      lastSuccessAt,
-      daemonPid: null,
-    }));
+    fs.writeFile(
+      path.join(stateDir, 'status.json'),
+      JSON.stringify({
+        lastPass: { startedAt: lastSuccessAt, finishedAt: lastSuccessAt, result: 'ok', changed: 0, bytesReceived: 0, error: null, exitCode: 0 },
+        lastSuccessAt,
+        daemonPid: null,
+      }),
+    );
   const check = (maxAge: string) => runCli(['status', '--check', '--max-age', maxAge, '--state-dir', stateDir, '--flag-file', path.join(base, 'flag')]);
 
   await writeStatus(at(24 * 3600_000));
@@ -184,7 +194,11 @@ test('6. durations: --max-age with suffixes, garbage is a usage error, a last su
     assert.match(r.stdout, /CRITICAL/);
   }
   await writeStatus(at(60_000));
-  for (const [maxAge, code] of [['5m', 0], ['30s', 2], ['2h', 0]] as const) {
+  for (const [maxAge, code] of [
+    ['5m', 0],
+    ['30s', 2],
+    ['2h', 0],
+  ] as const) {
     const r = await check(maxAge);
     assert.equal(r.status, code, `--max-age ${maxAge}, last success a minute ago\n${show(r)}`);
   }
@@ -199,7 +213,11 @@ test('6. durations: --max-age with suffixes, garbage is a usage error, a last su
   assert.match(future.stdout, /future/, show(future));
   assert.doesNotMatch(future.stdout, /-\d+ s ago/);
 
-  for (const [flag, value] of [['--timeout', '5x'], ['--connect-timeout', 'soon'], ['--interval', '1d']] as const) {
+  for (const [flag, value] of [
+    ['--timeout', '5x'],
+    ['--connect-timeout', 'soon'],
+    ['--interval', '1d'],
+  ] as const) {
     const cmd = flag === '--interval' ? 'daemon' : 'sync';
     const r = await runCli([cmd, '--master', '127.0.0.1', '--state-dir', stateDir, flag, value], { timeoutMs: 10_000 });
     assert.equal(r.status, 1, `${cmd} ${flag} ${value}\n${show(r)}`);

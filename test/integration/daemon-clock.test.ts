@@ -11,15 +11,20 @@ import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { passArgs, type RunningCli, runCli, sleep, startCli, waitFor } from '../helpers/cli.js';
 import { skipUnlessCI } from '../helpers/components.js';
-import { passArgs, runCli, sleep, startCli, waitFor, type RunningCli } from '../helpers/cli.js';
-import { sshdAvailable, startMaster } from '../helpers/sshd.js';
 import { deferrer, slaveDirs } from '../helpers/slave.js';
+import { sshdAvailable, startMaster } from '../helpers/sshd.js';
 
-const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib64/faketime/libfaketime.so.1'].find(
-  (p) => existsSync(p),
-);
-const T = { timeout: 120_000, skip: (!sshdAvailable() && 'needs /usr/sbin/sshd') || skipUnlessCI(!LIBFAKETIME && 'needs libfaketime (Debian package faketime)') };
+const LIBFAKETIME = [
+  '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1',
+  '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1',
+  '/usr/lib64/faketime/libfaketime.so.1',
+].find((p) => existsSync(p));
+const T = {
+  timeout: 120_000,
+  skip: (!sshdAvailable() && 'needs /usr/sbin/sshd') || skipUnlessCI(!LIBFAKETIME && 'needs libfaketime (Debian package faketime)'),
+};
 const ORIGINAL = '[signer]\nport=5558\n';
 const STEP_BACK_S = 600;
 const FULL_SCAN_MS = 2_000;
@@ -53,7 +58,11 @@ test('after the wall clock steps back, status.json is rewritten at once and kept
 
   // The full scan: a write inotify does not report, corrected within its period.
   const file = path.join(s.target, 'conf.d', 'local.ini');
-  execFileSync('python3', ['-c', 'import mmap,sys\nwith open(sys.argv[1], "r+b") as f:\n m = mmap.mmap(f.fileno(), 0)\n m[9:18] = b"port=7777"\n m.close()', file]);
+  execFileSync('python3', [
+    '-c',
+    'import mmap,sys\nwith open(sys.argv[1], "r+b") as f:\n m = mmap.mmap(f.fileno(), 0)\n m[9:18] = b"port=7777"\n m.close()',
+    file,
+  ]);
   await waitFor(async () => (await fs.readFile(file, 'utf8')) === ORIGINAL, 3 * FULL_SCAN_MS + 30_000, 'the mmap write corrected by the full scan', output(d));
 
   // And the 30 s refresh of status.json goes on, on the daemon's monotonic clock.

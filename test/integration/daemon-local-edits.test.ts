@@ -9,12 +9,12 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { passArgs, runCli, sleep, startCli, waitFor, type RunningCli } from '../helpers/cli.js';
-import { until } from '../helpers/wait.js';
-import { sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
-import { deferrer, slaveDirs, type SlaveDirs } from '../helpers/slave.js';
+import { type TestContext, test } from 'node:test';
+import { passArgs, type RunningCli, runCli, sleep, startCli, waitFor } from '../helpers/cli.js';
 import { writeKeepingSizeAndMtime } from '../helpers/local-edit.js';
+import { deferrer, type SlaveDirs, slaveDirs } from '../helpers/slave.js';
+import { sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
+import { until } from '../helpers/wait.js';
 
 const T = { timeout: 60_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
 const ORIGINAL = '[signer]\nport=5558\n';
@@ -121,7 +121,12 @@ test('master changes the daemon syncs (modify, add, a new directory, delete) are
   await fs.mkdir(path.join(s.source, 'new-dir'));
   await fs.writeFile(path.join(s.source, 'new-dir', 'added.xml'), '<added/>\n');
   await fs.unlink(path.join(s.source, 'serverconf.xml'));
-  await waitFor(async () => (await fs.readFile(path.join(s.target, 'new-dir', 'added.xml'), 'utf8').catch(() => '')) === '<added/>\n', 30_000, 'the master change synced', output(d));
+  await waitFor(
+    async () => (await fs.readFile(path.join(s.target, 'new-dir', 'added.xml'), 'utf8').catch(() => '')) === '<added/>\n',
+    30_000,
+    'the master change synced',
+    output(d),
+  );
   const scans = () => d.records().filter((r) => r.msg === 'pass' && r.result === 'ok').length;
   const before = scans();
   // Long enough for two full scans, with passes every 0.5 s writing nothing.

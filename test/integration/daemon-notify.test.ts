@@ -11,7 +11,7 @@ import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { passArgs, startCli, waitFor } from '../helpers/cli.js';
-import { makeTempDir, startMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
+import { makeTempDir, startMaster, type TestMaster, writeTree } from '../helpers/sshd.js';
 
 const T0 = 1_700_000_000;
 const T = { timeout: 90_000 };
@@ -36,7 +36,10 @@ describe('the daemon notifies systemd through systemd-notify', () => {
   /** The messages so far, each as its FIELD=VALUE lines. */
   const messages = async (): Promise<string[][]> => {
     const text = await readFile(path.join(work, 'notify.log'), 'utf8').catch(() => '');
-    return text.split('--\n').filter(Boolean).map((m) => m.trim().split('\n'));
+    return text
+      .split('--\n')
+      .filter(Boolean)
+      .map((m) => m.trim().split('\n'));
   };
 
   const startDaemon = async (name: string, env: NodeJS.ProcessEnv) => {
@@ -48,7 +51,9 @@ describe('the daemon notifies systemd through systemd-notify', () => {
     const paths = { source, target: path.join(dir, 'target'), stateDir: path.join(dir, 'state'), flagFile: path.join(dir, 'flag', 'sync-disabled') };
     // The hook records its environment: the notify variables are the daemon's alone.
     const hookEnv = path.join(dir, 'hook-env');
-    const daemon = startCli(['daemon', '--interval', '0.2', ...passArgs(master, paths), '--on-change', `env > ${hookEnv}`], { env: { ...env, PATH: `${path.join(work, 'bin')}:${process.env.PATH}` } });
+    const daemon = startCli(['daemon', '--interval', '0.2', ...passArgs(master, paths), '--on-change', `env > ${hookEnv}`], {
+      env: { ...env, PATH: `${path.join(work, 'bin')}:${process.env.PATH}` },
+    });
     const passes = (): number => daemon.records().filter((r) => r.msg === 'pass').length;
     return { daemon, passes, source, hookEnv };
   };

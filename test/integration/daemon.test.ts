@@ -6,17 +6,17 @@
  * sshd restarts on the same port. Every wait is bounded (waitFor).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, watch } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { type TestContext, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { test, type TestContext } from 'node:test';
-import { passArgs, runCli, sleep, startCli, waitFor, type RunningCli } from '../helpers/cli.js';
+import { passArgs, type RunningCli, runCli, sleep, startCli, waitFor } from '../helpers/cli.js';
+import { deferrer, type SlaveDirs, slaveDirs } from '../helpers/slave.js';
 import { descendantsOf, isAlive, makeTempDir, readTree, sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
-import { deferrer, slaveDirs, type SlaveDirs } from '../helpers/slave.js';
 
 const T = { timeout: 60_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd (session counting reads its log)' };
 const TEMP_RE = /(^|\/)\.xroad-sync\.[0-9a-f]{12}\.tmp$/;
@@ -24,7 +24,7 @@ const INITIAL = {
   'conf.d/local.ini': '[signer]\nport=5558\n',
   'signer/keyconf.xml': '<keyconf/>\n',
   'serverconf.xml': '<conf/>\n',
-  'current': { symlink: 'serverconf.xml' },
+  current: { symlink: 'serverconf.xml' },
 };
 
 interface Setup extends SlaveDirs {
@@ -131,12 +131,7 @@ test('a local edit of a synced file is logged as a warning and undone at once', 
   const { s, d, file } = await daemonToEditUnder(t);
   const edited = Date.now();
   await fs.writeFile(file, 'edited on the slave, which is read-only\n');
-  await waitFor(
-    () => d.records().some((r) => r.level === 'warn' && r.path === 'conf.d/local.ini'),
-    3_000,
-    'a warn record naming conf.d/local.ini',
-    output(d),
-  );
+  await waitFor(() => d.records().some((r) => r.level === 'warn' && r.path === 'conf.d/local.ini'), 3_000, 'a warn record naming conf.d/local.ini', output(d));
   await waitFor(async () => (await fs.readFile(file, 'utf8')) === INITIAL['conf.d/local.ini'], 3_000, 'the file to be restored', output(d));
   const ms = Date.now() - edited;
   t.diagnostic(`restored ${ms} ms after the edit`);
@@ -188,7 +183,15 @@ test('at the default log level a quiet pass writes no JSON record (journald), a 
   const quiet = passes(d).length;
   assert.ok(quiet <= 2, `at most the first pass and the first quiet one, got ${quiet} records:\n${d.stdout()}`);
   await fs.writeFile(path.join(s.source, 'conf.d', 'journald.ini'), 'x=1\n');
-  await waitFor(() => passes(d).slice(quiet).some((r) => Number(r.changed) > 0), 5_000, 'the changing pass record', output(d));
+  await waitFor(
+    () =>
+      passes(d)
+        .slice(quiet)
+        .some((r) => Number(r.changed) > 0),
+    5_000,
+    'the changing pass record',
+    output(d),
+  );
   await d.stop();
   const bad = await runCli(['daemon', ...passArgs(s.master, s)], { env: { XROAD_SYNC_LOG_LEVEL: 'loud' }, timeoutMs: 20_000 });
   assert.equal(bad.status, 1, `a bad level is a usage error\n${bad.stderr}`);
@@ -246,7 +249,11 @@ test('SIGTERM during a 64 MiB transfer: exit within 5 s, target entirely old or 
   assert.equal(exited.status, 0, output(d)());
 
   const after = await readTree(s.target);
-  assert.deepEqual([...after.keys()].filter((p) => TEMP_RE.test(p)), [], 'no temp file remains');
+  assert.deepEqual(
+    [...after.keys()].filter((p) => TEMP_RE.test(p)),
+    [],
+    'no temp file remains',
+  );
   const isOld = JSON.stringify([...after]) === JSON.stringify([...oldTree]);
   const isNew = JSON.stringify([...after]) === JSON.stringify([...newTree]);
   t.diagnostic(`target is ${isOld ? 'entirely old' : isNew ? 'entirely new' : 'MIXED'}`);
@@ -266,7 +273,11 @@ test('SIGTERM while status.json is being written (slow disk) still stops the dae
   d.child.kill('SIGTERM');
   const run = await Promise.race([d.done, sleep(5_000).then(() => null)]);
   assert.ok(run, `no exit within 5 s of SIGTERM\n${output(d)()}`);
-  assert.equal(run.signal, null, `killed by ${run.signal}: signal-exit (write-file-atomic) re-raised it, so the daemon needs a process.on listener\n${output(d)()}`);
+  assert.equal(
+    run.signal,
+    null,
+    `killed by ${run.signal}: signal-exit (write-file-atomic) re-raised it, so the daemon needs a process.on listener\n${output(d)()}`,
+  );
   assert.equal(run.status, 0);
   assert.ok(d.records().some((r) => r.msg === 'daemon stopped'));
   assert.equal((await readStatus(s)).daemonPid, null);
@@ -289,7 +300,10 @@ test('master sshd restarted on the same port: failure logged, reconnect with bac
   await waitFor(() => sameTree(s.source, s.target), 2_000, 'the target to mirror the master');
   const failed = passes(d).filter((r) => r.result === 'failed');
   assert.match(String(failed[0]!.error), /127\.0\.0\.1:\d+/, 'the failure names the master');
-  assert.ok(d.records().some((r) => r.level === 'warn' && /reconnect/.test(String(r.msg))), 'the reconnect warning');
+  assert.ok(
+    d.records().some((r) => r.level === 'warn' && /reconnect/.test(String(r.msg))),
+    'the reconnect warning',
+  );
   const times = failed.map((r) => Number(r.time));
   for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= 800, `failed passes ${times[i]! - times[i - 1]!} ms apart: no backoff`);
   // Logged after the pass's record, so possibly a moment after the file landed.
@@ -326,7 +340,12 @@ async function prepareRestart(s: Setup): Promise<{ start(): Promise<RestartedSsh
       const child = spawn('/usr/sbin/sshd', ['-D', '-E', logPath, '-f', config], { stdio: 'ignore' });
       const stop = () => stopTree(child);
       try {
-        await waitFor(() => bannerOk(master.port), 5_000, `sshd back on port ${master.port}`, () => String(child.exitCode));
+        await waitFor(
+          () => bannerOk(master.port),
+          5_000,
+          `sshd back on port ${master.port}`,
+          () => String(child.exitCode),
+        );
       } catch (err) {
         await stop();
         throw err;
@@ -350,7 +369,14 @@ function bannerOk(port: number): Promise<boolean> {
 async function stopTree(child: ChildProcess): Promise<void> {
   if (child.pid === undefined) return;
   const pids = [child.pid, ...descendantsOf(child.pid)];
-  const signal = (sig: NodeJS.Signals) => pids.forEach((p) => { try { process.kill(p, sig); } catch { /* gone */ } });
+  const signal = (sig: NodeJS.Signals) =>
+    pids.forEach((p) => {
+      try {
+        process.kill(p, sig);
+      } catch {
+        /* gone */
+      }
+    });
   signal('SIGTERM');
   await waitFor(() => pids.every((p) => !isAlive(p)), 2_000).catch(() => signal('SIGKILL'));
 }

@@ -3,15 +3,15 @@
  * serves, what it refuses, and that the fault hooks do what tests rely on.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { randomBytes } from 'node:crypto';
+import type { FileEntry, SFTPWrapper, Client as SshClient, Stats } from 'ssh2';
 import ssh2 from 'ssh2';
 import { generateEd25519 } from '../../src/serve/keys.js';
-import type { Client as SshClient, FileEntry, SFTPWrapper, Stats } from 'ssh2';
-import { startEmbeddedMaster, type EmbeddedMaster, type ServerHooks } from '../../src/serve/sftp-server.js';
-import { makeTempDir, writeTree, within } from '../helpers/sshd.js';
+import { type EmbeddedMaster, type ServerHooks, startEmbeddedMaster } from '../../src/serve/sftp-server.js';
+import { makeTempDir, within, writeTree } from '../helpers/sshd.js';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
@@ -24,7 +24,6 @@ const TEST_TIMEOUT = { timeout: 20_000 };
 const hostKey = generateEd25519();
 const clientKey = generateEd25519();
 const strangerKey = generateEd25519();
-
 
 interface Session {
   client: SshClient;
@@ -55,11 +54,7 @@ function connect(port: number, privateKey: string = clientKey.private): Promise<
 
 /** Promise form of an ssh2 callback call, bounded. */
 function call<T>(what: string, fn: (cb: (err: Error | null | undefined, value?: T) => void) => void): Promise<T> {
-  return within(
-    5_000,
-    what,
-    new Promise<T>((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T)))),
-  );
+  return within(5_000, what, new Promise<T>((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T)))));
 }
 
 /** ssh2 takes `{ full: true }` (keep `.` and `..`) but @types/ssh2 lacks that overload. */
@@ -91,7 +86,7 @@ describe('embedded SFTP master', () => {
       'db.properties': { content: 'secret=1\n', mode: 0o640, mtime: 1_700_000_000 },
       'conf.d/local.ini': '[node]\n',
       'conf.d/link': { symlink: 'local.ini' },
-      'escape': { symlink: '/etc/passwd' },
+      escape: { symlink: '/etc/passwd' },
       'emptydir/': null,
       'big.bin': big,
     });
@@ -217,8 +212,7 @@ describe('embedded SFTP master', () => {
 
   it('passes hostile listings through rewriteListing verbatim', TEST_TIMEOUT, async () => {
     const hostile = ['../x', 'a/b', '.', 'nul\0byte', 'n'.repeat(4096)];
-    hooks.rewriteListing = (dir, entries) =>
-      dir === 'emptydir' ? entries.concat(hostile.map((filename) => ({ ...entries[0]!, filename }))) : entries;
+    hooks.rewriteListing = (dir, entries) => (dir === 'emptydir' ? entries.concat(hostile.map((filename) => ({ ...entries[0]!, filename }))) : entries);
     try {
       await withSession(async ({ sftp }) => {
         const names = (await readdir(sftp, path.join(root, 'emptydir'))).map((e) => e.filename);
@@ -244,10 +238,7 @@ describe('embedded SFTP master', () => {
     hooks.onRequest = (op, p) => (op === 'stat' && p === 'db.properties' ? 'stall' : undefined);
     try {
       await withSession(async ({ sftp }) => {
-        await assert.rejects(
-          within(500, 'stalled stat', stat(sftp, path.join(root, 'db.properties'))),
-          /no answer within 500 ms/,
-        );
+        await assert.rejects(within(500, 'stalled stat', stat(sftp, path.join(root, 'db.properties'))), /no answer within 500 ms/);
         // The connection still serves other requests.
         assert.equal((await stat(sftp, path.join(root, 'conf.d/local.ini'))).size, 7);
       });

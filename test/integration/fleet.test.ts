@@ -12,7 +12,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
-import { passArgs, startCli, waitFor, type RunningCli } from '../helpers/cli.js';
+import { passArgs, type RunningCli, startCli, waitFor } from '../helpers/cli.js';
 import { makeTempDir, readTree, sshdAvailable, startMaster, writeTree } from '../helpers/sshd.js';
 
 const SLAVES = 5;
@@ -90,7 +90,7 @@ test(`${SLAVES} daemons converge after a burst of ${CHANGES} master changes`, T,
     'signer/softtoken/a.p12': { content: Buffer.alloc(2048, 7), mode: 0o600 },
     'serverconf.xml': '<conf/>\n',
     'services/': null,
-    'current': { symlink: 'serverconf.xml' },
+    current: { symlink: 'serverconf.xml' },
   });
   const slaves = Array.from({ length: SLAVES }, (_, i) => ({
     target: path.join(base, `slave${i}`, 'target'),
@@ -102,7 +102,7 @@ test(`${SLAVES} daemons converge after a burst of ${CHANGES} master changes`, T,
   for (const s of slaves) daemons.push(startCli(['daemon', ...passArgs(master, { source, ...s }), '--interval', '1'], { timeoutMs: 230_000 }));
   const output = (): string => daemons.map((d, i) => `--- daemon ${i}\n${d.stderr()}${d.stdout().split('\n').slice(-5).join('\n')}`).join('\n');
   const okPasses = (d: RunningCli): number => d.records().filter((r) => r.msg === 'pass' && r.result === 'ok').length;
-  await waitFor(() => daemons.every((d) => okPasses(d) > 0), 60_000, 'every daemon\'s first pass', output);
+  await waitFor(() => daemons.every((d) => okPasses(d) > 0), 60_000, "every daemon's first pass", output);
 
   const seed = Number(process.env.XROAD_SYNC_FLEET_SEED ?? Date.now() % 1_000_000);
   const kinds = await burst(source, CHANGES, prng(seed));

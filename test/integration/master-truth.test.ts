@@ -11,8 +11,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseRecords } from '../../src/report/logger.js';
 import { runCli } from '../helpers/cli.js';
-import { describeRun, runSync, startSync, type RunSyncOptions } from '../helpers/run-sync.js';
-import { makeTempDir, readTree, startMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
+import { describeRun, type RunSyncOptions, runSync, startSync } from '../helpers/run-sync.js';
+import { makeTempDir, readTree, startMaster, type TestMaster, writeTree } from '../helpers/sshd.js';
 import { until } from './faults/helpers.js';
 
 const T = { timeout: 90_000 };
@@ -97,7 +97,10 @@ describe('issue 9: master truth (real sshd)', () => {
 
   // ------------------------------------------------------------------ 1. deletions need proof
 
-  it('1a. a master directory that can be listed but not entered blocks every deletion: exit 23 naming it, nothing deleted', { ...T, skip: !isRoot && !process.env.CI }, async () => {
+  it('1a. a master directory that can be listed but not entered blocks every deletion: exit 23 naming it, nothing deleted', {
+    ...T,
+    skip: !isRoot && !process.env.CI,
+  }, async () => {
     const ws = await workspace({
       'signer/keyconf.xml': { content: '<keyConf><key>a</key><key>b</key></keyConf>\n', mtime: T0 },
       'signer/softtoken/a.p12': { content: 'key a', mtime: T0 },
@@ -171,7 +174,10 @@ describe('issue 9: master truth (real sshd)', () => {
 
   it('2e. a file dated far in the future (a wrong clock at some point) is not racy: not refetched by every pass', T, async () => {
     const nextYear = Math.floor(Date.now() / 1000) + 365 * 86_400;
-    const ws = await workspace({ 'conf.d/from-archive.ini': { content: 'unpacked\n', mtime: nextYear }, 'conf.d/recent.ini': { content: 'now\n', mtime: Math.floor(Date.now() / 1000) + 30 } });
+    const ws = await workspace({
+      'conf.d/from-archive.ini': { content: 'unpacked\n', mtime: nextYear },
+      'conf.d/recent.ini': { content: 'now\n', mtime: Math.floor(Date.now() / 1000) + 30 },
+    });
     const first = await sync(ws);
     assert.equal(first.status, 0, describeRun(first));
     const record = JSON.parse(readFileSync(path.join(ws.stateDir, 'racy-files.json'), 'utf8')) as { files: Record<string, unknown> };
@@ -193,56 +199,63 @@ describe('issue 9: master truth (real sshd)', () => {
     assert.doesNotMatch(run.log, /old\.ini/, describeRun(run));
   });
 
-  it('2c. a file rewritten in place while passes read it: every pass commits a state the master had; two passes after the writer stops converge', T, async () => {
-    const size = 512 * 1024;
-    const CHUNK = 65536;
-    const VERSIONS = 'bcdefghij';
-    // The writer below overwrites 64 KiB chunks front to back, so the states the
-    // file passes through are: the new version's first k chunks, the previous
-    // version's rest. A writer descheduled mid-file for longer than both reads
-    // leaves such a state in place long enough to be read twice alike, and it
-    // is the master's content at that instant; a mix of any other shape (a read
-    // overtaken by the writer) never existed and must never be committed.
-    const previous = (v: string): string => (v === 'b' ? 'a' : v === 'a' ? 'j' : VERSIONS[VERSIONS.indexOf(v) - 1]!);
-    const chunkLetters = (got: Buffer): string[] => {
-      const letters: string[] = [];
-      for (let o = 0; o < got.length; o += CHUNK) {
-        const chunk = got.subarray(o, o + CHUNK);
-        letters.push(chunk.every((x) => x === chunk[0]) ? String.fromCharCode(chunk[0]!) : '?');
-      }
-      return letters;
-    };
-    const describeChunks = (got: Buffer): string => chunkLetters(got).join('');
-    const wasOnTheMaster = (got: Buffer): boolean => {
-      const letters = chunkLetters(got);
-      const newest = letters[0]!;
-      const k = letters.findIndex((l) => l !== newest);
-      return k < 0 || letters.slice(k).every((l) => l === previous(newest));
-    };
-    const ws = await workspace({ 'signer/big.bin': { content: Buffer.alloc(size, 'a'), mtime: T0 } });
-    const file = path.join(ws.source, 'signer/big.bin');
-    // A bounded writer: overwrites the whole file in place, same size, one version byte per round.
-    const child = spawn(process.execPath, ['-e', `
+  it(
+    '2c. a file rewritten in place while passes read it: every pass commits a state the master had; two passes after the writer stops converge',
+    T,
+    async () => {
+      const size = 512 * 1024;
+      const CHUNK = 65536;
+      const VERSIONS = 'bcdefghij';
+      // The writer below overwrites 64 KiB chunks front to back, so the states the
+      // file passes through are: the new version's first k chunks, the previous
+      // version's rest. A writer descheduled mid-file for longer than both reads
+      // leaves such a state in place long enough to be read twice alike, and it
+      // is the master's content at that instant; a mix of any other shape (a read
+      // overtaken by the writer) never existed and must never be committed.
+      const previous = (v: string): string => (v === 'b' ? 'a' : v === 'a' ? 'j' : VERSIONS[VERSIONS.indexOf(v) - 1]!);
+      const chunkLetters = (got: Buffer): string[] => {
+        const letters: string[] = [];
+        for (let o = 0; o < got.length; o += CHUNK) {
+          const chunk = got.subarray(o, o + CHUNK);
+          letters.push(chunk.every((x) => x === chunk[0]) ? String.fromCharCode(chunk[0]!) : '?');
+        }
+        return letters;
+      };
+      const describeChunks = (got: Buffer): string => chunkLetters(got).join('');
+      const wasOnTheMaster = (got: Buffer): boolean => {
+        const letters = chunkLetters(got);
+        const newest = letters[0]!;
+        const k = letters.findIndex((l) => l !== newest);
+        return k < 0 || letters.slice(k).every((l) => l === previous(newest));
+      };
+      const ws = await workspace({ 'signer/big.bin': { content: Buffer.alloc(size, 'a'), mtime: T0 } });
+      const file = path.join(ws.source, 'signer/big.bin');
+      // A bounded writer: overwrites the whole file in place, same size, one version byte per round.
+      const child = spawn(process.execPath, [
+        '-e',
+        `
       const fs = require('fs'); const fd = fs.openSync(${JSON.stringify(file)}, 'r+');
       const end = Date.now() + 4000; let v = 0;
       while (Date.now() < end) { const b = Buffer.alloc(${size}, 'bcdefghij'[v++ % 9]); for (let o = 0; o < b.length; o += 65536) fs.writeSync(fd, b, o, 65536, o); }
-      fs.closeSync(fd);`]);
-    const exited = new Promise((r) => child.once('exit', r));
-    let okPasses = 0;
-    for (let i = 0; i < 6; i++) {
-      const run = await sync(ws);
-      assert.ok([0, 24].includes(run.status!), describeRun(run));
-      if (run.status !== 0) continue;
-      okPasses++;
-      const got = readFileSync(path.join(ws.target, 'signer/big.bin'));
-      assert.equal(got.length, size);
-      assert.ok(wasOnTheMaster(got), `pass ${i} committed content the master never had: ${describeChunks(got)}`);
-    }
-    await exited;
-    for (let i = 0; i < 2; i++) assert.equal((await sync(ws)).status, 0);
-    assert.ok(readFileSync(file).equals(readFileSync(path.join(ws.target, 'signer/big.bin'))), 'slave differs from the master after two quiet passes');
-    console.log(`2c: ${okPasses} of 6 passes under the writer exited 0`);
-  });
+      fs.closeSync(fd);`,
+      ]);
+      const exited = new Promise((r) => child.once('exit', r));
+      let okPasses = 0;
+      for (let i = 0; i < 6; i++) {
+        const run = await sync(ws);
+        assert.ok([0, 24].includes(run.status!), describeRun(run));
+        if (run.status !== 0) continue;
+        okPasses++;
+        const got = readFileSync(path.join(ws.target, 'signer/big.bin'));
+        assert.equal(got.length, size);
+        assert.ok(wasOnTheMaster(got), `pass ${i} committed content the master never had: ${describeChunks(got)}`);
+      }
+      await exited;
+      for (let i = 0; i < 2; i++) assert.equal((await sync(ws)).status, 0);
+      assert.ok(readFileSync(file).equals(readFileSync(path.join(ws.target, 'signer/big.bin'))), 'slave differs from the master after two quiet passes');
+      console.log(`2c: ${okPasses} of 6 passes under the writer exited 0`);
+    },
+  );
 
   // ------------------------------------------------------------------ 3. names
 
@@ -269,7 +282,10 @@ describe('issue 9: master truth (real sshd)', () => {
 
   // ------------------------------------------------------------------ 4. whole and reported commit
 
-  it('4a. a read-only bind mount under the target is found before the first rename: exit 11 naming it, nothing changed', { ...T, skip: !isRoot && !process.env.CI }, async () => {
+  it('4a. a read-only bind mount under the target is found before the first rename: exit 11 naming it, nothing changed', {
+    ...T,
+    skip: !isRoot && !process.env.CI,
+  }, async () => {
     const ws = await workspace({
       'conf.d/local.ini': { content: '[proxy] v1\n', mtime: T0 },
       'signer/softtoken/a.p12': { content: 'key a', mtime: T0 },
@@ -296,7 +312,10 @@ describe('issue 9: master truth (real sshd)', () => {
     assert.equal(existsSync(path.join(softtoken, 'old.p12')), false);
   });
 
-  it('4b. a rename failing mid-commit: the pass reports what is live; the next pass completes it and reports the rest', { ...T, skip: !isRoot && !process.env.CI }, async () => {
+  it('4b. a rename failing mid-commit: the pass reports what is live; the next pass completes it and reports the rest', {
+    ...T,
+    skip: !isRoot && !process.env.CI,
+  }, async () => {
     const ws = await workspace({
       'conf.d/local.ini': { content: '[proxy] v1\n', mtime: T0 },
       'signer/keyconf.xml': { content: '<v1/>\n', mtime: T0 },
@@ -305,7 +324,9 @@ describe('issue 9: master truth (real sshd)', () => {
     await writeTree(ws.source, { 'conf.d/local.ini': { content: '[proxy] v2\n', mtime: T0 + 1 }, 'signer/keyconf.xml': { content: '<v2/>\n', mtime: T0 + 1 } });
     const hookOut = path.join(ws.base, 'hook.out');
     const signer = path.join(ws.target, 'signer');
-    const started = startSync(opts(ws, { args: ['--on-change', `cat >> ${hookOut}`], env: { XROAD_SYNC_TEST_HOOK: 'pause@rename', XROAD_SYNC_TEST_PAUSE_MS: '2500' } }));
+    const started = startSync(
+      opts(ws, { args: ['--on-change', `cat >> ${hookOut}`], env: { XROAD_SYNC_TEST_HOOK: 'pause@rename', XROAD_SYNC_TEST_PAUSE_MS: '2500' } }),
+    );
     assert.ok(await until(() => started.stderrSoFar().includes('test hook paused at rename'), 30_000), started.stderrSoFar());
     sh(`mount --bind ${signer} ${signer} && mount -o remount,bind,ro ${signer}`);
     mounts.push(signer);
@@ -318,7 +339,10 @@ describe('issue 9: master truth (real sshd)', () => {
     assert.equal(run.status, 11, describeRun(run));
     assert.equal(readFileSync(path.join(ws.target, 'conf.d/local.ini'), 'utf8'), '[proxy] v2\n');
     assert.match(run.log, />f\.\.t\.\.\.\.\.\. conf\.d\/local\.ini/, describeRun(run));
-    assert.ok(records(run.stdout).some((r) => String(r.msg).includes('to apply conf.d/local.ini')), `no restart hint:\n${describeRun(run)}`);
+    assert.ok(
+      records(run.stdout).some((r) => String(r.msg).includes('to apply conf.d/local.ini')),
+      `no restart hint:\n${describeRun(run)}`,
+    );
     assert.equal(passRecord(run.stdout)?.changed, 1, describeRun(run));
     assert.equal(readFileSync(hookOut, 'utf8'), 'conf.d/local.ini\0');
 
@@ -352,8 +376,17 @@ describe('issue 9: master truth (real sshd)', () => {
     assert.match(next.log, />f\.\.t\.\.\.\.\.\. conf\.d\/local\.ini/, describeRun(next));
     assert.match(next.log, />f\.\.t\.\.\.\.\.\. signer\/keyconf\.xml/, describeRun(next));
     assert.equal(passRecord(next.stdout)?.changed, 2, describeRun(next));
-    assert.ok(records(next.stdout).some((r) => String(r.msg).includes('to apply conf.d/local.ini')), describeRun(next));
-    assert.deepEqual(readFileSync(hookOut, 'utf8').split('\0').filter((p) => p !== '').sort(), ['conf.d/local.ini', 'signer/keyconf.xml']);
+    assert.ok(
+      records(next.stdout).some((r) => String(r.msg).includes('to apply conf.d/local.ini')),
+      describeRun(next),
+    );
+    assert.deepEqual(
+      readFileSync(hookOut, 'utf8')
+        .split('\0')
+        .filter((p) => p !== '')
+        .sort(),
+      ['conf.d/local.ini', 'signer/keyconf.xml'],
+    );
   });
 
   // ------------------------------------------------------------------ 5. dry run and check
@@ -372,9 +405,27 @@ describe('issue 9: master truth (real sshd)', () => {
 
     await writeFile(path.join(ws.stateDir, 'sync.lock'), '999999\nsync\n');
     const check = await runCli([
-      'check', '--master', master.host, '--port', String(master.port), '--user', master.user, '--identity', master.identity,
-      '--known-hosts', master.knownHosts, '--source', `${ws.source}/`, '--target', ws.target, '--state-dir', ws.stateDir,
-      '--log-file', path.join(ws.stateDir, 'sync.log'), '--flag-file', path.join(ws.stateDir, 'flag'),
+      'check',
+      '--master',
+      master.host,
+      '--port',
+      String(master.port),
+      '--user',
+      master.user,
+      '--identity',
+      master.identity,
+      '--known-hosts',
+      master.knownHosts,
+      '--source',
+      `${ws.source}/`,
+      '--target',
+      ws.target,
+      '--state-dir',
+      ws.stateDir,
+      '--log-file',
+      path.join(ws.stateDir, 'sync.log'),
+      '--flag-file',
+      path.join(ws.stateDir, 'flag'),
     ]);
     assert.match(check.stdout, /interrupted commit .*pending/i, check.stdout + check.stderr);
     assert.match(check.stdout, /stale lock .*999999/i, check.stdout + check.stderr);

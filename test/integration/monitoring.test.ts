@@ -4,15 +4,15 @@
  * --on-change list, hostile master file names in each of them.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { describe, it } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { passArgs, runCli, startCli, waitFor, type CliRun } from '../helpers/cli.js';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type CliRun, passArgs, runCli, startCli, waitFor } from '../helpers/cli.js';
+import { type SlaveDirs, slaveDirs } from '../helpers/slave.js';
 import { suiteMaster, type TestMaster } from '../helpers/sshd.js';
-import { slaveDirs, type SlaveDirs } from '../helpers/slave.js';
 
 const T = { timeout: 60_000 };
 const show = (r: CliRun) => `exit ${r.status}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
@@ -197,15 +197,35 @@ describe('monitoring output (real sshd)', () => {
     try {
       const current = async () => (existsSync(metricsFile) ? samples(await fs.readFile(metricsFile, 'utf8')) : new Map<string, number>());
       const okPasses = () => daemon.records().filter((r) => r.msg === 'pass' && r.result === 'ok').length;
-      await waitFor(async () => (await current()).get('xroad_sync_daemon_up') === 1 && okPasses() >= 1, 30_000, 'daemon_up 1 after the first pass', () => daemon.stdout() + daemon.stderr());
-      await waitFor(() => okPasses() >= 3, 30_000, 'two quiet passes', () => daemon.stdout());
+      await waitFor(
+        async () => (await current()).get('xroad_sync_daemon_up') === 1 && okPasses() >= 1,
+        30_000,
+        'daemon_up 1 after the first pass',
+        () => daemon.stdout() + daemon.stderr(),
+      );
+      await waitFor(
+        () => okPasses() >= 3,
+        30_000,
+        'two quiet passes',
+        () => daemon.stdout(),
+      );
       const quietFrom = (await fs.stat(metricsFile)).ino;
       const passesBefore = okPasses();
-      await waitFor(() => okPasses() >= passesBefore + 3, 30_000, 'three more quiet passes', () => daemon.stdout());
+      await waitFor(
+        () => okPasses() >= passesBefore + 3,
+        30_000,
+        'three more quiet passes',
+        () => daemon.stdout(),
+      );
       assert.equal((await fs.stat(metricsFile)).ino, quietFrom, 'a quiet pass rewrote the metrics file');
 
       await fs.writeFile(d.flagFile, '');
-      await waitFor(async () => (await current()).get('xroad_sync_paused') === 1, 15_000, 'paused 1 after the flag appeared', () => daemon.stdout());
+      await waitFor(
+        async () => (await current()).get('xroad_sync_paused') === 1,
+        15_000,
+        'paused 1 after the flag appeared',
+        () => daemon.stdout(),
+      );
       promtoolAccepts(await fs.readFile(metricsFile, 'utf8'));
     } finally {
       const run = await daemon.stop();
@@ -215,42 +235,46 @@ describe('monitoring output (real sshd)', () => {
     assert.equal(after.get('xroad_sync_daemon_up'), 0);
   });
 
-  it('digest: status --json shows the digest of the master state the slave mirrors; `digest DIR` on the master tree gives the same, with the same excludes; a change changes it', T, async () => {
-    const d = await dirs({ 'conf.d/local.ini': '[signer]\n', 'serverconf.xml': '<conf/>\n', 'db.properties': 'password=1\n', 'old.bak': 'x\n', 'link': '' });
-    await fs.rm(path.join(d.source, 'link'));
-    await fs.symlink('conf.d/local.ini', path.join(d.source, 'link'));
-    const exclude = ['--exclude', '*.bak'];
-    const digestOf = async (...extra: string[]) => {
-      const r = await runCli(['digest', d.source, ...exclude, ...extra]);
-      assert.equal(r.status, 0, show(r));
-      assert.match(r.stdout, /^[0-9a-f]{16}\n$/, show(r));
-      return r.stdout.trim();
-    };
-    const statusDigest = async () => {
-      const r = await runCli(['status', '--json', ...statusArgs(d)]);
-      assert.equal(r.status, 0, show(r));
-      return JSON.parse(r.stdout).digest as unknown;
-    };
-    assert.equal(await statusDigest(), null, 'no pass yet');
-    const sync = async () => {
-      const r = await runCli(['sync', ...passArgs(master, d), ...exclude]);
-      assert.equal(r.status, 0, show(r));
-    };
-    await sync();
-    const onMaster = await digestOf();
-    assert.equal(await statusDigest(), onMaster);
-    assert.notEqual(await digestOf('--no-default-excludes'), onMaster, 'db.properties counts without the default excludes');
+  it(
+    'digest: status --json shows the digest of the master state the slave mirrors; `digest DIR` on the master tree gives the same, with the same excludes; a change changes it',
+    T,
+    async () => {
+      const d = await dirs({ 'conf.d/local.ini': '[signer]\n', 'serverconf.xml': '<conf/>\n', 'db.properties': 'password=1\n', 'old.bak': 'x\n', link: '' });
+      await fs.rm(path.join(d.source, 'link'));
+      await fs.symlink('conf.d/local.ini', path.join(d.source, 'link'));
+      const exclude = ['--exclude', '*.bak'];
+      const digestOf = async (...extra: string[]) => {
+        const r = await runCli(['digest', d.source, ...exclude, ...extra]);
+        assert.equal(r.status, 0, show(r));
+        assert.match(r.stdout, /^[0-9a-f]{16}\n$/, show(r));
+        return r.stdout.trim();
+      };
+      const statusDigest = async () => {
+        const r = await runCli(['status', '--json', ...statusArgs(d)]);
+        assert.equal(r.status, 0, show(r));
+        return JSON.parse(r.stdout).digest as unknown;
+      };
+      assert.equal(await statusDigest(), null, 'no pass yet');
+      const sync = async () => {
+        const r = await runCli(['sync', ...passArgs(master, d), ...exclude]);
+        assert.equal(r.status, 0, show(r));
+      };
+      await sync();
+      const onMaster = await digestOf();
+      assert.equal(await statusDigest(), onMaster);
+      assert.notEqual(await digestOf('--no-default-excludes'), onMaster, 'db.properties counts without the default excludes');
 
-    await fs.writeFile(path.join(d.source, 'db.properties'), 'password=2\n');
-    await fs.writeFile(path.join(d.source, 'old.bak'), 'y\n');
-    assert.equal(await digestOf(), onMaster, 'excluded files do not count');
+      await fs.writeFile(path.join(d.source, 'db.properties'), 'password=2\n');
+      await fs.writeFile(path.join(d.source, 'old.bak'), 'y\n');
+      assert.equal(await digestOf(), onMaster, 'excluded files do not count');
 
-    await fs.writeFile(path.join(d.source, 'serverconf.xml'), '<conf changed="yes"/>\n');
-    const changed = await digestOf();
-    assert.notEqual(changed, onMaster);
-    await sync();
-    assert.equal(await statusDigest(), changed);
-  });
+      await fs.writeFile(path.join(d.source, 'serverconf.xml'), '<conf changed="yes"/>\n');
+      const changed = await digestOf();
+      assert.notEqual(changed, onMaster);
+      await sync();
+      assert.equal(await statusDigest(), changed);
+    },
+  );
 
   it('Zabbix: every item docs/monitoring.md documents on status --json exists with its documented type, before and after passes', T, async () => {
     const items = await zabbixItems();
@@ -283,14 +307,24 @@ describe('monitoring output (real sshd)', () => {
     const daemon = startCli(['daemon', '--interval', '0.3', ...passArgs(master, d), '--metrics-file', metricsFile]);
     try {
       const current = async () => (existsSync(metricsFile) ? samples(await fs.readFile(metricsFile, 'utf8')) : new Map<string, number>());
-      await waitFor(async () => ((await current()).get('xroad_sync_passes_total{result="ok"}') ?? 0) >= 1, 30_000, 'the daemon\'s first pass in the file', () => daemon.stdout() + daemon.stderr());
+      await waitFor(
+        async () => ((await current()).get('xroad_sync_passes_total{result="ok"}') ?? 0) >= 1,
+        30_000,
+        "the daemon's first pass in the file",
+        () => daemon.stdout() + daemon.stderr(),
+      );
       // A by-hand pass the daemon does not make: it fails (a limit of one file).
       const byHand = await runCli(['sync', ...passArgs(master, d), '--metrics-file', metricsFile, '--max-files', '1']);
       assert.equal(byHand.status, 25, show(byHand));
       const failedKey = 'xroad_sync_passes_total{result="failed"}';
       assert.equal((await current()).get(failedKey), 1, 'the by-hand pass counted');
       await fs.writeFile(d.flagFile, ''); // the daemon rewrites the file at once
-      await waitFor(async () => (await current()).get('xroad_sync_paused') === 1, 15_000, 'the daemon\'s write after the pause', () => daemon.stdout());
+      await waitFor(
+        async () => (await current()).get('xroad_sync_paused') === 1,
+        15_000,
+        "the daemon's write after the pause",
+        () => daemon.stdout(),
+      );
       assert.equal((await current()).get(failedKey), 1, `${failedKey} went down after the daemon's write: a counter reset`);
     } finally {
       const run = await daemon.stop();

@@ -8,11 +8,11 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { parseRecords, passArgs, runCli, type CliRun } from '../helpers/cli.js';
-import { sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
-import { deferrer, slaveDirs, type SlaveDirs } from '../helpers/slave.js';
+import { type TestContext, test } from 'node:test';
+import { type CliRun, parseRecords, passArgs, runCli } from '../helpers/cli.js';
 import { writeKeepingSizeAndMtime } from '../helpers/local-edit.js';
+import { deferrer, type SlaveDirs, slaveDirs } from '../helpers/slave.js';
+import { sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
 
 const T = { timeout: 60_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
 const ORIGINAL = '[signer]\nport=5558\n';

@@ -10,12 +10,12 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { passArgs, runCli, startCli, waitFor, type CliRun, type RunningCli } from '../helpers/cli.js';
-import { until } from '../helpers/wait.js';
+import { type CliRun, passArgs, type RunningCli, runCli, startCli, waitFor } from '../helpers/cli.js';
+import { deferrer, type SlaveDirs, SMALL_TREE, slaveDirs } from '../helpers/slave.js';
 import { readTree, sshdAvailable, startMaster, type TestMaster, type TreeSpec } from '../helpers/sshd.js';
-import { deferrer, slaveDirs, type SlaveDirs, SMALL_TREE } from '../helpers/slave.js';
+import { until } from '../helpers/wait.js';
 
 const T = { timeout: 150_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
 const canUnshare = process.getuid?.() === 0 && spawnSync('unshare', ['-m', 'true']).status === 0;
@@ -71,7 +71,12 @@ function unitValues(text: string, key: string): string[] {
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l.startsWith(`${key}=`))
-    .flatMap((l) => l.slice(key.length + 1).split(/\s+/).filter(Boolean));
+    .flatMap((l) =>
+      l
+        .slice(key.length + 1)
+        .split(/\s+/)
+        .filter(Boolean),
+    );
 }
 
 /** What the daemon unit as shipped does to /var/tmp and /var/tmp/xroad. */
@@ -98,7 +103,9 @@ function namespaceOf(layout: Layout, varTmp: string, stage: string): string[] {
     'set -e',
     'H="$1"; S="$2"; shift 2',
     ...(layout.privateVarTmp && layout.bindFlagDir
-      ? [`if [ -d "$H/xroad" ]; then mount --bind "$H/xroad" "$S"; BOUND=1; else ${layout.bindFlagDir.optional ? 'BOUND=' : 'echo "226/NAMESPACE: bind source $H/xroad is missing" >&2; exit 226'}; fi`]
+      ? [
+          `if [ -d "$H/xroad" ]; then mount --bind "$H/xroad" "$S"; BOUND=1; else ${layout.bindFlagDir.optional ? 'BOUND=' : 'echo "226/NAMESPACE: bind source $H/xroad is missing" >&2; exit 226'}; fi`,
+        ]
       : []),
     ...(layout.privateVarTmp ? ['mount -t tmpfs tmpfs "$H"'] : []),
     ...(layout.privateVarTmp && layout.bindFlagDir ? ['if [ -n "$BOUND" ]; then mkdir "$H/xroad"; mount --bind "$S" "$H/xroad"; umount "$S"; fi'] : []),
@@ -135,36 +142,45 @@ async function assertNothingLands(s: Setup, d: RunningCli): Promise<void> {
   assert.equal(landed(), false, `a master change landed after pause returned 0\n${output(d)()}`);
 }
 
-test('pause beside a daemon under the unit\'s mount layout, after /var/tmp/xroad was replaced: acknowledged and nothing lands, or a loud failure; the next start works without the directory', TNS, async (t) => {
-  const s = await setup(t);
-  const layout = shippedLayout();
-  t.diagnostic(`the unit's layout: ${JSON.stringify(layout)}`);
-  const d = await startSandboxed(s, layout);
-  await waitFor(() => okPasses(d).length >= 1, 20_000, 'the first pass', output(d));
-  // Many replacements: a look racing an rm -rf meets the dying directory, which is not a pinned one.
-  for (let i = 0; i < 40; i++) await replaceFlagDir(s);
-  const p = await pause(s);
-  t.diagnostic(show(p).replaceAll('\n', ' | '));
-  if (p.status === 0) {
-    assert.match(p.stdout, new RegExp(`the daemon \\(pid ${d.child.pid}\\) sees the flag`), `the same daemon confirmed\n${show(p)}\n${output(d)()}`);
-    await assertNothingLands(s, d);
-  } else {
-    assert.match(p.stderr, new RegExp(s.flagFile.replaceAll('.', '\\.')), `the failure names the flag\n${show(p)}`);
-    assert.match(p.stderr, new RegExp(`pid ${d.child.pid}|restart`), `the failure names the daemon and what to do\n${show(p)}`);
-  }
-  // The next start (systemd's Restart=, or a reboot before tmpfiles ran) while the directory is missing.
-  await d.stop(5_000);
-  await fs.rm(path.dirname(s.flagFile), { recursive: true, force: true });
-  const again = await startSandboxed(s, layout);
-  await waitFor(() => again.records().some((r) => r.msg === 'daemon started') || again.child.exitCode !== null, 20_000, 'the daemon to start or fail', output(again));
-  assert.equal(again.child.exitCode, null, `the daemon did not start without ${path.dirname(s.flagFile)}\n${output(again)()}`);
-  await waitFor(() => okPasses(again).length >= 1, 20_000, 'a pass of the restarted daemon', output(again));
-  // The directory comes back (tmpfiles, xroad-base): the running daemon must see a pause made in it.
-  await fs.mkdir(path.dirname(s.flagFile), { mode: 0o1750 });
-  const p2 = await pause(s);
-  assert.equal(p2.status, 0, `pause once the directory is back\n${show(p2)}\n${output(again)()}`);
-  await assertNothingLands(s, again);
-});
+test(
+  "pause beside a daemon under the unit's mount layout, after /var/tmp/xroad was replaced: acknowledged and nothing lands, or a loud failure; the next start works without the directory",
+  TNS,
+  async (t) => {
+    const s = await setup(t);
+    const layout = shippedLayout();
+    t.diagnostic(`the unit's layout: ${JSON.stringify(layout)}`);
+    const d = await startSandboxed(s, layout);
+    await waitFor(() => okPasses(d).length >= 1, 20_000, 'the first pass', output(d));
+    // Many replacements: a look racing an rm -rf meets the dying directory, which is not a pinned one.
+    for (let i = 0; i < 40; i++) await replaceFlagDir(s);
+    const p = await pause(s);
+    t.diagnostic(show(p).replaceAll('\n', ' | '));
+    if (p.status === 0) {
+      assert.match(p.stdout, new RegExp(`the daemon \\(pid ${d.child.pid}\\) sees the flag`), `the same daemon confirmed\n${show(p)}\n${output(d)()}`);
+      await assertNothingLands(s, d);
+    } else {
+      assert.match(p.stderr, new RegExp(s.flagFile.replaceAll('.', '\\.')), `the failure names the flag\n${show(p)}`);
+      assert.match(p.stderr, new RegExp(`pid ${d.child.pid}|restart`), `the failure names the daemon and what to do\n${show(p)}`);
+    }
+    // The next start (systemd's Restart=, or a reboot before tmpfiles ran) while the directory is missing.
+    await d.stop(5_000);
+    await fs.rm(path.dirname(s.flagFile), { recursive: true, force: true });
+    const again = await startSandboxed(s, layout);
+    await waitFor(
+      () => again.records().some((r) => r.msg === 'daemon started') || again.child.exitCode !== null,
+      20_000,
+      'the daemon to start or fail',
+      output(again),
+    );
+    assert.equal(again.child.exitCode, null, `the daemon did not start without ${path.dirname(s.flagFile)}\n${output(again)()}`);
+    await waitFor(() => okPasses(again).length >= 1, 20_000, 'a pass of the restarted daemon', output(again));
+    // The directory comes back (tmpfiles, xroad-base): the running daemon must see a pause made in it.
+    await fs.mkdir(path.dirname(s.flagFile), { mode: 0o1750 });
+    const p2 = await pause(s);
+    assert.equal(p2.status, 0, `pause once the directory is back\n${show(p2)}\n${output(again)()}`);
+    await assertNothingLands(s, again);
+  },
+);
 
 test('a daemon whose flag directory is a deleted one (a bind mount pins it) exits non-zero naming it, so systemd restarts it', TNS, async (t) => {
   const s = await setup(t);
@@ -277,7 +293,7 @@ test('while paused, a sync and a daemon roll an interrupted commit forward (and 
 // resume beside a daemon
 // ---------------------------------------------------------------------------
 
-test('resume beside a daemon whose pass fails exits with that pass\'s code, naming its error', T, async (t) => {
+test("resume beside a daemon whose pass fails exits with that pass's code, naming its error", T, async (t) => {
   const s = await setup(t);
   const d = startDaemon(s);
   await waitFor(() => okPasses(d).length >= 1, 20_000, 'the first pass', output(d));

@@ -9,10 +9,10 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { CLI, passArgs, runCli, startCli, waitFor, type CliRun } from '../helpers/cli.js';
+import { type TestContext, test } from 'node:test';
+import { CLI, type CliRun, passArgs, runCli, startCli, waitFor } from '../helpers/cli.js';
+import { deferrer, type SlaveDirs, slaveDirs } from '../helpers/slave.js';
 import { sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
-import { deferrer, slaveDirs, type SlaveDirs } from '../helpers/slave.js';
 
 const T = { timeout: 120_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd' };
 const show = (r: CliRun) => `exit ${r.status ?? r.signal}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
@@ -38,7 +38,7 @@ async function setup(t: TestContext, opts: string, daemonOpts = ''): Promise<Set
   return { ...dirs, master, settings, defer, env: { XROAD_SYNC_SETTINGS: settings } };
 }
 
-test('sync --exclude X adds to the settings file\'s excludes: the slave-local file they protect survives', T, async (t) => {
+test("sync --exclude X adds to the settings file's excludes: the slave-local file they protect survives", T, async (t) => {
   const s = await setup(t, "--exclude /local-only.conf --exclude '/site dir/'");
   const first = await runCli(['sync'], { env: s.env });
   assert.equal(first.status, 0, show(first));
@@ -48,7 +48,10 @@ test('sync --exclude X adds to the settings file\'s excludes: the slave-local fi
 
   const sync = await runCli(['sync', '--exclude', '*.bak'], { env: s.env });
   assert.equal(sync.status, 0, show(sync));
-  assert.ok(existsSync(path.join(s.target, 'local-only.conf')), `the settings file's --exclude /local-only.conf still applies beside the flag's\n${show(sync)}`);
+  assert.ok(
+    existsSync(path.join(s.target, 'local-only.conf')),
+    `the settings file's --exclude /local-only.conf still applies beside the flag's\n${show(sync)}`,
+  );
   assert.ok(existsSync(path.join(s.target, 'site dir', 'x.conf')), 'a quoted exclude from the settings file still applies');
 
   // check shows the effective excludes, each with where it came from.
@@ -70,31 +73,39 @@ test('a by-hand daemon adds XROAD_SYNC_DAEMON_OPTS excludes to XROAD_SYNC_OPTS o
   const daemon = startCli(['daemon'], { env: s.env });
   s.defer(() => daemon.stop(2_000));
   const out = () => `--- daemon stdout\n${daemon.stdout()}--- daemon stderr\n${daemon.stderr()}`;
-  await waitFor(() => daemon.records().some((r) => r.msg === 'pass' && r.result === 'ok'), 15_000, 'the daemon\'s first pass', out);
+  await waitFor(() => daemon.records().some((r) => r.msg === 'pass' && r.result === 'ok'), 15_000, "the daemon's first pass", out);
   assert.ok(existsSync(path.join(s.target, 'from-daemon-opts.conf')), out());
   assert.ok(existsSync(path.join(s.target, 'from-opts.conf')), `XROAD_SYNC_OPTS's exclude applies beside XROAD_SYNC_DAEMON_OPTS's\n${out()}`);
 });
 
-test('a handful of slave-only files trip the delete limit: the message names them as only on this slave; excluding them as it says lets the pass through', T, async (t) => {
-  const s = await setup(t, '');
-  const first = await runCli(['sync'], { env: s.env });
-  assert.equal(first.status, 0, show(first));
-  await fs.mkdir(path.join(s.target, 'site'));
-  for (const name of ['one', 'two', 'three', 'four', 'five']) await fs.writeFile(path.join(s.target, 'site', `${name}.conf`), 'local\n');
+test(
+  'a handful of slave-only files trip the delete limit: the message names them as only on this slave; excluding them as it says lets the pass through',
+  T,
+  async (t) => {
+    const s = await setup(t, '');
+    const first = await runCli(['sync'], { env: s.env });
+    assert.equal(first.status, 0, show(first));
+    await fs.mkdir(path.join(s.target, 'site'));
+    for (const name of ['one', 'two', 'three', 'four', 'five']) await fs.writeFile(path.join(s.target, 'site', `${name}.conf`), 'local\n');
 
-  const refused = await runCli(['sync'], { env: s.env });
-  assert.equal(refused.status, 25, show(refused));
-  assert.match(refused.stderr, /refusing to delete 5 files that exist only on this slave, not on the master's .*: \/site\/five\.conf, \/site\/four\.conf, \/site\/one\.conf, \/site\/three\.conf, \/site\/two\.conf/, show(refused));
-  assert.doesNotMatch(refused.stderr, /if the master really lost these files, run once with --force/, 'the old hint blamed the master alone');
-  assert.match(refused.stderr, /--exclude/, show(refused));
+    const refused = await runCli(['sync'], { env: s.env });
+    assert.equal(refused.status, 25, show(refused));
+    assert.match(
+      refused.stderr,
+      /refusing to delete 5 files that exist only on this slave, not on the master's .*: \/site\/five\.conf, \/site\/four\.conf, \/site\/one\.conf, \/site\/three\.conf, \/site\/two\.conf/,
+      show(refused),
+    );
+    assert.doesNotMatch(refused.stderr, /if the master really lost these files, run once with --force/, 'the old hint blamed the master alone');
+    assert.match(refused.stderr, /--exclude/, show(refused));
 
-  // As the hint says: the slave's own files excluded in the settings file.
-  const text = (await fs.readFile(s.settings, 'utf8')).replace(/^(XROAD_SYNC_OPTS=".*)"$/m, '$1 --exclude /site/"');
-  await fs.writeFile(s.settings, text);
-  const passed = await runCli(['sync'], { env: s.env });
-  assert.equal(passed.status, 0, show(passed));
-  assert.ok(existsSync(path.join(s.target, 'site', 'two.conf')));
-});
+    // As the hint says: the slave's own files excluded in the settings file.
+    const text = (await fs.readFile(s.settings, 'utf8')).replace(/^(XROAD_SYNC_OPTS=".*)"$/m, '$1 --exclude /site/"');
+    await fs.writeFile(s.settings, text);
+    const passed = await runCli(['sync'], { env: s.env });
+    assert.equal(passed.status, 0, show(passed));
+    assert.ok(existsSync(path.join(s.target, 'site', 'two.conf')));
+  },
+);
 
 test('the cron job reads XROAD_SYNC_OPTS as the units do: a quoted value with a space works', T, async (t) => {
   const flock = ['/usr/bin/flock', '/bin/flock'].find((f) => existsSync(f));

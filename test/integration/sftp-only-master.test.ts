@@ -19,14 +19,14 @@ import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { SFTPWrapper, Client as SshClient } from 'ssh2';
 import ssh2 from 'ssh2';
-import type { Client as SshClient, SFTPWrapper } from 'ssh2';
 import { SAMPLE_EXCLUDED, writeSampleTree } from '../../src/serve/sample-tree.js';
+import { skipUnlessCI } from '../helpers/components.js';
 import { describeRun, obj, runSync, withoutPaths } from '../helpers/run-sync.js';
 import { makeTempDir, readTree, sshdAvailable, startMaster, type TestMaster, within } from '../helpers/sshd.js';
-import { skipUnlessCI } from '../helpers/components.js';
 
 const SNIPPET = fileURLToPath(new URL('../../../service/sshd_config.d-xroad-slave.conf', import.meta.url));
 const SSH = '/usr/bin/ssh';
@@ -56,7 +56,6 @@ function snippetFor(user: string): string[] {
   return [`Match User ${user}`, ...lines.slice(1)];
 }
 
-
 interface Probe {
   status: number | null;
   signal: NodeJS.Signals | null;
@@ -68,15 +67,24 @@ interface Probe {
 /** `ssh ... USER@127.0.0.1 COMMAND` with the master's identity and known_hosts, no user config; SIGKILLed after 15 s. */
 function sshCommand(master: TestMaster, command: string): Promise<Probe> {
   const args = [
-    '-F', '/dev/null',
-    '-i', master.identity,
-    '-p', String(master.port),
-    '-o', `UserKnownHostsFile=${master.knownHosts}`,
-    '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', 'BatchMode=yes',
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'ConnectTimeout=5',
+    '-F',
+    '/dev/null',
+    '-i',
+    master.identity,
+    '-p',
+    String(master.port),
+    '-o',
+    `UserKnownHostsFile=${master.knownHosts}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'ConnectTimeout=5',
     `${master.user}@127.0.0.1`,
     command,
   ];
@@ -159,14 +167,18 @@ async function outcome(what: string, fn: (cb: (err: (Error & { code?: unknown })
 /** Tries every kind of write the slave account must not be able to do; returns what each gave. */
 async function tryWrites(sftp: SFTPWrapper, dir: string): Promise<Record<string, number | 'ok' | string>> {
   return {
-    'open(w) new file': await outcome('open w', (cb) => sftp.open(path.join(dir, 'planted.ini'), 'w', (err, handle) => {
-      if (!err) sftp.close(handle, () => cb(null));
-      else cb(err);
-    })),
-    'open(w) existing file': await outcome('open existing', (cb) => sftp.open(path.join(dir, 'conf.d/local.ini'), 'r+', (err, handle) => {
-      if (!err) sftp.close(handle, () => cb(null));
-      else cb(err);
-    })),
+    'open(w) new file': await outcome('open w', (cb) =>
+      sftp.open(path.join(dir, 'planted.ini'), 'w', (err, handle) => {
+        if (!err) sftp.close(handle, () => cb(null));
+        else cb(err);
+      }),
+    ),
+    'open(w) existing file': await outcome('open existing', (cb) =>
+      sftp.open(path.join(dir, 'conf.d/local.ini'), 'r+', (err, handle) => {
+        if (!err) sftp.close(handle, () => cb(null));
+        else cb(err);
+      }),
+    ),
     mkdir: await outcome('mkdir', (cb) => sftp.mkdir(path.join(dir, 'planted.d'), cb)),
     rename: await outcome('rename', (cb) => sftp.rename(path.join(dir, 'devices.ini'), path.join(dir, 'devices.ini.old'), cb)),
     unlink: await outcome('unlink', (cb) => sftp.unlink(path.join(dir, 'devices.ini'), cb)),
@@ -208,13 +220,7 @@ describe('SFTP-only master: sshd with service/sshd_config.d-xroad-slave.conf', {
 
   it('the snippet is the documented block and sshd applies it to the Match user', T, async () => {
     const lines = snippetFor('xroad-slave');
-    assert.deepEqual(lines, [
-      'Match User xroad-slave',
-      'ForceCommand internal-sftp -R',
-      'AllowTcpForwarding no',
-      'X11Forwarding no',
-      'PermitTTY no',
-    ]);
+    assert.deepEqual(lines, ['Match User xroad-slave', 'ForceCommand internal-sftp -R', 'AllowTcpForwarding no', 'X11Forwarding no', 'PermitTTY no']);
     assert.match(readFileSync(SNIPPET, 'utf8'), /^\s*#ChrootDirectory /m, 'ChrootDirectory is offered, commented out');
     // sshd -T: the effective settings for the test user, from the config the harness wrote.
     const r = spawnSync(SSHD, ['-T', '-f', path.join(master.dir, 'sshd_config'), '-C', `user=${master.user},host=slave,addr=127.0.0.1`], {
@@ -254,8 +260,11 @@ describe('SFTP-only master: sshd with service/sshd_config.d-xroad-slave.conf', {
   it('SFTP writes of every kind and TCP forwarding are refused; reads work', T, async () => {
     const { client, sftp } = await login(master);
     try {
-      const keyconf = await within(5_000, 'readFile', new Promise<Buffer>((resolve, reject) =>
-        sftp.readFile(path.join(source, 'signer/keyconf.xml'), (err, data) => (err ? reject(err) : resolve(data)))));
+      const keyconf = await within(
+        5_000,
+        'readFile',
+        new Promise<Buffer>((resolve, reject) => sftp.readFile(path.join(source, 'signer/keyconf.xml'), (err, data) => (err ? reject(err) : resolve(data)))),
+      );
       assert.deepEqual(keyconf, await fs.readFile(path.join(source, 'signer/keyconf.xml')));
       const results = await tryWrites(sftp, source);
       for (const [what, result] of Object.entries(results)) {

@@ -9,23 +9,12 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import type { FileEntry, SFTPWrapper, Client as SshClient } from 'ssh2';
 import ssh2 from 'ssh2';
-import type { Client as SshClient, FileEntry, SFTPWrapper } from 'ssh2';
-import {
-  descendantsOf,
-  isAlive,
-  makeTempDir,
-  readTree,
-  sshdAvailable,
-  startMaster,
-  writeTree,
-  type TestMaster,
-  within,
-} from '../helpers/sshd.js';
 import { skipUnlessCI } from '../helpers/components.js';
+import { descendantsOf, isAlive, makeTempDir, readTree, sshdAvailable, startMaster, type TestMaster, within, writeTree } from '../helpers/sshd.js';
 
 const TEST_TIMEOUT = { timeout: 30_000 };
-
 
 interface Login {
   client: SshClient;
@@ -40,9 +29,7 @@ function login(master: TestMaster): Promise<Login> {
   let offeredHostKey: Buffer | undefined;
   const ready = new Promise<Login>((resolve, reject) => {
     client.on('error', reject);
-    client.on('ready', () =>
-      client.sftp((err, sftp) => (err ? reject(err) : resolve({ client, sftp, offeredHostKey: offeredHostKey! }))),
-    );
+    client.on('ready', () => client.sftp((err, sftp) => (err ? reject(err) : resolve({ client, sftp, offeredHostKey: offeredHostKey! }))));
   });
   client.connect({
     host: master.host,
@@ -59,11 +46,7 @@ function login(master: TestMaster): Promise<Login> {
 }
 
 function readdir(sftp: SFTPWrapper, dir: string): Promise<FileEntry[]> {
-  return within(
-    5_000,
-    'readdir',
-    new Promise<FileEntry[]>((resolve, reject) => sftp.readdir(dir, (err, list) => (err ? reject(err) : resolve(list)))),
-  );
+  return within(5_000, 'readdir', new Promise<FileEntry[]>((resolve, reject) => sftp.readdir(dir, (err, list) => (err ? reject(err) : resolve(list)))));
 }
 
 async function listingWorks(master: TestMaster): Promise<void> {
@@ -83,7 +66,10 @@ async function listingWorks(master: TestMaster): Promise<void> {
 }
 
 describe('test master harness', () => {
-  it('starts OpenSSH that accepts the identity and offers the reported host key', { ...TEST_TIMEOUT, skip: skipUnlessCI(sshdAvailable() ? false : 'sshd not found (Debian: apt-get install openssh-server)') }, async () => {
+  it('starts OpenSSH that accepts the identity and offers the reported host key', {
+    ...TEST_TIMEOUT,
+    skip: skipUnlessCI(sshdAvailable() ? false : 'sshd not found (Debian: apt-get install openssh-server)'),
+  }, async () => {
     const master = await startMaster();
     try {
       assert.equal(master.kind, 'openssh');
@@ -108,7 +94,10 @@ describe('test master harness', () => {
     }
   });
 
-  it('stop() ends sshd and its per-connection children, and removes the dir', { ...TEST_TIMEOUT, skip: skipUnlessCI(sshdAvailable() ? false : 'sshd not found (Debian: apt-get install openssh-server)') }, async () => {
+  it('stop() ends sshd and its per-connection children, and removes the dir', {
+    ...TEST_TIMEOUT,
+    skip: skipUnlessCI(sshdAvailable() ? false : 'sshd not found (Debian: apt-get install openssh-server)'),
+  }, async () => {
     // extraConfig replaces a default: LogLevel VERBOSE → DEBUG1.
     const master = await startMaster({ extraConfig: ['LogLevel DEBUG1'] });
     const pid = Number(readFileSync(path.join(master.dir, 'sshd.pid'), 'utf8'));

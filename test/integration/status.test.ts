@@ -7,11 +7,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { type TestContext, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { test, type TestContext } from 'node:test';
-import { passArgs, runCli, sleep, startCli, waitFor, type CliRun } from '../helpers/cli.js';
-import { readTree, startMaster, writeTree, type TestMaster, freePort as closedPort } from '../helpers/sshd.js';
-import { slaveDirs, type SlaveDirs } from '../helpers/slave.js';
+import { type CliRun, passArgs, runCli, sleep, startCli, waitFor } from '../helpers/cli.js';
+import { type SlaveDirs, slaveDirs } from '../helpers/slave.js';
+import { freePort as closedPort, readTree, startMaster, type TestMaster, writeTree } from '../helpers/sshd.js';
 
 const T = { timeout: 60_000 };
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -52,7 +52,6 @@ function assertShape(s: Record<string, unknown>): void {
   assert.ok(Number.isInteger(p.changed) && Number.isInteger(p.bytesReceived));
   assert.ok(p.error === null || typeof p.error === 'string');
 }
-
 
 test('pause creates the flag and its missing directory, twice is true => true; resume removes it', T, async (t) => {
   const d = await dirs(t);
@@ -116,11 +115,20 @@ test('sync: SIGTERM while status.json is written (slow disk) still records the p
   const preload = path.join(d.base, 'slow-fsync.mjs');
   await fs.writeFile(preload, "import fs from 'node:fs';\nconst real = fs.fsync;\nfs.fsync = (fd, cb) => setTimeout(() => real(fd, cb), 300);\n");
   const run = startCli(['sync', ...passArgs(m, d)], { env: { NODE_OPTIONS: `--import=${pathToFileURL(preload).href}` }, timeoutMs: 20_000 });
-  await waitFor(() => run.records().some((r) => r.msg === 'pass'), 15_000, 'the pass record', () => run.stdout() + run.stderr());
+  await waitFor(
+    () => run.records().some((r) => r.msg === 'pass'),
+    15_000,
+    'the pass record',
+    () => run.stdout() + run.stderr(),
+  );
   await sleep(100); // inside the status.json fsync: write-file-atomic's signal-exit handler is armed
   run.child.kill('SIGTERM');
   const r = await run.done;
-  assert.equal(r.signal, null, `killed by ${r.signal}: signal-exit (write-file-atomic) re-raised SIGTERM: sync needs a process.on listener, not once\n${show(r)}`);
+  assert.equal(
+    r.signal,
+    null,
+    `killed by ${r.signal}: signal-exit (write-file-atomic) re-raised SIGTERM: sync needs a process.on listener, not once\n${show(r)}`,
+  );
   assert.equal(r.status, 0, show(r));
   assert.equal((await statusJson(d)).lastPass?.result, 'ok');
 });
@@ -174,17 +182,17 @@ test('check: known_hosts without the master is a failure with the ssh-keyscan fi
 
   const missing = await runCli(['check', ...passArgs(m, { ...d, knownHosts: path.join(d.base, 'absent') })]);
   assert.equal(missing.status, 1, show(missing));
-  assert.match(missing.stdout, /^FAIL .*absent.*\n     fix: ssh-keyscan -p \d+ 127\.0\.0\.1 >> /m);
+  assert.match(missing.stdout, /^FAIL .*absent.*\n {5}fix: ssh-keyscan -p \d+ 127\.0\.0\.1 >> /m);
 });
 
-test('check: an unreachable master fails with the pass\'s exit code (255) and a fix', T, async (t) => {
+test("check: an unreachable master fails with the pass's exit code (255) and a fix", T, async (t) => {
   const [m, d] = await Promise.all([master(t), dirs(t)]);
   const port = await closedPort();
   const knownHosts = path.join(d.base, 'known_hosts');
   await fs.writeFile(knownHosts, `[127.0.0.1]:${port} ${m.hostPublicKey}\n`);
   const r = await runCli(['check', ...passArgs(m, { ...d, port, knownHosts })]);
   assert.equal(r.status, 255, show(r));
-  assert.equal(r.stdout.match(/^ok   /gm)?.length, 6, 'the six local checks pass');
+  assert.equal(r.stdout.match(/^ok {3}/gm)?.length, 6, 'the six local checks pass');
   assert.match(r.stdout, new RegExp(`^FAIL connect .*127\\.0\\.0\\.1:${port}.*ECONNREFUSED.*\\n     fix: .*ssh -p ${port} `, 'm'));
 });
 
@@ -194,7 +202,7 @@ test('check: a good setup passes (hashed known_hosts too) and prints the dry run
   assert.equal(r.status, 0, show(r));
   assert.doesNotMatch(r.stdout, /^FAIL/m);
   assert.match(r.stdout, new RegExp(`^ok   known_hosts .* ${m.hostKeyFingerprint.replace(/[+/]/g, '\\$&')}`, 'm'));
-  assert.match(r.stdout, /^ok   connected to /m);
+  assert.match(r.stdout, /^ok {3}connected to /m);
   assert.match(r.stdout, /2 files, 1 directories, 0 symlinks, 17 bytes/);
   assert.match(r.stdout, /^>f\+{9} conf\.d\/local\.ini$/m);
   assert.match(r.stdout, /^cd\+{9} conf\.d\/$/m);
@@ -208,10 +216,10 @@ test('check: a good setup passes (hashed known_hosts too) and prints the dry run
   assert.match(await fs.readFile(hashed, 'utf8'), /^\|1\|/);
   const h = await runCli(['check', ...passArgs(m, { ...d, knownHosts: hashed })]);
   assert.equal(h.status, 0, show(h));
-  assert.match(h.stdout, /^ok   known_hosts /m);
+  assert.match(h.stdout, /^ok {3}known_hosts /m);
 });
 
-test('check refuses what a pass would refuse: a transfer limit and the safety valve, with the pass\'s exit code', T, async (t) => {
+test("check refuses what a pass would refuse: a transfer limit and the safety valve, with the pass's exit code", T, async (t) => {
   const [m, d] = await Promise.all([master(t), dirs(t)]);
   const limited = [...passArgs(m, d), '--max-total-bytes', '10'];
   const check = await runCli(['check', ...limited]);
@@ -236,7 +244,11 @@ test('check and --dry-run name a stray temp file and leave it; the next pass rem
   await fs.writeFile(stray, 'half a file');
   const check = await runCli(['check', ...passArgs(m, d)]);
   assert.equal(check.status, 0, show(check));
-  assert.match(check.stdout, /^ok   note: a temp file left by an interrupted pass is removed by the next pass: \.xroad-sync\.0123456789ab\.tmp$/m, show(check));
+  assert.match(
+    check.stdout,
+    /^ok {3}note: a temp file left by an interrupted pass is removed by the next pass: \.xroad-sync\.0123456789ab\.tmp$/m,
+    show(check),
+  );
   const dry = await runCli(['sync', '--dry-run', ...passArgs(m, d)]);
   assert.equal(dry.status, 0, show(dry));
   assert.ok(existsSync(stray), 'check and the dry run leave the temp file');

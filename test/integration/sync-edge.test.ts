@@ -11,25 +11,25 @@ import { chmod, chown, copyFile, lchown, mkdir, readFile, rm, writeFile } from '
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { skipOrFailInCI } from '../helpers/components.js';
 import {
   assertLogFormat,
   closedPort,
-  LOG_PREFIX,
   describeRun,
   itemLines,
+  LOG_PREFIX,
   leftoverTemps,
   logMessages,
   obj,
-  runSync,
-  startSync,
-  statTree,
   type RunSyncOptions,
+  runSync,
   type StatSnapshot,
   type SyncRun,
+  startSync,
+  statTree,
 } from '../helpers/run-sync.js';
-import { makeTempDir, readTree, startMaster, suiteMaster, writeTree, type TestMaster, type TreeSpec } from '../helpers/sshd.js';
+import { makeTempDir, readTree, startMaster, suiteMaster, type TestMaster, type TreeSpec, writeTree } from '../helpers/sshd.js';
 import { waitFor } from '../helpers/wait.js';
-import { skipOrFailInCI } from '../helpers/components.js';
 
 const T = { timeout: 90_000 };
 const T0 = 1_700_000_000;
@@ -65,8 +65,7 @@ async function snapshot(root: string): Promise<{ tree: Awaited<ReturnType<typeof
 async function assertUntouched(root: string, before: Awaited<ReturnType<typeof snapshot>>, strict = true): Promise<void> {
   const now = await snapshot(root);
   assert.deepEqual(obj(now.tree), obj(before.tree), `${root} changed`);
-  const relax = (m: Map<string, StatSnapshot>) =>
-    new Map([...m].map(([p, s]) => [p, strict || s.type !== 'dir' ? s : { ...s, ctimeMs: 0 }]));
+  const relax = (m: Map<string, StatSnapshot>) => new Map([...m].map(([p, s]) => [p, strict || s.type !== 'dir' ? s : { ...s, ctimeMs: 0 }]));
   assert.deepEqual(obj(relax(now.stats)), obj(relax(before.stats)), `${root}: an entry was rewritten (inode, mtime or ctime)`);
   assert.deepEqual(await leftoverTemps(root), [], 'temp files left in the target');
 }
@@ -78,7 +77,9 @@ function passRecord(run: SyncRun): { result: string; exitCode?: number } {
 }
 
 function uidOf(name: string, file = '/etc/passwd'): number | undefined {
-  const line = readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
+  const line = readFileSync(file, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name}:`));
   return line === undefined ? undefined : Number(line.split(':')[2]);
 }
 
@@ -120,8 +121,7 @@ describe('xroad-sync sync: guards and failures', () => {
     return dir;
   }
 
-  const sync = (ws: Workspace, extra: Partial<RunSyncOptions> = {}) =>
-    runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, ...extra });
+  const sync = (ws: Workspace, extra: Partial<RunSyncOptions> = {}) => runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, ...extra });
 
   it('flag file: skips without connecting, exit 0, "sync skipped" logged, target untouched', T, async () => {
     const ws = await workspace({ source: BASE, target: { 'slave-only.ini': 'would be deleted' } });
@@ -286,7 +286,9 @@ describe('xroad-sync sync: guards and failures', () => {
     ok(await sync(ws));
     const ids = async () => {
       const s = await statTree(ws.target);
-      return Object.fromEntries(['by-name.ini', 'by-number.ini', 'dir-by-name', 'dir-by-name/f', 'link-by-name'].map((p) => [p, [s.get(p)?.uid, s.get(p)?.gid]]));
+      return Object.fromEntries(
+        ['by-name.ini', 'by-number.ini', 'dir-by-name', 'dir-by-name/f', 'link-by-name'].map((p) => [p, [s.get(p)?.uid, s.get(p)?.gid]]),
+      );
     };
     assert.deepEqual(await ids(), {
       'by-name.ini': [daemon, binGroup],
@@ -317,7 +319,7 @@ describe('xroad-sync sync: guards and failures', () => {
     await writeTree(outside, { 'victim.ini': { content: 'not yours', mtime: T0 }, 'victim-dir/existing': { content: 'keep', mtime: T0 } });
     await writeTree(ws.target, {
       'conf.d/local.ini': { symlink: path.join(outside, 'victim.ini') },
-      'signer': { symlink: path.join(outside, 'victim-dir') },
+      signer: { symlink: path.join(outside, 'victim-dir') },
     });
     const outsideBefore = await snapshot(outside);
     const run = await sync(ws);
@@ -380,7 +382,7 @@ describe('xroad-sync sync: guards and failures', () => {
     assert.deepEqual(itemLines(real.log), printed, 'the dry run did not predict the real pass');
   });
 
-  it('a slave file edited mid-pass is left for the next pass, without undoing the commit\'s directory mtimes', {
+  it("a slave file edited mid-pass is left for the next pass, without undoing the commit's directory mtimes", {
     ...T,
   }, async () => {
     const ws = await workspace({ source: { ...BASE, 'conf.d/': { mode: 0o750, mtime: T0 } } });
@@ -414,39 +416,47 @@ describe('xroad-sync sync: guards and failures', () => {
     assert.deepEqual(obj(await readAll(ws.target)), obj(await readAll(src2)), 'the next pass converges');
   });
 
-  it('lock: a second pass while one runs waits for it (exit 75 only when --wait runs out, not logged as a failed pass); a stale lock of a dead pid is taken over', T, async () => {
-    const ws = await workspace({ source: BASE });
-    const first = startSync({
-      master,
-      source: ws.source,
-      target: ws.target,
-      stateDir: ws.state,
-      // Paused until released (SIGUSR2) once the second pass says it waits: no guessed pause length.
-      env: { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
-    });
-    await waitFor(() => first.stderrSoFar().includes('paused at staged') || first.child.exitCode !== null, 30_000, 'first pass to pause');
-    const impatient = await sync(ws, { logFile: path.join(ws.state, 'impatient.log'), args: ['--wait', '0.5'] });
-    exits(impatient, 75);
-    assert.match(impatient.stderr, /lock/);
-    assert.doesNotMatch(impatient.log, /rsync error/, 'a lock wait is not a failed pass in slave-sync.log');
-    const waiting = startSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, logFile: path.join(ws.state, 'second.log') });
-    await waitFor(() => /waiting for the running pass \(pid \d+\)/.test(waiting.stderrSoFar()) || waiting.child.exitCode !== null, 30_000, 'the second pass to say it waits');
-    first.child.kill('SIGUSR2');
-    const firstRun = await first.done;
-    const second = await waiting.done;
-    ok(firstRun);
-    ok(second);
-    assert.match(second.stderr, /waiting for the running pass \(pid \d+\)/);
-    assert.deepEqual(obj(await readAll(ws.target)), obj(await readAll(ws.source)), 'the first pass completed');
+  it(
+    'lock: a second pass while one runs waits for it (exit 75 only when --wait runs out, not logged as a failed pass); a stale lock of a dead pid is taken over',
+    T,
+    async () => {
+      const ws = await workspace({ source: BASE });
+      const first = startSync({
+        master,
+        source: ws.source,
+        target: ws.target,
+        stateDir: ws.state,
+        // Paused until released (SIGUSR2) once the second pass says it waits: no guessed pause length.
+        env: { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
+      });
+      await waitFor(() => first.stderrSoFar().includes('paused at staged') || first.child.exitCode !== null, 30_000, 'first pass to pause');
+      const impatient = await sync(ws, { logFile: path.join(ws.state, 'impatient.log'), args: ['--wait', '0.5'] });
+      exits(impatient, 75);
+      assert.match(impatient.stderr, /lock/);
+      assert.doesNotMatch(impatient.log, /rsync error/, 'a lock wait is not a failed pass in slave-sync.log');
+      const waiting = startSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, logFile: path.join(ws.state, 'second.log') });
+      await waitFor(
+        () => /waiting for the running pass \(pid \d+\)/.test(waiting.stderrSoFar()) || waiting.child.exitCode !== null,
+        30_000,
+        'the second pass to say it waits',
+      );
+      first.child.kill('SIGUSR2');
+      const firstRun = await first.done;
+      const second = await waiting.done;
+      ok(firstRun);
+      ok(second);
+      assert.match(second.stderr, /waiting for the running pass \(pid \d+\)/);
+      assert.deepEqual(obj(await readAll(ws.target)), obj(await readAll(ws.source)), 'the first pass completed');
 
-    const lock = path.join(ws.state, 'sync.lock');
-    assert.equal(existsSync(lock), false, 'lock left behind');
-    const dead = spawnSync(process.execPath, ['-e', '0'], { timeout: 10_000 }).pid;
-    await writeFile(lock, `${dead}\nsync\n`);
-    const stale = await sync(ws, { logFile: path.join(ws.state, 'stale.log') });
-    ok(stale);
-    assert.equal(existsSync(lock), false, 'stale lock not released after the pass');
-  });
+      const lock = path.join(ws.state, 'sync.lock');
+      assert.equal(existsSync(lock), false, 'lock left behind');
+      const dead = spawnSync(process.execPath, ['-e', '0'], { timeout: 10_000 }).pid;
+      await writeFile(lock, `${dead}\nsync\n`);
+      const stale = await sync(ws, { logFile: path.join(ws.state, 'stale.log') });
+      ok(stale);
+      assert.equal(existsSync(lock), false, 'stale lock not released after the pass');
+    },
+  );
 
   it('lock: a lock path that cannot be read (a directory there) is an error naming it, not an endless retry', T, async () => {
     const ws = await workspace({ source: BASE });

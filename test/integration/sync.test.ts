@@ -16,14 +16,14 @@ import {
   logMessages,
   obj,
   onlyPaths,
+  type RunSyncOptions,
   runSync,
+  type SyncRun,
   statTree,
   totalSize,
   withoutPaths,
-  type RunSyncOptions,
-  type SyncRun,
 } from '../helpers/run-sync.js';
-import { makeTempDir, readTree, suiteMaster, writeTree, type TestMaster, type TreeSpec } from '../helpers/sshd.js';
+import { makeTempDir, readTree, suiteMaster, type TestMaster, type TreeSpec, writeTree } from '../helpers/sshd.js';
 
 const T = { timeout: 90_000 };
 /** Fixed mtimes (whole seconds, as SFTP v3 carries them). */
@@ -80,7 +80,7 @@ function xroadTree(): TreeSpec {
     'messagelog/messagelog.p12': file(randomBytes(400), 0o600, 21),
     'devices.ini': file('d'.repeat(4181), 0o640, 22),
     'configuration-anchor.xml': file('<anchor/>'.repeat(300), 0o640, 23),
-    'autologin': file('1234\n', 0o600, 24),
+    autologin: file('1234\n', 0o600, 24),
     'db.properties': file('serverconf.hibernate.connection.password=secret\n', 0o640, 25),
     'empty/': { mode: 0o755, mtime: T0 + 108 },
     'deep/': { mode: 0o750, mtime: T0 + 109 },
@@ -149,11 +149,16 @@ describe('xroad-sync sync against an OpenSSH master', () => {
     assert.equal(got.get('signer')?.mode, 0o750);
     assert.equal(got.get('signer/keyconf.xml')?.mtime, T0 + 10);
     assert.ok((got.get('signer/keyconf.xml')?.size ?? 0) > 10_000);
-    assert.equal(got.get('signer')?.mtime, T0 + 103, 'directory mtimes are the master\'s');
+    assert.equal(got.get('signer')?.mtime, T0 + 103, "directory mtimes are the master's");
     assert.deepEqual([got.get('deep/empty')?.type, got.get('empty')?.type], ['dir', 'dir']);
     assert.deepEqual(
       ['hostname-link', 'signer-link', 'dangling-link', 'conf.d/link.ini'].map((p) => [got.get(p)?.type, got.get(p)?.linkTarget]),
-      [['symlink', '/etc/hostname'], ['symlink', 'signer'], ['symlink', '../no/such/file'], ['symlink', 'local.ini']],
+      [
+        ['symlink', '/etc/hostname'],
+        ['symlink', 'signer'],
+        ['symlink', '../no/such/file'],
+        ['symlink', 'local.ini'],
+      ],
     );
     for (const p of XROAD_EXCLUDED) assert.equal(got.has(p), false, `${p} is excluded but was transferred`);
 
@@ -183,7 +188,7 @@ describe('xroad-sync sync against an OpenSSH master', () => {
     assert.equal(passRecord(run).result, 'ok');
   });
 
-  it('never transfers the default excludes, and leaves the target\'s own excluded files alone', T, async () => {
+  it("never transfers the default excludes, and leaves the target's own excluded files alone", T, async () => {
     const ws = await workspace();
     await writeTree(ws.source, {
       'db.properties': 'master db',
@@ -223,7 +228,7 @@ describe('xroad-sync sync against an OpenSSH master', () => {
     assertLogFormat(run.log, { code: 0 });
 
     const got = await readTree(ws.target);
-    assert.deepEqual(obj(onlyPaths(got, protectedPaths)), obj(before), 'the slave\'s excluded files changed');
+    assert.deepEqual(obj(onlyPaths(got, protectedPaths)), obj(before), "the slave's excluded files changed");
     const afterStat = onlyPaths(await statTree(ws.target), protectedPaths);
     for (const [p, st] of beforeStat) {
       if (st.type === 'dir') continue; // a directory's ctime/mtime may move when a sibling is added; its files are checked
@@ -274,7 +279,10 @@ describe('xroad-sync sync against an OpenSSH master', () => {
     await writeTree(ws3.source, await specOf(ws.source));
     const only = await sync(ws3, { args: ['--no-default-excludes', '--exclude', 'db.properties'] });
     ok(only);
-    assert.deepEqual([...(await readTree(ws3.target)).keys()], ['conf.d', 'conf.d/keep.xml', 'conf.d/local.ini', 'conf.d/node.ini', 'jetty', 'jetty/clientproxy.xml', 'x.tmp', 'x.tmp/f']);
+    assert.deepEqual(
+      [...(await readTree(ws3.target)).keys()],
+      ['conf.d', 'conf.d/keep.xml', 'conf.d/local.ini', 'conf.d/node.ini', 'jetty', 'jetty/clientproxy.xml', 'x.tmp', 'x.tmp/f'],
+    );
   });
 
   /** Pass 1 from `v1`, then pass 2 from a second master tree `v2` into the same target. */
@@ -306,10 +314,10 @@ describe('xroad-sync sync against an OpenSSH master', () => {
         'same-size.ini': { content: 'aaaa', mtime: T0 },
         'other-size.ini': { content: 'short', mtime: T0 },
         'deleted.ini': 'goes away',
-        'f2d': 'file becoming a directory',
-        'f2l': 'file becoming a symlink',
-        'l2f': { symlink: 'filler/f00.ini', mtime: T0 },
-        'retarget': { symlink: 'filler/f01.ini', mtime: T0 },
+        f2d: 'file becoming a directory',
+        f2l: 'file becoming a symlink',
+        l2f: { symlink: 'filler/f00.ini', mtime: T0 },
+        retarget: { symlink: 'filler/f01.ini', mtime: T0 },
         'chmod-only.ini': { content: 'perm', mode: 0o640, mtime: T0 },
         'mtime-only.ini': { content: 'same bytes', mtime: T0 },
         'dirmode/': { mode: 0o755, mtime: T0 },
@@ -319,9 +327,9 @@ describe('xroad-sync sync against an OpenSSH master', () => {
         'other-size.ini': { content: 'a good deal longer', mtime: T0 + 1 },
         'added.ini': 'new',
         'f2d/inner.ini': 'now a directory',
-        'f2l': { symlink: 'filler/f02.ini', mtime: T0 },
-        'l2f': 'now a file',
-        'retarget': { symlink: 'filler/f03.ini', mtime: T0 + 5 },
+        f2l: { symlink: 'filler/f02.ini', mtime: T0 },
+        l2f: 'now a file',
+        retarget: { symlink: 'filler/f03.ini', mtime: T0 + 5 },
         'chmod-only.ini': { content: 'perm', mode: 0o600, mtime: T0 },
         'mtime-only.ini': { content: 'same bytes', mtime: T0 + 3600 },
         'dirmode/': { mode: 0o750, mtime: T0 },
@@ -361,7 +369,7 @@ describe('xroad-sync sync against an OpenSSH master', () => {
         'd2l/': { mtime: T0 },
         'd2l/x': 'directory becoming a symlink',
       },
-      { 'd2f': 'now a file', 'd2l': { symlink: 'filler/f04.ini', mtime: T0 } },
+      { d2f: 'now a file', d2l: { symlink: 'filler/f04.ini', mtime: T0 } },
     );
     const items = itemLines(run.log);
     assert.equal(run.stderr, '', 'nothing changed on this slave during the pass, yet a notice was printed');
@@ -369,7 +377,10 @@ describe('xroad-sync sync against an OpenSSH master', () => {
     assertItems(run, ['>f+++++++++ d2f', 'cL+++++++++ d2l -> filler/f04.ini', '*deleting   gone-dir/']);
     // Depth-first deletion of a vanished directory, contents before the directory (README 3b).
     const order = ['*deleting   gone-dir/sub/b', '*deleting   gone-dir/sub/', '*deleting   gone-dir/a', '*deleting   gone-dir/'].map((l) => items.indexOf(l));
-    assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1]!)), `deletion order:\n${items.join('\n')}`);
+    assert.ok(
+      order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1]!)),
+      `deletion order:\n${items.join('\n')}`,
+    );
   });
 
   it('a pass with nothing to do rewrites nothing and logs only the two bracketing lines', T, async () => {

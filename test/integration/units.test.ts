@@ -6,22 +6,12 @@
 // "logrotate"), flock (util-linux). A test whose tool is missing is skipped and
 // prints the reason. CI installs them, so a skip there is a CI setup problem.
 
-import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import {
-  accessSync,
-  chmodSync,
-  constants as fsConstants,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
+import { accessSync, chmodSync, existsSync, constants as fsConstants, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
+import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { skipOrFailInCI } from '../helpers/components.js';
 
@@ -217,7 +207,7 @@ test('systemd units keep their sandboxing (systemd-analyze security --offline)',
   }
 });
 
-test('unit policy: pause via Condition, flag file seen by path in the host\'s /var/tmp, one-or-the-other', () => {
+test("unit policy: pause via Condition, flag file seen by path in the host's /var/tmp, one-or-the-other", () => {
   const oneshot = readService('xroad-sync.service');
   const daemon = readService('xroad-sync-daemon.service');
   const timer = readService('xroad-sync.timer');
@@ -243,14 +233,17 @@ test('unit policy: pause via Condition, flag file seen by path in the host\'s /v
   assert.deepEqual(values(daemon, 'Type'), ['notify']);
   assert.deepEqual(values(daemon, 'NotifyAccess'), ['all']);
   assert.equal(values(daemon, 'WatchdogSec').length, 1, 'WatchdogSec=');
-  assert.deepEqual(values(daemon, 'ExecStartPre'), [], 'no second pass before the daemon\'s first');
+  assert.deepEqual(values(daemon, 'ExecStartPre'), [], "no second pass before the daemon's first");
   assert.ok(values(daemon, 'Restart').includes('on-failure'), 'a watchdog kill is restarted');
   assert.deepEqual(values(daemon, 'ExecReload'), ['/bin/kill -HUP $MAINPID']);
   assert.deepEqual(values(daemon, 'Conflicts').join(' ').split(/\s+/).sort(), ['xroad-sync.service', 'xroad-sync.timer']);
   assert.equal(values(daemon, 'ConditionPathExists').length, 0, 'the daemon must keep running while paused');
   assert.deepEqual(values(daemon, 'Environment'), ['MALLOC_ARENA_MAX=2'], 'the daemon caps glibc malloc arenas (docs/performance.md, Daemon memory)');
 
-  for (const [name, text] of [['xroad-sync.service', oneshot], ['xroad-sync-daemon.service', daemon]] as const) {
+  for (const [name, text] of [
+    ['xroad-sync.service', oneshot],
+    ['xroad-sync-daemon.service', daemon],
+  ] as const) {
     for (const f of ['/etc/default/xroad-sync', '/etc/sysconfig/xroad-sync']) {
       assert.ok(values(text, 'EnvironmentFile').includes(`-${f}`), `${name}: EnvironmentFile=-${f}`);
     }
@@ -314,15 +307,7 @@ test('logrotate snippet is the guide block plus a postrotate HUP', () => {
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean);
-  assert.deepEqual(lines.slice(0, 7), [
-    '/var/log/xroad/slave-sync.log {',
-    'daily',
-    'rotate 7',
-    'missingok',
-    'compress',
-    'su xroad xroad',
-    'nocreate',
-  ]);
+  assert.deepEqual(lines.slice(0, 7), ['/var/log/xroad/slave-sync.log {', 'daily', 'rotate 7', 'missingok', 'compress', 'su xroad xroad', 'nocreate']);
   assert.ok(lines.includes('sharedscripts'));
   const script = body.slice(body.indexOf('postrotate') + 'postrotate'.length, body.indexOf('endscript'));
   assert.match(script, /systemctl kill -s HUP --kill-who=main xroad-sync-daemon\.service .*\|\| true/);

@@ -20,8 +20,8 @@ import { after, before, describe, it } from 'node:test';
 import { isTempName } from '../../src/local/temp-names.js';
 import { skipUnlessCI } from '../helpers/components.js';
 import { CLI, syncArgs } from '../helpers/run-sync.js';
-import { makeTempDir, startMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
-import { fdPath, parseTrace, quoted, type Call } from '../helpers/strace.js';
+import { makeTempDir, startMaster, type TestMaster, writeTree } from '../helpers/sshd.js';
+import { type Call, fdPath, parseTrace, quoted } from '../helpers/strace.js';
 
 const T0 = 1_700_000_000;
 const straceAvailable = spawnSync('strace', ['-V']).status === 0;
@@ -55,15 +55,26 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it('fsyncs each temp before its rename, the journal before the first rename, every touched directory before the journal goes; keyconf.xml last', T, async () => {
-    const { calls } = await traceCheckedPass('few', 0, {});
-    assert.ok(!calls.some(isSyncfs), 'a pass staging a handful of files must not flush the whole filesystem');
-  });
+  it(
+    'fsyncs each temp before its rename, the journal before the first rename, every touched directory before the journal goes; keyconf.xml last',
+    T,
+    async () => {
+      const { calls } = await traceCheckedPass('few', 0, {});
+      assert.ok(!calls.some(isSyncfs), 'a pass staging a handful of files must not flush the whole filesystem');
+    },
+  );
 
   it('a pass staging many files flushes the filesystem once after the last is written instead of fsyncing each, in the same order', T, async () => {
     const { calls, target } = await traceCheckedPass('many', 80, { XROAD_SYNC_FLUSH: 'filesystem' });
     const tempFsyncs = calls.filter((c) => isFsync(c) && (fdPath(c.args) ?? '').startsWith(`${target}/`) && isTempName(path.basename(fdPath(c.args)!)));
-    assert.equal(tempFsyncs.length, 0, `expected no fsync per staged file, saw ${tempFsyncs.length}: ${tempFsyncs.slice(0, 3).map((c) => c.args).join('; ')}`);
+    assert.equal(
+      tempFsyncs.length,
+      0,
+      `expected no fsync per staged file, saw ${tempFsyncs.length}: ${tempFsyncs
+        .slice(0, 3)
+        .map((c) => c.args)
+        .join('; ')}`,
+    );
     assert.equal(calls.filter(isSyncfs).length, 1, 'expected exactly one syncfs of the target filesystem');
   });
 
@@ -92,11 +103,10 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
     const env = { ...process.env, ...extraEnv };
     delete env.MASTER;
     delete env.XROAD_USER;
-    const child = spawn(
-      'strace',
-      ['-f', '-y', '-qq', '-s', '4096', '-o', traceFile, '-e', TRACED, process.execPath, CLI, ...args],
-      { env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn('strace', ['-f', '-y', '-qq', '-s', '4096', '-o', traceFile, '-e', TRACED, process.execPath, CLI, ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const killer = setTimeout(() => child.kill('SIGKILL'), 80_000);
@@ -122,7 +132,10 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
     const firstTargetRename = renamesIn[0]!;
     assert.ok(journalRename.index < firstTargetRename.index, 'the journal must exist before the first rename into the target');
     const journalTemp = quoted(journalRename.args)[0];
-    assert.ok(calls.some((c) => isFsync(c) && c.index < journalRename.index && fdPath(c.args) === journalTemp), 'journal temp not fsynced before its rename');
+    assert.ok(
+      calls.some((c) => isFsync(c) && c.index < journalRename.index && fdPath(c.args) === journalTemp),
+      'journal temp not fsynced before its rename',
+    );
     assert.ok(
       calls.some((c) => isFsync(c) && c.index > journalRename.index && c.index < firstTargetRename.index && fdPath(c.args) === stateDir),
       'the state directory was not fsynced between the journal rename and the first rename into the target',
@@ -142,7 +155,9 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
       if (changed && inTarget(changed)) lastChange.set(path.dirname(changed), c.index);
     }
     assert.ok(lastChange.size >= 4, `expected several touched directories, saw ${[...lastChange.keys()].join(', ')}`);
-    const removedDirs = new Set(calls.filter((c) => c.ok && (c.name === 'rmdir' || (c.name === 'unlinkat' && c.args.includes('AT_REMOVEDIR')))).map((c) => quoted(c.args)[0]));
+    const removedDirs = new Set(
+      calls.filter((c) => c.ok && (c.name === 'rmdir' || (c.name === 'unlinkat' && c.args.includes('AT_REMOVEDIR')))).map((c) => quoted(c.args)[0]),
+    );
     for (const [dir, at] of lastChange) {
       if (removedDirs.has(dir)) continue; // gone with the commit: nothing left to fsync
       const synced = calls.some((c) => isFsync(c) && c.index > at && c.index < journalRemoved.index && fdPath(c.args) === dir);

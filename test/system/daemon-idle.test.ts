@@ -10,10 +10,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { passArgs, sleep, startCli, waitFor, type RunningCli } from '../helpers/cli.js';
+import { passArgs, type RunningCli, sleep, startCli, waitFor } from '../helpers/cli.js';
 import { skipUnlessCI } from '../helpers/components.js';
-import { makeTempDir, startMaster, writeTree, type TestMaster } from '../helpers/sshd.js';
-import { fdPath, parseTrace, quoted, type Call } from '../helpers/strace.js';
+import { makeTempDir, startMaster, type TestMaster, writeTree } from '../helpers/sshd.js';
+import { type Call, fdPath, parseTrace, quoted } from '../helpers/strace.js';
 
 const straceAvailable = spawnSync('strace', ['-V']).status === 0;
 const T = { timeout: 90_000, skip: skipUnlessCI(!straceAvailable && 'strace is not installed (apt-get install strace)') };
@@ -49,7 +49,14 @@ describe('an idle daemon, from its system calls', () => {
     await writeTree(source, { 'conf.d/local.ini': file('[proxy]\n', 1), 'signer/keyconf.xml': file('<keyConf/>\n', 2), 'ssl/internal.crt': file('crt', 3) });
     await writeTree(work, { 'flag/.keep': file('', 0), 'target/.keep': file('', 0), 'textfile/.keep': file('', 0) });
     const metricsDir = path.join(work, 'textfile');
-    daemon = startCli(['daemon', '--interval', '1', ...passArgs(master, { source, target, stateDir, logFile, flagFile: path.join(work, 'flag', 'sync-disabled') }), '--metrics-file', path.join(metricsDir, 'xroad-sync.prom')]);
+    daemon = startCli([
+      'daemon',
+      '--interval',
+      '1',
+      ...passArgs(master, { source, target, stateDir, logFile, flagFile: path.join(work, 'flag', 'sync-disabled') }),
+      '--metrics-file',
+      path.join(metricsDir, 'xroad-sync.prom'),
+    ]);
     const passes = (): number => daemon!.records().filter((r) => r.msg === 'pass' && r.result === 'ok').length;
     // The first pass copies the tree; the second scans the target once more (the first one wrote it); later ones are idle.
     await waitFor(() => passes() >= 3 || daemon!.child.exitCode !== null, 60_000, 'three daemon passes');
@@ -64,7 +71,7 @@ describe('an idle daemon, from its system calls', () => {
     strace.kill('SIGTERM');
     await Promise.race([detached, sleep(5_000)]);
     const traced = passes() - before;
-    const calls = parseTrace(await readFile(traceFile, "utf8"));
+    const calls = parseTrace(await readFile(traceFile, 'utf8'));
 
     const lockTakes = calls.filter((c) => c.ok && c.name === 'link' && quoted(c.args).some((p) => p.endsWith('/sync.lock')));
     assert.ok(lockTakes.length >= 2 && traced >= 2, `passes while traced: ${lockTakes.length} lock takes, ${traced} pass records`);
@@ -72,10 +79,26 @@ describe('an idle daemon, from its system calls', () => {
     assert.ok(socketWrites.length >= lockTakes.length, 'each pass sends its listing requests to the master');
 
     const touching = (root: string) => calls.filter((c) => pathsOf(c).some((p) => p === root || p.startsWith(`${root}/`)));
-    assert.deepEqual(touching(target).map((c) => `${c.name}(${c.args.slice(0, 120)})`), [], 'an idle pass scanned or touched the target');
-    assert.deepEqual(touching(logFile).map((c) => c.name), [], 'an idle pass wrote slave-sync.log');
-    assert.deepEqual(touching(metricsDir).map((c) => c.name), [], 'an idle pass wrote the --metrics-file');
+    assert.deepEqual(
+      touching(target).map((c) => `${c.name}(${c.args.slice(0, 120)})`),
+      [],
+      'an idle pass scanned or touched the target',
+    );
+    assert.deepEqual(
+      touching(logFile).map((c) => c.name),
+      [],
+      'an idle pass wrote slave-sync.log',
+    );
+    assert.deepEqual(
+      touching(metricsDir).map((c) => c.name),
+      [],
+      'an idle pass wrote the --metrics-file',
+    );
     const status = calls.filter((c) => pathsOf(c).some((p) => path.basename(p).startsWith('status.json')));
-    assert.deepEqual(status.map((c) => c.name), [], 'an idle pass rewrote status.json');
+    assert.deepEqual(
+      status.map((c) => c.name),
+      [],
+      'an idle pass rewrote status.json',
+    );
   });
 });

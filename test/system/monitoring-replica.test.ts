@@ -11,7 +11,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { leastPrivilegeSetup } from '../../src/replica/setup.js';
-import { passArgs, waitFor, type CliRun } from '../helpers/cli.js';
+import { type CliRun, passArgs, waitFor } from '../helpers/cli.js';
 import { ensureOsUser, postgresTestSkipReason, runCliAs, startPgPair } from '../helpers/postgres.js';
 import { makeTempDir, startMaster, writeTree } from '../helpers/sshd.js';
 
@@ -38,7 +38,11 @@ test('the metrics file carries the serverconf replica: streaming, replay paused 
   const versionNum = Number((await pair.primary("SELECT current_setting('server_version_num') AS v"))[0]!.v);
   const setup = leastPrivilegeSetup({ role: 'xroad_sync', osUser: OS_USER, versionNum });
   for (const sql of setup.primarySql) await pair.primary(sql);
-  await waitFor(async () => (await pair.standby("SELECT count(*)::int AS n FROM pg_roles WHERE rolname = 'xroad_sync'"))[0]!.n === 1, 15_000, 'the role on the standby');
+  await waitFor(
+    async () => (await pair.standby("SELECT count(*)::int AS n FROM pg_roles WHERE rolname = 'xroad_sync'"))[0]!.n === 1,
+    15_000,
+    'the role on the standby',
+  );
   await pair.configureStandbyAuth([setup.identLine], [setup.hbaLine]);
 
   const base = await makeTempDir('xs-monitoring-replica-');
@@ -48,7 +52,13 @@ test('the metrics file carries the serverconf replica: streaming, replay paused 
   t.after(() => m.stop());
   const source = path.join(base, 'master');
   await writeTree(source, { 'conf.d/local.ini': '[signer]\n' });
-  const d = { source, target: path.join(base, 'target'), stateDir: path.join(base, 'state'), flagFile: path.join(base, 'flag', 'sync-disabled'), logFile: path.join(base, 'slave-sync.log') };
+  const d = {
+    source,
+    target: path.join(base, 'target'),
+    stateDir: path.join(base, 'state'),
+    flagFile: path.join(base, 'flag', 'sync-disabled'),
+    logFile: path.join(base, 'slave-sync.log'),
+  };
   await Promise.all([d.target, path.dirname(d.flagFile), path.join(base, 'textfile')].map((dir) => fs.mkdir(dir)));
   const identity = path.join(base, 'id_ed25519');
   const knownHosts = path.join(base, 'known_hosts');

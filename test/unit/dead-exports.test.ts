@@ -30,9 +30,20 @@ function sources(dir: string): string[] {
 
 /** Exported values: declared ones and those in `export { … }` lists (type-only entries left out). */
 function exportedValues(text: string): string[] {
-  const declared = [...text.matchAll(/^export\s+(?:declare\s+)?(?:async\s+)?(?:abstract\s+)?(?:function\*?|class|const|let|var|enum)\s+([A-Za-z_$][\w$]*)/gm)].map((m) => m[1]!);
+  const declared = [
+    ...text.matchAll(/^export\s+(?:declare\s+)?(?:async\s+)?(?:abstract\s+)?(?:function\*?|class|const|let|var|enum)\s+([A-Za-z_$][\w$]*)/gm),
+  ].map((m) => m[1]!);
   const listed = [...text.matchAll(/^export\s+\{([^}]*)\}/gm)].flatMap((m) =>
-    m[1]!.split(',').map((part) => part.trim()).filter((part) => part !== '' && !part.startsWith('type ')).map((part) => part.split(/\s+as\s+/).pop()!.trim()),
+    m[1]!
+      .split(',')
+      .map((part) => part.trim())
+      .filter((part) => part !== '' && !part.startsWith('type '))
+      .map((part) =>
+        part
+          .split(/\s+as\s+/)
+          .pop()!
+          .trim(),
+      ),
   );
   return [...declared, ...listed];
 }
@@ -66,6 +77,11 @@ describe('dead exports', () => {
   });
 
   it('the check sees declared and listed value exports', () => {
-    assert.deepEqual(exportedValues('export async function a() {}\nexport interface B {}\nexport { c, d as e, type H };\nexport type { F } from "x";\nconst g = 1;\nexport class K {}'), ['a', 'K', 'c', 'e']);
+    assert.deepEqual(
+      exportedValues(
+        'export async function a() {}\nexport interface B {}\nexport { c, d as e, type H };\nexport type { F } from "x";\nconst g = 1;\nexport class K {}',
+      ),
+      ['a', 'K', 'c', 'e'],
+    );
   });
 });

@@ -1,9 +1,9 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, ExitCode } from '../../src/errors.js';
 import { compileFilter } from '../../src/filter/rsync-filter.js';
@@ -57,10 +57,7 @@ function disagreements(patterns: readonly string[], tree: Tree, excluded: readon
 
 test('the fixture is a verbatim copy of the shared rsync reference', (t) => {
   if (!existsSync(SHARED)) return t.skip(`${SHARED} not present`);
-  assert.ok(
-    readFileSync(FIXTURE).equals(readFileSync(SHARED)),
-    `the reference was regenerated: copy ${SHARED} to ${FIXTURE} and rerun`,
-  );
+  assert.ok(readFileSync(FIXTURE).equals(readFileSync(SHARED)), `the reference was regenerated: copy ${SHARED} to ${FIXTURE} and rerun`);
 });
 
 test('the fixture is well formed', () => {
@@ -145,8 +142,21 @@ test('bad patterns throw ConfigError naming the pattern, at compile time', () =>
 // checked again against the installed rsync when there is one (test below).
 const OWN_DIRS = ['a', 'a/b', 'a/b/c', 'a/b/foo', 'a/c', 'foo', 'signer', 'signer/x.tmp', 'z', 'z/a', 'z/a/b'];
 const OWN_FILES = [
-  '*x', '7up', 'a/b/c/deep.txt', 'a/b/foo/db.properties', 'a/c/f', 'a/x.tmp', 'back\\slash', 'c',
-  'foo/db.properties', 'keys.tmp', 'q1.txt', 'qé.txt', 'signer/x.tmp/inner', 'weird[1', 'z/a/b/f',
+  '*x',
+  '7up',
+  'a/b/c/deep.txt',
+  'a/b/foo/db.properties',
+  'a/c/f',
+  'a/x.tmp',
+  'back\\slash',
+  'c',
+  'foo/db.properties',
+  'keys.tmp',
+  'q1.txt',
+  'qé.txt',
+  'signer/x.tmp/inner',
+  'weird[1',
+  'z/a/b/f',
 ];
 const ownTree: Tree = { paths: [...OWN_DIRS, ...OWN_FILES].sort(), dirs: new Set(OWN_DIRS) };
 const A_ALL = ['a', 'a/b', 'a/b/c', 'a/b/c/deep.txt', 'a/b/foo', 'a/b/foo/db.properties', 'a/c', 'a/c/f', 'a/x.tmp'];

@@ -33,7 +33,9 @@ export const LAYERS: readonly (readonly string[])[] = [
 ];
 
 function layerOf(rel: string): number {
-  const index = LAYERS.findIndex((prefixes) => prefixes.some((p) => rel === p || rel.startsWith(p) || (!p.includes('/') && !p.includes('.') && rel.startsWith(`${p}.`))));
+  const index = LAYERS.findIndex((prefixes) =>
+    prefixes.some((p) => rel === p || rel.startsWith(p) || (!p.includes('/') && !p.includes('.') && rel.startsWith(`${p}.`))),
+  );
   if (index < 0) throw new Error(`src/${rel} belongs to no layer: add it to LAYERS in test/unit/layers.test.ts`);
   return index;
 }

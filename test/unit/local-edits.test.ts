@@ -4,15 +4,15 @@
  * true record after an ok pass and none after a failed or skipped one.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, utimes, writeFile, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { LOCAL_EDIT_MESSAGES, LocalEdits } from '../../src/run/local-edits.js';
 import { WallClockSteps } from '../../src/daemon/wall-clock.js';
 import { compileFilter } from '../../src/filter/rsync-filter.js';
 import type { PassResult } from '../../src/pass/types.js';
 import type { Logger } from '../../src/report/logger.js';
+import { LOCAL_EDIT_MESSAGES, LocalEdits } from '../../src/run/local-edits.js';
 
 const dirs: string[] = [];
 after(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
@@ -27,7 +27,10 @@ async function setup() {
   await writeFile(join(dir, 'a.ini'), 'a=1\n');
   await writeFile(join(dir, 'excluded.tmp'), 'x\n');
   const records: Array<Record<string, unknown>> = [];
-  const logger = { info: (r: object) => records.push({ level: 'info', ...r }), warn: (r: object) => records.push({ level: 'warn', ...r }) } as unknown as Logger;
+  const logger = {
+    info: (r: object) => records.push({ level: 'info', ...r }),
+    warn: (r: object) => records.push({ level: 'warn', ...r }),
+  } as unknown as Logger;
   let now = 0;
   const start = () => new LocalEdits({ targetDir: dir, stateDir, filter: compileFilter(['*.tmp']), logger, contentCheckEveryMs: 60_000, now: () => now });
   return { dir, records, edits: start(), start, advance: (ms: number) => (now += ms) };
@@ -35,7 +38,18 @@ async function setup() {
 
 function passResult(result: PassResult['result'], changedPaths: string[] = []): PassResult {
   const at = new Date();
-  return { result, changedPaths, exitCode: 0, startedAt: at, finishedAt: at, changed: changedPaths.length, deleted: 0, bytesReceived: 0, bytesSent: 0, totalSize: 0 };
+  return {
+    result,
+    changedPaths,
+    exitCode: 0,
+    startedAt: at,
+    finishedAt: at,
+    changed: changedPaths.length,
+    deleted: 0,
+    bytesReceived: 0,
+    bytesSent: 0,
+    totalSize: 0,
+  };
 }
 
 describe('LocalEdits', () => {
@@ -72,7 +86,10 @@ describe('LocalEdits', () => {
     assert.equal(await edits.checkContent(), 25);
     assert.equal(records.filter((r) => r.msg === LOCAL_EDIT_MESSAGES.noted).length, 20);
     const summary = records.filter((r) => r.count !== undefined);
-    assert.deepEqual(summary.map((r) => [r.level, r.msg, r.count]), [['warn', `${LOCAL_EDIT_MESSAGES.noted} (and 5 more paths, not listed)`, 5]]);
+    assert.deepEqual(
+      summary.map((r) => [r.level, r.msg, r.count]),
+      [['warn', `${LOCAL_EDIT_MESSAGES.noted} (and 5 more paths, not listed)`, 5]],
+    );
     assert.equal(edits.startPass().size, 25, 'every path is compared, listed or not');
   });
 
@@ -82,7 +99,10 @@ describe('LocalEdits', () => {
     await writeFile(join(dir, 'a.ini'), 'a=3\n');
     await utimes(join(dir, 'a.ini'), 1_000_000, 1_000_000);
     assert.equal(await start().checkContent(), 1);
-    assert.deepEqual(records.map((r) => [r.msg, r.path]), [[LOCAL_EDIT_MESSAGES.noted, 'a.ini']]);
+    assert.deepEqual(
+      records.map((r) => [r.msg, r.path]),
+      [[LOCAL_EDIT_MESSAGES.noted, 'a.ini']],
+    );
   });
 
   it('a path noted by a pass that failed or was killed is noted again by the next process; once settled, it is not', async () => {
@@ -146,7 +166,10 @@ describe('WallClockSteps', () => {
   it('reports a step of the wall clock against the monotonic one, not drift', () => {
     let wall = 1_000_000;
     let mono = 0;
-    const steps = new WallClockSteps(() => wall, () => mono);
+    const steps = new WallClockSteps(
+      () => wall,
+      () => mono,
+    );
     [wall, mono] = [wall + 1_000, mono + 1_000];
     assert.equal(steps.step(), 0);
     [wall, mono] = [wall + 1_500, mono + 1_000];

@@ -7,7 +7,7 @@ import { LocalIoError } from '../../src/errors.js';
 import type { Filter } from '../../src/filter/types.js';
 import { loadIdNames, loadLocalIds, parseIdFile } from '../../src/local/ids.js';
 import { scanTarget } from '../../src/local/scan.js';
-import { isTempName, tempName, TEMP_NAME_RE } from '../../src/local/temp-names.js';
+import { isTempName, TEMP_NAME_RE, tempName } from '../../src/local/temp-names.js';
 
 /** A stand-in for the rsync matcher: `/globalconf`, `/conf.d/node.ini`, `*.tmp`, `db.properties`. */
 function fakeFilter(): Filter & { calls: Array<[string, boolean]> } {
@@ -70,18 +70,10 @@ describe('scanTarget', () => {
 
   it('lists files, directories, empty directories and symlinks relative to the root', async () => {
     const { tree } = await scanTarget(root, fakeFilter(), { names: NAMES });
-    assert.deepEqual([...tree.keys()], [
-      '',
-      'backup.0440',
-      'conf.d',
-      'conf.d/addons',
-      'conf.d/empty.d',
-      'conf.d/link.ini',
-      'conf.d/local.ini',
-      'escape',
-      'signer',
-      'signer/keyconf.xml',
-    ]);
+    assert.deepEqual(
+      [...tree.keys()],
+      ['', 'backup.0440', 'conf.d', 'conf.d/addons', 'conf.d/empty.d', 'conf.d/link.ini', 'conf.d/local.ini', 'escape', 'signer', 'signer/keyconf.xml'],
+    );
     assert.equal(tree.get('')!.type, 'dir');
     assert.equal(tree.get('conf.d/empty.d')!.type, 'dir');
     assert.equal(tree.get('conf.d/local.ini')!.size, 8);
@@ -92,7 +84,10 @@ describe('scanTarget', () => {
     const escape = tree.get('escape')!;
     assert.equal(escape.type, 'symlink');
     assert.equal(escape.linkTarget, join(outside, 'secret-dir'));
-    assert.equal([...tree.keys()].some((p) => p.startsWith('escape/')), false);
+    assert.equal(
+      [...tree.keys()].some((p) => p.startsWith('escape/')),
+      false,
+    );
     assert.equal(tree.get('conf.d/link.ini')!.linkTarget, 'local.ini');
   });
 
@@ -100,9 +95,18 @@ describe('scanTarget', () => {
     const filter = fakeFilter();
     const { tree, excluded } = await scanTarget(root, filter, { names: NAMES });
     assert.deepEqual([...excluded].sort(), ['conf.d/addons/db.properties', 'conf.d/node.ini', 'globalconf', 'x.tmp']);
-    assert.equal(filter.calls.some(([p]) => p.startsWith('globalconf/') || p.startsWith('x.tmp/')), false);
-    assert.deepEqual(filter.calls.find(([p]) => p === 'globalconf'), ['globalconf', true]);
-    assert.deepEqual(filter.calls.find(([p]) => p === 'conf.d/node.ini'), ['conf.d/node.ini', false]);
+    assert.equal(
+      filter.calls.some(([p]) => p.startsWith('globalconf/') || p.startsWith('x.tmp/')),
+      false,
+    );
+    assert.deepEqual(
+      filter.calls.find(([p]) => p === 'globalconf'),
+      ['globalconf', true],
+    );
+    assert.deepEqual(
+      filter.calls.find(([p]) => p === 'conf.d/node.ini'),
+      ['conf.d/node.ini', false],
+    );
     for (const p of excluded) assert.equal(tree.has(p), false);
   });
 
@@ -167,7 +171,9 @@ describe('temp names', () => {
 
 describe('ids', () => {
   it('parses passwd/group lines, first entry wins, junk skipped', () => {
-    const t = parseIdFile('root:x:0:0::/root:/bin/bash\n#c:x:1:1\n+nis::::\nxroad:x:999:999::/var/lib/xroad:/bin/sh\ndup:x:999:1\nxroad:x:5:5\nbad:x:abc:1\n\n');
+    const t = parseIdFile(
+      'root:x:0:0::/root:/bin/bash\n#c:x:1:1\n+nis::::\nxroad:x:999:999::/var/lib/xroad:/bin/sh\ndup:x:999:1\nxroad:x:5:5\nbad:x:abc:1\n\n',
+    );
     assert.equal(t.byName.get('xroad'), 999);
     assert.equal(t.byName.get('dup'), 999);
     assert.equal(t.byId.get(999), 'xroad');

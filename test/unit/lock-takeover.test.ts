@@ -6,7 +6,7 @@
  * in hundreds), and rounds without the pause for the natural timing.
  */
 import assert from 'node:assert/strict';
-import { fork, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +33,9 @@ function ask(child: ChildProcess, message: object, timeoutMs: number): Promise<A
 /** A lock left by a process that is gone: our pid, but another start time and boot. */
 const staleLock = (round: number) => JSON.stringify({ pid: process.pid, start: '1', boot: 'another-boot', purpose: 'sync', since: `round ${round}` }) + '\n';
 
-test(`a stale lock met by ${CONTENDERS} processes at once is held by one at a time (paused between judging and removing it, then natural timing)`, { timeout: 180_000 }, async (t) => {
+test(`a stale lock met by ${CONTENDERS} processes at once is held by one at a time (paused between judging and removing it, then natural timing)`, {
+  timeout: 180_000,
+}, async (t) => {
   const dir = mkdtempSync('/tmp/xroad-sync-takeover-');
   const children = Array.from({ length: CONTENDERS }, () => fork(CONTENDER, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
   t.after(() => {
@@ -48,11 +50,13 @@ test(`a stale lock met by ${CONTENDERS} processes at once is held by one at a ti
   const failed: string[] = [];
   for (const [round, { hook, holdMs }] of rounds.entries()) {
     writeFileSync(`${dir}/sync.lock`, staleLock(round));
-    const answers = await Promise.all(children.map((child) => {
-      const answer = ask(child, {}, 30_000);
-      child.send({ round, dir, holdMs, hook });
-      return answer;
-    }));
+    const answers = await Promise.all(
+      children.map((child) => {
+        const answer = ask(child, {}, 30_000);
+        child.send({ round, dir, holdMs, hook });
+        return answer;
+      }),
+    );
     for (const a of answers) if (a.error) failed.push(`round ${round}: ${a.error}`);
     if (answers.some((a) => a.overlapped)) {
       overlaps++;

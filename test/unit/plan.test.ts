@@ -1,16 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { planChanges } from '../../src/plan/plan.js';
-import { desiredOwnership } from '../../src/plan/ownership.js';
-import type { Change, IdMapping } from '../../src/plan/types.js';
-import { enforceSafetyValve } from '../../src/pass/plan-pass.js';
 import { SafetyValveError, TransferError } from '../../src/errors.js';
-import { compareNames, rsyncOrder, type Entry, type Tree } from '../../src/tree.js';
+import { enforceSafetyValve } from '../../src/pass/plan-pass.js';
+import { desiredOwnership } from '../../src/plan/ownership.js';
+import { planChanges } from '../../src/plan/plan.js';
+import type { Change, IdMapping } from '../../src/plan/types.js';
+import { compareNames, type Entry, rsyncOrder, type Tree } from '../../src/tree.js';
 
 const NON_ROOT: IdMapping = { asRoot: false, uidByName: new Map(), gidByName: new Map([['xroad', 999]]), memberGids: new Set([999]) };
 const ROOT: IdMapping = {
   asRoot: true,
-  uidByName: new Map([['xroad', 1001], ['postgres', 1002]]),
+  uidByName: new Map([
+    ['xroad', 1001],
+    ['postgres', 1002],
+  ]),
   gidByName: new Map([['xroad', 1001]]),
   memberGids: new Set([0]),
 };
@@ -22,13 +25,23 @@ function tree(spec: Record<string, Spec>): Tree {
   for (const [path, s] of Object.entries(spec)) {
     const type = s.type ?? (path.endsWith('/') ? 'dir' : 'file');
     const clean = path.replace(/\/$/, '');
-    map.set(clean, { path: clean, type, mode: type === 'dir' ? 0o750 : 0o640, size: 10, mtime: 1000, uid: 999, gid: 999, owner: 'xroad', group: 'xroad', ...s });
+    map.set(clean, {
+      path: clean,
+      type,
+      mode: type === 'dir' ? 0o750 : 0o640,
+      size: 10,
+      mtime: 1000,
+      uid: 999,
+      gid: 999,
+      owner: 'xroad',
+      group: 'xroad',
+      ...s,
+    });
   }
   return map;
 }
 const summary = (changes: readonly Change[]) => changes.map((c) => `${c.kind}${c.kind === 'delete' && c.forReplace ? '!' : ''} ${c.path}`);
-const plan = (source: Tree, target: Tree, ids = NON_ROOT, excluded: string[] = []) =>
-  planChanges({ source, target, targetExcluded: new Set(excluded), ids });
+const plan = (source: Tree, target: Tree, ids = NON_ROOT, excluded: string[] = []) => planChanges({ source, target, targetExcluded: new Set(excluded), ids });
 
 describe('planner', () => {
   it('orders a fresh mirror like rsync: files before dirs, each dir followed by its subtree', () => {
@@ -149,7 +162,10 @@ describe('safety valve', () => {
     assert.throws(
       () => enforceSafetyValve(p, 2, settings),
       (err: SafetyValveError) => {
-        assert.match(err.message, /^refusing to delete 6 files that exist only on this slave, not on the master's \/etc\/xroad \(limit 3: half of the synced files\): /);
+        assert.match(
+          err.message,
+          /^refusing to delete 6 files that exist only on this slave, not on the master's \/etc\/xroad \(limit 3: half of the synced files\): /,
+        );
         assert.match(err.message, /\/local\/x\.conf, \/local\/y\.conf, \/local\/z\.conf, \/u\.conf, \/v\.conf and 1 more$/);
         assert.match(err.hint ?? '', /files of this slave: protect them with --exclude \(e\.g\. --exclude \/local\/x\.conf\) in XROAD_SYNC_OPTS/);
         assert.match(err.hint ?? '', /--force/);
@@ -163,7 +179,10 @@ describe('safety valve', () => {
 describe('rsyncOrder', () => {
   it('sorts names bytewise (uppercase and dots before lowercase)', () => {
     const paths = ['', 'b', 'B', '.x', 'a.ini'];
-    assert.deepEqual(rsyncOrder(paths, () => false), ['', '.x', 'B', 'a.ini', 'b']);
+    assert.deepEqual(
+      rsyncOrder(paths, () => false),
+      ['', '.x', 'B', 'a.ini', 'b'],
+    );
   });
 });
 

@@ -8,26 +8,45 @@ import { test } from 'node:test';
 import { checkReplica, combineChecks, type ReplicaReport } from '../../src/health/replica.js';
 import { toReplicaError } from '../../src/replica/errors.js';
 import { compareLsn, replayFunctions, versionText } from '../../src/replica/functions.js';
-import { readiness, type ReplicaStatus } from '../../src/replica/replica.js';
-import { replicaEnabled, resolveReplicaSettings } from '../../src/settings/replica-settings.js';
+import { type ReplicaStatus, readiness } from '../../src/replica/replica.js';
 import { leastPrivilegeSetup } from '../../src/replica/setup.js';
+import { replicaEnabled, resolveReplicaSettings } from '../../src/settings/replica-settings.js';
 
 const settings = resolveReplicaSettings({}, {});
 const streaming: ReplicaStatus = {
-  server: '15.8', inRecovery: true, replay: 'running', receiver: 'streaming', streaming: true,
-  receiveLsn: '0/3000148', replayLsn: '0/3000148', senderEndLsn: '0/3000148', lagBytes: 0, lagSeconds: 0, lastReplayAt: null,
+  server: '15.8',
+  inRecovery: true,
+  replay: 'running',
+  receiver: 'streaming',
+  streaming: true,
+  receiveLsn: '0/3000148',
+  replayLsn: '0/3000148',
+  senderEndLsn: '0/3000148',
+  lagBytes: 0,
+  lagSeconds: 0,
+  lastReplayAt: null,
 };
-const report = (s: Partial<ReplicaStatus> & { pausedSince?: string | null; pauseAskedAt?: string | null }): ReplicaReport => ({ endpoint: 'e', error: null, pausedSince: null, ...streaming, ...s });
+const report = (s: Partial<ReplicaStatus> & { pausedSince?: string | null; pauseAskedAt?: string | null }): ReplicaReport => ({
+  endpoint: 'e',
+  error: null,
+  pausedSince: null,
+  ...streaming,
+  ...s,
+});
 const limits = { maxLagS: 300, warnLagS: 60, maxPauseS: 7200, failIfPaused: false };
 
-test('function names follow the server version: the guide\'s 9.x names, 10+ wal/lsn, 14+ pause state', () => {
+test("function names follow the server version: the guide's 9.x names, 10+ wal/lsn, 14+ pause state", () => {
   const v96 = replayFunctions(90624);
-  assert.deepEqual([v96.pause, v96.resume, v96.isPaused, v96.receiveLsn, v96.replayLsn, v96.pauseState, v96.monitorRole], [
-    'pg_xlog_replay_pause', 'pg_xlog_replay_resume', 'pg_is_xlog_replay_paused', 'pg_last_xlog_receive_location', 'pg_last_xlog_replay_location', null, null,
-  ]);
+  assert.deepEqual(
+    [v96.pause, v96.resume, v96.isPaused, v96.receiveLsn, v96.replayLsn, v96.pauseState, v96.monitorRole],
+    ['pg_xlog_replay_pause', 'pg_xlog_replay_resume', 'pg_is_xlog_replay_paused', 'pg_last_xlog_receive_location', 'pg_last_xlog_replay_location', null, null],
+  );
   assert.equal(replayFunctions(90500).hasWalReceiverView, false);
   const v13 = replayFunctions(130012);
-  assert.deepEqual([v13.pause, v13.receiveLsn, v13.replayLsn, v13.pauseState, v13.monitorRole], ['pg_wal_replay_pause', 'pg_last_wal_receive_lsn', 'pg_last_wal_replay_lsn', null, 'pg_monitor']);
+  assert.deepEqual(
+    [v13.pause, v13.receiveLsn, v13.replayLsn, v13.pauseState, v13.monitorRole],
+    ['pg_wal_replay_pause', 'pg_last_wal_receive_lsn', 'pg_last_wal_replay_lsn', null, 'pg_monitor'],
+  );
   assert.equal(replayFunctions(140000).pauseState, 'pg_get_wal_replay_pause_state');
   assert.equal(versionText(150008), '15.8');
   assert.equal(versionText(90624), '9.6.24');
@@ -71,12 +90,18 @@ test('--check bands: forgotten resume and overlong pause CRITICAL; lag WARNING t
   const restarted = checkReplica(report({ pauseAskedAt: '2026-01-01T11:00:00.000Z' }), true, limits, now);
   assert.equal(restarted.code, 2);
   assert.match(restarted.text, /running, but pause --serverconf asked for it paused at 2026-01-01T11:00:00\.000Z .*run xroad-sync pause --serverconf/);
-  assert.equal(checkReplica(report({ replay: 'paused', pausedSince: '2026-01-01T11:00:00.000Z', pauseAskedAt: '2026-01-01T11:00:00.000Z' }), true, limits, now).code, 0);
-  assert.deepEqual(combineChecks({ code: 0, line: 'XROAD-SYNC OK - last success 3 s ago' }, { code: 2, text: 'bad' }), { code: 2, line: 'XROAD-SYNC CRITICAL - bad; last success 3 s ago' });
+  assert.equal(
+    checkReplica(report({ replay: 'paused', pausedSince: '2026-01-01T11:00:00.000Z', pauseAskedAt: '2026-01-01T11:00:00.000Z' }), true, limits, now).code,
+    0,
+  );
+  assert.deepEqual(combineChecks({ code: 0, line: 'XROAD-SYNC OK - last success 3 s ago' }, { code: 2, text: 'bad' }), {
+    code: 2,
+    line: 'XROAD-SYNC CRITICAL - bad; last success 3 s ago',
+  });
   assert.deepEqual(combineChecks({ code: 1, line: 'XROAD-SYNC WARNING - w' }, { code: 0, text: 'fine' }), { code: 1, line: 'XROAD-SYNC WARNING - w; fine' });
 });
 
-test('settings: flag over SERVERCONF_* over the guide\'s defaults; yes/no parsed strictly', () => {
+test("settings: flag over SERVERCONF_* over the guide's defaults; yes/no parsed strictly", () => {
   assert.deepEqual(settings, { socketDir: '/var/run/postgresql', port: 5433, role: 'xroad_sync', database: 'postgres', connectTimeoutMs: 5000 });
   assert.equal(resolveReplicaSettings({}, { SERVERCONF_PORT: '5434' }).port, 5434);
   assert.equal(resolveReplicaSettings({ serverconfPort: '5435' }, { SERVERCONF_PORT: '5434' }).port, 5435);
@@ -98,8 +123,14 @@ test('the one-time setup and the hints name the exact GRANT, on the primary, and
     identLine: 'xroad_sync  xroad  xroad_sync',
     hbaLine: 'local  all  xroad_sync  peer  map=xroad_sync',
   });
-  assert.match(leastPrivilegeSetup({ role: 'X-Sync', osUser: 'xroad', versionNum: 90624 }).primarySql[1]!, /^GRANT EXECUTE ON FUNCTION pg_xlog_replay_pause\(\) TO "X-Sync";$/);
-  const denied = toReplicaError(Object.assign(new Error('permission denied for function pg_wal_replay_resume'), { code: '42501' }), { settings, action: 'resume serverconf replay' });
+  assert.match(
+    leastPrivilegeSetup({ role: 'X-Sync', osUser: 'xroad', versionNum: 90624 }).primarySql[1]!,
+    /^GRANT EXECUTE ON FUNCTION pg_xlog_replay_pause\(\) TO "X-Sync";$/,
+  );
+  const denied = toReplicaError(Object.assign(new Error('permission denied for function pg_wal_replay_resume'), { code: '42501' }), {
+    settings,
+    action: 'resume serverconf replay',
+  });
   assert.equal(denied.exitCode, 77);
   assert.match(denied.hint!, /on the master \(the replication primary.*'GRANT EXECUTE ON FUNCTION pg_wal_replay_resume\(\) TO xroad_sync;'/);
   const peer = toReplicaError(Object.assign(new Error('Peer authentication failed for user "xroad_sync"'), { code: '28000' }), { settings, action: 'connect' });

@@ -5,17 +5,16 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { ConnectionError, ExitCode, LocalIoError } from '../../src/errors.js';
+import { countChanges } from '../../src/plan/plan.js';
 import type { Change, Ownership } from '../../src/plan/types.js';
+import { treeDigest } from '../../src/report/digest.js';
 import { errorLines, itemize, itemizePlan, totalSizeLine } from '../../src/report/itemize.js';
 import { createLogger, passRecord } from '../../src/report/logger.js';
-import { countChanges } from '../../src/plan/plan.js';
-import { formatTimestamp, RsyncLogFile } from '../../src/report/rsync-log.js';
-import { escapeControls } from '../../src/util/output.js';
-import { treeDigest } from '../../src/report/digest.js';
-import type { Tree } from '../../src/tree.js';
 import { agePerfdata, checkLine, escapeCheckText, replicaPerfdata } from '../../src/report/nagios.js';
+import { formatTimestamp, RsyncLogFile } from '../../src/report/rsync-log.js';
 import { onChangeInput } from '../../src/run/on-change.js';
-import type { Entry } from '../../src/tree.js';
+import type { Entry, Tree } from '../../src/tree.js';
+import { escapeControls } from '../../src/util/output.js';
 
 const T0 = 1_700_000_000;
 
@@ -121,7 +120,10 @@ describe('final and error lines', () => {
     ]);
     const local = new LocalIoError('cannot write /etc/xroad/x', { subject: '/etc/xroad/x' });
     assert.equal(errorLines(local, ExitCode.LOCAL_IO, '1')[0], 'xroad-sync: [receiver] cannot write /etc/xroad/x');
-    assert.match(errorLines(new Error('boom'), ExitCode.TIMEOUT)[1]!, /^rsync error: timeout in data send\/receive \(code 30\) at xroad-sync \[receiver=xroad-sync \S+\]$/);
+    assert.match(
+      errorLines(new Error('boom'), ExitCode.TIMEOUT)[1]!,
+      /^rsync error: timeout in data send\/receive \(code 30\) at xroad-sync \[receiver=xroad-sync \S+\]$/,
+    );
   });
 });
 
@@ -151,11 +153,15 @@ describe('log line format', () => {
     assert.equal(agePerfdata('2026-12-01T12:00:00.400Z', 300, now), 'age=10s;;300;0');
     assert.equal(agePerfdata(null, 300, now), 'age=U;;300;0');
     assert.equal(agePerfdata('2026-12-01T12:05:00Z', 300, now), 'age=U;;300;0', 'a success in the future: the age is unknown');
-    assert.deepEqual(replicaPerfdata({ lagSeconds: 3, lagBytes: 1024 }, { warnLagS: 60, maxLagS: 300 }), ['replay_lag=3s;60;300;0', 'replay_lag_bytes=1024B;;;0']);
+    assert.deepEqual(replicaPerfdata({ lagSeconds: 3, lagBytes: 1024 }, { warnLagS: 60, maxLagS: 300 }), [
+      'replay_lag=3s;60;300;0',
+      'replay_lag_bytes=1024B;;;0',
+    ]);
     assert.deepEqual(replicaPerfdata(null, { warnLagS: 60, maxLagS: 300 }), ['replay_lag=U;60;300;0', 'replay_lag_bytes=U;;;0']);
   });
   it('the digest: every field counts, the order of the listing does not, the root has no owner', () => {
-    const entry = (path: string, extra: Record<string, unknown> = {}) => [path, { path, type: 'file', mode: 0o644, size: 3, mtime: 100, uid: 0, gid: 0, owner: 'root', group: 'xroad', ...extra }] as const;
+    const entry = (path: string, extra: Record<string, unknown> = {}) =>
+      [path, { path, type: 'file', mode: 0o644, size: 3, mtime: 100, uid: 0, gid: 0, owner: 'root', group: 'xroad', ...extra }] as const;
     const base = new Map([entry('', { type: 'dir', owner: undefined, group: undefined }), entry('a'), entry('b')]) as unknown as Tree;
     const d = treeDigest(base);
     assert.match(d, /^[0-9a-f]{16}$/);

@@ -25,7 +25,10 @@ const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 describe('pass scheduler', () => {
   it('backs off 1, 2, 4, 8, 16 s after consecutive failures, capped, and resets after a success', () => {
     const s = scheduler();
-    assert.deepEqual([1, 2, 3, 4, 5, 6, 7].map(() => s.nextDelay('failed')), [1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    assert.deepEqual(
+      [1, 2, 3, 4, 5, 6, 7].map(() => s.nextDelay('failed')),
+      [1000, 2000, 4000, 8000, 16000, 30000, 30000],
+    );
     const afterOk = s.nextDelay('ok');
     assert.ok(afterOk >= 60_000 && afterOk <= 66_000, `interval plus at most 10 % jitter, got ${afterOk}`);
     assert.equal(s.nextDelay('failed'), 1000, 'a success resets the backoff');

@@ -8,10 +8,10 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { EXIT_CODE_TABLE, exitCodeMarkdown, exitCodeOf, ExitCode, LockHeldError } from '../../src/errors.js';
-import { holderIsLive, parseHolder } from '../../src/state/lock.js';
-import { parseDurationMs, durationOption } from '../../src/util/duration.js';
+import { EXIT_CODE_TABLE, ExitCode, exitCodeMarkdown, exitCodeOf, LockHeldError } from '../../src/errors.js';
 import { environmentOf, parseEnvironmentFile, splitWords } from '../../src/settings/env-file.js';
+import { holderIsLive, parseHolder } from '../../src/state/lock.js';
+import { durationOption, parseDurationMs } from '../../src/util/duration.js';
 import { runCli } from '../helpers/cli.js';
 
 const env = (text: string) => Object.fromEntries(environmentOf(parseEnvironmentFile(text).entries));
@@ -46,7 +46,16 @@ test('$XROAD_SYNC_OPTS splits like an unquoted $VAR in ExecStart=: whitespace, q
 });
 
 test('durations: plain seconds and s/m/h suffixes; anything else is undefined, never NaN', () => {
-  for (const [text, ms] of [['300', 300_000], ['0.5', 500], ['30s', 30_000], ['5m', 300_000], ['1h', 3_600_000], ['1h30m', 5_400_000], [' 2M ', 120_000], ['1.5m', 90_000]] as const) {
+  for (const [text, ms] of [
+    ['300', 300_000],
+    ['0.5', 500],
+    ['30s', 30_000],
+    ['5m', 300_000],
+    ['1h', 3_600_000],
+    ['1h30m', 5_400_000],
+    [' 2M ', 120_000],
+    ['1.5m', 90_000],
+  ] as const) {
     assert.equal(parseDurationMs(text), ms, text);
   }
   for (const bad of ['', '5x', 'abc', '-5', 'NaN', 'Infinity', '5 m', 'm', '1e3', '5ms', '1d']) assert.equal(parseDurationMs(bad), undefined, `"${bad}"`);
@@ -71,7 +80,13 @@ test('lock holders: this process is live; a wrong start time, another boot or a 
   await new Promise((resolve) => child.once('exit', resolve));
   assert.equal(holderIsLive({ pid: child.pid!, purpose: 'sync' }), false, 'a dead pid');
   assert.equal(parseHolder('garbage'), undefined);
-  assert.deepEqual(parseHolder(JSON.stringify({ pid: 42, start: '7', boot: 'b', purpose: 'daemon' })), { pid: 42, start: '7', boot: 'b', purpose: 'daemon', since: undefined });
+  assert.deepEqual(parseHolder(JSON.stringify({ pid: 42, start: '7', boot: 'b', purpose: 'daemon' })), {
+    pid: 42,
+    start: '7',
+    boot: 'b',
+    purpose: 'daemon',
+    since: undefined,
+  });
 });
 
 test('one exit-code table: --help and docs/operations.md show exactly the rows of errors.ts; unknown errors are not 11', async () => {
@@ -103,7 +118,9 @@ test('precedence: flag > environment > settings file (XROAD_SYNC_OPTS over MASTE
       try {
         cmd.parse(args, { from: 'user' });
       } finally {
-        for (const k of ['MASTER', 'XROAD_USER'] as const) if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k];
+        for (const k of ['MASTER', 'XROAD_USER'] as const)
+          if (saved[k] === undefined) delete process.env[k];
+          else process.env[k] = saved[k];
       }
       const origins = applySettings(cmd, { ...env, XROAD_SYNC_SETTINGS: file });
       return { opts: cmd.opts(), origins };
@@ -154,14 +171,18 @@ test('repeatable options add up across flag, environment and settings file; each
   const dir = mkdtempSync('/tmp/xroad-sync-settings-');
   try {
     const file = `${dir}/xroad-sync`;
-    writeFileSync(file, 'MASTER=m\nXROAD_SYNC_OPTS="--exclude /file-a --exclude \'/both b\' --timeout 7"\nXROAD_SYNC_DAEMON_OPTS="--exclude /daemon-c --timeout 9"\n');
+    writeFileSync(
+      file,
+      'MASTER=m\nXROAD_SYNC_OPTS="--exclude /file-a --exclude \'/both b\' --timeout 7"\nXROAD_SYNC_DAEMON_OPTS="--exclude /daemon-c --timeout 9"\n',
+    );
     const parse = (name: string, args: string[], env: NodeJS.ProcessEnv = {}) => {
       const cmd = addSettingsOption(addWaitOption(addPassOptions(name === 'daemon' ? addIntervalOption(new Command(name)) : new Command(name)))).exitOverride();
       cmd.parse(args, { from: 'user' });
       const origins = applySettings(cmd, { ...env, XROAD_SYNC_SETTINGS: file });
       return { opts: cmd.opts(), origins };
     };
-    const from = (origins: ReturnType<typeof parse>['origins']) => Object.fromEntries((origins.items.get('exclude') ?? []).map((i) => [i.value, i.from.join(' + ')]));
+    const from = (origins: ReturnType<typeof parse>['origins']) =>
+      Object.fromEntries((origins.items.get('exclude') ?? []).map((i) => [i.value, i.from.join(' + ')]));
 
     let r = parse('sync', ['--exclude', '*.bak', '--exclude', '/both b']);
     assert.deepEqual(r.opts.exclude, ['*.bak', '/both b', '/file-a']);

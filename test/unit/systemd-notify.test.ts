@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { describeLastPass, SystemdNotifier, watchdogPingMs, type LastPass } from '../../src/daemon/systemd-notify.js';
+import { describeLastPass, type LastPass, SystemdNotifier, watchdogPingMs } from '../../src/daemon/systemd-notify.js';
 import type { Logger } from '../../src/report/logger.js';
 
 const warnings: unknown[] = [];
@@ -28,10 +28,15 @@ describe('systemd notify', () => {
   it('names the last pass in one line; a failure names its error and the last good pass', () => {
     assert.equal(describeLastPass(ok(), at), 'last pass ok at 2026-12-07T04:01:02Z (0.4 s), 0 changed');
     const failed: LastPass = { kind: 'failed', at, exitCode: 12, error: 'connect ECONNREFUSED\nSTATUS=forged' };
-    assert.equal(describeLastPass(failed, new Date('2026-12-07T03:00:00Z')),
-      'last pass failed at 2026-12-07T04:01:02Z (exit 12): connect ECONNREFUSED STATUS=forged; last ok pass at 2026-12-07T03:00:00Z');
+    assert.equal(
+      describeLastPass(failed, new Date('2026-12-07T03:00:00Z')),
+      'last pass failed at 2026-12-07T04:01:02Z (exit 12): connect ECONNREFUSED STATUS=forged; last ok pass at 2026-12-07T03:00:00Z',
+    );
     assert.match(describeLastPass(failed, undefined), /; no pass ok yet$/);
-    assert.match(describeLastPass({ kind: 'paused', at, flagFile: '/var/tmp/xroad/sync-disabled' }, undefined), /^sync paused \(flag file \/var\/tmp\/xroad\/sync-disabled\)/);
+    assert.match(
+      describeLastPass({ kind: 'paused', at, flagFile: '/var/tmp/xroad/sync-disabled' }, undefined),
+      /^sync paused \(flag file \/var\/tmp\/xroad\/sync-disabled\)/,
+    );
   });
 
   it('pings at half WATCHDOG_USEC, only when WATCHDOG_PID is this process (or unset)', () => {
@@ -55,8 +60,14 @@ describe('systemd notify', () => {
     await tick();
     await notifier.stop();
     assert.equal(messages.filter((m) => m.includes('READY=1')).length, 1);
-    assert.ok(messages.some((m) => m.some((f) => f.endsWith('3 changed'))), JSON.stringify(messages));
-    assert.ok(messages.some((m) => m.some((f) => f.startsWith('STATUS=last pass failed'))), JSON.stringify(messages));
+    assert.ok(
+      messages.some((m) => m.some((f) => f.endsWith('3 changed'))),
+      JSON.stringify(messages),
+    );
+    assert.ok(
+      messages.some((m) => m.some((f) => f.startsWith('STATUS=last pass failed'))),
+      JSON.stringify(messages),
+    );
     assert.deepEqual(messages.at(-1)?.toSorted(), ['STATUS=stopping', 'STOPPING=1']);
     assert.ok(notifier.sent <= 6, `messages: ${notifier.sent}`);
     notifier.passEnded(ok());

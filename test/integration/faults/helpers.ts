@@ -10,15 +10,14 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { resolvePassSettings, type PassSettings, type RawPassOptions } from '../../../src/settings/pass-settings.js';
 import { runPass } from '../../../src/pass/run-pass.js';
 import type { PassHooks, PassReporter, PassResult } from '../../../src/pass/types.js';
 import { WarmSessionProvider } from '../../../src/remote/provider.js';
 import { generateEd25519 } from '../../../src/serve/keys.js';
-import { startEmbeddedMaster, type ServerHooks } from '../../../src/serve/sftp-server.js';
+import { type ServerHooks, startEmbeddedMaster } from '../../../src/serve/sftp-server.js';
+import { type PassSettings, type RawPassOptions, resolvePassSettings } from '../../../src/settings/pass-settings.js';
 import { leftoverTemps, obj } from '../../helpers/run-sync.js';
 import { makeTempDir, readTree, suiteMaster, type TestMaster, type TreeEntrySnapshot } from '../../helpers/sshd.js';
-
 
 export interface Workspace {
   /** Parent of everything below; removed by cleanup(). */
@@ -231,7 +230,6 @@ export function inProcessPasses(
 export interface HookedMaster extends TestMaster {
   readonly hooks: ServerHooks;
 }
-
 
 /** The embedded ssh2 master serving `root`, with fresh keys and a hooks object the test may change at any time. */
 export async function startHookedMaster(root: string): Promise<HookedMaster> {

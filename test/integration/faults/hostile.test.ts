@@ -14,15 +14,26 @@
  * exit code is non-zero, and a failed pass leaves the target as it was.
  */
 import assert from 'node:assert/strict';
-import { appendFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { appendFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { FileEntry } from 'ssh2';
 import { describeRun, leftoverTemps, startSync } from '../../helpers/run-sync.js';
 import { writeTree } from '../../helpers/sshd.js';
-import { assertConverged, differences, inProcessPasses, namesIn, Scratch, snapshot, startHookedMaster, watchPeakRss, type HookedMaster, type Workspace } from './helpers.js';
+import {
+  assertConverged,
+  differences,
+  type HookedMaster,
+  inProcessPasses,
+  namesIn,
+  Scratch,
+  snapshot,
+  startHookedMaster,
+  type Workspace,
+  watchPeakRss,
+} from './helpers.js';
 import { T0 } from './trees.js';
 
 const T = { timeout: 60_000 };
@@ -85,12 +96,21 @@ describe('hostile master', () => {
       const rel = (p: string): string => (c.served === 'parent' ? (p === '' ? 'src' : `src/${p}`) : p);
       c.hostile(m, rel, ws);
 
-      const started = startSync({ master: m, source: ws.source, target: ws.target, stateDir: ws.state, args: ['--timeout', '5', ...(c.args ?? [])], timeoutMs: 45_000 });
+      const started = startSync({
+        master: m,
+        source: ws.source,
+        target: ws.target,
+        stateDir: ws.state,
+        args: ['--timeout', '5', ...(c.args ?? [])],
+        timeoutMs: 45_000,
+      });
       const rss = watchPeakRss(started.child.pid!);
       const result = await started.done;
       const peak = rss.stop();
       const said = result.stderr.split('\n').find((l) => / \(exit \d+\)$/.test(l)) ?? '';
-      summary.push(`${name}: exit ${result.status}, peak RSS ${Math.round(peak / 1024 / 1024)} MB${said ? ` ("${said.replace(/^xroad-sync: /, '').slice(0, 110)}")` : ''}`);
+      summary.push(
+        `${name}: exit ${result.status}, peak RSS ${Math.round(peak / 1024 / 1024)} MB${said ? ` ("${said.replace(/^xroad-sync: /, '').slice(0, 110)}")` : ''}`,
+      );
 
       assert.equal(result.timedOut, false, describeRun(result));
       assert.ok(c.exits.includes(result.status ?? -1), `${name}: exit ${result.status}, expected one of ${c.exits}:\n${describeRun(result)}`);
@@ -106,7 +126,6 @@ describe('hostile master', () => {
       } else if (c.convergesToHonest) {
         await assertConverged(ws, name);
       }
-
     } finally {
       await m.stop();
     }
@@ -118,21 +137,27 @@ describe('hostile master', () => {
     const model = entries.find((e) => e.filename !== '.' && e.filename !== '..' && (e.attrs.mode & 0o170000) === 0o100000) ?? entries[0]!;
     return [...entries, ...extra(model)];
   };
-  const named = (model: FileEntry, filename: string, attrs: Partial<FileEntry['attrs']> = {}): FileEntry => ({ ...model, filename, attrs: { ...model.attrs, ...attrs } });
+  const named = (model: FileEntry, filename: string, attrs: Partial<FileEntry['attrs']> = {}): FileEntry => ({
+    ...model,
+    filename,
+    attrs: { ...model.attrs, ...attrs },
+  });
 
   it('a master file that cannot be read (PERMISSION_DENIED on open): exit 23, nothing changed, --exclude suggested', T, () =>
     run('unreadable file', {
       hostile: (m, rel) => (m.hooks.onRequest = (op, p) => (op === 'open' && p === rel('conf.d/local.ini') ? 3 : undefined)),
       exits: [23],
       message: /cannot open \S*conf\.d\/local\.ini.*Permission denied.*--exclude \/conf\.d\/local\.ini/,
-    }));
+    }),
+  );
 
   it('a master directory that cannot be listed (PERMISSION_DENIED on opendir): exit 23, nothing changed, --exclude suggested', T, () =>
     run('unreadable directory', {
       hostile: (m, rel) => (m.hooks.onRequest = (op, p) => (op === 'opendir' && p === rel('sub') ? 3 : undefined)),
       exits: [23],
       message: /cannot open directory \S*\/sub\b.*Permission denied.*--exclude \/sub/,
-    }));
+    }),
+  );
 
   for (const [label, name] of [
     ['../x', `../${EVIL}`],
@@ -145,7 +170,8 @@ describe('hostile master', () => {
         hostile: (m, rel) => (m.hooks.rewriteListing = plus(rel, '', (model) => [named(model, name)])),
         exits: [12],
         message: /invalid name/,
-      }));
+      }),
+    );
   }
 
   it('extra `.` and `..` entries typed as files are skipped; real files named `...` and `....` sync like any other', T, () =>
@@ -155,23 +181,26 @@ describe('hostile master', () => {
       exits: [0],
       message: /^/,
       convergesToHonest: true,
-    }));
+    }),
+  );
 
   it('a `.`-only root listing (empty master): refused by the safety valve, exit 25', T, () =>
     run('`.`-only listing', {
-      hostile: (m, rel) => (m.hooks.rewriteListing = (d, entries) => (d === rel('') ? entries.filter((e) => e.filename === '.' || e.filename === '..') : entries)),
+      hostile: (m, rel) =>
+        (m.hooks.rewriteListing = (d, entries) => (d === rel('') ? entries.filter((e) => e.filename === '.' || e.filename === '..') : entries)),
       exits: [25],
       message: /empty/,
-    }));
+    }),
+  );
 
   it('a name listed both as a symlink to / and as a directory: exit 12', T, () =>
     run('link -> / and link/', {
       change: (ws) => writeTree(ws.source, { 'link/': { mtime: T0 + 20 }, [`link/${EVIL}`]: 'planted\n' }),
-      hostile: (m, rel) =>
-        (m.hooks.rewriteListing = plus(rel, '', (model) => [named(model, 'link', { mode: S_IFLNK | 0o777, size: 1 })])),
+      hostile: (m, rel) => (m.hooks.rewriteListing = plus(rel, '', (model) => [named(model, 'link', { mode: S_IFLNK | 0o777, size: 1 })])),
       exits: [12],
       message: /twice/,
-    }));
+    }),
+  );
 
   it('a symlink to .. listed as a directory (a cycle through the served tree): bounded, exit non-zero', T, () =>
     run('dir symlink cycle', {
@@ -179,11 +208,11 @@ describe('hostile master', () => {
       // A long (legal) name, so each turn of the cycle adds ~210 bytes and the master's PATH_MAX ends it in ~20 turns.
       change: (ws) => writeTree(ws.source, { [LOOP]: { symlink: '..' } }),
       hostile: (m) =>
-        (m.hooks.rewriteListing = (_d, entries) =>
-          entries.map((e) => (e.filename === LOOP ? { ...e, attrs: { ...e.attrs, mode: S_IFDIR | 0o755 } } : e))),
+        (m.hooks.rewriteListing = (_d, entries) => entries.map((e) => (e.filename === LOOP ? { ...e, attrs: { ...e.attrs, mode: S_IFDIR | 0o755 } } : e))),
       exits: [12, 23, 25],
       message: /loop/,
-    }));
+    }),
+  );
 
   it('a symlink to / listed as a directory: the master refuses to follow it, exit non-zero', T, () =>
     run('link -> / as dir', {
@@ -193,7 +222,8 @@ describe('hostile master', () => {
           d !== rel('') ? entries : entries.map((e) => (e.filename === 'root' ? { ...e, attrs: { ...e.attrs, mode: S_IFDIR | 0o755 } } : e))),
       exits: [12, 23],
       message: /root/,
-    }));
+    }),
+  );
 
   it('a slave symlink to the sentinel, then listed as a directory with a file: written beneath the target, not through the link', T, async () => {
     let sentinel = '';
@@ -230,7 +260,8 @@ describe('hostile master', () => {
           d !== rel('conf.d') ? entries : entries.map((e) => (e.filename === 'local.ini' ? { ...e, attrs: { ...e.attrs, size: e.attrs.size + 100 } } : e))),
       exits: [12, 24],
       message: /changed on the master|listed/,
-    }));
+    }),
+  );
 
   it('a listing that claims fewer bytes than the file has: exit 24 (or 12), nothing written', T, () =>
     run('size shrinks in listing', {
@@ -239,7 +270,8 @@ describe('hostile master', () => {
           d !== rel('conf.d') ? entries : entries.map((e) => (e.filename === 'local.ini' ? { ...e, attrs: { ...e.attrs, size: 3 } } : e))),
       exits: [12, 24],
       message: /changed on the master|listed/,
-    }));
+    }),
+  );
 
   it('a file that grows between listing and read (every time): a race, retried once, then exit 24', T, () =>
     run('file grows before read', {
@@ -251,7 +283,8 @@ describe('hostile master', () => {
         }),
       exits: [24],
       message: /grow\.bin.*changed on the master/,
-    }));
+    }),
+  );
 
   it('a claimed 10 GiB file with the default limits: refused before any fetch, exit 25', T, () =>
     run('10 GiB claim, default limits', {
@@ -262,20 +295,26 @@ describe('hostile master', () => {
       },
       exits: [25],
       message: /grow\.bin.*--max-file-size/,
-    }));
+    }),
+  );
 
-  it('a file rewritten in place within its listed second while read (short data, FSTAT as listed, mtime now): a race, retried, exit 24, not blamed on the master', T, () =>
-    run('same-second in-place rewrite during the read', {
-      hostile: (m, rel) => {
-        // What a live master shows when a writer truncates, then rewrites, the file in the second it was listed.
-        const now = Math.floor(Date.now() / 1000);
-        const listed = (attrs: FileEntry['attrs']) => ({ ...attrs, size: 128 * 1024, mtime: now });
-        m.hooks.rewriteListing = (d, entries) => (d !== rel('') ? entries : entries.map((e) => (e.filename === 'grow.bin' ? { ...e, attrs: listed(e.attrs) } : e)));
-        m.hooks.rewriteAttrs = (p, attrs) => (p === rel('grow.bin') ? listed(attrs) : attrs);
-      },
-      exits: [24],
-      message: /grow\.bin changed on the master while it was read/,
-    }));
+  it(
+    'a file rewritten in place within its listed second while read (short data, FSTAT as listed, mtime now): a race, retried, exit 24, not blamed on the master',
+    T,
+    () =>
+      run('same-second in-place rewrite during the read', {
+        hostile: (m, rel) => {
+          // What a live master shows when a writer truncates, then rewrites, the file in the second it was listed.
+          const now = Math.floor(Date.now() / 1000);
+          const listed = (attrs: FileEntry['attrs']) => ({ ...attrs, size: 128 * 1024, mtime: now });
+          m.hooks.rewriteListing = (d, entries) =>
+            d !== rel('') ? entries : entries.map((e) => (e.filename === 'grow.bin' ? { ...e, attrs: listed(e.attrs) } : e));
+          m.hooks.rewriteAttrs = (p, attrs) => (p === rel('grow.bin') ? listed(attrs) : attrs);
+        },
+        exits: [24],
+        message: /grow\.bin changed on the master while it was read/,
+      }),
+  );
 
   it('a claimed 10 GiB file with limits raised: the short read is caught, memory stays bounded, exit 12', T, () =>
     run('10 GiB claim, limits raised', {
@@ -287,5 +326,6 @@ describe('hostile master', () => {
       },
       exits: [12],
       message: /served 65536 bytes of grow\.bin/,
-    }));
+    }),
+  );
 });

@@ -16,10 +16,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { PassPoint } from '../../../src/pass/types.js';
 import type { WarmSessionProvider } from '../../../src/remote/provider.js';
-import { describeRun, runSync, startSync, type SyncRun } from '../../helpers/run-sync.js';
+import { describeRun, runSync, type SyncRun, startSync } from '../../helpers/run-sync.js';
 import { startMaster, type TestMaster } from '../../helpers/sshd.js';
 import { ConcurrentChecker } from './checker.js';
-import { assertConverged, copyTree, expectedTree, inProcessPasses, journalOf, prng, Scratch, seedFromEnv, snapshot, type Snapshot } from './helpers.js';
+import { assertConverged, copyTree, expectedTree, inProcessPasses, journalOf, prng, Scratch, type Snapshot, seedFromEnv, snapshot } from './helpers.js';
 import { largePair, newTree, oldTree, writeSpec } from './trees.js';
 
 const T = { timeout: 170_000 };
@@ -177,8 +177,19 @@ describe('kill -9 of the sync process', () => {
       return [...new Set(Array.from({ length: max }, (_, i) => 1 + Math.round((i * (n - 1)) / (max - 1))))];
     };
     const perStep: Record<string, number> = {
-      connected: 1, scanned: 1, planned: 1, staged: 1, committed: 1,
-      'file-staged': 9, 'replace-remove': 4, mkdir: 4, rename: 12, attrs: 4, delete: 6, 'dir-attrs': 5, fsync: 3,
+      connected: 1,
+      scanned: 1,
+      planned: 1,
+      staged: 1,
+      committed: 1,
+      'file-staged': 9,
+      'replace-remove': 4,
+      mkdir: 4,
+      rename: 12,
+      attrs: 4,
+      delete: 6,
+      'dir-attrs': 5,
+      fsync: 3,
     };
     const points: string[] = [];
     for (const [point, max] of Object.entries(perStep)) {
@@ -226,7 +237,14 @@ describe('kill -9 of the sync process', () => {
   it('crash journal: a kill at rename:2 leaves commit-journal.json; the next CLI pass logs the roll-forward and converges', T, async () => {
     const l = await layout(oldTree(), newTree());
     const c = await freshCase(l);
-    const killed = await runSync({ master, source: c.source, target: c.target, stateDir: c.state, env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' }, timeoutMs: CHILD_TIMEOUT_MS });
+    const killed = await runSync({
+      master,
+      source: c.source,
+      target: c.target,
+      stateDir: c.state,
+      env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' },
+      timeoutMs: CHILD_TIMEOUT_MS,
+    });
     assert.equal(killed.signal, 'SIGKILL', describeRun(killed));
     assert.ok(existsSync(journalOf(c.state)), 'no commit-journal.json after a kill mid-commit');
     const changed = [...l.newSnap.keys()].filter((p) => JSON.stringify(l.newSnap.get(p)) !== JSON.stringify(l.oldSnap.get(p)));

@@ -11,8 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { describeRun, leftoverTemps, obj, runSync } from '../../helpers/run-sync.js';
-import { writeTree, type TestMaster } from '../../helpers/sshd.js';
-import { assertConverged, differences, inProcessPasses, journalOf, faultSuite, snapshot, type Workspace } from './helpers.js';
+import { type TestMaster, writeTree } from '../../helpers/sshd.js';
+import { assertConverged, differences, faultSuite, inProcessPasses, journalOf, snapshot, type Workspace } from './helpers.js';
 import { T0 } from './trees.js';
 
 const T = { timeout: 60_000 };

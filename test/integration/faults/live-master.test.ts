@@ -159,7 +159,9 @@ async function committedUnknownContent(target: string, versionsLog: string): Pro
   const out: string[] = [];
   for (const [rel, e] of snapshot) {
     if (e.type !== 'file') continue;
-    const hash = createHash('sha1').update(readFileSync(path.join(target, rel))).digest('hex');
+    const hash = createHash('sha1')
+      .update(readFileSync(path.join(target, rel)))
+      .digest('hex');
     if (!known.has(`${rel}\t${hash}`)) out.push(`${rel} holds content the master never had (${e.size} bytes)`);
   }
   return out;

@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { describeRun, leftoverTemps, obj, runSync } from '../../helpers/run-sync.js';
-import { writeTree, type TestMaster } from '../../helpers/sshd.js';
-import { assertConverged, differences, inProcessPasses, knownHostsFor, faultSuite, snapshot, startHookedMaster, type Workspace } from './helpers.js';
+import { type TestMaster, writeTree } from '../../helpers/sshd.js';
+import { assertConverged, differences, faultSuite, inProcessPasses, knownHostsFor, snapshot, startHookedMaster, type Workspace } from './helpers.js';
 import { FaultProxy, type ProxyFault } from './proxy.js';
 import { T0 } from './trees.js';
 

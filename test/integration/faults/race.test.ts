@@ -11,8 +11,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { runCli } from '../../helpers/cli.js';
-import { describeRun, runSync, startSync, type SyncRun } from '../../helpers/run-sync.js';
-import { writeTree, type TestMaster } from '../../helpers/sshd.js';
+import { describeRun, runSync, type SyncRun, startSync } from '../../helpers/run-sync.js';
+import { type TestMaster, writeTree } from '../../helpers/sshd.js';
 import { assertConverged, differences, faultSuite, snapshot, until, type Workspace } from './helpers.js';
 import { T0 } from './trees.js';
 
@@ -60,54 +60,62 @@ describe('races between processes', () => {
     summary.push(`simultaneous starts: ${outcomes.join(', ')}`);
   });
 
-  it('a pass started with --wait 1 while another holds the lock (paused after its scan) exits 75 after the wait; the holder then commits whole', T, async () => {
-    const ws = await withTree(1);
-    // Paused until released (SIGUSR2) once the loser is done: however slow the machine, the loser meets a held lock.
-    const holder = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@scanned', XROAD_SYNC_TEST_PAUSE_MS: '60000' });
-    assert.ok(await until(() => holder.stderrSoFar().includes('test hook paused at scanned'), 20_000), `the holder never paused:\n${holder.stderrSoFar()}`);
-    const before = await snapshot(ws.target);
-    const loser = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, timeoutMs: 20_000, args: ['--wait', '1'] });
-    assertLoser(loser, holder.child.pid);
-    assert.ok(loser.elapsedMs < 10_000, `the loser waited ${loser.elapsedMs} ms`);
-    assert.deepEqual(differences(before, await snapshot(ws.target)), [], 'the loser touched the target');
-    holder.child.kill('SIGUSR2');
-    const won = await holder.done;
-    assert.equal(won.status, 0, describeRun(won));
-    await assertConverged(ws, 'after the holder');
-    summary.push(`held lock: loser exit ${loser.status} in ${loser.elapsedMs} ms`);
-  });
+  it(
+    'a pass started with --wait 1 while another holds the lock (paused after its scan) exits 75 after the wait; the holder then commits whole',
+    T,
+    async () => {
+      const ws = await withTree(1);
+      // Paused until released (SIGUSR2) once the loser is done: however slow the machine, the loser meets a held lock.
+      const holder = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@scanned', XROAD_SYNC_TEST_PAUSE_MS: '60000' });
+      assert.ok(await until(() => holder.stderrSoFar().includes('test hook paused at scanned'), 20_000), `the holder never paused:\n${holder.stderrSoFar()}`);
+      const before = await snapshot(ws.target);
+      const loser = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, timeoutMs: 20_000, args: ['--wait', '1'] });
+      assertLoser(loser, holder.child.pid);
+      assert.ok(loser.elapsedMs < 10_000, `the loser waited ${loser.elapsedMs} ms`);
+      assert.deepEqual(differences(before, await snapshot(ws.target)), [], 'the loser touched the target');
+      holder.child.kill('SIGUSR2');
+      const won = await holder.done;
+      assert.equal(won.status, 0, describeRun(won));
+      await assertConverged(ws, 'after the holder');
+      summary.push(`held lock: loser exit ${loser.status} in ${loser.elapsedMs} ms`);
+    },
+  );
 
-  it('pause while a pass waits at `staged`: pause waits, that pass is abandoned before its commit; the next pass is skipped (exit 0, nothing changed); resume converges', T, async () => {
-    const ws = await withTree(1);
-    const flag = path.join(ws.state, 'flag');
-    const first = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
-    assert.equal(first.status, 0, describeRun(first));
-    await withTree(2, ws);
+  it(
+    'pause while a pass waits at `staged`: pause waits, that pass is abandoned before its commit; the next pass is skipped (exit 0, nothing changed); resume converges',
+    T,
+    async () => {
+      const ws = await withTree(1);
+      const flag = path.join(ws.state, 'flag');
+      const first = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
+      assert.equal(first.status, 0, describeRun(first));
+      await withTree(2, ws);
 
-    const unchanged = await snapshot(ws.target);
-    const running = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '2000' });
-    assert.ok(await until(() => running.stderrSoFar().includes('test hook paused at staged'), 20_000), `never paused:\n${running.stderrSoFar()}`);
-    const paused = await runCli(['pause', '--flag-file', flag, '--state-dir', ws.state]);
-    assert.equal(paused.status, 0, paused.stderr);
-    assert.ok(existsSync(flag));
-    assert.match(paused.stdout, /waited .* for the running pass \(pid \d+\) to be abandoned before its commit/, paused.stdout);
-    const run = await running.done;
-    assert.equal(run.status, 0, describeRun(run));
-    assert.match(run.stderr, /abandoned before its commit/, describeRun(run));
-    assert.deepEqual(differences(unchanged, await snapshot(ws.target)), [], 'the pass past its flag check committed after pause returned');
+      const unchanged = await snapshot(ws.target);
+      const running = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '2000' });
+      assert.ok(await until(() => running.stderrSoFar().includes('test hook paused at staged'), 20_000), `never paused:\n${running.stderrSoFar()}`);
+      const paused = await runCli(['pause', '--flag-file', flag, '--state-dir', ws.state]);
+      assert.equal(paused.status, 0, paused.stderr);
+      assert.ok(existsSync(flag));
+      assert.match(paused.stdout, /waited .* for the running pass \(pid \d+\) to be abandoned before its commit/, paused.stdout);
+      const run = await running.done;
+      assert.equal(run.status, 0, describeRun(run));
+      assert.match(run.stderr, /abandoned before its commit/, describeRun(run));
+      assert.deepEqual(differences(unchanged, await snapshot(ws.target)), [], 'the pass past its flag check committed after pause returned');
 
-    await withTree(3, ws);
-    const before = await snapshot(ws.target);
-    const skipped = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
-    assert.equal(skipped.status, 0, describeRun(skipped));
-    assert.match(skipped.stderr + skipped.log, /skipped/, describeRun(skipped));
-    assert.deepEqual(differences(before, await snapshot(ws.target)), [], 'a pass ran while paused');
+      await withTree(3, ws);
+      const before = await snapshot(ws.target);
+      const skipped = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
+      assert.equal(skipped.status, 0, describeRun(skipped));
+      assert.match(skipped.stderr + skipped.log, /skipped/, describeRun(skipped));
+      assert.deepEqual(differences(before, await snapshot(ws.target)), [], 'a pass ran while paused');
 
-    const resumed = await runCli(['resume', '--flag-file', flag]);
-    assert.equal(resumed.status, 0, resumed.stderr);
-    const next = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
-    assert.equal(next.status, 0, describeRun(next));
-    await assertConverged(ws, 'after resume');
-    summary.push('pause during a pass: waited, abandoned before commit, next skipped, resume converged');
-  });
+      const resumed = await runCli(['resume', '--flag-file', flag]);
+      assert.equal(resumed.status, 0, resumed.stderr);
+      const next = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state });
+      assert.equal(next.status, 0, describeRun(next));
+      await assertConverged(ws, 'after resume');
+      summary.push('pause during a pass: waited, abandoned before commit, next skipped, resume converged');
+    },
+  );
 });

@@ -16,7 +16,19 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { leftoverTemps } from '../../helpers/run-sync.js';
 import { suiteMaster, type TestMaster } from '../../helpers/sshd.js';
-import { differences, expectedTree, inProcessPasses, journalOf, prng, quickSnapshot, Scratch, seedFromEnv, snapshot, withoutExcluded, type Snapshot } from './helpers.js';
+import {
+  differences,
+  expectedTree,
+  inProcessPasses,
+  journalOf,
+  prng,
+  quickSnapshot,
+  Scratch,
+  type Snapshot,
+  seedFromEnv,
+  snapshot,
+  withoutExcluded,
+} from './helpers.js';
 import { T0, writeSpec } from './trees.js';
 
 const hashed = (dir: string): Promise<Snapshot> => quickSnapshot(dir, 'hash');
@@ -74,81 +86,123 @@ class Churn {
     const plenty = files.length > 25;
     const choices: Array<[string, () => Promise<void>]> = [
       ['add', () => this.file(this.fresh(dir), Math.floor(this.rnd() * 5000))],
-      ['modify-size', async () => {
-        const f = this.pick(files);
-        if (f) await this.file(f, Math.floor(this.rnd() * 5000) + 1 + (tree.get(f)!.size % 7));
-      }],
-      ['modify-same-size', async () => {
-        const f = this.pick(files);
-        if (f) await this.file(f, tree.get(f)!.size);
-      }],
-      ['mtime-only', async () => {
-        const f = this.pick([...files, ...links]);
-        if (!f) return;
-        const t = this.tick();
-        await (tree.get(f)!.type === 'symlink' ? lutimes : utimes)(this.abs(f), t, t);
-      }],
-      ['chmod', async () => {
-        const f = this.pick(files);
-        if (f) await chmod(this.abs(f), this.pick([0o600, 0o640, 0o644, 0o660, 0o755])!);
-      }],
-      ['chmod-dir', async () => {
-        const d = this.pick(dirs.filter((x) => x !== ''));
-        if (d) await chmod(this.abs(d), this.pick([0o750, 0o755, 0o700])!);
-      }],
-      ['delete', async () => {
-        const f = plenty ? this.pick([...files, ...links]) : undefined;
-        if (f) await rm(this.abs(f));
-      }],
-      ['file-to-dir', async () => {
-        const f = this.pick(files);
-        if (!f) return;
-        await rm(this.abs(f));
-        await mkdir(this.abs(f));
-        await this.file(this.fresh(f), 100);
-      }],
-      ['dir-to-file', async () => {
-        const d = plenty ? this.pick(dirs.filter((x) => x !== '' && [...tree.keys()].filter((p) => p.startsWith(`${x}/`)).length <= 6)) : undefined;
-        if (!d) return;
-        await rm(this.abs(d), { recursive: true });
-        await this.file(d, 300);
-      }],
-      ['file-to-symlink', async () => {
-        const f = this.pick(files);
-        if (!f) return;
-        await rm(this.abs(f));
-        await symlink(this.pick(['nowhere', '../up', '/etc/hostname', 'f1'])!, this.abs(f));
-        const t = this.tick();
-        await lutimes(this.abs(f), t, t);
-      }],
-      ['symlink-to-file-or-dir', async () => {
-        const l = this.pick(links);
-        if (!l) return;
-        await rm(this.abs(l));
-        if (this.rnd() < 0.5) await this.file(l, 50);
-        else await mkdir(this.abs(l));
-      }],
-      ['symlink-retarget', async () => {
-        const l = this.pick(links);
-        if (!l) return;
-        await rm(this.abs(l));
-        await symlink(`target-${++this.serial}`, this.abs(l));
-      }],
-      ['add-dir', async () => {
-        const d = this.fresh(dir, 'd');
-        await mkdir(this.abs(d));
-        for (let i = 0; i < 3; i++) await this.file(this.fresh(d), 200);
-      }],
-      ['excluded', async () => {
-        const name = this.pick(['x.tmp', 'db.properties', 'keyconf.xml.tmp'])!;
-        await writeFile(this.abs(dir === '' ? name : `${dir}/${name}`), this.bytes(64));
-      }],
-      ['excluded-top', async () => {
-        const top = this.pick(['jetty', 'nginx', 'postgresql'])!;
-        if (tree.get(top) && tree.get(top)!.type !== 'dir') await rm(this.abs(top));
-        await mkdir(this.abs(top), { recursive: true });
-        await writeFile(this.abs(`${top}/${++this.serial}.conf`), this.bytes(64));
-      }],
+      [
+        'modify-size',
+        async () => {
+          const f = this.pick(files);
+          if (f) await this.file(f, Math.floor(this.rnd() * 5000) + 1 + (tree.get(f)!.size % 7));
+        },
+      ],
+      [
+        'modify-same-size',
+        async () => {
+          const f = this.pick(files);
+          if (f) await this.file(f, tree.get(f)!.size);
+        },
+      ],
+      [
+        'mtime-only',
+        async () => {
+          const f = this.pick([...files, ...links]);
+          if (!f) return;
+          const t = this.tick();
+          await (tree.get(f)!.type === 'symlink' ? lutimes : utimes)(this.abs(f), t, t);
+        },
+      ],
+      [
+        'chmod',
+        async () => {
+          const f = this.pick(files);
+          if (f) await chmod(this.abs(f), this.pick([0o600, 0o640, 0o644, 0o660, 0o755])!);
+        },
+      ],
+      [
+        'chmod-dir',
+        async () => {
+          const d = this.pick(dirs.filter((x) => x !== ''));
+          if (d) await chmod(this.abs(d), this.pick([0o750, 0o755, 0o700])!);
+        },
+      ],
+      [
+        'delete',
+        async () => {
+          const f = plenty ? this.pick([...files, ...links]) : undefined;
+          if (f) await rm(this.abs(f));
+        },
+      ],
+      [
+        'file-to-dir',
+        async () => {
+          const f = this.pick(files);
+          if (!f) return;
+          await rm(this.abs(f));
+          await mkdir(this.abs(f));
+          await this.file(this.fresh(f), 100);
+        },
+      ],
+      [
+        'dir-to-file',
+        async () => {
+          const d = plenty ? this.pick(dirs.filter((x) => x !== '' && [...tree.keys()].filter((p) => p.startsWith(`${x}/`)).length <= 6)) : undefined;
+          if (!d) return;
+          await rm(this.abs(d), { recursive: true });
+          await this.file(d, 300);
+        },
+      ],
+      [
+        'file-to-symlink',
+        async () => {
+          const f = this.pick(files);
+          if (!f) return;
+          await rm(this.abs(f));
+          await symlink(this.pick(['nowhere', '../up', '/etc/hostname', 'f1'])!, this.abs(f));
+          const t = this.tick();
+          await lutimes(this.abs(f), t, t);
+        },
+      ],
+      [
+        'symlink-to-file-or-dir',
+        async () => {
+          const l = this.pick(links);
+          if (!l) return;
+          await rm(this.abs(l));
+          if (this.rnd() < 0.5) await this.file(l, 50);
+          else await mkdir(this.abs(l));
+        },
+      ],
+      [
+        'symlink-retarget',
+        async () => {
+          const l = this.pick(links);
+          if (!l) return;
+          await rm(this.abs(l));
+          await symlink(`target-${++this.serial}`, this.abs(l));
+        },
+      ],
+      [
+        'add-dir',
+        async () => {
+          const d = this.fresh(dir, 'd');
+          await mkdir(this.abs(d));
+          for (let i = 0; i < 3; i++) await this.file(this.fresh(d), 200);
+        },
+      ],
+      [
+        'excluded',
+        async () => {
+          const name = this.pick(['x.tmp', 'db.properties', 'keyconf.xml.tmp'])!;
+          await writeFile(this.abs(dir === '' ? name : `${dir}/${name}`), this.bytes(64));
+        },
+      ],
+      [
+        'excluded-top',
+        async () => {
+          const top = this.pick(['jetty', 'nginx', 'postgresql'])!;
+          if (tree.get(top) && tree.get(top)!.type !== 'dir') await rm(this.abs(top));
+          await mkdir(this.abs(top), { recursive: true });
+          await writeFile(this.abs(`${top}/${++this.serial}.conf`), this.bytes(64));
+        },
+      ],
     ];
     // Keep the tree about /etc/xroad's size: past 100 files, growth steps give way to the others.
     const growing = new Set(['add', 'add-dir', 'file-to-dir', 'excluded', 'excluded-top']);
@@ -228,7 +282,9 @@ describe('soak: passes with random churn on the master', () => {
         if (diff.length > 0 || temps.length > 0 || existsSync(journalOf(ws.state))) {
           const first = diff[0] === '(root)' ? '' : diff[0];
           const detail = first === undefined ? '' : ` (master ${JSON.stringify(want.get(first))}, slave ${JSON.stringify(got.get(first))})`;
-          mismatches.push(`pass ${i}: differs at ${diff.slice(0, 5).join(', ')}${detail}${temps.length ? `; temps ${temps.join(', ')}` : ''}; ${passes.notices.join('; ')}`);
+          mismatches.push(
+            `pass ${i}: differs at ${diff.slice(0, 5).join(', ')}${detail}${temps.length ? `; temps ${temps.join(', ')}` : ''}; ${passes.notices.join('; ')}`,
+          );
         }
         lap('check');
       }
@@ -242,12 +298,16 @@ describe('soak: passes with random churn on the master', () => {
     );
     // The fast walker the loop used agrees with the harness's readTree.
     assert.deepEqual(Object.fromEntries(await quickSnapshot(ws.target)), Object.fromEntries(await snapshot(ws.target)));
-    assert.deepEqual(mismatches.slice(0, 10), [], `seed ${seed}: ${mismatches.length} of ${PASSES} passes did not converge (replay: XROAD_SYNC_SOAK_SEED=${seed})`);
+    assert.deepEqual(
+      mismatches.slice(0, 10),
+      [],
+      `seed ${seed}: ${mismatches.length} of ${PASSES} passes did not converge (replay: XROAD_SYNC_SOAK_SEED=${seed})`,
+    );
     assert.equal(passes.provider.connections, 1, 'the warm session was dropped and reopened');
   });
 
   // Found by the soak (seed 890915928, pass 2): pinned so it does not depend on the dice.
-  it('a directory whose mode changes in the same pass as a file inside it keeps the master\'s mtime', T, async () => {
+  it("a directory whose mode changes in the same pass as a file inside it keeps the master's mtime", T, async () => {
     const ws = await scratch.workspace('xroad-sync-soak-dirmode-');
     await writeSpec(ws.source, { 'dir1/': { mtime: T0 + 1 }, 'dir1/file0': { content: 'old\n', mtime: T0 + 2 }, 'dir2/f': { content: 'x\n', mtime: T0 + 3 } });
     const passes = inProcessPasses(master, ws);

@@ -7,7 +7,7 @@
  * Every entry has an explicit mtime, so "unchanged" really is unchanged.
  */
 import { chmod, utimes } from 'node:fs/promises';
-import { writeTree, type TreeSpec } from '../../helpers/sshd.js';
+import { type TreeSpec, writeTree } from '../../helpers/sshd.js';
 import { prng } from './helpers.js';
 
 export const T0 = 1_700_000_000;
@@ -112,8 +112,10 @@ export function newTree(): TreeSpec {
   };
   for (let i = 0; i < 24; i++) {
     const name = `bulk/f${String(i).padStart(2, '0')}`;
-    if (i % 3 === 0) spec[name] = file(bytes(300 + i, 1024 + 97 * i), 340 + i); // changed
-    else if (i % 3 === 1) spec[name] = file(bytes(100 + i, 2048), 40 + i); // same
+    if (i % 3 === 0)
+      spec[name] = file(bytes(300 + i, 1024 + 97 * i), 340 + i); // changed
+    else if (i % 3 === 1)
+      spec[name] = file(bytes(100 + i, 2048), 40 + i); // same
     else spec[name] = file(bytes(100 + i, 2048), 40 + i, 0o600); // chmod
   }
   for (let i = 0; i < 6; i++) spec[`bulk/g${i}`] = file(bytes(400 + i, 3000), 400 + i);
