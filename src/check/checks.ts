@@ -142,7 +142,7 @@ async function checkKnownHosts(settings: PassSettings): Promise<Outcome> {
   const { host, port, knownHostsFile: file } = settings.connection;
   const name = hostLookupName(host, port);
   const keyscan = `ssh-keyscan -p ${port} ${host} >> ${file}, then compare ssh-keygen -lf ${file} with ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the master`;
-  let known;
+  let known: Awaited<ReturnType<typeof loadKnownHosts>>;
   try {
     known = await loadKnownHosts(file);
   } catch (err) {
@@ -245,7 +245,7 @@ async function checkMaster(settings: PassSettings, scanTargetToo: boolean, out: 
       print(ok(`master ${settings.sourceDir.replace(/\/?$/, '/')} (after excludes): ${describeTree(await source.scan(compileFilter(settings.excludes)))}`));
       return ExitCode.OK;
     }
-    let planned;
+    let planned: Awaited<ReturnType<typeof planPass>>;
     try {
       // The pass's own planning, limits and safety valve included: check cannot pass what a pass refuses.
       planned = await planPass(passContext(settings, source, notesReporter(out), {}, []), { preview: true });

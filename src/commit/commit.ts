@@ -145,12 +145,12 @@ async function precheckCommit(ops: readonly CommitOp[], root: string): Promise<v
 /** Mount points strictly below `root` (from /proc/self/mountinfo; none when it cannot be read). */
 async function mountPointsUnder(root: string): Promise<string[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  const unescape = (p: string): string => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const unescapeOctal = (p: string): string => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   return text
     .split('\n')
     .map((line) => line.split(' ')[4])
     .filter((p): p is string => p !== undefined)
-    .map(unescape)
+    .map(unescapeOctal)
     .filter((p) => p.startsWith(root + '/'));
 }
 

@@ -12,7 +12,7 @@
 import { describeError, exitCodeOf } from '../errors.js';
 import { replayNotAsAsked } from '../replica/as-asked.js';
 import { replayPausedSince } from '../replica/paused-marker.js';
-import type { ReplicaStatus } from '../replica/replica.js';
+import type { Replica, ReplicaStatus } from '../replica/replica.js';
 import { describeEndpoint, type RawReplicaOptions, resolveReplicaSettings } from '../settings/replica-settings.js';
 import { durationOption } from '../util/duration.js';
 import { CHECK_DEFAULTS } from './limits.js';
@@ -25,10 +25,10 @@ export type ReplicaReport =
 export async function collectReplica(opts: RawReplicaOptions & { stateDir: string }): Promise<ReplicaReport> {
   const settings = resolveReplicaSettings(opts);
   const endpoint = describeEndpoint(settings);
-  const { Replica } = await import('../replica/replica.js');
-  let replica;
+  const { Replica: ReplicaClient } = await import('../replica/replica.js');
+  let replica: Replica | undefined;
   try {
-    replica = await Replica.connect(settings);
+    replica = await ReplicaClient.connect(settings);
     const status = await replica.status();
     const paused = status.replay === 'paused' || status.replay === 'pause requested';
     const pauseAskedAt = await replayPausedSince(opts.stateDir);

@@ -29,7 +29,7 @@ export function hashFile(abs: string): string | null {
   try {
     if (!fstatSync(fd).isFile()) return null;
     const hash = createHash('sha256');
-    for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) hash.update(chunk.subarray(0, n));
+    for (let n: number; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) hash.update(chunk.subarray(0, n));
     return hash.digest('base64');
   } catch {
     return null;

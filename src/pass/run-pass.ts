@@ -48,7 +48,7 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
     reporter.skipped(pausedLine);
     return finish('skipped', NO_STATS);
   }
-  let lock;
+  let lock: Awaited<ReturnType<typeof acquireLock>>;
   try {
     lock = await acquireLock(settings.stateDir, settings.dryRun ? 'dry-run' : 'sync', hooks.lockWait);
   } catch (error) {

@@ -156,19 +156,26 @@ function onConnection(shared: Shared, conn: Connection, peer: string): void {
 
 /** Public key only: the offered key must be authorized and, when signed, the signature must verify. */
 function authenticate(shared: Shared, ctx: AuthContext, peer: string): void {
-  if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+  if (ctx.method !== 'publickey') {
+    ctx.reject(['publickey']);
+    return;
+  }
   if (shared.user !== undefined && ctx.username !== shared.user) {
     shared.log(`refused user ${JSON.stringify(ctx.username)} from ${peer}`);
-    return ctx.reject(['publickey']);
+    ctx.reject(['publickey']);
+    return;
   }
   const key = shared.keys.find((k) => k.getPublicSSH().equals(ctx.key.data));
   if (!key) {
     shared.log(`refused unknown ${ctx.key.algo} key from ${peer}`);
-    return ctx.reject(['publickey']);
+    ctx.reject(['publickey']);
+    return;
   }
   // Without a signature the client only asks whether this key would do.
-  if (!ctx.signature || !ctx.blob) return ctx.accept();
-  if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true) return ctx.accept();
+  if (!ctx.signature || !ctx.blob || key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true) {
+    ctx.accept();
+    return;
+  }
   shared.log(`bad signature from ${peer}`);
   ctx.reject(['publickey']);
 }

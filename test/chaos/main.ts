@@ -41,7 +41,7 @@ try {
     ? [{ steps: JSON.parse(values.replay) as Step[] }]
     : Array.from({ length: Number(values.sequences) }, (_, i) => ({ seed: seed0 + i, steps: generateSequence(seed0 + i, Number(values.steps), disabled) }));
   for (const job of jobs) {
-    let result;
+    let result: Awaited<ReturnType<typeof runSequence>>;
     try {
       result = await runSequence(master, job.steps, opts);
     } catch (err) {

@@ -52,7 +52,11 @@ async function busyRelay(targetPort: number, refuse: number, how: Refusal) {
   return {
     port: (server.address() as net.AddressInfo).port,
     connections: () => connections,
-    stop: () => new Promise<void>((resolve) => (sockets.forEach((s) => s.destroy()), server.close(() => resolve()))),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }
 

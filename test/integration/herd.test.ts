@@ -58,7 +58,12 @@ async function herdGate(targetPort: number, herd: number, maxHoldMs: number) {
   return {
     port: (server.address() as net.AddressInfo).port,
     admitted: () => admitted,
-    stop: () => new Promise<void>((resolve) => (clearTimeout(timer), sockets.forEach((s) => s.destroy()), server.close(() => resolve()))),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        clearTimeout(timer);
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }
 

@@ -330,7 +330,7 @@ describe('issue 9: master truth (real sshd)', () => {
     assert.ok(await until(() => started.stderrSoFar().includes('test hook paused at rename'), 30_000), started.stderrSoFar());
     sh(`mount --bind ${signer} ${signer} && mount -o remount,bind,ro ${signer}`);
     mounts.push(signer);
-    let run;
+    let run: Awaited<typeof started.done>;
     try {
       run = await started.done;
     } finally {

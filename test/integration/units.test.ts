@@ -396,7 +396,7 @@ function parseCronD(text: string): CronJob[] {
     const m = /^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.+)$/.exec(line);
     assert.ok(m, `cron line needs 5 time fields, a user and a command: ${line}`);
     const fields = m.slice(1, 6);
-    fields.forEach((f, i) => assert.ok(validCronField(f, CRON_RANGES[i]!), `bad cron field ${i + 1} "${f}" in: ${line}`));
+    for (const [i, f] of fields.entries()) assert.ok(validCronField(f, CRON_RANGES[i]!), `bad cron field ${i + 1} "${f}" in: ${line}`);
     jobs.push({ fields, user: m[6]!, command: m[7]! });
   }
   return jobs;

@@ -81,9 +81,9 @@ describe('scanTarget', () => {
 
   it('never follows symlinks', async () => {
     const { tree } = await scanTarget(root, fakeFilter(), { names: NAMES });
-    const escape = tree.get('escape')!;
-    assert.equal(escape.type, 'symlink');
-    assert.equal(escape.linkTarget, join(outside, 'secret-dir'));
+    const escaping = tree.get('escape')!;
+    assert.equal(escaping.type, 'symlink');
+    assert.equal(escaping.linkTarget, join(outside, 'secret-dir'));
     assert.equal(
       [...tree.keys()].some((p) => p.startsWith('escape/')),
       false,

@@ -238,7 +238,7 @@ export async function startHookedMaster(root: string): Promise<HookedMaster> {
   const client = generateEd25519();
   const identity = path.join(dir, 'id_ed25519');
   const hooks: ServerHooks = {};
-  let server;
+  let server: Awaited<ReturnType<typeof startEmbeddedMaster>>;
   try {
     await writeFile(identity, client.private, { mode: 0o600 });
     server = await startEmbeddedMaster({ root, hostKey: host.private, authorizedKeys: [client.public], hooks });
