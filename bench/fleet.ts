@@ -1,5 +1,5 @@
 /**
- * Many slaves on one master (issue 13), two scenarios over the bench's sshd:
+ * Many slaves on one master, two scenarios over the bench's sshd:
  *
  *  - herd: N one-shot `xroad-sync sync` processes started in the same instant,
  *    then N of the guide's rsync, each into its own target, against sshd's

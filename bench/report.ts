@@ -1,4 +1,4 @@
-/** Medians, the table, the targets of issue 5 (PASS/MISS) and the JSON record. */
+/** Medians, the table, the performance targets (PASS/MISS) and the JSON record. */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { median, percentile } from './measure.js';
@@ -109,7 +109,7 @@ const NOTES = [
   "tool-reported: rsync's log line (protocol payload after -z); xroad-sync's pass record (daemon: cumulative over the session).",
 ];
 
-/** Issue 5's targets, for the process tools present (CLI, bundle) and the daemon pass. */
+/** The performance targets, for the process tools present (CLI, bundle) and the daemon pass. */
 export function checkTargets(rows: readonly Summary[]): TargetCheck[] {
   const find = (tree: string, scenario: string, tool: string) => rows.find((r) => r.tree === tree && r.scenario === scenario && r.tool === tool);
   const checks: TargetCheck[] = [];

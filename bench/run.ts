@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: xroad-sync against the rsync job it replaces (issue 5),
+ * `npm run bench`: xroad-sync against the rsync job it replaces,
  * side by side over one real sshd on loopback.
  *
  * Environment:

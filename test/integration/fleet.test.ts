@@ -1,5 +1,5 @@
 /**
- * Several slaves on one master (issue 13): five `xroad-sync daemon` processes,
+ * Several slaves on one master: five `xroad-sync daemon` processes,
  * each with its own target and state dir, against one real OpenSSH sshd; a
  * burst of 100 master changes (new files and directories, edits, deletes,
  * keyconf.xml with a new .p12) made while they poll; every target must then

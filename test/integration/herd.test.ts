@@ -1,5 +1,5 @@
 /**
- * The thundering herd of issue 13: 20 one-shot `xroad-sync sync` processes
+ * The thundering herd: 20 one-shot `xroad-sync sync` processes
  * started in the same instant against an OpenSSH sshd with its default
  * `MaxStartups 10:30:100` (written explicitly). Past 10 unauthenticated
  * connections sshd drops new ones at random (30 % rising to 100 %) before

@@ -1,5 +1,5 @@
 /**
- * Issue 9: never delete what the master did not show, never keep what it
+ * Master truth: never delete what the master did not show, never keep what it
  * never had. Each finding against real OpenSSH sshd (as root: a dedicated
  * unprivileged login user where permissions must bite).
  */
@@ -17,7 +17,7 @@ import { until } from './faults/helpers.js';
 
 const T = { timeout: 90_000 };
 const T0 = 1_700_000_000;
-const SYNC_USER = 'xsync-issue9';
+const SYNC_USER = 'xsync-mastertruth';
 const isRoot = process.getuid?.() === 0;
 
 interface Ws {
@@ -43,7 +43,7 @@ function sh(cmd: string, cwd?: string): void {
 const records = (stdout: string): Record<string, unknown>[] => parseRecords(stdout);
 const passRecord = (stdout: string): Record<string, unknown> | undefined => records(stdout).find((r) => r.msg === 'pass');
 
-describe('issue 9: master truth (real sshd)', () => {
+describe('master truth (real sshd)', () => {
   let master: TestMaster;
   let userMaster: TestMaster | undefined;
   const dirs: string[] = [];

@@ -2,7 +2,7 @@
  * What an idle daemon costs, from its system calls (strace -f -y attached to
  * a real daemon polling a real sshd), not from its own hooks: a no-change
  * pass lists the master, but neither scans the target nor writes
- * slave-sync.log or status.json (issue 13: nothing is done that nothing
+ * slave-sync.log or status.json (nothing is done that nothing
  * asked for). Not timed: the passes are counted, not clocked.
  */
 import assert from 'node:assert/strict';

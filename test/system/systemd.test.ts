@@ -1,5 +1,5 @@
 /**
- * The .deb on a stock Debian 12 under a real systemd (issue 11).
+ * The .deb on a stock Debian 12 under a real systemd.
  *
  * A minimal Debian 12 root (debootstrap --variant=minbase with systemd,
  * systemd-sysv, dbus, logrotate, sudo; built once and cached as a tar by

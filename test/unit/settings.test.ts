@@ -1,5 +1,5 @@
 /**
- * The pure pieces behind issue 10: systemd EnvironmentFile= parsing and
+ * The pure pieces behind the settings file and the by-hand commands: systemd EnvironmentFile= parsing and
  * $VAR word splitting, the one duration parser, lock holder identity, and
  * the one exit-code table (errors.ts) that --help and docs/operations.md show.
  */

@@ -1,5 +1,5 @@
 /**
- * Live master soak (issue 9): a writer process rewrites files on a real
+ * Live master soak: a writer process rewrites files on a real
  * OpenSSH master in place (truncate + write, and same-size overwrite), by
  * rename, deletes and re-creates them, while many passes run over one warm
  * session (as the daemon runs them). The writer records every version's
