@@ -78,13 +78,13 @@ export function attrsOf(st: Stats): Attributes {
 
 const S_IFMT = 0o170000;
 const TYPE_CHARS: Record<number, string> = {
-  9604: 'd',
-  4802: 'c',
-  14406: 'b',
-  16807: '-',
-  21609: 'l',
-  26411: 's',
-  2401: 'p',
+  0o040000: 'd',
+  0o020000: 'c',
+  0o060000: 'b',
+  0o100000: '-',
+  0o120000: 'l',
+  0o140000: 's',
+  0o010000: 'p',
 };
 
 /** BSD strmode(): 10 characters plus the trailing space OpenSSH keeps in its longnames. */
