@@ -35,15 +35,15 @@ const BREAKAGES = [
   {
     name: 'many staged files renamed without the one filesystem flush',
     file: 'src/stage/stage.ts',
-    find: '    if (flushOnce) await flushStaged(',
-    replace: '    if (flushOnce) void flushStaged;\n    if (false as boolean) await flushStaged(',
+    find: '    if (flushOnce)\n      await flushStaged(',
+    replace: '    if (flushOnce) void flushStaged;\n    if (false as boolean)\n      await flushStaged(',
     tests: ['dist/test/system/commit-durability.test.js'],
   },
   {
     name: 'journal directory not fsynced before the first rename',
     file: 'src/commit/journal.ts',
-    find: '  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600 });\n  await fsyncDir(stateDir);\n',
-    replace: '  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600 });\n',
+    find: '  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });\n  await fsyncDir(stateDir);\n',
+    replace: '  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });\n',
     tests: ['dist/test/system/commit-durability.test.js'],
   },
   {

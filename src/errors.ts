@@ -2,7 +2,7 @@
  * Every failure a pass can meet, typed, with the exit code it maps to.
  * Codes follow rsync's where the meaning is the same (so alerting written for
  * the guide's rsync job keeps working); the rest are our own, documented in
- * README.md "Exit codes".
+ * docs/operations.md "Exit codes".
  */
 
 export const ExitCode = {
@@ -26,7 +26,7 @@ export const ExitCode = {
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
 /**
- * The one exit-code table: `--help` prints it, README.md "Exit codes" holds
+ * The one exit-code table: `--help` prints it, docs/operations.md "Exit codes" holds
  * the same rows (a test compares them), and `log` is rsync's rerr_names text
  * for the codes we share, used in slave-sync.log's error line.
  */
@@ -74,7 +74,7 @@ export function exitCodeHelp(): string {
   return `\nExit codes (same number as rsync where the meaning is the same):\n${rows.join('\n')}`;
 }
 
-/** The table as README.md "Exit codes" shows it. */
+/** The table as docs/operations.md "Exit codes" shows it. */
 export function exitCodeMarkdown(): string {
   return ['| code | meaning |', '|---|---|', ...EXIT_CODE_TABLE.map((row) => `| ${row.code} | ${row.meaning} |`)].join('\n');
 }

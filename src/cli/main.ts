@@ -144,7 +144,7 @@ function buildProgram(): Command {
         program
           .command('status')
           .description('paused or not, the last pass, the last success, whether a daemon runs')
-          .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid, interruptedCommit}')
+          .option('--json', 'print JSON: {paused, pausedSince, lastPass, lastSuccessAt, daemonPid, interruptedCommit, digest} (+ serverconf with the replica)')
           .option('--check', 'monitoring probe: one line, exit 0 OK / 1 WARNING / 2 CRITICAL (Nagios, Zabbix)')
           .option(
             '--max-age <duration>',

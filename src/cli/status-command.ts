@@ -53,6 +53,7 @@ export async function statusCommand(opts: StatusOptions): Promise<number> {
     const [config, replica] = await Promise.all([collectStatus(opts.stateDir, opts.flagFile).catch(unknownIfUnreadable), collectReplica(opts)]);
     // Without the flag's state the replica's verdict (paused with config sync or not) is unknown too.
     if (!('paused' in config)) return printCheck(config);
+    config.stateDirFreeBytes = await freeBytes(opts.stateDir);
     const now = new Date();
     const configCheck = checkStatus(config, { maxAgeS, failIfPaused: opts.failIfPaused === true, now });
     const perfdata = [agePerfdata(config.lastSuccessAt, maxAgeS, now), ...replicaPerfdata(replica.error === null ? replica : null, limits)];

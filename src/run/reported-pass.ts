@@ -16,7 +16,7 @@ import { createLogger, type Logger, logPass, passRecord } from '../report/logger
 import { operatorRestartRules, restartHintLines } from '../report/restart-hints.js';
 import { RsyncLogFile } from '../report/rsync-log.js';
 import type { PassSettings } from '../settings/pass-settings.js';
-import type { LockWait } from '../state/lock.js';
+import { daemonLockPath, type LockWait, liveHolder } from '../state/lock.js';
 import { PassMetrics } from '../state/metrics-file.js';
 import { recordPass } from '../state/status.js';
 import { notice } from '../util/output.js';
@@ -52,7 +52,8 @@ export async function runReportedPass(
     settings.logFile && !settings.dryRun ? await RsyncLogFile.open(settings.logFile, { onWarning: (w) => notice(w), lazy: opts.quiet !== undefined }) : null;
   const logger = opts.logger ?? createLogger({ destination: 1 });
   // Paused, a pass compares nothing (at most it completes an interrupted commit): it must not promise a correction.
-  const oneShotCheck = opts.verify === undefined && !settings.dryRun && !existsSync(settings.flagFile);
+  // Beside a running daemon the record is the daemon's, and it may be mid-commit: its own check covers the target.
+  const oneShotCheck = opts.verify === undefined && !settings.dryRun && !existsSync(settings.flagFile) && !(await daemonRuns(settings.stateDir));
   const localEdits = oneShotCheck ? await checkLocalEdits(settings, logger) : undefined;
   const verify = opts.verify ?? localEdits?.startPass();
   const reporter = makeReporter(log, { printItems: opts.printItems, printErrors: true, holdPlain: opts.quiet !== undefined });
@@ -148,4 +149,8 @@ function filesOnly(targetDir: string, paths: readonly string[]): string[] {
     }
   };
   return paths.filter((p) => !isDir(p));
+}
+
+async function daemonRuns(stateDir: string): Promise<boolean> {
+  return (await liveHolder(daemonLockPath(stateDir))) !== undefined;
 }

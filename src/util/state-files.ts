@@ -39,8 +39,8 @@ export const STATE_FILES = {
   },
   contentHashes: {
     name: 'content-hashes.json',
-    purpose: "the daemon's hash of each synced file, to find local edits made while it was stopped",
-    writtenBy: 'the daemon, when the record changes',
+    purpose: 'a hash of each synced file, to find local edits that keep size and mtime (or were made while no pass ran)',
+    writtenBy: 'the daemon and one-shot passes, when the record changes',
   },
   flagSeen: {
     name: 'flag-seen.json',

@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CLI, type CliRun, parseRecords, passArgs, runCli } from '../helpers/cli.js';
+import { cliForOtherUsers } from '../helpers/other-user.js';
 import { isAlive, type TestMaster } from '../helpers/sshd.js';
 import { until } from '../helpers/wait.js';
 import { COMMAND_LINE_EXCLUDE, journalExists, type Model, mayDiffer, PROTECTED, type Rng, rngFor, syncedView, type Workspace } from './model.js';
@@ -511,19 +512,7 @@ export const STEP_KINDS: Record<string, StepKind> = {
     async run(w) {
       if (process.getuid?.() !== 0 || !existsSync(path.join(w.ws.stateDir, 'status.json'))) return [];
       await fs.chmod(w.ws.base, 0o755); // the agent reaches the state dir, whose own 0750 keeps it out
-      const run = await runAs(65534, [
-        CLI,
-        'status',
-        '--check',
-        '--max-age',
-        '5m',
-        '--state-dir',
-        w.ws.stateDir,
-        '--flag-file',
-        w.ws.flagFile,
-        '--settings',
-        '',
-      ]);
+      const run = await runAs(65534, ['status', '--check', '--max-age', '5m', '--state-dir', w.ws.stateDir, '--flag-file', w.ws.flagFile, '--settings', '']);
       w.transcript.push(`    $ (as nobody) xroad-sync status --check: exit ${run.status} ${JSON.stringify(run.stdout.trim())}`);
       // Either fix is right: UNKNOWN when the agent cannot read status.json, or status.json made readable and the verdict root's.
       if (!(await canRead(65534, path.join(w.ws.stateDir, 'status.json')))) {
@@ -780,9 +769,11 @@ export const STEP_KINDS: Record<string, StepKind> = {
 let currentArg = 0;
 const rngArg = (_w: World): number => currentArg;
 
-function runAs(uid: number, argv: string[]): Promise<{ status: number | null; stdout: string }> {
+/** The CLI as another user: node and the bundle from a place that user can reach (a checkout may sit in a 0700 home). */
+function runAs(uid: number, args: string[]): Promise<{ status: number | null; stdout: string }> {
+  const reachable = cliForOtherUsers();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, argv, {
+    const child = spawn(reachable.node, [reachable.script, ...args], {
       uid,
       gid: uid,
       stdio: ['ignore', 'pipe', 'ignore'],
