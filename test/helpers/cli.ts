@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseRecords } from '../../src/report/logger.js';
+import { cliForOtherUsers } from './other-user.js';
 import type { TestMaster } from './sshd.js';
 
 export { parseRecords };
@@ -60,7 +61,10 @@ function cleanEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 
 export function startCli(args: readonly string[], opts: CliOptions = {}): RunningCli {
   const started = Date.now();
-  const words = [...(opts.under ?? []), process.execPath, CLI, ...args];
+  // Another user (runuser) may not reach this checkout (a 0700 clone): give it node and the bundle from
+  // a world-readable place. Other wrappers (unshare with a private /tmp) keep the checkout's own.
+  const cli = opts.under?.[0] === 'runuser' ? cliForOtherUsers() : { node: process.execPath, script: CLI };
+  const words = [...(opts.under ?? []), cli.node, cli.script, ...args];
   const child = spawn(words[0]!, words.slice(1), { env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
