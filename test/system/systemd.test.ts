@@ -488,6 +488,8 @@ describe('the .deb on a stock Debian 12 under systemd (systemd-nspawn)', { timeo
       );
 
       // kill -9 of the main process: systemd restarts it (Restart=on-failure, RestartSec=5).
+      // The main pid as systemd has it now (a load-delayed watchdog or a restart would have moved it).
+      first.MainPID = (await show('xroad-sync-daemon.service', ['MainPID'])).MainPID;
       await ok('kill -9', sh(`kill -9 ${first.MainPID}`)); // the shell's kill: minbase has no procps
       const restarted = await waitFor(
         'systemd to restart the daemon',
