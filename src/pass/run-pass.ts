@@ -80,7 +80,12 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
   } catch (error) {
     if (error instanceof PassAbandonedError) {
       reporter.skipped(error.message);
-      return finish('skipped', NO_STATS);
+      // What a rolled-forward journal made live is reported all the same (restart hints, --on-change).
+      return finish(
+        'skipped',
+        liveStats(),
+        live.map((c) => c.path),
+      );
     }
     reporter.failure(error, exitCodeOf(error));
     return finish(

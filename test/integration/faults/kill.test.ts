@@ -11,13 +11,14 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { PassPoint } from '../../../src/pass/types.js';
 import type { WarmSessionProvider } from '../../../src/remote/provider.js';
 import { describeRun, runSync, type SyncRun, startSync } from '../../helpers/run-sync.js';
 import { startMaster, type TestMaster } from '../../helpers/sshd.js';
+import { until } from '../../helpers/wait.js';
 import { ConcurrentChecker } from './checker.js';
 import { assertConverged, copyTree, expectedTree, inProcessPasses, journalOf, prng, Scratch, type Snapshot, seedFromEnv, snapshot } from './helpers.js';
 import { largePair, newTree, oldTree, writeSpec } from './trees.js';
@@ -257,4 +258,49 @@ describe('kill -9 of the sync process', () => {
     totals.journals++;
     totals.recoveries++;
   });
+
+  it(
+    'a pass that rolls a crash journal forward and is then abandoned by a pause still reports what it made live (--on-change gets those paths)',
+    T,
+    async () => {
+      const l = await layout(oldTree(), newTree());
+      const c = await freshCase(l);
+      const killed = await runSync({
+        master,
+        source: c.source,
+        target: c.target,
+        stateDir: c.state,
+        env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' },
+        timeoutMs: CHILD_TIMEOUT_MS,
+      });
+      assert.equal(killed.signal, 'SIGKILL', describeRun(killed));
+      const journaled = (JSON.parse(await readFile(journalOf(c.state), 'utf8')) as { changes: Array<{ path: string }> }).changes.map((x) => x.path);
+      assert.ok(journaled.length > 0, 'the journal names its changes');
+      // Something for the next pass to stage after the roll-forward, so it reaches `staged` and meets the flag there.
+      await writeFile(path.join(c.source, 'after-the-kill.ini'), 'x=1\n');
+      const hookOut = path.join(c.state, 'on-change.out');
+      const next = startSync({
+        master,
+        source: c.source,
+        target: c.target,
+        stateDir: c.state,
+        args: ['--on-change', `cat > ${hookOut}`],
+        env: { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
+        timeoutMs: 60_000,
+      });
+      assert.ok(await until(() => next.stderrSoFar().includes('test hook paused at staged') || next.child.exitCode !== null, 30_000), next.stderrSoFar());
+      await writeFile(path.join(c.state, 'flag'), '');
+      next.child.kill('SIGUSR2');
+      const run = await next.done;
+      assert.equal(run.status, 0, describeRun(run));
+      assert.match(run.stderr + run.log, /completed the commit interrupted/, describeRun(run));
+      assert.match(run.stderr + run.log, /abandoned before its commit/, describeRun(run));
+      const reported = existsSync(hookOut) ? (await readFile(hookOut, 'utf8')).split('\0').filter(Boolean) : [];
+      assert.deepEqual(
+        journaled.filter((p) => !reported.includes(p)),
+        [],
+        `--on-change did not get the paths the roll-forward made live\n${describeRun(run)}`,
+      );
+    },
+  );
 });
