@@ -83,7 +83,28 @@ export class PassMetrics {
    * Writes the file when its content changes: the counters the file holds now
    * (a by-hand `sync` beside the daemon may have added to them) plus ours.
    */
-  async flush(): Promise<void> {
+  flush(): Promise<void> {
+    // One write at a time (a pause change and a pass may both flush), each taking what was counted
+    // when it starts: a pass counted while a write is under way goes into the next write, not lost.
+    const next = this.writing.then(() => this.write());
+    this.writing = next.catch(() => undefined);
+    return next;
+  }
+
+  private writing: Promise<void> = Promise.resolve();
+
+  private async write(): Promise<void> {
+    const counted = this.counted;
+    this.counted = ZERO_TOTALS;
+    try {
+      await this.render(counted);
+    } catch (err) {
+      this.counted = addTotals(this.counted, counted); // not written: kept for the next write
+      throw err;
+    }
+  }
+
+  private async render(counted: MetricTotals): Promise<void> {
     const current = readFileOrNull(this.place.metricsFile);
     const previous = current === null ? null : parseMetrics(current);
     // Our own success is the latest news (not the larger number: after a clock step back that would hold a future time).
@@ -96,14 +117,13 @@ export class PassMetrics {
       paused: existsSync(this.place.flagFile),
       daemonUp: this.daemonUp,
       journalPending: this.journalPending,
-      totals: addTotals(previous?.totals ?? ZERO_TOTALS, this.counted),
+      totals: addTotals(previous?.totals ?? ZERO_TOTALS, counted),
       digest: this.digest !== undefined ? this.digest : (previous?.digest ?? null),
     });
     if (text !== current) {
       // 0644: node_exporter runs as its own user. No fsync: the next write repairs a file lost in a crash.
       await writeFileAtomic(this.place.metricsFile, text, { mode: 0o644, fsync: false });
     }
-    this.counted = ZERO_TOTALS;
   }
 }
 
