@@ -1,7 +1,6 @@
 /**
  * Coordination: the daemon and the by-hand commands never trip over each other,
- * and monitoring cannot lie. Each numbered finding of the issue as an
- * operator meets it: the compiled CLI as child processes (a real daemon and
+ * and monitoring cannot lie. Each case as an operator meets it: the compiled CLI as child processes (a real daemon and
  * by-hand commands beside it) against a real OpenSSH master on 127.0.0.1.
  */
 import assert from 'node:assert/strict';

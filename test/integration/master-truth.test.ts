@@ -112,7 +112,7 @@ describe('master truth (real sshd)', () => {
     assert.equal(first.status, 0, describeRun(first));
     assert.ok(existsSync(path.join(ws.target, 'signer/softtoken/a.p12')));
 
-    // The wrong chmod of the issue: readable, not enterable, by the sync user.
+    // The wrong chmod an operator makes: readable, not enterable, by the sync user.
     await chmod(path.join(ws.source, 'signer/softtoken'), 0o744);
     const run = await sync(ws, { master: userMaster!, user: SYNC_USER });
     assert.equal(run.status, 23, describeRun(run));
