@@ -36,7 +36,7 @@ import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
 import { loadTimeByPackage, summarizeProfile, timeByOwnCaller } from './cpuprofile.js';
 import { startBenchMaster } from './master.js';
 import { createMeter, type Meter, median, serviceEnv, spawnCollect } from './measure.js';
-import { CLI, EXE, interpreterFlags, PACKAGE_ROOT } from './tools.js';
+import { CLI, EXE, interpreterFlags, PACKAGE_ROOT, passArgs } from './tools.js';
 import { buildTree, writeBenchTree } from './tree.js';
 
 const RUNS = Number(process.env.PROFILE_RUNS ?? 7);
@@ -318,26 +318,7 @@ async function cpuProfiles(master: TestMaster, work: string): Promise<void> {
     const args = [
       CLI,
       'sync',
-      '--master',
-      '127.0.0.1',
-      '--port',
-      String(master.port),
-      '--user',
-      master.user,
-      '--identity',
-      master.identity,
-      '--known-hosts',
-      master.knownHosts,
-      '--source',
-      `${source}/`,
-      '--target',
-      target,
-      '--state-dir',
-      path.join(work, `cpu-state-${treeName}`),
-      '--log-file',
-      path.join(work, 'cpu.log'),
-      '--flag-file',
-      path.join(work, 'no-flag'),
+      ...passArgs(master, source, { target, state: path.join(work, `cpu-state-${treeName}`), log: path.join(work, 'cpu.log') }, path.join(work, 'no-flag')),
     ];
     cases.push([
       `${treeName} initial`,
@@ -404,26 +385,7 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
     'daemon',
     '--interval',
     interval,
-    '--master',
-    '127.0.0.1',
-    '--port',
-    String(master.port),
-    '--user',
-    master.user,
-    '--identity',
-    master.identity,
-    '--known-hosts',
-    master.knownHosts,
-    '--source',
-    `${source}/`,
-    '--target',
-    target,
-    '--state-dir',
-    state,
-    '--log-file',
-    path.join(work, 'daemon-proc.log'),
-    '--flag-file',
-    path.join(work, 'daemon-proc-flag', 'sync-disabled'),
+    ...passArgs(master, source, { target, state, log: path.join(work, 'daemon-proc.log') }, path.join(work, 'daemon-proc-flag', 'sync-disabled')),
   ];
   // As /usr/bin/xroad-sync runs it: with the node flags of main.ts's interpreter line (the executable's execArgv).
   const [command, args] = exe ? [exe, daemonArgs] : [process.execPath, [...interpreterFlags(CLI), ...nodeFlags, CLI, ...daemonArgs]];

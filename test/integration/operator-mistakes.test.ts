@@ -75,6 +75,13 @@ function startServiceDaemon(s: Setup): RunningCli {
   return d;
 }
 
+/** A pass (as root) SIGKILLed at its commit's 2nd rename: returns the crash journal it left. */
+async function killedMidCommit(s: Setup): Promise<string> {
+  const killed = await runCli(['sync', ...s.args], { env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' } });
+  assert.equal(killed.signal, 'SIGKILL', show(killed));
+  return path.join(s.stateDir, 'commit-journal.json');
+}
+
 async function writeOnMaster(s: Setup, rel: string, text: string): Promise<void> {
   await fs.writeFile(path.join(s.source, rel), text);
   await fs.chown(path.join(s.source, rel), s.uid, s.gid);
@@ -130,9 +137,7 @@ test(
     const first = await runCli(['sync', ...s.args]);
     assert.equal(first.status, 0, show(first));
     for (const rel of ['a.ini', 'b.ini', 'c.ini']) await writeOnMaster(s, rel, `${rel}=1\n`);
-    const killed = await runCli(['sync', ...s.args], { env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' } });
-    assert.equal(killed.signal, 'SIGKILL', show(killed));
-    const journal = path.join(s.stateDir, 'commit-journal.json');
+    const journal = await killedMidCommit(s);
     assert.ok(existsSync(journal), 'a journal after a kill mid-commit');
     await fs.writeFile(s.flagFile, 'paused by hand\n');
 
@@ -154,9 +159,7 @@ test(
     const first = await runCli(['sync', ...s.args]);
     assert.equal(first.status, 0, show(first));
     for (const rel of ['a.ini', 'b.ini', 'c.ini']) await writeOnMaster(s, rel, `${rel}=1\n`);
-    const killed = await runCli(['sync', ...s.args], { env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' } });
-    assert.equal(killed.signal, 'SIGKILL', show(killed));
-    const journal = path.join(s.stateDir, 'commit-journal.json');
+    const journal = await killedMidCommit(s);
     await fs.chown(journal, 0, 0);
     await fs.chmod(journal, 0o600);
     await fs.writeFile(s.flagFile, 'paused by hand\n');
@@ -185,9 +188,7 @@ test(
     // A commit that deletes comeback.ini and adds three files, killed part-way: its journal is backed up.
     await fs.rm(path.join(s.source, 'comeback.ini'));
     for (const rel of ['a.ini', 'b.ini', 'c.ini']) await writeOnMaster(s, rel, `${rel}=1\n`);
-    const killed = await runCli(['sync', ...s.args], { env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' } });
-    assert.equal(killed.signal, 'SIGKILL', show(killed));
-    const journal = path.join(s.stateDir, 'commit-journal.json');
+    const journal = await killedMidCommit(s);
     const backup = await fs.readFile(journal);
     const completing = await runCli(['sync', ...s.args]);
     assert.equal(completing.status, 0, show(completing));

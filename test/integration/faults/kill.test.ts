@@ -95,6 +95,20 @@ describe('kill -9 of the sync process', () => {
   }
 
   /** A fresh copy of the old target with its own state dir. */
+  /** A pass SIGKILLed at its commit's 2nd rename: the target half-applied, its crash journal left in the state dir. */
+  async function killedMidCommit(c: { source: string; target: string; state: string }): Promise<void> {
+    const killed = await runSync({
+      master,
+      source: c.source,
+      target: c.target,
+      stateDir: c.state,
+      env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' },
+      timeoutMs: CHILD_TIMEOUT_MS,
+    });
+    assert.equal(killed.signal, 'SIGKILL', describeRun(killed));
+    assert.ok(existsSync(journalOf(c.state)), 'no commit-journal.json after a kill mid-commit');
+  }
+
   async function freshCase(l: Layout): Promise<{ source: string; target: string; state: string }> {
     const dir = path.join(path.dirname(l.oldTarget), `case-${++caseNo}`);
     const c = { source: l.source, target: path.join(dir, 'dst'), state: path.join(dir, 'state') };
@@ -238,16 +252,7 @@ describe('kill -9 of the sync process', () => {
   it('crash journal: a kill at rename:2 leaves commit-journal.json; the next CLI pass logs the roll-forward and converges', T, async () => {
     const l = await layout(oldTree(), newTree());
     const c = await freshCase(l);
-    const killed = await runSync({
-      master,
-      source: c.source,
-      target: c.target,
-      stateDir: c.state,
-      env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' },
-      timeoutMs: CHILD_TIMEOUT_MS,
-    });
-    assert.equal(killed.signal, 'SIGKILL', describeRun(killed));
-    assert.ok(existsSync(journalOf(c.state)), 'no commit-journal.json after a kill mid-commit');
+    await killedMidCommit(c);
     const changed = [...l.newSnap.keys()].filter((p) => JSON.stringify(l.newSnap.get(p)) !== JSON.stringify(l.oldSnap.get(p)));
     assert.ok(changed.length >= 5, `only ${changed.length} changed paths`);
     const next = await runSync({ master, source: c.source, target: c.target, stateDir: c.state });
@@ -265,15 +270,7 @@ describe('kill -9 of the sync process', () => {
     async () => {
       const l = await layout(oldTree(), newTree());
       const c = await freshCase(l);
-      const killed = await runSync({
-        master,
-        source: c.source,
-        target: c.target,
-        stateDir: c.state,
-        env: { XROAD_SYNC_TEST_HOOK: 'kill@rename:2' },
-        timeoutMs: CHILD_TIMEOUT_MS,
-      });
-      assert.equal(killed.signal, 'SIGKILL', describeRun(killed));
+      await killedMidCommit(c);
       const journaled = (JSON.parse(await readFile(journalOf(c.state), 'utf8')) as { changes: Array<{ path: string }> }).changes.map((x) => x.path);
       assert.ok(journaled.length > 0, 'the journal names its changes');
       // Something for the next pass to stage after the roll-forward, so it reaches `staged` and meets the flag there.
