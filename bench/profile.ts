@@ -16,7 +16,7 @@
  *
  * Environment: PROFILE_RUNS (default 7), PROFILE_SECTIONS=startup,ssh,phases,cpu,daemon,daemon-process,
  * PROFILE_CPU_TREES=realistic,large, PROFILE_KEEP=1 (copy the .cpuprofile files to bench/results/);
- * section 6: PROFILE_DAEMON_S (30), PROFILE_INTERVAL (1), PROFILE_DAEMON_WARMUP_S (0), PROFILE_DAEMON_PROF=0
+ * section 6: PROFILE_DAEMON_TREE=huge (the 50,000-entry tree), PROFILE_DAEMON_S (30), PROFILE_INTERVAL (1), PROFILE_DAEMON_WARMUP_S (0), PROFILE_DAEMON_PROF=0
  * (no sampler: /proc's CPU is the daemon's own), PROFILE_NODE_FLAGS, PROFILE_DAEMON_STDOUT=file, PROFILE_DAEMON_ENV,
  * PROFILE_EXE=1|path (the single executable instead of node + main.js), PROFILE_DAEMON_PASSES=N (run N passes,
  * memory every PROFILE_SAMPLE_EVERY passes, bounded by PROFILE_DAEMON_MAX_S seconds; no sampler),
@@ -34,8 +34,10 @@ import { makeReporter } from '../src/run/reporter.js';
 import { resolvePassSettings } from '../src/settings/pass-settings.js';
 import { makeTempDir, type TestMaster } from '../test/helpers/sshd.js';
 import { loadTimeByPackage, summarizeProfile, timeByOwnCaller } from './cpuprofile.js';
+import { hugeTree } from './idle.js';
 import { startBenchMaster } from './master.js';
 import { createMeter, type Meter, median, serviceEnv, spawnCollect } from './measure.js';
+import { targetFilesystem } from './target-fs.js';
 import { CLI, EXE, interpreterFlags, PACKAGE_ROOT, passArgs } from './tools.js';
 import { buildTree, writeBenchTree } from './tree.js';
 
@@ -362,15 +364,17 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   // PROFILE_DAEMON_PASSES=N: run until N passes (instead of PROFILE_DAEMON_S seconds), memory sampled every
   // PROFILE_SAMPLE_EVERY (500) passes: does RSS grow with passes?
   const passGoal = Number(process.env.PROFILE_DAEMON_PASSES ?? 0);
+  // PROFILE_DAEMON_TREE=huge: the realistic tree plus one 50,000-entry directory (the bench's large-daemon tree).
+  const huge = process.env.PROFILE_DAEMON_TREE === 'huge';
   const sampleEvery = Number(process.env.PROFILE_SAMPLE_EVERY ?? 500);
   out(
-    `## 6. xroad-sync daemon process (${exe ? path.relative(PACKAGE_ROOT, exe) : 'node ' + path.relative(PACKAGE_ROOT, CLI)}), realistic tree, no changes, --interval ${interval}, ` +
+    `## 6. xroad-sync daemon process (${exe ? path.relative(PACKAGE_ROOT, exe) : 'node ' + path.relative(PACKAGE_ROOT, CLI)}), ${huge ? 'the 50,000-entry tree' : 'realistic tree'}, no changes, --interval ${interval}, ` +
       (passGoal > 0 ? `${passGoal} passes` : `${seconds} s`) +
       ' after its first pass',
   );
   const source = path.join(work, 'daemon-proc-master');
   await fsp.mkdir(source);
-  await writeBenchTree(source, buildTree('realistic'));
+  await writeBenchTree(source, huge ? hugeTree() : buildTree('realistic'));
   const target = path.join(work, 'daemon-proc-target');
   const state = path.join(work, 'daemon-proc-state');
   await fsp.mkdir(target);
@@ -391,6 +395,12 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
   const [command, args] = exe ? [exe, daemonArgs] : [process.execPath, [...interpreterFlags(CLI), ...nodeFlags, CLI, ...daemonArgs]];
   // The daemon watches the flag's directory: give it one of its own, as /var/tmp/xroad is on a slave.
   await fsp.mkdir(path.join(work, 'daemon-proc-flag'));
+  if (huge) {
+    // As the unit does (ExecStartPre=xroad-sync sync): the daemon starts on a synced target.
+    const syncArgs = ['sync', ...daemonArgs.slice(3)];
+    const initial = await spawnCollect(command, exe ? syncArgs : [...interpreterFlags(CLI), CLI, ...syncArgs], { env: serviceEnv(), timeoutMs: 1_800_000 });
+    if (initial.status !== 0) throw new Error(`the initial sync exited ${initial.status}: ${initial.stderr.trim()}`);
+  }
   const started = performance.now();
   // PROFILE_DAEMON_ENV="K=V …": extra environment for the daemon (e.g. MALLOC_ARENA_MAX=2).
   const extraEnv = Object.fromEntries(
@@ -414,9 +424,10 @@ async function daemonProcess(master: TestMaster, work: string): Promise<void> {
       resolve();
     }),
   );
-  const deadline = Date.now() + 60_000;
+  const firstPassesS = huge ? 600 : 60; // the 50,000-entry initial sync is the daemon's first pass here
+  const deadline = Date.now() + firstPassesS * 1000;
   while (passes < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (passes < 2) throw new Error('the daemon did not finish two passes within 60 s');
+  if (passes < 2) throw new Error(`the daemon did not finish two passes within ${firstPassesS} s`);
   // PROFILE_DAEMON_WARMUP_S: idle seconds before measuring, so V8's tiering (TurboFan compiles on its workers
   // for the first ~20 passes) is not billed to the steady state.
   await new Promise((r) => setTimeout(r, Number(process.env.PROFILE_DAEMON_WARMUP_S ?? 0) * 1000));
@@ -565,9 +576,12 @@ function procCpuMs(pid: number): number {
 
 async function main(): Promise<void> {
   const meter = await createMeter();
-  const work = await makeTempDir('xroad-sync-profile-');
+  const tmp = await makeTempDir('xroad-sync-profile-');
+  const targets = await targetFilesystem(tmp, (line) => out(`profile: ${line}`));
+  const work = targets.root;
   const master = await startBenchMaster();
   try {
+    out(`targets on ${targets.describe}`);
     out(`# xroad-sync profile — ${RUNS} runs per measurement; meter: ${meter.method}`);
     out();
     if (SECTIONS.includes('startup')) await startup(meter);
@@ -579,7 +593,8 @@ async function main(): Promise<void> {
   } finally {
     await master.stop();
     await meter.close();
-    await fsp.rm(work, { recursive: true, force: true });
+    await targets.close();
+    await fsp.rm(tmp, { recursive: true, force: true });
   }
 }
 

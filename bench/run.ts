@@ -23,6 +23,7 @@
  *   BENCH_BUNDLE=path   the bundle to time (default dist/bundle/xroad-sync.cjs from `npm run bundle`; no row if absent)
  *   BENCH_METER=time    force /usr/bin/time instead of the python3 wait4 wrapper
  *   BENCH_KEEP=1        keep the temp dirs (trees, targets, sshd log)
+ *   BENCH_TARGET_FS=workdir  targets in the work dir instead of a journaled loop ext4 (bench/target-fs.ts)
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -35,6 +36,7 @@ import { MasterCpu, startBenchMaster } from './master.js';
 import { createMeter } from './measure.js';
 import { checkTargets, saveResults, summarize, table, targetLines } from './report.js';
 import { type Cell, runTree, SCENARIOS, type ScenarioId } from './scenarios.js';
+import { targetFilesystem } from './target-fs.js';
 import { BUNDLE, bundleExists, daemonTool, EXE, exeExists, PACKAGE_ROOT, processTool, rsyncTool, type Tool } from './tools.js';
 import { type BenchTree, buildTree, writeBenchTree } from './tree.js';
 
@@ -106,27 +108,32 @@ async function main(): Promise<void> {
 
   const meter = await createMeter();
   const work = await makeTempDir('xroad-sync-bench-');
+  const targets = await targetFilesystem(work, log);
   let master: TestMaster | undefined;
   const tools: Tool[] = [];
   // Ctrl-C must not leave an sshd behind.
   const onSignal = (signal: NodeJS.Signals): void => {
     log(`${signal}: stopping sshd and removing ${work}`);
-    void Promise.allSettled([master?.stop(), meter.close(), fs.rm(work, { recursive: true, force: true })]).then(() => process.exit(130));
+    void Promise.allSettled([master?.stop(), meter.close(), targets.close().then(() => fs.rm(work, { recursive: true, force: true }))]).then(() =>
+      process.exit(130),
+    );
   };
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   const loadStart = os.loadavg();
   const started = new Date();
   try {
     master = await startBenchMaster();
-    log(`sshd on 127.0.0.1:${master.port}; meter: ${meter.method}; ${runs} runs + ${warmups} warm-up per cell; work dir ${work}`);
+    log(
+      `sshd on 127.0.0.1:${master.port}; meter: ${meter.method}; ${runs} runs + ${warmups} warm-up per cell; work dir ${work}; targets on ${targets.describe}`,
+    );
     const cpu = await MasterCpu.of(master);
     if (!cpu) log('cannot read the sshd listener in /proc: no master CPU column');
     for (const id of scenarios.length > 0 ? toolIds : []) {
-      if (id === 'rsync') tools.push(rsyncTool(work, master, meter, cpu));
-      else if (id === 'xroad-sync') tools.push(processTool(work, master, meter, cpu, 'cli'));
-      else if (id === 'xroad-sync-bundle' && bundleExists()) tools.push(processTool(work, master, meter, cpu, 'bundle'));
-      else if (id === 'xroad-sync-exe' && exeExists()) tools.push(processTool(work, master, meter, cpu, 'exe'));
-      else if (id === 'xroad-sync-daemon') tools.push(daemonTool(work, master, cpu));
+      if (id === 'rsync') tools.push(rsyncTool(targets.root, master, meter, cpu));
+      else if (id === 'xroad-sync') tools.push(processTool(targets.root, master, meter, cpu, 'cli'));
+      else if (id === 'xroad-sync-bundle' && bundleExists()) tools.push(processTool(targets.root, master, meter, cpu, 'bundle'));
+      else if (id === 'xroad-sync-exe' && exeExists()) tools.push(processTool(targets.root, master, meter, cpu, 'exe'));
+      else if (id === 'xroad-sync-daemon') tools.push(daemonTool(targets.root, master, cpu));
     }
     if (!exeExists()) log(`${path.relative(PACKAGE_ROOT, EXE)} not built (npm run exe): no executable row`);
     if (!bundleExists()) log(`${path.relative(PACKAGE_ROOT, BUNDLE)} not built: no bundle row`);
@@ -148,17 +155,17 @@ async function main(): Promise<void> {
       const source = path.join(work, 'herd-master');
       await fs.mkdir(source);
       await writeBenchTree(source, buildTree('realistic'));
-      herd = await runHerd(work, master, cpu, herdSize, source);
+      herd = await runHerd(targets.root, master, cpu, herdSize, source);
     }
     let spread: PropagationResult | undefined;
-    if (propagation) spread = await runPropagation(work, master, cpu, propagation);
+    if (propagation) spread = await runPropagation(targets.root, master, cpu, propagation);
     const idle: IdleResult[] = [];
     const windowS = count('BENCH_IDLE_WINDOW_S', 30, 1);
     if (allScenarios.includes('idle')) {
       idle.push(
         await runIdleDaemon(
           'idle',
-          work,
+          targets.root,
           master,
           meter,
           { intervalS: seconds('BENCH_IDLE_INTERVAL'), warmupS: count('BENCH_IDLE_WARMUP_S', 60, 0), measureS: count('BENCH_IDLE_MEASURE_S', 120, 1), windowS },
@@ -170,7 +177,7 @@ async function main(): Promise<void> {
       idle.push(
         await runIdleDaemon(
           'large-daemon',
-          work,
+          targets.root,
           master,
           meter,
           {
@@ -215,6 +222,7 @@ async function main(): Promise<void> {
         loadavgEnd: os.loadavg(),
         commit: versionOf('git', ['-C', PACKAGE_ROOT, 'rev-parse', '--short', 'HEAD']),
         meter: meter.method,
+        targets: targets.describe,
       },
       settings: { runs, warmups, trees, scenarios: allScenarios, tools: tools.map((t) => t.id), herd: herdSize || undefined, propagation },
       trees: treeInfo,
@@ -230,6 +238,7 @@ async function main(): Promise<void> {
     for (const t of tools) await t.close().catch(() => undefined);
     await master?.stop();
     await meter.close();
+    await targets.close();
     if (process.env.BENCH_KEEP === '1') log(`kept ${work}`);
     else await fs.rm(work, { recursive: true, force: true });
   }

@@ -1,11 +1,24 @@
 /** `xroad-sync daemon`: resolve settings, then hand over to the daemon loop. */
 import v8 from 'node:v8';
 import { runDaemon } from '../daemon/daemon.js';
+import { ConfigError } from '../errors.js';
 import { operatorRestartRules } from '../report/restart-hints.js';
 import { DEFAULTS, type RawPassOptions, resolvePassSettings } from '../settings/pass-settings.js';
 import { durationOption } from '../util/duration.js';
 
-export async function daemonCommand(raw: RawPassOptions & { interval?: string }): Promise<number> {
+/** A share of one core in percent: more than 0, at most 100. */
+function percentOption(value: string, flag: string): number {
+  const percent = Number(value.replace(/%$/, ''));
+  if (!Number.isFinite(percent) || percent <= 0 || percent > 100) {
+    throw new ConfigError(`${flag} ${value}: expected a percentage of one CPU core above 0 and at most 100`, {
+      subject: flag,
+      hint: `e.g. ${flag} 2 (the default), or ${flag} 100 to pass every --interval whatever a pass costs`,
+    });
+  }
+  return percent;
+}
+
+export async function daemonCommand(raw: RawPassOptions & { interval?: string; pollCpu?: string }): Promise<number> {
   const settings = resolvePassSettings(raw);
   operatorRestartRules(); // a malformed rule stops the daemon at start, not every pass
   // 1 s by default: a no-change pass costs a few ms of CPU (README, Performance); after failures the
@@ -17,5 +30,6 @@ export async function daemonCommand(raw: RawPassOptions & { interval?: string })
   // holds it at the 1 s level for no measurable CPU per pass. V8 reads the flag at every full GC, so
   // setting it now works. Only the daemon sets it: one-shot passes keep V8's default (README, Performance).
   v8.setFlagsFromString('--heap-growing-percent=50');
-  return runDaemon(settings, { intervalMs });
+  const pollCpuShare = percentOption(raw.pollCpu ?? String(DEFAULTS.pollCpuPercent), '--poll-cpu') / 100;
+  return runDaemon(settings, { intervalMs, pollCpuShare });
 }

@@ -60,9 +60,15 @@ export function addWaitOption(cmd: Command): Command {
   return cmd.option('--wait <duration>', 'wait this long for a pass in flight before giving up with exit 75: seconds, or 30s/5m/1h', `${DEFAULTS.lockWaitS}s`);
 }
 
-/** The daemon's time between passes (also accepted in XROAD_SYNC_DAEMON_OPTS). */
+/** The daemon's time between passes, and the CPU its polling may use (both also accepted in XROAD_SYNC_DAEMON_OPTS). */
 export function addIntervalOption(cmd: Command): Command {
-  return cmd.option('--interval <duration>', 'time between passes: seconds, or 30s/5m/1h (a little random jitter is added)', String(DEFAULTS.intervalS));
+  return cmd
+    .option('--interval <duration>', 'time between passes: seconds, or 30s/5m/1h (a little random jitter is added)', String(DEFAULTS.intervalS))
+    .option(
+      '--poll-cpu <percent>',
+      'most of one CPU core that passes over an unchanged master may use: where one costs more than this share of --interval (a tree of tens of thousands of entries), passes are spaced further apart, up to a minute; local edits and resume still start a pass at once; 100: always every --interval',
+      String(DEFAULTS.pollCpuPercent),
+    );
 }
 
 /** Where the units' settings come from; every command reads them. */

@@ -13,6 +13,7 @@ import { compileFilter } from '../filter/rsync-filter.js';
 import { KnownTarget } from '../local/known-target.js';
 import { isTempName } from '../local/temp-names.js';
 import type { PassResult } from '../pass/types.js';
+import { KnownMaster } from '../remote/known-master.js';
 import { WarmSessionProvider } from '../remote/provider.js';
 import { createLogger, type Logger, logLevelFromEnv } from '../report/logger.js';
 import { LocalEdits } from '../run/local-edits.js';
@@ -41,6 +42,8 @@ const LOCAL_EDIT_SETTLE_MS = 250;
 
 export interface DaemonOptions {
   readonly intervalMs: number;
+  /** Share of one core that polling an unchanged master may use (0.02: 2 %); undefined or 1: no limit. */
+  readonly pollCpuShare?: number;
   /** Events for paths a pass wrote are ignored this long after it (the watcher reports our own renames late). */
   readonly quietAfterPassMs?: number;
   readonly stopDeadlineMs?: number;
@@ -79,6 +82,8 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   const fullScanMs = fullScanPeriodFromEnv() ?? FULL_SCAN_MS;
   // The last target scan, reused by no-change passes while the watcher sees nothing (at most 60 s).
   const knownTarget = new KnownTarget(fullScanMs);
+  // The last master listing, per directory: an unchanged directory is not turned into entries again (remote/known-master.ts).
+  const knownMaster = new KnownMaster(fullScanMs);
   // Local edits: noted by the watcher or the full scan's content check, compared with the master by the next pass.
   const localEdits = new LocalEdits({ targetDir: settings.targetDir, stateDir: settings.stateDir, filter, logger, contentCheckEveryMs: fullScanMs });
   const wallClock = new WallClockSteps();
@@ -97,6 +102,8 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
     jitter: 0.1,
     // A short --interval must not mean retrying a down master every second: back off to 30 s at least.
     maxBackoffMs: Math.max(opts.intervalMs, 30_000),
+    // Polling an unchanged master keeps to a CPU share (a large tree is listed less often; changes still start a pass at once).
+    pollCpuShare: opts.pollCpuShare,
     runPass: async () => {
       await keepLocks(locks, logger);
       // Logged once, when the flag appeared. An interrupted commit is still completed while paused (the pass does only that).
@@ -106,7 +113,8 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
         return 'skipped';
       }
       noticeClockStep();
-      if (localEdits.contentCheckDue()) {
+      const fullScan = localEdits.contentCheckDue();
+      if (fullScan) {
         // A target that cannot be read is the pass's to report, with its typed error.
         await localEdits.checkContent().catch((err: unknown) => logger.warn({ msg: 'content check failed', error: describeError(err) }));
         knownTarget.forget(); // the full scan: the listing is taken afresh too
@@ -115,12 +123,14 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
       let passResult: PassResult | undefined;
       abort = new AbortController();
       const before = provider.connections;
+      const cpuBefore = process.cpuUsage();
       try {
         const result = await runReportedPass(settings, provider, {
           signal: abort.signal,
           printItems: false,
           logger,
           knownTarget,
+          knownMaster,
           quiet,
           verify,
           metrics,
@@ -133,6 +143,8 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
           },
         });
         passResult = result;
+        // What polling costs: a no-change pass that neither rescanned the target in full nor waited for another pass.
+        if (result.result === 'ok' && result.changedPaths.length === 0 && !fullScan && !isLockWait(result.error)) notePollCost(cpuMsSince(cpuBefore));
         systemd.passEnded(isLockWait(result.error) ? { kind: 'skipped', at: result.finishedAt, why: 'another pass kept the lock' } : lastPassOf(result));
         // Only a clean no-change pass leaves the target as scanned (a by-hand pass we waited for may have written it).
         if (result.result !== 'ok' || result.changedPaths.length > 0) knownTarget.forget();
@@ -155,6 +167,24 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
       }
     },
   });
+
+  // Said when polling starts to be spaced out for its CPU share, and when it is back to --interval.
+  let spacedOut = false;
+  const notePollCost = (cpuMs: number): void => {
+    scheduler.notePollCost(cpuMs);
+    const spacingMs = scheduler.spacingMs();
+    if (spacingMs > opts.intervalMs * 1.2 === spacedOut) return;
+    spacedOut = !spacedOut;
+    const share = `${(opts.pollCpuShare ?? 1) * 100} %`;
+    logger.info(
+      spacedOut
+        ? {
+            msg: `passes are spaced ${(spacingMs / 1000).toFixed(1)} s apart: a pass over the unchanged master costs ${cpuMs.toFixed(0)} ms of CPU, and polling keeps to --poll-cpu ${share} of a core (changes seen locally, and resume, still start a pass at once)`,
+            spacingS: spacingMs / 1000,
+          }
+        : { msg: `passes are back to every --interval: polling costs less than --poll-cpu ${share} of a core`, intervalS: opts.intervalMs / 1000 },
+    );
+  };
 
   // The corrective pass for local edits, once their events have settled.
   let settling: NodeJS.Timeout | undefined;
@@ -239,6 +269,11 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   if (typeof signal === 'string') return 0;
   notice(`${signal.why} (restart the daemon: systemctl restart xroad-sync-daemon)`);
   return ExitCode.LOCAL_IO;
+}
+
+function cpuMsSince(before: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / 1000;
 }
 
 /** Resolves when `promise` settles or after `ms`, whichever comes first; the timer never outlives it. */

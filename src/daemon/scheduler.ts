@@ -4,6 +4,13 @@
  * asked (flag removed, local change seen), later after failures (capped
  * exponential backoff). Never two passes at once: a request during a pass
  * is remembered and served right after it.
+ *
+ * Polling an unchanged master costs what listing it costs, and that grows
+ * with the tree (a few ms for /etc/xroad, hundreds for 50,000 entries). So
+ * the scheduled passes keep to a CPU share: when a no-change pass costs more
+ * than `pollCpuShare` of the interval, passes are spaced cost / share apart
+ * (at most `maxSpacingMs`). Requests (a local edit, resume) still run at
+ * once: their cost follows changes, not the tree.
  */
 import type { PassOutcome } from '../pass/outcome.js';
 
@@ -13,6 +20,10 @@ export interface SchedulerOptions {
   readonly jitter: number;
   /** Backoff after consecutive failures: 1 s, 2 s, 4 s, … capped at this. */
   readonly maxBackoffMs: number;
+  /** Share of one core that polling an unchanged master may use (0.02: 2 %); 1 or more: no limit. */
+  readonly pollCpuShare?: number;
+  /** The longest the spacing grows to for the CPU share (the guide's minute). */
+  readonly maxSpacingMs?: number;
   readonly runPass: () => Promise<PassOutcome>;
 }
 
@@ -22,6 +33,8 @@ export class PassScheduler {
   private again = false;
   private failures = 0;
   private stopped = false;
+  /** CPU of a no-change pass (ms), smoothed; undefined until one is noted. */
+  private pollCostMs: number | undefined;
 
   constructor(private readonly opts: SchedulerOptions) {}
 
@@ -53,6 +66,21 @@ export class PassScheduler {
     await this.running;
   }
 
+  /** The CPU a no-change pass took (ms, all threads): what polling costs; smoothed over passes. */
+  notePollCost(cpuMs: number): void {
+    if (!Number.isFinite(cpuMs) || cpuMs < 0) return;
+    // One pass with a major GC must not double the spacing: 30 % of each new figure.
+    this.pollCostMs = this.pollCostMs === undefined ? cpuMs : 0.7 * this.pollCostMs + 0.3 * cpuMs;
+  }
+
+  /** Time between scheduled passes before jitter: the interval, or longer where polling would exceed its CPU share. */
+  spacingMs(): number {
+    const share = this.opts.pollCpuShare ?? 1;
+    if (this.pollCostMs === undefined || share >= 1) return this.opts.intervalMs;
+    const longest = Math.max(this.opts.intervalMs, this.opts.maxSpacingMs ?? 60_000);
+    return Math.min(longest, Math.max(this.opts.intervalMs, this.pollCostMs / share));
+  }
+
   /** Delay before the next pass after `result`; exposed for tests. */
   nextDelay(result: PassOutcome): number {
     if (result === 'failed') {
@@ -60,7 +88,8 @@ export class PassScheduler {
       return Math.min(this.opts.maxBackoffMs, 1000 * 2 ** (this.failures - 1));
     }
     this.failures = 0;
-    return this.opts.intervalMs + Math.random() * this.opts.jitter * this.opts.intervalMs;
+    const spacing = this.spacingMs();
+    return spacing + Math.random() * this.opts.jitter * spacing;
   }
 
   private async runOne(): Promise<void> {

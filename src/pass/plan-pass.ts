@@ -12,8 +12,8 @@ import { compileFilter } from '../filter/rsync-filter.js';
 import type { Filter } from '../filter/types.js';
 import { loadLocalIds } from '../local/ids.js';
 import { scanTarget } from '../local/scan.js';
-import { planChanges } from '../plan/plan.js';
-import type { Plan } from '../plan/types.js';
+import { type PlanInput, planChanges } from '../plan/plan.js';
+import type { IdMapping, Plan } from '../plan/types.js';
 import type { MasterSource } from '../remote/types.js';
 import type { PassSettings, TransferLimits } from '../settings/pass-settings.js';
 import { RacyFiles, type RacyWindow } from '../state/racy.js';
@@ -66,7 +66,7 @@ export async function planPass(ctx: PassContext, { preview }: { preview: boolean
   const reused = known?.reusable();
   const token = known?.startScan();
   const [sourceTree, targetScan, ids] = await Promise.all([
-    source.scan(filter, { skipped: (path) => unnamed.push(`${path} on the master`) }),
+    source.scan(filter, { skipped: (path) => unnamed.push(`${path} on the master`) }, preview ? undefined : hooks.knownMaster),
     reused ?? localIds.then(({ names }) => scanTarget(settings.targetDir, filter, { names })),
     localIds.then(({ mapping }) => mapping),
   ]);
@@ -77,12 +77,14 @@ export async function planPass(ctx: PassContext, { preview }: { preview: boolean
   checkAborted(hooks);
   await hooks.at?.('scanned');
 
-  const plan = planChanges({
+  // Without a suspect path the quick check decides alone, and the same inputs give the same plan (planOnce).
+  const anySuspect = racyFiles !== null && (racyFiles.anySuspect() || (hooks.verify?.size ?? 0) > 0);
+  const plan = planOnce({
     source: sourceTree,
     target: targetScan.tree,
     targetExcluded: targetScan.excluded,
     ids,
-    suspect: racyFiles ? (path) => racyFiles.suspect(path) || hooks.verify?.has(path) === true : undefined,
+    suspect: anySuspect ? (path) => racyFiles.suspect(path) || hooks.verify?.has(path) === true : undefined,
   });
   enforceSafetyValve(plan, sourceTree.size, settings);
   enforceLimits(plan, settings.limits);
@@ -90,6 +92,28 @@ export async function planPass(ctx: PassContext, { preview }: { preview: boolean
   await hooks.at?.('planned');
   const racy = racyFiles && { window: racyWindow, files: racyFiles, now: RacyFiles.of(sourceTree, racyWindow) };
   return { plan, sourceTree, targetTree: targetScan.tree, racy };
+}
+
+/**
+ * The planner is pure: while the daemon gets the same master tree back (an
+ * unchanged listing, remote/known-master.ts) and the same target scan (the
+ * watcher saw nothing, local/known-target.ts), the plan is the one it made
+ * last time. Kept only for plans with nothing to do, without suspect paths.
+ */
+const inStepPlans = new WeakMap<Tree, { readonly input: PlanInput; readonly plan: Plan }>();
+function planOnce(input: PlanInput): Plan {
+  const last = inStepPlans.get(input.source);
+  const same = (a: PlanInput, b: PlanInput): boolean => a.target === b.target && a.targetExcluded === b.targetExcluded && sameIds(a.ids, b.ids);
+  if (last && input.suspect === undefined && same(last.input, input)) return last.plan;
+  const plan = planChanges(input);
+  if (input.suspect === undefined && plan.changes.length === 0) inStepPlans.set(input.source, { input, plan });
+  return plan;
+}
+
+/** The id files' tables are parsed again only when the files change (local/ids.ts): the same tables, the same mapping. */
+function sameIds(a: IdMapping, b: IdMapping): boolean {
+  const sameGroups = a.memberGids.size === b.memberGids.size && [...a.memberGids].every((gid) => b.memberGids.has(gid));
+  return a.asRoot === b.asRoot && a.uidByName === b.uidByName && a.gidByName === b.gidByName && sameGroups;
 }
 
 /** A daemon plans with the same settings every second: its excludes are compiled once. */

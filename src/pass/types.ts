@@ -4,6 +4,7 @@ import type { CommitStep } from '../commit/commit.js';
 import type { ExitCodeValue } from '../errors.js';
 import type { KnownTarget } from '../local/known-target.js';
 import type { Change } from '../plan/types.js';
+import type { KnownMaster } from '../remote/known-master.js';
 import type { LockWait } from '../state/lock.js';
 import type { Tree } from '../tree.js';
 import type { PassOutcome } from './outcome.js';
@@ -48,6 +49,8 @@ export interface PassHooks {
   readonly lockWait?: LockWait;
   /** The daemon's watcher-backed memory of the target: a pass plans against it instead of scanning, while it holds. */
   readonly knownTarget?: KnownTarget;
+  /** The daemon's memory of the master's listing: unchanged directories are not turned into entries again. */
+  readonly knownMaster?: KnownMaster;
   /** Paths edited locally: fetched again and compared with the slave's bytes even when size and mtime match. */
   readonly verify?: ReadonlySet<string>;
 }

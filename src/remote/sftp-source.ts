@@ -11,6 +11,7 @@ import { ContentUnlikeListingError, MasterChangedError, ProtocolError, SyncError
 import type { Filter } from '../filter/types.js';
 import { type Entry, type EntryType, joinRel, type Tree } from '../tree.js';
 import { forEachLimited } from '../util/pool.js';
+import { type DirectoryListing, directoryListing, type KnownMaster, type ListingRound, sameListing } from './known-master.js';
 import type { SftpSession } from './session.js';
 import type { FileSink, GoneCheck, MasterSource, ScanNotes } from './types.js';
 
@@ -19,6 +20,8 @@ export interface SftpSourceOptions {
   dirConcurrency?: number;
   /** READDIRs in flight per open directory while its batches come back full; OpenSSH answers up to 100 names each. */
   readdirDepth?: number;
+  /** READDIRs in flight per directory once a batch came back full (a large directory). */
+  readdirDepthLarge?: number;
   /** READ size per request, capped at what the master serves in one reply. */
   chunkSize?: number;
   /** READs in flight per file: memory per fetch is at most chunkSize * readsInFlight. */
@@ -145,6 +148,31 @@ class TaskPool {
   }
 }
 
+/** One scan's state, shared by the directories it lists. */
+interface ScanState {
+  readonly filter: Filter;
+  /** Entries built in this scan (the root, and every directory whose listing changed). */
+  readonly tree: Map<string, Entry>;
+  readonly pool: TaskPool;
+  readonly owners: OwnerNameCache;
+  readonly notes: ScanNotes | undefined;
+  readonly round: ListingRound | undefined;
+  /** Every directory listed in this scan, for the next one. */
+  readonly listings: Map<string, DirectoryListing>;
+  /** Directories whose listing was the same as last time. */
+  readonly reused: string[];
+  /** Directories listed afresh (changed, new, or not remembered). */
+  fresh: number;
+  /** Entries so far (the root included), against maxEntries. */
+  entries: number;
+  visit?: (dir: string) => void;
+}
+
+/** The root's own attributes unchanged (its lstat is not part of any listing). */
+function sameEntry(a: Entry | undefined, b: Entry | undefined): boolean {
+  return !!a && !!b && a.mode === b.mode && a.mtime === b.mtime && a.uid === b.uid && a.gid === b.gid;
+}
+
 export class SftpSource implements MasterSource {
   private readonly root: string;
   private readonly opts: Required<SftpSourceOptions>;
@@ -156,7 +184,7 @@ export class SftpSource implements MasterSource {
   ) {
     // Trailing slash: like rsync's "SRC/", the contents of the root, following the root itself if it is a link.
     this.root = root.endsWith('/') ? root : root + '/';
-    this.opts = { dirConcurrency: 12, readdirDepth: 2, chunkSize: 128 * 1024, readsInFlight: 8, maxEntries: 200_000, ...options };
+    this.opts = { dirConcurrency: 12, readdirDepth: 2, readdirDepthLarge: 8, chunkSize: 128 * 1024, readsInFlight: 8, maxEntries: 200_000, ...options };
   }
 
   traffic(): { sent: number; received: number } {
@@ -173,7 +201,8 @@ export class SftpSource implements MasterSource {
 
   // ---------------------------------------------------------------- scan
 
-  async scan(filter: Filter, notes?: ScanNotes): Promise<Tree> {
+  async scan(filter: Filter, notes?: ScanNotes, known?: KnownMaster): Promise<Tree> {
+    const round = known?.begin(filter);
     const tree = new Map<string, Entry>();
     const rootAttrs = await this.call<{ mode: number; size: number; mtime: number; uid: number; gid: number }>((sftp, settle) =>
       sftp.lstat(this.root, settle),
@@ -182,29 +211,58 @@ export class SftpSource implements MasterSource {
       throw new TransferError(`source root ${this.root} on ${this.session.address} is not a directory`, { subject: this.root });
     }
     tree.set('', { path: '', type: 'dir', mode: rootAttrs.mode & 0o7777, size: 0, mtime: rootAttrs.mtime, uid: rootAttrs.uid, gid: rootAttrs.gid });
-    const pool = new TaskPool(this.opts.dirConcurrency);
-    const owners = new OwnerNameCache();
-    const visit = (dir: string): void => pool.add(() => this.scanDir(dir, filter, tree, visit, pool, owners, notes));
+    const scan: ScanState = {
+      filter,
+      tree,
+      pool: new TaskPool(this.opts.dirConcurrency),
+      owners: new OwnerNameCache(),
+      notes,
+      round,
+      listings: new Map(),
+      reused: [],
+      fresh: 0,
+      entries: 1,
+    };
+    const visit = (dir: string): void => scan.pool.add(() => this.scanDir(dir, scan, visit));
+    scan.visit = visit;
     visit('');
-    await pool.done;
+    await scan.pool.done;
+    if (!round) return tree;
+    const result = this.treeOf(scan);
+    round.finish(scan.listings, result);
+    return result;
+  }
+
+  /**
+   * The scan's tree: the previous one itself when every directory (and the
+   * root) listed the same as last time, else the fresh entries plus the
+   * reused directories' entries taken over from the previous tree.
+   */
+  private treeOf({ tree, reused, fresh, round }: ScanState): Tree {
+    const previous = reused.length > 0 ? round!.previous(reused[0]!)!.tree : undefined;
+    if (previous && fresh === 0 && sameEntry(previous.get(''), tree.get(''))) return previous;
+    for (const dir of reused) {
+      const { listing, tree: before } = round!.previous(dir)!;
+      for (const path of listing.paths) tree.set(path, before.get(path)!);
+    }
     return tree;
   }
 
-  private async scanDir(
-    dir: string,
-    filter: Filter,
-    tree: Map<string, Entry>,
-    visit: (dir: string) => void,
-    pool: TaskPool,
-    owners: OwnerNameCache,
-    notes: ScanNotes | undefined,
-  ): Promise<void> {
-    const names = await this.listDir(dir);
+  private async scanDir(dir: string, scan: ScanState, visit: (dir: string) => void): Promise<void> {
+    // `..` is not this directory's: its times move with whatever happens beside it (the root's parent is /etc).
+    const names = (await this.listDir(dir)).filter((item) => item.filename !== '..');
+    if (this.reuseListing(dir, names, scan)) return;
+    scan.fresh++;
+    const { filter, tree, owners, notes, pool } = scan;
     let listedDot = false;
+    const paths: string[] = [];
+    const skipped: string[] = [];
     for (const item of names) {
       // OpenSSH lists them (they are not entries); `.` missing means its lstat failed, see checkEnterable.
-      if (item.filename === '.') listedDot = true;
-      if (item.filename === '.' || item.filename === '..') continue;
+      if (item.filename === '.') {
+        listedDot = true;
+        continue;
+      }
       checkName(item.filename, this.remotePath(dir));
       const entry = this.entryFrom(dir, item, owners);
       if (filter.isExcluded(entry.path, entry.type === 'dir')) continue;
@@ -214,21 +272,44 @@ export class SftpSource implements MasterSource {
       }
       if (mangled(item.filename)) {
         notes?.skipped(entry.path, 'its name is not valid UTF-8');
+        skipped.push(entry.path);
         continue;
       }
       if (tree.has(entry.path)) throw new ProtocolError(`the master listed ${quote(entry.path)} twice`, { subject: entry.path });
-      if (tree.size >= this.opts.maxEntries) {
-        throw new ProtocolError(`more than ${this.opts.maxEntries} entries under ${this.root} on the master`, {
-          subject: this.root,
-          hint: 'exclude large subtrees or raise the entry limit',
-        });
-      }
+      this.countEntry(scan);
       tree.set(entry.path, entry);
+      paths.push(entry.path);
       if (entry.type === 'dir') visit(entry.path);
       // Link targets are read through the same pool so they pipeline with the listing.
       else if (entry.type === 'symlink') pool.add(() => this.readLink(entry, tree));
     }
     if (!listedDot) await this.checkEnterable(dir);
+    // A listing without `.` is checked again every time: it is not remembered.
+    else if (scan.round) scan.listings.set(dir, directoryListing(names, paths, skipped));
+  }
+
+  /** The same listing as last time: its entries are the previous tree's (taken over at the end), its subdirectories are listed. */
+  private reuseListing(dir: string, names: readonly FileEntry[], scan: ScanState): boolean {
+    const previous = scan.round?.previous(dir);
+    if (!previous || !sameListing(previous.listing, names)) return false;
+    const { listing, tree } = previous;
+    for (const path of listing.skipped) scan.notes?.skipped(path, 'its name is not valid UTF-8');
+    for (const path of listing.paths) {
+      this.countEntry(scan);
+      if (tree.get(path)!.type === 'dir') scan.visit!(path);
+    }
+    scan.listings.set(dir, listing);
+    scan.reused.push(dir);
+    return true;
+  }
+
+  private countEntry(scan: ScanState): void {
+    if (scan.entries++ >= this.opts.maxEntries) {
+      throw new ProtocolError(`more than ${this.opts.maxEntries} entries under ${this.root} on the master`, {
+        subject: this.root,
+        hint: 'exclude large subtrees or raise the entry limit',
+      });
+    }
   }
 
   /**
@@ -325,10 +406,13 @@ export class SftpSource implements MasterSource {
             inFlight--;
             if (failed) return;
             if (batch === undefined) eof = true;
-            else names.push(...batch);
+            else for (const item of batch) names.push(item);
             // A short batch is most likely the last (the one in flight brings EOF): another READDIR
-            // only when nothing else is in flight, or the batch was full. A small directory costs two.
-            if (!eof && (inFlight === 0 || batch!.length >= FULL_READDIR)) issue();
+            // only when nothing else is in flight. A small directory costs two. A full batch means a
+            // large directory: keep more in flight, so that replies arrive together and the requests
+            // they prompt leave in one write (a 50,000-entry directory is 500 READDIRs a pass).
+            if (!eof && batch!.length >= FULL_READDIR) while (inFlight < this.opts.readdirDepthLarge) issue();
+            else if (!eof && inFlight === 0) issue();
             else if (eof && inFlight === 0) resolve(names);
           },
           (err) => {
@@ -343,10 +427,13 @@ export class SftpSource implements MasterSource {
     });
   }
 
-  /** One READDIR; `undefined` at end of directory. */
+  /**
+   * One READDIR; `undefined` at end of directory. `full`: ssh2 otherwise drops `.` and `..`, and
+   * `.` is what tells an enterable directory from one whose entries the master could not lstat.
+   */
   private readdirOnce(handle: Buffer): Promise<FileEntry[] | undefined> {
     return this.call<FileEntry[] | undefined>((sftp, settle) =>
-      sftp.readdir(handle, (err, list) => {
+      (sftp as unknown as ReaddirFull).readdir(handle, { full: true }, (err, list) => {
         if (err && (err as Error & { code?: unknown }).code === ssh2StatusEof) settle(undefined, undefined);
         else settle(err, list);
       }),
@@ -460,6 +547,11 @@ export class SftpSource implements MasterSource {
   private rethrow(err: unknown, path: string, what: string): never {
     throw this.toSyncError(err, path, what);
   }
+}
+
+/** ssh2's readdir takes options its type definitions leave out. */
+interface ReaddirFull {
+  readdir(handle: Buffer, opts: { full: boolean }, cb: (err: (Error & { code?: unknown }) | undefined, list: FileEntry[]) => void): void;
 }
 
 const ssh2StatusEof = 1; // SFTP STATUS_CODE.EOF (ssh2 utils.sftp.STATUS_CODE.EOF)

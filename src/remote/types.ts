@@ -1,5 +1,6 @@
 import type { Filter } from '../filter/types.js';
 import type { Entry, Tree } from '../tree.js';
+import type { KnownMaster } from './known-master.js';
 
 /** Where fetched bytes go: the stage hands one of these per file. */
 export interface FileSink {
@@ -30,8 +31,11 @@ export interface MasterSource {
    * lstat-semantics listing of the whole tree below the source root, minus
    * excluded paths (not descended). Fails with TransferError when a directory
    * can be listed but not entered (its entries would be silently missing).
+   * With `known` (the daemon's), directories listed the same as in the last
+   * scan take their entries from it, and an unchanged master gives back the
+   * last tree itself.
    */
-  scan(filter: Filter, notes?: ScanNotes): Promise<Tree>;
+  scan(filter: Filter, notes?: ScanNotes, known?: KnownMaster): Promise<Tree>;
   /** Ask the master about each exact path; used before deleting it on the slave. */
   confirmGone(paths: readonly string[]): Promise<GoneCheck[]>;
   /**

@@ -32,7 +32,16 @@ function fieldsOf(e: Entry): string[] {
   ];
 }
 
+/** A daemon gets the same tree object back while the master is unchanged: its digest is computed once. */
+const digestByTree = new WeakMap<Tree, string>();
+
 export function treeDigest(tree: Tree): string {
+  let digest = digestByTree.get(tree);
+  if (digest === undefined) digestByTree.set(tree, (digest = computeDigest(tree)));
+  return digest;
+}
+
+function computeDigest(tree: Tree): string {
   const keyed = [...tree.values()].map((e) => ({ key: Buffer.from(e.path), e }));
   keyed.sort((a, b) => Buffer.compare(a.key, b.key));
   const hash = createHash('sha256');

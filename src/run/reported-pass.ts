@@ -10,6 +10,7 @@ import { compileFilter } from '../filter/rsync-filter.js';
 import type { KnownTarget } from '../local/known-target.js';
 import { runPass } from '../pass/run-pass.js';
 import type { PassResult } from '../pass/types.js';
+import type { KnownMaster } from '../remote/known-master.js';
 import type { SourceProvider } from '../remote/types.js';
 import { treeDigest } from '../report/digest.js';
 import { createLogger, type Logger, logPass, passRecord } from '../report/logger.js';
@@ -35,6 +36,7 @@ export async function runReportedPass(
     logger?: ReturnType<typeof createLogger>;
     lockWait?: LockWait;
     knownTarget?: KnownTarget;
+    knownMaster?: KnownMaster;
     /** The daemon's policy for no-change passes: what they leave out of slave-sync.log and status.json. */
     quiet?: QuietPasses;
     /**
@@ -65,6 +67,7 @@ export async function runReportedPass(
       at: testHooksFromEnv(),
       lockWait: opts.lockWait,
       knownTarget: opts.knownTarget,
+      knownMaster: opts.knownMaster,
       verify,
     });
   } finally {

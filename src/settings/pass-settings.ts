@@ -66,6 +66,8 @@ export const DEFAULTS = {
   concurrency: 16,
   /** The daemon's time between passes: a master change reaches the slave within about a second. */
   intervalS: 1,
+  /** The daemon's polling of an unchanged master: at most this % of one core (README: large trees). */
+  pollCpuPercent: 2,
   /** A by-hand pass waits this long for one in flight (a pass takes seconds; the oneshot unit allows 120 s). */
   lockWaitS: 120,
   /** Generous for /etc/xroad (a few hundred files, a few MB), finite for a master gone wrong. */

@@ -54,9 +54,16 @@ export class RacyFiles {
     return this.known === null || this.known.has(path);
   }
 
+  /** False when no file at all is suspect (the record is known and empty): the quick check holds for every path. */
+  anySuspect(): boolean {
+    return this.known === null || this.known.size > 0;
+  }
+
   /** The racy files of this listing: regular files with an mtime inside `window`. */
   static of(tree: Tree, window: RacyWindow): Map<string, Listed> {
     const out = new Map<string, Listed>();
+    // The daemon gets the same tree back while the master is unchanged: its newest mtime says at once that none is recent.
+    if (newestFileMtime(tree) < window.from) return out;
     for (const e of tree.values()) if (isRacy(e, window)) out.set(e.path, [e.size, e.mtime]);
     return out;
   }
@@ -101,6 +108,17 @@ export interface RacyWindow {
 
 export function isRacy(e: Entry, window: RacyWindow): boolean {
   return e.type === 'file' && e.mtime >= window.from && e.mtime <= window.until;
+}
+
+const newestByTree = new WeakMap<Tree, number>();
+function newestFileMtime(tree: Tree): number {
+  let newest = newestByTree.get(tree);
+  if (newest === undefined) {
+    newest = -Infinity;
+    for (const e of tree.values()) if (e.type === 'file' && e.mtime > newest) newest = e.mtime;
+    newestByTree.set(tree, newest);
+  }
+  return newest;
 }
 
 function sameRecord(a: ReadonlyMap<string, Listed>, b: ReadonlyMap<string, Listed>): boolean {

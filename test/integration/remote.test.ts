@@ -542,7 +542,9 @@ function fakeSession(listing: Record<string, FakeName[]>, fileSize = 0): SftpSes
       handles.set(id, { dir: p.replace(/^\/src\/?/, '').replace(/\/$/, ''), served: false });
       cb(undefined, Buffer.from(id));
     },
-    readdir: (h: Buffer, cb: (e: (Error & { code?: number }) | undefined, list?: unknown[]) => void) => {
+    // As ssh2's: (handle, [options,] callback).
+    readdir: (h: Buffer, optsOrCb: unknown, maybeCb?: (e: (Error & { code?: number }) | undefined, list?: unknown[]) => void) => {
+      const cb = (maybeCb ?? optsOrCb) as (e: (Error & { code?: number }) | undefined, list?: unknown[]) => void;
       const state = handles.get(h.toString())!;
       if (state.served) return setImmediate(() => cb(Object.assign(new Error('EOF'), { code: 1 })));
       state.served = true;
@@ -581,7 +583,7 @@ describe('SftpSource against a hostile master', () => {
     const verb = bad === '.' || bad === '..' ? 'ignores' : 'refuses';
     it(`${verb} the name ${JSON.stringify(bad).slice(0, 40)}`, T, async () => {
       const source = new SftpSource(fakeSession({ '': [{ filename: 'ok' }, { filename: bad }] }), '/src/');
-      // ssh2 drops "." and ".." itself; they are harmless either way, never entries.
+      // OpenSSH lists them (read with ssh2's `full`); they are never entries.
       if (bad === '.' || bad === '..') {
         const tree = await source.scan(noFilter);
         assert.deepEqual([...tree.keys()].sort(), ['', 'ok']);

@@ -42,6 +42,28 @@ describe('pass scheduler', () => {
     }
   });
 
+  it('spaces passes so that polling an unchanged master keeps to its CPU share, up to a minute', () => {
+    const s = new PassScheduler({ intervalMs: 1000, jitter: 0.1, maxBackoffMs: 30_000, pollCpuShare: 0.02, runPass: async () => 'ok' });
+    assert.equal(s.spacingMs(), 1000, 'no pass measured yet: the interval');
+    s.notePollCost(5); // a realistic /etc/xroad: 5 ms is 0.5 % of a 1 s interval
+    assert.equal(s.spacingMs(), 1000);
+    for (let i = 0; i < 40; i++) s.notePollCost(100); // a 50,000-entry tree
+    assert.ok(Math.abs(s.spacingMs() - 5000) < 10, `100 ms per pass at 2 %: every 5 s, got ${s.spacingMs()}`);
+    const d = s.nextDelay('ok');
+    assert.ok(d >= s.spacingMs() && d <= s.spacingMs() * 1.1, `jitter applies to the spacing, got ${d}`);
+    s.notePollCost(400); // one slow pass (a major GC) moves the spacing by less than it
+    assert.ok(s.spacingMs() < 20_000 / 2, `smoothed, got ${s.spacingMs()}`);
+    for (let i = 0; i < 40; i++) s.notePollCost(5000);
+    assert.equal(s.spacingMs(), 60_000, "never longer than the guide's minute");
+    assert.equal(s.nextDelay('failed'), 1000, 'failures still back off from 1 s');
+  });
+
+  it('keeps to --interval when the CPU share is unlimited', () => {
+    const s = new PassScheduler({ intervalMs: 1000, jitter: 0, maxBackoffMs: 30_000, pollCpuShare: 1, runPass: async () => 'ok' });
+    for (let i = 0; i < 10; i++) s.notePollCost(500);
+    assert.equal(s.nextDelay('ok'), 1000);
+  });
+
   it('never runs two passes at once; requests during a pass are served by one pass after it', async () => {
     let running = 0;
     let maxRunning = 0;

@@ -1,0 +1,120 @@
+/**
+ * The daemon's memory of the master's listing between passes, so that an
+ * unchanged directory costs its READDIRs and a comparison, not the work of
+ * turning 100,000 names into entries, filtering them and planning them
+ * again every second.
+ *
+ * Per directory it keeps what the master answered (each name with its mode,
+ * size, mtime, uid and gid, in the order served) and which paths that
+ * listing put into the tree. A directory whose listing comes back the same,
+ * name for name and number for number, contributes the same entries as
+ * before; when every directory does, the scan returns the previous tree
+ * itself, and the planner (which memoizes on its inputs) has nothing to redo.
+ *
+ * What the numbers cannot show, the owner and group NAMES behind a uid and
+ * gid (from OpenSSH's longname), is taken afresh at least every `maxAgeMs`:
+ * the memory is then dropped and the next scan builds every entry again.
+ * A different filter (settings reloaded) starts from nothing too.
+ */
+import type { Filter } from '../filter/types.js';
+import type { Tree } from '../tree.js';
+
+/** Five numbers per name: mode, size, mtime, uid, gid. */
+const FIELDS = 5;
+
+export interface ListedName {
+  readonly filename: string;
+  readonly attrs: { readonly mode: number; readonly size: number; readonly mtime: number; readonly uid: number; readonly gid: number };
+}
+
+/** One directory as the master listed it, and what that listing put into the tree. */
+export interface DirectoryListing {
+  readonly names: readonly string[];
+  readonly numbers: Float64Array;
+  /** Tree paths this directory's entries took, in listing order (excluded names are not among them). */
+  readonly paths: readonly string[];
+  /** Paths the scan noted as skipped (names that are not UTF-8), said again when the listing is reused. */
+  readonly skipped: readonly string[];
+}
+
+export function directoryListing(names: readonly ListedName[], paths: readonly string[], skipped: readonly string[]): DirectoryListing {
+  const numbers = new Float64Array(names.length * FIELDS);
+  names.forEach(({ attrs }, i) => {
+    const at = i * FIELDS;
+    numbers[at] = attrs.mode;
+    numbers[at + 1] = attrs.size;
+    numbers[at + 2] = attrs.mtime;
+    numbers[at + 3] = attrs.uid;
+    numbers[at + 4] = attrs.gid;
+  });
+  return { names: names.map((n) => n.filename), numbers, paths, skipped };
+}
+
+/** True when `names` is exactly what `before` recorded: same names in the same order, same five numbers each. */
+export function sameListing(before: DirectoryListing, names: readonly ListedName[]): boolean {
+  if (before.names.length !== names.length) return false;
+  const n = before.numbers;
+  for (let i = 0; i < names.length; i++) {
+    const { filename, attrs } = names[i]!;
+    const at = i * FIELDS;
+    if (
+      before.names[i] !== filename ||
+      n[at] !== attrs.mode ||
+      n[at + 1] !== attrs.size ||
+      n[at + 2] !== attrs.mtime ||
+      n[at + 3] !== attrs.uid ||
+      n[at + 4] !== attrs.gid
+    ) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** What one scan may reuse, and where it records what it saw. */
+export interface ListingRound {
+  /** The last scan's listing of `dir`, with the tree it went into; undefined when there is none to reuse. */
+  previous(dir: string): { readonly listing: DirectoryListing; readonly tree: Tree } | undefined;
+  /** Call once the scan has its tree: the memory for the next scan. */
+  finish(listings: ReadonlyMap<string, DirectoryListing>, tree: Tree): void;
+}
+
+export class KnownMaster {
+  private listings = new Map<string, DirectoryListing>();
+  private tree: Tree | undefined;
+  private filter: Filter | undefined;
+  private since = 0;
+
+  constructor(
+    private readonly maxAgeMs = 60_000,
+    // Monotonic: a wall-clock step must not keep an old memory young.
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Start a scan with `filter`: the memory is offered only if it is young enough and was made with the same filter. */
+  begin(filter: Filter): ListingRound {
+    const started = this.now();
+    const usable = this.tree !== undefined && this.filter === filter && started - this.since < this.maxAgeMs;
+    const listings = usable ? this.listings : new Map<string, DirectoryListing>();
+    const tree = this.tree;
+    const fresh = !usable;
+    return {
+      previous: (dir) => {
+        const listing = listings.get(dir);
+        return listing && tree ? { listing, tree } : undefined;
+      },
+      finish: (next, scanned) => {
+        this.listings = new Map(next);
+        this.tree = scanned;
+        this.filter = filter;
+        if (fresh) this.since = started;
+      },
+    };
+  }
+
+  /** Drop the memory: the next scan builds every entry. */
+  forget(): void {
+    this.listings = new Map();
+    this.tree = undefined;
+  }
+}
