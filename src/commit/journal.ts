@@ -10,7 +10,7 @@
  * (local/temp-names.ts): a pass with another state dir finds it from there.
  */
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { lstat, unlink, utimes } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
@@ -51,6 +51,7 @@ export interface OpenJournal {
 export async function beginJournal(stateDir: string, target: string, ops: readonly CommitOp[], changes: readonly Change[] = []): Promise<OpenJournal> {
   const path = journalPath(stateDir);
   // Durable before the journal: a journal is never without the owner file that leads to it.
+  const rootTimes = await lstat(target);
   await writeOwnerFile(target, stateDir);
   const doc: JournalDoc = { version: JOURNAL_VERSION, target, pid: process.pid, createdAt: new Date().toISOString(), ops, changes, uid: process.geteuid?.() };
   await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
@@ -62,7 +63,8 @@ export async function beginJournal(stateDir: string, target: string, ops: readon
     async finish() {
       await unlink(path).catch(() => undefined);
       await fsyncDir(stateDir);
-      await removeOwnerFile(target, stateDir);
+      // Still there only when the commit stopped before its first operation: nothing changed, the root's mtime included.
+      if (await removeOwnerFile(target, stateDir)) await utimes(target, rootTimes.atime, rootTimes.mtime).catch(() => undefined);
     },
   };
 }
@@ -88,9 +90,12 @@ async function writeOwnerFile(target: string, stateDir: string): Promise<void> {
   await fsyncDir(target);
 }
 
-/** A stale one only costs the next pass a look at a journal that is gone. */
-async function removeOwnerFile(target: string, stateDir: string): Promise<void> {
-  await unlink(ownerFilePath(target, stateDir)).catch(() => undefined);
+/** Whether it was there. A stale one only costs the next pass a look at a journal that is gone. */
+async function removeOwnerFile(target: string, stateDir: string): Promise<boolean> {
+  return unlink(ownerFilePath(target, stateDir)).then(
+    () => true,
+    () => false,
+  );
 }
 
 export type Recovery =
