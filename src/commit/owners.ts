@@ -6,7 +6,7 @@
  * dir's journal exists and names a file, the file is needed; otherwise no
  * one will ever use it and it is a stray like our own.
  */
-import { readdirSync } from 'node:fs';
+import { lstatSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ownerFileName, ownerTag, tempOwner } from '../local/temp-names.js';
 import { readSmallFile, readSmallFileStrictly } from '../util/small-file.js';
@@ -31,7 +31,18 @@ export function otherOwners(target: string, ownStateDir: string): string[] {
     .map((name) => tempOwner(name))
     .filter((t) => t?.ownerFile === true && t.owner !== own)
     .map((t) => ownerStateDir(target, t!.owner!))
-    .filter((dir): dir is string => dir !== undefined && dir !== resolve(ownStateDir));
+    .filter((dir): dir is string => dir !== undefined && dir !== resolve(ownStateDir) && trustedJournal(dir, target));
+}
+
+/**
+ * Another state dir's journal is replayed (or keeps files) only when written
+ * by root, by us or by the target's owner: anyone else could not write the
+ * target, and must not steer a pass that can.
+ */
+function trustedJournal(stateDir: string, target: string): boolean {
+  const st = lstatSync(journalPath(stateDir), { throwIfNoEntry: false });
+  if (st === undefined) return true; // nothing to replay or keep
+  return st.isFile() && (st.uid === 0 || st.uid === process.geteuid?.() || st.uid === lstatSync(target, { throwIfNoEntry: false })?.uid);
 }
 
 /** What a state dir's journal still needs in the target: the staged files it names, or that it cannot be read (then all of them). */
@@ -76,7 +87,8 @@ export function sortStrayTemps(targetDir: string, tempFiles: readonly string[], 
   const owners = new Map<string, { stateDir: string; needs: JournalNeeds } | undefined>();
   const ownerOf = (tag: string) => {
     if (!owners.has(tag)) {
-      const dir = tag === own ? resolve(stateDir) : ownerStateDir(targetDir, tag);
+      const named = tag === own ? resolve(stateDir) : ownerStateDir(targetDir, tag);
+      const dir = named !== undefined && (tag === own || trustedJournal(named, targetDir)) ? named : undefined;
       owners.set(tag, dir === undefined ? undefined : { stateDir: dir, needs: journalNeeds(dir) });
     }
     return owners.get(tag);

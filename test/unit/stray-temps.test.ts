@@ -5,7 +5,7 @@
  * journal. Real files in a temporary directory; no sshd.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -61,6 +61,13 @@ describe('stray temp files and the journals that still need them', () => {
     await rm(join(target, ownerFileA));
     assert.deepEqual(sortStrayTemps(target, found(), stateB).kept, []);
     await writeFile(join(target, ownerFileA), `${stateB}\n`);
+    assert.deepEqual(sortStrayTemps(target, found(), stateB).kept, []);
+  });
+
+  it('keeps nothing for a journal written by a user who could not write the target (root only: it chowns)', {
+    skip: process.geteuid?.() !== 0 && 'needs root',
+  }, async () => {
+    await chown(join(stateA, 'commit-journal.json'), 65534, 65534);
     assert.deepEqual(sortStrayTemps(target, found(), stateB).kept, []);
   });
 
