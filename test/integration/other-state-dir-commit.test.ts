@@ -11,7 +11,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { isTempName } from '../../src/local/temp-names.js';
-import { type CliRun, passArgs, runCli } from '../helpers/cli.js';
+import { type CliRun, passArgs, runCli, startCli, waitFor } from '../helpers/cli.js';
 import { deferrer, type SlaveDirs, slaveDirs } from '../helpers/slave.js';
 import { readTree, sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
 
@@ -105,3 +105,45 @@ test('the staged files of a state dir deleted after its pass was killed are remo
   assert.equal(again.status, 0, show(again));
   assert.doesNotMatch(again.stdout + again.stderr, /temp file|journal/, `nothing is said again\n${show(again)}`);
 });
+
+test(
+  'a commit a pass cannot complete (its journal names the target by another path) keeps its staged files, said once by a daemon; a pass with its own state dir completes it',
+  T,
+  async (t) => {
+    const s = await setup(t);
+    await killedMidCommit(s);
+    const left = await tempFiles(s.target);
+    await changeMaster(s, 'second');
+    // The same directory by another path: the journal's target does not match, so this pass must not replay it.
+    const link = path.join(s.base, 'target-link');
+    await fs.symlink(s.target, link);
+    const viaLink = s.argsWithStateDir(s.otherStateDir).map((a) => (a === s.target ? link : a));
+
+    const daemon = startCli(['daemon', ...viaLink, '--interval', '1']);
+    t.after(() => daemon.stop(2_000));
+    const passes = () => daemon.records().filter((r) => r.msg === 'pass' && r.result === 'ok').length;
+    await waitFor(
+      () => passes() >= 3,
+      30_000,
+      'three daemon passes',
+      () => `--- stdout\n${daemon.stdout()}--- stderr\n${daemon.stderr()}`,
+    );
+    const ran = await daemon.stop(5_000);
+    const said = ran.stdout + ran.stderr;
+    assert.doesNotMatch(said, /removed a temp file/, `the staged files a journal still needs are kept\n${said}`);
+    assert.equal(said.match(/left \d+ staged files in the target for the interrupted commit/g)?.length, 1, `said once, not every pass\n${said}`);
+    assert.ok(said.includes(path.join(s.stateDir, 'commit-journal.json')), `it names the journal\n${said}`);
+    assert.deepEqual((await tempFiles(s.target)).sort(), left.sort(), 'the staged files are still there');
+    assert.ok(existsSync(path.join(s.stateDir, 'commit-journal.json')), 'the journal is still there');
+    const check = await runCli(['status', '--check', '--state-dir', s.stateDir, '--flag-file', s.flagFile]);
+    assert.match(check.stdout, /^XROAD-SYNC CRITICAL\b.*journal/i, `the first state dir reports its pending commit\n${show(check)}`);
+
+    // Its journal is replayed over a target the daemon moved on: a rename already made may no longer match (then the
+    // journal is discarded, said so); either way the pass leaves no journal and no staged file, and mirrors the master.
+    const own = await runCli(['sync', ...s.argsWithStateDir(s.stateDir)]);
+    assert.equal(own.status, 0, show(own));
+    assert.match(own.stdout + own.stderr, /completed the commit interrupted at|could not roll forward the interrupted commit/, show(own));
+    assert.equal(existsSync(path.join(s.stateDir, 'commit-journal.json')), false, 'no journal left');
+    await assertMirrorsMaster(s, 'after a pass with the first state dir');
+  },
+);
