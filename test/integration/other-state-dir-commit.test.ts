@@ -107,7 +107,7 @@ test('the staged files of a state dir deleted after its pass was killed are remo
 });
 
 test(
-  'a commit a pass cannot complete (its journal names the target by another path) keeps its staged files, said once by a daemon; a pass with its own state dir completes it',
+  'a commit a pass cannot complete (its journal names the target by another path) keeps its staged files, said once by a daemon; a pass with its own state dir then leaves no journal and no staged file',
   T,
   async (t) => {
     const s = await setup(t);
