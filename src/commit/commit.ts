@@ -18,6 +18,7 @@ import { constants, lstatSync, renameSync } from 'node:fs';
 import { access, chmod, chown, lchown, lstat, lutimes, mkdir, readFile, rm, rmdir, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describeError, errnoOf, LocalIoError } from '../errors.js';
+import { ownerFileName, ownerTag } from '../local/temp-names.js';
 import type { Change } from '../plan/types.js';
 import type { Staging } from '../stage/stage.js';
 import type { Tree } from '../tree.js';
@@ -63,7 +64,7 @@ export class PartialCommitError extends LocalIoError {
 
 export async function commitChanges(changes: readonly Change[], staging: Staging, opts: CommitOptions): Promise<CommitResult> {
   const relTemps = new Map([...staging.temps].map(([path, abs]) => [path, abs.slice(opts.targetRoot.length + 1)]));
-  const ops = buildCommitOps(changes, relTemps, opts.source);
+  const ops = buildCommitOps(changes, relTemps, opts.source, ownerFileName(ownerTag(opts.stateDir)));
   await precheckCommit(ops, opts.targetRoot);
   const journal = await beginJournal(opts.stateDir, opts.targetRoot, ops, changes);
   const done = new Set<string>();

@@ -5,10 +5,16 @@
  * It is removed after the last operation. A pass (or daemon) that finds one
  * left behind replays it: every operation is idempotent, so rolling forward
  * from any point yields the complete new state.
+ *
+ * While it exists, an owner file in the target root names its state dir
+ * (local/temp-names.ts): a pass with another state dir finds it from there.
  */
-import { unlink } from 'node:fs/promises';
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { lstat, unlink, utimes } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { describeError } from '../errors.js';
+import { ownerFileName, ownerTag } from '../local/temp-names.js';
 import type { Change } from '../plan/types.js';
 import { readSmallFile, readSmallFileStrictly } from '../util/small-file.js';
 import { stateFilePath } from '../util/state-files.js';
@@ -44,6 +50,9 @@ export interface OpenJournal {
 
 export async function beginJournal(stateDir: string, target: string, ops: readonly CommitOp[], changes: readonly Change[] = []): Promise<OpenJournal> {
   const path = journalPath(stateDir);
+  // Durable before the journal: a journal is never without the owner file that leads to it.
+  const rootTimes = await lstat(target);
+  await writeOwnerFile(target, stateDir);
   const doc: JournalDoc = { version: JOURNAL_VERSION, target, pid: process.pid, createdAt: new Date().toISOString(), ops, changes, uid: process.geteuid?.() };
   await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
   await fsyncDir(stateDir);
@@ -54,8 +63,39 @@ export async function beginJournal(stateDir: string, target: string, ops: readon
     async finish() {
       await unlink(path).catch(() => undefined);
       await fsyncDir(stateDir);
+      // Still there only when the commit stopped before its first operation: nothing changed, the root's mtime included.
+      if (await removeOwnerFile(target, stateDir)) await utimes(target, rootTimes.atime, rootTimes.mtime).catch(() => undefined);
     },
   };
+}
+
+/** The owner file of `stateDir`'s staged files in `target`. */
+function ownerFilePath(target: string, stateDir: string): string {
+  return join(target, ownerFileName(ownerTag(stateDir)));
+}
+
+/**
+ * Written in place, not by write-file-atomic: its temp name would not be
+ * ours, so watchers and the scan would see it. A torn one names no state
+ * dir whose tag matches, and no journal exists yet then.
+ */
+async function writeOwnerFile(target: string, stateDir: string): Promise<void> {
+  const fd = openSync(ownerFilePath(target, stateDir), 'w', 0o644);
+  try {
+    writeSync(fd, `${resolve(stateDir)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  await fsyncDir(target);
+}
+
+/** Whether it was there. A stale one only costs the next pass a look at a journal that is gone. */
+async function removeOwnerFile(target: string, stateDir: string): Promise<boolean> {
+  return unlink(ownerFilePath(target, stateDir)).then(
+    () => true,
+    () => false,
+  );
 }
 
 export type Recovery =
@@ -94,6 +134,7 @@ export async function recoverJournal(stateDir: string, target: string, replay: (
     if (doc.version !== JOURNAL_VERSION || !Array.isArray(doc.ops)) throw new Error(`unknown journal format`);
   } catch (err) {
     await unlink(path).catch(() => undefined);
+    await removeOwnerFile(target, stateDir);
     return { kind: 'discarded', reason: `unreadable journal ${path}: ${describeError(err)}` };
   }
   if (doc.target !== target) return { kind: 'discarded', reason: `journal ${path} belongs to target ${doc.target}; left in place` };
@@ -108,10 +149,12 @@ export async function recoverJournal(stateDir: string, target: string, replay: (
       };
     }
     await unlink(path).catch(() => undefined);
+    await removeOwnerFile(target, stateDir);
     return { kind: 'discarded', reason: `could not roll forward the interrupted commit of ${doc.createdAt}: ${describeError(err)}` };
   }
   await unlink(path).catch(() => undefined);
   await fsyncDir(stateDir);
+  await removeOwnerFile(target, stateDir);
   const reported = new Set(doc.reported ?? []);
   const changes = (doc.changes ?? []).filter((c) => !reported.has(c.path));
   return { kind: 'rolled-forward', operations: doc.ops.length, createdAt: doc.createdAt, changes };

@@ -36,7 +36,13 @@ export type CommitOp =
 
 type AttrsOp = Extract<CommitOp, { op: 'attrs' }>;
 
-export function buildCommitOps(changes: readonly Change[], temps: ReadonlyMap<string, string>, source: Tree): CommitOp[] {
+/**
+ * `ownerFile` (relative to the target root) marks the staged files as this
+ * journal's for passes with another state dir; once the renames are done no
+ * staged file is left to mark, so it goes then, before the directory mtimes
+ * are set (its removal bumps the root's).
+ */
+export function buildCommitOps(changes: readonly Change[], temps: ReadonlyMap<string, string>, source: Tree, ownerFile?: string): CommitOp[] {
   const ops: CommitOp[] = [];
   const touched = new Set<string>();
   const by = <K extends Change['kind']>(kind: K) => changes.filter((c): c is Extract<Change, { kind: K }> => c.kind === kind);
@@ -51,6 +57,7 @@ export function buildCommitOps(changes: readonly Change[], temps: ReadonlyMap<st
     ops.push({ op: 'rename', temp, path: c.path, size: c.kind === 'fetch' ? c.source.size : null, seen: replaced });
     touched.add(parentOf(temp));
   }
+  if (ownerFile !== undefined) ops.push({ op: 'remove', path: ownerFile, recursive: false, step: 'delete' });
   for (const c of by('attrs').filter((a) => a.source.type !== 'dir')) ops.push(attrsOp(c));
   for (const c of deletes.filter((d) => !d.forReplace)) ops.push(removeOp(c.target, 'delete'));
   for (const op of ops) if (op.op !== 'attrs' && op.op !== 'fsync') touched.add(parentOf(op.path));

@@ -5,17 +5,45 @@
  * A pass that dies leaves them behind; the next scan finds them by this
  * pattern and removes them. They end in `.tmp` so the guide's `*.tmp`
  * exclude also keeps an old rsync from copying or deleting them.
+ *
+ * Each name carries its owner: a short hash of the --state-dir of the pass
+ * that staged it. While a commit's journal exists, an owner file in the
+ * target root (`.xroad-sync.<owner>.owner.tmp`) holds that state dir's path,
+ * so a pass with another state dir can find the journal that still needs
+ * these files instead of taking them for strays.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { basename, resolve } from 'node:path';
 
-/** `.xroad-sync.<12 hex>.tmp`: exact, so an operator's own file never matches. */
-export const TEMP_NAME_RE = /^\.xroad-sync\.[0-9a-f]{12}\.tmp$/;
+/**
+ * `.xroad-sync.<8 hex owner>.<12 hex>.tmp` (a staged file), `.xroad-sync.<8 hex owner>.owner.tmp`
+ * (the owner file) or `.xroad-sync.<12 hex>.tmp` (a staged file of a version before owners): exact,
+ * so an operator's own file never matches.
+ */
+export const TEMP_NAME_RE = /^\.xroad-sync\.(?:([0-9a-f]{8})\.([0-9a-f]{12}|owner)|[0-9a-f]{12})\.tmp$/;
+
+/** The owner tag of a state dir: 32 bits of the SHA-256 of its absolute path. */
+export function ownerTag(stateDir: string): string {
+  return createHash('sha256').update(resolve(stateDir)).digest('hex').slice(0, 8);
+}
 
 /** A fresh temp-file name (basename only); 48 random bits make clashes negligible. */
-export function tempName(): string {
-  return `.xroad-sync.${randomBytes(6).toString('hex')}.tmp`;
+export function tempName(owner: string): string {
+  return `.xroad-sync.${owner}.${randomBytes(6).toString('hex')}.tmp`;
+}
+
+/** The owner file's name (basename, in the target root). */
+export function ownerFileName(owner: string): string {
+  return `.xroad-sync.${owner}.owner.tmp`;
 }
 
 export function isTempName(name: string): boolean {
   return TEMP_NAME_RE.test(name);
+}
+
+/** Whose a temp file (a path relative to the target) is: its owner tag (null for a name without one), and whether it is an owner file. */
+export function tempOwner(rel: string): { readonly owner: string | null; readonly ownerFile: boolean } | undefined {
+  const m = TEMP_NAME_RE.exec(basename(rel));
+  if (!m) return undefined;
+  return { owner: m[1] ?? null, ownerFile: m[2] === 'owner' };
 }

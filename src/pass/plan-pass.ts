@@ -5,8 +5,9 @@
  * this one function, so `check` cannot call fine a pass that then refuses.
  */
 import { unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pendingJournal } from '../commit/journal.js';
+import { sortStrayTemps } from '../commit/owners.js';
 import { InterruptedError, MasterChangedError, SafetyValveError, TransferError } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import type { Filter } from '../filter/types.js';
@@ -73,7 +74,7 @@ export async function planPass(ctx: PassContext, { preview }: { preview: boolean
   if (known && token && !reused) known.remember(targetScan, token);
   unnamed.push(...targetScan.unrepresentable.map((p) => `${p} on this slave`));
   if (unnamed.length > 0) reporter.notice(nonUtf8Warning(unnamed));
-  await removeStrayTemps(settings.targetDir, targetScan.tempFiles, reporter, preview);
+  await removeStrayTemps(settings, targetScan.tempFiles, reporter, preview);
   checkAborted(hooks);
   await hooks.at?.('scanned');
 
@@ -173,16 +174,42 @@ export async function reportPendingJournal(settings: Pick<PassSettings, 'stateDi
   }
 }
 
-/** Temp files of a pass that was killed: never part of the tree, removed before planning. */
-async function removeStrayTemps(targetDir: string, tempFiles: readonly string[], reporter: PassReporter, preview: boolean): Promise<void> {
-  for (const rel of tempFiles) {
+/**
+ * Temp files of a pass that was killed: never part of the tree, removed
+ * before planning, except those a pending journal still needs (another
+ * state dir's, or our own one left for another user): they stay while
+ * that journal exists and names them, and the operator is told once.
+ */
+async function removeStrayTemps(settings: PassSettings, tempFiles: readonly string[], reporter: PassReporter, preview: boolean): Promise<void> {
+  const { strays, kept } = sortStrayTemps(settings.targetDir, tempFiles, settings.stateDir);
+  for (const rel of strays) {
     if (preview) {
       reporter.notice(`a temp file left by an interrupted pass is removed by the next pass: ${rel}`);
       continue;
     }
-    await unlink(join(targetDir, rel)).catch(() => undefined);
+    await unlink(join(settings.targetDir, rel)).catch(() => undefined);
     reporter.notice(`removed a temp file left by an interrupted pass: ${rel}`);
   }
+  for (const k of kept) {
+    // Our own journal left in place: the pass's recovery (or a dry run's pending notice) has said why.
+    if (k.stateDir === resolve(settings.stateDir)) continue;
+    const commit =
+      k.needs.kind === 'names' ? `the interrupted commit of ${k.needs.createdAt} journaled in ${k.needs.journal}` : `the unreadable journal ${k.needs.journal}`;
+    const text = preview
+      ? `${k.files.length} staged files in the target belong to ${commit} (another state dir, ${k.stateDir}): the next pass completes that commit`
+      : `left ${k.files.length} staged files in the target for ${commit} (another state dir, ${k.stateDir}): ` +
+        `a pass or "xroad-sync pause" with --state-dir ${k.stateDir}, run as the user that wrote it, completes that commit; ` +
+        `if that state dir is no longer used, remove its journal and the next pass removes the files`;
+    noticeOnce(reporter, `${preview}:${k.needs.journal}@${k.needs.kind === 'names' ? k.needs.createdAt : ''}`, text);
+  }
+}
+
+/** What is said once per process (a daemon would say it every pass otherwise). */
+const saidOnce = new Set<string>();
+export function noticeOnce(reporter: Pick<PassReporter, 'notice'>, key: string, text: string): void {
+  if (saidOnce.has(key)) return;
+  saidOnce.add(key);
+  reporter.notice(text);
 }
 
 export function checkAborted(hooks: PassHooks): void {

@@ -12,7 +12,9 @@
 import { existsSync } from 'node:fs';
 import { commitChanges, PartialCommitError, recoverInterruptedCommit } from '../commit/commit.js';
 import { journalPath } from '../commit/journal.js';
+import { otherOwners } from '../commit/owners.js';
 import { ConfigError, describeError, exitCodeOf, LocalIoError, MasterChangedError, PassAbandonedError, SafetyValveError } from '../errors.js';
+import { ownerTag } from '../local/temp-names.js';
 import { countChanges } from '../plan/plan.js';
 import type { Change } from '../plan/types.js';
 import type { SourceProvider } from '../remote/types.js';
@@ -23,7 +25,7 @@ import { isRacy } from '../state/racy.js';
 import { lockTargetForPass, type TargetLock } from '../state/target-lock.js';
 import type { Tree } from '../tree.js';
 import { type PassContext, passContext } from './context.js';
-import { checkAborted, type PlannedPass, planPass, type RacyState, reportPendingJournal } from './plan-pass.js';
+import { checkAborted, noticeOnce, type PlannedPass, planPass, type RacyState, reportPendingJournal } from './plan-pass.js';
 import type { PassHooks, PassReporter, PassResult, PassStats } from './types.js';
 
 const NO_STATS: PassStats = { changed: 0, deleted: 0, bytesReceived: 0, bytesSent: 0, totalSize: 0 };
@@ -158,6 +160,7 @@ async function stageAndCommit(
     targetRoot: settings.targetDir,
     target: targetTree,
     concurrency: settings.concurrency,
+    owner: ownerTag(settings.stateDir),
     signal: hooks.signal,
     onStaged: (path) => void hooks.at?.('file-staged', path),
     isRacy: (entry) => isRacy(entry, racy.window),
@@ -206,14 +209,30 @@ async function stageAndCommit(
   }
 }
 
-/** Completes an interrupted commit; returns the changes it made live, itemized here and counted, hinted and --on-change'd by this pass. */
+/**
+ * Completes an interrupted commit; returns the changes it made live, itemized here and counted, hinted and --on-change'd by this pass.
+ * Then those of other state dirs whose owner files are in the target: this pass holds the target, so no one else is
+ * writing it, and completing them now leaves neither a half-applied target nor a journal whose files a later pass removed.
+ */
 async function completeInterruptedCommit(settings: PassSettings, reporter: PassReporter): Promise<Change[]> {
+  const live: Change[] = [];
   const recovery = await recoverInterruptedCommit(settings.stateDir, settings.targetDir);
   if (recovery.kind === 'rolled-forward') {
     reporter.notice(`completed the commit interrupted at ${recovery.createdAt} (${recovery.operations} operations replayed)`);
     reporter.items(recovery.changes);
-    return [...recovery.changes];
+    live.push(...recovery.changes);
   }
   if (recovery.kind === 'discarded') reporter.notice(recovery.reason);
-  return [];
+  for (const other of otherOwners(settings.targetDir, settings.stateDir)) {
+    const theirs = await recoverInterruptedCommit(other, settings.targetDir);
+    if (theirs.kind === 'rolled-forward') {
+      reporter.notice(
+        `completed the commit interrupted at ${theirs.createdAt} (${theirs.operations} operations replayed) that a pass with another state dir (${other}) left in this target`,
+      );
+      reporter.items(theirs.changes);
+      live.push(...theirs.changes);
+    }
+    if (theirs.kind === 'discarded') noticeOnce(reporter, `${other}: ${theirs.reason}`, `another state dir's interrupted commit (${other}): ${theirs.reason}`);
+  }
+  return live;
 }

@@ -27,6 +27,8 @@ export interface StageOptions {
   readonly target: Tree;
   /** Files fetched at once (each fetch is several dependent SFTP round trips). */
   readonly concurrency: number;
+  /** The owner tag of the pass's state dir, carried in every temp name (local/temp-names.ts). */
+  readonly owner: string;
   /** Checked between files: an abort stops staging and discards what was staged. */
   readonly signal?: AbortSignal;
   /** Called after each staged file, for progress and test hooks. */
@@ -80,7 +82,7 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
       if (opts.signal?.aborted) throw opts.signal.reason;
       const dir = tempDir(change.path);
       touched.add(dir);
-      const tempAbs = join(dir, tempName());
+      const tempAbs = join(dir, tempName(opts.owner));
       temps.set(change.path, tempAbs);
       if (change.kind === 'fetch') {
         await stageFile(change, tempAbs, source, opts.targetRoot, opts.isRacy?.(change.source) === true, flushOnce);

@@ -26,6 +26,14 @@ const FOUND: ReadonlyArray<{ readonly name: string; readonly steps: readonly Ste
       { kind: 'sync', arg: 1277063237 },
     ],
   },
+  {
+    name: "a pass with another state dir completes a killed pass's commit instead of removing its staged files (it removed them as strays, leaving a journal naming files that were gone)",
+    steps: [
+      { kind: 'local-edit', arg: 9491739 },
+      { kind: 'sync-killed-mid-commit', arg: 994786988 },
+      { kind: 'second-writer', arg: 221548311 },
+    ],
+  },
 ];
 
 const OPTS: SimOptions = { convergeMs: 10_000, fullScanMs: 0, disabled: new Map() };

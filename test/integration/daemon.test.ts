@@ -14,12 +14,12 @@ import net from 'node:net';
 import path from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
+import { isTempName } from '../../src/local/temp-names.js';
 import { passArgs, type RunningCli, runCli, sleep, startCli, waitFor } from '../helpers/cli.js';
 import { deferrer, type SlaveDirs, slaveDirs } from '../helpers/slave.js';
 import { descendantsOf, isAlive, makeTempDir, readTree, sshdAvailable, startMaster, type TestMaster } from '../helpers/sshd.js';
 
 const T = { timeout: 60_000, skip: !sshdAvailable() && 'needs /usr/sbin/sshd (session counting reads its log)' };
-const TEMP_RE = /(^|\/)\.xroad-sync\.[0-9a-f]{12}\.tmp$/;
 const INITIAL = {
   'conf.d/local.ini': '[signer]\nport=5558\n',
   'signer/keyconf.xml': '<keyconf/>\n',
@@ -226,7 +226,7 @@ test('SIGTERM during a 64 MiB transfer: exit within 5 s, target entirely old or 
   let killedAt = 0;
   let sawTemp = '';
   const kill = (name: string) => {
-    if (killedAt || !TEMP_RE.test(name)) return;
+    if (killedAt || !isTempName(path.basename(name))) return;
     sawTemp = name;
     killedAt = Date.now();
     d.child.kill('SIGTERM');
@@ -250,7 +250,7 @@ test('SIGTERM during a 64 MiB transfer: exit within 5 s, target entirely old or 
 
   const after = await readTree(s.target);
   assert.deepEqual(
-    [...after.keys()].filter((p) => TEMP_RE.test(p)),
+    [...after.keys()].filter((p) => isTempName(path.basename(p))),
     [],
     'no temp file remains',
   );

@@ -7,7 +7,7 @@ import { LocalIoError } from '../../src/errors.js';
 import type { Filter } from '../../src/filter/types.js';
 import { loadIdNames, loadLocalIds, parseIdFile } from '../../src/local/ids.js';
 import { scanTarget } from '../../src/local/scan.js';
-import { isTempName, TEMP_NAME_RE, tempName } from '../../src/local/temp-names.js';
+import { isTempName, ownerTag, TEMP_NAME_RE, tempName } from '../../src/local/temp-names.js';
 
 /** A stand-in for the rsync matcher: `/globalconf`, `/conf.d/node.ini`, `*.tmp`, `db.properties`. */
 function fakeFilter(): Filter & { calls: Array<[string, boolean]> } {
@@ -160,9 +160,9 @@ describe('scanTarget', () => {
 
 describe('temp names', () => {
   it('generated names match the pattern; others do not', () => {
-    const name = tempName();
+    const name = tempName(ownerTag('/var/lib/xroad-sync'));
     assert.match(name, TEMP_NAME_RE);
-    assert.notEqual(tempName(), name);
+    assert.notEqual(tempName(ownerTag('/var/lib/xroad-sync')), name);
     assert.equal(isTempName('tmpconf123.tmp'), false);
     assert.equal(isTempName('.xroad-sync.0123456789AB.tmp'), false);
     assert.equal(isTempName('a/.xroad-sync.0123456789ab.tmp'), false);
