@@ -27,14 +27,17 @@ export interface SchedulerOptions {
   readonly runPass: () => Promise<PassOutcome>;
 }
 
+/** No-change passes whose cost sets the spacing. */
+const POLL_COSTS_KEPT = 5;
+
 export class PassScheduler {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
   private failures = 0;
   private stopped = false;
-  /** CPU of a no-change pass (ms), smoothed; undefined until one is noted. */
-  private pollCostMs: number | undefined;
+  /** CPU of the last few no-change passes (ms), newest last. */
+  private readonly pollCosts: number[] = [];
 
   constructor(private readonly opts: SchedulerOptions) {}
 
@@ -66,19 +69,30 @@ export class PassScheduler {
     await this.running;
   }
 
-  /** The CPU a no-change pass took (ms, all threads): what polling costs; smoothed over passes. */
+  /** The CPU a no-change pass took (ms, all threads): what polling costs. */
   notePollCost(cpuMs: number): void {
     if (!Number.isFinite(cpuMs) || cpuMs < 0) return;
-    // One pass with a major GC must not double the spacing: 30 % of each new figure.
-    this.pollCostMs = this.pollCostMs === undefined ? cpuMs : 0.7 * this.pollCostMs + 0.3 * cpuMs;
+    this.pollCosts.push(cpuMs);
+    if (this.pollCosts.length > POLL_COSTS_KEPT) this.pollCosts.shift();
+  }
+
+  /**
+   * The median of the last few: one pass with a major GC (or the first ones, while V8 still
+   * compiles) neither stretches the spacing for long nor keeps it stretched once passes are cheap.
+   */
+  private pollCostMs(): number | undefined {
+    if (this.pollCosts.length === 0) return undefined;
+    const sorted = [...this.pollCosts].sort((a, b) => a - b);
+    return sorted[Math.floor((sorted.length - 1) / 2)];
   }
 
   /** Time between scheduled passes before jitter: the interval, or longer where polling would exceed its CPU share. */
   spacingMs(): number {
     const share = this.opts.pollCpuShare ?? 1;
-    if (this.pollCostMs === undefined || share >= 1) return this.opts.intervalMs;
+    const cost = this.pollCostMs();
+    if (cost === undefined || share >= 1) return this.opts.intervalMs;
     const longest = Math.max(this.opts.intervalMs, this.opts.maxSpacingMs ?? 60_000);
-    return Math.min(longest, Math.max(this.opts.intervalMs, this.pollCostMs / share));
+    return Math.min(longest, Math.max(this.opts.intervalMs, cost / share));
   }
 
   /** Delay before the next pass after `result`; exposed for tests. */
