@@ -18,12 +18,27 @@ function ownerStateDir(target: string, owner: string): string | undefined {
   return named && ownerTag(named) === owner ? named : undefined;
 }
 
+/**
+ * The target roots last seen with no owner file, by their times: a daemon asks every pass, and an owner
+ * file cannot appear in the root without changing its mtime and ctime.
+ */
+const noOwnersAt = new Map<string, string>();
+
 /** Other state dirs with an owner file in the target root: those that may have a commit to complete here. */
 export function otherOwners(target: string, ownStateDir: string): string[] {
+  const root = lstatSync(target, { throwIfNoEntry: false, bigint: true });
+  // Not trusted while the root changed within the last two seconds: timestamps tick coarsely (git's racily clean).
+  const settled = root !== undefined && BigInt(Date.now()) * 1_000_000n - root.ctimeNs > 2_000_000_000n;
+  const stamp = root && settled ? `${root.dev}:${root.ino}:${root.mtimeNs}:${root.ctimeNs}` : undefined;
+  if (stamp !== undefined && noOwnersAt.get(target) === stamp) return [];
   let names: string[];
   try {
     names = readdirSync(target);
   } catch {
+    return [];
+  }
+  if (stamp !== undefined && !names.some((name) => tempOwner(name)?.ownerFile === true)) {
+    if (noOwnersAt.size < 64) noOwnersAt.set(target, stamp);
     return [];
   }
   const own = ownerTag(ownStateDir);

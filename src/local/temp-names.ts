@@ -24,8 +24,15 @@ export const TEMP_NAME_RE = /^\.xroad-sync\.(?:([0-9a-f]{8})\.([0-9a-f]{12}|owne
 
 /** The owner tag of a state dir: 32 bits of the SHA-256 of its absolute path. */
 export function ownerTag(stateDir: string): string {
-  return createHash('sha256').update(resolve(stateDir)).digest('hex').slice(0, 8);
+  // A daemon asks for its own every pass.
+  let tag = tagByStateDir.get(stateDir);
+  if (tag === undefined) {
+    tag = createHash('sha256').update(resolve(stateDir)).digest('hex').slice(0, 8);
+    if (tagByStateDir.size < 64) tagByStateDir.set(stateDir, tag);
+  }
+  return tag;
 }
+const tagByStateDir = new Map<string, string>();
 
 /** A fresh temp-file name (basename only); 48 random bits make clashes negligible. */
 export function tempName(owner: string): string {

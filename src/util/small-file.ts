@@ -5,10 +5,12 @@
  * close), which for a daemon polling every second cost more CPU than the
  * reads themselves.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 /** The file's text, or null when it is missing or cannot be read (callers treat both as "no record"). */
 export function readSmallFile(path: string): string | null {
+  // Most of these are usually absent (the journal): a failed read builds an Error with its stack, an existence check does not.
+  if (!existsSync(path)) return null;
   try {
     return readFileSync(path, 'utf8');
   } catch {
@@ -18,6 +20,7 @@ export function readSmallFile(path: string): string | null {
 
 /** The file's text, or null when it is missing; any other failure (permission denied) is thrown: absent and unreadable differ. */
 export function readSmallFileStrictly(path: string): string | null {
+  if (!existsSync(path)) return null;
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
