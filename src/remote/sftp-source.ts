@@ -466,6 +466,7 @@ export class SftpSource implements MasterSource {
   private async readFile(handle: Buffer, expected: Entry, sink: FileSink): Promise<number> {
     const size = expected.size;
     const chunk = Math.max(1, Math.min(this.opts.chunkSize, this.session.maxReadLength()));
+    if (size < chunk) return this.readSmallFile(handle, expected, sink);
     const probe = this.readSpan(handle, size, 1, expected.path);
     probe.catch(noop);
     let shortAt = Infinity; // where the file turned out to end, if before `size`
@@ -501,11 +502,41 @@ export class SftpSource implements MasterSource {
     return size;
   }
 
-  /** READ `len` bytes at `pos`, re-asking after short replies; fewer bytes back only at end of file. */
-  private async readSpan(handle: Buffer, pos: number, len: number, path: string): Promise<Buffer> {
+  /**
+   * A file that fits one READ: a single READ of one byte more than listed,
+   * and the FSTAT after it. The extra byte is the end-of-file probe: a file
+   * that grew returns it; a file of the listed size returns its bytes and
+   * no more (a short reply is asked again for the rest, as any READ is, up
+   * to the listed size). OPEN, READ, FSTAT, CLOSE: four requests, not five.
+   */
+  private async readSmallFile(handle: Buffer, expected: Entry, sink: FileSink): Promise<number> {
+    const size = expected.size;
+    const data = this.readSpan(handle, 0, size + 1, expected.path, size);
+    data.catch(noop);
+    const after = this.call<{ size: number; mtime: number }>((sftp, settle) => sftp.fstat(handle, settle));
+    after.catch(noop);
+    const got = await data;
+    const now = await after.catch((err) => this.rethrow(err, expected.path, 'cannot fstat'));
+    if (now.size !== size || now.mtime !== expected.mtime) {
+      throw new MasterChangedError(
+        `${expected.path} changed on the master while it was read (listed ${size} bytes, mtime ${expected.mtime}; now ${now.size} bytes, mtime ${now.mtime})`,
+        { subject: expected.path },
+      );
+    }
+    if (got.length > size) throw this.changedError(expected, `more than ${size}`);
+    if (got.length < size) throw this.changedError(expected, got.length);
+    if (size > 0) await sink.write(got, 0);
+    return size;
+  }
+
+  /**
+   * READ `len` bytes at `pos`, re-asking after short replies until `enough` are in (default: all);
+   * fewer bytes back only at end of file.
+   */
+  private async readSpan(handle: Buffer, pos: number, len: number, path: string, enough = len): Promise<Buffer> {
     const buffer = Buffer.allocUnsafe(len);
     let got = 0;
-    while (got < len) {
+    while (got < enough) {
       const n = await this.call<number>((sftp, settle) => sftp.read(handle, buffer, got, len - got, pos + got, (err, bytes) => settle(err, bytes))).catch(
         (err) => this.rethrow(err, path, 'cannot read'),
       );

@@ -1,6 +1,7 @@
 /**
- * The daemon's memory of the master listing (remote/known-master.ts) against
- * a real OpenSSH master: an unchanged master gives the last tree back as it
+ * What a pass asks a real OpenSSH master for: the requests of a listing and
+ * of a small file's fetch, and the daemon's memory of the master listing
+ * (remote/known-master.ts): an unchanged master gives the last tree back as it
  * is, and every kind of change on the master still reaches the tree — in a
  * directory whose listing changed, nothing stale; in the others, the same
  * entries as before.
@@ -126,6 +127,24 @@ describe('master listing memory (real sshd)', () => {
     await new SftpSource(counting, `${dir}/`).scan(filter);
     // 5 directories (the root, a, b, c, c/d): OPENDIR, two READDIRs (the second brings EOF), CLOSE; plus the root's LSTAT.
     assert.equal(requests, 1 + 5 * 4, 'requests for one scan of 5 small directories');
+  });
+
+  it('fetches a file that fits one READ with OPEN, READ, FSTAT and CLOSE only', T, async () => {
+    let requests = 0;
+    const counting: SftpSession = Object.assign(Object.create(session) as SftpSession, {
+      request: (issue: Parameters<SftpSession['request']>[0]) => {
+        requests++;
+        return session.request(issue);
+      },
+    });
+    const counted = new SftpSource(counting, `${root}/`);
+    const entry = (await counted.scan(filter)).get('a.ini')!;
+    requests = 0;
+    const chunks: Buffer[] = [];
+    const size = await counted.fetch(entry, { write: async (chunk) => void chunks.push(Buffer.from(chunk)) });
+    assert.equal(Buffer.concat(chunks).toString(), 'a=1\n');
+    assert.equal(size, 4);
+    assert.equal(requests, 4, 'requests to fetch one small file');
   });
 
   it('starts from nothing with another filter, and after its maximum age', T, async () => {
