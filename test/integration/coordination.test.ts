@@ -216,8 +216,11 @@ test('6. durations: --max-age with suffixes, garbage is a usage error, a last su
     ['--timeout', '5x'],
     ['--connect-timeout', 'soon'],
     ['--interval', '1d'],
+    ['--poll-cpu', '0'],
+    ['--poll-cpu', '150'],
+    ['--poll-cpu', 'lots'],
   ] as const) {
-    const cmd = flag === '--interval' ? 'daemon' : 'sync';
+    const cmd = flag === '--interval' || flag === '--poll-cpu' ? 'daemon' : 'sync';
     const r = await runCli([cmd, '--master', '127.0.0.1', '--state-dir', stateDir, flag, value], { timeoutMs: 10_000 });
     assert.equal(r.status, 1, `${cmd} ${flag} ${value}\n${show(r)}`);
     assert.match(r.stderr, new RegExp(flag));
