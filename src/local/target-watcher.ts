@@ -139,10 +139,13 @@ class DirectoryWatcher implements TargetWatcher {
     if (this.closed || !this.watched.has(dir)) return; // a late event of a watch dropped meanwhile
     this.on.onEvent();
     if (typeof name !== 'string') return;
-    // The watched directory's own removal or move arrives under its own name (libuv has no other).
-    if (name === basename(this.abs(dir)) && this.isGone(dir)) {
-      if (dir === '') this.recheck();
-      else this.unwatch(dir); // its parent's event reports the path
+    // An event about the watched directory itself (its removal, move or attribute change) arrives
+    // under its own name: libuv has no other. A child of that name is told apart by being there.
+    if (name === basename(this.abs(dir)) && this.aboutItself(dir, joinRel(dir, name))) {
+      if (this.isGone(dir)) {
+        if (dir === '') this.recheck();
+        else this.unwatch(dir); // its parent's event reports the path
+      }
       return;
     }
     // Names that are not valid UTF-8 cannot be opened again: the scan protects them, nothing to report.
@@ -163,6 +166,16 @@ class DirectoryWatcher implements TargetWatcher {
     }
     if (known) this.unwatch(rel);
     this.on.onPath(rel, known !== undefined);
+  }
+
+  /**
+   * Whether an event named like its directory is about the directory: yes
+   * when it is gone, or when no child of that name is there (nor was a
+   * watched one). A file of that name just deleted is then not reported: the
+   * onEvent already made the next pass scan, and the content check notes it.
+   */
+  private aboutItself(dir: string, child: string): boolean {
+    return this.isGone(dir) || (!this.watched.has(child) && this.lstat(child) === undefined);
   }
 
   /** True when the directory watched at `rel` is no longer there (removed, moved away or replaced). */

@@ -224,3 +224,23 @@ test('the target replaced by a restore (old one moved aside, a new one in its pl
   await w.sees(['b/two.ini'], 'a write in the new target');
   assert.equal(w.paths.has('a/one.ini'), false, 'a write in the old, moved-aside target is not the target’s');
 });
+
+test('a directory’s own attribute change (a pass restoring its mtime) is an event, not a path; a child named like its directory is a path', async (t) => {
+  const w = await watched(t, { 'conf.d/local.ini': '1', 'same/same': 'x' });
+  const eventsBefore = w.events();
+  await fs.utimes(path.join(w.root, 'conf.d'), 1_000_000, 1_000_000);
+  await fs.chmod(path.join(w.root, 'conf.d'), 0o750);
+  await fs.utimes(w.root, 1_000_000, 1_000_000);
+  await fs.utimes(path.join(w.root, 'same'), 1_000_000, 1_000_000);
+  await fs.writeFile(path.join(w.root, 'marker'), '');
+  await w.sees(['marker'], 'the marker');
+  assert.ok(w.events() > eventsBefore, 'attribute changes are events');
+  assert.deepEqual(
+    [...w.paths.keys()].filter((p) => p !== 'same/same'),
+    ['marker'],
+    'no path made up from a directory’s own name',
+  );
+  w.forget();
+  await fs.appendFile(path.join(w.root, 'same', 'same'), 'y');
+  await w.sees(['same/same'], 'a write to a file named like its directory');
+});
