@@ -4,6 +4,7 @@
  * true record after an ok pass and none after a failed or skipped one.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,6 +142,20 @@ describe('LocalEdits', () => {
       records.map((r) => [r.msg, r.path, r.detectedBy]),
       [[LOCAL_EDIT_MESSAGES.noted, 'a.ini', 'content check']],
     );
+  });
+
+  it('a write through a shared mmap (no inotify event, size kept) moves the stat identity: the file is read and noted', async () => {
+    const { dir, reads, edits } = await setup({ wallNow: settledClock });
+    await edits.checkContent();
+    reads.splice(0);
+    execFileSync('python3', [
+      '-c',
+      'import mmap,sys\nwith open(sys.argv[1], "r+b") as f:\n m = mmap.mmap(f.fileno(), 0)\n m[2:3] = b"7"\n m.close()',
+      join(dir, 'a.ini'),
+    ]);
+    assert.equal(await readFile(join(dir, 'a.ini'), 'utf8'), 'a=7\n');
+    assert.equal(await edits.checkContent(), 1);
+    assert.deepEqual(reads, ['a.ini']);
   });
 
   it('a file changed within the last minute is read at every check until it has settled, then no more', async () => {
