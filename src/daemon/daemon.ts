@@ -111,9 +111,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
       }
       noticeClockStep();
       if (localEdits.contentCheckDue()) {
+        // The full scan: the listing is taken afresh too, by the content check's scan, which this pass plans against.
+        knownTarget.forget();
         // A target that cannot be read is the pass's to report, with its typed error.
-        await localEdits.checkContent().catch((err: unknown) => logger.warn({ msg: 'content check failed', error: describeError(err) }));
-        knownTarget.forget(); // the full scan: the listing is taken afresh too
+        await localEdits.checkContent(knownTarget).catch((err: unknown) => logger.warn({ msg: 'content check failed', error: describeError(err) }));
       }
       const verify = localEdits.startPass();
       let passResult: PassResult | undefined;

@@ -26,13 +26,28 @@ const STAT_KEY_SETTLE_MS = 60_000;
  * The stat identity of a regular file: device, inode, size, mtime and ctime.
  * ctime cannot be set by users, so an in-place edit whose size and mtime were
  * put back still changes it; a file replaced by rename has another inode.
- * Undefined while the file changed too recently to be trusted
+ */
+export interface StatIdentity {
+  readonly dev: number;
+  readonly ino: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+}
+
+/**
+ * A file's identity, or undefined while it changed too recently to be trusted
  * (STAT_KEY_SETTLE_MS, against the wall clock the kernel stamps ctime with):
  * it is then hashed at every check until it has settled.
  */
-export function statKeyOf(st: Stats, nowWallMs: number): string | undefined {
+export function statIdentityOf(st: Stats, nowWallMs: number): StatIdentity | undefined {
   if (st.ctimeMs > nowWallMs - STAT_KEY_SETTLE_MS) return undefined;
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
+}
+
+/** Compared field by field: a check of an unchanged tree allocates nothing per file. */
+export function sameIdentity(recorded: StatIdentity, st: Stats): boolean {
+  return recorded.ino === st.ino && recorded.ctimeMs === st.ctimeMs && recorded.mtimeMs === st.mtimeMs && recorded.size === st.size && recorded.dev === st.dev;
 }
 
 /** Read in pieces into one reused buffer: a large file costs no memory, and no file is too large to read. */

@@ -10,16 +10,17 @@
  * its watch, and it and everything it already holds are reported (events
  * inside it before its watch existed are lost otherwise); a removed or
  * moved-away directory's watches, and those of its subdirectories, are
- * dropped. Symlinks are never followed (inotify_add_watch would follow one:
- * a directory is watched only when lstat says it is one, and checked again
- * once watched). The root replaced (a restore that moved the old one aside)
+ * dropped. Symlinks below the root are never followed (inotify_add_watch
+ * would follow one: a directory is watched only when lstat says it is one,
+ * and checked again once watched); the root is, like the pass's scan
+ * does. The root replaced (a restore that moved the old one aside)
  * is watched afresh by `recheck()`.
  *
  * What inotify cannot report (a write through a shared mmap, an overflowed
  * event queue, which libuv drops silently) is the daemon's full scan's to
  * find.
  */
-import { type Dirent, type FSWatcher, lstatSync, readdirSync, type Stats, watch } from 'node:fs';
+import { type Dirent, type FSWatcher, lstatSync, readdirSync, type Stats, statSync, watch } from 'node:fs';
 import { basename, join } from 'node:path';
 import { errnoOf, LocalIoError } from '../errors.js';
 import { isWithin, joinRel } from '../tree.js';
@@ -194,9 +195,10 @@ class DirectoryWatcher implements TargetWatcher {
     }
   }
 
+  /** lstat below the root; the root itself is followed if it is a symlink, as the pass's scan does. */
   private lstat(rel: string): Stats | undefined {
     try {
-      return lstatSync(this.abs(rel), { throwIfNoEntry: false });
+      return rel === '' ? statSync(this.root, { throwIfNoEntry: false }) : lstatSync(this.abs(rel), { throwIfNoEntry: false });
     } catch (err) {
       if (!vanished(err)) this.fail(rel, err);
       return undefined;
@@ -224,7 +226,7 @@ function watchError(abs: string, err: unknown): LocalIoError {
   const code = errnoOf(err);
   const hint =
     code === 'ENOSPC'
-      ? 'the inotify watch limit is reached (one watch per directory of the target): raise fs.inotify.max_user_watches, e.g. sysctl -w fs.inotify.max_user_watches=65536 and a file in /etc/sysctl.d; until then the full scan every minute finds changes there'
+      ? 'the inotify watch limit is reached (one watch per directory of the target): raise fs.inotify.max_user_watches (sysctl -w, and a file in /etc/sysctl.d) and restart the daemon; until then the full scan every minute finds changes there'
       : code === 'EACCES' || code === 'EPERM'
         ? 'the daemon cannot read this directory: changes there are found by the full scan every minute only; check its owner and mode'
         : 'changes there are found by the full scan every minute only';

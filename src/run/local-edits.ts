@@ -10,7 +10,7 @@
  * mmap, an overflowed inotify queue) and what the quick check cannot (an
  * in-place edit whose size and mtime were put back). The record keeps, per
  * file, its hash and the stat identity it had when hashed (device, inode,
- * size, mtime, ctime: local/content-hashes.ts statKeyOf); a file whose
+ * size, mtime, ctime: local/content-hashes.ts); a file whose
  * identity is unchanged is not read again, so a check costs the scan's
  * lstat per file plus reading what changed. Any edit changes the identity:
  * ctime cannot be set by users, so an edit with size and mtime put back
@@ -46,7 +46,9 @@ import { lstat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { describeError } from '../errors.js';
 import type { Filter } from '../filter/types.js';
-import { hashFile, statKeyOf } from '../local/content-hashes.js';
+import { hashFile, type StatIdentity, sameIdentity, statIdentityOf } from '../local/content-hashes.js';
+import { loadIdNames } from '../local/ids.js';
+import type { KnownTarget } from '../local/known-target.js';
 import { scanTarget } from '../local/scan.js';
 import { isTempName } from '../local/temp-names.js';
 import type { PassResult } from '../pass/types.js';
@@ -131,38 +133,46 @@ export class LocalEdits {
     return this.now() - this.checkedAt >= this.opts.contentCheckEveryMs;
   }
 
-  /** Hashes every synced file whose stat identity changed and notes each whose content did; returns how many were noted. */
-  checkContent(): Promise<number> {
-    return this.inBatch(() => this.compareContent());
+  /**
+   * Hashes every synced file whose stat identity changed and notes each whose content did; returns how many were noted.
+   * With `knownTarget` (the daemon's), its scan is the full scan the next pass plans against: the target is scanned once.
+   */
+  checkContent(knownTarget?: KnownTarget): Promise<number> {
+    return this.inBatch(() => this.compareContent(knownTarget));
   }
 
-  private async compareContent(): Promise<number> {
+  private async compareContent(knownTarget: KnownTarget | undefined): Promise<number> {
     this.checkedAt = this.now();
-    // The scan's own lstat of each file gives its identity: nothing is stat-ed twice.
+    // The scan's own lstat of each file tells whether it is the file that was hashed: nothing is stat-ed twice.
     const wallNow = this.wallNow();
-    const statKeys = new Map<string, string | undefined>();
-    const onFileStat = (path: string, st: Stats) => statKeys.set(path, statKeyOf(st, wallNow));
-    const { tree } = await scanTarget(this.opts.targetDir, this.opts.filter, { names: NO_NAMES, onFileStat });
+    /** The files to read, with the identity each had before the read (none when too recent to trust). */
+    const toRead = new Map<string, StatIdentity | undefined>();
+    const onFileStat = (path: string, st: Stats) => {
+      const stat = this.hashes.get(path)?.stat;
+      if (!stat || !sameIdentity(stat, st)) toRead.set(path, statIdentityOf(st, wallNow));
+    };
+    // A scan the pass may plan against needs owner names, as the pass's own scan has; the check alone needs none.
+    const names = knownTarget ? await loadIdNames() : NO_NAMES;
+    const token = knownTarget?.startScan();
+    const scan = await scanTarget(this.opts.targetDir, this.opts.filter, { names, onFileStat });
+    if (knownTarget && token) knownTarget.remember(scan, token);
+    const { tree } = scan;
     let noted = 0;
-    const present = new Set<string>();
-    for (const entry of tree.values()) {
-      if (entry.type !== 'file') continue;
-      const statKey = statKeys.get(entry.path);
-      const before = this.hashes.get(entry.path);
-      if (before && statKey !== undefined && before.statKey === statKey) {
-        present.add(entry.path); // the same file, untouched since it was hashed: not read again
+    const vanished = new Set<string>();
+    for (const [path, stat] of toRead) {
+      // The identity was taken before the read: a change during the read moves it, and the next check reads again.
+      const hash = this.hashFile(join(this.opts.targetDir, path));
+      if (hash === null) {
+        vanished.add(path); // gone since the listing: a deletion, noted below or by the watcher
         continue;
       }
-      // The identity taken before the read: a change during the read moves it, and the next check reads again.
-      const hash = this.hashFile(join(this.opts.targetDir, entry.path));
-      if (hash === null) continue; // gone since the listing: a deletion, noted below or by the watcher
-      present.add(entry.path);
-      this.setHash(entry.path, { hash, statKey });
+      const before = this.hashes.get(path);
+      this.setHash(path, { hash, stat });
       // A file new since the last check, or one that vanished, is a change too (a missed inotify event).
-      if (this.recorded && before?.hash !== hash) noted += this.noteOnce(entry.path);
+      if (this.recorded && before?.hash !== hash) noted += this.noteOnce(path);
     }
     for (const path of [...this.hashes.keys()]) {
-      if (present.has(path)) continue;
+      if (tree.get(path)?.type === 'file' && !vanished.has(path)) continue;
       this.setHash(path, null);
       if (this.recorded) noted += this.noteOnce(path);
     }
@@ -265,12 +275,12 @@ export class LocalEdits {
     if (onlyIfGone) return;
     const hash = this.hashFile(abs);
     // Just written, its identity is too recent to trust: the next check reads it once more and records it.
-    this.setHash(path, hash === null ? null : { hash, statKey: statKeyOf(st, this.wallNow()) });
+    this.setHash(path, hash === null ? null : { hash, stat: statIdentityOf(st, this.wallNow()) });
   }
 
   private setHash(path: string, content: RecordedContent | null): void {
     const before = this.hashes.get(path);
-    if (content === null ? !this.hashes.delete(path) : before?.hash === content.hash && before.statKey === content.statKey) return;
+    if (content === null ? !this.hashes.delete(path) : before?.hash === content.hash && sameRecordedIdentity(before.stat, content.stat)) return;
     if (content !== null) this.hashes.set(path, content);
     this.unsaved = true;
   }
@@ -285,4 +295,9 @@ export class LocalEdits {
       this.opts.logger.warn({ msg: 'cannot save the content record; it is kept in memory', error: describeError(err) });
     });
   }
+}
+
+function sameRecordedIdentity(a: StatIdentity | undefined, b: StatIdentity | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }

@@ -14,6 +14,7 @@
  * the master. A missing, unreadable or other target's record means "none".
  */
 import writeFileAtomic from 'write-file-atomic';
+import type { StatIdentity } from '../local/content-hashes.js';
 import { readSmallFile } from '../util/small-file.js';
 import { stateFilePath } from '../util/state-files.js';
 import { stateFileOwner } from '../util/state-owner.js';
@@ -23,14 +24,14 @@ const VERSION = 2;
 /** What a synced file held when it was last hashed. */
 export interface RecordedContent {
   readonly hash: string;
-  /** Its stat identity then (local/content-hashes.ts statKeyOf); none when it was too recent to trust. */
-  readonly statKey?: string;
+  /** Its stat identity then (local/content-hashes.ts); none when it was too recent to trust. */
+  readonly stat?: StatIdentity;
 }
 
 interface ContentDoc {
   readonly version: number;
   readonly target: string;
-  /** Version 1: path → hash. Version 2: path → [hash] or [hash, statKey]. */
+  /** Version 1: path → hash. Version 2: path → [hash] or [hash, dev, ino, size, mtimeMs, ctimeMs]. */
   readonly files: Record<string, unknown>;
 }
 
@@ -61,11 +62,16 @@ function fromVersion1(value: unknown): RecordedContent | undefined {
 
 function fromVersion2(value: unknown): RecordedContent | undefined {
   if (!Array.isArray(value) || typeof value[0] !== 'string') return undefined;
-  return typeof value[1] === 'string' ? { hash: value[0], statKey: value[1] } : { hash: value[0] };
+  const [hash, dev, ino, size, mtimeMs, ctimeMs] = value as unknown[];
+  const numbers = [dev, ino, size, mtimeMs, ctimeMs];
+  if (value.length !== 6 || !numbers.every((n) => typeof n === 'number')) return { hash: hash as string };
+  return { hash: hash as string, stat: { dev, ino, size, mtimeMs, ctimeMs } as StatIdentity };
 }
 
 export async function saveContentRecord(stateDir: string, target: string, files: ReadonlyMap<string, RecordedContent>): Promise<void> {
-  const entries = [...files].map(([path, { hash, statKey }]) => [path, statKey === undefined ? [hash] : [hash, statKey]] as const);
+  const entries = [...files].map(
+    ([path, { hash, stat }]) => [path, stat ? [hash, stat.dev, stat.ino, stat.size, stat.mtimeMs, stat.ctimeMs] : [hash]] as const,
+  );
   const doc: ContentDoc = { version: VERSION, target, files: Object.fromEntries(entries) };
   await writeFileAtomic(contentRecordPath(stateDir), JSON.stringify(doc), { mode: 0o600, fsync: false, chown: stateFileOwner(stateDir) });
 }

@@ -4,10 +4,12 @@
  * undergo reported by its path.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import type { LocalIoError } from '../../src/errors.js';
 import { type TargetWatcher, watchTarget } from '../../src/local/target-watcher.js';
 import { isTempName } from '../../src/local/temp-names.js';
@@ -70,10 +72,11 @@ interface Watched {
   forget(): void;
 }
 
-async function watched(t: TestContext, tree: TreeSpec = {}): Promise<Watched> {
+async function watched(t: TestContext, tree: TreeSpec = {}, { rootIsSymlink = false } = {}): Promise<Watched> {
   const base = await makeTempDir('xroad-sync-target-watcher-');
   const root = path.join(base, 'target');
-  await fs.mkdir(root);
+  await fs.mkdir(rootIsSymlink ? path.join(base, 'real-target') : root);
+  if (rootIsSymlink) await fs.symlink(path.join(base, 'real-target'), root);
   await writeTree(root, tree);
   const paths = new Map<string, boolean>();
   const errors: LocalIoError[] = [];
@@ -211,6 +214,13 @@ test('a symlink to a directory is not followed: no watch, and writes behind it a
   assert.equal(w.watcher.watchedDirectories, 2);
 });
 
+test('a target path that is a symlink to the directory is followed, as the pass follows it', async (t) => {
+  const w = await watched(t, { 'a/one.ini': '1' }, { rootIsSymlink: true });
+  assert.equal(w.watcher.watchedDirectories, 2);
+  await fs.writeFile(path.join(w.root, 'a', 'one.ini'), '2');
+  await w.sees(['a/one.ini'], 'a write below a symlinked target');
+});
+
 test('the target replaced by a restore (old one moved aside, a new one in its place) is watched afresh by recheck', async (t) => {
   const w = await watched(t, { 'a/one.ini': '1' });
   const aside = `${w.root}.old`;
@@ -243,4 +253,39 @@ test('a directory’s own attribute change (a pass restoring its mtime) is an ev
   w.forget();
   await fs.appendFile(path.join(w.root, 'same', 'same'), 'y');
   await w.sees(['same/same'], 'a write to a file named like its directory');
+});
+
+/** A user namespace of our own whose inotify watch limit we may lower (root in it, nothing changed outside). */
+const ownUserNamespace = spawnSync('unshare', ['-U', '-r', 'true']).status === 0;
+
+test('the inotify watch limit reached: one typed error naming the directory and fs.inotify.max_user_watches, the other directories still watched', {
+  skip: !ownUserNamespace && 'needs unshare -U (user namespaces)',
+}, async (t) => {
+  const base = await makeTempDir('xroad-sync-watch-limit-');
+  t.after(() => fs.rm(base, { recursive: true, force: true }));
+  await writeTree(path.join(base, 'target'), { 'a/1.ini': '1', 'b/2.ini': '2', 'c/3.ini': '3' });
+  const watcherModule = fileURLToPath(new URL('../../src/local/target-watcher.js', import.meta.url));
+  const script = `
+      const { watchTarget } = await import(${JSON.stringify(watcherModule)});
+      const errors = [];
+      const w = watchTarget(${JSON.stringify(path.join(base, 'target'))}, {
+        ignoredName: () => false, onPath() {}, onEvent() {},
+        onError: (e) => errors.push({ type: e.constructor.name, message: e.message, hint: e.hint, code: e.cause?.code }),
+      });
+      console.log(JSON.stringify({ errors, watched: w.watchedDirectories }));
+      await w.close();`;
+  // Two watches allowed in this namespace: the root and one of the three subdirectories.
+  const run = spawnSync(
+    'unshare',
+    ['-U', '-r', 'sh', '-c', 'echo 2 > /proc/sys/user/max_inotify_watches && exec "$0" --input-type=module -e "$1"', process.execPath, script],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  const { errors, watched } = JSON.parse(run.stdout) as { errors: Array<Record<string, string>>; watched: number };
+  assert.equal(watched, 2);
+  assert.equal(errors.length, 1, `reported once, not per directory: ${JSON.stringify(errors)}`);
+  assert.equal(errors[0]?.type, 'LocalIoError');
+  assert.equal(errors[0]?.code, 'ENOSPC');
+  assert.match(errors[0]?.message ?? '', /cannot watch .*target\/[abc] for local changes/);
+  assert.match(errors[0]?.hint ?? '', /fs\.inotify\.max_user_watches/);
 });

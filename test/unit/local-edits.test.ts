@@ -12,6 +12,8 @@ import { after, describe, it } from 'node:test';
 import { WallClockSteps } from '../../src/daemon/wall-clock.js';
 import { compileFilter } from '../../src/filter/rsync-filter.js';
 import { hashFile } from '../../src/local/content-hashes.js';
+import { loadIdNames } from '../../src/local/ids.js';
+import { KnownTarget } from '../../src/local/known-target.js';
 import type { PassResult } from '../../src/pass/types.js';
 import type { Logger } from '../../src/report/logger.js';
 import { LOCAL_EDIT_MESSAGES, LocalEdits, type LocalEditsOptions } from '../../src/run/local-edits.js';
@@ -158,6 +160,18 @@ describe('LocalEdits', () => {
     assert.deepEqual(reads, ['a.ini']);
   });
 
+  it('the daemon’s check hands its scan, owner names included, to the next pass: the target is scanned once', async () => {
+    const { edits } = await setup();
+    const known = new KnownTarget(60_000);
+    known.forget();
+    await edits.checkContent(known);
+    const scan = known.reusable();
+    assert.ok(scan?.tree.has('a.ini'), 'the check’s scan is kept for the pass');
+    assert.equal(scan?.tree.has('excluded.tmp'), false);
+    const names = await loadIdNames();
+    assert.equal(scan?.tree.get('a.ini')?.owner, names.userById.get(process.getuid?.() ?? 0));
+  });
+
   it('a file changed within the last minute is read at every check until it has settled, then no more', async () => {
     let wall = Date.now();
     const { reads, edits } = await setup({ wallNow: () => wall });
@@ -189,9 +203,9 @@ describe('LocalEdits', () => {
     const { stateDir, records, reads, edits, start } = await setup({ wallNow: settledClock });
     await edits.checkContent();
     const file = stateFilePath(stateDir, 'contentHashes');
-    const saved = JSON.parse(await readFile(file, 'utf8')) as { version: number; target: string; files: Record<string, [string, string]> };
+    const saved = JSON.parse(await readFile(file, 'utf8')) as { version: number; target: string; files: Record<string, [string, ...number[]]> };
     assert.equal(saved.version, 2);
-    assert.equal(typeof saved.files['a.ini']?.[1], 'string', 'the stat identity is saved');
+    assert.equal(saved.files['a.ini']?.length, 6, 'the stat identity is saved');
     const hashesOnly = Object.fromEntries(Object.entries(saved.files).map(([path, [hash]]) => [path, hash]));
     await writeFile(file, JSON.stringify({ version: 1, target: saved.target, files: hashesOnly }));
     reads.splice(0);
