@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -289,3 +289,39 @@ test('the inotify watch limit reached: one typed error naming the directory and 
   assert.match(errors[0]?.message ?? '', /cannot watch .*target\/[abc] for local changes/);
   assert.match(errors[0]?.hint ?? '', /fs\.inotify\.max_user_watches/);
 });
+
+test(
+  'the daemon: a directory made in the target, with a file written before its watch could land, is noted by the watcher and removed by a corrective pass',
+  T,
+  async (t) => {
+    const defer = deferrer(t);
+    const tree: TreeSpec = { 'conf.d/local.ini': '[signer]\n', 'serverconf.xml': '<conf/>\n' };
+    const dirs = await slaveDirs(defer, 'xroad-sync-watch-', tree);
+    const master = await startMaster();
+    defer(() => master.stop());
+    // A long interval and the production full-scan period: only the watcher can start the pass that removes it.
+    const d = startCli(['daemon', ...passArgs(master, dirs), '--interval', '300']);
+    defer(() => d.stop(2_000));
+    const output = () => `--- daemon stdout\n${d.stdout()}--- daemon stderr\n${d.stderr()}`;
+    await waitFor(() => d.records().some((r) => r.msg === 'pass' && r.result === 'ok'), 30_000, 'the first pass', output);
+    const passesBefore = d.records().filter((r) => r.msg === 'pass').length;
+    // Past the window in which events are taken for the first pass's own writes.
+    await waitFor(() => existsSync(path.join(dirs.target, 'serverconf.xml')), 5_000, 'the first pass written');
+    await new Promise((resolve) => setTimeout(resolve, 2_300));
+    await fs.mkdir(path.join(dirs.target, 'stray', 'deeper'), { recursive: true });
+    await fs.writeFile(path.join(dirs.target, 'stray', 'deeper', 'x.ini'), 'x=1\n');
+    await waitFor(() => !existsSync(path.join(dirs.target, 'stray')), 15_000, 'the stray directory removed', output);
+    const noted = d.records().filter((r) => typeof r.msg === 'string' && r.msg.startsWith('synced file changed locally'));
+    assert.ok(
+      noted.some((r) => r.path === 'stray' && r.detectedBy === 'watcher'),
+      output(),
+    );
+    await waitFor(
+      () => d.records().some((r) => r.path === 'stray' && (r.msg === 'local change corrected' || String(r.msg).startsWith('local change checked'))),
+      10_000,
+      'what became of the stray directory, logged',
+      output,
+    );
+    t.diagnostic(`passes after the first: ${d.records().filter((r) => r.msg === 'pass').length - passesBefore}`);
+  },
+);
