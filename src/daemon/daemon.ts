@@ -5,12 +5,13 @@
  */
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { basename, dirname, relative } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import { journalPath } from '../commit/journal.js';
 import { describeError, ExitCode, exitCodeOf, isLockWait } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import { KnownTarget } from '../local/known-target.js';
+import { type TargetWatcher, watchTarget } from '../local/target-watcher.js';
 import { isTempName } from '../local/temp-names.js';
 import type { PassResult } from '../pass/types.js';
 import { KnownMaster } from '../remote/known-master.js';
@@ -97,6 +98,8 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   const systemd = new SystemdNotifier(logger, takeNotifyEnv());
   hangOnSignalFromEnv();
 
+  // Started before the first pass, after the scheduler exists (a pass rechecks the target's watch).
+  let watchers: Watchers | undefined;
   const scheduler = new PassScheduler({
     intervalMs: opts.intervalMs,
     jitter: 0.1,
@@ -106,6 +109,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
     pollCpuShare: opts.pollCpuShare,
     runPass: async () => {
       await keepLocks(locks, logger);
+      watchers?.target.recheck(); // a target restored by moving the old one aside is watched afresh
       // Logged once, when the flag appeared. An interrupted commit is still completed while paused (the pass does only that).
       if (existsSync(settings.flagFile) && !existsSync(journalPath(settings.stateDir))) {
         logger.debug({ msg: 'pass skipped: sync paused' });
@@ -115,9 +119,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
       noticeClockStep();
       const fullScan = localEdits.contentCheckDue();
       if (fullScan) {
+        // The full scan: the listing is taken afresh too, by the content check's scan, which this pass plans against.
+        knownTarget.forget();
         // A target that cannot be read is the pass's to report, with its typed error.
-        await localEdits.checkContent().catch((err: unknown) => logger.warn({ msg: 'content check failed', error: describeError(err) }));
-        knownTarget.forget(); // the full scan: the listing is taken afresh too
+        await localEdits.checkContent(knownTarget).catch((err: unknown) => logger.warn({ msg: 'content check failed', error: describeError(err) }));
       }
       const verify = localEdits.startPass();
       let passResult: PassResult | undefined;
@@ -217,12 +222,12 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
     writeFailed: (error) => logger.warn({ msg: 'cannot record that the daemon saw the flag file; pause will report this daemon as not answering', error }),
   });
   await pauseFlag.start();
-  const watchers = await startWatchers(settings, {
+  watchers = await startWatchers(settings, {
     onFlag: () => pauseFlag.look(),
-    onLocalChange: (path) => {
+    onLocalChange: (path, isDirectory) => {
       // During a pass the commit re-checks each path itself; localEdits sorts its events out when it ends.
       if (!firstPassDone || (ownWrites.has(path) && performance.now() < ownWritesUntil)) return;
-      if (isTempName(basename(path)) || filter.isExcludedPath(path, false)) return;
+      if (isTempName(basename(path)) || filter.isExcludedPath(path, isDirectory)) return;
       if (localEdits.watcherSaw(path)) correctOnceSettled();
     },
     onTargetEvent: () => {
@@ -242,6 +247,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
     master: settings.connection.host,
     target: settings.targetDir,
     inotifyWatches: inotifyWatches(),
+    watchedDirectories: watchers.target.watchedDirectories,
   });
   systemd.start();
   scheduler.start();
@@ -259,7 +265,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   abort.abort();
   provider.drop(); // in-flight fetches fail at once; staging then removes its temp files
   await within(opts.stopDeadlineMs ?? 3000, scheduler.stop());
-  await within(1000, Promise.all([systemdStopped, ...watchers.map((w) => w.close())]));
+  await within(1000, Promise.all([systemdStopped, watchers.flag.close(), watchers.target.close()]));
   await clearDaemonPid(settings.stateDir, logger);
   metrics?.setDaemonUp(false);
   await flushMetrics();
@@ -327,33 +333,33 @@ async function settledHandles(ms: number): Promise<string[]> {
 interface WatchHandlers {
   /** Something happened in the flag's directory: look the flag up again. */
   onFlag(): void;
-  onLocalChange(relPath: string): void;
-  /** Any raw event in the target (a chmod too), before chokidar filters it. */
+  onLocalChange(relPath: string, isDirectory: boolean): void;
+  /** Any event in the target (a chmod too), before any filtering. */
   onTargetEvent(): void;
   onError(err: unknown): void;
 }
 
-async function startWatchers(settings: PassSettings, on: WatchHandlers): Promise<FSWatcher[]> {
+interface Watchers {
+  readonly flag: FSWatcher;
+  readonly target: TargetWatcher;
+}
+
+async function startWatchers(settings: PassSettings, on: WatchHandlers): Promise<Watchers> {
   // Watch the flag's directory, not the flag: the file comes and goes.
   const flagDir = dirname(settings.flagFile);
   const flagWatcher = watch(existsSync(flagDir) ? flagDir : dirname(flagDir), { ignoreInitial: true, depth: 1 });
   flagWatcher.on('all', () => on.onFlag());
   flagWatcher.on('error', on.onError);
-  // Temp files are a pass's own (or a crashed pass's): thousands of them must not become watched events.
-  const targetWatcher = watch(settings.targetDir, { ignoreInitial: true, followSymlinks: false, ignored: (p: string) => isTempName(basename(p)) });
-  for (const event of ['add', 'change', 'unlink'] as const) {
-    targetWatcher.on(event, (p) => on.onLocalChange(relative(settings.targetDir, p)));
-  }
-  // 'raw' is every inotify event chokidar receives, including attribute changes it does not report as 'change'.
-  targetWatcher.on('raw', () => on.onTargetEvent());
-  targetWatcher.on('all', () => on.onTargetEvent());
-  targetWatcher.on('error', on.onError);
-  await Promise.all([once(flagWatcher, 'ready'), once(targetWatcher, 'ready')]);
-  return [flagWatcher, targetWatcher];
-}
-
-function once(watcher: FSWatcher, event: 'ready'): Promise<void> {
-  return new Promise((resolve) => watcher.once(event, () => resolve()));
+  // One inotify watch per directory of the target: its cost follows the directories, not the files.
+  const target = watchTarget(settings.targetDir, {
+    // Temp files are a pass's own (or a crashed pass's): thousands of them must not become watched events.
+    ignoredName: isTempName,
+    onPath: on.onLocalChange,
+    onEvent: on.onTargetEvent,
+    onError: on.onError,
+  });
+  await new Promise<void>((resolve) => flagWatcher.once('ready', () => resolve()));
+  return { flag: flagWatcher, target };
 }
 
 function waitForStopSignal(logger: Logger): Promise<string> {

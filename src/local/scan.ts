@@ -18,6 +18,8 @@ import { isTempName } from './temp-names.js';
 export interface ScanOptions {
   /** Names for local ids; read from /etc/passwd and /etc/group when absent. */
   readonly names?: IdNames;
+  /** Called with each regular file's lstat (the content check keeps stat identities without a second lstat). */
+  readonly onFileStat?: (path: string, st: Stats) => void;
 }
 
 export interface TargetScan {
@@ -78,6 +80,7 @@ class TargetScanner {
     private readonly root: string,
     private readonly filter: Filter,
     private readonly names: IdNames,
+    private readonly onFileStat?: (path: string, st: Stats) => void,
   ) {}
 
   private abs(rel: string): string {
@@ -125,6 +128,7 @@ class TargetScanner {
     if (linkTarget === null) return;
     this.entries.push(toEntry(rel, st, this.names, linkTarget));
     if (st.isDirectory()) this.scanDir(rel);
+    else if (st.isFile()) this.onFileStat?.(rel, st);
   }
 
   private lstatOrNull(rel: string): Stats | null {
@@ -170,7 +174,7 @@ async function statRoot(root: string, names: IdNames): Promise<Entry> {
 export async function scanTarget(root: string, filter: Filter, opts: ScanOptions = {}): Promise<TargetScan> {
   const names = opts.names ?? (await loadIdNames());
   const rootEntry = await statRoot(root, names);
-  const scanner = new TargetScanner(root, filter, names);
+  const scanner = new TargetScanner(root, filter, names, opts.onFileStat);
   scanner.scanDir('');
   // A sorted tree makes runs and tests repeatable.
   const sorted = [rootEntry, ...scanner.entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))];

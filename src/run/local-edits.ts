@@ -4,14 +4,25 @@
  *
  * Detection has two sources. The watcher reports most edits as they happen.
  * The content check, run with the daemon's periodic full scan (every 60 s),
- * hashes every synced file and compares it with its record of the target's
- * content (taken at the previous check, and after each pass for the files
- * that pass wrote): it finds what the watcher cannot see (a write through a
- * shared mmap, an overflowed inotify queue) and what the quick check cannot
- * (an in-place edit whose size and mtime were put back). Reading a few MB
- * once a minute costs milliseconds; the passes in between pay nothing. The
- * record is kept in the state dir (state/content-record.ts), so the first
- * check after a restart also finds what changed while the daemon was down.
+ * compares every synced file with its record of the target's content
+ * (taken at the previous check, and after each pass for the files that pass
+ * wrote): it finds what the watcher cannot see (a write through a shared
+ * mmap, an overflowed inotify queue) and what the quick check cannot (an
+ * in-place edit whose size and mtime were put back). The record keeps, per
+ * file, its hash and the stat identity it had when hashed (device, inode,
+ * size, mtime, ctime: local/content-hashes.ts); a file whose
+ * identity is unchanged is not read again, so a check costs the scan's
+ * lstat per file plus reading what changed. Any edit changes the identity:
+ * ctime cannot be set by users, so an edit with size and mtime put back
+ * moves it, and so does the first write through a shared mmap after
+ * writeback; a file changed less than a minute before it was hashed has no
+ * identity recorded and is read again at the next check (the same clock
+ * tick, pages still writable through a mapping). The record is kept in the
+ * state dir (state/content-record.ts), so the first check after a restart
+ * also finds what changed while the daemon was down: an edit then moved
+ * ctime too. A record without identities (an older version's) is used all
+ * the same: every file is read once and compared, and nothing is noted
+ * falsely.
  *
  * Correction: a noted path is not trusted to the quick check. The next pass
  * fetches it again and compares the bytes with the slave's (like a racy
@@ -30,16 +41,19 @@
  * Shared by the daemon and one-shot passes, so it lives beneath both.
  */
 
+import type { Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { describeError } from '../errors.js';
 import type { Filter } from '../filter/types.js';
-import { hashFile } from '../local/content-hashes.js';
+import { hashFile, type StatIdentity, sameIdentity, statIdentityOf } from '../local/content-hashes.js';
+import { loadIdNames } from '../local/ids.js';
+import type { KnownTarget } from '../local/known-target.js';
 import { scanTarget } from '../local/scan.js';
 import { isTempName } from '../local/temp-names.js';
 import type { PassResult } from '../pass/types.js';
 import type { Logger } from '../report/logger.js';
-import { loadContentRecord, saveContentRecord } from '../state/content-record.js';
+import { loadContentRecord, type RecordedContent, saveContentRecord } from '../state/content-record.js';
 
 export type DetectedBy = 'watcher' | 'content check';
 
@@ -66,6 +80,10 @@ export interface LocalEditsOptions {
   readonly contentCheckEveryMs: number;
   /** Monotonic milliseconds. */
   readonly now?: () => number;
+  /** Wall-clock milliseconds, the clock file ctimes are stamped with. */
+  readonly wallNow?: () => number;
+  /** Reads and hashes a file (a test counts the reads). */
+  readonly hashFile?: (abs: string) => string | null;
   /** A one-shot pass: what the content check notes is compared by the pass that follows at once. */
   readonly oneShot?: boolean;
 }
@@ -78,19 +96,23 @@ export class LocalEdits {
   /** Watcher events during a pass: the pass's own commit or an operator; sorted out when it ends. */
   private readonly duringPass = new Set<string>();
   private passing = false;
-  /** Content hash per synced file, as of the last content check or our own write. */
-  private readonly hashes: Map<string, string>;
+  /** Content hash (and stat identity) per synced file, as of the last content check or our own write. */
+  private readonly hashes: Map<string, RecordedContent>;
   /** False until the first content check (or a record from an earlier run): before it there is nothing to compare with. */
   private recorded: boolean;
   /** The record changed since it was last saved. */
   private unsaved = false;
   private checkedAt = -Infinity;
   private readonly now: () => number;
+  private readonly wallNow: () => number;
+  private readonly hashFile: (abs: string) => string | null;
   /** Records about single paths in the running check or pass, and those left out (per message). */
   private batch: { logged: number; more: Map<string, { level: 'info' | 'warn'; count: number }> } | null = null;
 
   constructor(private readonly opts: LocalEditsOptions) {
     this.now = opts.now ?? (() => performance.now());
+    this.wallNow = opts.wallNow ?? Date.now;
+    this.hashFile = opts.hashFile ?? hashFile;
     const saved = loadContentRecord(opts.stateDir, opts.targetDir);
     this.recorded = saved !== null;
     // Paths excluded since the record was written are none of our business now.
@@ -111,28 +133,46 @@ export class LocalEdits {
     return this.now() - this.checkedAt >= this.opts.contentCheckEveryMs;
   }
 
-  /** Hashes every synced file and notes each that changed since the record; returns how many were noted. */
-  checkContent(): Promise<number> {
-    return this.inBatch(() => this.compareContent());
+  /**
+   * Hashes every synced file whose stat identity changed and notes each whose content did; returns how many were noted.
+   * With `knownTarget` (the daemon's), its scan is the full scan the next pass plans against: the target is scanned once.
+   */
+  checkContent(knownTarget?: KnownTarget): Promise<number> {
+    return this.inBatch(() => this.compareContent(knownTarget));
   }
 
-  private async compareContent(): Promise<number> {
+  private async compareContent(knownTarget: KnownTarget | undefined): Promise<number> {
     this.checkedAt = this.now();
-    const { tree } = await scanTarget(this.opts.targetDir, this.opts.filter, { names: NO_NAMES });
+    // The scan's own lstat of each file tells whether it is the file that was hashed: nothing is stat-ed twice.
+    const wallNow = this.wallNow();
+    /** The files to read, with the identity each had before the read (none when too recent to trust). */
+    const toRead = new Map<string, StatIdentity | undefined>();
+    const onFileStat = (path: string, st: Stats) => {
+      const stat = this.hashes.get(path)?.stat;
+      if (!stat || !sameIdentity(stat, st)) toRead.set(path, statIdentityOf(st, wallNow));
+    };
+    // A scan the pass may plan against needs owner names, as the pass's own scan has; the check alone needs none.
+    const names = knownTarget ? await loadIdNames() : NO_NAMES;
+    const token = knownTarget?.startScan();
+    const scan = await scanTarget(this.opts.targetDir, this.opts.filter, { names, onFileStat });
+    if (knownTarget && token) knownTarget.remember(scan, token);
+    const { tree } = scan;
     let noted = 0;
-    const present = new Set<string>();
-    for (const entry of tree.values()) {
-      if (entry.type !== 'file') continue;
-      const hash = hashFile(join(this.opts.targetDir, entry.path));
-      if (hash === null) continue; // gone since the listing: a deletion, noted below or by the watcher
-      present.add(entry.path);
-      const before = this.hashes.get(entry.path);
-      if (before !== hash) this.setHash(entry.path, hash);
+    const vanished = new Set<string>();
+    for (const [path, stat] of toRead) {
+      // The identity was taken before the read: a change during the read moves it, and the next check reads again.
+      const hash = this.hashFile(join(this.opts.targetDir, path));
+      if (hash === null) {
+        vanished.add(path); // gone since the listing: a deletion, noted below or by the watcher
+        continue;
+      }
+      const before = this.hashes.get(path);
+      this.setHash(path, { hash, stat });
       // A file new since the last check, or one that vanished, is a change too (a missed inotify event).
-      if (this.recorded && before !== hash) noted += this.noteOnce(entry.path);
+      if (this.recorded && before?.hash !== hash) noted += this.noteOnce(path);
     }
     for (const path of [...this.hashes.keys()]) {
-      if (present.has(path)) continue;
+      if (tree.get(path)?.type === 'file' && !vanished.has(path)) continue;
       this.setHash(path, null);
       if (this.recorded) noted += this.noteOnce(path);
     }
@@ -230,17 +270,18 @@ export class LocalEdits {
 
   private async recordFile(path: string, { onlyIfGone = false } = {}): Promise<void> {
     const abs = join(this.opts.targetDir, path);
-    const isFile = await lstat(abs).then(
-      (st) => st.isFile(),
-      () => false,
-    );
-    if (!isFile) this.setHash(path, null);
-    else if (!onlyIfGone) this.setHash(path, hashFile(abs));
+    const st = await lstat(abs).catch(() => null);
+    if (!st?.isFile()) return this.setHash(path, null);
+    if (onlyIfGone) return;
+    const hash = this.hashFile(abs);
+    // Just written, its identity is too recent to trust: the next check reads it once more and records it.
+    this.setHash(path, hash === null ? null : { hash, stat: statIdentityOf(st, this.wallNow()) });
   }
 
-  private setHash(path: string, hash: string | null): void {
-    if (hash === null ? !this.hashes.delete(path) : this.hashes.get(path) === hash) return;
-    if (hash !== null) this.hashes.set(path, hash);
+  private setHash(path: string, content: RecordedContent | null): void {
+    const before = this.hashes.get(path);
+    if (content === null ? !this.hashes.delete(path) : before?.hash === content.hash && sameRecordedIdentity(before.stat, content.stat)) return;
+    if (content !== null) this.hashes.set(path, content);
     this.unsaved = true;
   }
 
@@ -254,4 +295,9 @@ export class LocalEdits {
       this.opts.logger.warn({ msg: 'cannot save the content record; it is kept in memory', error: describeError(err) });
     });
   }
+}
+
+function sameRecordedIdentity(a: StatIdentity | undefined, b: StatIdentity | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }

@@ -1,8 +1,12 @@
 /**
  * <state-dir>/content-hashes.json: the record of what each synced file in
- * the target holds (a hash per path), kept by the daemon and by one-shot
- * passes alike, so that an edit whose size and mtime were put back is found
- * by the next content check, in whichever process runs it. Rewritten only
+ * the target holds (a hash per path, and the stat identity the file had when
+ * it was hashed), kept by the daemon and by one-shot passes alike, so that
+ * an edit whose size and mtime were put back is found by the next content
+ * check, in whichever process runs it, and a file whose identity is
+ * unchanged need not be read again. Version 1 held hashes only: it is still
+ * read (every file is then hashed once more, nothing is noted falsely).
+ * Rewritten only
  * when the record changes (a
  * pass wrote files, a check found a change); no fsync: after a crash an
  * older record costs at most a fetch-and-compare of the files it names
@@ -10,35 +14,64 @@
  * the master. A missing, unreadable or other target's record means "none".
  */
 import writeFileAtomic from 'write-file-atomic';
+import type { StatIdentity } from '../local/content-hashes.js';
 import { readSmallFile } from '../util/small-file.js';
 import { stateFilePath } from '../util/state-files.js';
 import { stateFileOwner } from '../util/state-owner.js';
 
-const VERSION = 1;
+const VERSION = 2;
+
+/** What a synced file held when it was last hashed. */
+export interface RecordedContent {
+  readonly hash: string;
+  /** Its stat identity then (local/content-hashes.ts); none when it was too recent to trust. */
+  readonly stat?: StatIdentity;
+}
 
 interface ContentDoc {
   readonly version: number;
   readonly target: string;
-  readonly files: Record<string, string>;
+  /** Version 1: path → hash. Version 2: path → [hash] or [hash, dev, ino, size, mtimeMs, ctimeMs]. */
+  readonly files: Record<string, unknown>;
 }
 
 function contentRecordPath(stateDir: string): string {
   return stateFilePath(stateDir, 'contentHashes');
 }
 
-export function loadContentRecord(stateDir: string, target: string): Map<string, string> | null {
+export function loadContentRecord(stateDir: string, target: string): Map<string, RecordedContent> | null {
   const text = readSmallFile(contentRecordPath(stateDir));
   if (text === null) return null;
   try {
     const doc = JSON.parse(text) as ContentDoc;
-    if (doc.version !== VERSION || doc.target !== target || typeof doc.files !== 'object' || doc.files === null) return null;
-    return new Map(Object.entries(doc.files).filter(([, hash]) => typeof hash === 'string'));
+    if ((doc.version !== 1 && doc.version !== VERSION) || doc.target !== target || typeof doc.files !== 'object' || doc.files === null) return null;
+    const record = new Map<string, RecordedContent>();
+    for (const [path, value] of Object.entries(doc.files)) {
+      const content = doc.version === 1 ? fromVersion1(value) : fromVersion2(value);
+      if (content) record.set(path, content);
+    }
+    return record;
   } catch {
     return null;
   }
 }
 
-export async function saveContentRecord(stateDir: string, target: string, files: ReadonlyMap<string, string>): Promise<void> {
-  const doc: ContentDoc = { version: VERSION, target, files: Object.fromEntries(files) };
+function fromVersion1(value: unknown): RecordedContent | undefined {
+  return typeof value === 'string' ? { hash: value } : undefined;
+}
+
+function fromVersion2(value: unknown): RecordedContent | undefined {
+  if (!Array.isArray(value) || typeof value[0] !== 'string') return undefined;
+  const [hash, dev, ino, size, mtimeMs, ctimeMs] = value as unknown[];
+  const numbers = [dev, ino, size, mtimeMs, ctimeMs];
+  if (value.length !== 6 || !numbers.every((n) => typeof n === 'number')) return { hash: hash as string };
+  return { hash: hash as string, stat: { dev, ino, size, mtimeMs, ctimeMs } as StatIdentity };
+}
+
+export async function saveContentRecord(stateDir: string, target: string, files: ReadonlyMap<string, RecordedContent>): Promise<void> {
+  const entries = [...files].map(
+    ([path, { hash, stat }]) => [path, stat ? [hash, stat.dev, stat.ino, stat.size, stat.mtimeMs, stat.ctimeMs] : [hash]] as const,
+  );
+  const doc: ContentDoc = { version: VERSION, target, files: Object.fromEntries(entries) };
   await writeFileAtomic(contentRecordPath(stateDir), JSON.stringify(doc), { mode: 0o600, fsync: false, chown: stateFileOwner(stateDir) });
 }

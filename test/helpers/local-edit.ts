@@ -5,14 +5,17 @@ import fs from 'node:fs/promises';
 
 /** Rewrites `file` in place (same inode, same size) and puts its mtime back. */
 export async function writeKeepingSizeAndMtime(file: string, content: string): Promise<void> {
-  const before = await fs.stat(file);
+  const before = await fs.stat(file, { bigint: true });
   const handle = await fs.open(file, 'r+');
   try {
     await handle.write(content, 0);
   } finally {
     await handle.close();
   }
-  execFileSync('touch', ['-m', '-d', `@${before.mtimeMs / 1000}`, file]);
-  const after = await fs.stat(file);
-  assert.deepEqual([after.size, after.mtimeMs, after.ino], [before.size, before.mtimeMs, before.ino], 'the edit kept size, mtime and inode');
+  // Whole nanoseconds: a float of milliseconds can miss the original mtime by a fraction.
+  const seconds = before.mtimeNs / 1_000_000_000n;
+  const nanoseconds = String(before.mtimeNs % 1_000_000_000n).padStart(9, '0');
+  execFileSync('touch', ['-m', '-d', `@${seconds}.${nanoseconds}`, file]);
+  const after = await fs.stat(file, { bigint: true });
+  assert.deepEqual([after.size, after.mtimeNs, after.ino], [before.size, before.mtimeNs, before.ino], 'the edit kept size, mtime and inode');
 }

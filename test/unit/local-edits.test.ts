@@ -4,20 +4,29 @@
  * true record after an ok pass and none after a failed or skipped one.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, unlink, utimes, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { WallClockSteps } from '../../src/daemon/wall-clock.js';
 import { compileFilter } from '../../src/filter/rsync-filter.js';
+import { hashFile } from '../../src/local/content-hashes.js';
+import { loadIdNames } from '../../src/local/ids.js';
+import { KnownTarget } from '../../src/local/known-target.js';
 import type { PassResult } from '../../src/pass/types.js';
 import type { Logger } from '../../src/report/logger.js';
-import { LOCAL_EDIT_MESSAGES, LocalEdits } from '../../src/run/local-edits.js';
+import { LOCAL_EDIT_MESSAGES, LocalEdits, type LocalEditsOptions } from '../../src/run/local-edits.js';
+import { stateFilePath } from '../../src/util/state-files.js';
+import { writeKeepingSizeAndMtime } from '../helpers/local-edit.js';
 
 const dirs: string[] = [];
 after(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
 
-async function setup() {
+/** Two minutes on: every file in the temp dir has settled, its stat identity is trusted. */
+const settledClock = () => Date.now() + 120_000;
+
+async function setup(extra: Partial<LocalEditsOptions> = {}) {
   const base = await mkdtemp(join(tmpdir(), 'xroad-sync-local-edits-'));
   dirs.push(base);
   const dir = join(base, 'target');
@@ -32,8 +41,24 @@ async function setup() {
     warn: (r: object) => records.push({ level: 'warn', ...r }),
   } as unknown as Logger;
   let now = 0;
-  const start = () => new LocalEdits({ targetDir: dir, stateDir, filter: compileFilter(['*.tmp']), logger, contentCheckEveryMs: 60_000, now: () => now });
-  return { dir, records, edits: start(), start, advance: (ms: number) => (now += ms) };
+  // Which files the content check read, in order.
+  const reads: string[] = [];
+  const countingHash = (abs: string) => {
+    reads.push(abs.slice(dir.length + 1));
+    return hashFile(abs);
+  };
+  const start = () =>
+    new LocalEdits({
+      targetDir: dir,
+      stateDir,
+      filter: compileFilter(['*.tmp']),
+      logger,
+      contentCheckEveryMs: 60_000,
+      now: () => now,
+      hashFile: countingHash,
+      ...extra,
+    });
+  return { dir, stateDir, records, reads, edits: start(), start, advance: (ms: number) => (now += ms) };
 }
 
 function passResult(result: PassResult['result'], changedPaths: string[] = []): PassResult {
@@ -103,6 +128,94 @@ describe('LocalEdits', () => {
       records.map((r) => [r.msg, r.path]),
       [[LOCAL_EDIT_MESSAGES.noted, 'a.ini']],
     );
+  });
+
+  it('a file whose stat identity is unchanged is not read again; an in-place edit with size and mtime put back is read and noted', async () => {
+    const { dir, records, reads, edits } = await setup({ wallNow: settledClock });
+    await writeFile(join(dir, 'b.ini'), 'b=1\n');
+    assert.equal(await edits.checkContent(), 0);
+    assert.deepEqual(reads.splice(0).sort(), ['a.ini', 'b.ini'], 'the first check reads every synced file');
+    assert.equal(await edits.checkContent(), 0);
+    assert.deepEqual(reads.splice(0), [], 'unchanged files are not read again');
+    await writeKeepingSizeAndMtime(join(dir, 'a.ini'), 'a=9\n');
+    assert.equal(await edits.checkContent(), 1);
+    assert.deepEqual(reads.splice(0), ['a.ini'], 'only the edited file is read');
+    assert.deepEqual(
+      records.map((r) => [r.msg, r.path, r.detectedBy]),
+      [[LOCAL_EDIT_MESSAGES.noted, 'a.ini', 'content check']],
+    );
+  });
+
+  it('a write through a shared mmap (no inotify event, size kept) moves the stat identity: the file is read and noted', async () => {
+    const { dir, reads, edits } = await setup({ wallNow: settledClock });
+    await edits.checkContent();
+    reads.splice(0);
+    execFileSync('python3', [
+      '-c',
+      'import mmap,sys\nwith open(sys.argv[1], "r+b") as f:\n m = mmap.mmap(f.fileno(), 0)\n m[2:3] = b"7"\n m.close()',
+      join(dir, 'a.ini'),
+    ]);
+    assert.equal(await readFile(join(dir, 'a.ini'), 'utf8'), 'a=7\n');
+    assert.equal(await edits.checkContent(), 1);
+    assert.deepEqual(reads, ['a.ini']);
+  });
+
+  it('the daemon’s check hands its scan, owner names included, to the next pass: the target is scanned once', async () => {
+    const { edits } = await setup();
+    const known = new KnownTarget(60_000);
+    known.forget();
+    await edits.checkContent(known);
+    const scan = known.reusable();
+    assert.ok(scan?.tree.has('a.ini'), 'the check’s scan is kept for the pass');
+    assert.equal(scan?.tree.has('excluded.tmp'), false);
+    const names = await loadIdNames();
+    assert.equal(scan?.tree.get('a.ini')?.owner, names.userById.get(process.getuid?.() ?? 0));
+  });
+
+  it('a file changed within the last minute is read at every check until it has settled, then no more', async () => {
+    let wall = Date.now();
+    const { reads, edits } = await setup({ wallNow: () => wall });
+    await edits.checkContent();
+    await edits.checkContent();
+    assert.deepEqual(reads.splice(0), ['a.ini', 'a.ini'], 'just written: its identity could hide a change in the same clock tick');
+    wall += 61_000;
+    await edits.checkContent();
+    assert.deepEqual(reads.splice(0), ['a.ini'], 'settled: read once more, its identity recorded');
+    await edits.checkContent();
+    assert.deepEqual(reads.splice(0), [], 'then not read again');
+  });
+
+  it('after a restart an unchanged file is not read, and an edit made meanwhile with size and mtime kept is found', async () => {
+    const { dir, records, reads, edits, start } = await setup({ wallNow: settledClock });
+    await writeFile(join(dir, 'b.ini'), 'b=1\n');
+    await edits.checkContent();
+    reads.splice(0);
+    await writeKeepingSizeAndMtime(join(dir, 'b.ini'), 'b=2\n');
+    assert.equal(await start().checkContent(), 1);
+    assert.deepEqual(reads, ['b.ini']);
+    assert.deepEqual(
+      records.map((r) => [r.msg, r.path]),
+      [[LOCAL_EDIT_MESSAGES.noted, 'b.ini']],
+    );
+  });
+
+  it('a record of an earlier version (hashes only) is used: every file is read once, nothing is noted, and it is saved in the new form', async () => {
+    const { stateDir, records, reads, edits, start } = await setup({ wallNow: settledClock });
+    await edits.checkContent();
+    const file = stateFilePath(stateDir, 'contentHashes');
+    const saved = JSON.parse(await readFile(file, 'utf8')) as { version: number; target: string; files: Record<string, [string, ...number[]]> };
+    assert.equal(saved.version, 2);
+    assert.equal(saved.files['a.ini']?.length, 6, 'the stat identity is saved');
+    const hashesOnly = Object.fromEntries(Object.entries(saved.files).map(([path, [hash]]) => [path, hash]));
+    await writeFile(file, JSON.stringify({ version: 1, target: saved.target, files: hashesOnly }));
+    reads.splice(0);
+    const next = start();
+    assert.equal(await next.checkContent(), 0, 'the same content is no change');
+    assert.deepEqual(reads.splice(0), ['a.ini'], 'read once, having no identity on record');
+    assert.equal(await next.checkContent(), 0);
+    assert.deepEqual(reads, [], 'then not again');
+    assert.equal(JSON.parse(await readFile(file, 'utf8')).version, 2);
+    assert.deepEqual(records, []);
   });
 
   it('a path noted by a pass that failed or was killed is noted again by the next process; once settled, it is not', async () => {
