@@ -6,7 +6,7 @@
  * dir's journal exists and names a file, the file is needed; otherwise no
  * one will ever use it and it is a stray like our own.
  */
-import { lstatSync, readdirSync } from 'node:fs';
+import { lstatSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ownerFileName, ownerTag, tempOwner } from '../local/temp-names.js';
 import { readSmallFile, readSmallFileStrictly } from '../util/small-file.js';
@@ -26,7 +26,8 @@ const noOwnersAt = new Map<string, string>();
 
 /** Other state dirs with an owner file in the target root: those that may have a commit to complete here. */
 export function otherOwners(target: string, ownStateDir: string): string[] {
-  const root = lstatSync(target, { throwIfNoEntry: false, bigint: true });
+  // stat, not lstat: the names below are read through a target given as a symlink, and only the directory's times move with them.
+  const root = statSync(target, { throwIfNoEntry: false, bigint: true });
   // Not trusted while the root changed within the last two seconds: timestamps tick coarsely (git's racily clean).
   const settled = root !== undefined && BigInt(Date.now()) * 1_000_000n - root.ctimeNs > 2_000_000_000n;
   const stamp = root && settled ? `${root.dev}:${root.ino}:${root.mtimeNs}:${root.ctimeNs}` : undefined;

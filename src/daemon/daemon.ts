@@ -174,12 +174,10 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   });
 
   // Said when polling starts to be spaced out for its CPU share, and when it is back to --interval.
-  let spacedOut = false;
   const notePollCost = (cpuMs: number): void => {
-    scheduler.notePollCost(cpuMs);
-    const spacingMs = scheduler.spacingMs();
-    if (spacingMs > opts.intervalMs * 1.2 === spacedOut) return;
-    spacedOut = !spacedOut;
+    const change = scheduler.notePollCost(cpuMs);
+    if (change === undefined) return;
+    const { spacedOut, spacingMs } = change;
     const share = `${(opts.pollCpuShare ?? 1) * 100} %`;
     logger.info(
       spacedOut

@@ -27,6 +27,12 @@ export interface SchedulerOptions {
   readonly runPass: () => Promise<PassOutcome>;
 }
 
+/** Passes now spaced beyond --interval for the CPU share, or back to it. */
+export interface SpacingChange {
+  readonly spacedOut: boolean;
+  readonly spacingMs: number;
+}
+
 /** No-change passes whose cost sets the spacing. */
 const POLL_COSTS_KEPT = 5;
 
@@ -38,6 +44,8 @@ export class PassScheduler {
   private stopped = false;
   /** CPU of the last few no-change passes (ms), newest last. */
   private readonly pollCosts: number[] = [];
+  /** Passes are spaced beyond --interval for the CPU share (what the log said last). */
+  private spacedOut = false;
 
   constructor(private readonly opts: SchedulerOptions) {}
 
@@ -69,11 +77,17 @@ export class PassScheduler {
     await this.running;
   }
 
-  /** The CPU a no-change pass took (ms, all threads): what polling costs. */
-  notePollCost(cpuMs: number): void {
-    if (!Number.isFinite(cpuMs) || cpuMs < 0) return;
+  /** The CPU a no-change pass took (ms, all threads): what polling costs. Returns the spacing when it is to be said in the log. */
+  notePollCost(cpuMs: number): SpacingChange | undefined {
+    if (!Number.isFinite(cpuMs) || cpuMs < 0) return undefined;
     this.pollCosts.push(cpuMs);
     if (this.pollCosts.length > POLL_COSTS_KEPT) this.pollCosts.shift();
+    // Two thresholds: a cost that hovers around one (23 ms, 25 ms, 23 ms…) would be said every pass, for months.
+    const spacingMs = this.spacingMs();
+    const change = this.spacedOut ? spacingMs <= this.opts.intervalMs : spacingMs > this.opts.intervalMs * 1.2;
+    if (!change) return undefined;
+    this.spacedOut = !this.spacedOut;
+    return { spacedOut: this.spacedOut, spacingMs };
   }
 
   /**

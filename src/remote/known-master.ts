@@ -11,6 +11,10 @@
  * before; when every directory does, the scan returns the previous tree
  * itself, and the planner (which memoizes on its inputs) has nothing to redo.
  *
+ * A symlink's numbers do not show its target (pointed elsewhere with a
+ * target of the same length within the same second, or restored with its
+ * times): remembered symlinks are read again every scan (one READLINK each).
+ *
  * What the numbers cannot show, the owner and group NAMES behind a uid and
  * gid (from OpenSSH's longname), is taken afresh at least every `maxAgeMs`:
  * the memory is then dropped and the next scan builds every entry again.

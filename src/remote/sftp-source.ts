@@ -163,6 +163,8 @@ interface ScanState {
   readonly reused: string[];
   /** Directories listed afresh (changed, new, or not remembered). */
   fresh: number;
+  /** Symlinks of reused listings whose target changed: a link's listed numbers can stay the same when it is pointed elsewhere. */
+  readonly relinked: Map<string, Entry>;
   /** Entries so far (the root included), against maxEntries. */
   entries: number;
   visit?: (dir: string) => void;
@@ -221,6 +223,7 @@ export class SftpSource implements MasterSource {
       listings: new Map(),
       reused: [],
       fresh: 0,
+      relinked: new Map(),
       entries: 1,
     };
     const visit = (dir: string): void => scan.pool.add(() => this.scanDir(dir, scan, visit));
@@ -238,12 +241,12 @@ export class SftpSource implements MasterSource {
    * root) listed the same as last time, else the fresh entries plus the
    * reused directories' entries taken over from the previous tree.
    */
-  private treeOf({ tree, reused, fresh, round }: ScanState): Tree {
+  private treeOf({ tree, reused, fresh, relinked, round }: ScanState): Tree {
     const previous = reused.length > 0 ? round!.previous(reused[0]!)!.tree : undefined;
-    if (previous && fresh === 0 && sameEntry(previous.get(''), tree.get(''))) return previous;
+    if (previous && fresh === 0 && relinked.size === 0 && sameEntry(previous.get(''), tree.get(''))) return previous;
     for (const dir of reused) {
       const { listing, tree: before } = round!.previous(dir)!;
-      for (const path of listing.paths) tree.set(path, before.get(path)!);
+      for (const path of listing.paths) tree.set(path, relinked.get(path) ?? before.get(path)!);
     }
     return tree;
   }
@@ -296,7 +299,10 @@ export class SftpSource implements MasterSource {
     for (const path of listing.skipped) scan.notes?.skipped(path, 'its name is not valid UTF-8');
     for (const path of listing.paths) {
       this.countEntry(scan);
-      if (tree.get(path)!.type === 'dir') scan.visit!(path);
+      const entry = tree.get(path)!;
+      if (entry.type === 'dir') scan.visit!(path);
+      // Same length, same second (or a restore that kept the times): only READLINK tells the target.
+      else if (entry.type === 'symlink') scan.pool.add(() => this.recheckLink(entry, scan.relinked));
     }
     scan.listings.set(dir, listing);
     scan.reused.push(dir);
@@ -372,13 +378,23 @@ export class SftpSource implements MasterSource {
   }
 
   private async readLink(entry: Entry, tree: Map<string, Entry>): Promise<void> {
-    const target = await this.call<string>((sftp, settle) => sftp.readlink(this.remotePath(entry.path), settle)).catch((err) =>
-      this.rethrow(err, entry.path, 'cannot read symlink'),
+    tree.set(entry.path, { ...entry, linkTarget: await this.linkTarget(entry.path) });
+  }
+
+  /** A remembered symlink: its entry is replaced only when the master now points it elsewhere. */
+  private async recheckLink(before: Entry, relinked: Map<string, Entry>): Promise<void> {
+    const target = await this.linkTarget(before.path);
+    if (target !== before.linkTarget) relinked.set(before.path, { ...before, linkTarget: target });
+  }
+
+  private async linkTarget(path: string): Promise<string> {
+    const target = await this.call<string>((sftp, settle) => sftp.readlink(this.remotePath(path), settle)).catch((err) =>
+      this.rethrow(err, path, 'cannot read symlink'),
     );
     if (target === '' || target.includes('\0')) {
-      throw new ProtocolError(`the master sent an invalid target ${quote(target)} for symlink ${quote(entry.path)}`, { subject: entry.path });
+      throw new ProtocolError(`the master sent an invalid target ${quote(target)} for symlink ${quote(path)}`, { subject: path });
     }
-    tree.set(entry.path, { ...entry, linkTarget: target });
+    return target;
   }
 
   /** OPENDIR, then READDIRs kept `readdirDepth` deep until EOF; the second READDIR of a small directory is its EOF. */

@@ -5,7 +5,7 @@
  * close), which for a daemon polling every second cost more CPU than the
  * reads themselves.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 
 /** The file's text, or null when it is missing or cannot be read (callers treat both as "no record"). */
 export function readSmallFile(path: string): string | null {
@@ -20,7 +20,8 @@ export function readSmallFile(path: string): string | null {
 
 /** The file's text, or null when it is missing; any other failure (permission denied) is thrown: absent and unreadable differ. */
 export function readSmallFileStrictly(path: string): string | null {
-  if (!existsSync(path)) return null;
+  // Not existsSync: it says false for a directory this user may not search too, and that is "unreadable", not "missing".
+  if (statSync(path, { throwIfNoEntry: false }) === undefined) return null;
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {

@@ -7,7 +7,7 @@
  * entries as before.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdir, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lutimes, mkdir, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { compileFilter } from '../../src/filter/rsync-filter.js';
@@ -111,6 +111,27 @@ describe('master listing memory (real sshd)', () => {
     const rootMode = await scanBoth(known);
     assert.equal(rootMode.get('')?.mode, 0o751);
     assert.equal(await scanBoth(known), rootMode, 'unchanged again: the same tree');
+  });
+
+  it('sees a symlink pointed elsewhere whose listing stayed the same (same length, same second, as a restore leaves it)', T, async () => {
+    const dir = await makeTempDir('xs-listing-link-');
+    await mkdir(path.join(dir, 'links'));
+    await symlink('target-a', path.join(dir, 'links/current'));
+    await lutimes(path.join(dir, 'links/current'), MTIME, MTIME);
+    await utimes(path.join(dir, 'links'), MTIME, MTIME);
+    const linked = new SftpSource(session, `${dir}/`);
+    const known = new KnownMaster(60_000);
+    assert.equal((await linked.scan(filter, undefined, known)).get('links/current')?.linkTarget, 'target-a');
+    // Another target of the same length, the link's and its directory's times put back: every listed number is the same.
+    await unlink(path.join(dir, 'links/current'));
+    await symlink('target-b', path.join(dir, 'links/current'));
+    await lutimes(path.join(dir, 'links/current'), MTIME, MTIME);
+    await utimes(path.join(dir, 'links'), MTIME, MTIME);
+    const relinked = await linked.scan(filter, undefined, known);
+    assert.equal(relinked.get('links/current')?.linkTarget, 'target-b', 'the remembered scan kept the old link target');
+    const truth = await linked.scan(filter);
+    assert.deepEqual(new Map([...relinked].sort()), new Map([...truth].sort()));
+    assert.equal(await linked.scan(filter, undefined, known), relinked, 'unchanged again: the same tree');
   });
 
   it('lists a directory with OPENDIR, READDIRs and CLOSE only: no LSTAT per directory on every pass', T, async () => {

@@ -60,6 +60,24 @@ describe('pass scheduler', () => {
     assert.equal(s.nextDelay('failed'), 1000, 'failures still back off from 1 s');
   });
 
+  it('says a change of spacing once, not every pass, while the cost hovers around the share', () => {
+    const s = new PassScheduler({ intervalMs: 1000, jitter: 0.1, maxBackoffMs: 30_000, pollCpuShare: 0.02, runPass: async () => 'ok' });
+    // 24 ms is 1.2 s at 2 %: a tree whose passes cost 23 or 25 ms (GC, the master's load) sits on the line.
+    const said: boolean[] = [];
+    for (let i = 0; i < 200; i++) {
+      const change = s.notePollCost(i % 2 === 0 ? 23 : 25);
+      if (change) said.push(change.spacedOut);
+    }
+    assert.ok(said.length <= 1, `log lines about the spacing over 200 passes: ${said.length}`);
+    const after: boolean[] = [];
+    for (const cost of [5, 5, 5, 5, 5, 100, 100, 100, 100, 100]) {
+      const change = s.notePollCost(cost);
+      if (change) after.push(change.spacedOut);
+    }
+    assert.deepEqual(after, said[0] === true ? [false, true] : [true], 'a real fall and rise are still said');
+    assert.equal(s.spacingMs(), 5000);
+  });
+
   it('keeps to --interval when the CPU share is unlimited', () => {
     const s = new PassScheduler({ intervalMs: 1000, jitter: 0, maxBackoffMs: 30_000, pollCpuShare: 1, runPass: async () => 'ok' });
     for (let i = 0; i < 10; i++) s.notePollCost(500);

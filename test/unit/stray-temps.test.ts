@@ -5,13 +5,13 @@
  * journal. Real files in a temporary directory; no sshd.
  */
 import assert from 'node:assert/strict';
-import { chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { beginJournal } from '../../src/commit/journal.js';
 import type { CommitOp } from '../../src/commit/ops.js';
-import { sortStrayTemps } from '../../src/commit/owners.js';
+import { otherOwners, sortStrayTemps } from '../../src/commit/owners.js';
 import { ownerFileName, ownerTag, tempName } from '../../src/local/temp-names.js';
 
 describe('stray temp files and the journals that still need them', () => {
@@ -69,6 +69,24 @@ describe('stray temp files and the journals that still need them', () => {
   }, async () => {
     await chown(join(stateA, 'commit-journal.json'), 65534, 65534);
     assert.deepEqual(sortStrayTemps(target, found(), stateB).kept, []);
+  });
+
+  it("finds another state dir's owner file that appeared after a look found none, in a target given as a symlink to its directory", async () => {
+    const real = join(base, 'real-target');
+    const link = join(base, 'target-link');
+    await mkdir(real);
+    await symlink(real, link);
+    const realNow = Date.now;
+    // Ten seconds on (a clock step, or a daemon ten seconds later): the root's times are settled, the look is remembered.
+    Date.now = () => realNow() + 10_000;
+    try {
+      assert.deepEqual(otherOwners(link, stateB), []);
+      await rm(join(stateA, 'commit-journal.json'));
+      await beginJournal(stateA, link, [{ op: 'rename', temp: tempName(ownerTag(stateA)), path: 'file', size: 6 }]);
+      assert.deepEqual(otherOwners(link, stateB), [stateA], "the owner file written through the link was not seen: the link's own times were remembered");
+    } finally {
+      Date.now = realNow;
+    }
   });
 
   it('the owning state dir itself keeps what its own pending journal names (left for a replay as another user)', () => {
