@@ -41,38 +41,73 @@ export interface DirectoryListing {
   readonly skipped: readonly string[];
 }
 
-export function directoryListing(names: readonly ListedName[], paths: readonly string[], skipped: readonly string[]): DirectoryListing {
-  const numbers = new Float64Array(names.length * FIELDS);
-  names.forEach(({ attrs }, i) => {
-    const at = i * FIELDS;
-    numbers[at] = attrs.mode;
-    numbers[at + 1] = attrs.size;
-    numbers[at + 2] = attrs.mtime;
-    numbers[at + 3] = attrs.uid;
-    numbers[at + 4] = attrs.gid;
-  });
-  return { names: names.map((n) => n.filename), numbers, paths, skipped };
-}
+/**
+ * A listing as its READDIR batches arrive, compared name by name with the
+ * remembered one. While they agree nothing is kept (a 50,000-name listing
+ * held whole until its last batch outlives V8's young generation, and
+ * collecting it from the old one cost more than the listing itself); from
+ * the first difference on, the names are kept.
+ */
+export class ListingMatch<Name extends ListedName = ListedName> {
+  /** Names equal to the remembered ones, from the start. */
+  private prefix = 0;
+  private differs: boolean;
+  /** The names from the first difference on (every name, without a remembered listing). */
+  readonly tail: Name[] = [];
 
-/** True when `names` is exactly what `before` recorded: same names in the same order, same five numbers each. */
-export function sameListing(before: DirectoryListing, names: readonly ListedName[]): boolean {
-  if (before.names.length !== names.length) return false;
-  const n = before.numbers;
-  for (let i = 0; i < names.length; i++) {
-    const { filename, attrs } = names[i]!;
-    const at = i * FIELDS;
-    if (
-      before.names[i] !== filename ||
-      n[at] !== attrs.mode ||
-      n[at + 1] !== attrs.size ||
-      n[at + 2] !== attrs.mtime ||
-      n[at + 3] !== attrs.uid ||
-      n[at + 4] !== attrs.gid
-    ) {
-      return false;
+  constructor(readonly before: DirectoryListing | undefined) {
+    this.differs = before === undefined;
+  }
+
+  add(batch: readonly Name[]): void {
+    for (const item of batch) {
+      if (!this.differs && this.prefix < this.before!.names.length && equalAt(this.before!, this.prefix, item)) this.prefix++;
+      else {
+        this.differs = true;
+        this.tail.push(item);
+      }
     }
   }
-  return true;
+
+  /** The listing is the remembered one, name for name. */
+  get same(): boolean {
+    return !this.differs && this.prefix === this.before!.names.length;
+  }
+
+  /** The remembered names that this listing repeats before its first difference. */
+  agreedNames(): readonly string[] {
+    return this.before ? this.before.names.slice(0, this.prefix) : [];
+  }
+
+  /** What to remember of this listing: the agreed names, then the tail. */
+  record(paths: readonly string[], skipped: readonly string[]): DirectoryListing {
+    const count = this.prefix + this.tail.length;
+    const names = [...this.agreedNames(), ...this.tail.map((n) => n.filename)];
+    const numbers = new Float64Array(count * FIELDS);
+    if (this.before) numbers.set(this.before.numbers.subarray(0, this.prefix * FIELDS));
+    this.tail.forEach(({ attrs }, i) => {
+      const at = (this.prefix + i) * FIELDS;
+      numbers[at] = attrs.mode;
+      numbers[at + 1] = attrs.size;
+      numbers[at + 2] = attrs.mtime;
+      numbers[at + 3] = attrs.uid;
+      numbers[at + 4] = attrs.gid;
+    });
+    return { names, numbers, paths, skipped };
+  }
+}
+
+function equalAt(before: DirectoryListing, i: number, { filename, attrs }: ListedName): boolean {
+  const n = before.numbers;
+  const at = i * FIELDS;
+  return (
+    before.names[i] === filename &&
+    n[at] === attrs.mode &&
+    n[at + 1] === attrs.size &&
+    n[at + 2] === attrs.mtime &&
+    n[at + 3] === attrs.uid &&
+    n[at + 4] === attrs.gid
+  );
 }
 
 /** What one scan may reuse, and where it records what it saw. */

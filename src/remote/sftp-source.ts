@@ -11,7 +11,7 @@ import { ContentUnlikeListingError, MasterChangedError, ProtocolError, SyncError
 import type { Filter } from '../filter/types.js';
 import { type Entry, type EntryType, joinRel, type Tree } from '../tree.js';
 import { forEachLimited } from '../util/pool.js';
-import { type DirectoryListing, directoryListing, type KnownMaster, type ListingRound, sameListing } from './known-master.js';
+import { type DirectoryListing, type KnownMaster, ListingMatch, type ListingRound } from './known-master.js';
 import type { SftpSession } from './session.js';
 import type { FileSink, GoneCheck, MasterSource, ScanNotes } from './types.js';
 
@@ -170,6 +170,16 @@ interface ScanState {
   visit?: (dir: string) => void;
 }
 
+/** What one directory's listing put into the tree. */
+interface Listed {
+  dot: boolean;
+  readonly paths: string[];
+  readonly skipped: string[];
+}
+
+/** The last scan's listing of a directory and the tree its entries are in. */
+type RememberedListing = NonNullable<ReturnType<ListingRound['previous']>>;
+
 /** The root's own attributes unchanged (its lstat is not part of any listing). */
 function sameEntry(a: Entry | undefined, b: Entry | undefined): boolean {
   return !!a && !!b && a.mode === b.mode && a.mtime === b.mtime && a.uid === b.uid && a.gid === b.gid;
@@ -252,50 +262,70 @@ export class SftpSource implements MasterSource {
   }
 
   private async scanDir(dir: string, scan: ScanState, visit: (dir: string) => void): Promise<void> {
+    const previous = scan.round?.previous(dir);
+    const match = new ListingMatch<FileEntry>(previous?.listing);
     // `..` is not this directory's: its times move with whatever happens beside it (the root's parent is /etc).
-    const names = (await this.listDir(dir)).filter((item) => item.filename !== '..');
-    if (this.reuseListing(dir, names, scan)) return;
+    await this.listDir(dir, (batch) => match.add(batch.filter((item) => item.filename !== '..')));
+    if (previous && match.same) return this.reuseListing(dir, previous, scan);
     scan.fresh++;
-    const { filter, tree, owners, notes, pool } = scan;
-    let listedDot = false;
-    const paths: string[] = [];
-    const skipped: string[] = [];
-    for (const item of names) {
-      // OpenSSH lists them (they are not entries); `.` missing means its lstat failed, see checkEnterable.
-      if (item.filename === '.') {
-        listedDot = true;
-        continue;
-      }
-      checkName(item.filename, this.remotePath(dir));
-      const entry = this.entryFrom(dir, item, owners);
-      if (filter.isExcluded(entry.path, entry.type === 'dir')) continue;
-      if (Buffer.byteLength(entry.path) > MAX_PATH_BYTES) {
-        // A fabricated or cyclic listing would otherwise grow paths (and memory) without end.
-        throw new ProtocolError(`the master listed a path longer than ${MAX_PATH_BYTES} bytes under ${quote(dir)}`, { subject: dir });
-      }
-      if (mangled(item.filename)) {
-        notes?.skipped(entry.path, 'its name is not valid UTF-8');
-        skipped.push(entry.path);
-        continue;
-      }
-      if (tree.has(entry.path)) throw new ProtocolError(`the master listed ${quote(entry.path)} twice`, { subject: entry.path });
-      this.countEntry(scan);
-      tree.set(entry.path, entry);
-      paths.push(entry.path);
-      if (entry.type === 'dir') visit(entry.path);
-      // Link targets are read through the same pool so they pipeline with the listing.
-      else if (entry.type === 'symlink') pool.add(() => this.readLink(entry, tree));
-    }
-    if (!listedDot) await this.checkEnterable(dir);
+    const listed: Listed = { dot: false, paths: [], skipped: [] };
+    // The names this listing shares with the remembered one, up to the first difference, are the entries they made then.
+    if (previous) for (const name of match.agreedNames()) this.takeRemembered(dir, name, previous, listed, scan);
+    for (const item of match.tail) this.takeListed(dir, item, listed, scan);
+    if (!listed.dot) await this.checkEnterable(dir);
     // A listing without `.` is checked again every time: it is not remembered.
-    else if (scan.round) scan.listings.set(dir, directoryListing(names, paths, skipped));
+    else if (scan.round) scan.listings.set(dir, match.record(listed.paths, listed.skipped));
+  }
+
+  /** A name as the master listed it: checked, filtered and made an entry. */
+  private takeListed(dir: string, item: FileEntry, listed: Listed, scan: ScanState): void {
+    // OpenSSH lists it (it is not an entry); `.` missing means its lstat failed, see checkEnterable.
+    if (item.filename === '.') {
+      listed.dot = true;
+      return;
+    }
+    checkName(item.filename, this.remotePath(dir));
+    const entry = this.entryFrom(dir, item, scan.owners);
+    if (scan.filter.isExcluded(entry.path, entry.type === 'dir')) return;
+    if (Buffer.byteLength(entry.path) > MAX_PATH_BYTES) {
+      // A fabricated or cyclic listing would otherwise grow paths (and memory) without end.
+      throw new ProtocolError(`the master listed a path longer than ${MAX_PATH_BYTES} bytes under ${quote(dir)}`, { subject: dir });
+    }
+    if (mangled(item.filename)) {
+      scan.notes?.skipped(entry.path, 'its name is not valid UTF-8');
+      listed.skipped.push(entry.path);
+      return;
+    }
+    this.accept(entry, listed, scan);
+  }
+
+  /** A name listed as before: the entry it made then (or, as then, none: excluded or skipped). */
+  private takeRemembered(dir: string, name: string, previous: RememberedListing, listed: Listed, scan: ScanState): void {
+    if (name === '.') {
+      listed.dot = true;
+      return;
+    }
+    const path = joinRel(dir, name);
+    const entry = previous.tree.get(path);
+    if (entry) this.accept(entry, listed, scan);
+    else if (previous.listing.skipped.includes(path)) {
+      scan.notes?.skipped(path, 'its name is not valid UTF-8');
+      listed.skipped.push(path);
+    }
+  }
+
+  private accept(entry: Entry, listed: Listed, scan: ScanState): void {
+    if (scan.tree.has(entry.path)) throw new ProtocolError(`the master listed ${quote(entry.path)} twice`, { subject: entry.path });
+    this.countEntry(scan);
+    scan.tree.set(entry.path, entry);
+    listed.paths.push(entry.path);
+    if (entry.type === 'dir') scan.visit!(entry.path);
+    // Link targets are read through the same pool so they pipeline with the listing.
+    else if (entry.type === 'symlink') scan.pool.add(() => this.readLink(entry, scan.tree));
   }
 
   /** The same listing as last time: its entries are the previous tree's (taken over at the end), its subdirectories are listed. */
-  private reuseListing(dir: string, names: readonly FileEntry[], scan: ScanState): boolean {
-    const previous = scan.round?.previous(dir);
-    if (!previous || !sameListing(previous.listing, names)) return false;
-    const { listing, tree } = previous;
+  private reuseListing(dir: string, { listing, tree }: RememberedListing, scan: ScanState): void {
     for (const path of listing.skipped) scan.notes?.skipped(path, 'its name is not valid UTF-8');
     for (const path of listing.paths) {
       this.countEntry(scan);
@@ -306,7 +336,6 @@ export class SftpSource implements MasterSource {
     }
     scan.listings.set(dir, listing);
     scan.reused.push(dir);
-    return true;
   }
 
   private countEntry(scan: ScanState): void {
@@ -398,44 +427,53 @@ export class SftpSource implements MasterSource {
   }
 
   /** OPENDIR, then READDIRs kept `readdirDepth` deep until EOF; the second READDIR of a small directory is its EOF. */
-  private async listDir(dir: string): Promise<FileEntry[]> {
+  /** OPENDIR, then READDIRs kept `readdirDepth` deep until EOF, each batch handed to `onBatch` in listing order; the second READDIR of a small directory is its EOF. */
+  private async listDir(dir: string, onBatch: (batch: FileEntry[]) => void): Promise<void> {
     const handle = await this.call<Buffer>((sftp, settle) => sftp.opendir(this.remotePath(dir), settle)).catch((err) =>
       this.rethrow(err, dir, 'cannot open directory'),
     );
     try {
-      return await this.readAllNames(handle, dir);
+      await this.readAllNames(handle, dir, onBatch);
     } finally {
       this.closeHandle(handle);
     }
   }
 
-  private readAllNames(handle: Buffer, dir: string): Promise<FileEntry[]> {
-    const names: FileEntry[] = [];
+  private readAllNames(handle: Buffer, dir: string, onBatch: (batch: FileEntry[]) => void): Promise<void> {
     return new Promise((resolve, reject) => {
       let inFlight = 0;
       let eof = false;
       let failed = false;
+      const fail = (err: unknown): void => {
+        failed = true;
+        reject(err);
+      };
       const issue = (): void => {
         inFlight++;
+        // Replies to one handle come back in the order asked: the batches are handed on in listing order.
         this.readdirOnce(handle).then(
           (batch) => {
             inFlight--;
             if (failed) return;
             if (batch === undefined) eof = true;
-            else for (const item of batch) names.push(item);
+            else {
+              try {
+                onBatch(batch);
+              } catch (err) {
+                return fail(err);
+              }
+            }
             // A short batch is most likely the last (the one in flight brings EOF): another READDIR
             // only when nothing else is in flight. A small directory costs two. A full batch means a
             // large directory: keep more in flight, so that replies arrive together and the requests
             // they prompt leave in one write (a 50,000-entry directory is 500 READDIRs a pass).
             if (!eof && batch!.length >= FULL_READDIR) while (inFlight < this.opts.readdirDepthLarge) issue();
             else if (!eof && inFlight === 0) issue();
-            else if (eof && inFlight === 0) resolve(names);
+            else if (eof && inFlight === 0) resolve();
           },
           (err) => {
             inFlight--;
-            if (failed) return;
-            failed = true;
-            reject(this.toSyncError(err, dir, 'cannot read directory'));
+            if (!failed) fail(this.toSyncError(err, dir, 'cannot read directory'));
           },
         );
       };
