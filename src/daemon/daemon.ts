@@ -117,8 +117,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
         return 'skipped';
       }
       noticeClockStep();
-      const fullScan = localEdits.contentCheckDue();
-      if (fullScan) {
+      if (localEdits.contentCheckDue()) {
         // The full scan: the listing is taken afresh too, by the content check's scan, which this pass plans against.
         knownTarget.forget();
         // A target that cannot be read is the pass's to report, with its typed error.
@@ -128,7 +127,6 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
       let passResult: PassResult | undefined;
       abort = new AbortController();
       const before = provider.connections;
-      const cpuBefore = process.cpuUsage();
       try {
         const result = await runReportedPass(settings, provider, {
           signal: abort.signal,
@@ -148,8 +146,11 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
           },
         });
         passResult = result;
-        // What polling costs: a no-change pass that neither rescanned the target in full nor waited for another pass.
-        if (result.result === 'ok' && result.changedPaths.length === 0 && !fullScan && !isLockWait(result.error)) notePollCost(cpuMsSince(cpuBefore));
+        // What polling costs: all the CPU since the last pass ended (its full scans and content checks too),
+        // when this one changed nothing; the CPU of a pass that changed something or failed follows changes, not the tree.
+        const cycleCpuMs = cpuMsSince(cpuMark);
+        cpuMark = process.cpuUsage();
+        if (result.result === 'ok' && result.changedPaths.length === 0 && !isLockWait(result.error)) notePollCost(cycleCpuMs);
         systemd.passEnded(isLockWait(result.error) ? { kind: 'skipped', at: result.finishedAt, why: 'another pass kept the lock' } : lastPassOf(result));
         // Only a clean no-change pass leaves the target as scanned (a by-hand pass we waited for may have written it).
         if (result.result !== 'ok' || result.changedPaths.length > 0) knownTarget.forget();
@@ -173,6 +174,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
     },
   });
 
+  let cpuMark = process.cpuUsage();
   // Said when polling starts to be spaced out for its CPU share, and when it is back to --interval.
   const notePollCost = (cpuMs: number): void => {
     const change = scheduler.notePollCost(cpuMs);

@@ -77,7 +77,7 @@ export class PassScheduler {
     await this.running;
   }
 
-  /** The CPU a no-change pass took (ms, all threads): what polling costs. Returns the spacing when it is to be said in the log. */
+  /** The CPU (ms, all threads) the daemon used from the end of the last pass to the end of this no-change one: what polling costs. Returns the spacing when it is to be said in the log. */
   notePollCost(cpuMs: number): SpacingChange | undefined {
     if (!Number.isFinite(cpuMs) || cpuMs < 0) return undefined;
     this.pollCosts.push(cpuMs);
@@ -91,13 +91,13 @@ export class PassScheduler {
   }
 
   /**
-   * The median of the last few: one pass with a major GC (or the first ones, while V8 still
-   * compiles) neither stretches the spacing for long nor keeps it stretched once passes are cheap.
+   * The mean of the last few: a full scan once a minute counts with its share, and one pass
+   * with a major GC (or the first ones, while V8 still compiles) stretches the spacing for a
+   * few passes only.
    */
   private pollCostMs(): number | undefined {
     if (this.pollCosts.length === 0) return undefined;
-    const sorted = [...this.pollCosts].sort((a, b) => a - b);
-    return sorted[Math.floor((sorted.length - 1) / 2)];
+    return this.pollCosts.reduce((sum, cost) => sum + cost, 0) / this.pollCosts.length;
   }
 
   /** Time between scheduled passes before jitter: the interval, or longer where polling would exceed its CPU share. */

@@ -196,7 +196,7 @@ export class SftpSource implements MasterSource {
   ) {
     // Trailing slash: like rsync's "SRC/", the contents of the root, following the root itself if it is a link.
     this.root = root.endsWith('/') ? root : root + '/';
-    this.opts = { dirConcurrency: 12, readdirDepth: 2, readdirDepthLarge: 8, chunkSize: 128 * 1024, readsInFlight: 8, maxEntries: 200_000, ...options };
+    this.opts = { dirConcurrency: 12, readdirDepth: 2, readdirDepthLarge: 16, chunkSize: 128 * 1024, readsInFlight: 8, maxEntries: 200_000, ...options };
   }
 
   traffic(): { sent: number; received: number } {
@@ -467,8 +467,10 @@ export class SftpSource implements MasterSource {
             // only when nothing else is in flight. A small directory costs two. A full batch means a
             // large directory: keep more in flight, so that replies arrive together and the requests
             // they prompt leave in one write (a 50,000-entry directory is 500 READDIRs a pass).
-            if (!eof && batch!.length >= FULL_READDIR) while (inFlight < this.opts.readdirDepthLarge) issue();
-            else if (!eof && inFlight === 0) issue();
+            // Topped up once half have come back: the requests go out together, not one write per reply.
+            if (!eof && batch!.length >= FULL_READDIR) {
+              if (inFlight <= this.opts.readdirDepthLarge / 2) while (inFlight < this.opts.readdirDepthLarge) issue();
+            } else if (!eof && inFlight === 0) issue();
             else if (eof && inFlight === 0) resolve();
           },
           (err) => {
