@@ -84,7 +84,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
   // The last target scan, reused by no-change passes while the watcher sees nothing (at most 60 s).
   const knownTarget = new KnownTarget(fullScanMs);
   // The last master listing, per directory: an unchanged directory is not turned into entries again (remote/known-master.ts).
-  const knownMaster = new KnownMaster(fullScanMs);
+  const knownMaster = new KnownMaster();
   // Local edits: noted by the watcher or the full scan's content check, compared with the master by the next pass.
   const localEdits = new LocalEdits({ targetDir: settings.targetDir, stateDir: settings.stateDir, filter, logger, contentCheckEveryMs: fullScanMs });
   const wallClock = new WallClockSteps();

@@ -15,10 +15,13 @@
  * target of the same length within the same second, or restored with its
  * times): remembered symlinks are read again every scan (one READLINK each).
  *
- * What the numbers cannot show, the owner and group NAMES behind a uid and
- * gid (from OpenSSH's longname), is taken afresh at least every `maxAgeMs`:
- * the memory is then dropped and the next scan builds every entry again.
- * A different filter (settings reloaded) starts from nothing too.
+ * Nor do they show the owner and group NAMES behind a uid and gid (from
+ * OpenSSH's longname, for the slave's own ids): the scan reads the names of
+ * each uid and gid pair in each batch and compares them with the remembered
+ * entries' (sftp-source.ts); a renamed user or group drops the memory and
+ * the scan starts again without it. A different filter (settings reloaded)
+ * starts from nothing too, and so does a memory older than `maxAgeMs` (an
+ * hour: a safety net, not a need).
  */
 import type { Filter } from '../filter/types.js';
 import type { Tree } from '../tree.js';
@@ -125,7 +128,7 @@ export class KnownMaster {
   private since = 0;
 
   constructor(
-    private readonly maxAgeMs = 60_000,
+    private readonly maxAgeMs = 3_600_000,
     // Monotonic: a wall-clock step must not keep an old memory young.
     private readonly now: () => number = () => performance.now(),
   ) {}

@@ -165,6 +165,8 @@ interface ScanState {
   fresh: number;
   /** Symlinks of reused listings whose target changed: a link's listed numbers can stay the same when it is pointed elsewhere. */
   readonly relinked: Map<string, Entry>;
+  /** A remembered entry's owner or group name is not what the master says now. */
+  ownerNamesChanged: boolean;
   /** Entries so far (the root included), against maxEntries. */
   entries: number;
   visit?: (dir: string) => void;
@@ -234,6 +236,7 @@ export class SftpSource implements MasterSource {
       reused: [],
       fresh: 0,
       relinked: new Map(),
+      ownerNamesChanged: false,
       entries: 1,
     };
     const visit = (dir: string): void => scan.pool.add(() => this.scanDir(dir, scan, visit));
@@ -241,6 +244,11 @@ export class SftpSource implements MasterSource {
     visit('');
     await scan.pool.done;
     if (!round) return tree;
+    if (scan.ownerNamesChanged) {
+      // A user or group renamed on the master: remembered entries carry the old name. Once more, from nothing.
+      known!.forget();
+      return this.scan(filter, notes, known);
+    }
     const result = this.treeOf(scan);
     round.finish(scan.listings, result);
     return result;
@@ -265,7 +273,11 @@ export class SftpSource implements MasterSource {
     const previous = scan.round?.previous(dir);
     const match = new ListingMatch<FileEntry>(previous?.listing);
     // `..` is not this directory's: its times move with whatever happens beside it (the root's parent is /etc).
-    await this.listDir(dir, (batch) => match.add(batch.filter((item) => item.filename !== '..')));
+    await this.listDir(dir, (batch) => {
+      const items = batch.filter((item) => item.filename !== '..');
+      if (previous) this.checkOwnerNames(dir, items, previous, scan);
+      match.add(items);
+    });
     if (previous && match.same) return this.reuseListing(dir, previous, scan);
     scan.fresh++;
     const listed: Listed = { dot: false, paths: [], skipped: [] };
@@ -275,6 +287,28 @@ export class SftpSource implements MasterSource {
     if (!listed.dot) await this.checkEnterable(dir);
     // A listing without `.` is checked again every time: it is not remembered.
     else if (scan.round) scan.listings.set(dir, match.record(listed.paths, listed.skipped));
+  }
+
+  /**
+   * Owner and group names are not in the remembered numbers: for each uid and gid pair in a
+   * batch, its names now (from the longname) against those of a remembered entry with that pair.
+   */
+  private checkOwnerNames(dir: string, items: readonly FileEntry[], previous: RememberedListing, scan: ScanState): void {
+    if (scan.ownerNamesChanged) return;
+    const seen = new Set<string>();
+    for (const item of items) {
+      const { uid, gid } = item.attrs;
+      const pair = `${uid}:${gid}`;
+      if (seen.has(pair)) continue;
+      const before = previous.tree.get(joinRel(dir, item.filename));
+      if (!before || before.uid !== uid || before.gid !== gid) continue;
+      seen.add(pair);
+      const now = scan.owners.namesOf(uid, gid, item.longname);
+      if (now.owner !== before.owner || now.group !== before.group) {
+        scan.ownerNamesChanged = true;
+        return;
+      }
+    }
   }
 
   /** A name as the master listed it: checked, filtered and made an entry. */

@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { ConfigError, ConnectionError, ExitCode, HostKeyError, MasterChangedError, ProtocolError, TimeoutError, TransferError } from '../../src/errors.js';
 import type { Filter } from '../../src/filter/types.js';
 import { fingerprint, parseKnownHosts, verifyHostKey } from '../../src/remote/known-hosts.js';
+import { KnownMaster } from '../../src/remote/known-master.js';
 import { openSession, type SessionOptions, type SftpSession } from '../../src/remote/session.js';
 import { SftpSource } from '../../src/remote/sftp-source.js';
 import type { Entry } from '../../src/tree.js';
@@ -608,6 +609,30 @@ describe('SftpSource against a hostile master', () => {
     const tree = await source.scan(noFilter);
     assert.deepEqual([tree.get(name)?.owner, tree.get(name)?.group], ['xroad', 'xroad']);
     assert.deepEqual([tree.get('n')?.owner, tree.get('n')?.group], [undefined, undefined]);
+  });
+
+  it("takes a user or group renamed on the master (same uid and gid) into the daemon's remembered listing at once", T, async () => {
+    const listing: Record<string, FakeName[]> = {
+      // `.` as OpenSSH lists it: a listing without it is checked by LSTAT and never remembered.
+      '': [
+        { filename: '.', mode: 0o040755 },
+        { filename: 'sub', mode: 0o040755, longname: 'drwxr-xr-x 2 root root 4096 Nov 28 15:58 sub' },
+        { filename: 'a.ini', uid: 1000, gid: 1000, longname: '-rw-r----- 1 alice staff 1 Nov 28 15:58 a.ini' },
+      ],
+      sub: [
+        { filename: '.', mode: 0o040755 },
+        { filename: 'b.ini', uid: 1000, gid: 1000, longname: '-rw-r----- 1 alice staff 1 Nov 28 15:58 b.ini' },
+        { filename: 'c.ini', uid: 0, gid: 0, longname: '-rw-r----- 1 root root 1 Nov 28 15:58 c.ini' },
+      ],
+    };
+    const known = new KnownMaster();
+    const source = new SftpSource(fakeSession(listing), '/src');
+    const first = await source.scan(noFilter, undefined, known);
+    assert.equal(await source.scan(noFilter, undefined, known), first, 'unchanged: the remembered tree');
+    for (const name of [...listing['']!, ...listing.sub!]) name.longname = name.longname?.replace('alice staff', 'alicia staff');
+    const renamed = await source.scan(noFilter, undefined, known);
+    assert.deepEqual([renamed.get('a.ini')?.owner, renamed.get('sub/b.ini')?.owner, renamed.get('sub/c.ini')?.owner], ['alicia', 'alicia', 'root']);
+    assert.equal(await source.scan(noFilter, undefined, known), renamed, 'remembered again after the rename');
   });
 
   it('bounds the number of entries', T, async () => {
