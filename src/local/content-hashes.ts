@@ -50,6 +50,12 @@ export function sameIdentity(recorded: StatIdentity, st: Stats): boolean {
   return recorded.ino === st.ino && recorded.ctimeMs === st.ctimeMs && recorded.mtimeMs === st.mtimeMs && recorded.size === st.size && recorded.dev === st.dev;
 }
 
+/** The record's hash of bytes fed in file order: what hashFile returns for a file holding them. */
+export function contentHasher(): { update(bytes: Buffer): void; digest(): string } {
+  const hash = createHash('sha256');
+  return { update: (bytes) => void hash.update(bytes), digest: () => hash.digest('base64') };
+}
+
 /** Read in pieces into one reused buffer: a large file costs no memory, and no file is too large to read. */
 const chunk = Buffer.allocUnsafe(256 * 1024);
 

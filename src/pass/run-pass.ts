@@ -32,9 +32,16 @@ const NO_STATS: PassStats = { changed: 0, deleted: 0, bytesReceived: 0, bytesSen
 
 export async function runPass(settings: PassSettings, provider: SourceProvider, reporter: PassReporter, hooks: PassHooks = {}): Promise<PassResult> {
   const startedAt = new Date();
-  const finish = (result: PassResult['result'], stats: PassStats, changedPaths: string[] = [], error?: unknown, mirrored?: Tree): PassResult => ({
+  const finish = (
+    result: PassResult['result'],
+    stats: PassStats,
+    changedPaths: string[] = [],
+    error?: unknown,
+    synced?: { mirrored?: Tree; fetchedContent?: ReadonlyMap<string, string> },
+  ): PassResult => ({
     ...stats,
-    mirrored,
+    mirrored: synced?.mirrored,
+    fetchedContent: synced?.fetchedContent,
     result,
     exitCode: error === undefined ? 0 : exitCodeOf(error),
     startedAt,
@@ -78,7 +85,7 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
     const outcome = await syncOnceMore(() => connectAndSync(settings, provider, reporter, hooks, live), reporter);
     const recovered = countChanges(live);
     const stats = { ...outcome.stats, changed: outcome.stats.changed + recovered.changed, deleted: outcome.stats.deleted + recovered.deleted };
-    return finish('ok', stats, [...live.map((c) => c.path), ...outcome.changedPaths], undefined, outcome.mirrored);
+    return finish('ok', stats, [...live.map((c) => c.path), ...outcome.changedPaths], undefined, outcome);
   } catch (error) {
     if (error instanceof PassAbandonedError) {
       reporter.skipped(error.message);
@@ -142,11 +149,11 @@ async function syncFrom(ctx: PassContext) {
     ctx.reporter.success(stats);
     return { stats, changedPaths: [], mirrored: planned.sourceTree };
   }
-  const { applied, leftForNextPass } = await stageAndCommit(ctx, planned, racy);
+  const { applied, leftForNextPass, fetchedContent } = await stageAndCommit(ctx, planned, racy);
   const stats = ctx.statsOf(applied, plan.totalSize);
   ctx.reporter.success(stats);
   // A path edited locally mid-pass was left for the next pass: the target does not mirror this listing yet.
-  return { stats, changedPaths: applied.map((c) => c.path), mirrored: leftForNextPass === 0 ? planned.sourceTree : undefined };
+  return { stats, changedPaths: applied.map((c) => c.path), mirrored: leftForNextPass === 0 ? planned.sourceTree : undefined, fetchedContent };
 }
 
 /** Stage every change, then commit; returns the changes applied and how many were left (a path edited locally mid-pass). */
@@ -154,7 +161,7 @@ async function stageAndCommit(
   ctx: PassContext,
   { plan, sourceTree, targetTree }: PlannedPass,
   racy: RacyState,
-): Promise<{ applied: Change[]; leftForNextPass: number }> {
+): Promise<{ applied: Change[]; leftForNextPass: number; fetchedContent: ReadonlyMap<string, string> }> {
   const { settings, reporter, hooks } = ctx;
   const staging = await stageChanges(plan, ctx.source, {
     targetRoot: settings.targetDir,
@@ -173,7 +180,7 @@ async function stageAndCommit(
     await hooks.at?.('staged');
     if (changes.length === 0) {
       await racy.files.settle(racy.now);
-      return { applied: [], leftForNextPass: 0 };
+      return { applied: [], leftForNextPass: 0, fetchedContent: staging.contentHashes };
     }
     // `xroad-sync pause` waits for this pass: paused now, it must not start committing.
     if (existsSync(settings.flagFile))
@@ -202,7 +209,9 @@ async function stageAndCommit(
     reporter.items(applied);
     for (const s of result.skipped) reporter.notice(`${s.path} ${s.reason}: left for the next pass`);
     for (const dir of plan.keptNonEmpty) reporter.notice(`cannot delete non-empty directory: ${dir}`);
-    return { applied, leftForNextPass: result.skipped.length };
+    // A skipped path's temp was not renamed: what is there now is not what was fetched.
+    const fetchedContent = new Map([...staging.contentHashes].filter(([path]) => !skipped.has(path)));
+    return { applied, leftForNextPass: result.skipped.length, fetchedContent };
   } finally {
     // After a commit only unused temps (skipped paths) remain; before it, all of them.
     if (!committed || staging.temps.size > 0) await staging.discard({ committed });

@@ -39,6 +39,11 @@ export interface PassResult extends PassStats {
   readonly changedPaths: readonly string[];
   /** An ok pass: the master listing (after excludes) the target now mirrors, for its digest. */
   readonly mirrored?: Tree;
+  /**
+   * An ok pass: the content hash (local/content-hashes.ts) of each file it fetched, by path, as
+   * staged: what it wrote, or what it compared and found identical. The content record is kept from these.
+   */
+  readonly fetchedContent?: ReadonlyMap<string, string>;
 }
 
 export interface PassHooks {

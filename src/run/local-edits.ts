@@ -41,8 +41,7 @@
  * Shared by the daemon and one-shot passes, so it lives beneath both.
  */
 
-import type { Stats } from 'node:fs';
-import { lstat } from 'node:fs/promises';
+import { lstatSync, type Stats } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describeError } from '../errors.js';
 import type { Filter } from '../filter/types.js';
@@ -221,7 +220,7 @@ export class LocalEdits {
     // Events for paths the pass wrote are its own commit; any other path was edited by someone else.
     for (const path of during) if (!changed.has(path) && !checked.has(path)) this.note(path, 'watcher');
     // What the pass wrote, and what it found equal to the master, is the master's content: the record from now on.
-    await this.recordWritten(new Set([...changed, ...[...checked.keys()].filter((path) => !this.pending.has(path))]));
+    await this.recordWritten(new Set([...changed, ...[...checked.keys()].filter((path) => !this.pending.has(path))]), result.fetchedContent);
     return this.pending.size > 0;
   }
 
@@ -259,23 +258,33 @@ export class LocalEdits {
     return 1;
   }
 
-  /** The bytes a pass wrote are the master's: they are the record from now on. */
-  private async recordWritten(paths: ReadonlySet<string>): Promise<void> {
+  /**
+   * The bytes a pass wrote are the master's: they are the record from now on. `fetched` holds the hash
+   * of the bytes the pass staged for a path: recorded as they are, without reading the file back, and
+   * without a stat identity, so the next check reads the file once and compares: an edit made right
+   * after the commit is then found, not recorded as the master's content.
+   */
+  private async recordWritten(paths: ReadonlySet<string>, fetched?: ReadonlyMap<string, string>): Promise<void> {
     if (!this.recorded || paths.size === 0) return;
-    for (const path of paths) await this.recordFile(path);
+    for (const path of paths) this.recordFile(path, fetched?.get(path));
     // A replaced or deleted directory took its files with it (they need not each be listed).
-    for (const path of [...this.hashes.keys()]) if (!paths.has(path)) await this.recordFile(path, { onlyIfGone: true });
+    for (const path of [...this.hashes.keys()]) if (!paths.has(path)) this.forgetIfGone(path);
     await this.save();
   }
 
-  private async recordFile(path: string, { onlyIfGone = false } = {}): Promise<void> {
+  // Synchronous lstat: one local system call per written file, where each trip through libuv's thread pool costs several times its CPU.
+  private recordFile(path: string, fetchedHash: string | undefined): void {
     const abs = join(this.opts.targetDir, path);
-    const st = await lstat(abs).catch(() => null);
+    const st = lstatOrNull(abs);
     if (!st?.isFile()) return this.setHash(path, null);
-    if (onlyIfGone) return;
+    if (fetchedHash !== undefined) return this.setHash(path, { hash: fetchedHash });
     const hash = this.hashFile(abs);
     // Just written, its identity is too recent to trust: the next check reads it once more and records it.
     this.setHash(path, hash === null ? null : { hash, stat: statIdentityOf(st, this.wallNow()) });
+  }
+
+  private forgetIfGone(path: string): void {
+    if (!lstatOrNull(join(this.opts.targetDir, path))?.isFile()) this.setHash(path, null);
   }
 
   private setHash(path: string, content: RecordedContent | null): void {
@@ -294,6 +303,15 @@ export class LocalEdits {
       // Kept in memory all the same: only a restart would lose it.
       this.opts.logger.warn({ msg: 'cannot save the content record; it is kept in memory', error: describeError(err) });
     });
+  }
+}
+
+/** Gone (ENOENT), its parent now a file (ENOTDIR), unreadable: none. */
+function lstatOrNull(abs: string): Stats | null {
+  try {
+    return lstatSync(abs, { throwIfNoEntry: false }) ?? null;
+  } catch {
+    return null;
   }
 }
 

@@ -12,6 +12,7 @@ import { lchown, lutimes, open, symlink, unlink, utimes } from 'node:fs/promises
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ContentUnlikeListingError, errnoOf, LocalIoError, MasterChangedError, ProtocolError, SyncError } from '../errors.js';
+import { contentHasher } from '../local/content-hashes.js';
 import { tempName } from '../local/temp-names.js';
 import type { Change, Plan } from '../plan/types.js';
 import type { MasterSource } from '../remote/types.js';
@@ -49,6 +50,11 @@ export interface Staging {
   /** `verify` fetches whose bytes equal the slave's: their temps are gone, the change is dropped. */
   readonly identical: ReadonlySet<string>;
   /**
+   * The content hash (local/content-hashes.ts) of each fetched file's bytes as staged: the content
+   * record takes what the pass wrote from here instead of reading the committed files back.
+   */
+  readonly contentHashes: ReadonlyMap<string, string>;
+  /**
    * Remove every temp file still ours. Before a commit this also puts back
    * the mtimes of the directories that held them; after one (`committed`),
    * the commit has already set the master's.
@@ -69,6 +75,7 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
   };
   const touched = new Set<string>();
   const identical = new Set<string>();
+  const contentHashes = new Map<string, string>();
   const identicalDirs = new Set<string>();
   const fetches = work.filter((c) => c.kind === 'fetch');
   // Many files (1,000+): no fsync each, one flush of the filesystem after the last is written (flush.ts says when and why).
@@ -85,7 +92,8 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
       const tempAbs = join(dir, tempName(opts.owner));
       temps.set(change.path, tempAbs);
       if (change.kind === 'fetch') {
-        await stageFile(change, tempAbs, source, opts.targetRoot, opts.isRacy?.(change.source) === true, flushOnce);
+        const hash = await stageFile(change, tempAbs, source, opts.targetRoot, opts.isRacy?.(change.source) === true, flushOnce);
+        if (hash !== null) contentHashes.set(change.path, hash);
         if (change.verify && (await sameBytes(tempAbs, join(opts.targetRoot, change.path)))) {
           await unlink(tempAbs);
           temps.delete(change.path);
@@ -109,7 +117,7 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
   const forget = (renamed: (path: string) => boolean): void => {
     for (const path of [...temps.keys()]) if (renamed(path)) temps.delete(path);
   };
-  return { temps, identical, discard, forget };
+  return { temps, identical, contentHashes, discard, forget };
 }
 
 /**
@@ -152,9 +160,19 @@ const SYNC_WRITE_MAX = 256 * 1024;
  * they let received Buffers pile up between scavenges (peak RSS +30–50 MB
  * on the bench's large initial sync, measured).
  */
-async function stageFile(change: StagedChange, tempAbs: string, source: MasterSource, targetRoot: string, racy: boolean, flushedLater: boolean): Promise<void> {
+async function stageFile(
+  change: StagedChange,
+  tempAbs: string,
+  source: MasterSource,
+  targetRoot: string,
+  racy: boolean,
+  flushedLater: boolean,
+): Promise<string | null> {
   const want = change.source;
   const small = want.size <= SYNC_WRITE_MAX;
+  // Hashed as written (the source hands chunks on in file order; anything else leaves the hash to a read-back).
+  const hasher = contentHasher();
+  let hashedUpTo: number | null = 0;
   let fd: number;
   try {
     fd = openSync(tempAbs, racy ? 'wx+' : 'wx', 0o600);
@@ -165,6 +183,10 @@ async function stageFile(change: StagedChange, tempAbs: string, source: MasterSo
     const received = await source
       .fetch(want, {
         write: async (chunk, position) => {
+          if (hashedUpTo === position) {
+            hasher.update(chunk);
+            hashedUpTo += chunk.length;
+          } else hashedUpTo = null;
           try {
             if (small) for (let done = 0; done < chunk.length; ) done += writeSync(fd, chunk, done, chunk.length - done, position + done);
             else await writeFd(fd, chunk, 0, chunk.length, position);
@@ -196,6 +218,7 @@ async function stageFile(change: StagedChange, tempAbs: string, source: MasterSo
     }
     fchmodSync(fd, want.mode);
     futimesSync(fd, want.mtime, want.mtime);
+    return hashedUpTo === want.size ? hasher.digest() : null;
   } catch (err) {
     if (err instanceof SyncError) throw err;
     throw localError(`cannot stage ${join(targetRoot, change.path)}`, tempAbs, err);

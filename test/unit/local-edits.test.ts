@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { WallClockSteps } from '../../src/daemon/wall-clock.js';
 import { compileFilter } from '../../src/filter/rsync-filter.js';
-import { hashFile } from '../../src/local/content-hashes.js';
+import { contentHasher, hashFile } from '../../src/local/content-hashes.js';
 import { loadIdNames } from '../../src/local/ids.js';
 import { KnownTarget } from '../../src/local/known-target.js';
 import type { PassResult } from '../../src/pass/types.js';
@@ -272,6 +272,50 @@ describe('LocalEdits', () => {
     assert.equal(await edits.endPass(passResult('ok', ['written-by-the-pass.ini'])), true);
     assert.deepEqual([...edits.startPass()].sort(), ['a.ini', 'other.ini']);
     assert.equal(records.filter((r) => r.msg === LOCAL_EDIT_MESSAGES.corrected || r.msg === LOCAL_EDIT_MESSAGES.matched).length, 0, 'no claim about a.ini yet');
+  });
+});
+
+describe('LocalEdits: the record of what a pass wrote', () => {
+  const hashOf = (text: string): string => {
+    const h = contentHasher();
+    h.update(Buffer.from(text));
+    return h.digest();
+  };
+
+  it('is the hash of the bytes the pass staged: the files it wrote are not read back', async () => {
+    const { dir, reads, edits } = await setup();
+    await edits.checkContent();
+    reads.length = 0;
+    await writeFile(join(dir, 'b.ini'), 'b=master\n');
+    edits.startPass();
+    await edits.endPass({ ...passResult('ok', ['b.ini']), fetchedContent: new Map([['b.ini', hashOf('b=master\n')]]) });
+    assert.deepEqual(reads, []);
+  });
+
+  it('an edit made right after the commit is noted by the next check, not recorded as the master’s content', async () => {
+    const { dir, records, edits, advance } = await setup({ wallNow: settledClock });
+    await edits.checkContent();
+    await writeFile(join(dir, 'b.ini'), 'b=edited by an operator after the commit\n');
+    edits.startPass();
+    await edits.endPass({ ...passResult('ok', ['b.ini']), fetchedContent: new Map([['b.ini', hashOf('b=master\n')]]) });
+    advance(60_000);
+    assert.equal(await edits.checkContent(), 1);
+    assert.deepEqual(
+      records.filter((r) => r.msg === LOCAL_EDIT_MESSAGES.noted).map((r) => r.path),
+      ['b.ini'],
+    );
+  });
+
+  it('a file the pass wrote without a staged hash (a completed journal) is read and recorded', async () => {
+    const { dir, reads, edits, advance } = await setup();
+    await edits.checkContent();
+    reads.length = 0;
+    await writeFile(join(dir, 'c.ini'), 'c=1\n');
+    edits.startPass();
+    await edits.endPass(passResult('ok', ['c.ini']));
+    assert.deepEqual(reads, ['c.ini']);
+    advance(60_000);
+    assert.equal(await edits.checkContent(), 0, 'recorded: nothing to note');
   });
 });
 
