@@ -276,11 +276,13 @@ export class LocalEdits {
   private recordFile(path: string, fetchedHash: string | undefined): void {
     const abs = join(this.opts.targetDir, path);
     const st = lstatOrNull(abs);
-    if (!st?.isFile()) return this.setHash(path, null);
-    if (fetchedHash !== undefined) return this.setHash(path, { hash: fetchedHash });
-    const hash = this.hashFile(abs);
-    // Just written, its identity is too recent to trust: the next check reads it once more and records it.
-    this.setHash(path, hash === null ? null : { hash, stat: statIdentityOf(st, this.wallNow()) });
+    if (!st?.isFile()) this.setHash(path, null);
+    else if (fetchedHash !== undefined) this.setHash(path, { hash: fetchedHash });
+    else {
+      const hash = this.hashFile(abs);
+      // Just written, its identity is too recent to trust: the next check reads it once more and records it.
+      this.setHash(path, hash === null ? null : { hash, stat: statIdentityOf(st, this.wallNow()) });
+    }
   }
 
   private forgetIfGone(path: string): void {
