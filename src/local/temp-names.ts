@@ -34,10 +34,18 @@ export function ownerTag(stateDir: string): string {
 }
 const tagByStateDir = new Map<string, string>();
 
-/** A fresh temp-file name (basename only); 48 random bits make clashes negligible. */
+/**
+ * A fresh temp-file name (basename only). Counted up from a random 48-bit start drawn once per
+ * process: unique within it, and two processes clash only if their starts fall within the number of
+ * files they stage (and O_EXCL creation refuses a clash rather than share a file). Asking the CSPRNG
+ * per file cost ~6 µs each, 30 ms of a 5,000-file initial sync.
+ */
 export function tempName(owner: string): string {
-  return `.xroad-sync.${owner}.${randomBytes(6).toString('hex')}.tmp`;
+  tempCounter = (tempCounter + 1) % TEMP_SPACE;
+  return `.xroad-sync.${owner}.${tempCounter.toString(16).padStart(12, '0')}.tmp`;
 }
+const TEMP_SPACE = 2 ** 48;
+let tempCounter = randomBytes(6).readUIntBE(0, 6);
 
 /** The owner file's name (basename, in the target root). */
 export function ownerFileName(owner: string): string {

@@ -10,8 +10,8 @@ import { type Socket, connect as tcpConnect } from 'node:net';
 import type { Algorithms, ConnectConfig, ServerHostKeyAlgorithm, SFTPWrapper } from 'ssh2';
 import ssh2 from 'ssh2';
 import SftpClient from 'ssh2-sftp-client';
-
 import { ConfigError, ConnectionError, errnoOf, HostKeyError, type SyncError, TimeoutError } from '../errors.js';
+import { coalesceRequests } from './coalesced-requests.js';
 import { fingerprint, type KnownHosts, keyTypeOf, knownKeyTypes, loadKnownHosts, verifyHostKey } from './known-hosts.js';
 
 export interface SessionOptions {
@@ -302,6 +302,7 @@ class Session implements SftpSession {
   private lastTransportError?: Error & { level?: string };
   private ending = false;
   private corked = false;
+  private readonly coalesced: { flush(): void };
 
   constructor(
     private readonly client: SftpClient,
@@ -315,6 +316,7 @@ class Session implements SftpSession {
     sock.on('close', () => this.lost());
     sftp.on('error', (err: Error) => this.fail(new ConnectionError(`SFTP protocol error from ${this.address}: ${err.message}`, { cause: err })));
     sftp.on('close', () => this.lost());
+    this.coalesced = coalesceRequests(sftp);
     this.watchdogTickMs = Math.min(1000, Math.max(20, Math.floor(opts.idleTimeoutMs / 4)));
   }
 
@@ -356,6 +358,7 @@ class Session implements SftpSession {
     this.sock.cork();
     process.nextTick(() => {
       this.corked = false;
+      this.coalesced.flush();
       this.sock.uncork();
     });
   }
