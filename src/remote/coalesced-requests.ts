@@ -43,9 +43,11 @@ export function coalesceRequests(sftp: SFTPWrapper): { flush(): void } {
     for (const packet of packIntoPackets(requests, packetSize)) sendNow(channel, packet);
   };
   protocol.channelData = (id: number, data: Buffer | string): void => {
-    if (id !== channel) return sendNow(id, data);
-    if (pending.length === 0) process.nextTick(flush);
-    pending.push(Buffer.isBuffer(data) ? data : Buffer.from(data));
+    if (id !== channel) sendNow(id, data);
+    else {
+      if (pending.length === 0) process.nextTick(flush);
+      pending.push(Buffer.isBuffer(data) ? data : Buffer.from(data));
+    }
   };
   // What must follow the channel's data on the wire.
   for (const method of ['channelEOF', 'channelClose', 'disconnect']) {
