@@ -14,8 +14,8 @@
  *   6. directory modes, owners and mtimes, deepest first
  *   7. fsync the directories touched
  */
-import { constants, lstatSync, renameSync } from 'node:fs';
-import { access, chmod, chown, lchown, lstat, lutimes, mkdir, readFile, rm, rmdir, unlink, utimes } from 'node:fs/promises';
+import { accessSync, constants, lstatSync, renameSync } from 'node:fs';
+import { chmod, chown, lchown, lstat, lutimes, mkdir, readFile, rm, rmdir, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describeError, errnoOf, LocalIoError } from '../errors.js';
 import { ownerFileName, ownerTag } from '../local/temp-names.js';
@@ -111,19 +111,12 @@ async function precheckCommit(ops: readonly CommitOp[], root: string): Promise<v
       crossings.push([join(root, op.temp), join(root, op.path)]);
     }
   }
+  // Synchronous: a local lstat and access(2) per directory, where two thread-pool round trips each
+  // cost a 5,000-file initial sync ~40 ms.
   for (const dir of [...dirs].sort()) {
     // Not a directory yet: the commit creates it (after removing what is there), in a parent checked here too.
-    if (
-      !(await lstat(dir).then(
-        (st) => st.isDirectory(),
-        () => false,
-      ))
-    )
-      continue;
-    const err = await access(dir, constants.W_OK | constants.X_OK).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    if (!isDirectory(dir)) continue;
+    const err = accessError(dir, constants.W_OK | constants.X_OK);
     if (err === undefined) continue;
     throw new LocalIoError(`cannot commit: ${dir} is not writable (${errnoOf(err) ?? describeError(err)}); nothing was changed`, {
       subject: dir,
@@ -140,6 +133,23 @@ async function precheckCommit(ops: readonly CommitOp[], root: string): Promise<v
         hint: 'a mount point under the target must not separate a new directory from the target root; unmount it or exclude the path',
       });
     }
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+  } catch {
+    return false;
+  }
+}
+
+function accessError(path: string, mode: number): unknown {
+  try {
+    accessSync(path, mode);
+    return undefined;
+  } catch (err) {
+    return err;
   }
 }
 

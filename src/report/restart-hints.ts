@@ -90,12 +90,13 @@ export function operatorRestartRules(env: NodeJS.ProcessEnv = process.env): Rest
 /** Service → the changed paths that need it restarted. Paths no rule knows are listed under "unknown". */
 export async function restartsNeeded(changedPaths: readonly string[], extraRules: readonly RestartRule[] = []): Promise<Map<string, string[]>> {
   const { default: micromatch } = await import('micromatch');
-  // Each rule's globs compiled once (micromatch.isMatch would compile them again for every path:
-  // ~70 µs per path and rule, a third of a second of CPU on a 5,000-file initial sync).
-  // Compiled on first use: a pass that changed one file compiles only the rules up to its match.
+  // Each rule's globs compiled once, into one regular expression (micromatch.isMatch would compile
+  // them again for every path: ~70 µs per path and rule, a third of a second of CPU on a 5,000-file
+  // initial sync). Compiled on first use: a pass that changed one file compiles only the rules up to its match.
+  const oneRegExp = (globs: readonly string[]): RegExp => new RegExp(globs.map((g) => micromatch.makeRe(g, GLOB_OPTIONS).source).join('|'));
   const rules = [...extraRules, ...RESTART_RULES].map((r) => {
-    let globs: ((path: string) => boolean)[] | undefined;
-    return { services: r.services, matches: (path: string) => (globs ??= r.globs.map((g) => micromatch.matcher(g, GLOB_OPTIONS))).some((m) => m(path)) };
+    let re: RegExp | undefined;
+    return { services: r.services, matches: (path: string) => (re ??= oneRegExp(r.globs)).test(path) };
   });
   const needed = new Map<string, string[]>();
   for (const path of changedPaths) {

@@ -20,6 +20,7 @@ import type { PassSettings } from '../settings/pass-settings.js';
 import { daemonLockPath, type LockWait, liveHolder } from '../state/lock.js';
 import { PassMetrics } from '../state/metrics-file.js';
 import { recordPass } from '../state/status.js';
+import type { Tree } from '../tree.js';
 import { notice } from '../util/output.js';
 import { LocalEdits } from './local-edits.js';
 import { runOnChange } from './on-change.js';
@@ -84,7 +85,7 @@ export async function runReportedPass(
   else if (logger.isLevelEnabled('debug')) logger.debug(passRecord({ ...result, durationMs }));
   // Also after a failed pass: a partial commit or a completed journal made these paths live.
   if (!settings.dryRun && result.changedPaths.length > 0) {
-    for (const hint of await restartHintLines(filesOnly(settings.targetDir, result.changedPaths), restartRules)) logger.info({ msg: hint });
+    for (const hint of await restartHintLines(filesOnly(settings.targetDir, result.changedPaths, result.mirrored), restartRules)) logger.info({ msg: hint });
     if (settings.onChange) await runOnChange(settings.onChange, result.changedPaths, logger);
   }
   // What became of each local edit, and the content this pass wrote or confirmed (the daemon settles its own).
@@ -142,9 +143,14 @@ async function updateMetrics(
   }
 }
 
-/** Services read files: a directory's own change (new, mode, mtime) restarts nothing. Deleted paths count. */
-function filesOnly(targetDir: string, paths: readonly string[]): string[] {
+/**
+ * Services read files: a directory's own change (new, mode, mtime) restarts nothing. Deleted paths count.
+ * A path in the listing the target now mirrors is what the listing says (no lstat per path of an initial sync).
+ */
+function filesOnly(targetDir: string, paths: readonly string[], mirrored: Tree | undefined): string[] {
   const isDir = (p: string): boolean => {
+    const listed = mirrored?.get(p);
+    if (listed) return listed.type === 'dir';
     try {
       return lstatSync(join(targetDir, p)).isDirectory();
     } catch {
