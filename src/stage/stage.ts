@@ -11,7 +11,7 @@ import { closeSync, fchmodSync, fchownSync, fsync, futimesSync, openSync, readSy
 import { lchown, lutimes, open, symlink, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ContentUnlikeListingError, errnoOf, LocalIoError, MasterChangedError, ProtocolError, SyncError } from '../errors.js';
+import { ContentUnlikeListingError, describeError, errnoOf, LocalIoError, MasterChangedError, ProtocolError, SyncError } from '../errors.js';
 import { contentHasher } from '../local/content-hashes.js';
 import { tempName } from '../local/temp-names.js';
 import type { Change, Plan } from '../plan/types.js';
@@ -19,6 +19,7 @@ import type { MasterSource } from '../remote/types.js';
 import { type Entry, parentOf, type Tree } from '../tree.js';
 import { forEachLimited } from '../util/pool.js';
 import { flushOnceFor, flushStaged } from './flush.js';
+import { startTempWriter, TempWriteError } from './temp-writer.js';
 
 type StagedChange = Extract<Change, { kind: 'fetch' | 'symlink' }>;
 
@@ -84,6 +85,9 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
     fetches.reduce((sum, c) => sum + c.source.size, 0),
   );
 
+  const finalOf = (temp: string): string => join(opts.targetRoot, [...temps].find(([, t]) => t === temp)?.[0] ?? '?');
+  // Many files flushed once: their creation and writes go to a second thread (temp-writer.ts).
+  const writer = flushOnce ? startTempWriter() : undefined;
   try {
     await forEachLimited(work, opts.concurrency, async (change) => {
       if (opts.signal?.aborted) throw opts.signal.reason;
@@ -92,7 +96,18 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
       const tempAbs = join(dir, tempName(opts.owner));
       temps.set(change.path, tempAbs);
       if (change.kind === 'fetch') {
-        const hash = await stageFile(change, tempAbs, source, opts.targetRoot, opts.isRacy?.(change.source) === true, flushOnce);
+        const racy = opts.isRacy?.(change.source) === true;
+        // A file compared with the slave's right after staging (verify) or read back (racy) is written here.
+        if (writer && !racy && !change.verify && change.source.size <= SYNC_WRITE_MAX) {
+          const failed = writer.failure();
+          if (failed) throw writeFailure(failed, finalOf);
+          const data = await fetchIntoMemory(change, source);
+          contentHashes.set(change.path, contentHashOfBytes(data));
+          const job = { temp: tempAbs, data, uid: change.owner.uid, gid: change.owner.gid, mode: change.source.mode, mtime: change.source.mtime };
+          await writer.enqueue(job, () => opts.onStaged?.(change.path));
+          return;
+        }
+        const hash = await stageFile(change, tempAbs, source, opts.targetRoot, racy, flushOnce);
         if (hash !== null) contentHashes.set(change.path, hash);
         if (change.verify && (await sameBytes(tempAbs, join(opts.targetRoot, change.path)))) {
           await unlink(tempAbs);
@@ -103,14 +118,21 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
       } else await stageSymlink(change, tempAbs, opts.targetRoot);
       opts.onStaged?.(change.path);
     });
+    await writer?.settled().catch((err: unknown) => {
+      throw writeFailure(err, finalOf);
+    });
     if (flushOnce)
       await flushStaged(
         opts.targetRoot,
         fetches.map((c) => temps.get(c.path)).filter((t): t is string => t !== undefined),
       );
   } catch (err) {
+    // Nothing may still be writing a temp when they are removed.
+    await writer?.settled().catch(() => undefined);
     await discard();
     throw err;
+  } finally {
+    await writer?.close();
   }
   // A dropped temp still bumped its directory's mtime; the commit only restores the directories it writes in.
   await restoreDirTimes(identicalDirs, opts);
@@ -229,6 +251,39 @@ async function stageFile(
       // already reported or irrelevant: the temp is discarded or renamed by name
     }
   }
+}
+
+/** A small file's bytes, for the writer thread: checked against the listed size. */
+async function fetchIntoMemory(change: StagedChange, source: MasterSource): Promise<Buffer> {
+  const want = change.source;
+  const data = Buffer.allocUnsafeSlow(want.size);
+  const received = await source.fetch(want, {
+    write: async (chunk, position) => {
+      if (position + chunk.length > data.length) {
+        throw new ProtocolError(`${change.path}: the master sent more bytes than the ${want.size} it listed`, { subject: change.path });
+      }
+      chunk.copy(data, position);
+    },
+  });
+  if (received !== want.size) {
+    throw new ProtocolError(`${change.path}: received ${received} bytes but the master listed ${want.size}`, { subject: change.path });
+  }
+  return data;
+}
+
+function contentHashOfBytes(data: Buffer): string {
+  const hasher = contentHasher();
+  hasher.update(data);
+  return hasher.digest();
+}
+
+/** A failure on the writer thread, worded as stageFile words the same failure; `finalOf` names a temp's final path. */
+function writeFailure(err: unknown, finalOf: (temp: string) => string): unknown {
+  if (!(err instanceof TempWriteError)) return err instanceof SyncError ? err : new LocalIoError(`cannot stage files: ${describeError(err)}`, { cause: err });
+  const final = finalOf(err.temp);
+  const what =
+    err.step === 'create' ? 'cannot create temp file' : err.step === 'write' ? `cannot write ${final} (staged as ${err.temp})` : `cannot stage ${final}`;
+  return localError(what, err.temp, err.cause);
 }
 
 /** Byte-for-byte comparison of two files (a missing or unreadable one differs). */
