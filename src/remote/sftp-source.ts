@@ -460,7 +460,6 @@ export class SftpSource implements MasterSource {
     return target;
   }
 
-  /** OPENDIR, then READDIRs kept `readdirDepth` deep until EOF; the second READDIR of a small directory is its EOF. */
   /** OPENDIR, then READDIRs kept `readdirDepth` deep until EOF, each batch handed to `onBatch` in listing order; the second READDIR of a small directory is its EOF. */
   private async listDir(dir: string, onBatch: (batch: FileEntry[]) => void): Promise<void> {
     const handle = await this.call<Buffer>((sftp, settle) => sftp.opendir(this.remotePath(dir), settle)).catch((err) =>
