@@ -4,6 +4,8 @@
  * in an order rotated per round so no tool always runs first (cold caches)
  * or last. Warm-up rounds are run the same way and not recorded.
  */
+
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -95,9 +97,15 @@ function rotate<T>(items: readonly T[], by: number): T[] {
   return [...items.slice(k), ...items.slice(0, k)];
 }
 
+/**
+ * An empty target, with the removal of the last run's tree on disk before the next run starts: else
+ * the first tool to flush the filesystem (xroad-sync's syncfs after staging) also writes out the
+ * bench's own deletions, which rsync (no flush) never pays for.
+ */
 async function resetTarget(target: string): Promise<void> {
   await fs.rm(target, { recursive: true, force: true });
   await fs.mkdir(target, { mode: 0o751 });
+  spawnSync('sync', ['-f', target]);
 }
 
 // ------------------------------------------------------------------ verification
