@@ -272,12 +272,19 @@ export class LocalEdits {
     await this.save();
   }
 
-  // Synchronous lstat: one local system call per written file, where each trip through libuv's thread pool costs several times its CPU.
+  /**
+   * A fetched file is recorded as fetched, unlooked-at: if it is gone or replaced by now, the next check
+   * finds that as it finds any edit. Another path is lstat-ed (synchronously: one local system call,
+   * where a trip through libuv's thread pool costs several times its CPU) and read.
+   */
   private recordFile(path: string, fetchedHash: string | undefined): void {
+    if (fetchedHash !== undefined) {
+      this.setHash(path, { hash: fetchedHash });
+      return;
+    }
     const abs = join(this.opts.targetDir, path);
     const st = lstatOrNull(abs);
     if (!st?.isFile()) this.setHash(path, null);
-    else if (fetchedHash !== undefined) this.setHash(path, { hash: fetchedHash });
     else {
       const hash = this.hashFile(abs);
       // Just written, its identity is too recent to trust: the next check reads it once more and records it.

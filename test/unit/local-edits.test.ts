@@ -306,6 +306,16 @@ describe('LocalEdits: the record of what a pass wrote', () => {
     );
   });
 
+  it('a file the pass wrote that is gone before the record is noted by the next check', async () => {
+    const { edits, advance } = await setup();
+    await edits.checkContent();
+    edits.startPass();
+    await edits.endPass({ ...passResult('ok', ['gone.ini']), fetchedContent: new Map([['gone.ini', hashOf('g=1\n')]]) });
+    advance(60_000);
+    assert.equal(await edits.checkContent(), 1);
+    assert.deepEqual([...edits.startPass()], ['gone.ini']);
+  });
+
   it('a file the pass wrote without a staged hash (a completed journal) is read and recorded', async () => {
     const { dir, reads, edits, advance } = await setup();
     await edits.checkContent();
