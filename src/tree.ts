@@ -31,6 +31,16 @@ export interface Entry {
 
 export type Tree = ReadonlyMap<string, Entry>;
 
+/**
+ * The absolute path of a tree path below `root` (a resolved absolute path). Tree paths are normalized
+ * already (no empty, `.` or `..` components: the scans refuse them), so this is path.join's result
+ * without its normalizing pass, which cost ~1.5 µs a call: ~25,000 calls in a 5,000-file commit.
+ */
+export function underRoot(root: string, rel: string): string {
+  if (rel === '') return root;
+  return root.endsWith('/') ? root + rel : `${root}/${rel}`;
+}
+
 export function parentOf(path: string): string {
   const slash = path.lastIndexOf('/');
   return slash < 0 ? '' : path.slice(0, slash);

@@ -16,12 +16,11 @@
  */
 import { accessSync, constants, lstatSync, renameSync } from 'node:fs';
 import { chmod, chown, lchown, lstat, lutimes, mkdir, readFile, rm, rmdir, unlink, utimes } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import { describeError, errnoOf, LocalIoError } from '../errors.js';
 import { ownerFileName, ownerTag } from '../local/temp-names.js';
 import type { Change } from '../plan/types.js';
 import type { Staging } from '../stage/stage.js';
-import type { Tree } from '../tree.js';
+import { parentOf, type Tree, underRoot } from '../tree.js';
 import { fsyncDir } from './fsync-dir.js';
 import { beginJournal, journalPath, type Recovery, recoverJournal } from './journal.js';
 import { buildCommitOps, type CommitOp, type Seen } from './ops.js';
@@ -105,10 +104,10 @@ async function precheckCommit(ops: readonly CommitOp[], root: string): Promise<v
   const dirs = new Set<string>();
   const crossings: Array<[string, string]> = [];
   for (const op of ops) {
-    if (op.op === 'remove' || op.op === 'mkdir' || op.op === 'rename') dirs.add(dirname(join(root, op.path)));
+    if (op.op === 'remove' || op.op === 'mkdir' || op.op === 'rename') dirs.add(underRoot(root, parentOf(op.path)));
     if (op.op === 'rename') {
-      dirs.add(dirname(join(root, op.temp)));
-      crossings.push([join(root, op.temp), join(root, op.path)]);
+      dirs.add(underRoot(root, parentOf(op.temp)));
+      crossings.push([underRoot(root, op.temp), underRoot(root, op.path)]);
     }
   }
   // Synchronous: a local lstat and access(2) per directory, where two thread-pool round trips each
@@ -183,7 +182,7 @@ export interface ExecuteOptions {
 /** Run the operations in order. Idempotent, so a recovery can replay a list that was partly done. */
 export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions): Promise<CommitResult> {
   const skipped: { path: string; reason: string }[] = [];
-  const abs = (path: string): string => join(opts.root, path);
+  const abs = (path: string): string => underRoot(opts.root, path);
   // `inReplayToo`: a removal replayed from a journal removes only the entry the plan saw. A journal restored from a
   // backup after its commit completed (or one whose rename already put the new entry in place) must not delete
   // what is there now.

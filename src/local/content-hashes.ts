@@ -50,10 +50,13 @@ export function sameIdentity(recorded: StatIdentity, st: Stats): boolean {
   return recorded.ino === st.ino && recorded.ctimeMs === st.ctimeMs && recorded.mtimeMs === st.mtimeMs && recorded.size === st.size && recorded.dev === st.dev;
 }
 
+/** The record's hash: SHA-256, base64 (the staging thread computes it too: stage/temp-writer.ts). */
+export const CONTENT_HASH = { algorithm: 'sha256', encoding: 'base64' } as const;
+
 /** The record's hash of bytes fed in file order: what hashFile returns for a file holding them. */
 export function contentHasher(): { update(bytes: Buffer): void; digest(): string } {
-  const hash = createHash('sha256');
-  return { update: (bytes) => void hash.update(bytes), digest: () => hash.digest('base64') };
+  const hash = createHash(CONTENT_HASH.algorithm);
+  return { update: (bytes) => void hash.update(bytes), digest: () => hash.digest(CONTENT_HASH.encoding) };
 }
 
 /** Read in pieces into one reused buffer: a large file costs no memory, and no file is too large to read. */
@@ -73,9 +76,9 @@ export function hashFile(abs: string): string | null {
   }
   try {
     if (!fstatSync(fd).isFile()) return null;
-    const hash = createHash('sha256');
+    const hash = createHash(CONTENT_HASH.algorithm);
     for (let n: number; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) hash.update(chunk.subarray(0, n));
-    return hash.digest('base64');
+    return hash.digest(CONTENT_HASH.encoding);
   } catch {
     return null;
   } finally {

@@ -102,9 +102,11 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
           const failed = writer.failure();
           if (failed) throw writeFailure(failed, finalOf);
           const data = await fetchIntoMemory(change, source);
-          contentHashes.set(change.path, contentHashOfBytes(data));
           const job = { temp: tempAbs, data, uid: change.owner.uid, gid: change.owner.gid, mode: change.source.mode, mtime: change.source.mtime };
-          await writer.enqueue(job, () => opts.onStaged?.(change.path));
+          await writer.enqueue(job, (contentHash) => {
+            contentHashes.set(change.path, contentHash);
+            opts.onStaged?.(change.path);
+          });
           return;
         }
         const hash = await stageFile(change, tempAbs, source, opts.targetRoot, racy, flushOnce);
@@ -269,12 +271,6 @@ async function fetchIntoMemory(change: StagedChange, source: MasterSource): Prom
     throw new ProtocolError(`${change.path}: received ${received} bytes but the master listed ${want.size}`, { subject: change.path });
   }
   return data;
-}
-
-function contentHashOfBytes(data: Buffer): string {
-  const hasher = contentHasher();
-  hasher.update(data);
-  return hasher.digest();
 }
 
 /** A failure on the writer thread, worded as stageFile words the same failure; `finalOf` names a temp's final path. */

@@ -16,10 +16,12 @@
  * message and answers them in one.
  */
 import { Worker } from 'node:worker_threads';
+import { CONTENT_HASH } from '../local/content-hashes.js';
 
 export interface TempFileJob {
   /** Absolute path of the temp file, created exclusively (it must not exist). */
   readonly temp: string;
+  /** Its bytes, in a Buffer of their own: handed over to the thread, not copied, and unusable here after. */
   readonly data: Buffer;
   readonly uid?: number;
   readonly gid?: number;
@@ -46,9 +48,10 @@ export interface TempWriter {
   /**
    * Queues a file for the thread and resolves once the queue has room for another: the fetch of the
    * next file need not wait for this one's system calls, and the bytes waiting stay bounded.
-   * `onWritten` runs when the file is complete on the thread; a failure is kept for `settled`.
+   * `onWritten` runs when the file is complete on the thread, with the content hash of its bytes
+   * (local/content-hashes.ts, computed there too); a failure is kept for `settled`.
    */
-  enqueue(job: TempFileJob, onWritten: () => void): Promise<void>;
+  enqueue(job: TempFileJob, onWritten: (contentHash: string) => void): Promise<void>;
   /** The first write that failed, if any: no further file need be fetched. */
   failure(): TempWriteError | Error | undefined;
   /** Every queued write answered; throws the first failure. */
@@ -63,6 +66,7 @@ const MAX_QUEUED_FILES = 512;
 
 interface Reply {
   readonly id: number;
+  readonly hash?: string;
   readonly error?: { step: TempWriteStep; message: string; code?: string; errno?: number; syscall?: string; path?: string };
 }
 
@@ -73,6 +77,7 @@ interface Reply {
  */
 const WORKER_SOURCE = `
 const fs = require('node:fs');
+const { createHash } = require('node:crypto');
 const { parentPort } = require('node:worker_threads');
 function run(job) {
   let step = 'create';
@@ -80,13 +85,13 @@ function run(job) {
   try {
     fd = fs.openSync(job.temp, 'wx', 0o600);
     step = 'write';
-    const data = job.data;
+    const data = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
     for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, data.length - done, done);
     step = 'attrs';
     if (job.uid !== undefined || job.gid !== undefined) fs.fchownSync(fd, job.uid ?? -1, job.gid ?? -1);
     fs.fchmodSync(fd, job.mode);
     fs.futimesSync(fd, job.mtime, job.mtime);
-    return { id: job.id };
+    return { id: job.id, hash: createHash('${CONTENT_HASH.algorithm}').update(data).digest('${CONTENT_HASH.encoding}') };
   } catch (err) {
     return { id: job.id, error: { step, message: String(err && err.message), code: err && err.code, errno: err && err.errno, syscall: err && err.syscall, path: err && err.path } };
   } finally {
@@ -98,10 +103,11 @@ parentPort.on('message', (jobs) => parentPort.postMessage(jobs.map(run)));
 
 export function startTempWriter(): TempWriter {
   const worker = new Worker(WORKER_SOURCE, { eval: true, name: 'xroad-sync staging' });
-  const queued = new Map<number, { bytes: number; temp: string; onWritten: () => void }>();
+  const queued = new Map<number, { bytes: number; temp: string; onWritten: (contentHash: string) => void }>();
   let queuedBytes = 0;
   let nextId = 0;
   let batch: Array<TempFileJob & { id: number }> = [];
+  let handedOver: ArrayBuffer[] = [];
   let firstFailure: TempWriteError | Error | undefined;
   /** Waiters for room in the queue, or for it to empty. */
   let waiters: Array<() => void> = [];
@@ -126,7 +132,7 @@ export function startTempWriter(): TempWriter {
     for (const reply of replies) {
       const job = queued.get(reply.id);
       answered(reply.id);
-      if (!reply.error) job?.onWritten();
+      if (!reply.error) job?.onWritten(reply.hash ?? '');
       else {
         const { step, message, ...errno } = reply.error;
         firstFailure ??= new TempWriteError(step, job?.temp ?? '', Object.assign(new Error(message), errno));
@@ -139,9 +145,9 @@ export function startTempWriter(): TempWriter {
   worker.on('exit', (code) => failAll(new Error(`the staging thread exited (code ${code})`)));
   worker.unref();
   const send = (): void => {
-    const jobs = batch;
-    batch = [];
-    worker.postMessage(jobs);
+    const [jobs, buffers] = [batch, handedOver];
+    [batch, handedOver] = [[], []];
+    worker.postMessage(jobs, buffers);
   };
   const until = async (done: () => boolean): Promise<void> => {
     while (!done()) await new Promise<void>((resolve) => waiters.push(resolve));
@@ -156,6 +162,8 @@ export function startTempWriter(): TempWriter {
       worker.ref(); // a queued file keeps the process alive, as a pending fs call would
       if (batch.length === 0) process.nextTick(send);
       batch.push({ ...job, id });
+      // Transferred, not copied: only a Buffer that owns its whole ArrayBuffer (a pooled one shares it).
+      if (job.data.byteOffset === 0 && job.data.byteLength === job.data.buffer.byteLength) handedOver.push(job.data.buffer as ArrayBuffer);
       await until(roomLeft);
     },
     failure: () => firstFailure,

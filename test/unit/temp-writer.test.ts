@@ -4,6 +4,7 @@ import { lstat, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { contentHasher } from '../../src/local/content-hashes.js';
 import { startTempWriter, TempWriteError } from '../../src/stage/temp-writer.js';
 
 const dirs: string[] = [];
@@ -22,8 +23,16 @@ describe('startTempWriter', () => {
     const written: string[] = [];
     try {
       for (let i = 0; i < 300; i++) {
-        const data = Buffer.from(`file ${i}\n`.repeat(i + 1));
-        await writer.enqueue({ temp: join(dir, `f${i}`), data, mode: i % 2 ? 0o640 : 0o600, mtime: 1_700_000_000 + i }, () => written.push(`f${i}`));
+        // A Buffer of its own (handed over to the thread) and, for some, a pooled one (copied).
+        const text = `file ${i}\n`.repeat(i + 1);
+        const data = i % 3 ? Buffer.from(text) : Buffer.concat([Buffer.from(text)], text.length);
+        const hasher = contentHasher();
+        hasher.update(Buffer.from(text));
+        const expected = hasher.digest();
+        await writer.enqueue({ temp: join(dir, `f${i}`), data, mode: i % 2 ? 0o640 : 0o600, mtime: 1_700_000_000 + i }, (hash) => {
+          assert.equal(hash, expected, `f${i}`);
+          written.push(`f${i}`);
+        });
       }
       await writer.settled();
     } finally {
