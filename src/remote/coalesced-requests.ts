@@ -1,6 +1,6 @@
 /**
- * SFTP requests issued in the same tick leave in one SSH packet instead of
- * one packet each.
+ * SFTP requests issued in the same turn of the event loop leave in one SSH
+ * packet instead of one packet each.
  *
  * SFTP is a byte stream inside the channel: ssh2 sends every request as its
  * own CHANNEL_DATA packet, and each packet costs a padding draw from the
@@ -12,7 +12,7 @@
  * This reaches into ssh2's internals (the channel's `outgoing` id and
  * packet size, the protocol's `channelData`), checked at install: anything
  * unlike the version this was written for leaves ssh2 as it is. Nothing is
- * reordered within the channel, and the buffer never outlives the tick:
+ * reordered within the channel, and the buffer never outlives the turn:
  * the channel's EOF or CLOSE and a disconnect flush it first.
  */
 import type { SFTPWrapper } from 'ssh2';
@@ -24,7 +24,7 @@ interface SshInternals {
   outgoing?: { id?: unknown; packetSize?: unknown };
 }
 
-/** Installs the coalescing on this SFTP channel; `flush` sends what is buffered now (also run at the end of the tick). */
+/** Installs the coalescing on this SFTP channel; `flush` sends what is buffered now (also run at setImmediate). */
 export function coalesceRequests(sftp: SFTPWrapper): { flush(): void } {
   const internals = sftp as unknown as SshInternals;
   const protocol = internals._protocol;
@@ -45,7 +45,7 @@ export function coalesceRequests(sftp: SFTPWrapper): { flush(): void } {
   protocol.channelData = (id: number, data: Buffer | string): void => {
     if (id !== channel) sendNow(id, data);
     else {
-      if (pending.length === 0) process.nextTick(flush);
+      if (pending.length === 0) setImmediate(flush);
       pending.push(Buffer.isBuffer(data) ? data : Buffer.from(data));
     }
   };

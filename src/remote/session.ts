@@ -349,14 +349,17 @@ class Session implements SftpSession {
   }
 
   /**
-   * Requests issued in the same tick (a listing's READDIRs, a fetch's pipelined READs) leave in one
-   * write() instead of one each: with TCP_NODELAY every write is a segment and wakes the master's sshd.
+   * Requests issued in the same turn of the event loop (a listing's READDIRs, a fetch's pipelined
+   * READs, the requests prompted by every reply read in that turn) leave in one write() instead of
+   * one each: with TCP_NODELAY every write is a segment and wakes the master's sshd. Sent at
+   * setImmediate, after all the replies libuv read in that turn were handled (a tick would send after
+   * each read: ~20 % more writes on a 5,000-file initial sync), and no later than that turn.
    */
   private batchWrites(): void {
     if (this.corked || this.sock.destroyed) return;
     this.corked = true;
     this.sock.cork();
-    process.nextTick(() => {
+    setImmediate(() => {
       this.corked = false;
       this.coalesced.flush();
       this.sock.uncork();
