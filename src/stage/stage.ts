@@ -56,6 +56,12 @@ export interface Staging {
    */
   readonly contentHashes: ReadonlyMap<string, string>;
   /**
+   * Settles when every staged file's data is on disk: at once where each was fsynced, after the one
+   * flush of the filesystem where they were flushed together. The commit prepares meanwhile and waits
+   * for it before its journal (commit.ts); a rejection is the flush's LocalIoError, before anything changed.
+   */
+  readonly durable: Promise<void>;
+  /**
    * Remove every temp file still ours. Before a commit this also puts back
    * the mtimes of the directories that held them; after one (`committed`),
    * the commit has already set the master's.
@@ -69,7 +75,9 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
   const work = plan.changes.filter((c): c is StagedChange => c.kind === 'fetch' || c.kind === 'symlink');
   const temps = new Map<string, string>();
   const tempDir = tempDirChooser(plan, opts);
+  let durable: Promise<void> = Promise.resolve();
   const discard = async ({ committed = false } = {}): Promise<void> => {
+    await durable.catch(() => undefined); // the flush holds the temps' names
     await Promise.all([...temps.values()].map((t) => unlink(t).catch(() => undefined)));
     temps.clear();
     if (!committed) await restoreDirTimes(touched, opts);
@@ -123,11 +131,13 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
     await writer?.settled().catch((err: unknown) => {
       throw writeFailure(err, finalOf);
     });
-    if (flushOnce)
-      await flushStaged(
+    if (flushOnce) {
+      durable = flushStaged(
         opts.targetRoot,
         fetches.map((c) => temps.get(c.path)).filter((t): t is string => t !== undefined),
       );
+      durable.catch(() => undefined); // awaited by the commit, or by discard
+    }
   } catch (err) {
     // Nothing may still be writing a temp when they are removed.
     await writer?.settled().catch(() => undefined);
@@ -141,7 +151,7 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
   const forget = (renamed: (path: string) => boolean): void => {
     for (const path of [...temps.keys()]) if (renamed(path)) temps.delete(path);
   };
-  return { temps, identical, contentHashes, discard, forget };
+  return { temps, identical, contentHashes, durable, discard, forget };
 }
 
 /**
