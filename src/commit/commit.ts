@@ -14,8 +14,8 @@
  *   6. directory modes, owners and mtimes, deepest first
  *   7. fsync the directories touched
  */
-import { accessSync, constants, lstatSync, renameSync } from 'node:fs';
-import { chmod, chown, lchown, lstat, lutimes, mkdir, readFile, rm, rmdir, unlink, utimes } from 'node:fs/promises';
+import { accessSync, chmodSync, chownSync, constants, lchownSync, lstatSync, lutimesSync, mkdirSync, renameSync, utimesSync } from 'node:fs';
+import { lstat, readFile, rm, rmdir, unlink } from 'node:fs/promises';
 import { describeError, errnoOf, LocalIoError } from '../errors.js';
 import { ownerFileName, ownerTag } from '../local/temp-names.js';
 import type { Change } from '../plan/types.js';
@@ -206,10 +206,12 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
       case 'mkdir':
         await opts.beforeStep?.('mkdir', op.path);
         await guard('create directory', abs(op.path), async () => {
-          await mkdir(abs(op.path), { mode: 0o700 }).catch((err) => {
+          try {
+            mkdirSync(abs(op.path), { mode: 0o700 });
+          } catch (err) {
             if (errnoOf(err) !== 'EEXIST') throw err;
-          });
-          if (op.uid !== undefined || op.gid !== undefined) await chown(abs(op.path), op.uid ?? -1, op.gid ?? -1);
+          }
+          if (op.uid !== undefined || op.gid !== undefined) chownSync(abs(op.path), op.uid ?? -1, op.gid ?? -1);
         });
         opts.done?.add(op.path);
         break;
@@ -277,10 +279,12 @@ async function renameStaged(temp: string, final: string, size: number | null, li
   }
 }
 
+// Synchronous, like the renames: local metadata calls of microseconds, made one after another, where
+// each thread-pool round trip cost more than the call (three per directory of an initial sync).
 async function applyAttrs(path: string, op: Extract<CommitOp, { op: 'attrs' }>): Promise<void> {
-  if (op.uid !== undefined || op.gid !== undefined) await (op.link ? lchown : chown)(path, op.uid ?? -1, op.gid ?? -1);
-  if (op.mode !== undefined && !op.link) await chmod(path, op.mode);
-  if (op.mtime !== undefined) await (op.link ? lutimes : utimes)(path, op.mtime, op.mtime);
+  if (op.uid !== undefined || op.gid !== undefined) (op.link ? lchownSync : chownSync)(path, op.uid ?? -1, op.gid ?? -1);
+  if (op.mode !== undefined && !op.link) chmodSync(path, op.mode);
+  if (op.mtime !== undefined) (op.link ? lutimesSync : utimesSync)(path, op.mtime, op.mtime);
 }
 
 /**
