@@ -17,7 +17,7 @@ import { ConfigError, describeError, exitCodeOf, LocalIoError, MasterChangedErro
 import { ownerTag } from '../local/temp-names.js';
 import { countChanges } from '../plan/plan.js';
 import type { Change } from '../plan/types.js';
-import type { SourceProvider } from '../remote/types.js';
+import type { MasterSource, SourceProvider } from '../remote/types.js';
 import type { PassSettings } from '../settings/pass-settings.js';
 import { stageChanges } from '../stage/stage.js';
 import { acquireLock } from '../state/lock.js';
@@ -64,6 +64,15 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
     reporter.failure(error, exitCodeOf(error));
     return finish('failed', NO_STATS, [], error);
   }
+  // The master's handshake runs while the target lock is taken and an interrupted commit is completed;
+  // it is awaited after them, so a pass that cannot reach the master still completes that commit.
+  let early: Promise<MasterSource> | undefined = paused ? undefined : provider.acquire();
+  early?.catch(() => undefined);
+  const takeEarlyConnection = (): Promise<MasterSource> | undefined => {
+    const connection = early;
+    early = undefined;
+    return connection;
+  };
   // Changes made live by this pass even if it fails later: a completed journal, a partial commit.
   const live: Change[] = [];
   const liveStats = (): PassStats => ({ ...NO_STATS, ...countChanges(live) });
@@ -82,7 +91,7 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
         live.map((c) => c.path),
       );
     }
-    const outcome = await syncOnceMore(() => connectAndSync(settings, provider, reporter, hooks, live), reporter);
+    const outcome = await syncOnceMore(() => connectAndSync(settings, provider, reporter, hooks, live, takeEarlyConnection()), reporter);
     const recovered = countChanges(live);
     const stats = { ...outcome.stats, changed: outcome.stats.changed + recovered.changed, deleted: outcome.stats.deleted + recovered.deleted };
     return finish('ok', stats, [...live.map((c) => c.path), ...outcome.changedPaths], undefined, outcome);
@@ -104,6 +113,11 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
       error,
     );
   } finally {
+    // Connected early but never used (the pass ended before it would connect): closed, not left open.
+    await takeEarlyConnection()?.then(
+      (source) => provider.release(source, true),
+      () => undefined,
+    );
     targetLock?.release();
     await lock.release();
   }
@@ -120,8 +134,15 @@ async function syncOnceMore<T>(attempt: () => Promise<T>, reporter: PassReporter
   }
 }
 
-async function connectAndSync(settings: PassSettings, provider: SourceProvider, reporter: PassReporter, hooks: PassHooks, live: Change[]) {
-  const source = await provider.acquire();
+async function connectAndSync(
+  settings: PassSettings,
+  provider: SourceProvider,
+  reporter: PassReporter,
+  hooks: PassHooks,
+  live: Change[],
+  connection = provider.acquire(),
+) {
+  const source = await connection;
   try {
     await hooks.at?.('connected');
     const outcome = await syncFrom(passContext(settings, source, reporter, hooks, live));
