@@ -12,6 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
+import type { SessionOptions } from '../../src/remote/session.js';
 import { generateEd25519 } from '../../src/serve/keys.js';
 import { startEmbeddedMaster } from '../../src/serve/sftp-server.js';
 import { sleep, until } from './wait.js';
@@ -50,6 +51,20 @@ const SSH_KEYGEN = '/usr/bin/ssh-keygen';
 const READY_TIMEOUT_MS = 10_000;
 const STOP_GRACE_MS = 2_000;
 const BIND_ATTEMPTS = 5;
+
+/** Session options for a test master: its address, user, key and known_hosts, 5 s timeouts unless overridden. */
+export function sessionOptionsFor(master: TestMaster, overrides: Partial<SessionOptions> = {}): SessionOptions {
+  return {
+    host: master.host,
+    port: master.port,
+    user: master.user,
+    identityFile: master.identity,
+    knownHostsFile: master.knownHosts,
+    connectTimeoutMs: 5000,
+    idleTimeoutMs: 5000,
+    ...overrides,
+  };
+}
 
 export function sshdAvailable(): boolean {
   return isExecutable(SSHD);

@@ -11,7 +11,7 @@ import type { SFTPWrapper } from 'ssh2';
 import { compileFilter } from '../../src/filter/rsync-filter.js';
 import { openSession, type SftpSession } from '../../src/remote/session.js';
 import { SftpSource } from '../../src/remote/sftp-source.js';
-import { makeTempDir, startMaster, type TestMaster } from '../helpers/sshd.js';
+import { makeTempDir, sessionOptionsFor, startMaster, type TestMaster } from '../helpers/sshd.js';
 
 const FILES = 40;
 
@@ -25,15 +25,7 @@ describe('SFTP requests issued together (real sshd)', () => {
     root = await makeTempDir('xs-coalesced-');
     await mkdir(path.join(root, 'many'));
     for (let i = 0; i < FILES; i++) await writeFile(path.join(root, 'many', `f${i}.ini`), `value=${i}\n`.repeat(i + 1));
-    session = await openSession({
-      host: master.host,
-      port: master.port,
-      user: master.user,
-      identityFile: master.identity,
-      knownHostsFile: master.knownHosts,
-      connectTimeoutMs: 10_000,
-      idleTimeoutMs: 10_000,
-    });
+    session = await openSession(sessionOptionsFor(master, { connectTimeoutMs: 10_000, idleTimeoutMs: 10_000 }));
   });
   after(async () => {
     await session?.close();

@@ -15,7 +15,7 @@ import { KnownMaster } from '../../src/remote/known-master.js';
 import { openSession, type SftpSession } from '../../src/remote/session.js';
 import { SftpSource } from '../../src/remote/sftp-source.js';
 import type { Tree } from '../../src/tree.js';
-import { makeTempDir, startMaster, type TestMaster } from '../helpers/sshd.js';
+import { makeTempDir, sessionOptionsFor, startMaster, type TestMaster } from '../helpers/sshd.js';
 
 const T = { timeout: 60_000 };
 const MTIME = 1_700_000_000;
@@ -30,15 +30,7 @@ describe('master listing memory (real sshd)', () => {
   before(async () => {
     master = await startMaster();
     root = await makeTempDir('xs-listing-memory-');
-    session = await openSession({
-      host: master.host,
-      port: master.port,
-      user: master.user,
-      identityFile: master.identity,
-      knownHostsFile: master.knownHosts,
-      connectTimeoutMs: 10_000,
-      idleTimeoutMs: 10_000,
-    });
+    session = await openSession(sessionOptionsFor(master, { connectTimeoutMs: 10_000, idleTimeoutMs: 10_000 }));
     await mkdir(path.join(root, 'conf.d/nested'), { recursive: true });
     await mkdir(path.join(root, 'many'));
     await mkdir(path.join(root, 'excluded'));

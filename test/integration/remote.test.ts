@@ -15,10 +15,10 @@ import { ConfigError, ConnectionError, ExitCode, HostKeyError, MasterChangedErro
 import type { Filter } from '../../src/filter/types.js';
 import { fingerprint, parseKnownHosts, verifyHostKey } from '../../src/remote/known-hosts.js';
 import { KnownMaster } from '../../src/remote/known-master.js';
-import { openSession, type SessionOptions, type SftpSession } from '../../src/remote/session.js';
+import { openSession, type SftpSession } from '../../src/remote/session.js';
 import { SftpSource } from '../../src/remote/sftp-source.js';
 import type { Entry } from '../../src/tree.js';
-import { freePort as closedPort, makeTempDir, startMaster, type TestMaster } from '../helpers/sshd.js';
+import { freePort as closedPort, makeTempDir, sessionOptionsFor, startMaster, type TestMaster } from '../helpers/sshd.js';
 
 const T = { timeout: 60_000 };
 
@@ -123,18 +123,7 @@ async function freezableProxy(targetPort: number): Promise<{ port: number; freez
   };
 }
 
-function optionsFor(master: TestMaster, overrides: Partial<SessionOptions> = {}): SessionOptions {
-  return {
-    host: master.host,
-    port: master.port,
-    user: master.user,
-    identityFile: master.identity,
-    knownHostsFile: master.knownHosts,
-    connectTimeoutMs: 5000,
-    idleTimeoutMs: 5000,
-    ...overrides,
-  };
-}
+const optionsFor = sessionOptionsFor;
 
 async function expectReject<E extends Error>(promise: Promise<unknown>, type: new (...args: never[]) => E): Promise<E> {
   try {
