@@ -22,7 +22,7 @@ import type { Change } from '../plan/types.js';
 import type { Staging } from '../stage/stage.js';
 import { parentOf, type Tree, underRoot } from '../tree.js';
 import { fsyncDir } from './fsync-dir.js';
-import { beginJournal, journalPath, type Recovery, recoverJournal } from './journal.js';
+import { journalPath, prepareJournal, type Recovery, recoverJournal } from './journal.js';
 import { buildCommitOps, type CommitOp, type Seen } from './ops.js';
 
 export type CommitStep = 'replace-remove' | 'mkdir' | 'rename' | 'attrs' | 'delete' | 'dir-attrs' | 'fsync';
@@ -65,9 +65,16 @@ export async function commitChanges(changes: readonly Change[], staging: Staging
   const relTemps = new Map([...staging.temps].map(([path, abs]) => [path, abs.slice(opts.targetRoot.length + 1)]));
   const ops = buildCommitOps(changes, relTemps, opts.source, ownerFileName(ownerTag(opts.stateDir)));
   await precheckCommit(ops, opts.targetRoot);
-  // The journal may name the temps only once their data is on disk (prepared meanwhile: the flush takes ~0.1 s for 5,000 files).
-  await staging.durable;
-  const journal = await beginJournal(opts.stateDir, opts.targetRoot, ops, changes);
+  // The journal may name the temps only once their data is on disk; all before it is done meanwhile
+  // (the flush of 5,000 staged files takes ~0.1 s).
+  const prepared = await prepareJournal(opts.stateDir, opts.targetRoot, ops, changes);
+  try {
+    await staging.durable;
+  } catch (err) {
+    await prepared.abandon();
+    throw err;
+  }
+  const journal = await prepared.begin();
   const done = new Set<string>();
   let result: CommitResult;
   try {

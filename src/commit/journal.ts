@@ -48,25 +48,50 @@ export interface OpenJournal {
   markReported(paths: readonly string[]): Promise<void>;
 }
 
-export async function beginJournal(stateDir: string, target: string, ops: readonly CommitOp[], changes: readonly Change[] = []): Promise<OpenJournal> {
+/** A journal ready to be written: its owner file is in the target (and on disk), its text made. */
+export interface PreparedJournal {
+  /** Writes the journal (durable before this returns): from now on the commit is rolled forward if interrupted. */
+  begin(): Promise<OpenJournal>;
+  /** The commit will not begin: the owner file goes, the target root gets its mtime back. */
+  abandon(): Promise<void>;
+}
+
+/**
+ * Everything before the journal itself, which may run while the staged files are still being
+ * flushed (commit.ts): the owner file (durable before the journal: a journal is never without the
+ * owner file that leads to it) and the journal's text.
+ */
+export async function prepareJournal(stateDir: string, target: string, ops: readonly CommitOp[], changes: readonly Change[] = []): Promise<PreparedJournal> {
   const path = journalPath(stateDir);
-  // Durable before the journal: a journal is never without the owner file that leads to it.
   const rootTimes = await lstat(target);
   await writeOwnerFile(target, stateDir);
   const doc: JournalDoc = { version: JOURNAL_VERSION, target, pid: process.pid, createdAt: new Date().toISOString(), ops, changes, uid: process.geteuid?.() };
-  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
-  await fsyncDir(stateDir);
-  return {
-    async markReported(paths) {
-      await writeFileAtomic(path, JSON.stringify({ ...doc, reported: paths }), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
-    },
-    async finish() {
-      await unlink(path).catch(() => undefined);
-      await fsyncDir(stateDir);
-      // Still there only when the commit stopped before its first operation: nothing changed, the root's mtime included.
-      if (await removeOwnerFile(target, stateDir)) await utimes(target, rootTimes.atime, rootTimes.mtime).catch(() => undefined);
-    },
+  const text = JSON.stringify(doc);
+  // Still there only when the commit stopped before its first operation: nothing changed, the root's mtime included.
+  const removeOwner = async (): Promise<void> => {
+    if (await removeOwnerFile(target, stateDir)) await utimes(target, rootTimes.atime, rootTimes.mtime).catch(() => undefined);
   };
+  return {
+    async begin() {
+      await writeFileAtomic(path, text, { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
+      await fsyncDir(stateDir);
+      return {
+        async markReported(paths) {
+          await writeFileAtomic(path, JSON.stringify({ ...doc, reported: paths }), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
+        },
+        async finish() {
+          await unlink(path).catch(() => undefined);
+          await fsyncDir(stateDir);
+          await removeOwner();
+        },
+      };
+    },
+    abandon: removeOwner,
+  };
+}
+
+export async function beginJournal(stateDir: string, target: string, ops: readonly CommitOp[], changes: readonly Change[] = []): Promise<OpenJournal> {
+  return (await prepareJournal(stateDir, target, ops, changes)).begin();
 }
 
 /** The owner file of `stateDir`'s staged files in `target`. */

@@ -6,16 +6,18 @@
  * master's tree: that is the journal's promise.
  */
 import assert from 'node:assert/strict';
-import { chmod, copyFile, lutimes, readlink, rm, symlink, utimes } from 'node:fs/promises';
+import { chmod, copyFile, lutimes, mkdir, readdir, readlink, rm, symlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { executeOps } from '../../src/commit/commit.js';
+import { commitChanges, executeOps } from '../../src/commit/commit.js';
 import { fsyncDir } from '../../src/commit/fsync-dir.js';
 import { buildCommitOps, type CommitOp } from '../../src/commit/ops.js';
+import { LocalIoError } from '../../src/errors.js';
 import { compileFilter } from '../../src/filter/rsync-filter.js';
 import { scanTarget } from '../../src/local/scan.js';
 import { planChanges } from '../../src/plan/plan.js';
 import type { Change, IdMapping } from '../../src/plan/types.js';
+import type { Staging } from '../../src/stage/stage.js';
 import { depthOf, type Tree } from '../../src/tree.js';
 import { makeTempDir, readTree, type TreeSpec, writeTree } from '../helpers/sshd.js';
 
@@ -202,5 +204,34 @@ describe('fsyncDir', () => {
     } finally {
       await rm(base, { recursive: true, force: true });
     }
+  });
+});
+
+describe('commitChanges when the staged files cannot be flushed', () => {
+  it('changes nothing: no journal, no owner file, the target root keeps its mtime, the flush error is the one reported', async () => {
+    const base = await makeTempDir('xroad-sync-commit-flush-');
+    const root = path.join(base, 'target');
+    const stateDir = path.join(base, 'state');
+    await writeTree(root, { 'a.ini': file('old', 0), '.staged.tmp': file('new', 1) });
+    await mkdir(stateDir);
+    await utimes(root, T0, T0);
+    const flushFailed = new LocalIoError('cannot fsync a staged file', { subject: path.join(root, '.staged.tmp') });
+    const staging: Staging = {
+      temps: new Map([['a.ini', path.join(root, '.staged.tmp')]]),
+      identical: new Set(),
+      contentHashes: new Map(),
+      durable: Promise.reject(flushFailed),
+      discard: async () => undefined,
+      forget: () => undefined,
+    };
+    staging.durable.catch(() => undefined);
+    const source: Tree = new Map([['a.ini', { path: 'a.ini', type: 'file', mode: 0o640, size: 3, mtime: T0 + 1, uid: 0, gid: 0 }]]);
+    const changes: Change[] = [{ kind: 'fetch', path: 'a.ini', source: source.get('a.ini')!, owner: {} } as Change];
+    await assert.rejects(commitChanges(changes, staging, { targetRoot: root, source, stateDir }), (err) => err === flushFailed);
+    const after = await readTree(root, { includeRoot: true });
+    assert.deepEqual([...after.keys()].sort(), ['', '.staged.tmp', 'a.ini'], 'no owner file left, nothing renamed');
+    assert.equal(after.get('')?.mtime, T0, "the root's mtime is as it was");
+    assert.deepEqual(await readdir(stateDir), [], 'no journal');
+    await rm(base, { recursive: true, force: true });
   });
 });
