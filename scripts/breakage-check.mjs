@@ -35,15 +35,22 @@ const BREAKAGES = [
   {
     name: 'many staged files renamed without the one filesystem flush',
     file: 'src/stage/stage.ts',
-    find: '    if (flushOnce)\n      await flushStaged(',
-    replace: '    if (flushOnce) void flushStaged;\n    if (false as boolean)\n      await flushStaged(',
+    find: '        await flushStaged(opts.targetRoot, staged);\n',
+    replace: '        void flushStaged;\n',
+    tests: ['dist/test/system/commit-durability.test.js'],
+  },
+  {
+    name: 'the commit does not wait for the flush of many staged files before its journal',
+    file: 'src/commit/commit.ts',
+    find: '    await staging.durable;\n',
+    replace: '    void staging.durable;\n',
     tests: ['dist/test/system/commit-durability.test.js'],
   },
   {
     name: 'journal directory not fsynced before the first rename',
     file: 'src/commit/journal.ts',
-    find: '  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });\n  await fsyncDir(stateDir);\n',
-    replace: '  await writeFileAtomic(path, JSON.stringify(doc), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });\n',
+    find: '        await writeFileAtomic(path, text, { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });\n        await fsyncDir(stateDir);\n',
+    replace: '        await writeFileAtomic(path, text, { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });\n',
     tests: ['dist/test/system/commit-durability.test.js'],
   },
   {

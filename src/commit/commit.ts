@@ -22,7 +22,7 @@ import type { Change } from '../plan/types.js';
 import type { Staging } from '../stage/stage.js';
 import { parentOf, type Tree, underRoot } from '../tree.js';
 import { fsyncDir } from './fsync-dir.js';
-import { journalPath, prepareJournal, type Recovery, recoverJournal } from './journal.js';
+import { journalPath, type OpenJournal, prepareJournal, type Recovery, recoverJournal } from './journal.js';
 import { buildCommitOps, type CommitOp, type Seen } from './ops.js';
 
 export type CommitStep = 'replace-remove' | 'mkdir' | 'rename' | 'attrs' | 'delete' | 'dir-attrs' | 'fsync';
@@ -35,6 +35,11 @@ export interface CommitOptions {
   readonly stateDir: string;
   /** Fault-injection and progress hook: awaited before each step on each path. */
   readonly beforeStep?: (step: CommitStep, path: string) => void | Promise<void>;
+  /**
+   * Called once the staged data is on disk, just before the journal: throws to give the commit up
+   * (a pause or a signal that came while the flush ran). Nothing has changed then.
+   */
+  readonly beforeJournal?: () => void;
 }
 
 export interface CommitResult {
@@ -68,13 +73,15 @@ export async function commitChanges(changes: readonly Change[], staging: Staging
   // The journal may name the temps only once their data is on disk; all before it is done meanwhile
   // (the flush of 5,000 staged files takes ~0.1 s).
   const prepared = await prepareJournal(opts.stateDir, opts.targetRoot, ops, changes);
+  let journal: OpenJournal;
   try {
     await staging.durable;
+    opts.beforeJournal?.();
+    journal = await prepared.begin();
   } catch (err) {
     await prepared.abandon();
     throw err;
   }
-  const journal = await prepared.begin();
   const done = new Set<string>();
   let result: CommitResult;
   try {

@@ -73,8 +73,14 @@ export async function prepareJournal(stateDir: string, target: string, ops: read
   };
   return {
     async begin() {
-      await writeFileAtomic(path, text, { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
-      await fsyncDir(stateDir);
+      try {
+        await writeFileAtomic(path, text, { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });
+        await fsyncDir(stateDir);
+      } catch (err) {
+        // No operation has run: a journal that may not be durable goes, so that abandon() may take its owner file.
+        await unlink(path).catch(() => undefined);
+        throw err;
+      }
       return {
         async markReported(paths) {
           await writeFileAtomic(path, JSON.stringify({ ...doc, reported: paths }), { fsync: true, mode: 0o600, chown: stateFileOwner(stateDir) });

@@ -64,9 +64,11 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
     reporter.failure(error, exitCodeOf(error));
     return finish('failed', NO_STATS, [], error);
   }
-  // The master's handshake runs while the target lock is taken and an interrupted commit is completed;
-  // it is awaited after them, so a pass that cannot reach the master still completes that commit.
-  let early: Promise<MasterSource> | undefined = paused ? undefined : provider.acquire();
+  // The master's handshake runs while the target lock is taken; it is awaited after. Not beside the
+  // completion of an interrupted commit: a long one, replayed synchronously, would let the
+  // handshake time out, and a pass that cannot reach the master must still complete it.
+  const recovering = existsSync(journalPath(settings.stateDir)) || otherOwners(settings.targetDir, settings.stateDir).length > 0;
+  let early: Promise<MasterSource> | undefined = paused || recovering ? undefined : provider.acquire();
   early?.catch(() => undefined);
   const takeEarlyConnection = (): Promise<MasterSource> | undefined => {
     const connection = early;
@@ -191,6 +193,7 @@ async function stageAndCommit(
     owner: ownerTag(settings.stateDir),
     signal: hooks.signal,
     onStaged: (path) => void hooks.at?.('file-staged', path),
+    beforeFlush: () => hooks.at?.('flush'),
     isRacy: (entry) => isRacy(entry, racy.window),
   });
   // Files fetched again only to compare, found identical: not a content change (their attributes may still be).
@@ -203,15 +206,21 @@ async function stageAndCommit(
       await racy.files.settle(racy.now);
       return { applied: [], leftForNextPass: 0, fetchedContent: staging.contentHashes };
     }
-    // `xroad-sync pause` waits for this pass: paused now, it must not start committing.
-    if (existsSync(settings.flagFile))
-      throw new PassAbandonedError(`${settings.flagFile} appeared during the pass: abandoned before its commit, nothing changed`);
+    // `xroad-sync pause` waits for this pass: paused now, it must not start committing. Asked again
+    // once the staged files are flushed (the flush of many can take seconds), just before the journal.
+    const mayCommit = (): void => {
+      checkAborted(hooks);
+      if (existsSync(settings.flagFile))
+        throw new PassAbandonedError(`${settings.flagFile} appeared during the pass: abandoned before its commit, nothing changed`);
+    };
+    mayCommit();
     await racy.files.beforeCommit(racy.now);
     const result = await commitChanges(changes, staging, {
       targetRoot: settings.targetDir,
       source: sourceTree,
       stateDir: settings.stateDir,
       beforeStep: hooks.at,
+      beforeJournal: mayCommit,
     }).catch((err: unknown) => {
       if (err instanceof PartialCommitError) {
         // Part of the commit is live: say exactly what, so hints and --on-change cover it.

@@ -59,4 +59,5 @@ export interface PassHooks {
   /** Paths edited locally: fetched again and compared with the slave's bytes even when size and mtime match. */
   readonly verify?: ReadonlySet<string>;
 }
-export type PassPoint = 'connected' | 'scanned' | 'planned' | 'staged' | 'file-staged' | CommitStep | 'committed';
+/** `flush`: the one flush of many staged files is about to start (the commit prepares meanwhile). */
+export type PassPoint = 'connected' | 'scanned' | 'planned' | 'staged' | 'file-staged' | 'flush' | CommitStep | 'committed';

@@ -11,7 +11,10 @@
  *
  * This reaches into ssh2's internals (the channel's `outgoing` id and
  * packet size, the protocol's `channelData`), checked at install: anything
- * unlike the version this was written for leaves ssh2 as it is. Nothing is
+ * unlike the version this was written for leaves ssh2 as it is. It relies
+ * on ssh2 building a fresh buffer for every request (1.17.0 does), which is
+ * why package.json pins ssh2 exactly: an upgrade is a decision, made with
+ * test/integration/coalesced-requests.test.ts. Nothing is
  * reordered within the channel, and the buffer never outlives the turn:
  * the channel's EOF or CLOSE and a disconnect flush it first.
  */

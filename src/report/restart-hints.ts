@@ -96,7 +96,8 @@ export async function restartsNeeded(changedPaths: readonly string[], extraRules
   const oneRegExp = (globs: readonly string[]): RegExp => new RegExp(globs.map((g) => micromatch.makeRe(g, GLOB_OPTIONS).source).join('|'));
   const rules = [...extraRules, ...RESTART_RULES].map((r) => {
     let re: RegExp | undefined;
-    return { services: r.services, matches: (path: string) => (re ??= oneRegExp(r.globs)).test(path) };
+    // A glob equal to the path matches it as a literal name too, as micromatch's matchers do (`conf.d/x(1).ini`).
+    return { services: r.services, matches: (path: string) => (re ??= oneRegExp(r.globs)).test(path) || r.globs.includes(path) };
   });
   const needed = new Map<string, string[]>();
   for (const path of changedPaths) {

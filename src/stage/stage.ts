@@ -35,6 +35,8 @@ export interface StageOptions {
   readonly signal?: AbortSignal;
   /** Called after each staged file, for progress and test hooks. */
   readonly onStaged?: (path: string) => void;
+  /** Awaited before the one flush of many staged files starts (a test hook); staging returns meanwhile. */
+  readonly beforeFlush?: () => void | Promise<void>;
   /**
    * True for a master file whose mtime is too recent to trust (the listing's
    * second or later, git's "racily clean"): a writer may be rewriting it in
@@ -132,10 +134,11 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
       throw writeFailure(err, finalOf);
     });
     if (flushOnce) {
-      durable = flushStaged(
-        opts.targetRoot,
-        fetches.map((c) => temps.get(c.path)).filter((t): t is string => t !== undefined),
-      );
+      const staged = fetches.map((c) => temps.get(c.path)).filter((t): t is string => t !== undefined);
+      durable = (async () => {
+        await opts.beforeFlush?.();
+        await flushStaged(opts.targetRoot, staged);
+      })();
       durable.catch(() => undefined); // awaited by the commit, or by discard
     }
   } catch (err) {
@@ -285,7 +288,13 @@ async function fetchIntoMemory(change: StagedChange, source: MasterSource): Prom
 
 /** A failure on the writer thread, worded as stageFile words the same failure; `finalOf` names a temp's final path. */
 function writeFailure(err: unknown, finalOf: (temp: string) => string): unknown {
-  if (!(err instanceof TempWriteError)) return err instanceof SyncError ? err : new LocalIoError(`cannot stage files: ${describeError(err)}`, { cause: err });
+  if (!(err instanceof TempWriteError)) {
+    if (err instanceof SyncError) return err;
+    return new LocalIoError(`cannot stage files: ${describeError(err)}; nothing was changed`, {
+      cause: err,
+      hint: 'the next pass tries again; XROAD_SYNC_FLUSH=per-file in the settings file stages on the main thread (each file fsynced)',
+    });
+  }
   const final = finalOf(err.temp);
   const what =
     err.step === 'create' ? 'cannot create temp file' : err.step === 'write' ? `cannot write ${final} (staged as ${err.temp})` : `cannot stage ${final}`;

@@ -417,6 +417,33 @@ describe('xroad-sync sync: guards and failures', () => {
   });
 
   it(
+    'pause while many staged files are being flushed: the pass is abandoned before its journal, nothing changes, no owner file or temp is left',
+    T,
+    async () => {
+      const ws = await workspace({ source: BASE });
+      const before = obj(await readAll(ws.target));
+      const flag = path.join(ws.state, 'flag');
+      const pass = startSync({
+        master,
+        source: ws.source,
+        target: ws.target,
+        stateDir: ws.state,
+        // One flush for all staged files (as a pass of 1,000 or more), held back until released (SIGUSR2).
+        env: { XROAD_SYNC_FLUSH: 'filesystem', XROAD_SYNC_TEST_HOOK: 'pause@flush', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
+      });
+      await waitFor(() => pass.stderrSoFar().includes('paused at flush') || pass.child.exitCode !== null, 30_000, 'the flush to be held');
+      await writeFile(flag, '');
+      pass.child.kill('SIGUSR2');
+      const run = await pass.done;
+      ok(run);
+      assert.match(run.stderr, /appeared during the pass: abandoned before its commit, nothing changed/);
+      assert.deepEqual(obj(await readAll(ws.target)), before, 'the target changed');
+      assert.deepEqual(await leftoverTemps(ws.target), []);
+      assert.equal(existsSync(path.join(ws.state, 'commit-journal.json')), false, 'a journal was written');
+    },
+  );
+
+  it(
     'lock: a second pass while one runs waits for it (exit 75 only when --wait runs out, not logged as a failed pass); a stale lock of a dead pid is taken over',
     T,
     async () => {

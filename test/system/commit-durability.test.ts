@@ -64,6 +64,15 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
     },
   );
 
+  it('a flush that starts late (held back by a test hook) still completes before the journal: the commit waits for it', T, async () => {
+    const { calls } = await traceCheckedPass('late-flush', 80, {
+      XROAD_SYNC_FLUSH: 'filesystem',
+      XROAD_SYNC_TEST_HOOK: 'pause@flush',
+      XROAD_SYNC_TEST_PAUSE_MS: '1500',
+    });
+    assert.equal(calls.filter(isSyncfs).length, 1, 'expected exactly one syncfs of the target filesystem');
+  });
+
   it('a pass staging many files flushes the filesystem once after the last is written instead of fsyncing each, in the same order', T, async () => {
     const { calls, target } = await traceCheckedPass('many', 80, { XROAD_SYNC_FLUSH: 'filesystem' });
     // The owner file (one per commit, naming the state dir beside the journal) is no staged file.
@@ -142,6 +151,10 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
       calls.some((c) => isFsync(c) && c.index > journalRename.index && c.index < firstTargetRename.index && fdPath(c.args) === stateDir),
       'the state directory was not fsynced between the journal rename and the first rename into the target',
     );
+
+    // 2b. A pass that flushes its staged files once: that flush completed before the journal was written.
+    const syncfs = calls.find(isSyncfs);
+    if (syncfs) assert.ok(syncfs.index < journalRename.index, 'the journal was written before the flush of the staged files completed');
 
     // 3. keyconf.xml is the last file renamed into the target.
     assert.equal(quoted(renamesIn.at(-1)!.args)[1], path.join(target, 'signer/keyconf.xml'), 'signer/keyconf.xml must be renamed last');

@@ -127,13 +127,13 @@ describe('packaging', () => {
   });
 
   /** A pass with `cmd` (a program, or node + script) into a fresh target; checks the target mirrors the sample tree. */
-  async function passWith(cmd: string, prefix: string[]): Promise<void> {
+  async function passWith(cmd: string, prefix: string[], extraEnv: Record<string, string> = {}): Promise<void> {
     const n = ++passNo;
     const target = path.join(work, `target-${n}`);
     const stateDir = path.join(work, `state-${n}`);
     await fs.mkdir(target);
     await fs.mkdir(stateDir);
-    const env = { ...process.env };
+    const env = { ...process.env, ...extraEnv };
     delete env.MASTER;
     delete env.XROAD_USER;
     const r = await run(cmd, [...prefix, ...syncArgs({ master, source, target, stateDir })], { env, timeoutMs: 30_000 });
@@ -153,6 +153,7 @@ describe('packaging', () => {
     const v = await ok('--version', run(process.execPath, [lone, '--version'], { cwd: path.dirname(lone) }));
     assert.equal(v.stdout.trim(), VERSION);
     await passWith(process.execPath, [lone]);
+    await passWith(process.execPath, [lone], { XROAD_SYNC_FLUSH: 'filesystem' });
     const notices = await fs.readFile(path.join(REPO, 'dist', 'bundle', 'THIRD-PARTY-LICENSES.txt'), 'utf8');
     for (const dep of ['ssh2', 'chokidar', 'commander', 'pino']) assert.match(notices, new RegExp(`^  ${dep} \\d`, 'm'));
     // The demo from the lone bundle: the embedded master (ssh2's server side) and every command, bundled.
@@ -162,7 +163,10 @@ describe('packaging', () => {
     t.diagnostic(demo.stdout.trim().split('\n').at(-1)!);
   });
 
-  it('the executable: Node 24 inside, links only libc/libm/libgcc_s/libstdc++, silent start, a real pass, the demo', { ...T, skip: noExe }, async (t) => {
+  it('the executable: Node 24 inside, links only libc/libm/libgcc_s/libstdc++, silent start, real passes (one on the staging thread), the demo', {
+    ...T,
+    skip: noExe,
+  }, async (t) => {
     t.diagnostic((await buildExe()).stdout.trim());
     // Copied away from the repository and run with no node on PATH: nothing beside it.
     const lone = path.join(work, 'lone-exe', 'xroad-sync');
@@ -187,6 +191,8 @@ describe('packaging', () => {
     assert.match(help.stdout, /^Usage: xroad-sync /m);
     assert.equal(help.stderr, '');
     await passWith(lone, []);
+    // Staged as a pass of 1,000 files or more is: on the staging thread, whose script runs inside the executable.
+    await passWith(lone, [], { XROAD_SYNC_FLUSH: 'filesystem' });
     const demo = await run(lone, ['demo'], { cwd: path.dirname(lone), env, timeoutMs: 45_000 });
     assert.equal(demo.status, 0, describeRunOf('demo', demo));
     assert.match(demo.stdout, /^demo finished in [\d.]+ s$/m);

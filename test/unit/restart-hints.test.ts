@@ -41,5 +41,6 @@ describe('restartsNeeded', () => {
     assert.deepEqual(await servicesFor('conf.d/custom/extra.ini', 'conf.d/custom/*.ini=xroad-proxy'), ['xroad-proxy']);
     assert.deepEqual(await servicesFor('conf.d/local.ini', 'conf.d/custom/*.ini=xroad-proxy'), [...ALL].sort());
     assert.deepEqual(await servicesFor('ssl/extra.pem', 'ssl/extra.*='), []);
+    assert.deepEqual(await servicesFor('conf.d/x(1).ini', 'conf.d/x(1).ini=xroad-signer'), ['xroad-signer'], 'a literal name with glob characters');
   });
 });
