@@ -109,7 +109,9 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
     pollCpuShare: opts.pollCpuShare,
     runPass: async () => {
       await keepLocks(locks, logger);
-      watchers?.target.recheck(); // a target restored by moving the old one aside is watched afresh
+      // A target restored by moving the old one aside is watched afresh. Looked at when the pass scans the
+      // target anyway (after a target event, and at each full scan): an idle pass touches nothing there.
+      if (!knownTarget.reusable()) watchers?.target.recheck();
       // Logged once, when the flag appeared. An interrupted commit is still completed while paused (the pass does only that).
       if (existsSync(settings.flagFile) && !existsSync(journalPath(settings.stateDir))) {
         logger.debug({ msg: 'pass skipped: sync paused' });

@@ -67,7 +67,8 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
   // The master's handshake runs while the target lock is taken; it is awaited after. Not beside the
   // completion of an interrupted commit: a long one, replayed synchronously, would let the
   // handshake time out, and a pass that cannot reach the master must still complete it.
-  const recovering = existsSync(journalPath(settings.stateDir)) || otherOwners(settings.targetDir, settings.stateDir).length > 0;
+  const others = otherStateDirsToComplete(settings, hooks);
+  const recovering = existsSync(journalPath(settings.stateDir)) || others.length > 0;
   let early: Promise<MasterSource> | undefined = paused || recovering ? undefined : provider.acquire();
   early?.catch(() => undefined);
   const takeEarlyConnection = (): Promise<MasterSource> | undefined => {
@@ -84,7 +85,7 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
     if (!settings.dryRun) targetLock = await lockTargetForPass(settings.targetDir, { stateDir: settings.stateDir, lockFile: lock.path });
     // Journal state comes before connecting: a pass that cannot reach the master still completes an interrupted commit.
     if (settings.dryRun) await reportPendingJournal(settings, reporter);
-    else live.push(...(await completeInterruptedCommit(settings, reporter)));
+    else live.push(...(await completeInterruptedCommit(settings, reporter, others)));
     if (paused) {
       reporter.skipped(pausedLine);
       return finish(
@@ -253,7 +254,17 @@ async function stageAndCommit(
  * Then those of other state dirs whose owner files are in the target: this pass holds the target, so no one else is
  * writing it, and completing them now leaves neither a half-applied target nor a journal whose files a later pass removed.
  */
-async function completeInterruptedCommit(settings: PassSettings, reporter: PassReporter): Promise<Change[]> {
+/**
+ * Other state dirs whose owner files are in the target root. The daemon's watcher vouches for a target
+ * unchanged since its last scan, which held no temp or owner file: then none, without a look (an
+ * idle pass touches nothing in the target).
+ */
+function otherStateDirsToComplete(settings: PassSettings, hooks: PassHooks): string[] {
+  if (settings.dryRun || hooks.knownTarget?.reusable()) return [];
+  return otherOwners(settings.targetDir, settings.stateDir);
+}
+
+async function completeInterruptedCommit(settings: PassSettings, reporter: PassReporter, others: readonly string[]): Promise<Change[]> {
   const live: Change[] = [];
   const recovery = await recoverInterruptedCommit(settings.stateDir, settings.targetDir);
   if (recovery.kind === 'rolled-forward') {
@@ -262,7 +273,7 @@ async function completeInterruptedCommit(settings: PassSettings, reporter: PassR
     live.push(...recovery.changes);
   }
   if (recovery.kind === 'discarded') reporter.notice(recovery.reason);
-  for (const other of otherOwners(settings.targetDir, settings.stateDir)) {
+  for (const other of others) {
     const theirs = await recoverInterruptedCommit(other, settings.targetDir);
     if (theirs.kind === 'rolled-forward') {
       reporter.notice(

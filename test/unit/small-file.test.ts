@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -32,13 +32,17 @@ describe('reading a small state file strictly', () => {
     const closed = join(base, 'state');
     await mkdir(closed, { mode: 0o700 });
     await writeFile(join(closed, 'commit-journal.json'), '{"ops":[]}');
-    const module = pathToFileURL(join(import.meta.dirname, '../../src/util/small-file.js')).href;
+    // A copy nobody can read, beside the test's files: the checkout may sit in a 0700 directory (CI clones into one).
+    const copy = join(base, 'small-file.mjs');
+    await copyFile(join(import.meta.dirname, '../../src/util/small-file.js'), copy);
+    await chmod(copy, 0o644);
+    const module = pathToFileURL(copy).href;
     const script = `import(${JSON.stringify(module)}).then((m) => {
       try { console.log(JSON.stringify({ text: m.readSmallFileStrictly(${JSON.stringify(join(closed, 'commit-journal.json'))}) })); }
       catch (err) { console.log(JSON.stringify({ thrown: err.code })); }
     });`;
-    const child = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 20_000 });
-    assert.equal(child.status, 0, child.stderr);
+    const child = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, cwd: base, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(child.status, 0, `${child.error ?? ''}${child.stderr}`);
     assert.deepEqual(JSON.parse(child.stdout), { thrown: 'EACCES' }, 'a journal nobody may reach was taken for "no journal"');
   });
 });
