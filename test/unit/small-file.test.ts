@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { readSmallFileStrictly } from '../../src/util/small-file.js';
+import { nodeForOtherUsers } from '../helpers/other-user.js';
 
 describe('reading a small state file strictly', () => {
   let base: string;
@@ -32,7 +33,8 @@ describe('reading a small state file strictly', () => {
     const closed = join(base, 'state');
     await mkdir(closed, { mode: 0o700 });
     await writeFile(join(closed, 'commit-journal.json'), '{"ops":[]}');
-    // A copy nobody can read, beside the test's files: the checkout may sit in a 0700 directory (CI clones into one).
+    // A copy nobody can read, beside the test's files, run by a node nobody can run: the checkout may sit in a
+    // 0700 directory (CI clones into one), and npm runs the tests with the node inside it.
     const copy = join(base, 'small-file.mjs');
     await copyFile(join(import.meta.dirname, '../../src/util/small-file.js'), copy);
     await chmod(copy, 0o644);
@@ -41,7 +43,7 @@ describe('reading a small state file strictly', () => {
       try { console.log(JSON.stringify({ text: m.readSmallFileStrictly(${JSON.stringify(join(closed, 'commit-journal.json'))}) })); }
       catch (err) { console.log(JSON.stringify({ thrown: err.code })); }
     });`;
-    const child = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, cwd: base, encoding: 'utf8', timeout: 20_000 });
+    const child = spawnSync(nodeForOtherUsers(), ['-e', script], { uid: 65534, gid: 65534, cwd: base, encoding: 'utf8', timeout: 20_000 });
     assert.equal(child.status, 0, `${child.error ?? ''}${child.stderr}`);
     assert.deepEqual(JSON.parse(child.stdout), { thrown: 'EACCES' }, 'a journal nobody may reach was taken for "no journal"');
   });
