@@ -14,9 +14,23 @@
  *   6. directory modes, owners and mtimes, deepest first
  *   7. fsync the directories touched
  */
-import { accessSync, chmodSync, chownSync, constants, lchownSync, lstatSync, lutimesSync, mkdirSync, renameSync, utimesSync } from 'node:fs';
-import { readFile, rm, rmdir, unlink } from 'node:fs/promises';
+import {
+  accessSync,
+  chmodSync,
+  chownSync,
+  constants,
+  lchownSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  renameSync,
+  rmdirSync,
+  unlinkSync,
+  utimesSync,
+} from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
 import { describeError, errnoOf, LocalIoError } from '../errors.js';
+import { lstatIfPresent } from '../local/lstat.js';
 import { ownerFileName, ownerTag } from '../local/temp-names.js';
 import type { Change } from '../plan/types.js';
 import type { Staging } from '../stage/stage.js';
@@ -130,7 +144,7 @@ async function precheckCommit(ops: readonly CommitOp[], root: string): Promise<v
   // cost a 5,000-file initial sync ~40 ms.
   for (const dir of [...dirs].sort()) {
     // Not a directory yet: the commit creates it (after removing what is there), in a parent checked here too.
-    if (!isDirectory(dir)) continue;
+    if (!lstatIfPresent(dir)?.isDirectory()) continue;
     const err = accessError(dir, constants.W_OK | constants.X_OK);
     if (err === undefined) continue;
     throw new LocalIoError(`cannot commit: ${dir} is not writable (${errnoOf(err) ?? describeError(err)}); nothing was changed`, {
@@ -148,14 +162,6 @@ async function precheckCommit(ops: readonly CommitOp[], root: string): Promise<v
         hint: 'a mount point under the target must not separate a new directory from the target root; unmount it or exclude the path',
       });
     }
-  }
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return lstatSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
-  } catch {
-    return false;
   }
 }
 
@@ -195,14 +201,18 @@ export interface ExecuteOptions {
   readonly done?: Set<string>;
 }
 
-/** Run the operations in order. Idempotent, so a recovery can replay a list that was partly done. */
+/**
+ * Run the operations in order. Idempotent, so a recovery can replay a list that was partly done.
+ * Every step on the target is a synchronous system call, with no await between files unless a test
+ * hook waits there: these are local calls of microseconds, made one after another, and a trip through
+ * libuv's thread pool or a yield to the event loop per file cost more than the call (a 5,000-file commit).
+ */
 export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions): Promise<CommitResult> {
   const skipped: { path: string; reason: string }[] = [];
   const abs = (path: string): string => underRoot(opts.root, path);
   // `inReplayToo`: a removal replayed from a journal removes only the entry the plan saw. A journal restored from a
   // backup after its commit completed (or one whose rename already put the new entry in place) must not delete
   // what is there now.
-  // Synchronous, like the renames it guards: an await per step cost more than the lstat.
   const unchanged = (path: string, seen: Seen | null | undefined, inReplayToo = false): boolean => {
     if ((!opts.recheck && !inReplayToo) || seen === undefined) return true;
     const ok = stillAsSeen(abs(path), seen);
@@ -213,14 +223,14 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
   for (const op of ops) {
     switch (op.op) {
       case 'remove':
-        await opts.beforeStep?.(op.step, op.path);
+        if (opts.beforeStep) await opts.beforeStep(op.step, op.path);
         if (!unchanged(op.path, op.seen, true)) break;
-        await guard('delete', abs(op.path), () => removeEntry(abs(op.path), op.recursive, skipped, op.path, !opts.recheck));
+        guard('delete', abs(op.path), () => removeEntry(abs(op.path), op.recursive, skipped, op.path, !opts.recheck));
         opts.done?.add(op.path);
         break;
       case 'mkdir':
         if (opts.beforeStep) await opts.beforeStep('mkdir', op.path);
-        guardSync('create directory', abs(op.path), () => {
+        guard('create directory', abs(op.path), () => {
           try {
             mkdirSync(abs(op.path), { mode: 0o700 });
           } catch (err) {
@@ -231,19 +241,18 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
         opts.done?.add(op.path);
         break;
       case 'rename':
-        // No await without a hook: a yield to the event loop per file costs more than its rename.
         if (opts.beforeStep) await opts.beforeStep('rename', op.path);
         if (!unchanged(op.path, op.seen)) {
           // Drop the staged copy now, before the directory mtimes below are set.
           await rm(abs(op.temp), { force: true });
           break;
         }
-        guardSync('rename into place', abs(op.path), () => renameStaged(abs(op.temp), abs(op.path), op.size, opts.recheck));
+        guard('rename into place', abs(op.path), () => renameStaged(abs(op.temp), abs(op.path), op.size, opts.recheck));
         opts.done?.add(op.path);
         break;
       case 'attrs':
         if (opts.beforeStep) await opts.beforeStep(op.dir ? 'dir-attrs' : 'attrs', op.path);
-        guardSync('set attributes of', abs(op.path), () => applyAttrs(abs(op.path), op));
+        guard('set attributes of', abs(op.path), () => applyAttrs(abs(op.path), op));
         opts.done?.add(op.path);
         break;
       case 'fsync':
@@ -264,9 +273,9 @@ export async function executeOps(ops: readonly CommitOp[], opts: ExecuteOptions)
  * deepest first, so a plain rmdir suffices; ENOTEMPTY means someone put a
  * file there during the pass: keep it and say so.
  */
-async function removeEntry(path: string, isDir: boolean, skipped: { path: string; reason: string }[], rel: string, replay: boolean): Promise<void> {
+function removeEntry(path: string, isDir: boolean, skipped: { path: string; reason: string }[], rel: string, replay: boolean): void {
   try {
-    await (isDir ? rmdir(path) : unlink(path));
+    (isDir ? rmdirSync : unlinkSync)(path);
   } catch (err) {
     const code = errnoOf(err);
     if (code === 'ENOENT') return;
@@ -285,8 +294,6 @@ function renameStaged(temp: string, final: string, size: number | null, live: bo
       const staged = lstatSync(temp);
       if (staged.size !== size) throw new Error(`staged file ${temp} has ${staged.size} bytes, expected ${size}`);
     }
-    // Synchronous: a rename within a local filesystem takes microseconds, and the commit runs its
-    // operations one after another, so each async call was a full thread-pool round trip per file.
     renameSync(temp, final);
   } catch (err) {
     if (live || errnoOf(err) !== 'ENOENT') throw err;
@@ -295,8 +302,6 @@ function renameStaged(temp: string, final: string, size: number | null, live: bo
   }
 }
 
-// Synchronous, like the renames: local metadata calls of microseconds, made one after another, where
-// each thread-pool round trip cost more than the call (three per directory of an initial sync).
 function applyAttrs(path: string, op: Extract<CommitOp, { op: 'attrs' }>): void {
   if (op.uid !== undefined || op.gid !== undefined) (op.link ? lchownSync : chownSync)(path, op.uid ?? -1, op.gid ?? -1);
   if (op.mode !== undefined && !op.link) chmodSync(path, op.mode);
@@ -309,28 +314,14 @@ function applyAttrs(path: string, op: Extract<CommitOp, { op: 'attrs' }>): void 
  * edit is logged and left for the next pass instead of silently lost.
  */
 function stillAsSeen(path: string, seen: Seen | null): boolean {
-  // Synchronous for the same reason as the rename it guards (one per renamed file).
-  let now: ReturnType<typeof lstatSync>;
-  try {
-    now = lstatSync(path, { throwIfNoEntry: false });
-  } catch {
-    now = undefined;
-  }
+  const now = lstatIfPresent(path);
   if (seen === null) return now === undefined;
   if (now === undefined || now.ino !== seen.ino) return false;
   // A directory's mtime moves as the commit deletes its children; rmdir's ENOTEMPTY guards its content instead.
   return seen.dir || (Math.floor(now.mtimeMs / 1000) === seen.mtime && now.size === seen.size);
 }
 
-async function guard(what: string, path: string, action: () => Promise<unknown>): Promise<void> {
-  try {
-    await action();
-  } catch (cause) {
-    throw new LocalIoError(`cannot ${what} ${path}`, { subject: path, cause });
-  }
-}
-
-function guardSync(what: string, path: string, action: () => void): void {
+function guard(what: string, path: string, action: () => void): void {
   try {
     action();
   } catch (cause) {

@@ -96,10 +96,6 @@ export async function prepareJournal(stateDir: string, target: string, ops: read
   };
 }
 
-export async function beginJournal(stateDir: string, target: string, ops: readonly CommitOp[], changes: readonly Change[] = []): Promise<OpenJournal> {
-  return (await prepareJournal(stateDir, target, ops, changes)).begin();
-}
-
 /** The owner file of `stateDir`'s staged files in `target`. */
 function ownerFilePath(target: string, stateDir: string): string {
   return join(target, ownerFileName(ownerTag(stateDir)));

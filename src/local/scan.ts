@@ -8,10 +8,9 @@
 import type { Dirent, Stats } from 'node:fs';
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { errnoOf, LocalIoError } from '../errors.js';
 import type { Filter } from '../filter/types.js';
-import { type Entry, type EntryType, joinRel, type Tree } from '../tree.js';
+import { type Entry, type EntryType, joinRel, type Tree, underRoot } from '../tree.js';
 import { type IdNames, loadIdNames } from './ids.js';
 import { isTempName } from './temp-names.js';
 
@@ -84,7 +83,7 @@ class TargetScanner {
   ) {}
 
   private abs(rel: string): string {
-    return rel === '' ? this.root : join(this.root, rel);
+    return underRoot(this.root, rel);
   }
 
   private fail(rel: string, what: string, err: unknown): never {

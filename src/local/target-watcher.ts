@@ -21,9 +21,9 @@
  * find.
  */
 import { type Dirent, type FSWatcher, lstatSync, readdirSync, type Stats, statSync, watch } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { errnoOf, LocalIoError } from '../errors.js';
-import { isWithin, joinRel } from '../tree.js';
+import { isWithin, joinRel, underRoot } from '../tree.js';
 
 export interface TargetWatchHandlers {
   /** Names never reported (our temp files: thousands of them must not become events). */
@@ -86,7 +86,7 @@ class DirectoryWatcher implements TargetWatcher {
   }
 
   private abs(rel: string): string {
-    return rel === '' ? this.root : join(this.root, rel);
+    return underRoot(this.root, rel);
   }
 
   /** Watches the directory at `rel` and every directory below it; `report`: each entry found is a change. */

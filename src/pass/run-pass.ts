@@ -67,8 +67,7 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
   // The master's handshake runs while the target lock is taken; it is awaited after. Not beside the
   // completion of an interrupted commit: a long one, replayed synchronously, would let the
   // handshake time out, and a pass that cannot reach the master must still complete it.
-  const others = otherStateDirsToComplete(settings, hooks);
-  const recovering = existsSync(journalPath(settings.stateDir)) || others.length > 0;
+  const recovering = existsSync(journalPath(settings.stateDir)) || otherStateDirsToComplete(settings, hooks).length > 0;
   let early: Promise<MasterSource> | undefined = paused || recovering ? undefined : provider.acquire();
   early?.catch(() => undefined);
   const takeEarlyConnection = (): Promise<MasterSource> | undefined => {
@@ -85,7 +84,8 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
     if (!settings.dryRun) targetLock = await lockTargetForPass(settings.targetDir, { stateDir: settings.stateDir, lockFile: lock.path });
     // Journal state comes before connecting: a pass that cannot reach the master still completes an interrupted commit.
     if (settings.dryRun) await reportPendingJournal(settings, reporter);
-    else live.push(...(await completeInterruptedCommit(settings, reporter, others)));
+    // Looked for again now that this pass holds the target (the look before it is cached by the root's times).
+    else live.push(...(await completeInterruptedCommit(settings, reporter, otherStateDirsToComplete(settings, hooks))));
     if (paused) {
       reporter.skipped(pausedLine);
       return finish(
@@ -250,11 +250,6 @@ async function stageAndCommit(
 }
 
 /**
- * Completes an interrupted commit; returns the changes it made live, itemized here and counted, hinted and --on-change'd by this pass.
- * Then those of other state dirs whose owner files are in the target: this pass holds the target, so no one else is
- * writing it, and completing them now leaves neither a half-applied target nor a journal whose files a later pass removed.
- */
-/**
  * Other state dirs whose owner files are in the target root. The daemon's watcher vouches for a target
  * unchanged since its last scan, which held no temp or owner file: then none, without a look (an
  * idle pass touches nothing in the target).
@@ -264,6 +259,11 @@ function otherStateDirsToComplete(settings: PassSettings, hooks: PassHooks): str
   return otherOwners(settings.targetDir, settings.stateDir);
 }
 
+/**
+ * Completes an interrupted commit; returns the changes it made live, itemized here and counted, hinted and --on-change'd by this pass.
+ * Then those of other state dirs whose owner files are in the target: this pass holds the target, so no one else is
+ * writing it, and completing them now leaves neither a half-applied target nor a journal whose files a later pass removed.
+ */
 async function completeInterruptedCommit(settings: PassSettings, reporter: PassReporter, others: readonly string[]): Promise<Change[]> {
   const live: Change[] = [];
   const recovery = await recoverInterruptedCommit(settings.stateDir, settings.targetDir);

@@ -1,6 +1,11 @@
 /**
- * SFTP requests issued in the same turn of the event loop leave in one SSH
- * packet instead of one packet each.
+ * SFTP requests issued in the same turn of the event loop (a listing's
+ * READDIRs, a fetch's pipelined READs, the requests prompted by every reply
+ * read in that turn) leave in one SSH packet and one write() instead of one
+ * packet and one write each. With TCP_NODELAY every write is a segment and
+ * wakes the master's sshd. They are sent at setImmediate, after all the
+ * replies libuv read in that turn were handled (a tick after each read made
+ * ~20 % more writes on a 5,000-file initial sync), and no later.
  *
  * SFTP is a byte stream inside the channel: ssh2 sends every request as its
  * own CHANNEL_DATA packet, and each packet costs a padding draw from the
@@ -18,6 +23,7 @@
  * reordered within the channel, and the buffer never outlives the turn:
  * the channel's EOF or CLOSE and a disconnect flush it first.
  */
+import type { Socket } from 'node:net';
 import type { SFTPWrapper } from 'ssh2';
 
 type Send = (channel: number, data: Buffer | string) => void;
@@ -27,15 +33,15 @@ interface SshInternals {
   outgoing?: { id?: unknown; packetSize?: unknown };
 }
 
-/** Installs the coalescing on this SFTP channel; `flush` sends what is buffered now (also run at setImmediate). */
-export function coalesceRequests(sftp: SFTPWrapper): { flush(): void } {
+/** Installs the coalescing on this SFTP channel, whose SSH connection writes to `sock`. */
+export function coalesceRequests(sftp: SFTPWrapper, sock: Socket): void {
   const internals = sftp as unknown as SshInternals;
   const protocol = internals._protocol;
   const channel = internals.outgoing?.id;
   const packetSize = internals.outgoing?.packetSize;
   const send = protocol?.channelData;
   if (!protocol || typeof send !== 'function' || typeof channel !== 'number' || typeof packetSize !== 'number' || packetSize < 1) {
-    return { flush: () => undefined };
+    return;
   }
   const sendNow: Send = send.bind(protocol);
   let pending: Buffer[] = [];
@@ -43,7 +49,10 @@ export function coalesceRequests(sftp: SFTPWrapper): { flush(): void } {
     if (pending.length === 0) return;
     const requests = pending;
     pending = [];
+    // More than one packet (over the channel's packet size) still leaves in one write.
+    sock.cork();
     for (const packet of packIntoPackets(requests, packetSize)) sendNow(channel, packet);
+    sock.uncork();
   };
   protocol.channelData = (id: number, data: Buffer | string): void => {
     if (id !== channel) sendNow(id, data);
@@ -61,7 +70,6 @@ export function coalesceRequests(sftp: SFTPWrapper): { flush(): void } {
       return original.apply(protocol, args);
     };
   }
-  return { flush };
 }
 
 /** Consecutive requests joined up to the channel's packet size; a request is never split (ssh2 already sized each to fit). */

@@ -301,8 +301,6 @@ class Session implements SftpSession {
   private failure?: SyncError;
   private lastTransportError?: Error & { level?: string };
   private ending = false;
-  private corked = false;
-  private readonly coalesced: { flush(): void };
 
   constructor(
     private readonly client: SftpClient,
@@ -316,14 +314,14 @@ class Session implements SftpSession {
     sock.on('close', () => this.lost());
     sftp.on('error', (err: Error) => this.fail(new ConnectionError(`SFTP protocol error from ${this.address}: ${err.message}`, { cause: err })));
     sftp.on('close', () => this.lost());
-    this.coalesced = coalesceRequests(sftp);
+    // Requests of one turn of the event loop leave in one SSH packet and one write (coalesced-requests.ts).
+    coalesceRequests(sftp, sock);
     this.watchdogTickMs = Math.min(1000, Math.max(20, Math.floor(opts.idleTimeoutMs / 4)));
   }
 
   request<T>(issue: (sftp: SFTPWrapper, settle: Settle<T>) => void): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.ending) return Promise.reject(new ConnectionError(`session to ${this.address} is closed`, { subject: this.address }));
-    this.batchWrites();
     return new Promise<T>((resolve, reject) => {
       // The idle clock starts when work starts, not when the session last did something.
       if (this.pending.size === 0) {
@@ -345,24 +343,6 @@ class Session implements SftpSession {
       } catch (err) {
         settle(err instanceof Error ? err : new Error(String(err)), undefined as T);
       }
-    });
-  }
-
-  /**
-   * Requests issued in the same turn of the event loop (a listing's READDIRs, a fetch's pipelined
-   * READs, the requests prompted by every reply read in that turn) leave in one write() instead of
-   * one each: with TCP_NODELAY every write is a segment and wakes the master's sshd. Sent at
-   * setImmediate, after all the replies libuv read in that turn were handled (a tick would send after
-   * each read: ~20 % more writes on a 5,000-file initial sync), and no later than that turn.
-   */
-  private batchWrites(): void {
-    if (this.corked || this.sock.destroyed) return;
-    this.corked = true;
-    this.sock.cork();
-    setImmediate(() => {
-      this.corked = false;
-      this.coalesced.flush();
-      this.sock.uncork();
     });
   }
 

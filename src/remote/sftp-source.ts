@@ -433,12 +433,8 @@ export class SftpSource implements MasterSource {
     }
     const type = TYPE_BY_FORMAT.get(mode & S_IFMT) ?? 'other';
     const { owner, group } = owners.namesOf(uid, gid, item.longname);
-    const bits = mode & 0o7777;
-    const bytes = type === 'file' ? size : 0;
-    // Built whole in the common case (an object given keys later takes more memory: 50,000 entries
-    // in a daemon's memory). Only the names the master gave: an absent name is an absent key, not `undefined`.
-    if (owner !== undefined && group !== undefined) return { path, type, mode: bits, size: bytes, mtime, uid, gid, owner, group };
-    const entry: { -readonly [K in keyof Entry]: Entry[K] } = { path, type, mode: bits, size: bytes, mtime, uid, gid };
+    const entry: { -readonly [K in keyof Entry]: Entry[K] } = { path, type, mode: mode & 0o7777, size: type === 'file' ? size : 0, mtime, uid, gid };
+    // Only the names the master gave: an absent name is an absent key, not `undefined`.
     if (owner !== undefined) entry.owner = owner;
     if (group !== undefined) entry.group = group;
     return entry;

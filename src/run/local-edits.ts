@@ -41,13 +41,14 @@
  * Shared by the daemon and one-shot passes, so it lives beneath both.
  */
 
-import { lstatSync, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describeError } from '../errors.js';
 import type { Filter } from '../filter/types.js';
 import { hashFile, type StatIdentity, sameIdentity, statIdentityOf } from '../local/content-hashes.js';
 import { loadIdNames } from '../local/ids.js';
 import type { KnownTarget } from '../local/known-target.js';
+import { lstatIfPresent } from '../local/lstat.js';
 import { scanTarget } from '../local/scan.js';
 import { isTempName } from '../local/temp-names.js';
 import type { PassResult } from '../pass/types.js';
@@ -283,7 +284,7 @@ export class LocalEdits {
       return;
     }
     const abs = join(this.opts.targetDir, path);
-    const st = lstatOrNull(abs);
+    const st = lstatIfPresent(abs);
     if (!st?.isFile()) this.setHash(path, null);
     else {
       const hash = this.hashFile(abs);
@@ -293,7 +294,7 @@ export class LocalEdits {
   }
 
   private forgetIfGone(path: string): void {
-    if (!lstatOrNull(join(this.opts.targetDir, path))?.isFile()) this.setHash(path, null);
+    if (!lstatIfPresent(join(this.opts.targetDir, path))?.isFile()) this.setHash(path, null);
   }
 
   private setHash(path: string, content: RecordedContent | null): void {
@@ -312,15 +313,6 @@ export class LocalEdits {
       // Kept in memory all the same: only a restart would lose it.
       this.opts.logger.warn({ msg: 'cannot save the content record; it is kept in memory', error: describeError(err) });
     });
-  }
-}
-
-/** Gone (ENOENT), its parent now a file (ENOTDIR), unreadable: none. */
-function lstatOrNull(abs: string): Stats | null {
-  try {
-    return lstatSync(abs, { throwIfNoEntry: false }) ?? null;
-  } catch {
-    return null;
   }
 }
 

@@ -7,8 +7,10 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { PassPoint } from '../../src/pass/types.js';
 import { CLI } from './cli.js';
 import type { TestMaster, TreeEntrySnapshot } from './sshd.js';
+import { until } from './wait.js';
 
 export { CLI };
 
@@ -50,6 +52,16 @@ export interface StartedSync {
   /** Everything the child wrote to stderr so far. */
   stderrSoFar(): string;
   readonly done: Promise<SyncRun>;
+}
+
+/**
+ * Waits until `pass` says its test hook (XROAD_SYNC_TEST_HOOK=pause@POINT) holds it at `point`, and
+ * fails with its output when it ended or timed out without getting there.
+ */
+export async function heldAt(pass: StartedSync, point: PassPoint, timeoutMs = 30_000): Promise<void> {
+  const said = (): boolean => pass.stderrSoFar().includes(`test hook paused at ${point}`);
+  await until(() => said() || pass.child.exitCode !== null, timeoutMs);
+  assert.ok(said(), `the pass did not pause at ${point}:\n${pass.stderrSoFar()}`);
 }
 
 export function syncArgs(opts: RunSyncOptions): string[] {

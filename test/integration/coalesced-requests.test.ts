@@ -32,7 +32,7 @@ describe('SFTP requests issued together (real sshd)', () => {
     await master?.stop();
   });
 
-  it('40 small files fetched at once: their 160 requests leave in a handful of packets, every file whole', { timeout: 60_000 }, async () => {
+  it('40 small files fetched at once: their 160 requests leave in at most half as many packets, every file whole', { timeout: 60_000 }, async () => {
     const source = new SftpSource(session, `${root}/`);
     const tree = await source.scan(compileFilter([]));
     const sftp = await session.request<SFTPWrapper>((s, settle) => settle(undefined, s));
@@ -57,8 +57,10 @@ describe('SFTP requests issued together (real sshd)', () => {
         const i = Number(/f(\d+)\.ini$/.exec(p)![1]);
         assert.equal(text, `value=${i}\n`.repeat(i + 1), p);
       }
-      // OPEN, READ, FSTAT and CLOSE per file: one packet each without coalescing.
-      assert.ok(packets <= FILES, `${packets} SSH packets for ${FILES * 4} requests`);
+      // OPEN, READ, FSTAT and CLOSE per file: one packet each without coalescing (160). With it, however
+      // the replies trickle in on a loaded machine, the OPENs leave together and each file's READ and
+      // FSTAT together: at most one packet for the OPENs and two per file.
+      assert.ok(packets <= 1 + 2 * FILES, `${packets} SSH packets for ${FILES * 4} requests`);
     } finally {
       cipher.encrypt = encrypt;
     }

@@ -11,9 +11,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseRecords } from '../../src/report/logger.js';
 import { runCli } from '../helpers/cli.js';
-import { describeRun, type RunSyncOptions, runSync, startSync } from '../helpers/run-sync.js';
+import { describeRun, heldAt, type RunSyncOptions, runSync, startSync } from '../helpers/run-sync.js';
 import { makeTempDir, readTree, startMaster, type TestMaster, writeTree } from '../helpers/sshd.js';
-import { until } from './faults/helpers.js';
 
 const T = { timeout: 90_000 };
 const T0 = 1_700_000_000;
@@ -146,7 +145,7 @@ describe('master truth (real sshd)', () => {
       'signer/softtoken/a.p12': { content: 'key a', mtime: T0 },
     });
     const started = startSync(opts(ws, { env: { XROAD_SYNC_TEST_HOOK: 'pause@scanned', XROAD_SYNC_TEST_PAUSE_MS: '2500' } }));
-    assert.ok(await until(() => started.stderrSoFar().includes('test hook paused at scanned'), 30_000), started.stderrSoFar());
+    await heldAt(started, 'scanned', 30_000);
     await writeTree(ws.source, {
       'signer/softtoken/b.p12': { content: 'key b', mtime: T0 + 10 },
       'signer/keyconf.xml': { content: '<keyConf><key>b</key></keyConf>\n', mtime: T0 + 10 },
@@ -327,7 +326,7 @@ describe('master truth (real sshd)', () => {
     const started = startSync(
       opts(ws, { args: ['--on-change', `cat >> ${hookOut}`], env: { XROAD_SYNC_TEST_HOOK: 'pause@rename', XROAD_SYNC_TEST_PAUSE_MS: '2500' } }),
     );
-    assert.ok(await until(() => started.stderrSoFar().includes('test hook paused at rename'), 30_000), started.stderrSoFar());
+    await heldAt(started, 'rename', 30_000);
     sh(`mount --bind ${signer} ${signer} && mount -o remount,bind,ro ${signer}`);
     mounts.push(signer);
     let run: Awaited<typeof started.done>;
@@ -437,7 +436,7 @@ describe('master truth (real sshd)', () => {
   it('6. a file that vanished between listing and read is a race: the pass is retried, not blamed on a missing exclude', T, async () => {
     const ws = await workspace({ 'conf.d/local.ini': { content: '[proxy]\n', mtime: T0 }, 'conf.d/old.ini': { content: 'old', mtime: T0 } });
     const started = startSync(opts(ws, { env: { XROAD_SYNC_TEST_HOOK: 'pause@scanned', XROAD_SYNC_TEST_PAUSE_MS: '2500' } }));
-    assert.ok(await until(() => started.stderrSoFar().includes('test hook paused at scanned'), 30_000), started.stderrSoFar());
+    await heldAt(started, 'scanned', 30_000);
     await rm(path.join(ws.source, 'conf.d/old.ini'));
     const run = await started.done;
     assert.equal(run.status, 0, describeRun(run));

@@ -16,6 +16,7 @@ import {
   assertLogFormat,
   closedPort,
   describeRun,
+  heldAt,
   itemLines,
   LOG_PREFIX,
   leftoverTemps,
@@ -400,7 +401,7 @@ describe('xroad-sync sync: guards and failures', () => {
       stateDir: ws.state,
       env: { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '1500' },
     });
-    await waitFor(() => pass.stderrSoFar().includes('paused at staged') || pass.child.exitCode !== null, 30_000, 'pass to pause');
+    await heldAt(pass, 'staged');
     await writeFile(path.join(ws.target, 'conf.d/local.ini'), 'an operator edit, mid-pass');
     const run = await pass.done;
     ok(run);
@@ -431,7 +432,7 @@ describe('xroad-sync sync: guards and failures', () => {
         // One flush for all staged files (as a pass of 1,000 or more), held back until released (SIGUSR2).
         env: { XROAD_SYNC_FLUSH: 'filesystem', XROAD_SYNC_TEST_HOOK: 'pause@flush', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
       });
-      await waitFor(() => pass.stderrSoFar().includes('paused at flush') || pass.child.exitCode !== null, 30_000, 'the flush to be held');
+      await heldAt(pass, 'flush');
       await writeFile(flag, '');
       pass.child.kill('SIGUSR2');
       const run = await pass.done;
@@ -456,7 +457,7 @@ describe('xroad-sync sync: guards and failures', () => {
         // Paused until released (SIGUSR2) once the second pass says it waits: no guessed pause length.
         env: { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
       });
-      await waitFor(() => first.stderrSoFar().includes('paused at staged') || first.child.exitCode !== null, 30_000, 'first pass to pause');
+      await heldAt(first, 'staged');
       const impatient = await sync(ws, { logFile: path.join(ws.state, 'impatient.log'), args: ['--wait', '0.5'] });
       exits(impatient, 75);
       assert.match(impatient.stderr, /lock/);

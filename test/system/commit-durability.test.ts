@@ -14,14 +14,16 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { tempOwner } from '../../src/local/temp-names.js';
 import { skipUnlessCI } from '../helpers/components.js';
 import { CLI, syncArgs } from '../helpers/run-sync.js';
-import { makeTempDir, startMaster, type TestMaster, writeTree } from '../helpers/sshd.js';
+import { descendantsOf, makeTempDir, startMaster, type TestMaster, writeTree } from '../helpers/sshd.js';
 import { type Call, fdPath, parseTrace, quoted } from '../helpers/strace.js';
+import { waitFor } from '../helpers/wait.js';
 
 const T0 = 1_700_000_000;
 const straceAvailable = spawnSync('strace', ['-V']).status === 0;
@@ -64,12 +66,13 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
     },
   );
 
-  it('a flush that starts late (held back by a test hook) still completes before the journal: the commit waits for it', T, async () => {
-    const { calls } = await traceCheckedPass('late-flush', 80, {
-      XROAD_SYNC_FLUSH: 'filesystem',
-      XROAD_SYNC_TEST_HOOK: 'pause@flush',
-      XROAD_SYNC_TEST_PAUSE_MS: '1500',
-    });
+  it('a flush held back until the commit has prepared all it may (its owner file is in the target) still completes before the journal', T, async () => {
+    const { calls } = await traceCheckedPass(
+      'late-flush',
+      80,
+      { XROAD_SYNC_FLUSH: 'filesystem', XROAD_SYNC_TEST_HOOK: 'pause@flush', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
+      releaseFlushOncePrepared,
+    );
     assert.equal(calls.filter(isSyncfs).length, 1, 'expected exactly one syncfs of the target filesystem');
   });
 
@@ -90,7 +93,26 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
   });
 
   /** A real pass under strace (`many` extra files staged), checked for the four promises above; its calls. */
-  async function traceCheckedPass(sub: string, many: number, extraEnv: Record<string, string>): Promise<{ calls: Call[]; target: string }> {
+  /**
+   * The held flush is released (SIGUSR2 to the pass under strace) once the commit has gone as far as it
+   * may without it: its owner file is in the target root. A commit that did not wait would be renaming
+   * by then, and files of the master would be in place: that releases it too, and the order check fails.
+   */
+  async function releaseFlushOncePrepared(pass: { pid: number; stderr: () => string }, target: string): Promise<void> {
+    await waitFor(() => pass.stderr().includes('paused at flush'), 60_000, 'the flush to be held', pass.stderr);
+    const prepared = (): boolean => readdirSync(target).some((name) => tempOwner(name)?.ownerFile === true || name === 'zz-last-by-name.ini');
+    await waitFor(prepared, 60_000, 'the commit to prepare', pass.stderr);
+    const node = descendantsOf(pass.pid).find((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'strace');
+    assert.ok(node, 'the traced pass');
+    process.kill(node, 'SIGUSR2');
+  }
+
+  async function traceCheckedPass(
+    sub: string,
+    many: number,
+    extraEnv: Record<string, string>,
+    whileRunning?: (pass: { pid: number; stderr: () => string }, target: string) => Promise<void>,
+  ): Promise<{ calls: Call[]; target: string }> {
     const source = path.join(work, sub, 'master');
     const target = path.join(work, sub, 'target');
     const stateDir = path.join(work, sub, 'state');
@@ -121,7 +143,9 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const killer = setTimeout(() => child.kill('SIGKILL'), 80_000);
-    const status = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    const closed = new Promise<number | null>((resolve) => child.once('close', resolve));
+    await whileRunning?.({ pid: child.pid!, stderr: () => stderr }, target);
+    const status = await closed;
     clearTimeout(killer);
     assert.equal(status, 0, stderr);
 

@@ -9,7 +9,7 @@ import { chown, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { beginJournal } from '../../src/commit/journal.js';
+import { prepareJournal } from '../../src/commit/journal.js';
 import type { CommitOp } from '../../src/commit/ops.js';
 import { otherOwners, sortStrayTemps } from '../../src/commit/owners.js';
 import { ownerFileName, ownerTag, tempName } from '../../src/local/temp-names.js';
@@ -35,7 +35,7 @@ describe('stray temp files and the journals that still need them', () => {
     others = [`conf.d/${tempName(ownerTag(stateB))}`, 'conf.d/.xroad-sync.0123456789ab.tmp'];
     for (const rel of [...named, unnamed]) await writeFile(join(target, rel), 'staged');
     const ops: CommitOp[] = named.map((temp, i) => ({ op: 'rename', temp, path: `file${i}`, size: 6 }));
-    await beginJournal(stateA, target, ops); // writes the owner file, then the journal: as a commit killed after it began
+    await (await prepareJournal(stateA, target, ops)).begin(); // writes the owner file, then the journal: as a commit killed after it began
   });
   afterEach(() => rm(base, { recursive: true, force: true }));
 
@@ -82,7 +82,7 @@ describe('stray temp files and the journals that still need them', () => {
     try {
       assert.deepEqual(otherOwners(link, stateB), []);
       await rm(join(stateA, 'commit-journal.json'));
-      await beginJournal(stateA, link, [{ op: 'rename', temp: tempName(ownerTag(stateA)), path: 'file', size: 6 }]);
+      await (await prepareJournal(stateA, link, [{ op: 'rename', temp: tempName(ownerTag(stateA)), path: 'file', size: 6 }])).begin();
       assert.deepEqual(otherOwners(link, stateB), [stateA], "the owner file written through the link was not seen: the link's own times were remembered");
     } finally {
       Date.now = realNow;

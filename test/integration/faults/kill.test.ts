@@ -16,9 +16,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { PassPoint } from '../../../src/pass/types.js';
 import type { WarmSessionProvider } from '../../../src/remote/provider.js';
-import { describeRun, runSync, type SyncRun, startSync } from '../../helpers/run-sync.js';
+import { describeRun, heldAt, runSync, type SyncRun, startSync } from '../../helpers/run-sync.js';
 import { startMaster, type TestMaster } from '../../helpers/sshd.js';
-import { until } from '../../helpers/wait.js';
 import { ConcurrentChecker } from './checker.js';
 import { assertConverged, copyTree, expectedTree, inProcessPasses, journalOf, prng, Scratch, type Snapshot, seedFromEnv, snapshot } from './helpers.js';
 import { largePair, newTree, oldTree, writeSpec } from './trees.js';
@@ -285,7 +284,7 @@ describe('kill -9 of the sync process', () => {
         env: { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
         timeoutMs: 60_000,
       });
-      assert.ok(await until(() => next.stderrSoFar().includes('test hook paused at staged') || next.child.exitCode !== null, 30_000), next.stderrSoFar());
+      await heldAt(next, 'staged', 30_000);
       await writeFile(path.join(c.state, 'flag'), '');
       next.child.kill('SIGUSR2');
       const run = await next.done;

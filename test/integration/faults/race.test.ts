@@ -11,9 +11,9 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { runCli } from '../../helpers/cli.js';
-import { describeRun, runSync, type SyncRun, startSync } from '../../helpers/run-sync.js';
+import { describeRun, heldAt, runSync, type SyncRun, startSync } from '../../helpers/run-sync.js';
 import { type TestMaster, writeTree } from '../../helpers/sshd.js';
-import { assertConverged, differences, faultSuite, snapshot, until, type Workspace } from './helpers.js';
+import { assertConverged, differences, faultSuite, snapshot, type Workspace } from './helpers.js';
 import { T0 } from './trees.js';
 
 const T = { timeout: 60_000 };
@@ -67,7 +67,7 @@ describe('races between processes', () => {
       const ws = await withTree(1);
       // Paused until released (SIGUSR2) once the loser is done: however slow the machine, the loser meets a held lock.
       const holder = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@scanned', XROAD_SYNC_TEST_PAUSE_MS: '60000' });
-      assert.ok(await until(() => holder.stderrSoFar().includes('test hook paused at scanned'), 20_000), `the holder never paused:\n${holder.stderrSoFar()}`);
+      await heldAt(holder, 'scanned', 20_000);
       const before = await snapshot(ws.target);
       const loser = await runSync({ master, source: ws.source, target: ws.target, stateDir: ws.state, timeoutMs: 20_000, args: ['--wait', '1'] });
       assertLoser(loser, holder.child.pid);
@@ -93,7 +93,7 @@ describe('races between processes', () => {
 
       const unchanged = await snapshot(ws.target);
       const running = sync(ws, { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '2000' });
-      assert.ok(await until(() => running.stderrSoFar().includes('test hook paused at staged'), 20_000), `never paused:\n${running.stderrSoFar()}`);
+      await heldAt(running, 'staged', 20_000);
       const paused = await runCli(['pause', '--flag-file', flag, '--state-dir', ws.state]);
       assert.equal(paused.status, 0, paused.stderr);
       assert.ok(existsSync(flag));
