@@ -149,10 +149,11 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
         });
         passResult = result;
         // What polling costs: all the CPU since the last pass ended (its full scans and content checks too),
-        // when this one changed nothing; the CPU of a pass that changed something or failed follows changes, not the tree.
+        // when this one changed nothing. The CPU of a pass that changed something, failed, or compared local
+        // edits with the master (thousands after a by-hand pass beside the daemon) follows changes, not the tree.
         const cycleCpuMs = cpuMsSince(cpuMark);
         cpuMark = process.cpuUsage();
-        if (result.result === 'ok' && result.changedPaths.length === 0 && !isLockWait(result.error)) notePollCost(cycleCpuMs);
+        if (result.result === 'ok' && result.changedPaths.length === 0 && verify.size === 0 && !isLockWait(result.error)) notePollCost(cycleCpuMs);
         systemd.passEnded(isLockWait(result.error) ? { kind: 'skipped', at: result.finishedAt, why: 'another pass kept the lock' } : lastPassOf(result));
         // Only a clean no-change pass leaves the target as scanned (a by-hand pass we waited for may have written it).
         if (result.result !== 'ok' || result.changedPaths.length > 0) knownTarget.forget();

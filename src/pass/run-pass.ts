@@ -17,7 +17,7 @@ import { ConfigError, describeError, exitCodeOf, LocalIoError, MasterChangedErro
 import { ownerTag } from '../local/temp-names.js';
 import { countChanges } from '../plan/plan.js';
 import type { Change } from '../plan/types.js';
-import type { MasterSource, SourceProvider } from '../remote/types.js';
+import type { SourceProvider } from '../remote/types.js';
 import type { PassSettings } from '../settings/pass-settings.js';
 import { stageChanges } from '../stage/stage.js';
 import { acquireLock } from '../state/lock.js';
@@ -64,17 +64,6 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
     reporter.failure(error, exitCodeOf(error));
     return finish('failed', NO_STATS, [], error);
   }
-  // The master's handshake runs while the target lock is taken; it is awaited after. Not beside the
-  // completion of an interrupted commit: a long one, replayed synchronously, would let the
-  // handshake time out, and a pass that cannot reach the master must still complete it.
-  const recovering = existsSync(journalPath(settings.stateDir)) || otherStateDirsToComplete(settings, hooks).length > 0;
-  let early: Promise<MasterSource> | undefined = paused || recovering ? undefined : provider.acquire();
-  early?.catch(() => undefined);
-  const takeEarlyConnection = (): Promise<MasterSource> | undefined => {
-    const connection = early;
-    early = undefined;
-    return connection;
-  };
   // Changes made live by this pass even if it fails later: a completed journal, a partial commit.
   const live: Change[] = [];
   const liveStats = (): PassStats => ({ ...NO_STATS, ...countChanges(live) });
@@ -84,8 +73,7 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
     if (!settings.dryRun) targetLock = await lockTargetForPass(settings.targetDir, { stateDir: settings.stateDir, lockFile: lock.path });
     // Journal state comes before connecting: a pass that cannot reach the master still completes an interrupted commit.
     if (settings.dryRun) await reportPendingJournal(settings, reporter);
-    // Looked for again now that this pass holds the target (the look before it is cached by the root's times).
-    else live.push(...(await completeInterruptedCommit(settings, reporter, otherStateDirsToComplete(settings, hooks))));
+    else live.push(...(await completeInterruptedCommit(settings, reporter, hooks)));
     if (paused) {
       reporter.skipped(pausedLine);
       return finish(
@@ -94,7 +82,7 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
         live.map((c) => c.path),
       );
     }
-    const outcome = await syncOnceMore(() => connectAndSync(settings, provider, reporter, hooks, live, takeEarlyConnection()), reporter);
+    const outcome = await syncOnceMore(() => connectAndSync(settings, provider, reporter, hooks, live), reporter);
     const recovered = countChanges(live);
     const stats = { ...outcome.stats, changed: outcome.stats.changed + recovered.changed, deleted: outcome.stats.deleted + recovered.deleted };
     return finish('ok', stats, [...live.map((c) => c.path), ...outcome.changedPaths], undefined, outcome);
@@ -116,11 +104,6 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
       error,
     );
   } finally {
-    // Connected early but never used (the pass ended before it would connect): closed, not left open.
-    await takeEarlyConnection()?.then(
-      (source) => provider.release(source, true),
-      () => undefined,
-    );
     targetLock?.release();
     await lock.release();
   }
@@ -137,15 +120,8 @@ async function syncOnceMore<T>(attempt: () => Promise<T>, reporter: PassReporter
   }
 }
 
-async function connectAndSync(
-  settings: PassSettings,
-  provider: SourceProvider,
-  reporter: PassReporter,
-  hooks: PassHooks,
-  live: Change[],
-  connection = provider.acquire(),
-) {
-  const source = await connection;
+async function connectAndSync(settings: PassSettings, provider: SourceProvider, reporter: PassReporter, hooks: PassHooks, live: Change[]) {
+  const source = await provider.acquire();
   try {
     await hooks.at?.('connected');
     const outcome = await syncFrom(passContext(settings, source, reporter, hooks, live));
@@ -255,7 +231,7 @@ async function stageAndCommit(
  * idle pass touches nothing in the target).
  */
 function otherStateDirsToComplete(settings: PassSettings, hooks: PassHooks): string[] {
-  if (settings.dryRun || hooks.knownTarget?.reusable()) return [];
+  if (hooks.knownTarget?.reusable()) return [];
   return otherOwners(settings.targetDir, settings.stateDir);
 }
 
@@ -264,7 +240,7 @@ function otherStateDirsToComplete(settings: PassSettings, hooks: PassHooks): str
  * Then those of other state dirs whose owner files are in the target: this pass holds the target, so no one else is
  * writing it, and completing them now leaves neither a half-applied target nor a journal whose files a later pass removed.
  */
-async function completeInterruptedCommit(settings: PassSettings, reporter: PassReporter, others: readonly string[]): Promise<Change[]> {
+async function completeInterruptedCommit(settings: PassSettings, reporter: PassReporter, hooks: PassHooks): Promise<Change[]> {
   const live: Change[] = [];
   const recovery = await recoverInterruptedCommit(settings.stateDir, settings.targetDir);
   if (recovery.kind === 'rolled-forward') {
@@ -273,7 +249,7 @@ async function completeInterruptedCommit(settings: PassSettings, reporter: PassR
     live.push(...recovery.changes);
   }
   if (recovery.kind === 'discarded') reporter.notice(recovery.reason);
-  for (const other of others) {
+  for (const other of otherStateDirsToComplete(settings, hooks)) {
     const theirs = await recoverInterruptedCommit(other, settings.targetDir);
     if (theirs.kind === 'rolled-forward') {
       reporter.notice(

@@ -113,10 +113,15 @@ export async function stageChanges(plan: Plan, source: MasterSource, opts: Stage
           if (failed) throw writeFailure(failed, finalOf);
           const data = await fetchIntoMemory(change, source);
           const job = { temp: tempAbs, data, uid: change.owner.uid, gid: change.owner.gid, mode: change.source.mode, mtime: change.source.mtime };
-          await writer.enqueue(job, (contentHash) => {
-            contentHashes.set(change.path, contentHash);
-            opts.onStaged?.(change.path);
-          });
+          // A failure on the thread may surface here (it refuses more work once one file failed): worded like the rest.
+          await writer
+            .enqueue(job, (contentHash) => {
+              contentHashes.set(change.path, contentHash);
+              opts.onStaged?.(change.path);
+            })
+            .catch((err: unknown) => {
+              throw writeFailure(err, finalOf);
+            });
           return;
         }
         const hash = await stageFile(change, tempAbs, source, opts.targetRoot, racy, flushOnce);

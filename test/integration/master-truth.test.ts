@@ -6,13 +6,13 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseRecords } from '../../src/report/logger.js';
 import { runCli } from '../helpers/cli.js';
 import { describeRun, heldAt, type RunSyncOptions, runSync, startSync } from '../helpers/run-sync.js';
-import { makeTempDir, readTree, startMaster, type TestMaster, writeTree } from '../helpers/sshd.js';
+import { makeTempDir, readTree, startMaster, type TestMaster, type TreeSpec, writeTree } from '../helpers/sshd.js';
 
 const T = { timeout: 90_000 };
 const T0 = 1_700_000_000;
@@ -280,6 +280,31 @@ describe('master truth (real sshd)', () => {
   });
 
   // ------------------------------------------------------------------ 4. whole and reported commit
+
+  it('4c. a target filesystem that fills up while many files are staged on the staging thread: exit 11 naming a file, "nothing was changed", nothing half-applied', {
+    ...T,
+    skip: !isRoot && !process.env.CI,
+  }, async () => {
+    // 1,200 files of 2 KiB (a pass of 1,000 or more stages on the thread) into a 1 MiB target; a few runs, as
+    // where the failure surfaces (between files, while one is queued, at the end) is a race.
+    const spec: TreeSpec = {};
+    for (let i = 0; i < 1200; i++) spec[`bulk/d${i % 20}/f${i}.xml`] = { content: `<f n="${i}">${'x'.repeat(2048)}</f>\n`, mtime: T0 };
+    const ws = await workspace(spec);
+    sh(`mount -t tmpfs -o size=1m tmpfs ${ws.target}`);
+    mounts.push(ws.target);
+    try {
+      await writeFile(path.join(ws.target, 'slave-only.ini'), 'kept\n');
+      for (let round = 0; round < 3; round++) {
+        const run = await sync(ws, { env: { XROAD_SYNC_FLUSH: 'filesystem' } });
+        assert.equal(run.status, 11, describeRun(run));
+        assert.match(run.stderr, /cannot (create temp file|write \S+ \(staged as|stage \S+)/, describeRun(run));
+        assert.match(run.stderr, /nothing was changed/, describeRun(run));
+        assert.deepEqual(await readdir(ws.target), ['slave-only.ini'], 'staged files or an owner file left behind, or part of the pass committed');
+      }
+    } finally {
+      spawnSync('umount', [ws.target]);
+    }
+  });
 
   it('4a. a read-only bind mount under the target is found before the first rename: exit 11 naming it, nothing changed', {
     ...T,
