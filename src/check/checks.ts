@@ -144,7 +144,7 @@ async function checkKnownHosts(settings: PassSettings): Promise<Outcome> {
   const keyscan = `ssh-keyscan -p ${port} ${host} >> ${file}, then compare ssh-keygen -lf ${file} with ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the master`;
   let known: Awaited<ReturnType<typeof loadKnownHosts>>;
   try {
-    known = await loadKnownHosts(file);
+    known = loadKnownHosts(file);
   } catch (err) {
     return fail(err instanceof SyncError ? err.message : describeError(err), keyscan);
   }

@@ -64,7 +64,7 @@ export async function planPass(ctx: PassContext, { preview }: { preview: boolean
   const unnamed: string[] = [];
   // A preview never trusts the daemon's memory: check and --dry-run look at the disk.
   const known = preview ? undefined : hooks.knownTarget;
-  const reused = known?.reusable();
+  const reused = (preview ? undefined : hooks.targetScan) ?? known?.reusable();
   const token = known?.startScan();
   const [sourceTree, targetScan, ids] = await Promise.all([
     source.scan(filter, { skipped: (path) => unnamed.push(`${path} on the master`) }, preview ? undefined : hooks.knownMaster),

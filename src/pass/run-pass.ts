@@ -1,7 +1,7 @@
 /**
  * One sync pass, stage by stage:
  *
- *   flag check → lock → recover journal → connect
+ *   flag check → lock → connect ‖ (recover journal → local check)
  *     → planPass (scan master ‖ scan target → plan → safety valve, limits, deletion proof)
  *     → stage → commit → report
  *
@@ -10,6 +10,7 @@
  * changes before `commit`, and commit runs only when every fetch succeeded.
  */
 import { existsSync } from 'node:fs';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { commitChanges, PartialCommitError, recoverInterruptedCommit } from '../commit/commit.js';
 import { journalPath } from '../commit/journal.js';
 import { otherOwners } from '../commit/owners.js';
@@ -17,7 +18,7 @@ import { ConfigError, describeError, exitCodeOf, LocalIoError, MasterChangedErro
 import { ownerTag } from '../local/temp-names.js';
 import { countChanges } from '../plan/plan.js';
 import type { Change } from '../plan/types.js';
-import type { SourceProvider } from '../remote/types.js';
+import type { MasterSource, SourceProvider } from '../remote/types.js';
 import type { PassSettings } from '../settings/pass-settings.js';
 import { stageChanges } from '../stage/stage.js';
 import { acquireLock } from '../state/lock.js';
@@ -26,7 +27,7 @@ import { lockTargetForPass, type TargetLock } from '../state/target-lock.js';
 import type { Tree } from '../tree.js';
 import { type PassContext, passContext } from './context.js';
 import { checkAborted, noticeOnce, type PlannedPass, planPass, type RacyState, reportPendingJournal } from './plan-pass.js';
-import type { PassHooks, PassReporter, PassResult, PassStats } from './types.js';
+import type { LocalCheck, PassHooks, PassReporter, PassResult, PassStats } from './types.js';
 
 const NO_STATS: PassStats = { changed: 0, deleted: 0, bytesReceived: 0, bytesSent: 0, totalSize: 0 };
 
@@ -71,18 +72,32 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
   try {
     // One writer per target: another state dir's pass or daemon would remove our staged files as strays. A dry run writes nothing.
     if (!settings.dryRun) targetLock = await lockTargetForPass(settings.targetDir, { stateDir: settings.stateDir, lockFile: lock.path });
-    // Journal state comes before connecting: a pass that cannot reach the master still completes an interrupted commit.
-    if (settings.dryRun) await reportPendingJournal(settings, reporter);
-    else live.push(...(await completeInterruptedCommit(settings, reporter, hooks)));
-    if (paused) {
-      reporter.skipped(pausedLine);
-      return finish(
-        'skipped',
-        liveStats(),
-        live.map((c) => c.path),
-      );
+    // Both locks held (a refused pass never logs into the master): the SSH session is set up meanwhile.
+    const connecting = paused ? undefined : await connectInBackground(provider);
+    let first: PassHooks;
+    try {
+      // Journal state comes before the master: a pass that cannot reach it still completes an interrupted commit.
+      if (settings.dryRun) await reportPendingJournal(settings, reporter);
+      else live.push(...(await completeInterruptedCommit(settings, reporter, hooks)));
+      if (paused) {
+        reporter.skipped(pausedLine);
+        return finish(
+          'skipped',
+          liveStats(),
+          live.map((c) => c.path),
+        );
+      }
+      first = withLocalCheck(hooks, await hooks.whileConnecting?.());
+    } catch (error) {
+      connecting?.abandon();
+      throw error;
     }
-    const outcome = await syncOnceMore(() => connectAndSync(settings, provider, reporter, hooks, live), reporter);
+    // A second attempt (the master changed mid-pass) compares the same paths, and scans the target afresh.
+    const outcome = await syncOnceMore(
+      () => connectAndSync(settings, connecting!.source, provider, reporter, first, live),
+      () => connectAndSync(settings, provider.acquire(), provider, reporter, { ...first, targetScan: undefined }, live),
+      reporter,
+    );
     const recovered = countChanges(live);
     const stats = { ...outcome.stats, changed: outcome.stats.changed + recovered.changed, deleted: outcome.stats.deleted + recovered.deleted };
     return finish('ok', stats, [...live.map((c) => c.path), ...outcome.changedPaths], undefined, outcome);
@@ -110,18 +125,41 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
 }
 
 /** The master changed under the pass (a file vanished or was rewritten mid-read): nothing was committed; list it again, once. */
-async function syncOnceMore<T>(attempt: () => Promise<T>, reporter: PassReporter): Promise<T> {
+async function syncOnceMore<T>(attempt: () => Promise<T>, again: () => Promise<T>, reporter: PassReporter): Promise<T> {
   try {
     return await attempt();
   } catch (error) {
     if (!(error instanceof MasterChangedError)) throw error;
     reporter.notice(`${describeError(error)}; nothing was changed, starting the pass over`);
-    return attempt();
+    return again();
   }
 }
 
-async function connectAndSync(settings: PassSettings, provider: SourceProvider, reporter: PassReporter, hooks: PassHooks, live: Change[]) {
-  const source = await provider.acquire();
+/** A session asked for before the pass needs it; abandoned (closed once it is up) when the pass ends before using it. */
+async function connectInBackground(provider: SourceProvider): Promise<{ readonly source: Promise<MasterSource>; abandon(): void }> {
+  const source = provider.acquire();
+  source.catch(() => undefined); // its failure is the pass's to report, when the pass awaits it
+  // Node issues the TCP connect to an IP address on a later tick: one turn of the event loop lets it
+  // leave now, not after the local work that follows (which runs as one chain of promise jobs).
+  await nextTurn();
+  return { source, abandon: () => void source.then((s) => provider.release(s, true)).catch(() => undefined) };
+}
+
+/** The hooks of the pass's first attempt: what the local check found is compared, and its scan planned against. */
+function withLocalCheck(hooks: PassHooks, check: LocalCheck | undefined): PassHooks {
+  if (check === undefined) return hooks;
+  return { ...hooks, verify: check.verify, targetScan: check.targetScan };
+}
+
+async function connectAndSync(
+  settings: PassSettings,
+  connecting: Promise<MasterSource>,
+  provider: SourceProvider,
+  reporter: PassReporter,
+  hooks: PassHooks,
+  live: Change[],
+) {
+  const source = await connecting;
   try {
     await hooks.at?.('connected');
     const outcome = await syncFrom(passContext(settings, source, reporter, hooks, live));

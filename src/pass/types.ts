@@ -3,6 +3,7 @@
 import type { CommitStep } from '../commit/commit.js';
 import type { ExitCodeValue } from '../errors.js';
 import type { KnownTarget } from '../local/known-target.js';
+import type { TargetScan } from '../local/scan.js';
 import type { Change } from '../plan/types.js';
 import type { KnownMaster } from '../remote/known-master.js';
 import type { LockWait } from '../state/lock.js';
@@ -58,6 +59,19 @@ export interface PassHooks {
   readonly knownMaster?: KnownMaster;
   /** Paths edited locally: fetched again and compared with the slave's bytes even when size and mtime match. */
   readonly verify?: ReadonlySet<string>;
+  /**
+   * Local work that needs the pass's locks but not the master (a one-shot pass's content check),
+   * run while the SSH session is set up, after an interrupted commit is completed.
+   */
+  readonly whileConnecting?: () => Promise<LocalCheck | undefined>;
+  /** A scan of the target taken under this pass's locks (the content check's): planned against instead of scanning again. */
+  readonly targetScan?: TargetScan;
+}
+
+/** What a local check found: the paths to compare byte for byte, and the scan it took of the target. */
+export interface LocalCheck {
+  readonly verify: ReadonlySet<string>;
+  readonly targetScan?: TargetScan;
 }
 /** `flush`: the one flush of many staged files is about to start (the commit prepares meanwhile). */
 export type PassPoint = 'connected' | 'scanned' | 'planned' | 'staged' | 'file-staged' | 'flush' | CommitStep | 'committed';

@@ -5,7 +5,7 @@
  * a watchdog, because ssh2 has no per-request timeout and a dead peer leaves
  * SFTP callbacks pending forever.
  */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { type Socket, connect as tcpConnect } from 'node:net';
 import type { Algorithms, ConnectConfig, ServerHostKeyAlgorithm, SFTPWrapper } from 'ssh2';
 import ssh2 from 'ssh2';
@@ -90,10 +90,11 @@ function hostKeyAlgorithms(knownTypes: string[]): ServerHostKeyAlgorithm[] {
   return [...new Set([...preferred, ...DEFAULT_HOST_KEY_ALGORITHMS])];
 }
 
-async function loadIdentity(file: string): Promise<Buffer> {
+/** Synchronously, as known_hosts (known-hosts.ts): the connect starts at once. */
+function loadIdentity(file: string): Buffer {
   let data: Buffer;
   try {
-    data = await readFile(file);
+    data = readFileSync(file);
   } catch (err) {
     throw new ConfigError(`cannot read identity file ${file}: ${errnoOf(err) ?? String(err)}`, { subject: file, cause: err });
   }
@@ -168,8 +169,8 @@ function connectFailure(opts: SessionOptions, state: ConnectState, err: unknown)
  * failures are never retried.
  */
 export async function openSession(opts: SessionOptions): Promise<SftpSession> {
-  const knownHosts = await loadKnownHosts(opts.knownHostsFile);
-  const privateKey = await loadIdentity(opts.identityFile);
+  const knownHosts = loadKnownHosts(opts.knownHostsFile);
+  const privateKey = loadIdentity(opts.identityFile);
   const started = performance.now();
   const deadline = started + opts.connectTimeoutMs;
   for (let attempt = 0; ; attempt++) {

@@ -43,13 +43,14 @@
 
 import type { Stats } from 'node:fs';
 import { basename, join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describeError } from '../errors.js';
 import type { Filter } from '../filter/types.js';
 import { hashFile, type StatIdentity, sameIdentity, statIdentityOf } from '../local/content-hashes.js';
 import { loadIdNames } from '../local/ids.js';
 import type { KnownTarget } from '../local/known-target.js';
 import { lstatIfPresent } from '../local/lstat.js';
-import { scanTarget } from '../local/scan.js';
+import { scanTarget, type TargetScan } from '../local/scan.js';
 import { isTempName } from '../local/temp-names.js';
 import type { PassResult } from '../pass/types.js';
 import type { Logger } from '../report/logger.js';
@@ -66,6 +67,12 @@ export const LOCAL_EDIT_MESSAGES = {
 
 /** Past this many records about single paths in one check or one pass, the rest are counted in one record. */
 const PATH_RECORDS_PER_BATCH = 20;
+
+/**
+ * How long the check hashes before it lets the event loop run: a one-shot pass's SSH handshake
+ * proceeds meanwhile (each of its steps needs the loop for a moment), and so do a daemon's timers.
+ */
+const HASHING_TURN_MS = 2;
 
 /** The content check needs no owner names: it only reads files. */
 const NO_NAMES = { userById: new Map<number, string>(), groupById: new Map<number, string>() };
@@ -137,11 +144,22 @@ export class LocalEdits {
    * Hashes every synced file whose stat identity changed and notes each whose content did; returns how many were noted.
    * With `knownTarget` (the daemon's), its scan is the full scan the next pass plans against: the target is scanned once.
    */
-  checkContent(knownTarget?: KnownTarget): Promise<number> {
-    return this.inBatch(() => this.compareContent(knownTarget));
+  async checkContent(knownTarget?: KnownTarget): Promise<number> {
+    return (await this.inBatch(() => this.compareContent({ knownTarget, forPlanning: knownTarget !== undefined }))).noted;
   }
 
-  private async compareContent(knownTarget: KnownTarget | undefined): Promise<number> {
+  /** A one-shot pass's check: its scan (with owner names) is the one the pass then plans against. */
+  async checkContentForPass(): Promise<TargetScan> {
+    return (await this.inBatch(() => this.compareContent({ forPlanning: true }))).scan;
+  }
+
+  private async compareContent({
+    knownTarget,
+    forPlanning,
+  }: {
+    knownTarget?: KnownTarget;
+    forPlanning: boolean;
+  }): Promise<{ noted: number; scan: TargetScan }> {
     this.checkedAt = this.now();
     // The scan's own lstat of each file tells whether it is the file that was hashed: nothing is stat-ed twice.
     const wallNow = this.wallNow();
@@ -152,14 +170,19 @@ export class LocalEdits {
       if (!stat || !sameIdentity(stat, st)) toRead.set(path, statIdentityOf(st, wallNow));
     };
     // A scan the pass may plan against needs owner names, as the pass's own scan has; the check alone needs none.
-    const names = knownTarget ? await loadIdNames() : NO_NAMES;
+    const names = forPlanning ? await loadIdNames() : NO_NAMES;
     const token = knownTarget?.startScan();
     const scan = await scanTarget(this.opts.targetDir, this.opts.filter, { names, onFileStat });
     if (knownTarget && token) knownTarget.remember(scan, token);
     const { tree } = scan;
     let noted = 0;
     const vanished = new Set<string>();
+    let turnEnds = performance.now() + HASHING_TURN_MS;
     for (const [path, stat] of toRead) {
+      if (performance.now() >= turnEnds) {
+        await nextTurn();
+        turnEnds = performance.now() + HASHING_TURN_MS;
+      }
       // The identity was taken before the read: a change during the read moves it, and the next check reads again.
       const hash = this.hashFile(join(this.opts.targetDir, path));
       if (hash === null) {
@@ -178,7 +201,7 @@ export class LocalEdits {
     }
     this.recorded = true;
     await this.save();
-    return noted;
+    return { noted, scan };
   }
 
   /** The paths this pass must compare with the master whatever their size and mtime. */

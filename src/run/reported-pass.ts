@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { describeError, isLockWait } from '../errors.js';
 import { compileFilter } from '../filter/rsync-filter.js';
 import type { KnownTarget } from '../local/known-target.js';
+import type { TargetScan } from '../local/scan.js';
 import { runPass } from '../pass/run-pass.js';
-import type { PassResult } from '../pass/types.js';
+import type { LocalCheck, PassResult } from '../pass/types.js';
 import type { KnownMaster } from '../remote/known-master.js';
 import type { SourceProvider } from '../remote/types.js';
 import { treeDigest } from '../report/digest.js';
@@ -57,8 +58,16 @@ export async function runReportedPass(
   // Paused, a pass compares nothing (at most it completes an interrupted commit): it must not promise a correction.
   // Beside a running daemon the record is the daemon's, and it may be mid-commit: its own check covers the target.
   const oneShotCheck = opts.verify === undefined && !settings.dryRun && !existsSync(settings.flagFile) && !(await daemonRuns(settings.stateDir));
-  const localEdits = oneShotCheck ? await checkLocalEdits(settings, logger) : undefined;
-  const verify = opts.verify ?? localEdits?.startPass();
+  // Run by the pass once it holds its locks (after it completed an interrupted commit), while it connects.
+  let localEdits: LocalEdits | undefined;
+  const whileConnecting = oneShotCheck
+    ? async (): Promise<LocalCheck | undefined> => {
+        const checked = await checkLocalEdits(settings, logger);
+        if (checked === undefined) return undefined;
+        localEdits = checked.edits;
+        return { verify: checked.edits.startPass(), targetScan: checked.scan };
+      }
+    : undefined;
   const reporter = makeReporter(log, { printItems: opts.printItems, printErrors: true, holdPlain: opts.quiet !== undefined });
   let result: PassResult | undefined;
   let quietPass = false;
@@ -69,7 +78,8 @@ export async function runReportedPass(
       lockWait: opts.lockWait,
       knownTarget: opts.knownTarget,
       knownMaster: opts.knownMaster,
-      verify,
+      verify: opts.verify,
+      whileConnecting,
     });
   } finally {
     const plain = result?.result === 'ok' && result.changedPaths.length === 0 && reporter.plain;
@@ -106,7 +116,7 @@ export async function runReportedPass(
  * The quick check (size + mtime) cannot see an in-place edit whose mtime was
  * put back; what this notes, the pass compares with the master byte for byte.
  */
-async function checkLocalEdits(settings: PassSettings, logger: Logger): Promise<LocalEdits | undefined> {
+async function checkLocalEdits(settings: PassSettings, logger: Logger): Promise<{ edits: LocalEdits; scan: TargetScan } | undefined> {
   const edits = new LocalEdits({
     targetDir: settings.targetDir,
     stateDir: settings.stateDir,
@@ -116,8 +126,8 @@ async function checkLocalEdits(settings: PassSettings, logger: Logger): Promise<
     oneShot: true,
   });
   try {
-    await edits.checkContent();
-    return edits;
+    // The check's scan, taken under the pass's locks, is the one the pass plans against: the target is scanned once.
+    return { edits, scan: await edits.checkContentForPass() };
   } catch (err) {
     // A target that cannot be read is the pass's to report, with its typed error.
     logger.warn({ msg: 'content check failed', error: describeError(err) });

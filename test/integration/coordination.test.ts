@@ -69,14 +69,24 @@ test(
   T,
   async (t) => {
     const s = await setup(t);
-    const d = startDaemon(s, [], { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '4000' });
+    // Held at the hook until released (SIGUSR2) once the waiting sync has said so: however slow the machine.
+    const d = startDaemon(s, [], { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '90000' });
     await waitFor(() => d.stderr().includes('test hook paused at staged'), 15_000, 'the pass to reach the hook', output(d));
     const short = await runCli(['sync', ...s.args, '--wait', '1']);
     assert.equal(short.status, 75, show(short));
     assert.match(short.stderr, new RegExp(`pid ${d.child.pid}`), show(short));
-    const sync = await runCli(['sync', '--now', ...s.args, '--wait', '30s']);
+    const waiting = startCli(['sync', '--now', ...s.args, '--wait', '60s']);
+    const said = new RegExp(`waiting for the running pass \\(pid ${d.child.pid}\\)`);
+    await waitFor(
+      () => said.test(waiting.stderr()) || waiting.child.exitCode !== null,
+      30_000,
+      'the waiting message',
+      () => waiting.stderr(),
+    );
+    d.child.kill('SIGUSR2');
+    const sync = await waiting.done;
     assert.equal(sync.status, 0, show(sync));
-    assert.match(sync.stderr, new RegExp(`waiting for the running pass \\(pid ${d.child.pid}\\)`), show(sync));
+    assert.match(sync.stderr, said, show(sync));
     assert.ok(existsSync(path.join(s.target, 'serverconf.xml')));
     assert.doesNotMatch(await logText(s), /rsync error|code 75/, 'the lock wait is not logged as a failed pass');
     assert.equal((await statusJson(s)).lastPass?.result, 'ok', 'no failed status record');
