@@ -107,6 +107,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
     maxBackoffMs: Math.max(opts.intervalMs, 30_000),
     // Polling an unchanged master keeps to a CPU share (a large tree is listed less often; changes still start a pass at once).
     pollCpuShare: opts.pollCpuShare,
+    fullScanEveryMs: fullScanMs,
     runPass: async () => {
       await keepLocks(locks, logger);
       // A target restored by moving the old one aside is watched afresh. Looked at when the pass scans the
@@ -119,7 +120,8 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
         return 'skipped';
       }
       noticeClockStep();
-      if (localEdits.contentCheckDue()) {
+      const fullScan = localEdits.contentCheckDue();
+      if (fullScan) {
         // The full scan: the listing is taken afresh too, by the content check's scan, which this pass plans against.
         knownTarget.forget();
         // A target that cannot be read is the pass's to report, with its typed error.
@@ -153,7 +155,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
         // edits with the master (thousands after a by-hand pass beside the daemon) follows changes, not the tree.
         const cycleCpuMs = cpuMsSince(cpuMark);
         cpuMark = process.cpuUsage();
-        if (result.result === 'ok' && result.changedPaths.length === 0 && verify.size === 0 && !isLockWait(result.error)) notePollCost(cycleCpuMs);
+        if (result.result === 'ok' && result.changedPaths.length === 0 && verify.size === 0 && !isLockWait(result.error)) notePollCost(cycleCpuMs, fullScan);
         systemd.passEnded(isLockWait(result.error) ? { kind: 'skipped', at: result.finishedAt, why: 'another pass kept the lock' } : lastPassOf(result));
         // Only a clean no-change pass leaves the target as scanned (a by-hand pass we waited for may have written it).
         if (result.result !== 'ok' || result.changedPaths.length > 0) knownTarget.forget();
@@ -179,15 +181,15 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
 
   let cpuMark = process.cpuUsage();
   // Said when polling starts to be spaced out for its CPU share, and when it is back to --interval.
-  const notePollCost = (cpuMs: number): void => {
-    const change = scheduler.notePollCost(cpuMs);
+  const notePollCost = (cpuMs: number, fullScan: boolean): void => {
+    const change = scheduler.notePollCost(cpuMs, { fullScan });
     if (change === undefined) return;
-    const { spacedOut, spacingMs } = change;
+    const { spacedOut, spacingMs, passCostMs } = change;
     const share = `${(opts.pollCpuShare ?? 1) * 100} %`;
     logger.info(
       spacedOut
         ? {
-            msg: `passes are spaced ${(spacingMs / 1000).toFixed(1)} s apart: a pass over the unchanged master costs ${cpuMs.toFixed(0)} ms of CPU, and polling keeps to --poll-cpu ${share} of a core (changes seen locally, and resume, still start a pass at once)`,
+            msg: `passes are spaced ${(spacingMs / 1000).toFixed(1)} s apart: a pass over the unchanged master costs ${passCostMs.toFixed(0)} ms of CPU, and polling keeps to --poll-cpu ${share} of a core (changes seen locally, and resume, still start a pass at once)`,
             spacingS: spacingMs / 1000,
           }
         : { msg: `passes are back to every --interval: polling costs less than --poll-cpu ${share} of a core`, intervalS: opts.intervalMs / 1000 },

@@ -11,6 +11,12 @@
  * than `pollCpuShare` of the interval, passes are spaced cost / share apart
  * (at most `maxSpacingMs`). Requests (a local edit, resume) still run at
  * once: their cost follows changes, not the tree.
+ *
+ * The full scan (every `fullScanEveryMs`, whatever the spacing) is not part
+ * of that cost: spacing cannot make it rarer. Its share of a core comes off
+ * the budget instead, so the two together keep to the share. Averaged into
+ * the pass cost, one full scan a minute swung the spacing up and back down
+ * every minute, and the log said so each time.
  */
 import type { PassOutcome } from '../pass/outcome.js';
 
@@ -24,6 +30,8 @@ export interface SchedulerOptions {
   readonly pollCpuShare?: number;
   /** The longest the spacing grows to for the CPU share (the guide's minute). */
   readonly maxSpacingMs?: number;
+  /** How often the daemon's full scan runs (a minute): its CPU is spread over that period. */
+  readonly fullScanEveryMs?: number;
   readonly runPass: () => Promise<PassOutcome>;
 }
 
@@ -31,10 +39,14 @@ export interface SchedulerOptions {
 export interface SpacingChange {
   readonly spacedOut: boolean;
   readonly spacingMs: number;
+  /** What a pass over the unchanged master costs now (ms of CPU, the mean the spacing follows). */
+  readonly passCostMs: number;
 }
 
 /** No-change passes whose cost sets the spacing. */
 const POLL_COSTS_KEPT = 5;
+/** Full scans whose cost comes off the budget. */
+const FULL_SCAN_COSTS_KEPT = 3;
 
 export class PassScheduler {
   private timer: NodeJS.Timeout | undefined;
@@ -44,6 +56,8 @@ export class PassScheduler {
   private stopped = false;
   /** CPU of the last few no-change passes (ms), newest last. */
   private readonly pollCosts: number[] = [];
+  /** CPU of the last few no-change cycles that included the full scan (ms), newest last. */
+  private readonly fullScanCosts: number[] = [];
   /** Passes are spaced beyond --interval for the CPU share (what the log said last). */
   private spacedOut = false;
 
@@ -78,35 +92,29 @@ export class PassScheduler {
   }
 
   /** The CPU (ms, all threads) the daemon used from the end of the last pass to the end of this no-change one: what polling costs. Returns the spacing when it is to be said in the log. */
-  notePollCost(cpuMs: number): SpacingChange | undefined {
+  notePollCost(cpuMs: number, { fullScan = false }: { fullScan?: boolean } = {}): SpacingChange | undefined {
     if (!Number.isFinite(cpuMs) || cpuMs < 0) return undefined;
-    this.pollCosts.push(cpuMs);
-    if (this.pollCosts.length > POLL_COSTS_KEPT) this.pollCosts.shift();
+    const costs = fullScan ? this.fullScanCosts : this.pollCosts;
+    costs.push(cpuMs);
+    if (costs.length > (fullScan ? FULL_SCAN_COSTS_KEPT : POLL_COSTS_KEPT)) costs.shift();
     // Two thresholds: a cost that hovers around one (23 ms, 25 ms, 23 ms…) would be said every pass, for months.
     const spacingMs = this.spacingMs();
     const change = this.spacedOut ? spacingMs <= this.opts.intervalMs : spacingMs > this.opts.intervalMs * 1.2;
     if (!change) return undefined;
     this.spacedOut = !this.spacedOut;
-    return { spacedOut: this.spacedOut, spacingMs };
-  }
-
-  /**
-   * The mean of the last few: a full scan once a minute counts with its share, and one pass
-   * with a major GC (or the first ones, while V8 still compiles) stretches the spacing for a
-   * few passes only.
-   */
-  private pollCostMs(): number | undefined {
-    if (this.pollCosts.length === 0) return undefined;
-    return this.pollCosts.reduce((sum, cost) => sum + cost, 0) / this.pollCosts.length;
+    return { spacedOut: this.spacedOut, spacingMs, passCostMs: mean(this.pollCosts) ?? cpuMs };
   }
 
   /** Time between scheduled passes before jitter: the interval, or longer where polling would exceed its CPU share. */
   spacingMs(): number {
     const share = this.opts.pollCpuShare ?? 1;
-    const cost = this.pollCostMs();
+    const cost = mean(this.pollCosts);
     if (cost === undefined || share >= 1) return this.opts.intervalMs;
     const longest = Math.max(this.opts.intervalMs, this.opts.maxSpacingMs ?? 60_000);
-    return Math.min(longest, Math.max(this.opts.intervalMs, cost / share));
+    // What is left of the share once the full scans have had theirs.
+    const budget = share - (mean(this.fullScanCosts) ?? 0) / (this.opts.fullScanEveryMs ?? 60_000);
+    if (budget <= 0) return longest;
+    return Math.min(longest, Math.max(this.opts.intervalMs, cost / budget));
   }
 
   /** Delay before the next pass after `result`; exposed for tests. */
@@ -138,4 +146,12 @@ export class PassScheduler {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
+}
+
+/**
+ * The mean of the last few: one pass with a major GC (or the first ones, while V8 still
+ * compiles) stretches the spacing for a few passes only.
+ */
+function mean(costs: readonly number[]): number | undefined {
+  return costs.length === 0 ? undefined : costs.reduce((sum, cost) => sum + cost, 0) / costs.length;
 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PassScheduler } from '../../src/daemon/scheduler.js';
+import { PassScheduler, type SpacingChange } from '../../src/daemon/scheduler.js';
 
 type Outcome = 'ok' | 'failed' | 'skipped';
 
@@ -51,8 +51,8 @@ describe('pass scheduler', () => {
     assert.ok(Math.abs(s.spacingMs() - 5000) < 10, `100 ms per pass at 2 %: every 5 s, got ${s.spacingMs()}`);
     const d = s.nextDelay('ok');
     assert.ok(d >= s.spacingMs() && d <= s.spacingMs() * 1.1, `jitter applies to the spacing, got ${d}`);
-    s.notePollCost(600); // a cycle with the minute's full scan counts with its share of the last five
-    assert.ok(Math.abs(s.spacingMs() - 10_000) < 10, `the mean of the last five cycles, got ${s.spacingMs()}`);
+    s.notePollCost(600, { fullScan: true }); // the minute's full scan: 1 % of a core, whatever the spacing
+    assert.ok(Math.abs(s.spacingMs() - 10_000) < 10, `the other 1 % for the passes: every 10 s, got ${s.spacingMs()}`);
     for (let i = 0; i < 5; i++) s.notePollCost(5); // cheap again: back to the interval within five passes
     assert.equal(s.spacingMs(), 1000);
     for (let i = 0; i < 40; i++) s.notePollCost(5000);
@@ -76,6 +76,32 @@ describe('pass scheduler', () => {
     }
     assert.deepEqual(after, said[0] === true ? [false, true] : [true], 'a real fall and rise are still said');
     assert.equal(s.spacingMs(), 5000);
+  });
+
+  it('a full scan once a minute does not swing the spacing: an hour of 1 s passes on a 3,000-entry tree says nothing', () => {
+    const s = new PassScheduler({ intervalMs: 1000, jitter: 0, maxBackoffMs: 30_000, pollCpuShare: 0.02, fullScanEveryMs: 60_000, runPass: async () => 'ok' });
+    const said: SpacingChange[] = [];
+    let elapsedMs = 0;
+    let nextFullScanMs = 0;
+    // Passes 15 ms each (1.5 % of a core at 1 s); the minute's full scan 300 ms (0.5 %): 2 % together.
+    while (elapsedMs < 3_600_000) {
+      const fullScan = elapsedMs >= nextFullScanMs;
+      if (fullScan) nextFullScanMs += 60_000;
+      const change = s.notePollCost(fullScan ? 300 : 15, { fullScan });
+      if (change) said.push(change);
+      elapsedMs += s.spacingMs();
+    }
+    assert.deepEqual(said, [], 'no line about the spacing');
+    assert.equal(s.spacingMs(), 1000);
+  });
+
+  it('full scans that alone exceed the share space the passes as far as they go', () => {
+    const s = new PassScheduler({ intervalMs: 1000, jitter: 0, maxBackoffMs: 30_000, pollCpuShare: 0.02, fullScanEveryMs: 60_000, runPass: async () => 'ok' });
+    s.notePollCost(5);
+    s.notePollCost(1500, { fullScan: true }); // 2.5 % of a core in full scans alone
+    assert.equal(s.spacingMs(), 60_000);
+    const change = s.notePollCost(5);
+    assert.equal(change, undefined, 'said once, when the full scan was noted');
   });
 
   it('keeps to --interval when the CPU share is unlimited', () => {
