@@ -138,6 +138,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
           knownMaster,
           quiet,
           verify,
+          recordIncoming: (incoming) => localEdits.recordIncoming(incoming),
           metrics,
           // A by-hand pass (sync, resume --now) holds the lock: wait for it, it does our work.
           lockWait: {

@@ -120,16 +120,13 @@ async function assertRecordMatches(dirs: SlaveDirs, after: CliRun): Promise<void
   assert.equal(Object.keys(record.incoming ?? {}).length, 0, 'nothing left of the interrupted commit in the record');
 }
 
-/** Fails today: the record learns what a commit wrote only after the pass (removed with the fix). */
-const KNOWN_FALSE_ALARM = { ...T, todo: 'the content record does not know what an interrupted commit was writing' };
-
 const changedLocally = (run: CliRun) => parseRecords(run.stdout).filter((r) => CHANGED_LOCALLY.test(String(r.msg)));
 
 for (const [killAt, when] of [
   ['committed', 'after its commit, before the content record was saved'],
   ['rename:2', 'in the middle of its commit (the next pass rolls the journal forward)'],
 ] as const) {
-  test(`a one-shot sync killed ${when}: the next sync takes nothing it wrote for a local edit`, KNOWN_FALSE_ALARM, async (t) => {
+  test(`a one-shot sync killed ${when}: the next sync takes nothing it wrote for a local edit`, T, async (t) => {
     const { sync, dirs } = await killedPass(t, killAt);
     const next = await sync();
     assert.equal(next.status, 0, shown(next));
@@ -145,7 +142,7 @@ for (const [killAt, when] of [
   });
 }
 
-test('a real local edit made after a pass was killed past its commit is still noted and corrected', KNOWN_FALSE_ALARM, async (t) => {
+test('a real local edit made after a pass was killed past its commit is still noted and corrected', T, async (t) => {
   const { sync, dirs } = await killedPass(t, 'committed');
   const edited = MASTER_CHANGES.modified[0]!;
   await fs.writeFile(path.join(dirs.target, edited), 'edited on the slave\n');
