@@ -54,6 +54,12 @@ export interface CommitOptions {
    * (a pause or a signal that came while the flush ran). Nothing has changed then.
    */
   readonly beforeJournal?: () => void;
+  /**
+   * Started as the journal is prepared (the staged data still flushing) and awaited before the journal
+   * begins: says what the commit is about to write (run-pass.ts: the content record learns it), so that
+   * whatever is written before the first rename is on disk whenever the commit is cut short.
+   */
+  readonly announce?: () => Promise<void>;
 }
 
 export interface CommitResult {
@@ -85,11 +91,14 @@ export async function commitChanges(changes: readonly Change[], staging: Staging
   const ops = buildCommitOps(changes, relTemps, opts.source, ownerFileName(ownerTag(opts.stateDir)));
   await precheckCommit(ops, opts.targetRoot);
   // The journal may name the temps only once their data is on disk; all before it is done meanwhile
-  // (the flush of 5,000 staged files takes ~0.1 s).
+  // (the flush of 5,000 staged files takes ~0.1 s), the announcement too.
+  const announced = opts.announce?.();
+  announced?.catch(() => undefined); // awaited below; not unhandled if preparing the journal throws first
   const prepared = await prepareJournal(opts.stateDir, opts.targetRoot, ops, changes);
   let journal: OpenJournal;
   try {
     await staging.durable;
+    await announced;
     opts.beforeJournal?.();
     journal = await prepared.begin();
   } catch (err) {

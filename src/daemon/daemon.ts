@@ -140,6 +140,7 @@ async function runLockedDaemon(settings: PassSettings, opts: DaemonOptions, lock
           knownMaster,
           quiet,
           verify,
+          recordIncoming: (incoming) => localEdits.recordIncoming(incoming),
           metrics,
           // A by-hand pass (sync, resume --now) holds the lock: wait for it, it does our work.
           lockWait: {

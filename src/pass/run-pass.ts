@@ -230,12 +230,14 @@ async function stageAndCommit(
     };
     mayCommit();
     await racy.files.beforeCommit(racy.now);
+    const { recordIncoming } = hooks;
     const result = await commitChanges(changes, staging, {
       targetRoot: settings.targetDir,
       source: sourceTree,
       stateDir: settings.stateDir,
       beforeStep: hooks.at,
       beforeJournal: mayCommit,
+      announce: recordIncoming && (() => recordIncoming(incomingContent(changes, staging.contentHashes))),
     }).catch((err: unknown) => {
       if (err instanceof PartialCommitError) {
         // Part of the commit is live: say exactly what, so hints and --on-change cover it.
@@ -261,6 +263,23 @@ async function stageAndCommit(
     // After a commit only unused temps (skipped paths) remain; before it, all of them.
     if (!committed || staging.temps.size > 0) await staging.discard({ committed });
   }
+}
+
+/**
+ * What the commit leaves at each path it changes: a fetched file's staged hash, nothing at a deletion or where a
+ * directory or symlink replaces a file. An attribute change leaves the content as it is: not listed.
+ */
+function incomingContent(changes: readonly Change[], staged: ReadonlyMap<string, string>): Map<string, string | null> {
+  const incoming = new Map<string, string | null>();
+  for (const c of changes) {
+    if (c.kind === 'attrs') continue;
+    // A file fetched without a staged hash (none is made for it) is read back by the pass's record instead.
+    if (c.kind === 'fetch') {
+      const hash = staged.get(c.path);
+      if (hash !== undefined) incoming.set(c.path, hash);
+    } else if (!incoming.has(c.path)) incoming.set(c.path, null);
+  }
+  return incoming;
 }
 
 /**

@@ -66,6 +66,13 @@ export interface PassHooks {
   readonly whileConnecting?: () => Promise<LocalCheck | undefined>;
   /** A scan of the target taken under this pass's locks (the content check's): planned against instead of scanning again. */
   readonly targetScan?: TargetScan;
+  /**
+   * Awaited before the commit's first rename, with what it leaves at each path it changes: the hash of the
+   * staged bytes, or null where no regular file will be. The keeper of the content record (run/local-edits.ts)
+   * saves it, so a check after the commit was cut short does not take the new content for local edits.
+   * Must not throw: the commit waits for it, it does not depend on it.
+   */
+  readonly recordIncoming?: (incoming: ReadonlyMap<string, string | null>) => Promise<void>;
 }
 
 /** What a local check found: the paths to compare byte for byte, and the scan it took of the target. */

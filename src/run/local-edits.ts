@@ -32,6 +32,16 @@
  * master's. A failed or skipped (paused) pass claims nothing: the paths stay
  * noted for the next one.
  *
+ * A pass killed in its commit or right after it, before this record took in
+ * what it wrote, must not leave every file it wrote looking edited: before
+ * the commit's first rename the record is saved with what the commit is
+ * about to leave at each path (`incoming`: the staged bytes' hash, or none
+ * for a deletion). The next check takes a file holding either its recorded
+ * or its incoming content for the master's (the commit may have stopped
+ * anywhere, and a daemon's check runs before its pass rolls the journal
+ * forward; a one-shot pass's, after); anything else is a local edit as
+ * before. The pass's endPass records what it wrote and drops `incoming`.
+ *
  * One-shot passes (`sync`, the timer's pass every minute, `resume --now`)
  * run the same content check at their start and compare what it notes in
  * that very pass. The saved record leaves out every path still in question,
@@ -54,7 +64,7 @@ import { scanTarget, type TargetScan } from '../local/scan.js';
 import { isTempName } from '../local/temp-names.js';
 import type { PassResult } from '../pass/types.js';
 import type { Logger } from '../report/logger.js';
-import { loadContentRecord, type RecordedContent, saveContentRecord } from '../state/content-record.js';
+import { type IncomingContent, loadContentRecord, type RecordedContent, saveContentRecord } from '../state/content-record.js';
 
 export type DetectedBy = 'watcher' | 'content check';
 
@@ -105,6 +115,8 @@ export class LocalEdits {
   private passing = false;
   /** Content hash (and stat identity) per synced file, as of the last content check or our own write. */
   private readonly hashes: Map<string, RecordedContent>;
+  /** What the commit in progress (or one cut short) leaves at each path it changes; null: no file. */
+  private readonly incoming: Map<string, string | null>;
   /** False until the first content check (or a record from an earlier run): before it there is nothing to compare with. */
   private recorded: boolean;
   /** The record changed since it was last saved. */
@@ -123,7 +135,9 @@ export class LocalEdits {
     const saved = loadContentRecord(opts.stateDir, opts.targetDir);
     this.recorded = saved !== null;
     // Paths excluded since the record was written are none of our business now.
-    this.hashes = new Map([...(saved ?? [])].filter(([path]) => !opts.filter.isExcludedPath(path, false) && !isTempName(basename(path))));
+    const ours = ([path]: [string, unknown]): boolean => !opts.filter.isExcludedPath(path, false) && !isTempName(basename(path));
+    this.hashes = new Map([...(saved?.files ?? [])].filter(ours));
+    this.incoming = new Map([...(saved?.incoming ?? [])].filter(ours));
   }
 
   /** A watcher event for a synced path that is not the pass's own write. True: a corrective pass is wanted. */
@@ -192,12 +206,13 @@ export class LocalEdits {
       const before = this.hashes.get(path);
       this.setHash(path, { hash, stat });
       // A file new since the last check, or one that vanished, is a change too (a missed inotify event).
-      if (this.recorded && before?.hash !== hash) noted += this.noteOnce(path);
+      // What an interrupted commit was writing there is not: the master's content, as the recorded one.
+      if (this.recorded && before?.hash !== hash && this.incoming.get(path) !== hash) noted += this.noteOnce(path);
     }
     for (const path of [...this.hashes.keys()]) {
       if (tree.get(path)?.type === 'file' && !vanished.has(path)) continue;
       this.setHash(path, null);
-      if (this.recorded) noted += this.noteOnce(path);
+      if (this.recorded && this.incoming.get(path) !== null) noted += this.noteOnce(path);
     }
     this.recorded = true;
     await this.save();
@@ -210,6 +225,24 @@ export class LocalEdits {
     this.checking = this.pending;
     this.pending = new Map();
     return new Set(this.checking.keys());
+  }
+
+  /**
+   * Before the commit's first rename (pass/types.ts, PassHooks.recordIncoming): saves the record with what
+   * the commit leaves at each path, durably, so a check after a kill or power loss at any point from here
+   * to endPass's save takes it for the master's content. Never throws: a record that cannot be saved costs
+   * at most a false alarm, and the commit goes on.
+   */
+  async recordIncoming(incoming: IncomingContent): Promise<void> {
+    // No record yet: the next check notes nothing anyway (the first check records, it does not compare).
+    if (!this.recorded) return;
+    for (const [path, hash] of incoming) {
+      // A deletion matters only for a file the record names; a path in question is not in the saved record at all.
+      if (hash !== null || this.hashes.has(path)) this.incoming.set(path, hash);
+    }
+    if (this.incoming.size === 0) return;
+    this.unsaved = true;
+    await this.save({ durable: true });
   }
 
   /**
@@ -228,8 +261,15 @@ export class LocalEdits {
     const during = new Set(this.duringPass);
     this.duringPass.clear();
     const changed = new Set(result?.changedPaths ?? []);
+    // What the pass's commit made live is recorded below (as staged, or read from disk): its incoming
+    // content has served. A commit left in the journal is rolled forward by a later pass, which records it.
+    if (this.incoming.size > 0) {
+      this.incoming.clear();
+      this.unsaved = true;
+    }
     if (result?.result !== 'ok') {
       await this.recordWritten(changed);
+      await this.save();
       // Nothing claimed: a failed pass is retried by the schedule, a skipped one waits for resume.
       for (const [path, by] of checked) if (!this.pending.has(path)) this.pending.set(path, by);
       for (const path of during) if (!changed.has(path)) this.note(path, 'watcher');
@@ -245,6 +285,7 @@ export class LocalEdits {
     for (const path of during) if (!changed.has(path) && !checked.has(path)) this.note(path, 'watcher');
     // What the pass wrote, and what it found equal to the master, is the master's content: the record from now on.
     await this.recordWritten(new Set([...changed, ...[...checked.keys()].filter((path) => !this.pending.has(path))]), result.fetchedContent);
+    await this.save();
     return this.pending.size > 0;
   }
 
@@ -327,12 +368,15 @@ export class LocalEdits {
     this.unsaved = true;
   }
 
-  private async save(): Promise<void> {
+  private async save({ durable = false } = {}): Promise<void> {
     if (!this.unsaved) return;
     this.unsaved = false;
     // A path still in question is left out: whoever checks next, after a restart or in the next one-shot pass, notes it again.
-    const settled = new Map([...this.hashes].filter(([path]) => !this.pending.has(path) && !this.checking.has(path)));
-    await saveContentRecord(this.opts.stateDir, this.opts.targetDir, settled).catch((err: unknown) => {
+    // Its incoming content too: a noted path the commit corrects is noted again after a kill, and then reported.
+    const inQuestion = (path: string): boolean => this.pending.has(path) || this.checking.has(path);
+    const settled = new Map([...this.hashes].filter(([path]) => !inQuestion(path)));
+    const incoming = new Map([...this.incoming].filter(([path]) => !inQuestion(path)));
+    await saveContentRecord(this.opts.stateDir, this.opts.targetDir, settled, incoming, { durable }).catch((err: unknown) => {
       // Kept in memory all the same: only a restart would lose it.
       this.opts.logger.warn({ msg: 'cannot save the content record; it is kept in memory', error: describeError(err) });
     });

@@ -10,7 +10,7 @@ import { compileFilter } from '../filter/rsync-filter.js';
 import type { KnownTarget } from '../local/known-target.js';
 import type { TargetScan } from '../local/scan.js';
 import { runPass } from '../pass/run-pass.js';
-import type { LocalCheck, PassResult } from '../pass/types.js';
+import type { LocalCheck, PassHooks, PassResult } from '../pass/types.js';
 import type { KnownMaster } from '../remote/known-master.js';
 import type { SourceProvider } from '../remote/types.js';
 import { treeDigest } from '../report/digest.js';
@@ -46,6 +46,8 @@ export async function runReportedPass(
      * Without it (a one-shot pass) the pass runs the content check itself and compares what that notes.
      */
     verify?: ReadonlySet<string>;
+    /** The daemon's content record, told what a commit writes before it starts (PassHooks.recordIncoming); a one-shot pass tells its own. */
+    recordIncoming?: PassHooks['recordIncoming'];
     /** The daemon's --metrics-file, kept across its passes; one-shot passes load their own. */
     metrics?: PassMetrics;
   },
@@ -80,6 +82,8 @@ export async function runReportedPass(
       knownMaster: opts.knownMaster,
       verify: opts.verify,
       whileConnecting,
+      // The one-shot record exists once the check ran (whileConnecting), before any commit.
+      recordIncoming: opts.recordIncoming ?? (async (incoming) => localEdits?.recordIncoming(incoming)),
     });
   } finally {
     const plain = result?.result === 'ok' && result.changedPaths.length === 0 && reporter.plain;

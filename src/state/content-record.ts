@@ -6,12 +6,23 @@
  * check, in whichever process runs it, and a file whose identity is
  * unchanged need not be read again. Version 1 held hashes only: it is still
  * read (every file is then hashed once more, nothing is noted falsely).
- * Rewritten only
- * when the record changes (a
- * pass wrote files, a check found a change); no fsync: after a crash an
- * older record costs at most a fetch-and-compare of the files it names
- * wrongly, never a wrong result, because every finding is checked against
- * the master. A missing, unreadable or other target's record means "none".
+ * Rewritten only when the record changes (a pass wrote files, a check found
+ * a change); no fsync: after a crash an older record costs at most a
+ * fetch-and-compare of the files it names wrongly, never a wrong result,
+ * because every finding is checked against the master. A missing,
+ * unreadable or other target's record means "none".
+ *
+ * `incoming`: what a commit is about to leave at each path it changes (the
+ * hash of the staged bytes; null where no regular file will be), saved
+ * before its first rename and dropped when the pass has recorded what it
+ * wrote. A check after the commit was cut short (kill, power loss) takes
+ * either content for the master's, not for a local edit. A separate map,
+ * not a field of each entry: a file the commit adds has no entry yet. Older
+ * versions of xroad-sync ignore it (they only warn about those files once),
+ * and a record without it is read as before: the version stays 2. Saved
+ * with an fsync then (`durable`), once per committing pass: the journal's
+ * fsync of the state dir that follows makes its rename durable too, so the
+ * record a power loss leaves is never older than the commit's renames.
  */
 import writeFileAtomic from 'write-file-atomic';
 import type { StatIdentity } from '../local/content-hashes.js';
@@ -33,24 +44,38 @@ interface ContentDoc {
   readonly target: string;
   /** Version 1: path → hash. Version 2: path → [hash] or [hash, dev, ino, size, mtimeMs, ctimeMs]. */
   readonly files: Record<string, unknown>;
+  /** Path → the hash of what the commit in progress writes there, or null where it leaves no file. */
+  readonly incoming?: Record<string, unknown>;
+}
+
+/** What a commit leaves at each path it changes: a content hash, or null where no regular file will be. */
+export type IncomingContent = ReadonlyMap<string, string | null>;
+
+export interface ContentRecord {
+  readonly files: Map<string, RecordedContent>;
+  readonly incoming: Map<string, string | null>;
 }
 
 function contentRecordPath(stateDir: string): string {
   return stateFilePath(stateDir, 'contentHashes');
 }
 
-export function loadContentRecord(stateDir: string, target: string): Map<string, RecordedContent> | null {
+export function loadContentRecord(stateDir: string, target: string): ContentRecord | null {
   const text = readSmallFile(contentRecordPath(stateDir));
   if (text === null) return null;
   try {
     const doc = JSON.parse(text) as ContentDoc;
     if ((doc.version !== 1 && doc.version !== VERSION) || doc.target !== target || typeof doc.files !== 'object' || doc.files === null) return null;
-    const record = new Map<string, RecordedContent>();
+    const files = new Map<string, RecordedContent>();
     for (const [path, value] of Object.entries(doc.files)) {
       const content = doc.version === 1 ? fromVersion1(value) : fromVersion2(value);
-      if (content) record.set(path, content);
+      if (content) files.set(path, content);
     }
-    return record;
+    const incoming = new Map<string, string | null>();
+    for (const [path, value] of Object.entries(typeof doc.incoming === 'object' && doc.incoming !== null ? doc.incoming : {})) {
+      if (typeof value === 'string' || value === null) incoming.set(path, value);
+    }
+    return { files, incoming };
   } catch {
     return null;
   }
@@ -68,10 +93,21 @@ function fromVersion2(value: unknown): RecordedContent | undefined {
   return { hash: hash as string, stat: { dev, ino, size, mtimeMs, ctimeMs } as StatIdentity };
 }
 
-export async function saveContentRecord(stateDir: string, target: string, files: ReadonlyMap<string, RecordedContent>): Promise<void> {
+export async function saveContentRecord(
+  stateDir: string,
+  target: string,
+  files: ReadonlyMap<string, RecordedContent>,
+  incoming: IncomingContent = new Map(),
+  { durable = false } = {},
+): Promise<void> {
   const entries = [...files].map(
     ([path, { hash, stat }]) => [path, stat ? [hash, stat.dev, stat.ino, stat.size, stat.mtimeMs, stat.ctimeMs] : [hash]] as const,
   );
-  const doc: ContentDoc = { version: VERSION, target, files: Object.fromEntries(entries) };
-  await writeFileAtomic(contentRecordPath(stateDir), JSON.stringify(doc), { mode: 0o600, fsync: false, chown: stateFileOwner(stateDir) });
+  const doc: ContentDoc = {
+    version: VERSION,
+    target,
+    files: Object.fromEntries(entries),
+    ...(incoming.size > 0 ? { incoming: Object.fromEntries(incoming) } : {}),
+  };
+  await writeFileAtomic(contentRecordPath(stateDir), JSON.stringify(doc), { mode: 0o600, fsync: durable, chown: stateFileOwner(stateDir) });
 }

@@ -40,7 +40,7 @@ export const STATE_FILES = {
   contentHashes: {
     name: 'content-hashes.json',
     purpose: 'a hash of each synced file, to find local edits that keep size and mtime (or were made while no pass ran)',
-    writtenBy: 'the daemon and one-shot passes, when the record changes',
+    writtenBy: 'the daemon and one-shot passes, when the record changes and before a commit (what it is about to write)',
   },
   flagSeen: {
     name: 'flag-seen.json',

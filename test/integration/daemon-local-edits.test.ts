@@ -134,3 +134,31 @@ test('master changes the daemon syncs (modify, add, a new directory, delete) are
   const claims = d.records().filter((r) => typeof r.msg === 'string' && /changed locally|local change/.test(r.msg));
   assert.deepEqual(claims, [], output(d)());
 });
+
+test('master changes a daemon committed just before it was killed are not taken for local edits by the next daemon', T, async (t) => {
+  const defer = deferrer(t);
+  const tree = { 'conf.d/local.ini': ORIGINAL, 'serverconf.xml': '<conf/>\n', 'old.xml': '<old/>\n' };
+  const s = await slaveDirs(defer, 'xroad-sync-killed-daemon-', tree);
+  const anHourAgo = Date.now() / 1000 - 3600;
+  for (const rel of Object.keys(tree)) await fs.utimes(path.join(s.source, rel), anHourAgo, anHourAgo);
+  const master = await startMaster();
+  defer(() => master.stop());
+  // Synced (and its content recorded) by hand; then the master changes: a modification, an addition, a deletion.
+  const first = await runCli(['sync', ...passArgs(master, s)]);
+  assert.equal(first.status, 0, first.stderr);
+  await fs.writeFile(path.join(s.source, 'conf.d', 'local.ini'), '[signer]\nport=5561\nmore=1\n');
+  await fs.writeFile(path.join(s.source, 'added.xml'), '<added/>\n');
+  await fs.unlink(path.join(s.source, 'old.xml'));
+  const args = ['daemon', ...passArgs(master, s), '--interval', '30'];
+  const killed = startCli(args, { env: { XROAD_SYNC_TEST_HOOK: 'kill@committed' } });
+  defer(() => killed.stop(2_000));
+  const end = await killed.done;
+  assert.equal(end.signal, 'SIGKILL', `killed right after its first commit\n${output(killed)()}`);
+  assert.equal(await fs.readFile(path.join(s.target, 'added.xml'), 'utf8'), '<added/>\n', 'the commit was done');
+  const again = startCli(args, { env: { XROAD_SYNC_TEST_FULL_SCAN_MS: String(FULL_SCAN_MS) } });
+  defer(() => again.stop(2_000));
+  // Its first pass follows its first content check.
+  await waitFor(() => again.records().some((r) => r.msg === 'pass' && r.result === 'ok'), 30_000, 'the first pass', output(again));
+  const claims = again.records().filter((r) => typeof r.msg === 'string' && /changed locally|local change/.test(r.msg));
+  assert.deepEqual(claims, [], output(again)());
+});

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, unlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -326,6 +326,87 @@ describe('LocalEdits: the record of what a pass wrote', () => {
     assert.deepEqual(reads, ['c.ini']);
     advance(60_000);
     assert.equal(await edits.checkContent(), 0, 'recorded: nothing to note');
+  });
+});
+
+describe('LocalEdits: what a commit cut short was writing', () => {
+  const hashOf = (text: string): string => {
+    const h = contentHasher();
+    h.update(Buffer.from(text));
+    return h.digest();
+  };
+
+  /** A target of three recorded files, and a commit announced (written to the record) that rewrites a.ini, adds b.ini and deletes c.ini. */
+  async function announced() {
+    const t = await setup();
+    await writeFile(join(t.dir, 'c.ini'), 'c=1\n');
+    await t.edits.checkContent();
+    t.edits.startPass();
+    await t.edits.recordIncoming(
+      new Map([
+        ['a.ini', hashOf('a=master\n')],
+        ['b.ini', hashOf('b=master\n')],
+        ['c.ini', null],
+      ]),
+    );
+    return t;
+  }
+
+  it('a kill anywhere in the commit: each file holding its recorded or its incoming content is no local edit, a deletion neither', async () => {
+    const { dir, records, start } = await announced();
+    // Killed part-way: a.ini renamed, b.ini not yet, c.ini deleted.
+    await writeFile(join(dir, 'a.ini'), 'a=master\n');
+    await unlink(join(dir, 'c.ini'));
+    const next = start();
+    assert.equal(await next.checkContent(), 0);
+    // The journal rolled forward: b.ini arrives.
+    await writeFile(join(dir, 'b.ini'), 'b=master\n');
+    assert.equal(await next.checkContent(), 0);
+    assert.deepEqual(records, []);
+  });
+
+  it('what is neither recorded nor incoming is noted: real edits made after the kill', async () => {
+    const { dir, records, start } = await announced();
+    await writeFile(join(dir, 'a.ini'), 'a=edited on the slave\n');
+    await writeFile(join(dir, 'b.ini'), 'b=edited on the slave\n');
+    const next = start();
+    assert.equal(await next.checkContent(), 2);
+    assert.deepEqual(
+      records.map((r) => r.path),
+      ['a.ini', 'b.ini'],
+    );
+  });
+
+  it('is dropped from the record by the pass’s end, and a pass that writes nothing does not save the record', async () => {
+    const { dir, stateDir, edits } = await announced();
+    const file = stateFilePath(stateDir, 'contentHashes');
+    assert.equal(Object.keys(JSON.parse(await readFile(file, 'utf8')).incoming).length, 3, 'saved before the commit');
+    await writeFile(join(dir, 'a.ini'), 'a=master\n');
+    await writeFile(join(dir, 'b.ini'), 'b=master\n');
+    await unlink(join(dir, 'c.ini'));
+    await edits.endPass({ ...passResult('ok', ['a.ini', 'b.ini', 'c.ini']), fetchedContent: new Map([['a.ini', hashOf('a=master\n')]]) });
+    const saved = JSON.parse(await readFile(file, 'utf8'));
+    assert.equal(saved.incoming, undefined);
+    assert.deepEqual(Object.keys(saved.files).sort(), ['a.ini', 'b.ini']);
+    await utimes(file, 1_000_000, 1_000_000);
+    edits.startPass();
+    await edits.endPass(passResult('ok'));
+    assert.equal((await stat(file)).mtimeMs, 1_000_000_000, 'not rewritten');
+  });
+
+  it('a noted path the commit corrects stays out of it: noted again after a kill, so its correction is reported', async () => {
+    const { dir, records, edits, start } = await setup();
+    await edits.checkContent();
+    await writeFile(join(dir, 'a.ini'), 'a=edited\n');
+    assert.equal(edits.watcherSaw('a.ini'), true);
+    edits.startPass();
+    await edits.recordIncoming(new Map([['a.ini', hashOf('a=1\n')]]));
+    await writeFile(join(dir, 'a.ini'), 'a=1\n'); // the commit corrected it, and the pass was killed
+    assert.equal(await start().checkContent(), 1);
+    assert.deepEqual(
+      records.map((r) => r.path),
+      ['a.ini', 'a.ini'],
+    );
   });
 });
 
