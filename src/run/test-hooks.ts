@@ -21,8 +21,7 @@ export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: 
   return async (point) => {
     if (point !== wanted || ++seen !== target) return;
     if (action === 'kill') process.kill(process.pid, 'SIGKILL');
-    notice(`test hook paused at ${point}`);
-    await new Promise<void>((resolve) => {
+    const released = new Promise<void>((resolve) => {
       const release = (): void => {
         clearTimeout(timer);
         process.removeListener('SIGUSR2', release);
@@ -31,6 +30,10 @@ export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: 
       const timer = setTimeout(release, pauseMs);
       process.on('SIGUSR2', release);
     });
+    // Said once the release is listened for: a test that signals as soon as it reads this line must not
+    // find SIGUSR2 still at its default action (which ends the process).
+    notice(`test hook paused at ${point}`);
+    await released;
   };
 }
 
