@@ -32,6 +32,8 @@ export interface SchedulerOptions {
   readonly maxSpacingMs?: number;
   /** How often the daemon's full scan runs (a minute): its CPU is spread over that period. */
   readonly fullScanEveryMs?: number;
+  /** Monotonic milliseconds (tests simulate hours). */
+  readonly now?: () => number;
   readonly runPass: () => Promise<PassOutcome>;
 }
 
@@ -47,6 +49,13 @@ export interface SpacingChange {
 const POLL_COSTS_KEPT = 5;
 /** Full scans whose cost comes off the budget. */
 const FULL_SCAN_COSTS_KEPT = 3;
+/**
+ * Passes are said to be spaced out once the spacing exceeds the interval by half, and back once it
+ * is the interval again: a pass cost that wanders (GC, a busy proxy beside the daemon) stays inside.
+ */
+const SPACED_OUT_ABOVE = 1.5;
+/** A change of spacing is said at most this often; one that does not last until then is not said. */
+const SPACING_SAID_AT_MOST_EVERY_MS = 10 * 60_000;
 
 export class PassScheduler {
   private timer: NodeJS.Timeout | undefined;
@@ -60,6 +69,8 @@ export class PassScheduler {
   private readonly fullScanCosts: number[] = [];
   /** Passes are spaced beyond --interval for the CPU share (what the log said last). */
   private spacedOut = false;
+  /** When the spacing was last said (monotonic ms). */
+  private spacingSaidAt = -Infinity;
 
   constructor(private readonly opts: SchedulerOptions) {}
 
@@ -97,10 +108,14 @@ export class PassScheduler {
     const costs = fullScan ? this.fullScanCosts : this.pollCosts;
     costs.push(cpuMs);
     if (costs.length > (fullScan ? FULL_SCAN_COSTS_KEPT : POLL_COSTS_KEPT)) costs.shift();
-    // Two thresholds: a cost that hovers around one (23 ms, 25 ms, 23 ms…) would be said every pass, for months.
+    // Two thresholds, and a pause between lines: a cost that hovers around one (23 ms, 25 ms, 23 ms…)
+    // would be said every pass, for months.
     const spacingMs = this.spacingMs();
-    const change = this.spacedOut ? spacingMs <= this.opts.intervalMs : spacingMs > this.opts.intervalMs * 1.2;
+    const change = this.spacedOut ? spacingMs <= this.opts.intervalMs : spacingMs > this.opts.intervalMs * SPACED_OUT_ABOVE;
     if (!change) return undefined;
+    const now = this.opts.now ? this.opts.now() : performance.now();
+    if (now - this.spacingSaidAt < SPACING_SAID_AT_MOST_EVERY_MS) return undefined;
+    this.spacingSaidAt = now;
     this.spacedOut = !this.spacedOut;
     return { spacedOut: this.spacedOut, spacingMs, passCostMs: mean(this.pollCosts) ?? cpuMs };
   }
@@ -111,8 +126,9 @@ export class PassScheduler {
     const cost = mean(this.pollCosts);
     if (cost === undefined || share >= 1) return this.opts.intervalMs;
     const longest = Math.max(this.opts.intervalMs, this.opts.maxSpacingMs ?? 60_000);
-    // What is left of the share once the full scans have had theirs.
-    const budget = share - (mean(this.fullScanCosts) ?? 0) / (this.opts.fullScanEveryMs ?? 60_000);
+    // What is left of the share once the full scans have had theirs (a full-scan cycle includes a pass).
+    const fullScanMs = Math.max(0, (mean(this.fullScanCosts) ?? 0) - cost);
+    const budget = share - fullScanMs / (this.opts.fullScanEveryMs ?? 60_000);
     if (budget <= 0) return longest;
     return Math.min(longest, Math.max(this.opts.intervalMs, cost / budget));
   }
