@@ -261,20 +261,22 @@ export class LocalEdits {
     const during = new Set(this.duringPass);
     this.duringPass.clear();
     const changed = new Set(result?.changedPaths ?? []);
-    // What the pass's commit made live is recorded below (as staged, or read from disk): its incoming
-    // content has served. A commit left in the journal is rolled forward by a later pass, which records it.
-    if (this.incoming.size > 0) {
-      this.incoming.clear();
-      this.unsaved = true;
-    }
     if (result?.result !== 'ok') {
-      await this.recordWritten(changed);
-      await this.save();
-      // Nothing claimed: a failed pass is retried by the schedule, a skipped one waits for resume.
+      // Nothing claimed: a failed pass is retried by the schedule, a skipped one waits for resume. Put back
+      // before anything is saved: the save leaves paths in question out, else their edited bytes would be
+      // saved as the record and the edit never seen again.
       for (const [path, by] of checked) if (!this.pending.has(path)) this.pending.set(path, by);
       for (const path of during) if (!changed.has(path)) this.note(path, 'watcher');
+      // What a partial commit made live is recorded below; what its journal still has to write keeps its
+      // incoming content until the pass that completes the journal ends ok.
+      this.dropIncoming(changed);
+      await this.recordWritten(changed);
+      await this.save();
       return false;
     }
+    // What the pass's commit made live is recorded below (as staged, or read from disk): its incoming
+    // content has served, and so has any left by an earlier pass's journal, which this pass completed.
+    this.dropIncoming();
     if (checked.size > 0) this.unsaved = true; // settled paths go back into the saved record
     for (const [path, by] of checked) {
       // Edited again while the pass ran and left alone by its commit: still in question.
@@ -287,6 +289,14 @@ export class LocalEdits {
     await this.recordWritten(new Set([...changed, ...[...checked.keys()].filter((path) => !this.pending.has(path))]), result.fetchedContent);
     await this.save();
     return this.pending.size > 0;
+  }
+
+  /** Forget the incoming content of `paths` (all of it without). */
+  private dropIncoming(paths?: ReadonlySet<string>): void {
+    const before = this.incoming.size;
+    if (paths === undefined) this.incoming.clear();
+    else for (const path of paths) this.incoming.delete(path);
+    if (this.incoming.size !== before) this.unsaved = true;
   }
 
   private note(path: string, by: DetectedBy): void {
