@@ -74,7 +74,7 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
     if (!settings.dryRun) targetLock = await lockTargetForPass(settings.targetDir, { stateDir: settings.stateDir, lockFile: lock.path });
     // Both locks held (a refused pass never logs into the master): the SSH session is set up meanwhile.
     const connecting = paused ? undefined : await connectInBackground(provider);
-    let first: PassHooks;
+    let check: LocalCheck | undefined;
     try {
       // Journal state comes before the master: a pass that cannot reach it still completes an interrupted commit.
       if (settings.dryRun) await reportPendingJournal(settings, reporter);
@@ -87,15 +87,15 @@ export async function runPass(settings: PassSettings, provider: SourceProvider, 
           live.map((c) => c.path),
         );
       }
-      first = withLocalCheck(hooks, await hooks.whileConnecting?.());
+      check = await hooks.whileConnecting?.();
     } catch (error) {
       connecting?.abandon();
       throw error;
     }
     // A second attempt (the master changed mid-pass) compares the same paths, and scans the target afresh.
     const outcome = await syncOnceMore(
-      () => connectAndSync(settings, connecting!.source, provider, reporter, first, live),
-      () => connectAndSync(settings, provider.acquire(), provider, reporter, { ...first, targetScan: undefined }, live),
+      () => connectAndSync(settings, connecting!.source, provider, reporter, hooks, (h) => withLocalCheck(h, check, performance.now()), live),
+      () => connectAndSync(settings, provider.acquire(), provider, reporter, hooks, (h) => withLocalCheck(h, check, Number.POSITIVE_INFINITY), live),
       reporter,
     );
     const recovered = countChanges(live);
@@ -145,10 +145,18 @@ async function connectInBackground(provider: SourceProvider): Promise<{ readonly
   return { source, abandon: () => void source.then((s) => provider.release(s, true)).catch(() => undefined) };
 }
 
-/** The hooks of the pass's first attempt: what the local check found is compared, and its scan planned against. */
-function withLocalCheck(hooks: PassHooks, check: LocalCheck | undefined): PassHooks {
+/**
+ * How old the local check's scan of the target may be, when the pass starts planning, to be planned
+ * against. An edit made after it is seen by the next pass's check; waited for a slow master, the pass
+ * scans again rather than let that window grow to the connect timeout.
+ */
+const CHECK_SCAN_REUSE_MS = 1000;
+
+/** The pass's hooks once connected (at `now`, monotonic ms): what the local check found is compared, and its scan planned against while young. */
+function withLocalCheck(hooks: PassHooks, check: LocalCheck | undefined, now: number): PassHooks {
   if (check === undefined) return hooks;
-  return { ...hooks, verify: check.verify, targetScan: check.targetScan };
+  const young = check.targetScan !== undefined && now - check.targetScan.takenAt <= CHECK_SCAN_REUSE_MS;
+  return { ...hooks, verify: check.verify, targetScan: young ? check.targetScan!.scan : undefined };
 }
 
 async function connectAndSync(
@@ -157,12 +165,14 @@ async function connectAndSync(
   provider: SourceProvider,
   reporter: PassReporter,
   hooks: PassHooks,
+  /** What the pass adds to its hooks once connected (what the local check found). */
+  connected: (hooks: PassHooks) => PassHooks,
   live: Change[],
 ) {
   const source = await connecting;
   try {
     await hooks.at?.('connected');
-    const outcome = await syncFrom(passContext(settings, source, reporter, hooks, live));
+    const outcome = await syncFrom(passContext(settings, source, reporter, connected(hooks), live));
     await provider.release(source, true);
     return outcome;
   } catch (error) {

@@ -78,7 +78,8 @@ export interface PassHooks {
 /** What a local check found: the paths to compare byte for byte, and the scan it took of the target. */
 export interface LocalCheck {
   readonly verify: ReadonlySet<string>;
-  readonly targetScan?: TargetScan;
+  /** The scan, and when it began (monotonic ms). */
+  readonly targetScan?: { readonly scan: TargetScan; readonly takenAt: number };
 }
 /** `flush`: the one flush of many staged files is about to start (the commit prepares meanwhile). */
 export type PassPoint = 'connected' | 'scanned' | 'planned' | 'staged' | 'file-staged' | 'flush' | CommitStep | 'committed';

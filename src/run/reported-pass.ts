@@ -64,10 +64,11 @@ export async function runReportedPass(
   let localEdits: LocalEdits | undefined;
   const whileConnecting = oneShotCheck
     ? async (): Promise<LocalCheck | undefined> => {
+        const takenAt = performance.now();
         const checked = await checkLocalEdits(settings, logger);
         if (checked === undefined) return undefined;
         localEdits = checked.edits;
-        return { verify: checked.edits.startPass(), targetScan: checked.scan };
+        return { verify: checked.edits.startPass(), targetScan: { scan: checked.scan, takenAt } };
       }
     : undefined;
   const reporter = makeReporter(log, { printItems: opts.printItems, printErrors: true, holdPlain: opts.quiet !== undefined });

@@ -30,7 +30,7 @@ import {
   statTree,
 } from '../helpers/run-sync.js';
 import { makeTempDir, readTree, startMaster, suiteMaster, type TestMaster, type TreeSpec, writeTree } from '../helpers/sshd.js';
-import { waitFor } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 const T = { timeout: 90_000 };
 const T0 = 1_700_000_000;
@@ -415,6 +415,28 @@ describe('xroad-sync sync: guards and failures', () => {
     const next = await sync({ ...ws, source: src2 }, { logFile: path.join(ws.state, 'next.log') });
     ok(next);
     assert.deepEqual(obj(await readAll(ws.target)), obj(await readAll(src2)), 'the next pass converges');
+  });
+
+  it('a slave edit made while the pass waited more than a second for the master is seen by that pass (the check scan is not planned against)', T, async () => {
+    const ws = await workspace({ source: BASE });
+    ok(await sync(ws));
+    const mirrored = obj(await readAll(ws.target));
+    const pass = startSync({
+      master,
+      source: ws.source,
+      target: ws.target,
+      stateDir: ws.state,
+      env: { XROAD_SYNC_TEST_HOOK: 'pause@connected', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
+    });
+    await heldAt(pass, 'connected');
+    await writeFile(path.join(ws.target, 'stray.ini'), 'added on the slave\n');
+    await rm(path.join(ws.target, 'conf.d', 'local.ini'));
+    // What is tested is the scan's age: it must be older than the second a check's scan is reused for.
+    await sleep(1_100);
+    pass.child.kill('SIGUSR2');
+    const run = await pass.done;
+    ok(run);
+    assert.deepEqual(obj(await readAll(ws.target)), mirrored, 'the pass put back what was edited while it waited for the master');
   });
 
   it(
