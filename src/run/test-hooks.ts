@@ -9,6 +9,21 @@
 import type { PassPoint } from '../pass/types.js';
 import { notice } from '../util/output.js';
 
+/** The pause being held, released by SIGUSR2. */
+let releaseHeld: (() => void) | undefined;
+let listening = false;
+
+/**
+ * One SIGUSR2 listener for the process's life (a daemon makes hooks per pass). One removed after each
+ * release would leave signal-exit (write-file-atomic, mid-write) alone on SIGUSR2, and it re-raises a
+ * signal nobody else listens for: the release would end the process.
+ */
+function listenForRelease(): void {
+  if (listening) return;
+  listening = true;
+  process.on('SIGUSR2', () => releaseHeld?.());
+}
+
 export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: string) => Promise<void>) | undefined {
   const spec = env.XROAD_SYNC_TEST_HOOK;
   if (!spec) return undefined;
@@ -18,17 +33,18 @@ export function testHooksFromEnv(env = process.env): ((point: PassPoint, path?: 
   const target = Number(nth ?? 1);
   const pauseMs = Number(env.XROAD_SYNC_TEST_PAUSE_MS ?? 60_000);
   let seen = 0;
+  if (action === 'pause') listenForRelease();
   return async (point) => {
     if (point !== wanted || ++seen !== target) return;
     if (action === 'kill') process.kill(process.pid, 'SIGKILL');
     const released = new Promise<void>((resolve) => {
       const release = (): void => {
         clearTimeout(timer);
-        process.removeListener('SIGUSR2', release);
+        releaseHeld = undefined;
         resolve();
       };
       const timer = setTimeout(release, pauseMs);
-      process.on('SIGUSR2', release);
+      releaseHeld = release;
     });
     // Said once the release is listened for: a test that signals as soon as it reads this line must not
     // find SIGUSR2 still at its default action (which ends the process).
