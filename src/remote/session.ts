@@ -96,7 +96,14 @@ function loadIdentity(file: string): Buffer {
   try {
     data = readFileSync(file);
   } catch (err) {
-    throw new ConfigError(`cannot read identity file ${file}: ${errnoOf(err) ?? String(err)}`, { subject: file, cause: err });
+    throw new ConfigError(`cannot read identity file ${file}`, {
+      subject: file,
+      cause: err,
+      hint:
+        errnoOf(err) === 'ENOENT'
+          ? `create the sync user's key (ssh-keygen -t ed25519 -N '' -f ${file}) and add its .pub to the master's authorized_keys, or give --identity`
+          : `the sync user must be able to read it (ls -l ${file})`,
+    });
   }
   const parsed = ssh2.utils.parseKey(data);
   if (parsed instanceof Error) {

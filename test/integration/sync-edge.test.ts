@@ -177,6 +177,17 @@ describe('xroad-sync sync: guards and failures', () => {
     assert.deepEqual(obj(await readAll(ws.target)), obj(await readAll(ws.source)));
   });
 
+  it('a missing identity file: exit 1 naming it and how to make the key, nothing changed', T, async () => {
+    const ws = await workspace({ source: BASE });
+    const missing = path.join(ws.root, 'no-such-key');
+    const before = obj(await readAll(ws.target));
+    const run = await sync(ws, { args: ['--identity', missing] });
+    exits(run, 1);
+    assert.match(run.stderr, new RegExp(`cannot read identity file ${missing}.*ssh-keygen -t ed25519 -N '' -f ${missing}`), describeRun(run));
+    assert.doesNotMatch(run.stderr, /ENOENT: ENOENT/, 'the cause is said once');
+    assert.deepEqual(obj(await readAll(ws.target)), before, 'nothing was written');
+  });
+
   it('unreachable master: exit 255 at once on a closed port, within --connect-timeout on a silent one', T, async () => {
     const ws = await workspace({ source: BASE, target: { 'keep.ini': 'x' } });
     const before = await snapshot(ws.target);
