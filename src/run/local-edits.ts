@@ -64,7 +64,7 @@ import { scanTarget, type TargetScan } from '../local/scan.js';
 import { isTempName } from '../local/temp-names.js';
 import type { PassResult } from '../pass/types.js';
 import type { Logger } from '../report/logger.js';
-import { type IncomingContent, loadContentRecord, type RecordedContent, saveContentRecord } from '../state/content-record.js';
+import { contentRecordPath, type IncomingContent, loadContentRecord, type RecordedContent, saveContentRecord } from '../state/content-record.js';
 
 export type DetectedBy = 'watcher' | 'content check';
 
@@ -117,6 +117,8 @@ export class LocalEdits {
   private readonly hashes: Map<string, RecordedContent>;
   /** What the commit in progress (or one cut short) leaves at each path it changes; null: no file. */
   private readonly incoming: Map<string, string | null>;
+  /** A failed save of the record was logged (and none has succeeded since). */
+  private saveFailureSaid = false;
   /** False until the first content check (or a record from an earlier run): before it there is nothing to compare with. */
   private recorded: boolean;
   /** The record changed since it was last saved. */
@@ -386,10 +388,22 @@ export class LocalEdits {
     const inQuestion = (path: string): boolean => this.pending.has(path) || this.checking.has(path);
     const settled = new Map([...this.hashes].filter(([path]) => !inQuestion(path)));
     const incoming = new Map([...this.incoming].filter(([path]) => !inQuestion(path)));
-    await saveContentRecord(this.opts.stateDir, this.opts.targetDir, settled, incoming, { durable }).catch((err: unknown) => {
-      // Kept in memory all the same: only a restart would lose it.
-      this.opts.logger.warn({ msg: 'cannot save the content record; it is kept in memory', error: describeError(err) });
-    });
+    try {
+      await saveContentRecord(this.opts.stateDir, this.opts.targetDir, settled, incoming, { durable });
+      this.saveFailureSaid = false;
+    } catch (err) {
+      // Said once until a save succeeds again (a pass saves up to three times). A daemon keeps it in memory.
+      if (this.saveFailureSaid) return;
+      this.saveFailureSaid = true;
+      const file = contentRecordPath(this.opts.stateDir);
+      const meanwhile = this.opts.oneShot
+        ? 'the next check reads every synced file once more and may warn about files that did not change'
+        : 'the daemon keeps it in memory until it restarts';
+      this.opts.logger.warn({
+        msg: `cannot save the content record ${file}: ${meanwhile}; make the path a writable file (or remove it)`,
+        error: describeError(err),
+      });
+    }
   }
 }
 

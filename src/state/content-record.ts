@@ -56,7 +56,7 @@ export interface ContentRecord {
   readonly incoming: Map<string, string | null>;
 }
 
-function contentRecordPath(stateDir: string): string {
+export function contentRecordPath(stateDir: string): string {
   return stateFilePath(stateDir, 'contentHashes');
 }
 

@@ -102,6 +102,25 @@ describe('LocalEdits', () => {
     assert.deepEqual([...edits.startPass()].sort(), ['a.ini', 'new.ini']);
   });
 
+  it('a content record that cannot be saved is said once, naming the file and the fix, until a save succeeds again', async () => {
+    const { dir, stateDir, records, edits, advance } = await setup({ oneShot: true });
+    const record = stateFilePath(stateDir, 'contentHashes');
+    await mkdir(record); // a directory where the record goes: every save fails
+    await edits.checkContent();
+    await writeFile(join(dir, 'b.ini'), 'b=1\n');
+    advance(60_000);
+    edits.startPass();
+    await edits.endPass(passResult('ok', ['b.ini']));
+    const said = records.filter((r) => String(r.msg).startsWith('cannot save the content record'));
+    assert.equal(said.length, 1, JSON.stringify(records));
+    assert.match(String(said[0]!.msg), new RegExp(`${record}: .*make the path a writable file \\(or remove it\\)`));
+    await rm(record, { recursive: true });
+    edits.startPass();
+    await writeFile(join(dir, 'c.ini'), 'c=1\n');
+    await edits.endPass(passResult('ok', ['c.ini']));
+    assert.ok(JSON.parse(await readFile(record, 'utf8')).files['c.ini'], 'saved once the path is a file again');
+  });
+
   it('a check that finds many changes (a restored target) lists 20 paths and counts the rest in one record', async () => {
     const { dir, records, edits } = await setup();
     const names = Array.from({ length: 25 }, (_, i) => `f${String(i).padStart(2, '0')}.ini`);
