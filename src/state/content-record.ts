@@ -19,10 +19,8 @@
  * either content for the master's, not for a local edit. A separate map,
  * not a field of each entry: a file the commit adds has no entry yet. Older
  * versions of xroad-sync ignore it (they only warn about those files once),
- * and a record without it is read as before: the version stays 2. Saved
- * with an fsync then (`durable`), once per committing pass: the journal's
- * fsync of the state dir that follows makes its rename durable too, so the
- * record a power loss leaves is never older than the commit's renames.
+ * and a record without it is read as before: the version stays 2. Not
+ * fsynced (run/local-edits.ts, recordIncoming, says why).
  */
 import writeFileAtomic from 'write-file-atomic';
 import type { StatIdentity } from '../local/content-hashes.js';
@@ -98,7 +96,6 @@ export async function saveContentRecord(
   target: string,
   files: ReadonlyMap<string, RecordedContent>,
   incoming: IncomingContent = new Map(),
-  { durable = false } = {},
 ): Promise<void> {
   const entries = [...files].map(
     ([path, { hash, stat }]) => [path, stat ? [hash, stat.dev, stat.ino, stat.size, stat.mtimeMs, stat.ctimeMs] : [hash]] as const,
@@ -109,5 +106,5 @@ export async function saveContentRecord(
     files: Object.fromEntries(entries),
     ...(incoming.size > 0 ? { incoming: Object.fromEntries(incoming) } : {}),
   };
-  await writeFileAtomic(contentRecordPath(stateDir), JSON.stringify(doc), { mode: 0o600, fsync: durable, chown: stateFileOwner(stateDir) });
+  await writeFileAtomic(contentRecordPath(stateDir), JSON.stringify(doc), { mode: 0o600, fsync: false, chown: stateFileOwner(stateDir) });
 }
