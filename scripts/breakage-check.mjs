@@ -70,8 +70,8 @@ const BREAKAGES = [
   {
     name: 'an idle daemon pass scans the target again',
     file: 'src/pass/plan-pass.ts',
-    find: '  const reused = known?.reusable();\n',
-    replace: '  const reused = known?.reusable() && undefined;\n',
+    find: '  const reused = (preview ? undefined : hooks.targetScan) ?? known?.reusable();\n',
+    replace: '  const reused = (preview ? undefined : hooks.targetScan) ?? (known?.reusable() && undefined);\n',
     tests: ['dist/test/system/daemon-idle.test.js'],
   },
   {

@@ -100,8 +100,26 @@ describe('commit durability, from the system calls of a real pass', { concurrenc
    */
   async function releaseFlushOncePrepared(pass: { pid: number; stderr: () => string }, target: string): Promise<void> {
     await waitFor(() => pass.stderr().includes('paused at flush'), 60_000, 'the flush to be held', pass.stderr);
-    const prepared = (): boolean => readdirSync(target).some((name) => tempOwner(name)?.ownerFile === true || name === 'zz-last-by-name.ini');
+    // Prepared: the owner file is in the target and the content record has learned the incoming content
+    // (the last step before the journal that does not need the flush). A commit that did not wait for the
+    // flush writes its journal right after that record, well before this poll sees it.
+    const record = path.join(path.dirname(target), 'state', 'content-hashes.json');
+    const announced = (): boolean => {
+      try {
+        return 'incoming' in JSON.parse(readFileSync(record, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    const prepared = (): boolean =>
+      readdirSync(target).some((name) => name === 'zz-last-by-name.ini') ||
+      (announced() && readdirSync(target).some((name) => tempOwner(name)?.ownerFile === true));
     await waitFor(prepared, 60_000, 'the commit to prepare', pass.stderr);
+    // A commit that does not wait for the flush writes its journal next (a few ms: a write and two fsyncs);
+    // held on, the flush leaves it every chance to. A correct commit never does: the second's bound only
+    // limits how slow a broken commit may be and still be caught, never whether a correct one passes.
+    const journalWritten = (): boolean => readdirSync(path.join(path.dirname(target), 'state')).some((name) => name.startsWith('commit-journal'));
+    await waitFor(journalWritten, 1_000, 'a journal written while the flush is held').catch(() => undefined);
     const node = descendantsOf(pass.pid).find((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'strace');
     assert.ok(node, 'the traced pass');
     process.kill(node, 'SIGUSR2');
