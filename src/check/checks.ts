@@ -142,7 +142,7 @@ async function checkKnownHosts(settings: PassSettings): Promise<Outcome> {
   const { host, port, knownHostsFile: file } = settings.connection;
   const name = hostLookupName(host, port);
   const keyscan = `ssh-keyscan -p ${port} ${host} >> ${file}, then compare ssh-keygen -lf ${file} with ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the master`;
-  let known: Awaited<ReturnType<typeof loadKnownHosts>>;
+  let known: ReturnType<typeof loadKnownHosts>;
   try {
     known = loadKnownHosts(file);
   } catch (err) {

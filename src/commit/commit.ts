@@ -57,7 +57,7 @@ export interface CommitOptions {
   /**
    * Started as the journal is prepared (the staged data still flushing) and awaited before the journal
    * begins: says what the commit is about to write (run-pass.ts: the content record learns it), so that
-   * whatever is written before the first rename is on disk whenever the commit is cut short.
+   * a check after the commit was cut short anywhere knows what it was writing.
    */
   readonly announce?: () => Promise<void>;
 }

@@ -6,6 +6,7 @@ import type { KnownTarget } from '../local/known-target.js';
 import type { TargetScan } from '../local/scan.js';
 import type { Change } from '../plan/types.js';
 import type { KnownMaster } from '../remote/known-master.js';
+import type { IncomingContent } from '../state/content-record.js';
 import type { LockWait } from '../state/lock.js';
 import type { Tree } from '../tree.js';
 import type { PassOutcome } from './outcome.js';
@@ -72,7 +73,7 @@ export interface PassHooks {
    * saves it, so a check after the commit was cut short does not take the new content for local edits.
    * Must not throw: the commit waits for it, it does not depend on it.
    */
-  readonly recordIncoming?: (incoming: ReadonlyMap<string, string | null>) => Promise<void>;
+  readonly recordIncoming?: (incoming: IncomingContent) => Promise<void>;
 }
 
 /** What a local check found: the paths to compare byte for byte, and the scan it took of the target. */

@@ -275,7 +275,7 @@ export class LocalEdits {
       // What a partial commit made live is recorded below; what its journal still has to write keeps its
       // incoming content until the pass that completes the journal ends ok.
       this.dropIncoming(changed);
-      await this.recordWritten(changed);
+      this.recordWritten(changed);
       await this.save();
       return false;
     }
@@ -291,7 +291,7 @@ export class LocalEdits {
     // Events for paths the pass wrote are its own commit; any other path was edited by someone else.
     for (const path of during) if (!changed.has(path) && !checked.has(path)) this.note(path, 'watcher');
     // What the pass wrote, and what it found equal to the master, is the master's content: the record from now on.
-    await this.recordWritten(new Set([...changed, ...[...checked.keys()].filter((path) => !this.pending.has(path))]), result.fetchedContent);
+    this.recordWritten(new Set([...changed, ...[...checked.keys()].filter((path) => !this.pending.has(path))]), result.fetchedContent);
     await this.save();
     return this.pending.size > 0;
   }
@@ -342,14 +342,13 @@ export class LocalEdits {
    * The bytes a pass wrote are the master's: they are the record from now on. `fetched` holds the hash
    * of the bytes the pass staged for a path: recorded as they are, without reading the file back, and
    * without a stat identity, so the next check reads the file once and compares: an edit made right
-   * after the commit is then found, not recorded as the master's content.
+   * after the commit is then found, not recorded as the master's content. The caller saves.
    */
-  private async recordWritten(paths: ReadonlySet<string>, fetched?: ReadonlyMap<string, string>): Promise<void> {
+  private recordWritten(paths: ReadonlySet<string>, fetched?: ReadonlyMap<string, string>): void {
     if (!this.recorded || paths.size === 0) return;
     for (const path of paths) this.recordFile(path, fetched?.get(path));
     // A replaced or deleted directory took its files with it (they need not each be listed).
     for (const path of [...this.hashes.keys()]) if (!paths.has(path)) this.forgetIfGone(path);
-    await this.save();
   }
 
   /**

@@ -64,6 +64,27 @@ export async function heldAt(pass: StartedSync, point: PassPoint, timeoutMs = 30
   assert.ok(said(), `the pass did not pause at ${point}:\n${pass.stderrSoFar()}`);
 }
 
+/** A pass held at a test hook point until `release()`, which lets it go on and resolves with its run. */
+export interface HeldSync extends StartedSync {
+  release(): Promise<SyncRun>;
+}
+
+/**
+ * Starts a pass with XROAD_SYNC_TEST_HOOK=pause@POINT and returns once it is held there (released by
+ * SIGUSR2 when the test has done what it holds the pass for, however slow the machine).
+ */
+export async function startHeldAt(opts: RunSyncOptions, point: PassPoint, timeoutMs = 30_000): Promise<HeldSync> {
+  const pass = startSync({ ...opts, env: { ...opts.env, XROAD_SYNC_TEST_HOOK: `pause@${point}`, XROAD_SYNC_TEST_PAUSE_MS: '60000' } });
+  await heldAt(pass, point, timeoutMs);
+  return {
+    ...pass,
+    release: () => {
+      pass.child.kill('SIGUSR2');
+      return pass.done;
+    },
+  };
+}
+
 export function syncArgs(opts: RunSyncOptions): string[] {
   const source = opts.source.endsWith('/') ? opts.source : `${opts.source}/`;
   return [

@@ -26,6 +26,7 @@ import {
   runSync,
   type StatSnapshot,
   type SyncRun,
+  startHeldAt,
   startSync,
   statTree,
 } from '../helpers/run-sync.js';
@@ -432,21 +433,12 @@ describe('xroad-sync sync: guards and failures', () => {
     const ws = await workspace({ source: BASE });
     ok(await sync(ws));
     const mirrored = obj(await readAll(ws.target));
-    const pass = startSync({
-      master,
-      source: ws.source,
-      target: ws.target,
-      stateDir: ws.state,
-      env: { XROAD_SYNC_TEST_HOOK: 'pause@connected', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
-    });
-    await heldAt(pass, 'connected');
+    const pass = await startHeldAt({ master, source: ws.source, target: ws.target, stateDir: ws.state }, 'connected');
     await writeFile(path.join(ws.target, 'stray.ini'), 'added on the slave\n');
     await rm(path.join(ws.target, 'conf.d', 'local.ini'));
     // What is tested is the scan's age: it must be older than the second a check's scan is reused for.
     await sleep(1_100);
-    pass.child.kill('SIGUSR2');
-    const run = await pass.done;
-    ok(run);
+    ok(await pass.release());
     assert.deepEqual(obj(await readAll(ws.target)), mirrored, 'the pass put back what was edited while it waited for the master');
   });
 
@@ -457,18 +449,10 @@ describe('xroad-sync sync: guards and failures', () => {
       const ws = await workspace({ source: BASE });
       const before = obj(await readAll(ws.target));
       const flag = path.join(ws.state, 'flag');
-      const pass = startSync({
-        master,
-        source: ws.source,
-        target: ws.target,
-        stateDir: ws.state,
-        // One flush for all staged files (as a pass of 1,000 or more), held back until released (SIGUSR2).
-        env: { XROAD_SYNC_FLUSH: 'filesystem', XROAD_SYNC_TEST_HOOK: 'pause@flush', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
-      });
-      await heldAt(pass, 'flush');
+      // One flush for all staged files (as a pass of 1,000 or more), held back until released.
+      const pass = await startHeldAt({ master, source: ws.source, target: ws.target, stateDir: ws.state, env: { XROAD_SYNC_FLUSH: 'filesystem' } }, 'flush');
       await writeFile(flag, '');
-      pass.child.kill('SIGUSR2');
-      const run = await pass.done;
+      const run = await pass.release();
       ok(run);
       assert.match(run.stderr, /appeared during the pass: abandoned before its commit, nothing changed/);
       assert.deepEqual(obj(await readAll(ws.target)), before, 'the target changed');

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { PassPoint } from '../../../src/pass/types.js';
 import type { WarmSessionProvider } from '../../../src/remote/provider.js';
-import { describeRun, heldAt, runSync, type SyncRun, startSync } from '../../helpers/run-sync.js';
+import { describeRun, runSync, type SyncRun, startHeldAt, startSync } from '../../helpers/run-sync.js';
 import { startMaster, type TestMaster } from '../../helpers/sshd.js';
 import { ConcurrentChecker } from './checker.js';
 import { assertConverged, copyTree, expectedTree, inProcessPasses, journalOf, prng, Scratch, type Snapshot, seedFromEnv, snapshot } from './helpers.js';
@@ -275,19 +275,12 @@ describe('kill -9 of the sync process', () => {
       // Something for the next pass to stage after the roll-forward, so it reaches `staged` and meets the flag there.
       await writeFile(path.join(c.source, 'after-the-kill.ini'), 'x=1\n');
       const hookOut = path.join(c.state, 'on-change.out');
-      const next = startSync({
-        master,
-        source: c.source,
-        target: c.target,
-        stateDir: c.state,
-        args: ['--on-change', `cat > ${hookOut}`],
-        env: { XROAD_SYNC_TEST_HOOK: 'pause@staged', XROAD_SYNC_TEST_PAUSE_MS: '60000' },
-        timeoutMs: 60_000,
-      });
-      await heldAt(next, 'staged', 30_000);
+      const next = await startHeldAt(
+        { master, source: c.source, target: c.target, stateDir: c.state, args: ['--on-change', `cat > ${hookOut}`], timeoutMs: 60_000 },
+        'staged',
+      );
       await writeFile(path.join(c.state, 'flag'), '');
-      next.child.kill('SIGUSR2');
-      const run = await next.done;
+      const run = await next.release();
       assert.equal(run.status, 0, describeRun(run));
       assert.match(run.stderr + run.log, /completed the commit interrupted/, describeRun(run));
       assert.match(run.stderr + run.log, /abandoned before its commit/, describeRun(run));
