@@ -134,7 +134,11 @@ export class LocalEdits {
     this.now = opts.now ?? (() => performance.now());
     this.wallNow = opts.wallNow ?? Date.now;
     this.hashFile = opts.hashFile ?? hashFile;
-    const saved = loadContentRecord(opts.stateDir, opts.targetDir);
+    const saved = loadContentRecord(opts.stateDir, opts.targetDir, (why) =>
+      opts.logger.warn({
+        msg: `content record ${contentRecordPath(opts.stateDir)} cannot be used (${why}): this check records the target as it finds it, so an edit made since the last pass that kept its size and mtime goes unnoticed; the record is written afresh`,
+      }),
+    );
     this.recorded = saved !== null;
     // Paths excluded since the record was written are none of our business now.
     const ours = ([path]: [string, unknown]): boolean => !opts.filter.isExcludedPath(path, false) && !isTempName(basename(path));

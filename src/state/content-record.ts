@@ -9,8 +9,8 @@
  * Rewritten only when the record changes (a pass wrote files, a check found
  * a change); no fsync: after a crash an older record costs at most a
  * fetch-and-compare of the files it names wrongly, never a wrong result,
- * because every finding is checked against the master. A missing,
- * unreadable or other target's record means "none".
+ * because every finding is checked against the master. A missing or other
+ * target's record means "none"; so does an unusable one, and the loader says why.
  *
  * `incoming`: what a commit is about to leave at each path it changes (the
  * hash of the staged bytes; null where no regular file will be), saved
@@ -23,8 +23,9 @@
  * fsynced (run/local-edits.ts, recordIncoming, says why).
  */
 import writeFileAtomic from 'write-file-atomic';
+import { describeError } from '../errors.js';
 import type { StatIdentity } from '../local/content-hashes.js';
-import { readSmallFile } from '../util/small-file.js';
+import { readSmallFileStrictly } from '../util/small-file.js';
 import { stateFilePath } from '../util/state-files.js';
 import { stateFileOwner } from '../util/state-owner.js';
 
@@ -58,12 +59,27 @@ export function contentRecordPath(stateDir: string): string {
   return stateFilePath(stateDir, 'contentHashes');
 }
 
-export function loadContentRecord(stateDir: string, target: string): ContentRecord | null {
-  const text = readSmallFile(contentRecordPath(stateDir));
+/**
+ * The record, or null for none: missing, another target's, or unusable. `onUnusable` hears why a record
+ * that is there cannot be used (unreadable, not JSON, truncated by a crash, an unknown version): the
+ * check then starts afresh and cannot see an edit that kept size and mtime, which the operator must know.
+ */
+export function loadContentRecord(stateDir: string, target: string, onUnusable?: (why: string) => void): ContentRecord | null {
+  let text: string | null;
+  try {
+    text = readSmallFileStrictly(contentRecordPath(stateDir));
+  } catch (err) {
+    onUnusable?.(describeError(err));
+    return null;
+  }
   if (text === null) return null;
   try {
     const doc = JSON.parse(text) as ContentDoc;
-    if ((doc.version !== 1 && doc.version !== VERSION) || doc.target !== target || typeof doc.files !== 'object' || doc.files === null) return null;
+    if (typeof doc !== 'object' || doc === null || (doc.version !== 1 && doc.version !== VERSION) || typeof doc.files !== 'object' || doc.files === null) {
+      onUnusable?.('not a content record of a version this xroad-sync reads');
+      return null;
+    }
+    if (doc.target !== target) return null;
     const files = new Map<string, RecordedContent>();
     for (const [path, value] of Object.entries(doc.files)) {
       const content = doc.version === 1 ? fromVersion1(value) : fromVersion2(value);
@@ -74,7 +90,8 @@ export function loadContentRecord(stateDir: string, target: string): ContentReco
       if (typeof value === 'string' || value === null) incoming.set(path, value);
     }
     return { files, incoming };
-  } catch {
+  } catch (err) {
+    onUnusable?.(text === '' ? 'empty' : describeError(err));
     return null;
   }
 }

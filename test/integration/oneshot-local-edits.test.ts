@@ -27,7 +27,7 @@ const shown = (run: CliRun): string => `exit ${run.status}\n--- stdout\n${run.st
 const recordsFor = (run: CliRun, msg: string) => parseRecords(run.stdout).filter((r) => r.msg === msg && r.path === EDITED);
 
 /** A slave synced once by a one-shot pass, its master files an hour old (not racy: no pass re-fetches them on its own). */
-async function syncedSlave(t: TestContext): Promise<{ sync: () => Promise<CliRun>; file: string; flagFile: string }> {
+async function syncedSlave(t: TestContext): Promise<{ sync: () => Promise<CliRun>; file: string; flagFile: string; stateDir: string }> {
   const defer = deferrer(t);
   const dirs: SlaveDirs = await slaveDirs(defer, 'xroad-sync-oneshot-edits-', { [EDITED]: ORIGINAL, 'serverconf.xml': '<conf/>\n' });
   const anHourAgo = Date.now() / 1000 - 3600;
@@ -37,8 +37,20 @@ async function syncedSlave(t: TestContext): Promise<{ sync: () => Promise<CliRun
   const sync = () => runCli(['sync', ...passArgs(master, dirs)]);
   const first = await sync();
   assert.equal(first.status, 0, shown(first));
-  return { sync, file: path.join(dirs.target, EDITED), flagFile: dirs.flagFile };
+  return { sync, file: path.join(dirs.target, EDITED), flagFile: dirs.flagFile, stateDir: dirs.stateDir };
 }
+
+test('a one-shot sync that finds its content record garbled (truncated by a crash) says so, naming the file, and writes it afresh', T, async (t) => {
+  const { sync, stateDir } = await syncedSlave(t);
+  const record = path.join(stateDir, 'content-hashes.json');
+  await fs.writeFile(record, '{"version":2,"target":');
+  const second = await sync();
+  assert.equal(second.status, 0, shown(second));
+  const said = parseRecords(second.stdout).filter((r) => String(r.msg).startsWith(`content record ${record} cannot be used`));
+  assert.equal(said.length, 1, shown(second));
+  const third = await sync();
+  assert.equal(parseRecords(third.stdout).filter((r) => String(r.msg).includes('cannot be used')).length, 0, `written afresh\n${shown(third)}`);
+});
 
 test('a one-shot sync corrects an in-place edit that kept size and mtime, and says so', T, async (t) => {
   const { sync, file } = await syncedSlave(t);

@@ -102,6 +102,25 @@ describe('LocalEdits', () => {
     assert.deepEqual([...edits.startPass()].sort(), ['a.ini', 'new.ini']);
   });
 
+  it('a content record that is there but cannot be used (garbage, truncated by a crash) is said, naming the file; a missing one is not', async () => {
+    const { stateDir, records, start } = await setup();
+    const record = stateFilePath(stateDir, 'contentHashes');
+    await start().checkContent(); // a missing record: the first check, nothing to say
+    assert.deepEqual(
+      records.filter((r) => String(r.msg).includes('cannot be used')),
+      [],
+    );
+    for (const garbage of ['{"version":2,"target":', '']) {
+      records.length = 0;
+      await writeFile(record, garbage);
+      await start().checkContent();
+      const said = records.filter((r) => String(r.msg).includes('cannot be used'));
+      assert.equal(said.length, 1, `${JSON.stringify(garbage)}: ${JSON.stringify(records)}`);
+      assert.equal(said[0]!.level, 'warn');
+      assert.match(String(said[0]!.msg), new RegExp(`^content record ${record} cannot be used`));
+    }
+  });
+
   it('a content record that cannot be saved is said once, naming the file and the fix, until a save succeeds again', async () => {
     const { dir, stateDir, records, edits, advance } = await setup({ oneShot: true });
     const record = stateFilePath(stateDir, 'contentHashes');
